@@ -1,0 +1,171 @@
+/*
+ * chan.c: channels with Go's semantics.
+ *
+ * An unbuffered channel is a rendezvous: a sender returns only once a
+ * receiver has taken its message (directly from the sender's sudog). A
+ * buffered channel is a FIFO ring of `cap` messages. Close wakes every
+ * waiter: receivers see "closed", senders fail with ECLOSED (Go panics).
+ *
+ * Locking: one lock per channel (c->lock). A waiter to wake is collected
+ * while the lock is held and woken after it is released. select.c takes
+ * several channel locks, in address order.
+ */
+#include <string.h>
+#include "internal.h"
+
+static void chan_destroy(conc_obj *o) {
+  conc_chan *c = (conc_chan *)o;
+  for (size_t i = 0; i < c->count; i++)
+    conc_msg_free(&c->buf[(c->head + i) % c->cap]);
+  CONC_CHECK(pthread_mutex_destroy(&c->lock));
+  free(c->buf);
+  free(c);
+}
+
+const conc_type conc_chan_type = {"conc.chan", chan_destroy};
+
+conc_chan *conc_chan_new(size_t cap) {
+  conc_chan *c = calloc(1, sizeof *c);
+  if (c == NULL) return NULL;
+  if (cap > 0) {
+    c->buf = calloc(cap, sizeof *c->buf);
+    if (c->buf == NULL) {
+      free(c);
+      return NULL;
+    }
+  }
+  conc_obj_init(&c->hdr, &conc_chan_type);
+  conc__mutex_init(&c->lock);
+  c->cap = cap;
+  return c;
+}
+
+/* Called with c->lock held. */
+int conc__chan_try_send(conc_chan *c, conc_msg *m, conc_waiter **wake) {
+  *wake = NULL;
+  if (c->closed) return CONC_ECLOSED;
+  conc_sudog *s = conc__waitq_claim(&c->recvq);
+  if (s != NULL) {  /* a receiver waits: hand the message over */
+    *s->elem = *m;
+    s->ok = 1;
+    *wake = s->w;
+    return CONC_OK;
+  }
+  if (c->count < c->cap) {
+    c->buf[(c->head + c->count) % c->cap] = *m;
+    c->count++;
+    return CONC_OK;
+  }
+  return CONC_EAGAIN;
+}
+
+/* Called with c->lock held. */
+int conc__chan_try_recv(conc_chan *c, conc_msg *out, conc_waiter **wake) {
+  *wake = NULL;
+  conc_sudog *s = conc__waitq_claim(&c->sendq);
+  if (s != NULL) {
+    if (c->cap == 0) {
+      *out = *s->elem;  /* rendezvous: straight from the sender */
+    } else {            /* full buffer: take the head, append the sender's */
+      *out = c->buf[c->head];
+      c->buf[c->head] = *s->elem;
+      c->head = (c->head + 1) % c->cap;
+    }
+    s->ok = 1;
+    *wake = s->w;
+    return CONC_OK;
+  }
+  if (c->count > 0) {
+    *out = c->buf[c->head];
+    c->head = (c->head + 1) % c->cap;
+    c->count--;
+    return CONC_OK;
+  }
+  return c->closed ? CONC_ECLOSED : CONC_EAGAIN;
+}
+
+/* Links a sudog on q (lock held), unlocks, parks; returns the result. */
+static int wait_on(conc_chan *c, conc_waitq *q, conc_msg *elem,
+                   conc_time deadline) {
+  conc_waiter *w = conc__waiter_self();
+  conc_sudog sd = {0};
+  sd.w = w;
+  sd.elem = elem;
+  conc__waiter_arm(w);
+  conc__waitq_push(q, &sd);
+  conc__unlock(&c->lock);
+  if (conc__waiter_park(w, deadline) == CONC_SEL_TIMEOUT) {
+    conc__lock(&c->lock);
+    conc__waitq_remove(q, &sd);
+    conc__unlock(&c->lock);
+    return CONC_ETIMEDOUT;
+  }
+  return sd.ok ? CONC_OK : CONC_ECLOSED;
+}
+
+int conc_chan_send(conc_chan *c, conc_msg *m, conc_time deadline) {
+  conc_waiter *wake;
+  conc__lock(&c->lock);
+  int rc = conc__chan_try_send(c, m, &wake);
+  if (rc == CONC_EAGAIN && deadline != CONC_NOWAIT)
+    return wait_on(c, &c->sendq, m, deadline);
+  conc__unlock(&c->lock);
+  if (wake) conc__waiter_wake(wake);
+  return rc;
+}
+
+int conc_chan_recv(conc_chan *c, conc_msg *out, conc_time deadline) {
+  conc_waiter *wake;
+  conc__lock(&c->lock);
+  int rc = conc__chan_try_recv(c, out, &wake);
+  if (rc == CONC_EAGAIN && deadline != CONC_NOWAIT)
+    return wait_on(c, &c->recvq, out, deadline);
+  conc__unlock(&c->lock);
+  if (wake) conc__waiter_wake(wake);
+  return rc;
+}
+
+/* Claims every waiter of q (ok = 0) and chains them on *list. */
+static void claim_all(conc_waitq *q, conc_sudog **list) {
+  conc_sudog *s;
+  while ((s = conc__waitq_claim(q)) != NULL) {
+    s->ok = 0;
+    s->next = *list;  /* s is ours until woken: reuse its link */
+    *list = s;
+  }
+}
+
+int conc_chan_close(conc_chan *c) {
+  conc_sudog *list = NULL;
+  conc__lock(&c->lock);
+  if (c->closed) {
+    conc__unlock(&c->lock);
+    return CONC_ECLOSED;
+  }
+  c->closed = true;
+  claim_all(&c->recvq, &list);
+  claim_all(&c->sendq, &list);
+  conc__unlock(&c->lock);
+  while (list != NULL) {
+    conc_sudog *next = list->next;  /* read before the owner may return */
+    conc__waiter_wake(list->w);
+    list = next;
+  }
+  return CONC_OK;
+}
+
+size_t conc_chan_len(conc_chan *c) {
+  conc__lock(&c->lock);
+  size_t n = c->count;
+  conc__unlock(&c->lock);
+  return n;
+}
+
+size_t conc_chan_cap(const conc_chan *c) { return c->cap; }
+
+int conc_chan_closed(conc_chan *c) {
+  conc__lock(&c->lock);
+  int closed = c->closed;
+  conc__unlock(&c->lock);
+  return closed;
+}

@@ -1,0 +1,109 @@
+/*
+ * internal.h: what the core's files share and nobody else sees.
+ *
+ * The waiter is the one way to block. A thread that must wait links one
+ * sudog per wait queue it waits on (a channel's sendq or recvq, later a
+ * mutex's queue...), each pointing at the thread's waiter, then parks.
+ * Whoever makes progress possible claims the waiter with a compare-and-
+ * swap on `selected` (only one claim ever wins, which is what makes
+ * select pick exactly one case), completes the operation for it while
+ * holding the queue's lock, and wakes it after releasing that lock.
+ */
+#ifndef CONC_INTERNAL_H
+#define CONC_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include "../conc.h"
+
+#define conc__unused(x) ((void)(x))
+
+/* A broken pthread primitive is a bug, not an outcome: abort. */
+CONC_API void conc__fatal(const char *what, int err);
+#define CONC_CHECK(call)                           \
+  do {                                             \
+    int conc__rc = (call);                         \
+    if (conc__rc != 0) conc__fatal(#call, conc__rc); \
+  } while (0)
+
+CONC_API void conc__mutex_init(pthread_mutex_t *m);
+#define conc__lock(m) CONC_CHECK(pthread_mutex_lock(m))
+#define conc__unlock(m) CONC_CHECK(pthread_mutex_unlock(m))
+
+/* ---- waiter ----------------------------------------------------------- */
+
+enum { CONC_SEL_NONE = -1, CONC_SEL_TIMEOUT = -2 };
+
+struct conc_waiter {
+  atomic_uint state;     /* futex word: WAITING, SLEEPING or WOKEN */
+  atomic_int selected;   /* CONC_SEL_NONE until one claim wins */
+};
+
+/* The calling thread's waiter (thread-local; lives as long as the thread).*/
+CONC_API conc_waiter *conc__waiter_self(void);
+/* Arms the waiter before it is linked into any queue. */
+CONC_API void conc__waiter_arm(conc_waiter *w);
+/* The waker's compare-and-swap: true if this claim won. */
+CONC_API bool conc__waiter_claim(conc_waiter *w, int index);
+/* Wakes a claimed waiter. Call with no lock held; touches only *w. */
+CONC_API void conc__waiter_wake(conc_waiter *w);
+/*
+ * Parks until woken or deadline. Returns the index that claimed it, or
+ * CONC_SEL_TIMEOUT when the deadline passed and the waiter claimed itself
+ * (nobody else will complete an operation for it then).
+ */
+CONC_API int conc__waiter_park(conc_waiter *w, conc_time deadline);
+
+/* ---- wait queues -------------------------------------------------------- */
+
+typedef struct conc_sudog conc_sudog;
+struct conc_sudog {
+  conc_sudog *prev, *next;  /* links in one wait queue (its lock guards) */
+  conc_waiter *w;
+  conc_msg *elem;           /* send: the message; recv: where it goes */
+  int index;                /* the case index claimed on success */
+  int ok;                   /* set by the waker: 1 done, 0 closed */
+  bool linked;              /* in a queue now (guarded by the queue lock) */
+};
+
+typedef struct conc_waitq {
+  conc_sudog *head, *tail;
+} conc_waitq;
+
+CONC_API void conc__waitq_push(conc_waitq *q, conc_sudog *s);
+CONC_API void conc__waitq_remove(conc_waitq *q, conc_sudog *s);
+/* Removes and returns the first sudog whose waiter this claim wins,
+ * dropping stale ones (already claimed elsewhere) on the way. */
+CONC_API conc_sudog *conc__waitq_claim(conc_waitq *q);
+
+/* ---- channels (shared with select.c) ----------------------------------- */
+
+/*
+ * A channel. `lock` guards every field but cap and buf's address.
+ * Invariants (as Go's chan.go): if sendq is not empty, the buffer is full
+ * (or there is none); if recvq is not empty, the buffer is empty. At most
+ * one of sendq and recvq is non-empty, except transiently with stale
+ * select sudogs, which are skipped when claimed.
+ */
+struct conc_chan {
+  conc_obj hdr;
+  pthread_mutex_t lock;
+  size_t cap, count, head;  /* ring buffer of cap messages */
+  bool closed;
+  conc_waitq recvq, sendq;
+  conc_msg *buf;
+};
+
+/* Tries the operation with c->lock held. Returns CONC_OK (done),
+ * CONC_ECLOSED (closed: recv drained / send on closed) or CONC_EAGAIN.
+ * *wake is set to a waiter to wake after unlocking, or NULL. */
+CONC_API int conc__chan_try_send(conc_chan *c, conc_msg *m,
+                                 conc_waiter **wake);
+CONC_API int conc__chan_try_recv(conc_chan *c, conc_msg *out,
+                                 conc_waiter **wake);
+
+/* ---- small random numbers for select's fairness ------------------------ */
+CONC_API uint32_t conc__rand(void);
+
+#endif

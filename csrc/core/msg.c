@@ -1,0 +1,81 @@
+/*
+ * msg.c: reference-counted objects and owned messages.
+ */
+#include <string.h>
+#include "internal.h"
+
+void conc_obj_init(conc_obj *o, const conc_type *type) {
+  atomic_init(&o->refs, 1);
+  o->type = type;
+}
+
+void conc_retain(conc_obj *o) {
+  atomic_fetch_add_explicit(&o->refs, 1, memory_order_relaxed);
+}
+
+void conc_release(conc_obj *o) {
+  if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) == 1)
+    o->type->destroy(o);
+}
+
+static bool is_inline(const conc_msg *m) {
+  return m->nrefs == 0 && m->len <= CONC_MSG_INLINE;
+}
+
+int conc_msg_init(conc_msg *m, const void *data, size_t len,
+                  conc_obj *const *refs, uint32_t nrefs) {
+  if (len > UINT32_MAX) return CONC_ENOMEM;
+  m->len = (uint32_t)len;
+  m->nrefs = nrefs;
+  if (is_inline(m)) {
+    if (len) memcpy(m->u.small, data, len);
+    return CONC_OK;
+  }
+  size_t refbytes = (size_t)nrefs * sizeof(conc_obj *);
+  unsigned char *p = malloc(refbytes + len + 1);
+  if (p == NULL) return CONC_ENOMEM;
+  if (refbytes) memcpy(p, refs, refbytes);
+  if (len) memcpy(p + refbytes, data, len);
+  m->u.big.data = p;
+  return CONC_OK;
+}
+
+const unsigned char *conc_msg_data(const conc_msg *m) {
+  if (is_inline(m)) return m->u.small;
+  return m->u.big.data + (size_t)m->nrefs * sizeof(conc_obj *);
+}
+
+conc_obj *conc_msg_ref(const conc_msg *m, uint32_t i) {
+  conc_obj *o;
+  memcpy(&o, m->u.big.data + (size_t)i * sizeof(conc_obj *), sizeof o);
+  return o;
+}
+
+void conc_msg_free(conc_msg *m) {
+  if (is_inline(m)) return;
+  for (uint32_t i = 0; i < m->nrefs; i++) conc_release(conc_msg_ref(m, i));
+  free(m->u.big.data);
+  m->len = 0;
+  m->nrefs = 0;
+}
+
+int conc_msg_copy(conc_msg *dst, const conc_msg *src) {
+  if (is_inline(src)) {
+    *dst = *src;
+    return CONC_OK;
+  }
+  conc_obj **refs = NULL;
+  if (src->nrefs) {
+    refs = malloc(src->nrefs * sizeof *refs);
+    if (refs == NULL) return CONC_ENOMEM;
+    for (uint32_t i = 0; i < src->nrefs; i++) {
+      refs[i] = conc_msg_ref(src, i);
+      conc_retain(refs[i]);
+    }
+  }
+  int rc = conc_msg_init(dst, conc_msg_data(src), src->len, refs, src->nrefs);
+  if (rc != CONC_OK)
+    for (uint32_t i = 0; i < src->nrefs; i++) conc_release(refs[i]);
+  free(refs);
+  return rc;
+}

@@ -1,0 +1,155 @@
+/*
+ * select.c: Go's select over any number of send and receive cases.
+ *
+ * Three passes, as in Go's runtime: (1) with every channel locked, poll
+ * the cases in a random order and perform the first that is ready; (2)
+ * if none is, link one sudog per case on its channel's queue and park;
+ * (3) once woken (or timed out), unlink the sudogs that did not fire.
+ * The waiter's claim (a compare-and-swap) makes exactly one case win.
+ *
+ * Lock order: channel locks are taken in increasing address order,
+ * each channel once however many cases name it. No other lock is held
+ * while they are.
+ */
+#include <string.h>
+#include "internal.h"
+
+#define SMALL 16
+
+typedef struct sel_scratch {
+  int order[SMALL];        /* poll order (a random permutation) */
+  conc_chan *locks[SMALL]; /* distinct channels, sorted by address */
+  conc_sudog sudogs[SMALL];
+} sel_scratch;
+
+static int by_address(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t)*(conc_chan *const *)a;
+  uintptr_t y = (uintptr_t)*(conc_chan *const *)b;
+  return (x > y) - (x < y);
+}
+
+/* Sorts chans by address and drops duplicates; returns the new count. */
+static int sort_unique(conc_chan **chans, int n) {
+  qsort(chans, (size_t)n, sizeof *chans, by_address);
+  int k = 0;
+  for (int i = 0; i < n; i++)
+    if (k == 0 || chans[k - 1] != chans[i]) chans[k++] = chans[i];
+  return k;
+}
+
+static void lock_all(conc_chan **locks, int n) {
+  for (int i = 0; i < n; i++) conc__lock(&locks[i]->lock);
+}
+
+static void unlock_all(conc_chan **locks, int n) {
+  for (int i = n - 1; i >= 0; i--) conc__unlock(&locks[i]->lock);
+}
+
+/* Pass 1, every lock held: performs the first ready case in `order`.
+ * Returns its index or CONC_EAGAIN; *wake is set as by the try_ calls. */
+static int poll_cases(conc_case *cases, const int *order, int n,
+                      conc_waiter **wake, int *closed_send) {
+  for (int k = 0; k < n; k++) {
+    int i = order[k];
+    conc_case *cs = &cases[i];
+    int rc;
+    if (cs->op == CONC_SEND) {
+      rc = conc__chan_try_send(cs->chan, &cs->msg, wake);
+      if (rc == CONC_ECLOSED) *closed_send = 1;
+    } else {
+      rc = conc__chan_try_recv(cs->chan, &cs->msg, wake);
+      cs->ok = rc == CONC_OK;
+    }
+    if (rc != CONC_EAGAIN) return i;
+  }
+  return CONC_EAGAIN;
+}
+
+/* Passes 2 and 3: park on every case, then unlink what did not fire. */
+static int park_on_all(conc_case *cases, const int *order, int n,
+                       conc_chan **locks, int nlocks, conc_sudog *sudogs,
+                       conc_time deadline, int *closed_send) {
+  conc_waiter *w = conc__waiter_self();
+  conc__waiter_arm(w);
+  for (int k = 0; k < n; k++) {
+    int i = order[k];
+    conc_sudog *sd = &sudogs[k];
+    memset(sd, 0, sizeof *sd);
+    sd->w = w;
+    sd->index = i;
+    sd->elem = &cases[i].msg;
+    conc_chan *c = cases[i].chan;
+    conc__waitq_push(cases[i].op == CONC_SEND ? &c->sendq : &c->recvq, sd);
+  }
+  unlock_all(locks, nlocks);
+  int fired = conc__waiter_park(w, deadline);
+  int result = CONC_ETIMEDOUT;
+  for (int k = 0; k < n; k++) {
+    int i = order[k];
+    conc_chan *c = cases[i].chan;
+    if (i == fired) {  /* the waker unlinked it and filled it in */
+      result = i;
+      if (cases[i].op == CONC_SEND) *closed_send = !sudogs[k].ok;
+      else cases[i].ok = sudogs[k].ok;
+      continue;
+    }
+    conc__lock(&c->lock);
+    conc__waitq_remove(cases[i].op == CONC_SEND ? &c->sendq : &c->recvq,
+                       &sudogs[k]);
+    conc__unlock(&c->lock);
+  }
+  return result;
+}
+
+static int select_with(conc_case *cases, int n, conc_time deadline,
+                       int *closed_send, int *order, conc_chan **locks,
+                       conc_sudog *sudogs) {
+  int live = 0;
+  for (int i = 0; i < n; i++) {  /* inside-out Fisher-Yates shuffle */
+    if (cases[i].chan == NULL) continue;
+    int j = (int)(conc__rand() % (uint32_t)(live + 1));
+    if (j != live) order[live] = order[j];
+    order[j] = i;
+    locks[live] = cases[i].chan;
+    live++;
+  }
+  if (live == 0) {  /* only nil channels: never ready (Go blocks) */
+    if (deadline == CONC_NOWAIT) return CONC_EAGAIN;
+    conc_waiter *w = conc__waiter_self();
+    conc__waiter_arm(w);
+    conc__waiter_park(w, deadline);
+    return CONC_ETIMEDOUT;
+  }
+  int nlocks = sort_unique(locks, live);
+  lock_all(locks, nlocks);
+  conc_waiter *wake = NULL;
+  int rc = poll_cases(cases, order, live, &wake, closed_send);
+  if (rc != CONC_EAGAIN || deadline == CONC_NOWAIT) {
+    unlock_all(locks, nlocks);
+    if (wake) conc__waiter_wake(wake);
+    return rc;
+  }
+  return park_on_all(cases, order, live, locks, nlocks, sudogs, deadline,
+                     closed_send);
+}
+
+int conc_select(conc_case *cases, int n, conc_time deadline,
+                int *closed_send) {
+  *closed_send = 0;
+  for (int i = 0; i < n; i++) cases[i].ok = 0;
+  if (n <= SMALL) {
+    sel_scratch s;
+    return select_with(cases, n, deadline, closed_send, s.order, s.locks,
+                       s.sudogs);
+  }
+  int *order = malloc((size_t)n * sizeof *order);
+  conc_chan **locks = malloc((size_t)n * sizeof *locks);
+  conc_sudog *sudogs = malloc((size_t)n * sizeof *sudogs);
+  int rc = CONC_ENOMEM;
+  if (order && locks && sudogs)
+    rc = select_with(cases, n, deadline, closed_send, order, locks, sudogs);
+  free(order);
+  free(locks);
+  free(sudogs);
+  return rc;
+}

@@ -1,0 +1,216 @@
+/*
+ * waiter.c: the one way a thread blocks in conc, plus the clock.
+ *
+ * Each thread has one waiter (thread-local, so it lives exactly as long as
+ * the thread). Parking spins briefly first: on a multi-core machine the
+ * partner of a rendezvous usually answers within a microsecond or two,
+ * and a futex sleep plus wake costs several. Only then does it sleep on
+ * the futex word `state`.
+ *
+ * Lifetime: a waker may call futex_wake on `state` after the waiter has
+ * seen WOKEN and returned. That is harmless: the memory is thread-local
+ * and a spurious futex wake-up is always tolerated (every sleeper loops).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "internal.h"
+
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#else
+#error "conc's waiter needs Linux futexes; port conc__waiter_park first"
+#endif
+
+enum { W_WAITING = 0, W_SLEEPING = 1, W_WOKEN = 2 };
+
+/* How long a parking thread spins before it sleeps, in nanoseconds. */
+#define SPIN_NS 20000
+
+static _Thread_local conc_waiter tls_waiter;
+static _Thread_local uint64_t tls_rand;
+static int ncpu;
+
+void conc__fatal(const char *what, int err) {
+  fprintf(stderr, "conc: fatal: %s failed: %s\n", what, strerror(err));
+  abort();
+}
+
+void conc__mutex_init(pthread_mutex_t *m) {
+  pthread_mutexattr_t a;
+  CONC_CHECK(pthread_mutexattr_init(&a));
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+  /* glibc's adaptive mutex spins a little before it sleeps. */
+  CONC_CHECK(pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP));
+#endif
+  CONC_CHECK(pthread_mutex_init(m, &a));
+  CONC_CHECK(pthread_mutexattr_destroy(&a));
+}
+
+const char *conc_strerror(int code) {
+  switch (code) {
+    case CONC_OK: return "ok";
+#define CONC_ERRNO_TEXT(name, c, text) case CONC_##name: return text;
+    CONC_ERRNO_MAP(CONC_ERRNO_TEXT)
+#undef CONC_ERRNO_TEXT
+    default: return "unknown error";
+  }
+}
+
+/* ---- clock ------------------------------------------------------------- */
+
+conc_time conc_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (conc_time)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+conc_time conc_deadline_in(double seconds) {
+  if (!(seconds > 0)) return CONC_NOWAIT;
+  if (seconds >= 9.0e9) return CONC_NEVER;  /* ~285 years: forever */
+  return conc_now() + (conc_time)(seconds * 1e9);
+}
+
+static struct timespec to_timespec(conc_time t) {
+  struct timespec ts;
+  ts.tv_sec = (time_t)(t / 1000000000);
+  ts.tv_nsec = (long)(t % 1000000000);
+  return ts;
+}
+
+int conc_sleep_until(conc_time deadline) {
+  struct timespec ts = to_timespec(deadline);
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+    ;
+  return CONC_OK;
+}
+
+/* ---- random numbers (xorshift64*, per thread) ---------------------------- */
+
+uint32_t conc__rand(void) {
+  uint64_t x = tls_rand;
+  if (x == 0) x = (uint64_t)conc_now() ^ (uint64_t)(uintptr_t)&tls_rand ^ 1;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  tls_rand = x;
+  return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+/* ---- the waiter ----------------------------------------------------------- */
+
+conc_waiter *conc__waiter_self(void) { return &tls_waiter; }
+
+void conc__waiter_arm(conc_waiter *w) {
+  atomic_store_explicit(&w->state, W_WAITING, memory_order_relaxed);
+  atomic_store_explicit(&w->selected, CONC_SEL_NONE, memory_order_relaxed);
+}
+
+bool conc__waiter_claim(conc_waiter *w, int index) {
+  int expected = CONC_SEL_NONE;
+  return atomic_compare_exchange_strong_explicit(
+      &w->selected, &expected, index, memory_order_acq_rel,
+      memory_order_acquire);
+}
+
+static void futex_wake(atomic_uint *addr) {
+  syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* Sleeps while *addr == val, until woken or the absolute deadline. */
+static void futex_wait(atomic_uint *addr, unsigned val, conc_time deadline) {
+  struct timespec ts, *tsp = NULL;
+  if (deadline != CONC_NEVER) {
+    ts = to_timespec(deadline);
+    tsp = &ts;
+  }
+  /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time. */
+  syscall(SYS_futex, addr, FUTEX_WAIT_BITSET_PRIVATE, val, tsp, NULL,
+          FUTEX_BITSET_MATCH_ANY);
+}
+
+void conc__waiter_wake(conc_waiter *w) {
+  unsigned old = atomic_exchange_explicit(&w->state, W_WOKEN,
+                                          memory_order_acq_rel);
+  if (old == W_SLEEPING) futex_wake(&w->state);
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+static bool woken(conc_waiter *w) {
+  return atomic_load_explicit(&w->state, memory_order_acquire) == W_WOKEN;
+}
+
+/* Spins up to SPIN_NS (and not past the deadline); true if woken. */
+static bool spin(conc_waiter *w, conc_time deadline) {
+  if (ncpu == 0) ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (ncpu < 2) return woken(w);
+  conc_time limit = conc_now() + SPIN_NS;
+  if (limit > deadline) limit = deadline;
+  for (;;) {
+    for (int i = 0; i < 64; i++) {
+      if (woken(w)) return true;
+      cpu_relax();
+    }
+    if (conc_now() >= limit) return woken(w);
+  }
+}
+
+int conc__waiter_park(conc_waiter *w, conc_time deadline) {
+  if (!spin(w, deadline)) {
+    for (;;) {
+      unsigned s = W_WAITING;
+      if (!atomic_compare_exchange_strong_explicit(
+              &w->state, &s, W_SLEEPING, memory_order_acq_rel,
+              memory_order_acquire) && s == W_WOKEN)
+        break;
+      if (deadline != CONC_NEVER && conc_now() >= deadline) {
+        if (conc__waiter_claim(w, CONC_SEL_TIMEOUT)) return CONC_SEL_TIMEOUT;
+        deadline = CONC_NEVER;  /* claimed by a waker: its wake is near */
+        continue;
+      }
+      futex_wait(&w->state, W_SLEEPING, deadline);
+    }
+  }
+  return atomic_load_explicit(&w->selected, memory_order_acquire);
+}
+
+/* ---- wait queues (the caller holds the queue's lock) ---------------------- */
+
+void conc__waitq_push(conc_waitq *q, conc_sudog *s) {
+  s->next = NULL;
+  s->prev = q->tail;
+  if (q->tail) q->tail->next = s;
+  else q->head = s;
+  q->tail = s;
+  s->linked = true;
+}
+
+void conc__waitq_remove(conc_waitq *q, conc_sudog *s) {
+  if (!s->linked) return;
+  if (s->prev) s->prev->next = s->next;
+  else q->head = s->next;
+  if (s->next) s->next->prev = s->prev;
+  else q->tail = s->prev;
+  s->prev = s->next = NULL;
+  s->linked = false;
+}
+
+conc_sudog *conc__waitq_claim(conc_waitq *q) {
+  conc_sudog *s;
+  while ((s = q->head) != NULL) {
+    conc__waitq_remove(q, s);
+    if (conc__waiter_claim(s->w, s->index)) return s;
+    /* Stale: its select fired elsewhere or timed out. Dropped. */
+  }
+  return NULL;
+}

@@ -1,0 +1,924 @@
+/*
+ * codec.c: the one value codec, used by conc.go (arguments, results,
+ * errors) and channels (messages).
+ *
+ * Format: one flags byte, then values back to back, each a tag byte and
+ * its payload. Tables and Lua functions are numbered in encoding order so
+ * a later occurrence is a back-reference (shared subtables and cycles
+ * survive). What travels:
+ *   nil, booleans, integers and floats (distinct), strings (binary-safe);
+ *   tables without metatables, nested, with shared references and cycles;
+ *   Lua functions as bytecode (with debug info) plus their upvalues;
+ *   the sender's globals table as "the receiver's globals" (so _ENV
+ *   binds to the receiving state's globals);
+ *   functions and tables of loaded modules by name: module "m" itself,
+ *   or field m.k, where m is a key of package.loaded (in _G only C
+ *   functions count, so user globals are copied, never looked up);
+ *   conc objects by reference (the message retains each once).
+ * Everything else is refused before anything is sent.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include "lconc.h"
+
+enum {
+  T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_FUNC,
+  T_MODULE, T_OBJ, T_ENV
+};
+enum { F_BACKREFS = 1, F_CODE = 2 };  /* flags byte */
+
+#define MAX_DEPTH 200
+#define MAX_SEGMENTS 24
+#define SEGMENT_LEN 48
+
+typedef struct seen_entry {
+  const void *p;
+  int id;  /* > 0: table or function id; < 0: -(object ref index + 1) */
+} seen_entry;
+
+/* Per-state scratch: buffers reused by every encode of that state. */
+typedef struct scratch {
+  unsigned char *buf;
+  size_t len, size;
+  conc_obj **refs;
+  uint32_t nrefs, refsize;
+  seen_entry *seen;
+  size_t seen_size, seen_used;  /* open addressing, size a power of 2 */
+  int next_id;
+  int flags;
+  int oom;
+  int in_use;
+  /* Where the failing value sits, innermost segment first. */
+  int nseg;
+  char seg[MAX_SEGMENTS][SEGMENT_LEN];
+  char seg_kind[MAX_SEGMENTS];  /* 'f' field, 'u' upvalue, 'k' a key */
+} scratch;
+
+static const char scratch_key = 's';
+static const char modnames_key = 'm';
+
+/* ---- buffers ------------------------------------------------------------- */
+
+static void reserve(scratch *s, size_t n) {
+  if (s->size - s->len >= n || s->oom) return;
+  size_t size = s->size ? s->size : 256;
+  while (size - s->len < n) size *= 2;
+  unsigned char *b = realloc(s->buf, size);
+  if (b == NULL) {
+    s->oom = 1;
+    return;
+  }
+  s->buf = b;
+  s->size = size;
+}
+
+static void put(scratch *s, const void *p, size_t n) {
+  reserve(s, n);
+  if (s->oom) return;
+  memcpy(s->buf + s->len, p, n);
+  s->len += n;
+}
+
+static void put_byte(scratch *s, int b) {
+  unsigned char c = (unsigned char)b;
+  put(s, &c, 1);
+}
+
+static void put_varint(scratch *s, uint64_t v) {
+  unsigned char tmp[10];
+  size_t n = 0;
+  do {
+    tmp[n] = (unsigned char)(v & 0x7f);
+    v >>= 7;
+    if (v) tmp[n] |= 0x80;
+    n++;
+  } while (v);
+  put(s, tmp, n);
+}
+
+static void put_u32_at(scratch *s, size_t at, uint32_t v) {
+  if (!s->oom) memcpy(s->buf + at, &v, 4);
+}
+
+/* ---- the seen map (address -> id) ------------------------------------------ */
+
+static size_t hash_ptr(const void *p, size_t size) {
+  uint64_t x = (uint64_t)(uintptr_t)p;
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  return (size_t)x & (size - 1);
+}
+
+static int seen_find(scratch *s, const void *p) {
+  if (s->seen_used == 0) return 0;
+  for (size_t i = hash_ptr(p, s->seen_size);; i = (i + 1) & (s->seen_size - 1)) {
+    if (s->seen[i].p == p) return s->seen[i].id;
+    if (s->seen[i].p == NULL) return 0;
+  }
+}
+
+static void seen_insert(seen_entry *t, size_t size, const void *p, int id) {
+  size_t i = hash_ptr(p, size);
+  while (t[i].p != NULL) i = (i + 1) & (size - 1);
+  t[i].p = p;
+  t[i].id = id;
+}
+
+static void seen_add(scratch *s, const void *p, int id) {
+  if ((s->seen_used + 1) * 2 > s->seen_size) {
+    size_t size = s->seen_size ? s->seen_size * 2 : 64;
+    seen_entry *t = calloc(size, sizeof *t);
+    if (t == NULL) {
+      s->oom = 1;
+      return;
+    }
+    for (size_t i = 0; i < s->seen_size; i++)
+      if (s->seen[i].p) seen_insert(t, size, s->seen[i].p, s->seen[i].id);
+    free(s->seen);
+    s->seen = t;
+    s->seen_size = size;
+  }
+  seen_insert(s->seen, s->seen_size, p, id);
+  s->seen_used++;
+}
+
+static void scratch_reset(scratch *s) {
+  if (s->seen_used) memset(s->seen, 0, s->seen_size * sizeof *s->seen);
+  s->seen_used = 0;
+  s->len = 0;
+  s->nrefs = 0;
+  s->next_id = 0;
+  s->flags = 0;
+  s->oom = 0;
+  s->nseg = 0;
+}
+
+static void scratch_free(scratch *s) {
+  free(s->buf);
+  free(s->refs);
+  free(s->seen);
+  memset(s, 0, sizeof *s);
+}
+
+static int scratch_gc(lua_State *L) {
+  scratch_free((scratch *)lua_touserdata(L, 1));
+  return 0;
+}
+
+/* ---- error paths ------------------------------------------------------------ */
+
+/* Records where the failing value was, as the recursion unwinds. */
+static void add_segment(scratch *s, char kind, const char *fmt, ...) {
+  if (s->nseg >= MAX_SEGMENTS) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(s->seg[s->nseg], SEGMENT_LEN, fmt, ap);
+  va_end(ap);
+  s->seg_kind[s->nseg++] = kind;
+}
+
+static int is_identifier(const char *k, size_t len) {
+  if (len == 0 || len > 40 || (k[0] >= '0' && k[0] <= '9')) return 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)k[i];
+    if (!(c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+          (c >= 'A' && c <= 'Z')))
+      return 0;
+  }
+  return 1;
+}
+
+/* Describes the key at idx as a path segment. */
+static void add_key_segment(lua_State *L, scratch *s, int idx) {
+  switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+      size_t len;
+      const char *k = lua_tolstring(L, idx, &len);
+      if (is_identifier(k, len)) add_segment(s, 'f', "%s", k);
+      else add_segment(s, 'f', "[\"%.30s\"]", k);
+      break;
+    }
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx))
+        add_segment(s, 'f', "[%lld]", (long long)lua_tointeger(L, idx));
+      else
+        add_segment(s, 'f', "[%g]", (double)lua_tonumber(L, idx));
+      break;
+    case LUA_TBOOLEAN:
+      add_segment(s, 'f', "[%s]", lua_toboolean(L, idx) ? "true" : "false");
+      break;
+    default:
+      add_segment(s, 'f', "[%s]", luaL_typename(L, idx));
+  }
+}
+
+/* Pushes "fname: argument #k, field 'a.b': cannot transfer <what>". */
+static void push_error(lua_State *L, scratch *s, const char *fname,
+                       lconc_what what, int k, const char *problem) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, fname);
+  luaL_addstring(&b, ": ");
+  if (what == LCONC_ARG) lua_pushfstring(L, "argument #%d", k);
+  else if (what == LCONC_RESULT) lua_pushfstring(L, "result #%d", k);
+  else lua_pushliteral(L, "value");
+  luaL_addvalue(&b);
+  int in_field = 0;
+  for (int i = s->nseg - 1; i >= 0; i--) {
+    if (s->seg_kind[i] == 'u') {
+      if (in_field) luaL_addchar(&b, '\'');
+      in_field = 0;
+      lua_pushfstring(L, ", upvalue '%s'", s->seg[i]);
+      luaL_addvalue(&b);
+    } else if (s->seg_kind[i] == 'k') {
+      if (in_field) luaL_addchar(&b, '\'');
+      in_field = 0;
+      luaL_addstring(&b, ", a key");
+    } else {
+      if (!in_field) luaL_addstring(&b, ", field '");
+      else if (s->seg[i][0] != '[') luaL_addchar(&b, '.');
+      luaL_addstring(&b, s->seg[i]);
+      in_field = 1;
+    }
+  }
+  if (in_field) luaL_addchar(&b, '\'');
+  luaL_addstring(&b, ": cannot transfer ");
+  luaL_addstring(&b, problem);
+  luaL_pushresult(&b);
+}
+
+/* ---- module lookup ------------------------------------------------------------ */
+
+/* Records value -> "mod" or "mod\0key" in the table at -1 unless known. */
+static void index_name(lua_State *L, int vidx, const char *mod,
+                       const char *key) {
+  lua_pushvalue(L, vidx);
+  if (lua_rawget(L, -2) != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, vidx);
+  if (key) {
+    lua_pushstring(L, mod);
+    lua_pushliteral(L, "\0");
+    lua_pushstring(L, key);
+    lua_concat(L, 3);
+  } else {
+    lua_pushstring(L, mod);
+  }
+  lua_rawset(L, -3);
+}
+
+/* Pushes a weak-keyed table naming every module of package.loaded and
+ * every function or table field of one (in _G: only C functions). */
+static void build_modnames(lua_State *L) {
+  lua_newtable(L);                                        /* names */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);   /* names, loaded */
+  for (int pass = 0; pass < 2; pass++) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {                 /* names, loaded, mod, value */
+      int vt = lua_type(L, -1);
+      if (lua_type(L, -2) == LUA_TSTRING &&
+          (vt == LUA_TTABLE || vt == LUA_TFUNCTION)) {
+        const char *mod = lua_tostring(L, -2);
+        lua_pushvalue(L, -4);                 /* ..., mod, value, names */
+        if (pass == 0) {
+          index_name(L, -2, mod, NULL);
+        } else if (vt == LUA_TTABLE) {
+          int is_g = strcmp(mod, "_G") == 0;
+          lua_pushnil(L);
+          while (lua_next(L, -3)) {           /* ..., names, k, v */
+            int t = lua_type(L, -1);
+            if (lua_type(L, -2) == LUA_TSTRING &&
+                ((t == LUA_TFUNCTION && (!is_g || lua_iscfunction(L, -1))) ||
+                 (t == LUA_TTABLE && !is_g))) {
+              lua_pushvalue(L, -3);           /* ..., names, k, v, names */
+              index_name(L, -2, mod, lua_tostring(L, -3));
+              lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+          }
+        }
+        lua_pop(L, 1);                        /* names, loaded, mod, value */
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);                                          /* names */
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &modnames_key);
+}
+
+/* package.loaded's __newindex: a new module makes the names stale. */
+static int loaded_newindex(lua_State *L) {
+  lua_rawset(L, 1);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &modnames_key);
+  return 0;
+}
+
+/* Pushes the module name of the value at idx (a string), or nil. */
+static int module_name(lua_State *L, int idx, int rebuild) {
+  if (rebuild || lua_rawgetp(L, LUA_REGISTRYINDEX, &modnames_key) != LUA_TTABLE) {
+    if (!rebuild) lua_pop(L, 1);
+    build_modnames(L);
+  }
+  lua_pushvalue(L, idx);
+  int t = lua_rawget(L, -2);
+  lua_remove(L, -2);
+  return t == LUA_TSTRING;
+}
+
+static void put_string(scratch *s, const char *p, size_t len) {
+  put_varint(s, len);
+  put(s, p, len);
+}
+
+/* Encodes the name at -1 ("mod" or "mod\0key") and pops it. */
+static void put_module(lua_State *L, scratch *s) {
+  size_t len;
+  const char *name = lua_tolstring(L, -1, &len);
+  size_t modlen = strlen(name);
+  put_byte(s, T_MODULE);
+  put_string(s, name, modlen);
+  if (modlen < len) {
+    put_byte(s, 1);
+    put_string(s, name + modlen + 1, len - modlen - 1);
+  } else {
+    put_byte(s, 0);
+  }
+  s->flags |= F_CODE;
+  lua_pop(L, 1);
+}
+
+/* ---- encoding ------------------------------------------------------------------ */
+
+static const char *encode_value(lua_State *L, scratch *s, int idx, int depth);
+
+static int is_globals(lua_State *L, int idx) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  int eq = lua_rawequal(L, idx, -1);
+  lua_pop(L, 1);
+  return eq;
+}
+
+/* Tables and functions seen before, the globals, or module members. */
+static int encode_known(lua_State *L, scratch *s, int idx) {
+  int id = seen_find(s, lua_topointer(L, idx));
+  if (id > 0) {
+    put_byte(s, T_REF);
+    put_varint(s, (uint64_t)id);
+    s->flags |= F_BACKREFS;
+    return 1;
+  }
+  if (lua_type(L, idx) == LUA_TTABLE && is_globals(L, idx)) {
+    put_byte(s, T_ENV);
+    return 1;
+  }
+  if (module_name(L, idx, 0)) {
+    put_module(L, s);
+    return 1;
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+static const char *encode_table(lua_State *L, scratch *s, int idx, int depth) {
+  if (encode_known(L, s, idx)) return NULL;
+  if (lua_getmetatable(L, idx)) {
+    lua_pop(L, 1);
+    return "a table with a metatable";
+  }
+  if (depth > MAX_DEPTH) return "a table nested too deeply";
+  if (!lua_checkstack(L, 6)) return "a table nested too deeply";
+  seen_add(s, lua_topointer(L, idx), ++s->next_id);
+  lua_Unsigned n = lua_rawlen(L, idx);
+  if (n > 0x7fffffff) return "a table this large";
+  put_byte(s, T_TABLE);
+  size_t at = s->len;
+  put(s, "\0\0\0\0\0\0\0\0", 8);
+  put_u32_at(s, at, (uint32_t)n);
+  for (lua_Unsigned i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, (lua_Integer)i);
+    const char *err = encode_value(L, s, lua_gettop(L), depth + 1);
+    lua_pop(L, 1);
+    if (err) {
+      add_segment(s, 'f', "[%lld]", (long long)i);
+      return err;
+    }
+  }
+  uint32_t nhash = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int top = lua_gettop(L);
+    if (lua_isinteger(L, top - 1)) {
+      lua_Integer k = lua_tointeger(L, top - 1);
+      if (k >= 1 && (lua_Unsigned)k <= n) {
+        lua_pop(L, 1);
+        continue;
+      }
+    }
+    const char *err = encode_value(L, s, top - 1, depth + 1);
+    if (err) {
+      add_segment(s, 'k', "");
+      lua_pop(L, 2);
+      return err;
+    }
+    err = encode_value(L, s, top, depth + 1);
+    if (err) {
+      add_key_segment(L, s, top - 1);
+      lua_pop(L, 2);
+      return err;
+    }
+    lua_pop(L, 1);
+    nhash++;
+  }
+  put_u32_at(s, at + 4, nhash);
+  return NULL;
+}
+
+static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
+  (void)L;
+  put((scratch *)ud, p, sz);
+  return 0;
+}
+
+static const char *encode_function(lua_State *L, scratch *s, int idx,
+                                   int depth) {
+  if (lua_iscfunction(L, idx)) {
+    /* Only by name; look again in case a module gained it lately. */
+    if (encode_known(L, s, idx)) return NULL;
+    if (module_name(L, idx, 1)) {
+      put_module(L, s);
+      return NULL;
+    }
+    lua_pop(L, 1);
+    return "a C function (it belongs to no loaded module)";
+  }
+  if (encode_known(L, s, idx)) return NULL;
+  if (depth > MAX_DEPTH || !lua_checkstack(L, 4))
+    return "a function nested too deeply";
+  seen_add(s, lua_topointer(L, idx), ++s->next_id);
+  s->flags |= F_CODE;
+  put_byte(s, T_FUNC);
+  size_t at = s->len;
+  put(s, "\0\0\0\0", 4);
+  lua_pushvalue(L, idx);
+  lua_dump(L, dump_writer, s, 0);
+  lua_pop(L, 1);
+  put_u32_at(s, at, (uint32_t)(s->len - at - 4));
+  lua_Debug ar;
+  lua_pushvalue(L, idx);
+  lua_getinfo(L, ">u", &ar);
+  put_varint(s, ar.nups);
+  for (int i = 1; i <= ar.nups; i++) {
+    const char *name = lua_getupvalue(L, idx, i);
+    const char *err = encode_value(L, s, lua_gettop(L), depth + 1);
+    lua_pop(L, 1);
+    if (err) {
+      add_segment(s, 'u', "%s", name && *name ? name : "?");
+      return err;
+    }
+  }
+  return NULL;
+}
+
+static const char *encode_object(lua_State *L, scratch *s, int idx) {
+  conc_obj *o = lconc_to_obj(L, idx);
+  if (o == NULL) {
+    if (lua_getmetatable(L, idx)) {  /* a conc object already released? */
+      lua_pop(L, 1);
+    }
+    return "a userdata";
+  }
+  int id = seen_find(s, o);
+  if (id == 0) {
+    if (s->nrefs == s->refsize) {
+      uint32_t size = s->refsize ? s->refsize * 2 : 8;
+      conc_obj **r = realloc(s->refs, size * sizeof *r);
+      if (r == NULL) return "a value (out of memory)";
+      s->refs = r;
+      s->refsize = size;
+    }
+    s->refs[s->nrefs] = o;
+    id = -(int)(++s->nrefs);
+    seen_add(s, o, id);
+  }
+  put_byte(s, T_OBJ);
+  put_varint(s, (uint64_t)(-id - 1));
+  return NULL;
+}
+
+static const char *encode_value(lua_State *L, scratch *s, int idx, int depth) {
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+      put_byte(s, T_NIL);
+      return NULL;
+    case LUA_TBOOLEAN:
+      put_byte(s, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+      return NULL;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        lua_Integer v = lua_tointeger(L, idx);
+        put_byte(s, T_INT);
+        put(s, &v, sizeof v);
+      } else {
+        lua_Number v = lua_tonumber(L, idx);
+        put_byte(s, T_FLOAT);
+        put(s, &v, sizeof v);
+      }
+      return NULL;
+    case LUA_TSTRING: {
+      size_t len;
+      const char *p = lua_tolstring(L, idx, &len);
+      put_byte(s, T_STR);
+      put_string(s, p, len);
+      return NULL;
+    }
+    case LUA_TTABLE:
+      return encode_table(L, s, idx, depth);
+    case LUA_TFUNCTION:
+      return encode_function(L, s, idx, depth);
+    case LUA_TUSERDATA:
+      return encode_object(L, s, idx);
+    case LUA_TLIGHTUSERDATA:
+      return "a light userdata";
+    case LUA_TTHREAD:
+      return "a coroutine";
+    default:
+      return "a value of this type";
+  }
+}
+
+/* ---- the small path: scalars only, no scratch, no allocation -------------- */
+
+#define SMALL_MAX CONC_MSG_INLINE
+
+/* Encodes n scalar values into out (SMALL_MAX bytes); 0 if it can't. */
+static size_t encode_small(lua_State *L, int first, int n, unsigned char *out) {
+  size_t len = 1;
+  out[0] = 0;
+  for (int i = first; i < first + n; i++) {
+    switch (lua_type(L, i)) {
+      case LUA_TNIL: if (len + 1 > SMALL_MAX) return 0;
+        out[len++] = T_NIL; break;
+      case LUA_TBOOLEAN: if (len + 1 > SMALL_MAX) return 0;
+        out[len++] = lua_toboolean(L, i) ? T_TRUE : T_FALSE; break;
+      case LUA_TNUMBER: {
+        if (len + 9 > SMALL_MAX) return 0;
+        if (lua_isinteger(L, i)) {
+          lua_Integer v = lua_tointeger(L, i);
+          out[len] = T_INT;
+          memcpy(out + len + 1, &v, 8);
+        } else {
+          lua_Number v = lua_tonumber(L, i);
+          out[len] = T_FLOAT;
+          memcpy(out + len + 1, &v, 8);
+        }
+        len += 9;
+        break;
+      }
+      case LUA_TSTRING: {
+        size_t sl;
+        const char *p = lua_tolstring(L, i, &sl);
+        if (sl > 127 || len + 2 + sl > SMALL_MAX) return 0;
+        out[len] = T_STR;
+        out[len + 1] = (unsigned char)sl;  /* a one-byte varint */
+        memcpy(out + len + 2, p, sl);
+        len += 2 + sl;
+        break;
+      }
+      default:
+        return 0;
+    }
+  }
+  return len;
+}
+
+/* ---- encoding entry points ---------------------------------------------------- */
+
+static scratch *acquire_scratch(lua_State *L, int *temporary) {
+  *temporary = 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &scratch_key);
+  scratch *s = (scratch *)lua_touserdata(L, -1);
+  lua_pop(L, 1);  /* the registry keeps it alive */
+  if (s == NULL || s->in_use) {  /* nested (a __gc that sends): borrow */
+    s = calloc(1, sizeof *s);
+    *temporary = 1;
+    if (s == NULL) luaL_error(L, "not enough memory");
+  }
+  s->in_use = 1;
+  scratch_reset(s);
+  return s;
+}
+
+static void release_scratch(scratch *s, int temporary) {
+  s->in_use = 0;
+  if (temporary) {
+    scratch_free(s);
+    free(s);
+  }
+}
+
+int lconc_encode_protected(lua_State *L, int first, int n, conc_msg *m,
+                           const char *fname, lconc_what what, int argbase) {
+  unsigned char small[SMALL_MAX];
+  first = lua_absindex(L, first);
+  size_t len = encode_small(L, first, n, small);
+  if (len > 0) return conc_msg_init(m, small, len, NULL, 0) != CONC_OK
+                          ? (lua_pushliteral(L, "not enough memory"), 1) : 0;
+  int temporary;
+  scratch *s = acquire_scratch(L, &temporary);
+  put_byte(s, 0);
+  for (int k = 0; k < n; k++) {
+    const char *err = encode_value(L, s, first + k, 0);
+    if (err == NULL && s->oom) err = "a value this large (out of memory)";
+    if (err) {
+      push_error(L, s, fname, what, argbase + k, err);
+      release_scratch(s, temporary);
+      return 1;
+    }
+  }
+  if (!s->oom) s->buf[0] = (unsigned char)s->flags;
+  for (uint32_t i = 0; i < s->nrefs; i++) conc_retain(s->refs[i]);
+  int rc = s->oom ? CONC_ENOMEM
+                  : conc_msg_init(m, s->buf, s->len, s->refs, s->nrefs);
+  if (rc != CONC_OK) {
+    for (uint32_t i = 0; i < s->nrefs; i++) conc_release(s->refs[i]);
+    lua_pushfstring(L, "%s: not enough memory", fname);
+  }
+  release_scratch(s, temporary);
+  return rc != CONC_OK;
+}
+
+void lconc_encode(lua_State *L, int first, int n, conc_msg *m,
+                  const char *fname, lconc_what what, int argbase) {
+  if (lconc_encode_protected(L, first, n, m, fname, what, argbase))
+    lua_error(L);
+}
+
+/* ---- decoding ------------------------------------------------------------------ */
+
+typedef struct decoder {
+  const unsigned char *p, *end;
+  const conc_msg *m;
+  int ids;       /* stack index of the id -> value table, 0: none */
+  int next_id;
+} decoder;
+
+static int corrupt(lua_State *L) {
+  return luaL_error(L, "conc: corrupt message");
+}
+
+static void need(lua_State *L, decoder *d, size_t n) {
+  if ((size_t)(d->end - d->p) < n) corrupt(L);
+}
+
+static uint64_t get_varint(lua_State *L, decoder *d) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    need(L, d, 1);
+    unsigned char c = *d->p++;
+    v |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) return v;
+  }
+  corrupt(L);
+  return 0;
+}
+
+static uint32_t get_u32(lua_State *L, decoder *d) {
+  uint32_t v;
+  need(L, d, 4);
+  memcpy(&v, d->p, 4);
+  d->p += 4;
+  return v;
+}
+
+static const char *get_string(lua_State *L, decoder *d, size_t *len) {
+  uint64_t n = get_varint(L, d);
+  need(L, d, n);
+  const char *p = (const char *)d->p;
+  d->p += n;
+  *len = (size_t)n;
+  return p;
+}
+
+static void remember(lua_State *L, decoder *d) {
+  d->next_id++;
+  if (d->ids) {
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, d->ids, d->next_id);
+  }
+}
+
+/* Pushes require(mod)[key] (or the module itself). */
+static void push_module(lua_State *L, decoder *d) {
+  size_t len, klen = 0;
+  const char *mod = get_string(L, d, &len);
+  need(L, d, 1);
+  int haskey = *d->p++;
+  const char *key = haskey ? get_string(L, d, &klen) : NULL;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushlstring(L, mod, len);
+  if (lua_rawget(L, -2) == LUA_TNIL) {  /* not loaded here yet */
+    lua_pop(L, 1);
+    lua_getglobal(L, "require");
+    lua_pushlstring(L, mod, len);
+    lua_call(L, 1, 1);
+  }
+  lua_remove(L, -2);
+  if (key) {
+    lua_pushlstring(L, key, klen);
+    lua_gettable(L, -2);
+    lua_remove(L, -2);
+  }
+}
+
+static void decode_value(lua_State *L, decoder *d, int depth);
+
+static void decode_table(lua_State *L, decoder *d, int depth) {
+  uint32_t narr = get_u32(L, d), nhash = get_u32(L, d);
+  size_t left = (size_t)(d->end - d->p);
+  if (narr > left || nhash > left / 2) corrupt(L);
+  lua_createtable(L, (int)narr, (int)nhash);
+  remember(L, d);
+  for (uint32_t i = 1; i <= narr; i++) {
+    decode_value(L, d, depth + 1);
+    lua_rawseti(L, -2, (lua_Integer)i);
+  }
+  for (uint32_t i = 0; i < nhash; i++) {
+    decode_value(L, d, depth + 1);
+    if (lua_isnil(L, -1) ||
+        (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1)))
+      corrupt(L);
+    decode_value(L, d, depth + 1);
+    lua_rawset(L, -3);
+  }
+}
+
+static void decode_function(lua_State *L, decoder *d, int depth) {
+  uint32_t len = get_u32(L, d);
+  need(L, d, len);
+  if (luaL_loadbufferx(L, (const char *)d->p, len, "=conc", "b") != LUA_OK)
+    lua_error(L);
+  d->p += len;
+  remember(L, d);
+  uint64_t nups = get_varint(L, d);
+  for (uint64_t i = 1; i <= nups; i++) {
+    decode_value(L, d, depth + 1);
+    if (lua_setupvalue(L, -2, (int)i) == NULL) corrupt(L);
+  }
+}
+
+static void decode_value(lua_State *L, decoder *d, int depth) {
+  if (depth > MAX_DEPTH + 1) corrupt(L);
+  luaL_checkstack(L, 4, "conc: message nested too deeply");
+  need(L, d, 1);
+  int tag = *d->p++;
+  switch (tag) {
+    case T_NIL: lua_pushnil(L); break;
+    case T_FALSE: lua_pushboolean(L, 0); break;
+    case T_TRUE: lua_pushboolean(L, 1); break;
+    case T_INT: {
+      lua_Integer v;
+      need(L, d, 8);
+      memcpy(&v, d->p, 8);
+      d->p += 8;
+      lua_pushinteger(L, v);
+      break;
+    }
+    case T_FLOAT: {
+      lua_Number v;
+      need(L, d, 8);
+      memcpy(&v, d->p, 8);
+      d->p += 8;
+      lua_pushnumber(L, v);
+      break;
+    }
+    case T_STR: {
+      size_t len;
+      const char *p = get_string(L, d, &len);
+      lua_pushlstring(L, p, len);
+      break;
+    }
+    case T_TABLE: decode_table(L, d, depth); break;
+    case T_FUNC: decode_function(L, d, depth); break;
+    case T_REF: {
+      uint64_t id = get_varint(L, d);
+      if (d->ids == 0 || id == 0 || id > (uint64_t)d->next_id) corrupt(L);
+      lua_rawgeti(L, d->ids, (lua_Integer)id);
+      break;
+    }
+    case T_MODULE: push_module(L, d); break;
+    case T_OBJ: {
+      uint64_t i = get_varint(L, d);
+      if (i >= d->m->nrefs) corrupt(L);
+      conc_obj *o = conc_msg_ref(d->m, (uint32_t)i);
+      conc_retain(o);
+      lconc_push_obj(L, o);
+      break;
+    }
+    case T_ENV: lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS); break;
+    default: corrupt(L);
+  }
+}
+
+/* Pushes every value of m; returns how many. Does not free m. */
+static int decode_all(lua_State *L, const conc_msg *m) {
+  decoder d;
+  const unsigned char *data = conc_msg_data(m);
+  if (m->len < 1) return corrupt(L);
+  d.p = data + 1;
+  d.end = data + m->len;
+  d.m = m;
+  d.next_id = 0;
+  d.ids = 0;
+  int base = lua_gettop(L);
+  if (data[0] & F_BACKREFS) {
+    lua_newtable(L);  /* below the values; removed at the end */
+    d.ids = base + 1;
+  }
+  while (d.p < d.end) decode_value(L, &d, 0);
+  if (d.ids) lua_remove(L, d.ids);
+  return lua_gettop(L) - base;
+}
+
+static int decode_protected(lua_State *L) {
+  const conc_msg *m = (const conc_msg *)lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  return decode_all(L, m);
+}
+
+int lconc_decode(lua_State *L, conc_msg *m) {
+  const unsigned char *data = conc_msg_data(m);
+  if (m->len >= 1 && !(data[0] & F_CODE) && m->nrefs == 0) {
+    int n = decode_all(L, m);  /* runs no code: only memory can fail */
+    conc_msg_free(m);
+    return n;
+  }
+  int base = lua_gettop(L);
+  lua_pushcfunction(L, decode_protected);
+  lua_pushlightuserdata(L, m);
+  int status = lua_pcall(L, 1, LUA_MULTRET, 0);
+  conc_msg_free(m);
+  if (status != LUA_OK) lua_error(L);
+  return lua_gettop(L) - base;
+}
+
+/* ---- strings without a lua_State (errors made in C) ------------------------ */
+
+const char *lconc_msg_string(const conc_msg *m, size_t *len) {
+  const unsigned char *d = conc_msg_data(m);
+  if (m->len < 3 || d[1] != T_STR) return NULL;
+  uint64_t n = 0;
+  size_t i = 2;
+  for (int shift = 0; i < m->len && shift < 35; shift += 7) {
+    n |= (uint64_t)(d[i] & 0x7f) << shift;
+    if (!(d[i++] & 0x80)) break;
+  }
+  if (i + n != m->len) return NULL;
+  *len = (size_t)n;
+  return (const char *)d + i;
+}
+
+void lconc_msg_from_string(conc_msg *m, const char *text) {
+  unsigned char buf[CONC_MSG_INLINE];
+  size_t len = strlen(text);
+  if (len > sizeof buf - 3) len = sizeof buf - 3;
+  buf[0] = 0;
+  buf[1] = T_STR;
+  buf[2] = (unsigned char)len;  /* < 128: a one-byte varint */
+  memcpy(buf + 3, text, len);
+  conc_msg_init(m, buf, len + 3, NULL, 0);  /* inline: cannot fail */
+}
+
+/* ---- per-state setup ------------------------------------------------------------ */
+
+void lconc_codec_init(lua_State *L) {
+  scratch *s = (scratch *)lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, scratch_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &scratch_key);
+  /* Learn of new modules: package.loaded gets a __newindex hook unless it
+   * has a metatable of its own already. */
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (!lua_getmetatable(L, -1)) {
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, loaded_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}

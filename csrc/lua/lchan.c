@@ -1,0 +1,134 @@
+/*
+ * lchan.c: conc.chan, channels as Lua userdata.
+ *
+ * Outcomes are return values (a closed channel, a timeout); what Go
+ * panics on raises, worded as Go words it.
+ */
+#include "lconc.h"
+
+static conc_chan *checkchan(lua_State *L) {
+  return (conc_chan *)lconc_check_obj(L, 1, &conc_chan_type);
+}
+
+/* conc.chan([capacity]) */
+static int chan_new(lua_State *L) {
+  lua_Integer cap = luaL_optinteger(L, 1, 0);
+  luaL_argcheck(L, cap >= 0 && cap <= 0x7fffffff, 1,
+                "capacity must be an integer from 0 to 2^31-1");
+  conc_chan *c = conc_chan_new((size_t)cap);
+  if (c == NULL) return luaL_error(L, "conc.chan: not enough memory");
+  lconc_push_obj(L, (conc_obj *)c);
+  return 1;
+}
+
+/* Sends with a deadline: true, or nil + "timeout" (also for a full
+ * try_send, which reports false instead). */
+static int do_send(lua_State *L, const char *fname, conc_time deadline) {
+  conc_chan *c = checkchan(L);
+  conc_msg m;
+  lconc_encode(L, 2, 1, &m, fname, LCONC_VALUE, 1);
+  int rc = conc_chan_send(c, &m, deadline);
+  if (rc == CONC_OK) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  conc_msg_free(&m);
+  if (rc == CONC_ECLOSED)
+    return luaL_error(L, "%s: send on closed channel", fname);
+  return 0;  /* timed out or would block: the caller reports it */
+}
+
+static int chan_send(lua_State *L) {
+  conc_time deadline = lconc_opt_deadline(L, 3);
+  if (do_send(L, "conc.chan:send", deadline)) return 1;
+  lua_pushnil(L);
+  lua_pushliteral(L, "timeout");
+  return 2;
+}
+
+static int chan_try_send(lua_State *L) {
+  if (do_send(L, "conc.chan:try_send", CONC_NOWAIT)) return 1;
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+/* Receives: v, true | nil, false (closed) | nil, nil, reason. */
+static int do_recv(lua_State *L, conc_time deadline, const char *reason) {
+  conc_chan *c = checkchan(L);
+  conc_msg m;
+  int rc = conc_chan_recv(c, &m, deadline);
+  if (rc == CONC_OK) {
+    lconc_decode(L, &m);
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  lua_pushnil(L);
+  if (rc == CONC_ECLOSED) {
+    lua_pushboolean(L, 0);
+    return 2;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, reason);
+  return 3;
+}
+
+static int chan_recv(lua_State *L) {
+  return do_recv(L, lconc_opt_deadline(L, 2), "timeout");
+}
+
+static int chan_try_recv(lua_State *L) {
+  return do_recv(L, CONC_NOWAIT, "would block");
+}
+
+static int chan_close(lua_State *L) {
+  if (conc_chan_close(checkchan(L)) == CONC_ECLOSED)
+    return luaL_error(L, "conc.chan:close: close of closed channel");
+  return 0;
+}
+
+/* __close: a <close> channel is closed at the end of its scope (Go's
+ * `defer close(ch)`); one closed already is left as it is. */
+static int chan_scope_close(lua_State *L) {
+  conc_chan_close(checkchan(L));
+  return 0;
+}
+
+static int chan_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)conc_chan_len(checkchan(L)));
+  return 1;
+}
+
+static int chan_cap(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)conc_chan_cap(checkchan(L)));
+  return 1;
+}
+
+/* The iterator of range: the next value, or nothing once closed. */
+static int chan_next(lua_State *L) {
+  conc_chan *c = checkchan(L);
+  conc_msg m;
+  if (conc_chan_recv(c, &m, CONC_NEVER) != CONC_OK) return 0;
+  return lconc_decode(L, &m);
+}
+
+/* for v in ch:range() do ... end: receives until the channel is closed. */
+static int chan_range(lua_State *L) {
+  checkchan(L);
+  lua_pushcfunction(L, chan_next);
+  lua_pushvalue(L, 1);
+  return 2;
+}
+
+void lconc_open_chan(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"send", chan_send},         {"recv", chan_recv},
+      {"try_send", chan_try_send}, {"try_recv", chan_try_recv},
+      {"close", chan_close},       {"len", chan_len},
+      {"cap", chan_cap},           {"range", chan_range},
+      {NULL, NULL}};
+  static const luaL_Reg meta[] = {
+      {"__len", chan_len}, {"__close", chan_scope_close}, {NULL, NULL}};
+  lconc_newclass(L, &conc_chan_type, methods, meta);
+  lua_pushcfunction(L, chan_new);
+  lua_setfield(L, -2, "chan");
+}

@@ -1,0 +1,65 @@
+/*
+ * lconc.c: luaopen_conc_core, the C module conc.core.
+ */
+#include <dlfcn.h>
+#include "worker.h"
+
+/* The program ends with the main state: say which workers it abandons. */
+static int main_state_closing(lua_State *L) {
+  (void)L;
+  lconc_report_running();
+  return 0;
+}
+
+static int now(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)conc_now() / 1e9);
+  return 1;
+}
+
+static int sleep_(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  luaL_argcheck(L, s == s, 1, "duration is NaN");
+  if (s > 0) conc_sleep_until(conc_deadline_in(s));
+  return 0;
+}
+
+/* Keeps this shared object loaded for the life of the process: worker
+ * threads run its code after the state that loaded it has closed (and
+ * lua_close unloads C modules). Linking with -z nodelete does the same;
+ * this also covers builds that do not. */
+static void pin_module(void) {
+  Dl_info info;
+  if (dladdr((void *)pin_module, &info) && info.dli_fname)
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+int luaopen_conc_core(lua_State *L) {
+  pin_module();
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "conc.core") == LUA_TNIL) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "conc.core");
+    lconc_codec_init(L);
+  }
+  lua_pop(L, 1);
+  if (!lconc_is_worker_state(L) &&
+      lua_getfield(L, LUA_REGISTRYINDEX, "conc.main_sentinel") == LUA_TNIL) {
+    /* A sentinel collected when the main state closes (it is created
+     * first, so it is finalized after every handle of that state). */
+    lua_newuserdatauv(L, 1, 0);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, main_state_closing);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, "conc.main_sentinel");
+  }
+  lua_settop(L, 0);
+  lua_newtable(L);
+  lconc_open_chan(L);
+  lconc_open_select(L);
+  lconc_open_worker(L);
+  lua_pushcfunction(L, now);
+  lua_setfield(L, -2, "now");
+  lua_pushcfunction(L, sleep_);
+  lua_setfield(L, -2, "sleep");
+  return 1;
+}

@@ -1,0 +1,78 @@
+/*
+ * lconc.h: what the Lua binding's files share. Only csrc/lua includes
+ * lua.h; the core (csrc/core) never does.
+ */
+#ifndef LCONC_H
+#define LCONC_H
+
+#include <stdlib.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include "../conc.h"
+
+/* ---- conc objects as userdata (lobj.c) --------------------------------- */
+
+/* The userdata of every conc object: a box holding one reference. */
+typedef struct lconc_box {
+  conc_obj *o;
+} lconc_box;
+
+/* Creates the metatable for a conc object type: __name = type->name,
+ * __gc, __eq, __tostring, __index = the methods, plus `extra`
+ * metamethods. Leaves nothing on the stack. */
+CONC_API void lconc_newclass(lua_State *L, const conc_type *type,
+                             const luaL_Reg *methods, const luaL_Reg *extra);
+/* Pushes the userdata of o, taking over one reference the caller owns.
+ * Within one lua_State the same object is always the same userdata. */
+CONC_API void lconc_push_obj(lua_State *L, conc_obj *o);
+/* The object at idx if it is a conc object of `type`, else raises a type
+ * error naming the argument. */
+CONC_API conc_obj *lconc_check_obj(lua_State *L, int idx,
+                                   const conc_type *type);
+/* The object at idx if it is any conc object, else NULL. */
+CONC_API conc_obj *lconc_to_obj(lua_State *L, int idx);
+
+/* Optional timeout in seconds: nil/none = CONC_NEVER, <= 0 = NOWAIT. */
+CONC_API conc_time lconc_opt_deadline(lua_State *L, int idx);
+
+/* ---- the codec (codec.c) ------------------------------------------------- */
+
+/* How an encode failure names the value: "argument #k", "result #k" or
+ * nothing (a single value, as sent on a channel). */
+typedef enum { LCONC_ARG, LCONC_RESULT, LCONC_VALUE } lconc_what;
+
+/*
+ * Encodes the n values at stack index first.. into *m. Raises a Lua error
+ * `fname: argument #k, field 'a.b': cannot transfer a userdata` (holding
+ * no lock, having retained nothing) if a value cannot be transferred.
+ * `argbase` numbers the first value (for LCONC_ARG / LCONC_RESULT).
+ */
+CONC_API void lconc_encode(lua_State *L, int first, int n, conc_msg *m,
+                           const char *fname, lconc_what what, int argbase);
+/* As lconc_encode, but returns an error message (pushed) instead of
+ * raising: 0 on success, 1 with the message on the stack. */
+CONC_API int lconc_encode_protected(lua_State *L, int first, int n,
+                                    conc_msg *m, const char *fname,
+                                    lconc_what what, int argbase);
+/* Pushes the values of *m and frees it; returns how many it pushed. On an
+ * error (a module the receiver cannot load) frees *m and raises. */
+CONC_API int lconc_decode(lua_State *L, conc_msg *m);
+
+/* The string of a message holding exactly one string, or NULL. */
+CONC_API const char *lconc_msg_string(const conc_msg *m, size_t *len);
+/* A message holding one short string (an error text); never fails for
+ * texts of up to 40 bytes (longer ones are cut). */
+CONC_API void lconc_msg_from_string(conc_msg *m, const char *text);
+
+/* Per-state setup of the codec (module lookup, scratch buffers). */
+CONC_API void lconc_codec_init(lua_State *L);
+
+/* ---- registration of the binding's parts --------------------------------- */
+
+CONC_API void lconc_open_chan(lua_State *L);     /* lchan.c */
+CONC_API void lconc_open_select(lua_State *L);   /* lselect.c */
+CONC_API void lconc_open_worker(lua_State *L);   /* lworker.c */
+
+__attribute__((visibility("default"))) int luaopen_conc_core(lua_State *L);
+
+#endif

@@ -1,0 +1,112 @@
+/*
+ * lobj.c: conc objects as Lua userdata.
+ *
+ * A userdata is a box holding one reference to a core object; __gc drops
+ * it (and never blocks). Each lua_State interns its boxes in a table with
+ * weak values keyed by the object's address, so an object received twice
+ * is the same Lua value both times (usable as a table key, rawequal).
+ * Lua clears weak values before it runs finalizers, so a dying box is
+ * never found again.
+ */
+#include <math.h>
+#include "lconc.h"
+
+static const char objects_key = 'o';  /* registry: address -> box */
+static const char classes_key = 'c';  /* registry: metatable -> true */
+
+static void push_weak_table(lua_State *L, const void *key, const char *mode) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TNIL) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, mode);
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
+static lconc_box *tobox(lua_State *L, int idx) {
+  return (lconc_box *)lua_touserdata(L, idx);
+}
+
+static int obj_gc(lua_State *L) {
+  lconc_box *b = tobox(L, 1);
+  if (b && b->o) {
+    conc_obj *o = b->o;
+    b->o = NULL;
+    conc_release(o);
+  }
+  return 0;
+}
+
+static int obj_eq(lua_State *L) {
+  conc_obj *a = lconc_to_obj(L, 1), *b = lconc_to_obj(L, 2);
+  lua_pushboolean(L, a != NULL && a == b);
+  return 1;
+}
+
+static int obj_tostring(lua_State *L) {
+  conc_obj *o = lconc_to_obj(L, 1);
+  lua_pushfstring(L, "%s: %p", o ? o->type->name : "conc.object", (void *)o);
+  return 1;
+}
+
+void lconc_newclass(lua_State *L, const conc_type *type,
+                    const luaL_Reg *methods, const luaL_Reg *extra) {
+  static const luaL_Reg meta[] = {
+      {"__gc", obj_gc}, {"__eq", obj_eq}, {"__tostring", obj_tostring},
+      {NULL, NULL}};
+  luaL_newmetatable(L, type->name);          /* mt */
+  luaL_setfuncs(L, meta, 0);
+  if (extra) luaL_setfuncs(L, extra, 0);
+  lua_newtable(L);                           /* mt, methods */
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");            /* mt */
+  push_weak_table(L, &classes_key, "k");     /* mt, classes */
+  lua_pushvalue(L, -2);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 2);
+}
+
+void lconc_push_obj(lua_State *L, conc_obj *o) {
+  push_weak_table(L, &objects_key, "v");     /* objects */
+  if (lua_rawgetp(L, -1, o) == LUA_TUSERDATA) {
+    conc_release(o);  /* the interned box already holds a reference */
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 1);
+  lconc_box *b = (lconc_box *)lua_newuserdatauv(L, sizeof *b, 0);
+  b->o = NULL;  /* consistent until the metatable (with __gc) is set */
+  luaL_setmetatable(L, o->type->name);
+  b->o = o;
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, -3, o);                     /* objects, box */
+  lua_remove(L, -2);
+}
+
+conc_obj *lconc_to_obj(lua_State *L, int idx) {
+  lconc_box *b = tobox(L, idx);
+  if (b == NULL || lua_type(L, idx) != LUA_TUSERDATA) return NULL;
+  if (!lua_getmetatable(L, idx)) return NULL;
+  push_weak_table(L, &classes_key, "k");
+  lua_insert(L, -2);
+  int is_conc = lua_rawget(L, -2) == LUA_TBOOLEAN;
+  lua_pop(L, 2);
+  return is_conc ? b->o : NULL;
+}
+
+conc_obj *lconc_check_obj(lua_State *L, int idx, const conc_type *type) {
+  lconc_box *b = (lconc_box *)luaL_checkudata(L, idx, type->name);
+  if (b->o == NULL) luaL_argerror(L, idx, "object already released");
+  return b->o;
+}
+
+conc_time lconc_opt_deadline(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return CONC_NEVER;
+  lua_Number s = luaL_checknumber(L, idx);
+  luaL_argcheck(L, !isnan(s), idx, "timeout is NaN");
+  return conc_deadline_in(s);  /* <= 0: CONC_NOWAIT, a poll */
+}

@@ -1,0 +1,141 @@
+/*
+ * lselect.c: conc.select, Go's select statement.
+ *
+ *   local i, v, ok = conc.select{
+ *     {"recv", ch1},           -- case 1: v, ok as ch1:recv() gives them
+ *     {"send", ch2, value},    -- case 2
+ *     default = true,          -- optional: do not block ("default")
+ *     timeout = 0.5,           -- optional: give up after 0.5 s ("timeout")
+ *   }
+ *
+ * A case whose channel is nil, or a nil case, is never ready (Go's nil
+ * channel). Among ready cases one is chosen uniformly at random.
+ */
+#include <string.h>
+#include "lconc.h"
+
+#define SMALL 8
+
+static void free_sends(conc_case *cases, int n, int except) {
+  for (int i = 0; i < n; i++)
+    if (i != except && cases[i].chan && cases[i].op == CONC_SEND)
+      conc_msg_free(&cases[i].msg);
+}
+
+/* Fills cases[k] from case table #k+1 (at stack top). 0, or 1 with an
+ * error message pushed (nothing owned by cases[k] then). */
+static int read_case(lua_State *L, conc_case *cs, int k) {
+  memset(cs, 0, sizeof *cs);
+  if (lua_isnil(L, -1)) return 0;
+  if (!lua_istable(L, -1)) {
+    lua_pushfstring(L, "conc.select: case #%d must be a table, got %s", k,
+                    luaL_typename(L, -1));
+    return 1;
+  }
+  lua_rawgeti(L, -1, 1);
+  const char *op = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  if (op && strcmp(op, "recv") == 0) cs->op = CONC_RECV;
+  else if (op && strcmp(op, "send") == 0) cs->op = CONC_SEND;
+  else {
+    lua_pushfstring(L, "conc.select: case #%d: first field must be "
+                    "\"recv\" or \"send\"", k);
+    return 1;
+  }
+  lua_rawgeti(L, -1, 2);
+  if (lua_isnil(L, -1)) {  /* a nil channel: never ready */
+    lua_pop(L, 1);
+    return 0;
+  }
+  lconc_box *b = (lconc_box *)luaL_testudata(L, -1, conc_chan_type.name);
+  lua_pop(L, 1);
+  if (b == NULL || b->o == NULL) {
+    lua_pushfstring(L, "conc.select: case #%d: conc.chan expected", k);
+    return 1;
+  }
+  if (cs->op == CONC_SEND) {
+    char fname[48];
+    snprintf(fname, sizeof fname, "conc.select: case #%d", k);
+    lua_rawgeti(L, -1, 3);
+    int err = lconc_encode_protected(L, -1, 1, &cs->msg, fname, LCONC_VALUE, 1);
+    if (err) {
+      lua_remove(L, -2);  /* the value; the message stays on top */
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  cs->chan = (conc_chan *)b->o;  /* kept alive by the case table */
+  return 0;
+}
+
+static conc_time select_deadline(lua_State *L) {
+  if (lua_getfield(L, 1, "default") != LUA_TNIL && lua_toboolean(L, -1)) {
+    lua_pop(L, 1);
+    return CONC_NOWAIT;
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "timeout");
+  conc_time deadline = CONC_NEVER;
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isnumber(L, -1))
+      luaL_error(L, "conc.select: timeout must be a number of seconds");
+    lua_Number s = lua_tonumber(L, -1);
+    deadline = s != s ? CONC_NEVER : conc_deadline_in(s);
+  }
+  lua_pop(L, 1);
+  return deadline;
+}
+
+static int select_results(lua_State *L, conc_case *cases, int n, int r,
+                          int closed_send) {
+  if (r < 0) {
+    free_sends(cases, n, -1);
+    if (r == CONC_ENOMEM) return luaL_error(L, "conc.select: not enough memory");
+    lua_pushstring(L, r == CONC_EAGAIN ? "default" : "timeout");
+    return 1;
+  }
+  free_sends(cases, n, closed_send ? -1 : r);
+  if (closed_send)
+    return luaL_error(L, "conc.select: case #%d: send on closed channel",
+                      r + 1);
+  lua_pushinteger(L, r + 1);
+  if (cases[r].op == CONC_SEND) return 1;
+  if (!cases[r].ok) {
+    lua_pushnil(L);
+    lua_pushboolean(L, 0);
+    return 3;
+  }
+  lconc_decode(L, &cases[r].msg);
+  lua_pushboolean(L, 1);
+  return 3;
+}
+
+static int select_(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  conc_time deadline = select_deadline(L);
+  lua_getfield(L, 1, "n");
+  lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1)
+                                       : (lua_Integer)lua_rawlen(L, 1);
+  lua_pop(L, 1);
+  luaL_argcheck(L, n >= 0 && n <= 4096, 1, "too many cases");
+  conc_case small[SMALL];
+  conc_case *cases = small;
+  if (n > SMALL)  /* a userdata: collected even if an error is raised */
+    cases = lua_newuserdatauv(L, (size_t)n * sizeof *cases, 0);
+  for (int k = 0; k < n; k++) {
+    lua_rawgeti(L, 1, k + 1);
+    if (read_case(L, &cases[k], k + 1)) {
+      free_sends(cases, k, -1);
+      return lua_error(L);
+    }
+    lua_pop(L, 1);
+  }
+  int closed_send = 0;
+  int r = conc_select(cases, (int)n, deadline, &closed_send);
+  return select_results(L, cases, (int)n, r, closed_send);
+}
+
+void lconc_open_select(lua_State *L) {
+  lua_pushcfunction(L, select_);
+  lua_setfield(L, -2, "select");
+}

@@ -1,0 +1,119 @@
+/*
+ * lworker.c: conc.go and the worker handle (conc.worker).
+ */
+#include <string.h>
+#include "worker.h"
+
+static lconc_task *checktask(lua_State *L) {
+  return (lconc_task *)lconc_check_obj(L, 1, &lconc_task_type);
+}
+
+/* A malloc'd copy of package[field], or NULL. */
+static char *package_field(lua_State *L, const char *field) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "package");
+  char *copy = NULL;
+  if (lua_istable(L, -1) && lua_getfield(L, -1, field) == LUA_TSTRING)
+    copy = strdup(lua_tostring(L, -1));
+  lua_pop(L, lua_istable(L, -1) ? 2 : 3);
+  return copy;
+}
+
+/* conc.go(fn, ...) -> handle | nil, message, "spawn" */
+static int go(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  conc_msg call;
+  lconc_encode(L, 1, lua_gettop(L), &call, "conc.go", LCONC_ARG, 1);
+  lconc_task *t = calloc(1, sizeof *t);
+  conc_chan *done = t ? conc_chan_new(0) : NULL;
+  if (done == NULL) {
+    free(t);
+    conc_msg_free(&call);
+    return luaL_error(L, "conc.go: not enough memory");
+  }
+  conc_obj_init(&t->hdr, &lconc_task_type);
+  t->id = 0;
+  t->started = conc_now();
+  t->call = call;
+  t->done = done;
+  t->path = package_field(L, "path");
+  t->cpath = package_field(L, "cpath");
+  static atomic_llong next_id = 1;
+  t->id = atomic_fetch_add(&next_id, 1);
+  int rc = lconc_spawn(t);
+  if (rc != CONC_OK) {
+    conc_release(&t->hdr);
+    lua_pushnil(L);
+    lua_pushfstring(L, "conc.go: %s", conc_strerror(rc));
+    lua_pushliteral(L, "spawn");
+    return 3;
+  }
+  lconc_push_obj(L, &t->hdr);
+  return 1;
+}
+
+/* Blocks until the task has finished or the deadline; true if finished. */
+static int wait_done(lconc_task *t, conc_time deadline) {
+  conc_msg m;
+  int rc = conc_chan_recv(t->done, &m, deadline);
+  if (rc == CONC_OK) conc_msg_free(&m);  /* never sent on; defensive */
+  return rc == CONC_ECLOSED;
+}
+
+/* h:join() -> true, results... | false, error (with the traceback) */
+static int w_join(lua_State *L) {
+  lconc_task *t = checktask(L);
+  wait_done(t, CONC_NEVER);
+  atomic_store(&t->observed, 1);
+  int ok = atomic_load(&t->state) == TASK_DONE;
+  lua_settop(L, 1);
+  lua_pushboolean(L, ok);
+  conc_msg copy;
+  if (conc_msg_copy(&copy, &t->result) != CONC_OK)
+    return luaL_error(L, "conc.worker:join: not enough memory");
+  return 1 + lconc_decode(L, &copy);
+}
+
+/* h:wait([timeout]) -> true when finished, false on timeout */
+static int w_wait(lua_State *L) {
+  lconc_task *t = checktask(L);
+  lua_pushboolean(L, wait_done(t, lconc_opt_deadline(L, 2)));
+  return 1;
+}
+
+/* h:done() -> a channel closed when the worker has finished */
+static int w_done(lua_State *L) {
+  lconc_task *t = checktask(L);
+  conc_retain((conc_obj *)t->done);
+  lconc_push_obj(L, (conc_obj *)t->done);
+  return 1;
+}
+
+static int w_id(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)checktask(L)->id);
+  return 1;
+}
+
+/* h:status() -> "running", "done" or "failed" */
+static int w_status(lua_State *L) {
+  static const char *const names[] = {"running", "done", "failed"};
+  lua_pushstring(L, names[atomic_load(&checktask(L)->state)]);
+  return 1;
+}
+
+/* conc.id() -> the id of the calling worker, 0 in the main script */
+static int current(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)lconc_current_id());
+  return 1;
+}
+
+void lconc_open_worker(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"join", w_join}, {"wait", w_wait}, {"done", w_done},
+      {"id", w_id},     {"status", w_status}, {NULL, NULL}};
+  lconc_newclass(L, &lconc_task_type, methods, NULL);
+  lua_pushcfunction(L, go);
+  lua_setfield(L, -2, "go");
+  lua_pushcfunction(L, current);
+  lua_setfield(L, -2, "id");
+}

@@ -1,0 +1,354 @@
+/*
+ * worker.c: the threads that run conc.go's tasks, each with its own
+ * lua_State.
+ *
+ * Threads are pooled: when a task ends, its thread parks (spinning first)
+ * with its state ready, so the next conc.go is a hand-off rather than a
+ * thread and state creation. Every task starts with fresh globals: a new
+ * table holding what the state's globals held when it was created (the
+ * standard libraries); package.loaded persists between tasks of a state,
+ * so modules load once per thread. An idle thread exits after
+ * IDLE_SECONDS, and at most max_idle threads stay idle.
+ *
+ * Lock order: pool.lock is a leaf (nothing else is taken while it is
+ * held, except the waiter claim, which is lock-free).
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <lualib.h>
+#include "../core/internal.h"
+#include "worker.h"
+
+#define IDLE_SECONDS 5.0
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define STACK_SIZE (8u << 20)
+#else
+#define STACK_SIZE (1u << 20)
+#endif
+
+typedef struct pool_thread {
+  lua_State *L;
+  conc_waiter *w;               /* its waiter, set before it first idles */
+  lconc_task *task;             /* the task handed to it (pool.lock) */
+  bool idle;                    /* on the idle list (pool.lock) */
+  struct pool_thread *next_idle;
+} pool_thread;
+
+/* The pool. `lock` guards every field. */
+static struct {
+  pthread_mutex_t lock;
+  pool_thread *idle;            /* idle threads, most recent first */
+  int nidle, max_idle;
+  int threads;                  /* live threads, idle or not */
+  lconc_task *running;          /* tasks not yet finished */
+} pool = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, 0, NULL};
+
+static _Thread_local int64_t current_id;
+static const char worker_key = 'w';    /* registry: this is a worker */
+static const char pristine_key = 'p';  /* registry: the initial globals */
+
+int64_t lconc_current_id(void) { return current_id; }
+
+int lconc_is_worker_state(lua_State *L) {
+  int is = lua_rawgetp(L, LUA_REGISTRYINDEX, &worker_key) != LUA_TNIL;
+  lua_pop(L, 1);
+  return is;
+}
+
+/* ---- tasks -------------------------------------------------------------- */
+
+static void task_destroy(conc_obj *o) {
+  lconc_task *t = (lconc_task *)o;
+  if (atomic_load(&t->state) == TASK_FAILED && !atomic_load(&t->observed)) {
+    size_t len;
+    const char *err = lconc_msg_string(&t->result, &len);
+    fprintf(stderr, "conc: worker %lld failed and was never joined: %.*s\n",
+            (long long)t->id, err ? (int)len : 24,
+            err ? err : "(a non-string error value)");
+  }
+  if (atomic_load(&t->state) != TASK_RUNNING) conc_msg_free(&t->result);
+  conc_release(&t->done->hdr);
+  free(t);
+}
+
+const conc_type lconc_task_type = {"conc.worker", task_destroy};
+
+static void list_add(lconc_task *t) {
+  conc__lock(&pool.lock);
+  t->prev = NULL;
+  t->next = pool.running;
+  if (pool.running) pool.running->prev = t;
+  pool.running = t;
+  conc__unlock(&pool.lock);
+}
+
+static void list_remove(lconc_task *t) {
+  conc__lock(&pool.lock);
+  if (t->prev) t->prev->next = t->next;
+  else pool.running = t->next;
+  if (t->next) t->next->prev = t->prev;
+  conc__unlock(&pool.lock);
+}
+
+void lconc_report_running(void) {
+  conc__lock(&pool.lock);
+  int n = 0;
+  for (lconc_task *t = pool.running; t; t = t->next) n++;
+  if (n > 0) {
+    fprintf(stderr, "conc: the main script ended with %d worker%s still "
+            "running (id", n, n > 1 ? "s" : "");
+    int shown = 0;
+    for (lconc_task *t = pool.running; t && shown < 10; t = t->next, shown++)
+      fprintf(stderr, "%s %lld", shown ? "," : (n > 1 ? "s" : ""),
+              (long long)t->id);
+    fprintf(stderr, "%s); they end with the process\n", n > 10 ? ", ..." : "");
+  }
+  conc__unlock(&pool.lock);
+}
+
+/* ---- states ----------------------------------------------------------------- */
+
+/* A state with the standard libraries, conc.core loaded, and a copy of
+ * its initial globals kept for the fresh globals of every task. */
+static lua_State *new_state(void) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) return NULL;
+  luaL_openlibs(L);
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &worker_key);
+  /* conc.core is this very module: load it from here, not the cpath. */
+  luaL_requiref(L, "conc.core", luaopen_conc_core, 0);
+  lua_pop(L, 1);
+  lua_newtable(L);                                   /* pristine */
+  lua_pushglobaltable(L);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {                          /* pristine, G, k, v */
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -5);
+  }
+  lua_pop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &pristine_key);
+  return L;
+}
+
+/* Makes a new globals table (a copy of the pristine one) current. */
+static void fresh_globals(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &pristine_key);  /* pristine */
+  lua_createtable(L, 0, 48);                         /* pristine, env */
+  lua_pushnil(L);
+  while (lua_next(L, -3)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "_G");
+  lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  lua_pop(L, 1);
+}
+
+static void set_path(lua_State *L, const char *field, const char *value) {
+  if (value == NULL) return;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "package");
+  if (lua_istable(L, -1)) {
+    lua_pushstring(L, value);
+    lua_setfield(L, -2, field);
+  }
+  lua_pop(L, 2);
+}
+
+/* ---- running a task ------------------------------------------------------------ */
+
+/* The message handler: appends the traceback to string errors (and to
+ * errors with __tostring); other error values pass through unchanged. */
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      return 1;
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Protected body: decode fn and its arguments, call it. */
+static int task_body(lua_State *L) {
+  lconc_task *t = (lconc_task *)lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  int n = lconc_decode(L, &t->call);
+  lua_call(L, n - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* Encodes the outcome at the top of L (n values, or one error value). */
+static int finish(lua_State *L, lconc_task *t, int ok, int base) {
+  int n = lua_gettop(L) - base;
+  if (lconc_encode_protected(L, base + 1, n, &t->result, "conc.go",
+                             LCONC_RESULT, 1) == 0)
+    return ok;
+  /* The results (or error) could not travel: that is the error now. */
+  if (!ok) {  /* an error value that cannot travel: send its text */
+    lua_pushstring(L, luaL_tolstring(L, base + 1, NULL));
+  }
+  int top = lua_gettop(L);
+  if (lconc_encode_protected(L, top, 1, &t->result, "conc.go", LCONC_VALUE,
+                             1) != 0)
+    lconc_msg_from_string(&t->result, "not enough memory");
+  return 0;
+}
+
+static void run_task(lua_State *L, lconc_task *t) {
+  current_id = t->id;
+  set_path(L, "path", t->path);
+  set_path(L, "cpath", t->cpath);
+  free(t->path);
+  free(t->cpath);
+  t->path = t->cpath = NULL;
+  fresh_globals(L);
+  lua_settop(L, 0);
+  lua_pushcfunction(L, traceback);
+  lua_pushcfunction(L, task_body);
+  lua_pushlightuserdata(L, t);
+  int ok = lua_pcall(L, 1, LUA_MULTRET, 1) == LUA_OK;
+  ok = finish(L, t, ok, 1);
+  lua_settop(L, 0);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "_G");  /* the state's own globals again */
+  lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  lua_pop(L, 1);
+  current_id = 0;
+  atomic_store(&t->state, ok ? TASK_DONE : TASK_FAILED);
+  list_remove(t);
+  conc_chan_close(t->done);
+  conc_release(&t->hdr);  /* the thread's reference */
+}
+
+/* A task that could not start (no state): it fails with a message. */
+static void fail_task(lconc_task *t, const char *why) {
+  conc_msg_free(&t->call);
+  free(t->path);
+  free(t->cpath);
+  lconc_msg_from_string(&t->result, why);
+  atomic_store(&t->state, TASK_FAILED);
+  list_remove(t);
+  conc_chan_close(t->done);
+  conc_release(&t->hdr);
+}
+
+/* Parks the thread idle; returns its next task, or NULL to exit. */
+static lconc_task *idle_wait(pool_thread *p) {
+  conc__lock(&pool.lock);
+  if (pool.nidle >= pool.max_idle) {
+    conc__unlock(&pool.lock);
+    return NULL;
+  }
+  p->task = NULL;
+  conc__waiter_arm(p->w);
+  p->idle = true;
+  p->next_idle = pool.idle;
+  pool.idle = p;
+  pool.nidle++;
+  conc__unlock(&pool.lock);
+  if (conc__waiter_park(p->w, conc_deadline_in(IDLE_SECONDS)) !=
+      CONC_SEL_TIMEOUT)
+    return p->task;  /* the spawner unlinked us and set task */
+  conc__lock(&pool.lock);
+  for (pool_thread **q = &pool.idle; *q; q = &(*q)->next_idle)
+    if (*q == p) {
+      *q = p->next_idle;
+      pool.nidle--;
+      break;
+    }
+  conc__unlock(&pool.lock);
+  return NULL;
+}
+
+static void *thread_main(void *arg) {
+  pool_thread *p = (pool_thread *)arg;
+  p->w = conc__waiter_self();
+  lconc_task *t = p->task;
+  p->L = new_state();
+  if (p->L == NULL) {
+    fail_task(t, "conc.go: cannot create a lua_State");
+  } else {
+    while (t != NULL) {
+      run_task(p->L, t);
+      t = idle_wait(p);
+    }
+    lua_close(p->L);
+  }
+  conc__lock(&pool.lock);
+  pool.threads--;
+  conc__unlock(&pool.lock);
+  free(p);
+  return NULL;
+}
+
+/* Hands t to an idle thread; false if there is none. */
+static bool hand_off(lconc_task *t) {
+  conc__lock(&pool.lock);
+  while (pool.idle != NULL) {
+    pool_thread *p = pool.idle;
+    pool.idle = p->next_idle;
+    pool.nidle--;
+    p->idle = false;
+    if (conc__waiter_claim(p->w, 0)) {
+      p->task = t;
+      conc__unlock(&pool.lock);
+      conc__waiter_wake(p->w);
+      return true;
+    }
+    /* It timed out and is leaving (it finds itself unlinked). */
+  }
+  conc__unlock(&pool.lock);
+  return false;
+}
+
+static int new_thread(lconc_task *t) {
+  pool_thread *p = calloc(1, sizeof *p);
+  if (p == NULL) return CONC_ENOMEM;
+  p->task = t;
+  pthread_attr_t attr;
+  CONC_CHECK(pthread_attr_init(&attr));
+  CONC_CHECK(pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED));
+  CONC_CHECK(pthread_attr_setstacksize(&attr, STACK_SIZE));
+  conc__lock(&pool.lock);
+  if (pool.max_idle == 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    pool.max_idle = n > 4 ? (int)n * 4 : 16;
+  }
+  pool.threads++;
+  conc__unlock(&pool.lock);
+  pthread_t tid;
+  int rc = pthread_create(&tid, &attr, thread_main, p);
+  CONC_CHECK(pthread_attr_destroy(&attr));
+  if (rc != 0) {
+    conc__lock(&pool.lock);
+    pool.threads--;
+    conc__unlock(&pool.lock);
+    free(p);
+    return CONC_ETHREAD;
+  }
+  return CONC_OK;
+}
+
+int lconc_spawn(lconc_task *t) {
+  conc_retain(&t->hdr);  /* the running thread's reference */
+  list_add(t);
+  if (hand_off(t)) return CONC_OK;
+  int rc = new_thread(t);
+  if (rc != CONC_OK) {
+    list_remove(t);
+    conc_msg_free(&t->call);
+    free(t->path);
+    free(t->cpath);
+    t->path = t->cpath = NULL;
+    conc_release(&t->hdr);
+  }
+  return rc;
+}

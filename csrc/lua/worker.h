@@ -1,0 +1,45 @@
+/*
+ * worker.h: workers (conc.go), shared by worker.c (threads, states,
+ * running a task) and lworker.c (the Lua handle).
+ */
+#ifndef LCONC_WORKER_H
+#define LCONC_WORKER_H
+
+#include "lconc.h"
+
+enum { TASK_RUNNING = 0, TASK_DONE = 1, TASK_FAILED = 2 };
+
+/*
+ * One call of conc.go. Shared by the handles (one reference per lua_State
+ * that holds one) and the thread running it (one reference until it is
+ * done). `call`, `path` and `cpath` belong to the running thread; `ok`
+ * and `result` are written once, before `done` is closed, and only read
+ * after (the channel's lock orders them).
+ */
+typedef struct lconc_task {
+  conc_obj hdr;
+  int64_t id;
+  conc_time started;
+  conc_msg call;          /* fn and its arguments */
+  char *path, *cpath;     /* the spawner's package.path and cpath */
+  conc_chan *done;        /* closed when the task has finished */
+  atomic_int state;       /* TASK_RUNNING, TASK_DONE or TASK_FAILED */
+  atomic_int observed;    /* a join has returned the outcome */
+  conc_msg result;        /* the results, or the error */
+  struct lconc_task *prev, *next;  /* the list of running tasks */
+} lconc_task;
+
+CONC_API extern const conc_type lconc_task_type;
+
+/* Starts task on a pooled or new thread; CONC_ETHREAD if none can be had.
+ * Takes call, path and cpath over even on failure. */
+CONC_API int lconc_spawn(lconc_task *task);
+/* The id of the task the calling thread runs (0: not a worker). */
+CONC_API int64_t lconc_current_id(void);
+/* Marks L as a worker's state (its close is not the program's end). */
+CONC_API int lconc_is_worker_state(lua_State *L);
+/* Reports, on stderr, the workers still running when the main state is
+ * closed (the program ends; they are abandoned as Go abandons them). */
+CONC_API void lconc_report_running(void);
+
+#endif
