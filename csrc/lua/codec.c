@@ -263,7 +263,7 @@ static void index_name(lua_State *L, int vidx, const char *mod,
   lua_pushvalue(L, vidx);
   if (key) {
     lua_pushstring(L, mod);
-    lua_pushliteral(L, "\0");
+    lua_pushlstring(L, "\0", 1);
     lua_pushstring(L, key);
     lua_concat(L, 3);
   } else {
@@ -480,6 +480,11 @@ static const char *encode_function(lua_State *L, scratch *s, int idx,
   put_varint(s, ar.nups);
   for (int i = 1; i <= ar.nups; i++) {
     const char *name = lua_getupvalue(L, idx, i);
+    if (name && strcmp(name, "_ENV") == 0) {  /* the receiver's globals */
+      lua_pop(L, 1);
+      put_byte(s, T_ENV);
+      continue;
+    }
     const char *err = encode_value(L, s, lua_gettop(L), depth + 1);
     lua_pop(L, 1);
     if (err) {

@@ -160,6 +160,19 @@ static void set_path(lua_State *L, const char *field, const char *value) {
   lua_pop(L, 2);
 }
 
+/* Publishes the outcome. The thread's reference goes before done is
+ * closed, so a failure nobody will join is reported before a joiner (or
+ * the end of the program) can see the task as finished. */
+static void end_task(lconc_task *t, int state) {
+  conc_chan *done = t->done;
+  conc_retain((conc_obj *)done);
+  atomic_store(&t->state, state);
+  list_remove(t);
+  conc_release(&t->hdr);
+  conc_chan_close(done);
+  conc_release((conc_obj *)done);
+}
+
 /* ---- running a task ------------------------------------------------------------ */
 
 /* The message handler: appends the traceback to string errors (and to
@@ -222,10 +235,7 @@ static void run_task(lua_State *L, lconc_task *t) {
   lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
   lua_pop(L, 1);
   current_id = 0;
-  atomic_store(&t->state, ok ? TASK_DONE : TASK_FAILED);
-  list_remove(t);
-  conc_chan_close(t->done);
-  conc_release(&t->hdr);  /* the thread's reference */
+  end_task(t, ok ? TASK_DONE : TASK_FAILED);
 }
 
 /* A task that could not start (no state): it fails with a message. */
@@ -234,10 +244,7 @@ static void fail_task(lconc_task *t, const char *why) {
   free(t->path);
   free(t->cpath);
   lconc_msg_from_string(&t->result, why);
-  atomic_store(&t->state, TASK_FAILED);
-  list_remove(t);
-  conc_chan_close(t->done);
-  conc_release(&t->hdr);
+  end_task(t, TASK_FAILED);
 }
 
 /* Parks the thread idle; returns its next task, or NULL to exit. */

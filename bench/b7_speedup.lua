@@ -1,0 +1,47 @@
+-- B7 parallel speed-up: 16 CPU-bound jobs (2M iterations of integer
+-- arithmetic each) taken from a channel by 1 worker, then by 2 workers.
+-- Prints time(1 worker) / time(2 workers).
+-- Paths: the repository root is the parent of this script's directory.
+local root = ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.cpath = root .. "/build/?.so;" .. package.cpath
+local conc = require("conc")
+-- Size: arg[1] is a scale factor (default 1; BENCH_QUICK=1 makes it 0.1).
+local scale = tonumber(arg and arg[1]) or (os.getenv("BENCH_QUICK") == "1" and 0.1 or 1)
+local function sized(n) return math.max(1, math.floor(n * scale + 0.5)) end
+
+local ITER = sized(2000000)
+local JOBS = 16
+
+local function run(nw)
+  local jobs, results = conc.chan(JOBS), conc.chan(JOBS)
+  for _ = 1, JOBS do jobs:send(ITER) end
+  jobs:close()
+  local t0 = conc.now()
+  local hs = {}
+  for k = 1, nw do
+    hs[k] = conc.go(function(j, r)
+      for n in j:range() do
+        local x = 0
+        for i = 1, n do x = (x * 1103515245 + 12345 + i) & 0x7fffffff end
+        r:send(x)
+      end
+      return true
+    end, jobs, results)
+  end
+  local first
+  for _ = 1, JOBS do
+    local x = results:recv()
+    first = first or x
+    assert(x == first, "jobs disagree")
+  end
+  local t = conc.now() - t0
+  for k = 1, nw do assert(hs[k]:join()) end
+  return t, first
+end
+
+local t1, x1 = run(1)
+local t2, x2 = run(2)
+assert(x1 == x2)
+io.stderr:write(string.format("b7: 1 worker %.3f s, 2 workers %.3f s (checksum %d)\n", t1, t2, x1))
+print(string.format("%.2f x", t1 / t2))

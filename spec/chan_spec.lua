@@ -1,0 +1,282 @@
+local conc = require("conc")
+local support = require("support")
+
+describe("conc.chan", function()
+  it("is unbuffered by default: len and cap are 0", function()
+    local ch = conc.chan()
+    assert.are.equal(0, ch:cap())
+    assert.are.equal(0, #ch)
+    assert.are.equal(0, ch:len())
+  end)
+
+  it("unbuffered: a send cannot complete without a receiver", function()
+    local ch = conc.chan()
+    assert.is_false(ch:try_send(1))
+    local t0 = conc.now()
+    local ok, err = ch:send(1, 0.05)
+    assert.is_nil(ok)
+    assert.are.equal("timeout", err)
+    assert.is_true(conc.now() - t0 >= 0.05)
+    -- nothing was left behind by the failed sends
+    local v, got = ch:try_recv()
+    assert.is_nil(v)
+    assert.is_nil(got)
+  end)
+
+  it("unbuffered: a send rendezvous with a parked receiver", function()
+    local ch, back = conc.chan(), conc.chan()
+    local h = conc.go(function(c, b)
+      for _ = 1, 1000 do
+        local v = c:recv()
+        b:send(v * 2)
+      end
+    end, ch, back)
+    for i = 1, 1000 do
+      assert.is_true(ch:send(i))
+      -- the value has been taken: the channel holds nothing
+      assert.are.equal(0, #ch)
+      assert.are.equal(i * 2, back:recv())
+    end
+    assert.is_true((h:join()))
+  end)
+
+  it("buffered: FIFO order, len and cap", function()
+    local ch = conc.chan(3)
+    assert.are.equal(3, ch:cap())
+    assert.is_true(ch:send("a"))
+    assert.is_true(ch:try_send("b"))
+    assert.is_true(ch:try_send("c"))
+    assert.are.equal(3, #ch)
+    assert.is_false(ch:try_send("d"))
+    assert.are.same({"a", true}, {ch:recv()})
+    assert.are.same({"b", true}, {ch:try_recv()})
+    assert.are.equal(1, #ch)
+  end)
+
+  it("receive from a closed channel drains the buffer, then nil, false",
+    function()
+      local ch = conc.chan(2)
+      ch:send(1)
+      ch:send(2)
+      ch:close()
+      assert.are.same({1, true}, {ch:recv()})
+      assert.are.same({2, true}, {ch:recv()})
+      local v, ok = ch:recv()
+      assert.is_nil(v)
+      assert.is_false(ok)
+      v, ok = ch:try_recv()
+      assert.is_nil(v)
+      assert.is_false(ok)
+    end)
+
+  it("send on a closed channel and close of a closed channel raise", function()
+    local ch = conc.chan(1)
+    ch:close()
+    assert.has_error(function() ch:send(1) end,
+      "conc.chan:send: send on closed channel")
+    assert.has_error(function() ch:try_send(1) end,
+      "conc.chan:try_send: send on closed channel")
+    assert.has_error(function() ch:close() end,
+      "conc.chan:close: close of closed channel")
+  end)
+
+  it("recv with a timeout returns nil, nil, 'timeout' after the time",
+    function()
+      local ch = conc.chan()
+      local t0 = conc.now()
+      local v, ok, why = ch:recv(0.05)
+      local dt = conc.now() - t0
+      assert.is_nil(v)
+      assert.is_nil(ok)
+      assert.are.equal("timeout", why)
+      assert.is_true(dt >= 0.05, "returned after " .. dt)
+      assert.is_true(dt < 5)
+    end)
+
+  it("try_recv on an empty open channel returns nil, nil", function()
+    local v, ok = conc.chan(1):try_recv()
+    assert.is_nil(v)
+    assert.is_nil(ok)
+  end)
+
+  it("carries nil and false as values", function()
+    local ch = conc.chan(2)
+    ch:send(nil)
+    ch:send(false)
+    assert.are.same({nil, true}, {ch:recv()})
+    assert.are.same({false, true}, {ch:recv()})
+  end)
+
+  it("range iterates until the channel is closed", function()
+    local ch = conc.chan(10)
+    for i = 1, 10 do ch:send(i) end
+    ch:close()
+    local seen = {}
+    for v in ch:range() do seen[#seen + 1] = v end
+    assert.are.same({1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, seen)
+  end)
+
+  it("range over a channel fed by a worker", function()
+    local ch = conc.chan()
+    local h = conc.go(function(c)
+      for i = 1, 100 do c:send(i) end
+      c:close()
+    end, ch)
+    local sum, n = 0, 0
+    for v in ch:range() do sum, n = sum + v, n + 1 end
+    assert.are.equal(100, n)
+    assert.are.equal(5050, sum)
+    assert.is_true((h:join()))
+  end)
+
+  it("a <close> variable closes the channel at the end of its scope",
+    function()
+      local outer
+      do
+        local ch <close> = conc.chan(1)
+        outer = ch
+      end
+      assert.has_error(function() outer:send(1) end,
+        "conc.chan:send: send on closed channel")
+    end)
+
+  it("rejects a bad capacity", function()
+    assert.has_error(function() conc.chan(-1) end)
+    assert.has_error(function() conc.chan(1.5) end)
+    assert.has_error(function() conc.chan("x") end)
+  end)
+
+  it("methods reject other objects with a clear error", function()
+    local ch = conc.chan()
+    assert.has_error(function() ch.send({}, 1) end)
+    local ok, err = pcall(ch.len, conc.go(function() end))
+    assert.is_false(ok)
+    assert.matches("conc.chan expected, got conc.worker", err, 1, true)
+  end)
+
+  it("is the same Lua value each time it is received in a state", function()
+    local ch, carrier = conc.chan(), conc.chan(2)
+    carrier:send(ch)
+    carrier:send(ch)
+    local a, b = carrier:recv(), carrier:recv()
+    assert.is_true(rawequal(a, ch))
+    assert.is_true(rawequal(b, ch))
+    local t = {[ch] = "x"}
+    assert.are.equal("x", t[a])
+  end)
+
+  it("outlives the handle that created it while others hold it", function()
+    local carrier = conc.chan(1)
+    do
+      local ch = conc.chan(1)
+      ch:send("kept")
+      carrier:send(ch)
+    end
+    collectgarbage()
+    collectgarbage()
+    local h = conc.go(function(c)
+      local inner = c:recv()
+      return inner:recv()
+    end, carrier)
+    assert.are.same({true, "kept", true}, {h:join()})
+  end)
+end)
+
+describe("conc.chan under load", function()
+  local function producers_consumers(cap, nprod, ncons, per)
+    local ch = conc.chan(cap)
+    local prods, cons = {}, {}
+    for p = 1, nprod do
+      prods[p] = conc.go(function(c, id, n)
+        for i = 1, n do c:send(id * 1000000 + i) end
+      end, ch, p, per)
+    end
+    for k = 1, ncons do
+      cons[k] = conc.go(function(c)
+        local got = {}
+        for v in c:range() do got[#got + 1] = v end
+        return got
+      end, ch)
+    end
+    for p = 1, nprod do support.join_ok(prods[p]) end
+    ch:close()
+    local seen, total = {}, 0
+    for k = 1, ncons do
+      local got = support.join_ok(cons[k])
+      for _, v in ipairs(got) do
+        assert.is_nil(seen[v], "received twice: " .. v)
+        seen[v] = true
+        total = total + 1
+      end
+    end
+    assert.are.equal(nprod * per, total)
+    for p = 1, nprod do
+      for i = 1, per do
+        assert.is_true(seen[p * 1000000 + i], "lost " .. p .. "/" .. i)
+      end
+    end
+  end
+
+  it("4 producers x 4 consumers, unbuffered: every value exactly once",
+    function() producers_consumers(0, 4, 4, 5000) end)
+
+  it("4 producers x 3 consumers, buffered: every value exactly once",
+    function() producers_consumers(16, 4, 3, 5000) end)
+
+  it("close wakes every blocked receiver with nil, false", function()
+    for _ = 1, 20 do
+      local ch, ready = conc.chan(), conc.chan(8)
+      local hs = {}
+      for i = 1, 8 do
+        hs[i] = conc.go(function(c, r)
+          r:send(true)
+          return c:recv()
+        end, ch, ready)
+      end
+      for _ = 1, 8 do ready:recv() end
+      ch:close()
+      for i = 1, 8 do
+        local ok, v, open = hs[i]:join()
+        assert.is_true(ok)
+        assert.is_nil(v)
+        assert.is_false(open)
+      end
+    end
+  end)
+
+  it("close makes every blocked sender raise 'send on closed channel'",
+    function()
+      for _ = 1, 20 do
+        local ch, ready = conc.chan(), conc.chan(8)
+        local hs = {}
+        for i = 1, 8 do
+          hs[i] = conc.go(function(c, r)
+            r:send(true)
+            c:send(1)
+          end, ch, ready)
+        end
+        for _ = 1, 8 do ready:recv() end
+        ch:close()
+        for i = 1, 8 do
+          local ok, err = hs[i]:join()
+          assert.is_false(ok)
+          assert.matches("send on closed channel", err, 1, true)
+        end
+      end
+    end)
+
+  it("close racing with receivers: values sent before close all arrive",
+    function()
+      for _ = 1, 50 do
+        local ch = conc.chan(4)
+        local h = conc.go(function(c)
+          local n = 0
+          for _ in c:range() do n = n + 1 end
+          return n
+        end, ch)
+        for i = 1, 37 do ch:send(i) end
+        ch:close()
+        assert.are.equal(37, support.join_ok(h))
+      end
+    end)
+end)

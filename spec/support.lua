@@ -1,0 +1,35 @@
+-- Helpers shared by the specs.
+local support = {}
+
+local cwd = os.getenv("PWD") or "."
+
+-- Runs a Lua script in a fresh lua5.4 process (with conc on its paths);
+-- returns its combined output, its exit code, and the seconds it took.
+function support.run_script(code, timeout_s)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(("package.path = %q .. package.path\n"):format(
+    cwd .. "/lua/?.lua;" .. cwd .. "/lua/?/init.lua;"))
+  f:write(("package.cpath = %q .. package.cpath\n"):format(
+    cwd .. "/build/?.so;"))
+  f:write(code)
+  f:close()
+  local conc = require("conc")
+  local t0 = conc.now()
+  local p = io.popen(("timeout %d lua5.4 %s 2>&1; echo \"rc=$?\""):format(
+    timeout_s or 20, path))
+  local out = p:read("a")
+  p:close()
+  os.remove(path)
+  local rc = tonumber(out:match("rc=(%d+)%s*$"))
+  return out:gsub("rc=%d+%s*$", ""), rc, conc.now() - t0
+end
+
+-- Joins h and fails the test with the worker's error if it failed.
+function support.join_ok(h)
+  local r = table.pack(h:join())
+  if not r[1] then error("worker failed: " .. tostring(r[2]), 2) end
+  return table.unpack(r, 2, r.n)
+end
+
+return support

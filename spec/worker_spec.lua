@@ -1,0 +1,206 @@
+local conc = require("conc")
+local support = require("support")
+
+describe("conc.go", function()
+  it("runs fn(...) and join returns true and its results", function()
+    local h = conc.go(function(a, b) return a + b, a * b, "x" end, 6, 7)
+    assert.are.same({true, 13, 42, "x"}, {h:join()})
+  end)
+
+  it("join may be called again and returns the same results", function()
+    local h = conc.go(function() return {k = "v"} end)
+    local _, t1 = h:join()
+    local _, t2 = h:join()
+    assert.are.same({k = "v"}, t1)
+    assert.are.same(t1, t2)
+  end)
+
+  it("runs on another OS thread, in parallel", function()
+    -- two workers that can only finish if both run at once
+    local a, b = conc.chan(), conc.chan()
+    local h1 = conc.go(function(x, y) x:send(1); return y:recv() end, a, b)
+    local h2 = conc.go(function(x, y) local v = x:recv(); y:send(v + 1) end,
+      a, b)
+    assert.are.same({true, 2, true}, {h1:join()})
+    assert.is_true((h2:join()))
+  end)
+
+  it("a worker error: join returns false and the error with a traceback",
+    function()
+      local h = conc.go(function()
+        local function inner() error("boom") end
+        inner()
+      end)
+      local ok, err = h:join()
+      assert.is_false(ok)
+      assert.matches("boom", err, 1, true)
+      assert.matches("stack traceback:", err, 1, true)
+      assert.matches("in local 'inner'", err, 1, true)
+      assert.are.equal("failed", h:status())
+    end)
+
+  it("a worker error value that is a table travels as a table", function()
+    local h = conc.go(function() error({code = 42}) end)
+    local ok, err = h:join()
+    assert.is_false(ok)
+    assert.are.same({code = 42}, err)
+  end)
+
+  it("a worker error never affects the process or other workers", function()
+    local hs = {}
+    for i = 1, 20 do
+      hs[i] = conc.go(function(n)
+        if n % 2 == 0 then error("even " .. n) end
+        return n
+      end, i)
+    end
+    for i = 1, 20 do
+      local ok, v = hs[i]:join()
+      if i % 2 == 0 then
+        assert.is_false(ok)
+        assert.matches("even " .. i, v, 1, true)
+      else
+        assert.are.same({true, i}, {ok, v})
+      end
+    end
+  end)
+
+  it("results that cannot travel become the worker's error", function()
+    local h = conc.go(function() return coroutine.create(print) end)
+    local ok, err = h:join()
+    assert.is_false(ok)
+    assert.are.equal("conc.go: result #1: cannot transfer a coroutine", err)
+  end)
+
+  it("wait with a timeout, done channel usable in select, id", function()
+    local gate = conc.chan()
+    local h = conc.go(function(g) return g:recv() end, gate)
+    assert.is_true(math.type(h:id()) == "integer" and h:id() > 0)
+    assert.is_false(h:wait(0.02))
+    assert.are.equal("running", h:status())
+    assert.are.equal("timeout",
+      conc.select{{"recv", h:done()}, timeout = 0.01})
+    gate:send("go")
+    assert.are.same({1, nil, false}, {conc.select{{"recv", h:done()}}})
+    assert.is_true(h:wait(0))
+    assert.is_true(h:wait())
+    assert.are.equal("done", h:status())
+    assert.are.same({true, "go", true}, {h:join()})
+  end)
+
+  it("conc.id is 0 in the main script and the handle's id in a worker",
+    function()
+      assert.are.equal(0, conc.id())
+      local h = conc.go(function() return conc.id() end)
+      local _, id = h:join()
+      assert.are.equal(h:id(), id)
+    end)
+
+  it("workers get the parent's package.path and can require conc",
+    function()
+      local path = package.path
+      local h = conc.go(function()
+        local c = require("conc")
+        return package.path, type(c.chan), type(string.format)
+      end)
+      assert.are.same({true, path, "function", "function"}, {h:join()})
+    end)
+
+  it("every task starts with fresh globals", function()
+    MY_GLOBAL_FROM_MAIN = 1  -- luacheck: ignore
+    for _ = 1, 10 do
+      local h = conc.go(function()
+        local before = LEAKED  -- luacheck: ignore
+        LEAKED = true  -- luacheck: ignore
+        return before == nil, MY_GLOBAL_FROM_MAIN == nil, _G.print ~= nil
+      end)
+      assert.are.same({true, true, true, true}, {h:join()})
+    end
+    MY_GLOBAL_FROM_MAIN = nil  -- luacheck: ignore
+  end)
+
+  it("workers can start workers", function()
+    local h = conc.go(function()
+      local inner = conc.go(function(x) return x * 2, conc.id() end, 21)
+      local ok, v, id = inner:join()
+      return ok, v, id ~= conc.id()
+    end)
+    assert.are.same({true, true, 42, true}, {h:join()})
+  end)
+
+  it("200 live workers at once", function()
+    local start, results = conc.chan(), conc.chan(200)
+    local hs = {}
+    for i = 1, 200 do
+      hs[i] = conc.go(function(s, r, n)
+        s:recv()  -- all park here until start is closed
+        r:send(n)
+      end, start, results, i)
+    end
+    start:close()
+    local seen = {}
+    for _ = 1, 200 do
+      local v = results:recv()
+      assert.is_nil(seen[v])
+      seen[v] = true
+    end
+    for i = 1, 200 do assert.is_true((hs[i]:join())) end
+    for i = 1, 200 do assert.is_true(seen[i]) end
+  end)
+
+  it("spawns and joins many short workers in a row", function()
+    local sum = 0
+    for i = 1, 500 do
+      local _, v = conc.go(function(x) return x end, i):join()
+      sum = sum + v
+    end
+    assert.are.equal(500 * 501 / 2, sum)
+  end)
+
+  it("rejects what is not a function", function()
+    assert.has_error(function() conc.go(42) end)
+    assert.has_error(function() conc.go() end)
+  end)
+
+  it("reports the error of a worker nobody joins on stderr", function()
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local h = conc.go(function() error("nobody hears me") end)
+      h:wait()
+      h = nil
+      collectgarbage()
+      collectgarbage()
+      print("end of script")
+    ]])
+    assert.are.equal(0, rc)
+    assert.matches("end of script", out, 1, true)
+    assert.matches("worker %d+ failed and was never joined: .*nobody hears me",
+      out)
+  end)
+
+  it("a script that ends while workers run exits promptly and says so",
+    function()
+      local out, rc, dt = support.run_script([[
+        local conc = require("conc")
+        local never = conc.chan()
+        for i = 1, 3 do conc.go(function(c) c:recv() end, never) end
+        local busy = conc.go(function() while true do end end)
+        print("main done")
+      ]])
+      assert.are.equal(0, rc)
+      assert.is_true(dt < 10)
+      assert.matches("main done", out, 1, true)
+      assert.matches("the main script ended with 4 workers still running",
+        out, 1, true)
+    end)
+
+  it("a script whose workers all finished exits silently", function()
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      for i = 1, 10 do conc.go(function() return i end):join() end
+      io.write("ok")
+    ]])
+    assert.are.equal(0, rc)
+    assert.are.equal("ok", out)
+  end)
+end)
