@@ -1,7 +1,9 @@
 -- B1 ping-pong: the main script and one worker pass an integer back and
 -- forth over two unbuffered channels. Prints ns per round trip.
--- Paths: the repository root is the parent of this script's directory.
-local root = ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
+-- Paths: $CONC_ROOT (bench/run sets it to a snapshot of lua/ and build/),
+-- else the repository root, the parent of this script's directory.
+local root = os.getenv("CONC_ROOT")
+  or ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 package.cpath = root .. "/build/?.so;" .. package.cpath
 local conc = require("conc")

@@ -1,8 +1,10 @@
 -- B5 pool: a sender worker puts jobs on a jobs channel (cap 1024); 4 workers
 -- send x*x on a results channel (cap 1024); the main script sums the
 -- results. Prints jobs per second (spawns included).
--- Paths: the repository root is the parent of this script's directory.
-local root = ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
+-- Paths: $CONC_ROOT (bench/run sets it to a snapshot of lua/ and build/),
+-- else the repository root, the parent of this script's directory.
+local root = os.getenv("CONC_ROOT")
+  or ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 package.cpath = root .. "/build/?.so;" .. package.cpath
 local conc = require("conc")

@@ -1,7 +1,9 @@
 -- B6 memory: VmHWM (max RSS) with 200 workers parked on a channel receive
 -- minus VmHWM before any worker, per worker. Prints KB per worker.
--- Paths: the repository root is the parent of this script's directory.
-local root = ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
+-- Paths: $CONC_ROOT (bench/run sets it to a snapshot of lua/ and build/),
+-- else the repository root, the parent of this script's directory.
+local root = os.getenv("CONC_ROOT")
+  or ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 package.cpath = root .. "/build/?.so;" .. package.cpath
 local conc = require("conc")

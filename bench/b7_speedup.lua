@@ -1,8 +1,10 @@
 -- B7 parallel speed-up: 16 CPU-bound jobs (2M iterations of integer
 -- arithmetic each) taken from a channel by 1 worker, then by 2 workers.
 -- Prints time(1 worker) / time(2 workers).
--- Paths: the repository root is the parent of this script's directory.
-local root = ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
+-- Paths: $CONC_ROOT (bench/run sets it to a snapshot of lua/ and build/),
+-- else the repository root, the parent of this script's directory.
+local root = os.getenv("CONC_ROOT")
+  or ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 package.cpath = root .. "/build/?.so;" .. package.cpath
 local conc = require("conc")

@@ -1,7 +1,9 @@
 -- B8 select over 4 channels (capacity 1) with one ready; the ready one is
 -- refilled after each select. Prints ns per select (refill included).
--- Paths: the repository root is the parent of this script's directory.
-local root = ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
+-- Paths: $CONC_ROOT (bench/run sets it to a snapshot of lua/ and build/),
+-- else the repository root, the parent of this script's directory.
+local root = os.getenv("CONC_ROOT")
+  or ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 package.cpath = root .. "/build/?.so;" .. package.cpath
 local conc = require("conc")

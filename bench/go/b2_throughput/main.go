@@ -1,0 +1,54 @@
+// B2 throughput: a goroutine sends integers to the main goroutine through a
+// channel of capacity 1024. Prints messages per second (spawn included).
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// scale: os.Args[1] is a scale factor (default 1; BENCH_QUICK=1 makes it 0.1).
+func sized(n int) int {
+	s := 1.0
+	if os.Getenv("BENCH_QUICK") == "1" {
+		s = 0.1
+	}
+	if len(os.Args) > 1 {
+		v, err := strconv.ParseFloat(os.Args[1], 64)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bad scale:", os.Args[1])
+			os.Exit(2)
+		}
+		s = v
+	}
+	m := int(float64(n)*s + 0.5)
+	if m < 1 {
+		m = 1
+	}
+	return m
+}
+
+func main() {
+	n := sized(1000000)
+	ch := make(chan int, 1024)
+	t0 := time.Now()
+	go func() {
+		for i := 1; i <= n; i++ {
+			ch <- i
+		}
+		close(ch)
+	}()
+	sum, count := 0, 0
+	for v := range ch {
+		sum += v
+		count++
+	}
+	el := time.Since(t0)
+	if count != n || sum != n*(n+1)/2 {
+		fmt.Fprintln(os.Stderr, "wrong count/sum")
+		os.Exit(1)
+	}
+	fmt.Printf("%.0f msg/s\n", float64(n)/el.Seconds())
+}

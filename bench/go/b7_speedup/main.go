@@ -1,0 +1,75 @@
+// B7 parallel speed-up: 16 CPU-bound jobs (2M iterations of integer
+// arithmetic each) taken from a channel by 1 goroutine, then by 2.
+// Prints time(1 worker) / time(2 workers).
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// scale: os.Args[1] is a scale factor (default 1; BENCH_QUICK=1 makes it 0.1).
+func sized(n int) int {
+	s := 1.0
+	if os.Getenv("BENCH_QUICK") == "1" {
+		s = 0.1
+	}
+	if len(os.Args) > 1 {
+		v, err := strconv.ParseFloat(os.Args[1], 64)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bad scale:", os.Args[1])
+			os.Exit(2)
+		}
+		s = v
+	}
+	m := int(float64(n)*s + 0.5)
+	if m < 1 {
+		m = 1
+	}
+	return m
+}
+
+const jobsN = 16
+
+func run(nw, iter int) (time.Duration, int64) {
+	jobs, results := make(chan int, jobsN), make(chan int64, jobsN)
+	for i := 0; i < jobsN; i++ {
+		jobs <- iter
+	}
+	close(jobs)
+	t0 := time.Now()
+	for k := 0; k < nw; k++ {
+		go func() {
+			for n := range jobs {
+				var x int64
+				for i := 1; i <= n; i++ {
+					x = (x*1103515245 + 12345 + int64(i)) & 0x7fffffff
+				}
+				results <- x
+			}
+		}()
+	}
+	first := <-results
+	for i := 1; i < jobsN; i++ {
+		if x := <-results; x != first {
+			fmt.Fprintln(os.Stderr, "jobs disagree")
+			os.Exit(1)
+		}
+	}
+	return time.Since(t0), first
+}
+
+func main() {
+	iter := sized(2000000)
+	t1, x1 := run(1, iter)
+	t2, x2 := run(2, iter)
+	if x1 != x2 {
+		fmt.Fprintln(os.Stderr, "runs disagree")
+		os.Exit(1)
+	}
+	fmt.Fprintf(os.Stderr, "b7: 1 worker %.3f s, 2 workers %.3f s (checksum %d)\n",
+		t1.Seconds(), t2.Seconds(), x1)
+	fmt.Printf("%.2f x\n", t1.Seconds()/t2.Seconds())
+}

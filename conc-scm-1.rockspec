@@ -1,0 +1,40 @@
+rockspec_format = "3.0"
+package = "conc"
+version = "scm-1"
+source = {
+  url = "git+file:///work/main",
+}
+description = {
+  summary = "Go's concurrency for Lua 5.4: workers on OS threads, channels, select",
+  detailed = [[
+conc gives a Lua 5.4 script real parallelism the way Go gives it to a
+program: workers that run on their own OS threads, each in its own
+lua_State, channels with Go's semantics, and select.
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.4",
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["conc.core"] = {
+      sources = {
+        "csrc/core/chan.c", "csrc/core/msg.c", "csrc/core/select.c",
+        "csrc/core/waiter.c",
+        "csrc/lua/codec.c", "csrc/lua/lchan.c", "csrc/lua/lconc.c",
+        "csrc/lua/lobj.c", "csrc/lua/lselect.c", "csrc/lua/lworker.c",
+        "csrc/lua/worker.c",
+      },
+      defines = { "_GNU_SOURCE" },
+      libraries = { "pthread" },
+      incdirs = { "csrc" },
+    },
+    conc = "lua/conc/init.lua",
+  },
+}
+test = {
+  type = "command",
+  command = "make test",
+}
