@@ -79,3 +79,20 @@ int conc_msg_copy(conc_msg *dst, const conc_msg *src) {
   free(refs);
   return rc;
 }
+
+int conc_try_retain(conc_obj *o) {
+  long r = atomic_load_explicit(&o->refs, memory_order_relaxed);
+  while (r > 0)
+    if (atomic_compare_exchange_weak_explicit(&o->refs, &r, r + 1,
+                                              memory_order_acquire,
+                                              memory_order_relaxed))
+      return 1;
+  return 0;
+}
+
+int conc_msg_equal(const conc_msg *a, const conc_msg *b) {
+  if (a->len != b->len || a->nrefs != b->nrefs) return 0;
+  for (uint32_t i = 0; i < a->nrefs; i++)
+    if (conc_msg_ref(a, i) != conc_msg_ref(b, i)) return 0;
+  return memcmp(conc_msg_data(a), conc_msg_data(b), a->len) == 0;
+}

@@ -893,6 +893,14 @@ const char *lconc_msg_string(const conc_msg *m, size_t *len) {
   return (const char *)d + i;
 }
 
+void lconc_msg_from_number(conc_msg *m, lua_Number n) {
+  unsigned char buf[1 + 1 + sizeof n];
+  buf[0] = 0;
+  buf[1] = T_FLOAT;
+  memcpy(buf + 2, &n, sizeof n);
+  conc_msg_init(m, buf, sizeof buf, NULL, 0);  /* inline: cannot fail */
+}
+
 void lconc_msg_from_string(conc_msg *m, const char *text) {
   unsigned char buf[CONC_MSG_INLINE];
   size_t len = strlen(text);

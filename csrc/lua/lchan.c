@@ -21,44 +21,45 @@ static int chan_new(lua_State *L) {
   return 1;
 }
 
-/* Sends with a deadline: true, or nil + "timeout" (also for a full
- * try_send, which reports false instead). */
-static int do_send(lua_State *L, const char *fname, conc_time deadline) {
-  conc_chan *c = checkchan(L);
-  conc_msg m;
-  lconc_encode(L, 2, 1, &m, fname, LCONC_VALUE, 1);
-  int rc = conc_chan_send(c, &m, deadline);
-  if (rc == CONC_OK) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  conc_msg_free(&m);
+/* Sends within w: true; raises on a closed channel; else returns the
+ * failure code (timeout, would block, a canceled context). */
+static int do_send(lua_State *L, const char *fname, const lconc_wait *w) {
+  conc_case cs;
+  cs.chan = checkchan(L);
+  cs.op = CONC_SEND;
+  lconc_encode(L, 2, 1, &cs.msg, fname, LCONC_VALUE, 1);
+  int rc = lconc_wait_op(&cs, w);
+  if (rc == CONC_OK) return CONC_OK;
+  conc_msg_free(&cs.msg);
   if (rc == CONC_ECLOSED)
     return luaL_error(L, "%s: send on closed channel", fname);
-  return 0;  /* timed out or would block: the caller reports it */
+  return rc;
 }
 
+/* ch:send(v [, timeout | ctx]) -> true | nil, reason */
 static int chan_send(lua_State *L) {
-  conc_time deadline = lconc_opt_deadline(L, 3);
-  if (do_send(L, "conc.chan:send", deadline)) return 1;
-  lua_pushnil(L);
-  lua_pushliteral(L, "timeout");
-  return 2;
-}
-
-static int chan_try_send(lua_State *L) {
-  if (do_send(L, "conc.chan:try_send", CONC_NOWAIT)) return 1;
-  lua_pushboolean(L, 0);
+  lconc_wait w;
+  lconc_check_wait(L, 3, &w);
+  int rc = do_send(L, "conc.chan:send", &w);
+  if (rc != CONC_OK) return lconc_push_fail(L, rc);
+  lua_pushboolean(L, 1);
   return 1;
 }
 
-/* Receives: v, true | nil, false (closed) | nil, nil, reason. */
-static int do_recv(lua_State *L, conc_time deadline, const char *reason) {
-  conc_chan *c = checkchan(L);
-  conc_msg m;
-  int rc = conc_chan_recv(c, &m, deadline);
+static int chan_try_send(lua_State *L) {
+  lconc_wait w = {CONC_NOWAIT, NULL};
+  lua_pushboolean(L, do_send(L, "conc.chan:try_send", &w) == CONC_OK);
+  return 1;
+}
+
+/* Receives within w: v, true | nil, false (closed) | nil, nil, reason. */
+static int do_recv(lua_State *L, const lconc_wait *w, const char *reason) {
+  conc_case cs;
+  cs.chan = checkchan(L);
+  cs.op = CONC_RECV;
+  int rc = lconc_wait_op(&cs, w);
   if (rc == CONC_OK) {
-    lconc_decode(L, &m);
+    lconc_decode(L, &cs.msg);
     lua_pushboolean(L, 1);
     return 2;
   }
@@ -68,16 +69,20 @@ static int do_recv(lua_State *L, conc_time deadline, const char *reason) {
     return 2;
   }
   lua_pushnil(L);
-  lua_pushstring(L, reason);
+  lua_pushstring(L, rc == CONC_EAGAIN ? reason : conc_strerror(rc));
   return 3;
 }
 
+/* ch:recv([timeout | ctx]) */
 static int chan_recv(lua_State *L) {
-  return do_recv(L, lconc_opt_deadline(L, 2), "timeout");
+  lconc_wait w;
+  lconc_check_wait(L, 2, &w);
+  return do_recv(L, &w, "timeout");
 }
 
 static int chan_try_recv(lua_State *L) {
-  return do_recv(L, CONC_NOWAIT, "would block");
+  lconc_wait w = {CONC_NOWAIT, NULL};
+  return do_recv(L, &w, "would block");
 }
 
 static int chan_close(lua_State *L) {

@@ -11,18 +11,6 @@ static int main_state_closing(lua_State *L) {
   return 0;
 }
 
-static int now(lua_State *L) {
-  lua_pushnumber(L, (lua_Number)conc_now() / 1e9);
-  return 1;
-}
-
-static int sleep_(lua_State *L) {
-  lua_Number s = luaL_checknumber(L, 1);
-  luaL_argcheck(L, s == s, 1, "duration is NaN");
-  if (s > 0) conc_sleep_until(conc_deadline_in(s));
-  return 0;
-}
-
 /* Keeps this shared object loaded for the life of the process: worker
  * threads run its code after the state that loaded it has closed (and
  * lua_close unloads C modules). Linking with -z nodelete does the same;
@@ -57,9 +45,8 @@ int luaopen_conc_core(lua_State *L) {
   lconc_open_chan(L);
   lconc_open_select(L);
   lconc_open_worker(L);
-  lua_pushcfunction(L, now);
-  lua_setfield(L, -2, "now");
-  lua_pushcfunction(L, sleep_);
-  lua_setfield(L, -2, "sleep");
+  lconc_open_time(L);
+  lconc_open_ctx(L);
+  lconc_open_sync(L);
   return 1;
 }

@@ -35,6 +35,26 @@ CONC_API conc_obj *lconc_to_obj(lua_State *L, int idx);
 /* Optional timeout in seconds: nil/none = CONC_NEVER, <= 0 = NOWAIT. */
 CONC_API conc_time lconc_opt_deadline(lua_State *L, int idx);
 
+/* ---- bounded waits (lwait.c) --------------------------------------------- */
+
+/* How long a blocking call may wait: until deadline, or until ctx (if not
+ * NULL; borrowed from the argument) is canceled. */
+typedef struct lconc_wait {
+  conc_time deadline;
+  conc_ctx *ctx;
+} lconc_wait;
+
+/* Reads argument idx: nil/none (forever), seconds, or a conc.ctx. */
+CONC_API void lconc_check_wait(lua_State *L, int idx, lconc_wait *w);
+/* Performs one channel operation within w. Returns CONC_OK, ECLOSED
+ * (receive: closed and drained; send: closed), ETIMEDOUT or EAGAIN
+ * (deadline), or the context's error. A send's message is the caller's
+ * again unless CONC_OK. */
+CONC_API int lconc_wait_op(conc_case *cs, const lconc_wait *w);
+/* Pushes the fail tuple for a wait that ended without success:
+ * nil, "timeout" | "context canceled" | "context deadline exceeded". */
+CONC_API int lconc_push_fail(lua_State *L, int rc);
+
 /* ---- the codec (codec.c) ------------------------------------------------- */
 
 /* How an encode failure names the value: "argument #k", "result #k" or
@@ -60,6 +80,8 @@ CONC_API int lconc_decode(lua_State *L, conc_msg *m);
 
 /* The string of a message holding exactly one string, or NULL. */
 CONC_API const char *lconc_msg_string(const conc_msg *m, size_t *len);
+/* A message holding one number (what timers send). */
+CONC_API void lconc_msg_from_number(conc_msg *m, lua_Number n);
 /* A message holding one short string (an error text); never fails for
  * texts of up to 40 bytes (longer ones are cut). */
 CONC_API void lconc_msg_from_string(conc_msg *m, const char *text);
@@ -72,6 +94,10 @@ CONC_API void lconc_codec_init(lua_State *L);
 CONC_API void lconc_open_chan(lua_State *L);     /* lchan.c */
 CONC_API void lconc_open_select(lua_State *L);   /* lselect.c */
 CONC_API void lconc_open_worker(lua_State *L);   /* lworker.c */
+CONC_API void lconc_open_time(lua_State *L);     /* ltime.c */
+CONC_API void lconc_open_ctx(lua_State *L);      /* lctx.c */
+CONC_API void lconc_open_sync(lua_State *L);     /* lsync.c */
+CONC_API void lconc_open_map(lua_State *L);      /* lmap.c */
 
 __attribute__((visibility("default"))) int luaopen_conc_core(lua_State *L);
 

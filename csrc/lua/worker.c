@@ -189,10 +189,24 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
+/* Loads the Lua module conc once per state (if it is on the path), so
+ * the Lua-written methods of objects (mutex:guard...) exist here even
+ * when the task itself never requires conc. */
+static void preload_conc(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  int loaded = lua_getfield(L, -1, "conc") != LUA_TNIL;
+  lua_pop(L, 2);
+  if (loaded) return;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "conc");
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);  /* not on the path */
+}
+
 /* Protected body: decode fn and its arguments, call it. */
 static int task_body(lua_State *L) {
   lconc_task *t = (lconc_task *)lua_touserdata(L, 1);
   lua_settop(L, 0);
+  preload_conc(L);
   int n = lconc_decode(L, &t->call);
   lua_call(L, n - 1, LUA_MULTRET);
   return lua_gettop(L);

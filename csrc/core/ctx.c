@@ -1,0 +1,232 @@
+/*
+ * ctx.c: contexts, as Go's context package.
+ *
+ * A context is canceled once, with an error (ECANCELED or EDEADLINE) and
+ * an optional cause; cancellation closes its `done` channel, so waiting
+ * for "X or cancellation" is always a select, and cancels every
+ * descendant. A child holds a reference to its parent; a parent holds
+ * only weak pointers to its children (a child that nobody holds any more
+ * unlinks itself when destroyed), so dropping a context never leaks it.
+ * A deadline is a timer whose firing cancels with EDEADLINE; while it is
+ * scheduled the timer holds a reference to the context.
+ *
+ * Locking: ctx->lock guards err, cause and the children list; a child's
+ * sibling links and `linked` are guarded by its parent's lock. No two
+ * context locks are ever held at once: cancel detaches the children under
+ * its lock and cancels them after releasing it.
+ */
+#include <string.h>
+#include "internal.h"
+
+struct conc_ctx {
+  conc_obj hdr;
+  pthread_mutex_t lock;
+  conc_ctx *parent;          /* retained; NULL for the background */
+  conc_chan *done;           /* closed on cancellation */
+  atomic_int err;            /* 0, CONC_ECANCELED or CONC_EDEADLINE */
+  bool has_cause;
+  conc_msg cause;
+  conc_time deadline;        /* the earliest of its own and its parent's */
+  bool has_value;
+  conc_msg key, value;
+  conc_timer *timer;         /* the deadline, or NULL */
+  conc_ctx *children;        /* weak pointers (lock) */
+  conc_ctx *prev, *next;     /* siblings (parent->lock) */
+  bool linked;               /* in the parent's list (parent->lock) */
+};
+
+static void ctx_destroy(conc_obj *o);
+const conc_type conc_ctx_type = {"conc.ctx", ctx_destroy};
+
+static conc_ctx *background;
+static pthread_once_t background_once = PTHREAD_ONCE_INIT;
+
+static conc_ctx *ctx_alloc(void) {
+  conc_ctx *c = calloc(1, sizeof *c);
+  if (c == NULL) return NULL;
+  c->done = conc_chan_new(0);
+  if (c->done == NULL) {
+    free(c);
+    return NULL;
+  }
+  conc_obj_init(&c->hdr, &conc_ctx_type);
+  conc__mutex_init(&c->lock);
+  c->deadline = CONC_NEVER;
+  return c;
+}
+
+static void make_background(void) {
+  background = ctx_alloc();
+  if (background == NULL) conc__fatal("conc_ctx_background", 12);
+}
+
+conc_ctx *conc_ctx_background(void) {
+  pthread_once(&background_once, make_background);
+  conc_retain(&background->hdr);
+  return background;
+}
+
+/* Unlinks child from its parent's list (if it is still there). */
+static void unlink_from_parent(conc_ctx *child) {
+  conc_ctx *p = child->parent;
+  if (p == NULL) return;
+  conc__lock(&p->lock);
+  if (child->linked) {
+    if (child->prev) child->prev->next = child->next;
+    else p->children = child->next;
+    if (child->next) child->next->prev = child->prev;
+    child->linked = false;
+  }
+  conc__unlock(&p->lock);
+}
+
+static void ctx_destroy(conc_obj *o) {
+  conc_ctx *c = (conc_ctx *)o;
+  unlink_from_parent(c);
+  if (c->timer) {
+    conc_timer_stop(c->timer);
+    conc_timer_release(c->timer);
+  }
+  if (c->has_cause) conc_msg_free(&c->cause);
+  if (c->has_value) {
+    conc_msg_free(&c->key);
+    conc_msg_free(&c->value);
+  }
+  conc_release((conc_obj *)c->done);
+  if (c->parent) conc_release(&c->parent->hdr);
+  CONC_CHECK(pthread_mutex_destroy(&c->lock));
+  free(c);
+}
+
+/* The timer's firing: the deadline has come. */
+static void deadline_fire(conc_timer *t, void *arg, conc_time now,
+                          uint64_t gen) {
+  (void)t, (void)now, (void)gen;
+  conc_ctx *c = (conc_ctx *)arg;
+  conc_ctx_cancel(c, CONC_EDEADLINE, NULL);
+  conc_release(&c->hdr);  /* the scheduled timer's reference */
+}
+
+/* Links child under parent unless parent is canceled already; returns
+ * the parent's error (0 if linked). */
+static int link_to_parent(conc_ctx *child, conc_ctx *p, conc_msg *cause,
+                          int *has_cause) {
+  conc__lock(&p->lock);
+  int err = atomic_load(&p->err);
+  if (err == 0) {
+    child->next = p->children;
+    child->prev = NULL;
+    if (p->children) p->children->prev = child;
+    p->children = child;
+    child->linked = true;
+  } else {
+    *has_cause = p->has_cause && conc_msg_copy(cause, &p->cause) == CONC_OK;
+  }
+  conc__unlock(&p->lock);
+  return err;
+}
+
+static bool arm_deadline(conc_ctx *c) {
+  c->timer = conc_timer_new(deadline_fire, c, NULL);
+  if (c->timer == NULL) return false;
+  conc_retain(&c->hdr);  /* held while the timer is scheduled */
+  if (conc_timer_start(c->timer, c->deadline, 0) < 0) {
+    conc_release(&c->hdr);
+    return false;
+  }
+  return true;
+}
+
+conc_ctx *conc_ctx_new(conc_ctx *parent, conc_time deadline, conc_msg *key,
+                       conc_msg *value) {
+  conc_ctx *c = ctx_alloc();
+  if (c == NULL) return NULL;
+  conc_retain(&parent->hdr);
+  c->parent = parent;
+  c->deadline = deadline < parent->deadline ? deadline : parent->deadline;
+  if (key) {
+    c->key = *key;
+    c->value = *value;
+    c->has_value = true;
+  }
+  conc_msg cause;
+  int has_cause = 0;
+  int err = link_to_parent(c, parent, &cause, &has_cause);
+  if (err) {
+    conc_ctx_cancel(c, err, has_cause ? &cause : NULL);
+  } else if (deadline < parent->deadline) {  /* else the parent's fires */
+    if (deadline <= conc_now()) conc_ctx_cancel(c, CONC_EDEADLINE, NULL);
+    else if (!arm_deadline(c)) {
+      conc_release(&c->hdr);
+      return NULL;
+    }
+  }
+  return c;
+}
+
+/* Detaches the children that are still alive (retained) into an array;
+ * c->lock held. Returns how many (-1: out of memory, none detached). */
+static int take_children(conc_ctx *c, conc_ctx ***out) {
+  int n = 0;
+  for (conc_ctx *k = c->children; k; k = k->next) n++;
+  conc_ctx **list = n ? malloc((size_t)n * sizeof *list) : NULL;
+  if (n && list == NULL) return -1;
+  int live = 0;
+  for (conc_ctx *k = c->children; k; k = k->next) {
+    k->linked = false;
+    if (conc_try_retain(&k->hdr)) list[live++] = k;
+  }
+  c->children = NULL;
+  *out = list;
+  return live;
+}
+
+int conc_ctx_cancel(conc_ctx *c, int err, conc_msg *cause) {
+  conc_ctx **children = NULL;
+  conc__lock(&c->lock);
+  if (atomic_load(&c->err) != 0) {
+    conc__unlock(&c->lock);
+    if (cause) conc_msg_free(cause);
+    return 0;
+  }
+  int n = take_children(c, &children);
+  if (n < 0) conc__fatal("conc_ctx_cancel: malloc", 12);
+  atomic_store(&c->err, err);
+  if (cause) {
+    c->cause = *cause;
+    c->has_cause = true;
+  }
+  conc__unlock(&c->lock);
+  conc_chan_close(c->done);
+  if (c->timer && conc_timer_stop(c->timer))
+    conc_release(&c->hdr);  /* the timer will not fire: its reference */
+  for (int i = 0; i < n; i++) {
+    conc_msg copy;
+    int has = cause && conc_msg_copy(&copy, &c->cause) == CONC_OK;
+    conc_ctx_cancel(children[i], err, has ? &copy : NULL);
+    conc_release(&children[i]->hdr);
+  }
+  free(children);
+  unlink_from_parent(c);
+  return 1;
+}
+
+int conc_ctx_err(conc_ctx *c) { return atomic_load(&c->err); }
+
+conc_chan *conc_ctx_done(conc_ctx *c) { return c->done; }
+
+conc_time conc_ctx_deadline(conc_ctx *c) { return c->deadline; }
+
+int conc_ctx_cause(conc_ctx *c, conc_msg *out) {
+  conc__lock(&c->lock);
+  int has = c->has_cause && conc_msg_copy(out, &c->cause) == CONC_OK;
+  conc__unlock(&c->lock);
+  return has;
+}
+
+int conc_ctx_value(conc_ctx *c, const conc_msg *key, conc_msg *out) {
+  for (; c; c = c->parent)  /* key and value never change: no lock */
+    if (c->has_value && conc_msg_equal(&c->key, key))
+      return conc_msg_copy(out, &c->value) == CONC_OK;
+  return 0;
+}

@@ -1,0 +1,406 @@
+/*
+ * sync.c: Go's sync package: WaitGroup, Mutex, RWMutex, Cond, Once.
+ *
+ * Blocking goes through the waiter, as everywhere: a WaitGroup's and a
+ * Once's waiters wait for a channel to be closed (so they compose with a
+ * context's done channel in a select); mutexes and conds keep wait queues
+ * of sudogs and hand ownership directly to the waiter they wake.
+ *
+ * Locking: each object has one internal lock (`lock`), a leaf, except
+ * that conc_cond_wait releases the cond's lock before it touches the
+ * mutex.
+ */
+#include "internal.h"
+
+/* ---- WaitGroup ----------------------------------------------------------- */
+
+struct conc_wg {
+  conc_obj hdr;
+  atomic_llong count;   /* changed with atomics; zero handled under lock */
+  pthread_mutex_t lock;
+  conc_chan *zero;      /* lock: closed when count reaches 0, or NULL */
+};
+
+static void wg_destroy(conc_obj *o) {
+  conc_wg *wg = (conc_wg *)o;
+  if (wg->zero) conc_release((conc_obj *)wg->zero);
+  CONC_CHECK(pthread_mutex_destroy(&wg->lock));
+  free(wg);
+}
+
+const conc_type conc_wg_type = {"conc.waitgroup", wg_destroy};
+
+conc_wg *conc_wg_new(void) {
+  conc_wg *wg = calloc(1, sizeof *wg);
+  if (wg == NULL) return NULL;
+  conc_obj_init(&wg->hdr, &conc_wg_type);
+  conc__mutex_init(&wg->lock);
+  return wg;
+}
+
+int conc_wg_add(conc_wg *wg, int64_t delta) {
+  long long v = atomic_fetch_add(&wg->count, delta) + delta;
+  if (v < 0) {
+    atomic_fetch_sub(&wg->count, delta);
+    return CONC_ENEGATIVE;
+  }
+  if (v > 0 || delta == 0) return CONC_OK;
+  conc_chan *zero = NULL;
+  conc__lock(&wg->lock);
+  if (atomic_load(&wg->count) == 0) {  /* still zero: release waiters */
+    zero = wg->zero;
+    wg->zero = NULL;
+  }
+  conc__unlock(&wg->lock);
+  if (zero) {
+    conc_chan_close(zero);
+    conc_release((conc_obj *)zero);
+  }
+  return CONC_OK;
+}
+
+int64_t conc_wg_count(conc_wg *wg) { return atomic_load(&wg->count); }
+
+conc_chan *conc_wg_wait_chan(conc_wg *wg) {
+  conc_chan *c = NULL;
+  conc__lock(&wg->lock);
+  if (atomic_load(&wg->count) != 0) {
+    if (wg->zero == NULL) wg->zero = conc_chan_new(0);
+    c = wg->zero;
+    if (c) conc_retain((conc_obj *)c);
+  }
+  conc__unlock(&wg->lock);
+  if (c == NULL && atomic_load(&wg->count) != 0)
+    conc__fatal("conc_wg_wait_chan: malloc", 12);
+  return c;
+}
+
+/* ---- Mutex ---------------------------------------------------------------- */
+
+enum { LOCKED = 1, WAITERS = 2 };
+
+/*
+ * state: LOCKED while held; WAITERS while the queue is not empty (set and
+ * cleared only under `lock`). Unlocking with waiters hands the mutex to
+ * the first of them directly (it stays LOCKED): FIFO, no starvation.
+ */
+struct conc_mutex {
+  conc_obj hdr;
+  atomic_int state;
+  pthread_mutex_t lock;
+  conc_waitq waiters;   /* lock */
+};
+
+static void mutex_destroy(conc_obj *o) {
+  conc_mutex *m = (conc_mutex *)o;
+  CONC_CHECK(pthread_mutex_destroy(&m->lock));
+  free(m);
+}
+
+const conc_type conc_mutex_type = {"conc.mutex", mutex_destroy};
+
+conc_mutex *conc_mutex_new(void) {
+  conc_mutex *m = calloc(1, sizeof *m);
+  if (m == NULL) return NULL;
+  conc_obj_init(&m->hdr, &conc_mutex_type);
+  conc__mutex_init(&m->lock);
+  return m;
+}
+
+int conc_mutex_trylock(conc_mutex *m) {
+  int s = 0;
+  return atomic_compare_exchange_strong(&m->state, &s, LOCKED);
+}
+
+/* Parks on q (lock held by the caller, released here) until handed the
+ * object; the waker completes the acquisition for us. */
+static void park_on(pthread_mutex_t *lock, conc_waitq *q) {
+  conc_waiter *w = conc__waiter_self();
+  conc_sudog sd = {0};
+  sd.w = w;
+  conc__waiter_arm(w);
+  conc__waitq_push(q, &sd);
+  conc__unlock(lock);
+  conc__waiter_park(w, CONC_NEVER);
+}
+
+void conc_mutex_lock(conc_mutex *m) {
+  if (conc_mutex_trylock(m)) return;
+  conc__lock(&m->lock);
+  for (;;) {
+    int s = atomic_load(&m->state);
+    if (!(s & LOCKED)) {
+      if (atomic_compare_exchange_weak(&m->state, &s, s | LOCKED)) {
+        conc__unlock(&m->lock);
+        return;
+      }
+    } else if (atomic_compare_exchange_weak(&m->state, &s, s | WAITERS)) {
+      park_on(&m->lock, &m->waiters);  /* woken as the owner */
+      return;
+    }
+  }
+}
+
+int conc_mutex_unlock(conc_mutex *m) {
+  int s = LOCKED;
+  if (atomic_compare_exchange_strong(&m->state, &s, 0)) return CONC_OK;
+  if (!(s & LOCKED)) return CONC_ENOTLOCKED;
+  conc__lock(&m->lock);
+  conc_sudog *next = conc__waitq_claim(&m->waiters);
+  if (next == NULL) atomic_store(&m->state, 0);
+  else if (m->waiters.head == NULL) atomic_store(&m->state, LOCKED);
+  conc__unlock(&m->lock);
+  if (next) conc__waiter_wake(next->w);  /* it owns the mutex now */
+  return CONC_OK;
+}
+
+/* ---- RWMutex --------------------------------------------------------------- */
+
+/*
+ * Writer preference: a reader that arrives while a writer waits queues
+ * behind it, so writers do not starve; a writer's unlock admits every
+ * waiting reader before the next writer, so readers do not starve either.
+ * All fields are guarded by `lock`.
+ */
+struct conc_rwmutex {
+  conc_obj hdr;
+  pthread_mutex_t lock;
+  int readers;            /* readers holding it */
+  bool writer;            /* a writer holds it */
+  int writers_waiting;
+  conc_waitq rq, wq;
+};
+
+static void rw_destroy(conc_obj *o) {
+  conc_rwmutex *m = (conc_rwmutex *)o;
+  CONC_CHECK(pthread_mutex_destroy(&m->lock));
+  free(m);
+}
+
+const conc_type conc_rwmutex_type = {"conc.rwmutex", rw_destroy};
+
+conc_rwmutex *conc_rwmutex_new(void) {
+  conc_rwmutex *m = calloc(1, sizeof *m);
+  if (m == NULL) return NULL;
+  conc_obj_init(&m->hdr, &conc_rwmutex_type);
+  conc__mutex_init(&m->lock);
+  return m;
+}
+
+static bool can_read(conc_rwmutex *m) {
+  return !m->writer && m->writers_waiting == 0;
+}
+
+void conc_rwmutex_rlock(conc_rwmutex *m) {
+  conc__lock(&m->lock);
+  if (can_read(m)) {
+    m->readers++;
+    conc__unlock(&m->lock);
+    return;
+  }
+  park_on(&m->lock, &m->rq);  /* admitted with readers counted for us */
+}
+
+int conc_rwmutex_tryrlock(conc_rwmutex *m) {
+  conc__lock(&m->lock);
+  bool ok = can_read(m);
+  if (ok) m->readers++;
+  conc__unlock(&m->lock);
+  return ok;
+}
+
+void conc_rwmutex_lock(conc_rwmutex *m) {
+  conc__lock(&m->lock);
+  if (!m->writer && m->readers == 0) {
+    m->writer = true;
+    conc__unlock(&m->lock);
+    return;
+  }
+  m->writers_waiting++;
+  park_on(&m->lock, &m->wq);  /* handed the lock as the writer */
+}
+
+int conc_rwmutex_trylock(conc_rwmutex *m) {
+  conc__lock(&m->lock);
+  bool ok = !m->writer && m->readers == 0;
+  if (ok) m->writer = true;
+  conc__unlock(&m->lock);
+  return ok;
+}
+
+/* Hands the lock to the next writer (lock held); its waiter, or NULL. */
+static conc_waiter *admit_writer(conc_rwmutex *m) {
+  conc_sudog *s = conc__waitq_claim(&m->wq);
+  if (s == NULL) return NULL;
+  m->writers_waiting--;
+  m->writer = true;
+  return s->w;
+}
+
+int conc_rwmutex_runlock(conc_rwmutex *m) {
+  conc__lock(&m->lock);
+  if (m->readers == 0) {
+    conc__unlock(&m->lock);
+    return CONC_ENOTLOCKED;
+  }
+  conc_waiter *wake = NULL;
+  if (--m->readers == 0) wake = admit_writer(m);
+  conc__unlock(&m->lock);
+  if (wake) conc__waiter_wake(wake);
+  return CONC_OK;
+}
+
+int conc_rwmutex_unlock(conc_rwmutex *m) {
+  conc_sudog *readers = NULL, *s;
+  conc__lock(&m->lock);
+  if (!m->writer) {
+    conc__unlock(&m->lock);
+    return CONC_ENOTLOCKED;
+  }
+  m->writer = false;
+  while ((s = conc__waitq_claim(&m->rq)) != NULL) {  /* readers first */
+    m->readers++;
+    s->next = readers;
+    readers = s;
+  }
+  conc_waiter *wake = readers ? NULL : admit_writer(m);
+  conc__unlock(&m->lock);
+  while (readers) {
+    conc_sudog *next = readers->next;  /* read before its owner returns */
+    conc__waiter_wake(readers->w);
+    readers = next;
+  }
+  if (wake) conc__waiter_wake(wake);
+  return CONC_OK;
+}
+
+/* ---- Cond ------------------------------------------------------------------- */
+
+struct conc_cond {
+  conc_obj hdr;
+  conc_mutex *m;        /* retained */
+  pthread_mutex_t lock;
+  conc_waitq waiters;   /* lock */
+};
+
+static void cond_destroy(conc_obj *o) {
+  conc_cond *c = (conc_cond *)o;
+  conc_release(&c->m->hdr);
+  CONC_CHECK(pthread_mutex_destroy(&c->lock));
+  free(c);
+}
+
+const conc_type conc_cond_type = {"conc.cond", cond_destroy};
+
+conc_cond *conc_cond_new(conc_mutex *m) {
+  conc_cond *c = calloc(1, sizeof *c);
+  if (c == NULL) return NULL;
+  conc_obj_init(&c->hdr, &conc_cond_type);
+  conc__mutex_init(&c->lock);
+  conc_retain(&m->hdr);
+  c->m = m;
+  return c;
+}
+
+conc_mutex *conc_cond_mutex(conc_cond *c) { return c->m; }
+
+int conc_cond_wait(conc_cond *c) {
+  if (!(atomic_load(&c->m->state) & LOCKED)) return CONC_ENOTLOCKED;
+  conc_waiter *w = conc__waiter_self();
+  conc_sudog sd = {0};
+  sd.w = w;
+  conc__waiter_arm(w);
+  conc__lock(&c->lock);
+  conc__waitq_push(&c->waiters, &sd);  /* queued before the unlock: */
+  conc__unlock(&c->lock);              /* no signal can be missed */
+  conc_mutex_unlock(c->m);
+  conc__waiter_park(w, CONC_NEVER);
+  conc_mutex_lock(c->m);
+  return CONC_OK;
+}
+
+void conc_cond_signal(conc_cond *c) {
+  conc__lock(&c->lock);
+  conc_sudog *s = conc__waitq_claim(&c->waiters);
+  conc_waiter *w = s ? s->w : NULL;
+  conc__unlock(&c->lock);
+  if (w) conc__waiter_wake(w);
+}
+
+void conc_cond_broadcast(conc_cond *c) {
+  conc_sudog *list = NULL, *s;
+  conc__lock(&c->lock);
+  while ((s = conc__waitq_claim(&c->waiters)) != NULL) {
+    s->next = list;
+    list = s;
+  }
+  conc__unlock(&c->lock);
+  while (list) {
+    conc_sudog *next = list->next;
+    conc__waiter_wake(list->w);
+    list = next;
+  }
+}
+
+/* ---- Once -------------------------------------------------------------------- */
+
+enum { ONCE_NEW, ONCE_RUNNING, ONCE_DONE };
+
+struct conc_once {
+  conc_obj hdr;
+  pthread_mutex_t lock;
+  int state;            /* lock */
+  int failed;           /* written before DONE, then read-only */
+  conc_msg outcome;     /* likewise */
+  conc_chan *done;      /* closed when the runner finishes */
+};
+
+static void once_destroy(conc_obj *o) {
+  conc_once *x = (conc_once *)o;
+  if (x->state == ONCE_DONE) conc_msg_free(&x->outcome);
+  conc_release((conc_obj *)x->done);
+  CONC_CHECK(pthread_mutex_destroy(&x->lock));
+  free(x);
+}
+
+const conc_type conc_once_type = {"conc.once", once_destroy};
+
+conc_once *conc_once_new(void) {
+  conc_once *x = calloc(1, sizeof *x);
+  if (x == NULL) return NULL;
+  x->done = conc_chan_new(0);
+  if (x->done == NULL) {
+    free(x);
+    return NULL;
+  }
+  conc_obj_init(&x->hdr, &conc_once_type);
+  conc__mutex_init(&x->lock);
+  return x;
+}
+
+int conc_once_begin(conc_once *x, conc_chan **wait) {
+  conc__lock(&x->lock);
+  int st = x->state;
+  if (st == ONCE_NEW) x->state = ONCE_RUNNING;
+  conc__unlock(&x->lock);
+  if (st == ONCE_NEW) return CONC_ONCE_RUN;
+  if (st == ONCE_DONE) return CONC_ONCE_DONE;
+  conc_retain((conc_obj *)x->done);
+  *wait = x->done;
+  return CONC_ONCE_WAIT;
+}
+
+void conc_once_finish(conc_once *x, conc_msg *outcome, int failed) {
+  conc__lock(&x->lock);
+  x->outcome = *outcome;
+  x->failed = failed;
+  x->state = ONCE_DONE;
+  conc__unlock(&x->lock);
+  conc_chan_close(x->done);
+}
+
+int conc_once_outcome(conc_once *x, conc_msg *out) {
+  if (conc_msg_copy(out, &x->outcome) != CONC_OK)
+    conc__fatal("conc_once_outcome: malloc", 12);
+  return x->failed;
+}

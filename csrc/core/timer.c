@@ -1,0 +1,274 @@
+/*
+ * timer.c: one timer thread serves every timer (conc.after, tickers,
+ * timers, context deadlines).
+ *
+ * Scheduled timers sit in a binary min-heap ordered by `when`; the heap
+ * holds one reference to each. The thread parks (through the waiter)
+ * until the earliest deadline; a start that becomes the new earliest
+ * wakes it. Firing happens with no lock held: the thread pops what is
+ * due under the lock, then calls each timer's fire function. A stop or
+ * reset bumps the timer's generation, which lets a fire function drop a
+ * firing that became stale while it was on its way.
+ *
+ * Locking: `timers.lock` guards the heap and every timer's `when`,
+ * `period`, `index` and `gen`. Fire functions run without it and take
+ * their own locks; the timer lock is never taken while they are held...
+ * except by conc_timer_stop/start, which take only it (it is a leaf).
+ */
+#include <stdio.h>
+#include "internal.h"
+
+struct conc_timer {
+  atomic_long refs;
+  conc_time when, period;   /* timers.lock */
+  size_t index;             /* heap position, NOT_SCHEDULED (timers.lock) */
+  atomic_uint_fast64_t gen; /* bumped under timers.lock, read anywhere */
+  conc_timer_fn fire;
+  void *arg;
+  void (*drop)(void *arg);
+  conc_tick_fn tick;        /* channel timers: builds the message */
+};
+
+#define NOT_SCHEDULED SIZE_MAX
+#define BATCH 64
+
+static struct {
+  pthread_mutex_t lock;
+  conc_timer **heap;
+  size_t len, size;
+  bool started;             /* the thread exists */
+  bool sleeping;            /* the thread is parked (or about to be) */
+  conc_waiter *w;           /* the thread's waiter */
+} timers = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, false, false, NULL};
+
+/* ---- objects ------------------------------------------------------------- */
+
+conc_timer *conc_timer_new(conc_timer_fn fire, void *arg,
+                           void (*drop)(void *arg)) {
+  conc_timer *t = calloc(1, sizeof *t);
+  if (t == NULL) return NULL;
+  atomic_init(&t->refs, 1);
+  atomic_init(&t->gen, 0);
+  t->index = NOT_SCHEDULED;
+  t->fire = fire;
+  t->arg = arg;
+  t->drop = drop;
+  return t;
+}
+
+static void timer_retain(conc_timer *t) {
+  atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+}
+
+void conc_timer_release(conc_timer *t) {
+  if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  if (t->drop) t->drop(t->arg);
+  free(t);
+}
+
+uint64_t conc_timer_gen(conc_timer *t) {
+  return atomic_load_explicit(&t->gen, memory_order_acquire);
+}
+
+/* ---- the heap (timers.lock held) ------------------------------------------- */
+
+static void heap_set(size_t i, conc_timer *t) {
+  timers.heap[i] = t;
+  t->index = i;
+}
+
+static void sift_up(size_t i) {
+  conc_timer *t = timers.heap[i];
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (timers.heap[parent]->when <= t->when) break;
+    heap_set(i, timers.heap[parent]);
+    i = parent;
+  }
+  heap_set(i, t);
+}
+
+static void sift_down(size_t i) {
+  conc_timer *t = timers.heap[i];
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= timers.len) break;
+    if (c + 1 < timers.len && timers.heap[c + 1]->when < timers.heap[c]->when)
+      c++;
+    if (t->when <= timers.heap[c]->when) break;
+    heap_set(i, timers.heap[c]);
+    i = c;
+  }
+  heap_set(i, t);
+}
+
+static bool heap_push(conc_timer *t) {
+  if (timers.len == timers.size) {
+    size_t size = timers.size ? timers.size * 2 : 64;
+    conc_timer **h = realloc(timers.heap, size * sizeof *h);
+    if (h == NULL) return false;
+    timers.heap = h;
+    timers.size = size;
+  }
+  heap_set(timers.len++, t);
+  sift_up(t->index);
+  return true;
+}
+
+static void heap_remove(conc_timer *t) {
+  size_t i = t->index;
+  conc_timer *last = timers.heap[--timers.len];
+  t->index = NOT_SCHEDULED;
+  if (last == t) return;
+  heap_set(i, last);
+  sift_down(i);
+  sift_up(last->index);
+}
+
+/* ---- the thread ------------------------------------------------------------------ */
+
+/* Pops what is due at `now` into batch (rescheduling tickers); returns
+ * how many. timers.lock held. */
+static int pop_due(conc_time now, conc_timer **batch, uint64_t *gens) {
+  int n = 0;
+  while (n < BATCH && timers.len > 0 && timers.heap[0]->when <= now) {
+    conc_timer *t = timers.heap[0];
+    gens[n] = atomic_load_explicit(&t->gen, memory_order_relaxed);
+    batch[n++] = t;
+    if (t->period > 0) {  /* a ticker: next tick, skipping missed ones */
+      t->when += t->period;
+      if (t->when <= now) t->when = now + t->period;
+      sift_down(0);
+      timer_retain(t);  /* the batch's reference; the heap keeps its own */
+    } else {
+      heap_remove(t);   /* the heap's reference passes to the batch */
+    }
+  }
+  return n;
+}
+
+static void *timer_main(void *unused) {
+  (void)unused;
+  conc_timer *batch[BATCH];
+  uint64_t gens[BATCH];
+  conc__lock(&timers.lock);
+  timers.w = conc__waiter_self();
+  for (;;) {
+    conc_time now = conc_now();
+    int n = pop_due(now, batch, gens);
+    if (n == 0) {
+      conc_time next = timers.len ? timers.heap[0]->when : CONC_NEVER;
+      conc__waiter_arm(timers.w);
+      timers.sleeping = true;
+      conc__unlock(&timers.lock);
+      conc__waiter_park(timers.w, next);
+      conc__lock(&timers.lock);
+      timers.sleeping = false;
+      continue;
+    }
+    conc__unlock(&timers.lock);
+    for (int i = 0; i < n; i++) {
+      batch[i]->fire(batch[i], batch[i]->arg, now, gens[i]);
+      conc_timer_release(batch[i]);
+    }
+    conc__lock(&timers.lock);
+  }
+  return NULL;
+}
+
+/* Starts the thread once. timers.lock held. */
+static bool ensure_thread(void) {
+  if (timers.started) return true;
+  pthread_t tid;
+  pthread_attr_t attr;
+  CONC_CHECK(pthread_attr_init(&attr));
+  CONC_CHECK(pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED));
+  int rc = pthread_create(&tid, &attr, timer_main, NULL);
+  CONC_CHECK(pthread_attr_destroy(&attr));
+  timers.started = rc == 0;
+  return timers.started;
+}
+
+/* ---- start and stop ---------------------------------------------------------------- */
+
+/* Unschedules t: 1 if it was scheduled. timers.lock held; the heap's
+ * reference is returned to the caller through *drop_ref. */
+static int unschedule(conc_timer *t) {
+  atomic_fetch_add_explicit(&t->gen, 1, memory_order_release);
+  if (t->index == NOT_SCHEDULED) return 0;
+  heap_remove(t);
+  return 1;
+}
+
+int conc_timer_start(conc_timer *t, conc_time when, conc_time period) {
+  conc_waiter *wake = NULL;
+  conc__lock(&timers.lock);
+  int was = unschedule(t);
+  if (!ensure_thread()) {
+    conc__unlock(&timers.lock);
+    if (was) conc_timer_release(t);
+    return CONC_ETHREAD;
+  }
+  t->when = when;
+  t->period = period;
+  if (!was) timer_retain(t);  /* the heap's reference */
+  if (!heap_push(t)) {
+    conc__unlock(&timers.lock);
+    conc_timer_release(t);
+    return CONC_ENOMEM;
+  }
+  if (t->index == 0 && timers.sleeping && conc__waiter_claim(timers.w, 0)) {
+    timers.sleeping = false;
+    wake = timers.w;
+  }
+  conc__unlock(&timers.lock);
+  if (wake) conc__waiter_wake(wake);
+  return was;
+}
+
+int conc_timer_stop(conc_timer *t) {
+  conc__lock(&timers.lock);
+  int was = unschedule(t);
+  conc__unlock(&timers.lock);
+  if (was) conc_timer_release(t);  /* the heap's reference */
+  return was;
+}
+
+/* ---- channel timers ------------------------------------------------------------- */
+
+static void chan_fire(conc_timer *t, void *arg, conc_time now, uint64_t gen) {
+  conc_chan *c = (conc_chan *)arg;
+  conc_msg m;
+  conc_waiter *wake = NULL;
+  t->tick(&m, now);
+  conc__lock(&c->lock);
+  /* Checked under the channel lock: a stop that bumped gen drains the
+   * channel after, under the same lock, so no stale value survives. */
+  int rc = conc_timer_gen(t) == gen ? conc__chan_try_send(c, &m, &wake)
+                                    : CONC_EAGAIN;
+  conc__unlock(&c->lock);
+  if (rc != CONC_OK) conc_msg_free(&m);
+  if (wake) conc__waiter_wake(wake);
+}
+
+static void chan_drop(void *arg) { conc_release((conc_obj *)arg); }
+
+conc_timer *conc_timer_new_chan(conc_chan *c, conc_tick_fn make) {
+  conc_timer *t = conc_timer_new(chan_fire, c, chan_drop);
+  if (t == NULL) return NULL;
+  t->tick = make;
+  conc_retain((conc_obj *)c);
+  return t;
+}
+
+int conc_timer_stop_chan(conc_timer *t, conc_chan *c) {
+  int was = conc_timer_stop(t);
+  conc_msg m;
+  conc_waiter *wake;
+  conc__lock(&c->lock);
+  int drained = conc__chan_try_recv(c, &m, &wake) == CONC_OK;
+  conc__unlock(&c->lock);
+  if (drained) conc_msg_free(&m);
+  return was || drained;
+}

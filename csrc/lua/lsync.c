@@ -1,0 +1,259 @@
+/*
+ * lsync.c: the sync package as Lua userdata: conc.waitgroup, conc.mutex,
+ * conc.rwmutex, conc.cond, conc.once. Every object is shared by reference
+ * between workers. Misuse that Go panics on raises, in Go's words.
+ */
+#include "lconc.h"
+
+#define CHECK(L, T, type) ((T *)lconc_check_obj(L, 1, &(type)))
+
+static void push_new(lua_State *L, void *o, const char *fname) {
+  if (o == NULL) luaL_error(L, "%s: not enough memory", fname);
+  lconc_push_obj(L, (conc_obj *)o);
+}
+
+/* ---- WaitGroup ----------------------------------------------------------- */
+
+static int wg_new(lua_State *L) {
+  push_new(L, conc_wg_new(), "conc.waitgroup");
+  return 1;
+}
+
+static int wg_add_delta(lua_State *L, conc_wg *wg, lua_Integer delta,
+                        const char *fname) {
+  if (conc_wg_add(wg, (int64_t)delta) == CONC_ENEGATIVE)
+    return luaL_error(L, "%s: sync: negative WaitGroup counter", fname);
+  return 0;
+}
+
+/* wg:add([delta = 1]) */
+static int wg_add(lua_State *L) {
+  conc_wg *wg = CHECK(L, conc_wg, conc_wg_type);
+  return wg_add_delta(L, wg, luaL_optinteger(L, 2, 1), "conc.waitgroup:add");
+}
+
+/* wg:done() */
+static int wg_done(lua_State *L) {
+  conc_wg *wg = CHECK(L, conc_wg, conc_wg_type);
+  return wg_add_delta(L, wg, -1, "conc.waitgroup:done");
+}
+
+/* wg:wait([timeout | ctx]) -> true | nil, reason */
+static int wg_wait(lua_State *L) {
+  conc_wg *wg = CHECK(L, conc_wg, conc_wg_type);
+  lconc_wait w;
+  lconc_check_wait(L, 2, &w);
+  conc_chan *zero = conc_wg_wait_chan(wg);
+  if (zero) {
+    conc_case cs = {zero, CONC_RECV, {0}, 0};
+    int rc = lconc_wait_op(&cs, &w);
+    conc_release((conc_obj *)zero);
+    if (rc == CONC_OK) conc_msg_free(&cs.msg);  /* never sent on */
+    else if (rc != CONC_ECLOSED) return lconc_push_fail(L, rc);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* wg:count() -> the counter now (for diagnostics) */
+static int wg_count(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)conc_wg_count(CHECK(L, conc_wg, conc_wg_type)));
+  return 1;
+}
+
+/* ---- Mutex --------------------------------------------------------------- */
+
+static int mu_new(lua_State *L) {
+  push_new(L, conc_mutex_new(), "conc.mutex");
+  return 1;
+}
+
+static int mu_lock(lua_State *L) {
+  conc_mutex_lock(CHECK(L, conc_mutex, conc_mutex_type));
+  return 0;
+}
+
+static int mu_try_lock(lua_State *L) {
+  lua_pushboolean(L, conc_mutex_trylock(CHECK(L, conc_mutex, conc_mutex_type)));
+  return 1;
+}
+
+static int mu_unlock(lua_State *L) {
+  if (conc_mutex_unlock(CHECK(L, conc_mutex, conc_mutex_type)) != CONC_OK)
+    return luaL_error(L, "conc.mutex:unlock: sync: unlock of unlocked mutex");
+  return 0;
+}
+
+/* ---- RWMutex ---------------------------------------------------------------- */
+
+static int rw_new(lua_State *L) {
+  push_new(L, conc_rwmutex_new(), "conc.rwmutex");
+  return 1;
+}
+
+#define RW(L) CHECK(L, conc_rwmutex, conc_rwmutex_type)
+
+static int rw_lock(lua_State *L) {
+  conc_rwmutex_lock(RW(L));
+  return 0;
+}
+
+static int rw_rlock(lua_State *L) {
+  conc_rwmutex_rlock(RW(L));
+  return 0;
+}
+
+static int rw_try_lock(lua_State *L) {
+  lua_pushboolean(L, conc_rwmutex_trylock(RW(L)));
+  return 1;
+}
+
+static int rw_try_rlock(lua_State *L) {
+  lua_pushboolean(L, conc_rwmutex_tryrlock(RW(L)));
+  return 1;
+}
+
+static int rw_unlock(lua_State *L) {
+  if (conc_rwmutex_unlock(RW(L)) != CONC_OK)
+    return luaL_error(L,
+                      "conc.rwmutex:unlock: sync: Unlock of unlocked RWMutex");
+  return 0;
+}
+
+static int rw_runlock(lua_State *L) {
+  if (conc_rwmutex_runlock(RW(L)) != CONC_OK)
+    return luaL_error(
+        L, "conc.rwmutex:runlock: sync: RUnlock of unlocked RWMutex");
+  return 0;
+}
+
+/* ---- Cond ------------------------------------------------------------------- */
+
+/* conc.cond(mutex) */
+static int cond_new(lua_State *L) {
+  conc_mutex *m = (conc_mutex *)lconc_check_obj(L, 1, &conc_mutex_type);
+  push_new(L, conc_cond_new(m), "conc.cond");
+  return 1;
+}
+
+#define COND(L) CHECK(L, conc_cond, conc_cond_type)
+
+/* c:wait(): unlocks c.L, waits for signal or broadcast, locks c.L */
+static int cond_wait(lua_State *L) {
+  if (conc_cond_wait(COND(L)) != CONC_OK)
+    return luaL_error(L, "conc.cond:wait: sync: unlock of unlocked mutex");
+  return 0;
+}
+
+static int cond_signal(lua_State *L) {
+  conc_cond_signal(COND(L));
+  return 0;
+}
+
+static int cond_broadcast(lua_State *L) {
+  conc_cond_broadcast(COND(L));
+  return 0;
+}
+
+/* __index: c.L is the mutex; everything else is a method. */
+static int cond_index(lua_State *L) {
+  conc_cond *c = COND(L);
+  const char *k = lua_tostring(L, 2);
+  if (k && k[0] == 'L' && k[1] == '\0') {
+    conc_mutex *m = conc_cond_mutex(c);
+    conc_retain((conc_obj *)m);
+    lconc_push_obj(L, (conc_obj *)m);
+    return 1;
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  return 1;
+}
+
+/* ---- Once --------------------------------------------------------------------- */
+
+static int once_new(lua_State *L) {
+  push_new(L, conc_once_new(), "conc.once");
+  return 1;
+}
+
+/* Runs fn(...) at stack 2.. as the once's runner and publishes the
+ * outcome; returns the results, or raises fn's error. */
+static int once_run(lua_State *L, conc_once *o) {
+  int nargs = lua_gettop(L) - 2;
+  int ok = lua_pcall(L, nargs, LUA_MULTRET, 0) == LUA_OK;
+  int n = lua_gettop(L) - 1;
+  conc_msg outcome;
+  if (lconc_encode_protected(L, 2, n, &outcome, "conc.once:call",
+                             LCONC_RESULT, 1)) {
+    if (ok) {  /* results that cannot be shared: that is the error */
+      ok = 0;
+      lua_replace(L, 2);
+      lua_settop(L, 2);
+      lconc_encode(L, 2, 1, &outcome, "conc.once:call", LCONC_VALUE, 1);
+    } else {  /* an error value that cannot be shared: share its text */
+      lua_pop(L, 1);
+      luaL_tolstring(L, 2, NULL);
+      lconc_encode(L, -1, 1, &outcome, "conc.once:call", LCONC_VALUE, 1);
+      lua_pop(L, 1);  /* the runner still gets the original value */
+    }
+  }
+  conc_once_finish(o, &outcome, !ok);
+  if (!ok) return lua_error(L);
+  return n;
+}
+
+/* once:call(fn, ...) -> fn's results, computed once for every caller in
+ * every worker; an error in fn is raised to every caller. */
+static int once_call(lua_State *L) {
+  conc_once *o = CHECK(L, conc_once, conc_once_type);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  conc_chan *wait = NULL;
+  int state = conc_once_begin(o, &wait);
+  if (state == CONC_ONCE_RUN) return once_run(L, o);
+  if (state == CONC_ONCE_WAIT) {
+    conc_msg m;
+    if (conc_chan_recv(wait, &m, CONC_NEVER) == CONC_OK) conc_msg_free(&m);
+    conc_release((conc_obj *)wait);
+  }
+  conc_msg outcome;
+  int failed = conc_once_outcome(o, &outcome);
+  lua_settop(L, 0);
+  int n = lconc_decode(L, &outcome);
+  if (failed) return lua_error(L);
+  return n;
+}
+
+/* ---- registration ---------------------------------------------------------------- */
+
+void lconc_open_sync(lua_State *L) {
+  static const luaL_Reg wg_m[] = {
+      {"add", wg_add}, {"done", wg_done}, {"wait", wg_wait},
+      {"count", wg_count}, {NULL, NULL}};
+  static const luaL_Reg mu_m[] = {
+      {"lock", mu_lock}, {"unlock", mu_unlock}, {"try_lock", mu_try_lock},
+      {NULL, NULL}};
+  static const luaL_Reg rw_m[] = {
+      {"lock", rw_lock},         {"unlock", rw_unlock},
+      {"rlock", rw_rlock},       {"runlock", rw_runlock},
+      {"try_lock", rw_try_lock}, {"try_rlock", rw_try_rlock},
+      {NULL, NULL}};
+  static const luaL_Reg cond_m[] = {
+      {"wait", cond_wait}, {"signal", cond_signal},
+      {"broadcast", cond_broadcast}, {NULL, NULL}};
+  static const luaL_Reg once_m[] = {{"call", once_call}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"waitgroup", wg_new}, {"mutex", mu_new}, {"rwmutex", rw_new},
+      {"cond", cond_new},    {"once", once_new}, {NULL, NULL}};
+  lconc_newclass(L, &conc_wg_type, wg_m, NULL);
+  lconc_newclass(L, &conc_mutex_type, mu_m, NULL);
+  lconc_newclass(L, &conc_rwmutex_type, rw_m, NULL);
+  lconc_newclass(L, &conc_cond_type, cond_m, NULL);
+  lconc_newclass(L, &conc_once_type, once_m, NULL);
+  luaL_getmetatable(L, conc_cond_type.name);
+  lua_getfield(L, -1, "__index");
+  lua_pushcclosure(L, cond_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, funcs, 0);
+}

@@ -1,0 +1,192 @@
+/*
+ * ltime.c: time. conc.now, conc.sleep, conc.after, conc.timer and
+ * conc.ticker, all served by the core's one timer thread.
+ *
+ * A timer or ticker is a conc object holding a core timer and its
+ * channel `C` (capacity 1). It stops, releasing what it holds, when
+ * stopped or when the last reference to it is dropped. Timer channels
+ * receive conc.now() at the moment they fire.
+ */
+#include <math.h>
+#include "lconc.h"
+
+typedef struct ltimer {
+  conc_obj hdr;
+  conc_timer *t;
+  conc_chan *c;
+} ltimer;
+
+static void ltimer_destroy(conc_obj *o) {
+  ltimer *lt = (ltimer *)o;
+  conc_timer_stop(lt->t);
+  conc_timer_release(lt->t);
+  conc_release((conc_obj *)lt->c);
+  free(lt);
+}
+
+static const conc_type timer_type = {"conc.timer", ltimer_destroy};
+static const conc_type ticker_type = {"conc.ticker", ltimer_destroy};
+
+static void tick_now(conc_msg *m, conc_time now) {
+  lconc_msg_from_number(m, (lua_Number)now / 1e9);
+}
+
+static lua_Number check_seconds(lua_State *L, int idx) {
+  lua_Number s = luaL_checknumber(L, idx);
+  luaL_argcheck(L, !isnan(s), idx, "duration is NaN");
+  return s;
+}
+
+static conc_time ns(lua_Number s) {
+  if (s <= 0) return 0;
+  if (s >= 9.0e9) return CONC_NEVER / 2;
+  return (conc_time)(s * 1e9);
+}
+
+static int push_time_error(lua_State *L, const char *fname, int rc) {
+  return luaL_error(L, "%s: %s", fname, conc_strerror(rc));
+}
+
+/* conc.now() -> seconds of the monotonic clock */
+static int t_now(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)conc_now() / 1e9);
+  return 1;
+}
+
+/* conc.sleep(seconds [, ctx]) -> true | nil, "context canceled" */
+static int t_sleep(lua_State *L) {
+  lua_Number s = check_seconds(L, 1);
+  lconc_wait w;
+  lconc_check_wait(L, 2, &w);
+  if (lua_type(L, 2) == LUA_TNUMBER) luaL_argerror(L, 2, "conc.ctx expected");
+  conc_time deadline = conc_deadline_in(s);
+  if (w.ctx == NULL) {
+    if (s > 0) conc_sleep_until(deadline);
+  } else {
+    conc_case cs = {conc_ctx_done(w.ctx), CONC_RECV, {0}, 0};
+    int closed_send;
+    int err = conc_ctx_err(w.ctx);
+    if (!err && s > 0 && conc_select(&cs, 1, deadline, &closed_send) == 0)
+      err = conc_ctx_err(w.ctx);
+    if (err) return lconc_push_fail(L, err);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* conc.after(seconds) -> a channel that receives conc.now() once */
+static int t_after(lua_State *L) {
+  lua_Number s = check_seconds(L, 1);
+  conc_chan *c = conc_chan_new(1);
+  conc_timer *t = c ? conc_timer_new_chan(c, tick_now) : NULL;
+  if (t == NULL) {
+    if (c) conc_release((conc_obj *)c);
+    return luaL_error(L, "conc.after: not enough memory");
+  }
+  int rc = conc_timer_start(t, conc_now() + ns(s), 0);
+  conc_timer_release(t);  /* the schedule holds it until it fires */
+  if (rc < 0) {
+    conc_release((conc_obj *)c);
+    return push_time_error(L, "conc.after", rc);
+  }
+  lconc_push_obj(L, (conc_obj *)c);
+  return 1;
+}
+
+static int new_timer(lua_State *L, const conc_type *type, lua_Number s,
+                     conc_time period) {
+  ltimer *lt = calloc(1, sizeof *lt);
+  conc_chan *c = lt ? conc_chan_new(1) : NULL;
+  conc_timer *t = c ? conc_timer_new_chan(c, tick_now) : NULL;
+  if (t == NULL) {
+    if (c) conc_release((conc_obj *)c);
+    free(lt);
+    return luaL_error(L, "%s: not enough memory", type->name);
+  }
+  conc_obj_init(&lt->hdr, type);
+  lt->t = t;
+  lt->c = c;
+  int rc = conc_timer_start(t, conc_now() + ns(s), period);
+  if (rc < 0) {
+    conc_release(&lt->hdr);
+    return push_time_error(L, type->name, rc);
+  }
+  lconc_push_obj(L, &lt->hdr);
+  return 1;
+}
+
+/* conc.timer(seconds) -> a timer whose C receives once */
+static int t_timer(lua_State *L) {
+  return new_timer(L, &timer_type, check_seconds(L, 1), 0);
+}
+
+/* conc.ticker(seconds) -> a ticker whose C receives every period */
+static int t_ticker(lua_State *L) {
+  lua_Number s = check_seconds(L, 1);
+  luaL_argcheck(L, s > 0, 1, "non-positive interval for conc.ticker");
+  return new_timer(L, &ticker_type, s, ns(s));
+}
+
+static ltimer *check_any_timer(lua_State *L) {
+  lconc_box *b = (lconc_box *)luaL_testudata(L, 1, timer_type.name);
+  if (b == NULL) b = (lconc_box *)luaL_testudata(L, 1, ticker_type.name);
+  if (b == NULL || b->o == NULL)
+    luaL_typeerror(L, 1, "conc.timer or conc.ticker");
+  return (ltimer *)b->o;
+}
+
+/* t:stop() -> true if it was active (Go's Stop); no stale value remains */
+static int t_stop(lua_State *L) {
+  ltimer *lt = check_any_timer(L);
+  lua_pushboolean(L, conc_timer_stop_chan(lt->t, lt->c));
+  return 1;
+}
+
+/* t:reset(seconds) -> true if it was active; a ticker keeps ticking
+ * with the new period */
+static int t_reset(lua_State *L) {
+  ltimer *lt = check_any_timer(L);
+  lua_Number s = check_seconds(L, 2);
+  int ticker = lt->hdr.type == &ticker_type;
+  luaL_argcheck(L, !ticker || s > 0, 2,
+                "non-positive interval for conc.ticker:reset");
+  int was = conc_timer_stop_chan(lt->t, lt->c);
+  int rc = conc_timer_start(lt->t, conc_now() + ns(s), ticker ? ns(s) : 0);
+  if (rc < 0) return push_time_error(L, lt->hdr.type->name, rc);
+  lua_pushboolean(L, was);
+  return 1;
+}
+
+/* __index: t.C is the channel; everything else is a method. */
+static int t_index(lua_State *L) {
+  ltimer *lt = check_any_timer(L);
+  const char *k = lua_tostring(L, 2);
+  if (k && k[0] == 'C' && k[1] == '\0') {
+    conc_retain((conc_obj *)lt->c);
+    lconc_push_obj(L, (conc_obj *)lt->c);
+    return 1;
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  return 1;
+}
+
+static void timer_class(lua_State *L, const conc_type *type) {
+  static const luaL_Reg methods[] = {
+      {"stop", t_stop}, {"reset", t_reset}, {NULL, NULL}};
+  lconc_newclass(L, type, methods, NULL);
+  luaL_getmetatable(L, type->name);
+  lua_getfield(L, -1, "__index");
+  lua_pushcclosure(L, t_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
+void lconc_open_time(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+      {"now", t_now},     {"sleep", t_sleep},   {"after", t_after},
+      {"timer", t_timer}, {"ticker", t_ticker}, {NULL, NULL}};
+  timer_class(L, &timer_type);
+  timer_class(L, &ticker_type);
+  luaL_setfuncs(L, funcs, 0);
+}

@@ -1,0 +1,56 @@
+/*
+ * lwait.c: the optional "how long to wait" argument of blocking calls:
+ * nil (forever), a number of seconds, or a context (until it is
+ * canceled). A wait bounded by a context is a select with the context's
+ * done channel, so it wakes the moment the context is canceled.
+ */
+#include <math.h>
+#include "lconc.h"
+
+void lconc_check_wait(lua_State *L, int idx, lconc_wait *w) {
+  w->ctx = NULL;
+  w->deadline = CONC_NEVER;
+  if (lua_isnoneornil(L, idx)) return;
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    lua_Number s = lua_tonumber(L, idx);
+    luaL_argcheck(L, !isnan(s), idx, "timeout is NaN");
+    w->deadline = conc_deadline_in(s);
+    return;
+  }
+  lconc_box *b = (lconc_box *)luaL_testudata(L, idx, conc_ctx_type.name);
+  if (b == NULL || b->o == NULL)
+    luaL_typeerror(L, idx, "number of seconds or conc.ctx");
+  w->ctx = (conc_ctx *)b->o;
+}
+
+int lconc_wait_op(conc_case *cs, const lconc_wait *w) {
+  if (w->ctx == NULL) {
+    if (cs->op == CONC_SEND) return conc_chan_send(cs->chan, &cs->msg, w->deadline);
+    int rc = conc_chan_recv(cs->chan, &cs->msg, w->deadline);
+    cs->ok = rc == CONC_OK;
+    return rc;
+  }
+  int err = conc_ctx_err(w->ctx);
+  conc_case cases[2];
+  cases[0] = *cs;
+  cases[1].chan = conc_ctx_done(w->ctx);
+  cases[1].op = CONC_RECV;
+  int closed_send = 0;
+  /* An already canceled context wins over a ready operation, as the
+   * caller would check ctx:err() first in Go. */
+  int r = err ? err : conc_select(cases, 2, w->deadline, &closed_send);
+  if (r == 1) r = conc_ctx_err(w->ctx);
+  else if (r == 0) {
+    cs->msg = cases[0].msg;
+    cs->ok = cases[0].ok;
+    r = closed_send || (cs->op == CONC_RECV && !cs->ok) ? CONC_ECLOSED
+                                                        : CONC_OK;
+  }
+  return r;
+}
+
+int lconc_push_fail(lua_State *L, int rc) {
+  lua_pushnil(L);
+  lua_pushstring(L, rc == CONC_EAGAIN ? "timeout" : conc_strerror(rc));
+  return 2;
+}
