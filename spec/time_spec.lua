@@ -1,0 +1,148 @@
+local conc = require("conc")
+
+describe("time", function()
+  it("conc.now is monotonic and in seconds", function()
+    local a = conc.now()
+    conc.sleep(0.02)
+    local b = conc.now()
+    assert.is_true(b - a >= 0.02)
+    assert.is_true(b - a < 5)
+  end)
+
+  it("conc.sleep rejects bad durations; sleep(0) returns at once", function()
+    assert.has_error(function() conc.sleep("x") end)
+    assert.has_error(function() conc.sleep(0 / 0) end)
+    assert.is_true(conc.sleep(0))
+    assert.is_true(conc.sleep(-1))
+  end)
+
+  it("conc.after receives once, not before the time", function()
+    local t0 = conc.now()
+    local ch = conc.after(0.05)
+    local v, ok = ch:recv()
+    local dt = conc.now() - t0
+    assert.is_true(ok)
+    assert.is_true(v >= t0 + 0.05 and v <= conc.now())
+    assert.is_true(dt >= 0.05, "after " .. dt)
+    assert.is_true(dt < 5)
+    assert.are.same({nil, nil, "timeout"}, {ch:recv(0.05)})
+  end)
+
+  it("timeout with select: the chapter's idiom, main and worker", function()
+    local never = conc.chan()
+    local i = conc.select{{"recv", never}, {"recv", conc.after(0.02)}}
+    assert.are.equal(2, i)
+    local h = conc.go(function(c)
+      local j = conc.select{{"recv", c}, {"recv", conc.after(0.02)}}
+      return j
+    end, never)
+    assert.are.same({true, 2}, {h:join()})
+  end)
+
+  it("many afters fire in deadline order", function()
+    local chans = {}
+    for k = 10, 1, -1 do chans[k] = conc.after(k * 0.005) end
+    local last = 0
+    for k = 1, 10 do
+      local v = chans[k]:recv()
+      assert.is_true(v >= last)
+      last = v
+    end
+  end)
+
+  it("a ticker ticks repeatedly and stops", function()
+    local tk = conc.ticker(0.01)
+    local prev = conc.now()
+    for _ = 1, 5 do
+      local v = tk.C:recv()
+      assert.is_true(v >= prev - 0.011)
+      prev = v
+    end
+    assert.is_true(tk:stop())
+    assert.is_false(tk:stop())
+    assert.are.same({nil, nil, "timeout"}, {tk.C:recv(0.05)})
+  end)
+
+  it("a ticker drops ticks a slow reader misses", function()
+    local tk = conc.ticker(0.005)
+    conc.sleep(0.06)
+    -- about 12 ticks came; the channel holds one
+    assert.are.equal(1, #tk.C)
+    tk:stop()
+  end)
+
+  it("ticker reset changes the period", function()
+    local tk = conc.ticker(10)
+    assert.is_true(tk:reset(0.01))
+    local t0 = conc.now()
+    tk.C:recv()
+    tk.C:recv()
+    assert.is_true(conc.now() - t0 < 5)
+    tk:stop()
+  end)
+
+  it("a ticker with a non-positive interval raises", function()
+    assert.has_error(function() conc.ticker(0) end)
+    assert.has_error(function() conc.ticker(-1) end)
+    local tk = conc.ticker(1)
+    assert.has_error(function() tk:reset(0) end)
+    tk:stop()
+  end)
+
+  it("timer stop before firing: true, and nothing is received", function()
+    local t = conc.timer(0.02)
+    assert.is_true(t:stop())
+    assert.are.same({nil, nil, "timeout"}, {t.C:recv(0.05)})
+    assert.is_false(t:stop())
+  end)
+
+  it("timer stop after firing but before receiving drops the value",
+    function()
+      local t = conc.timer(0.001)
+      conc.sleep(0.02)  -- it has fired: its value waits in C
+      assert.are.equal(1, #t.C)
+      assert.is_true(t:stop())  -- Go 1.23: no stale value after Stop
+      assert.are.equal(0, #t.C)
+    end)
+
+  it("timer stop after the value was received: false", function()
+    local t = conc.timer(0.001)
+    t.C:recv()
+    assert.is_false(t:stop())
+  end)
+
+  it("timer reset re-arms a fired or stopped timer", function()
+    local t = conc.timer(0.001)
+    t.C:recv()
+    assert.is_false(t:reset(0.01))
+    local t0 = conc.now()
+    t.C:recv()
+    assert.is_true(conc.now() - t0 >= 0.009)
+    t:stop()
+    assert.is_false(t:reset(0.001))
+    assert.is_true(select(2, t.C:recv()))
+    assert.is_true(conc.timer(5):reset(5))
+  end)
+
+  it("timer reset leaves no stale value from the earlier schedule", function()
+    local t = conc.timer(0.001)
+    conc.sleep(0.02)
+    t:reset(10)
+    assert.are.equal(0, #t.C)
+    t:stop()
+  end)
+
+  it("a timer can be passed to a worker", function()
+    local t = conc.timer(0.01)
+    local h = conc.go(function(tm) return (tm.C:recv()) ~= nil end, t)
+    assert.are.same({true, true}, {h:join()})
+  end)
+
+  it("a collected timer releases what it holds and never fires", function()
+    for _ = 1, 200 do conc.timer(0.001) end
+    collectgarbage()
+    collectgarbage()
+    local t = conc.timer(0.01)
+    assert.is_true(select(2, t.C:recv()))
+  end)
+end)
