@@ -1,0 +1,32 @@
+local support = require("support")
+
+-- Every example runs to completion and prints what it should.
+local expected = {
+  ["worker_pool.lua"] = {lines = 20, pattern = "^Job %d+: Worker %d processed: task%-%d+$"},
+  ["cond_queue.lua"] = {last = "total\t30"},
+  ["buffer_pool.lua"] = {lines = 4, pattern = "^worker %d: %d+ requests, 1 buffers created$"},
+}
+
+describe("examples", function()
+  local p = io.popen("ls examples/*.lua")
+  for path in p:lines() do
+    local name = path:match("[^/]+$")
+    it(name .. " runs", function()
+      local f = assert(io.open(path))
+      local code = f:read("a")
+      f:close()
+      local out, rc = support.run_script(code, 30)
+      assert.are.equal(0, rc, out)
+      local want = expected[name]
+      if not want then return end
+      local lines = {}
+      for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+      if want.lines then
+        assert.are.equal(want.lines, #lines, out)
+        for _, line in ipairs(lines) do assert.matches(want.pattern, line) end
+      end
+      if want.last then assert.are.equal(want.last, lines[#lines]) end
+    end)
+  end
+  p:close()
+end)
