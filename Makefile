@@ -21,7 +21,14 @@ LUA_SRC  = $(wildcard csrc/lua/*.c)
 HEADERS  = csrc/conc.h $(wildcard csrc/core/*.h csrc/lua/*.h)
 MODULE   = build/conc/core.so
 
-.PHONY: all test demo bench bench-quick clean
+SAN_CFLAGS = -O1 -g -fno-omit-frame-pointer
+ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all
+LIBASAN   := $(shell $(CC) -print-file-name=libasan.so)
+# Sanitizer runs: the module built into build-<kind>/, busted pointed at it.
+SAN_RUN = CONC_CPATH=$(CURDIR)/build-$(1)/?.so $(2) $(LUA) $(BUSTED) \
+          -o utfTerminal --cpath=./build-$(1)/?.so
+
+.PHONY: all test demo bench bench-quick clean asan tsan valgrind
 
 all: $(MODULE)
 
@@ -30,6 +37,34 @@ $(MODULE): $(CORE_SRC) $(LUA_SRC) $(HEADERS)
 	$(CC) $(ALL_CFLAGS) $(CORE_SRC) $(LUA_SRC) $(SO_LDFLAGS) -o $@
 
 # busted's own summary, then the plain "N passed, N failed" line CI reads.
+build-asan/conc/core.so: $(CORE_SRC) $(LUA_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_CFLAGS) $(ASAN_FLAGS) $(CORE_SRC) $(LUA_SRC) \
+	  $(SO_LDFLAGS) $(ASAN_FLAGS) -o $@
+
+# ASan + UBSan, no recovery, leak checking on.
+asan: build-asan/conc/core.so
+	$(call SAN_RUN,asan,ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 LD_PRELOAD=$(LIBASAN))
+
+TSAN_FLAGS = -fsanitize=thread
+build-tsan/conc/core.so: $(CORE_SRC) $(LUA_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN_CFLAGS) $(TSAN_FLAGS) $(CORE_SRC) $(LUA_SRC) \
+	  $(SO_LDFLAGS) $(TSAN_FLAGS) -o $@
+
+build-tsan/lua_host: csrc/test/lua_host.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -g -O1 $(TSAN_FLAGS) -I$(LUA_INC) $< -o $@ \
+	  -llua5.4 -Wl,-E
+
+# ThreadSanitizer: busted run by a TSan-linked host (see TOOLCHAIN notes).
+tsan: build-tsan/conc/core.so build-tsan/lua_host
+	CONC_CPATH=$(CURDIR)/build-tsan/?.so CONC_LUA=$(CURDIR)/build-tsan/lua_host \
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  build-tsan/lua_host $(BUSTED) --ignore-lua -o utfTerminal \
+	  --cpath=./build-tsan/?.so
+
 test: $(MODULE)
 	@set -o pipefail; $(LUA) $(BUSTED) -o utfTerminal | tee build/test.log
 	@sed -E 's/\x1b\[[0-9;]*m//g' build/test.log | awk '/successes \//{ \
@@ -46,4 +81,4 @@ bench-quick: $(MODULE)
 	bench/run --quick
 
 clean:
-	rm -rf build
+	rm -rf build build-asan build-tsan build-valgrind

@@ -11,13 +11,15 @@ function support.run_script(code, timeout_s)
   f:write(("package.path = %q .. package.path\n"):format(
     cwd .. "/lua/?.lua;" .. cwd .. "/lua/?/init.lua;"))
   f:write(("package.cpath = %q .. package.cpath\n"):format(
-    cwd .. "/build/?.so;"))
+    (os.getenv("CONC_CPATH") or cwd .. "/build/?.so") .. ";"))
   f:write(code)
   f:close()
   local conc = require("conc")
   local t0 = conc.now()
-  local p = io.popen(("timeout %d lua5.4 %s 2>&1; echo \"rc=$?\""):format(
-    timeout_s or 20, path))
+  -- CONC_LUA: the interpreter of sanitizer runs (a TSan-linked host)
+  local lua = os.getenv("CONC_LUA") or "lua5.4"
+  local p = io.popen(("timeout %d %s %s 2>&1; echo \"rc=$?\""):format(
+    timeout_s or 20, lua, path))
   local out = p:read("a")
   p:close()
   os.remove(path)

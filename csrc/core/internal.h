@@ -19,6 +19,10 @@
 
 #define conc__unused(x) ((void)(x))
 
+/* Thread-locals in the initial-exec model: static TLS, never malloc'd and
+ * freed per thread (dynamic TLS of a dlopen'd module is), and cheaper. */
+#define CONC_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+
 /* A broken pthread primitive is a bug, not an outcome: abort. */
 CONC_API void conc__fatal(const char *what, int err);
 #define CONC_CHECK(call)                           \
@@ -38,9 +42,10 @@ enum { CONC_SEL_NONE = -1, CONC_SEL_TIMEOUT = -2 };
 struct conc_waiter {
   atomic_uint state;     /* futex word: WAITING, SLEEPING or WOKEN */
   atomic_int selected;   /* CONC_SEL_NONE until one claim wins */
+  conc_waiter *next_free;
 };
 
-/* The calling thread's waiter (thread-local; lives as long as the thread).*/
+/* The calling thread's waiter (never freed; reused after the thread). */
 CONC_API conc_waiter *conc__waiter_self(void);
 /* Arms the waiter before it is linked into any queue. */
 CONC_API void conc__waiter_arm(conc_waiter *w);

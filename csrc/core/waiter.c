@@ -8,8 +8,10 @@
  * the futex word `state`.
  *
  * Lifetime: a waker may call futex_wake on `state` after the waiter has
- * seen WOKEN and returned. That is harmless: the memory is thread-local
- * and a spurious futex wake-up is always tolerated (every sleeper loops).
+ * seen WOKEN and returned, even after its thread has exited. So waiters
+ * are never freed: a thread's waiter goes back to a free list when the
+ * thread exits and is reused by a later thread. A stray wake-up of a
+ * reused waiter is harmless: every sleeper re-checks its state and loops.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -30,9 +32,13 @@ enum { W_WAITING = 0, W_SLEEPING = 1, W_WOKEN = 2 };
 /* How long a parking thread spins before it sleeps, in nanoseconds. */
 #define SPIN_NS 20000
 
-static _Thread_local conc_waiter tls_waiter;
-static _Thread_local uint64_t tls_rand;
-static int ncpu;
+static CONC_TLS conc_waiter *tls_waiter;
+static pthread_key_t waiter_key;
+static pthread_once_t waiter_key_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t free_lock = PTHREAD_MUTEX_INITIALIZER;
+static conc_waiter *free_waiters;  /* free_lock */
+static CONC_TLS uint64_t tls_rand;
+static atomic_int ncpu;  /* processors online; 0 until first looked up */
 
 void conc__fatal(const char *what, int err) {
   fprintf(stderr, "conc: fatal: %s failed: %s\n", what, strerror(err));
@@ -102,7 +108,33 @@ uint32_t conc__rand(void) {
 
 /* ---- the waiter ----------------------------------------------------------- */
 
-conc_waiter *conc__waiter_self(void) { return &tls_waiter; }
+/* The thread exits: its waiter goes back on the free list. */
+static void waiter_exit(void *p) {
+  conc_waiter *w = (conc_waiter *)p;
+  conc__lock(&free_lock);
+  w->next_free = free_waiters;
+  free_waiters = w;
+  conc__unlock(&free_lock);
+}
+
+static void make_waiter_key(void) {
+  CONC_CHECK(pthread_key_create(&waiter_key, waiter_exit));
+}
+
+conc_waiter *conc__waiter_self(void) {
+  conc_waiter *w = tls_waiter;
+  if (w != NULL) return w;
+  CONC_CHECK(pthread_once(&waiter_key_once, make_waiter_key));
+  conc__lock(&free_lock);
+  w = free_waiters;
+  if (w) free_waiters = w->next_free;
+  conc__unlock(&free_lock);
+  if (w == NULL && (w = calloc(1, sizeof *w)) == NULL)
+    conc__fatal("conc__waiter_self: calloc", 12);
+  CONC_CHECK(pthread_setspecific(waiter_key, w));
+  tls_waiter = w;
+  return w;
+}
 
 void conc__waiter_arm(conc_waiter *w) {
   atomic_store_explicit(&w->state, W_WAITING, memory_order_relaxed);
@@ -152,8 +184,12 @@ static bool woken(conc_waiter *w) {
 
 /* Spins up to SPIN_NS (and not past the deadline); true if woken. */
 static bool spin(conc_waiter *w, conc_time deadline) {
-  if (ncpu == 0) ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
-  if (ncpu < 2) return woken(w);
+  int n = atomic_load_explicit(&ncpu, memory_order_relaxed);
+  if (n == 0) {
+    n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    atomic_store_explicit(&ncpu, n, memory_order_relaxed);
+  }
+  if (n < 2) return woken(w);
   conc_time limit = conc_now() + SPIN_NS;
   if (limit > deadline) limit = deadline;
   for (;;) {

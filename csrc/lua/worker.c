@@ -44,7 +44,7 @@ static struct {
   lconc_task *running;          /* tasks not yet finished */
 } pool = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, 0, NULL};
 
-static _Thread_local int64_t current_id;
+static CONC_TLS int64_t current_id;
 static const char worker_key = 'w';    /* registry: this is a worker */
 static const char pristine_key = 'p';  /* registry: the initial globals */
 
