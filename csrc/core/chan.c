@@ -13,11 +13,19 @@
 #include <string.h>
 #include "internal.h"
 
+/* The buffered count: written under the lock, read anywhere. */
+static size_t count_of(const conc_chan *c) {
+  return atomic_load_explicit(&c->count, memory_order_relaxed);
+}
+
+static void set_count(conc_chan *c, size_t n) {
+  atomic_store_explicit(&c->count, n, memory_order_relaxed);
+}
+
 static void chan_destroy(conc_obj *o) {
   conc_chan *c = (conc_chan *)o;
-  for (size_t i = 0; i < c->count; i++)
+  for (size_t i = 0; i < count_of(c); i++)
     conc_msg_free(&c->buf[(c->head + i) % c->cap]);
-  CONC_CHECK(pthread_mutex_destroy(&c->lock));
   free(c->buf);
   free(c);
 }
@@ -35,7 +43,6 @@ conc_chan *conc_chan_new(size_t cap) {
     }
   }
   conc_obj_init(&c->hdr, &conc_chan_type);
-  conc__mutex_init(&c->lock);
   c->cap = cap;
   return c;
 }
@@ -51,9 +58,10 @@ int conc__chan_try_send(conc_chan *c, conc_msg *m, conc_waiter **wake) {
     *wake = s->w;
     return CONC_OK;
   }
-  if (c->count < c->cap) {
-    c->buf[(c->head + c->count) % c->cap] = *m;
-    c->count++;
+  size_t n = count_of(c);
+  if (n < c->cap) {
+    c->buf[(c->head + n) % c->cap] = *m;
+    set_count(c, n + 1);
     return CONC_OK;
   }
   return CONC_EAGAIN;
@@ -75,10 +83,11 @@ int conc__chan_try_recv(conc_chan *c, conc_msg *out, conc_waiter **wake) {
     *wake = s->w;
     return CONC_OK;
   }
-  if (c->count > 0) {
+  size_t n = count_of(c);
+  if (n > 0) {
     *out = c->buf[c->head];
     c->head = (c->head + 1) % c->cap;
-    c->count--;
+    set_count(c, n - 1);
     return CONC_OK;
   }
   return c->closed ? CONC_ECLOSED : CONC_EAGAIN;
@@ -103,26 +112,48 @@ static int wait_on(conc_chan *c, conc_waitq *q, conc_msg *elem,
   return sd.ok ? CONC_OK : CONC_ECLOSED;
 }
 
-int conc_chan_send(conc_chan *c, conc_msg *m, conc_time deadline) {
+/* Spin conditions: a buffered channel about to have room, or a value.
+ * They read without the lock; the operation is retried under it. */
+static bool has_room(const void *c) {
+  const conc_chan *ch = (const conc_chan *)c;
+  return count_of(ch) < ch->cap;
+}
+
+static bool has_value(const void *c) {
+  return count_of((const conc_chan *)c) > 0;
+}
+
+/*
+ * One channel operation. When a buffered channel is full (send) or empty
+ * (receive), the other side is usually a moment away: spin on the count
+ * first, so the value goes through the buffer instead of a park and a
+ * wake-up per message.
+ */
+static int chan_op(conc_chan *c, conc_msg *m, conc_time deadline, bool send) {
   conc_waiter *wake;
   conc__lock(&c->lock);
-  int rc = conc__chan_try_send(c, m, &wake);
+  int rc = send ? conc__chan_try_send(c, m, &wake)
+                : conc__chan_try_recv(c, m, &wake);
+  if (rc == CONC_EAGAIN && deadline != CONC_NOWAIT && c->cap > 0) {
+    conc__unlock(&c->lock);
+    conc__spin_until(send ? has_room : has_value, c, deadline);
+    conc__lock(&c->lock);
+    rc = send ? conc__chan_try_send(c, m, &wake)
+              : conc__chan_try_recv(c, m, &wake);
+  }
   if (rc == CONC_EAGAIN && deadline != CONC_NOWAIT)
-    return wait_on(c, &c->sendq, m, deadline);
+    return wait_on(c, send ? &c->sendq : &c->recvq, m, deadline);
   conc__unlock(&c->lock);
   if (wake) conc__waiter_wake(wake);
   return rc;
 }
 
+int conc_chan_send(conc_chan *c, conc_msg *m, conc_time deadline) {
+  return chan_op(c, m, deadline, true);
+}
+
 int conc_chan_recv(conc_chan *c, conc_msg *out, conc_time deadline) {
-  conc_waiter *wake;
-  conc__lock(&c->lock);
-  int rc = conc__chan_try_recv(c, out, &wake);
-  if (rc == CONC_EAGAIN && deadline != CONC_NOWAIT)
-    return wait_on(c, &c->recvq, out, deadline);
-  conc__unlock(&c->lock);
-  if (wake) conc__waiter_wake(wake);
-  return rc;
+  return chan_op(c, out, deadline, false);
 }
 
 /* Claims every waiter of q (ok = 0) and chains them on *list. */
@@ -156,7 +187,7 @@ int conc_chan_close(conc_chan *c) {
 
 size_t conc_chan_len(conc_chan *c) {
   conc__lock(&c->lock);
-  size_t n = c->count;
+  size_t n = count_of(c);
   conc__unlock(&c->lock);
   return n;
 }

@@ -20,7 +20,7 @@
 
 struct conc_ctx {
   conc_obj hdr;
-  pthread_mutex_t lock;
+  conc__lock_t lock;
   conc_ctx *parent;          /* retained; NULL for the background */
   conc_chan *done;           /* closed on cancellation */
   atomic_int err;            /* 0, CONC_ECANCELED or CONC_EDEADLINE */
@@ -50,7 +50,6 @@ static conc_ctx *ctx_alloc(void) {
     return NULL;
   }
   conc_obj_init(&c->hdr, &conc_ctx_type);
-  conc__mutex_init(&c->lock);
   c->deadline = CONC_NEVER;
   return c;
 }
@@ -94,7 +93,6 @@ static void ctx_destroy(conc_obj *o) {
   }
   conc_release((conc_obj *)c->done);
   if (c->parent) conc_release(&c->parent->hdr);
-  CONC_CHECK(pthread_mutex_destroy(&c->lock));
   free(c);
 }
 

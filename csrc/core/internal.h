@@ -31,9 +31,32 @@ CONC_API void conc__fatal(const char *what, int err);
     if (conc__rc != 0) conc__fatal(#call, conc__rc); \
   } while (0)
 
-CONC_API void conc__mutex_init(pthread_mutex_t *m);
-#define conc__lock(m) CONC_CHECK(pthread_mutex_lock(m))
-#define conc__unlock(m) CONC_CHECK(pthread_mutex_unlock(m))
+/*
+ * The core's internal lock: a futex word (0 free, 1 held, 2 held with
+ * sleepers). Uncontended it costs one compare-and-swap to take and one
+ * exchange to release; contended it spins briefly, then sleeps. Zero
+ * (CONC_LOCK_INIT, or calloc) is an unlocked lock; nothing to destroy.
+ */
+typedef struct conc__lock_t {
+  atomic_uint v;
+} conc__lock_t;
+#define CONC_LOCK_INIT {0}
+
+CONC_API void conc__lock_slow(conc__lock_t *l);
+CONC_API void conc__unlock_wake(conc__lock_t *l);
+
+static inline void conc__lock(conc__lock_t *l) {
+  unsigned c = 0;
+  if (!atomic_compare_exchange_strong_explicit(&l->v, &c, 1,
+                                               memory_order_acquire,
+                                               memory_order_relaxed))
+    conc__lock_slow(l);
+}
+
+static inline void conc__unlock(conc__lock_t *l) {
+  if (atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2)
+    conc__unlock_wake(l);
+}
 
 /* ---- waiter ----------------------------------------------------------- */
 
@@ -93,8 +116,9 @@ CONC_API conc_sudog *conc__waitq_claim(conc_waitq *q);
  */
 struct conc_chan {
   conc_obj hdr;
-  pthread_mutex_t lock;
-  size_t cap, count, head;  /* ring buffer of cap messages */
+  conc__lock_t lock;
+  size_t cap, head;         /* ring buffer of cap messages */
+  atomic_size_t count;      /* written under lock; read without it too */
   bool closed;
   conc_waitq recvq, sendq;
   conc_msg *buf;
@@ -107,6 +131,11 @@ CONC_API int conc__chan_try_send(conc_chan *c, conc_msg *m,
                                  conc_waiter **wake);
 CONC_API int conc__chan_try_recv(conc_chan *c, conc_msg *out,
                                  conc_waiter **wake);
+
+/* Spins while ready(arg) is false, up to the spin budget (and never past
+ * deadline); returns ready(arg). For waits that are usually short. */
+CONC_API bool conc__spin_until(bool (*ready)(const void *arg),
+                               const void *arg, conc_time deadline);
 
 /* ---- small random numbers for select's fairness ------------------------ */
 CONC_API uint32_t conc__rand(void);

@@ -17,14 +17,13 @@
 struct conc_wg {
   conc_obj hdr;
   atomic_llong count;   /* changed with atomics; zero handled under lock */
-  pthread_mutex_t lock;
+  conc__lock_t lock;
   conc_chan *zero;      /* lock: closed when count reaches 0, or NULL */
 };
 
 static void wg_destroy(conc_obj *o) {
   conc_wg *wg = (conc_wg *)o;
   if (wg->zero) conc_release((conc_obj *)wg->zero);
-  CONC_CHECK(pthread_mutex_destroy(&wg->lock));
   free(wg);
 }
 
@@ -34,7 +33,6 @@ conc_wg *conc_wg_new(void) {
   conc_wg *wg = calloc(1, sizeof *wg);
   if (wg == NULL) return NULL;
   conc_obj_init(&wg->hdr, &conc_wg_type);
-  conc__mutex_init(&wg->lock);
   return wg;
 }
 
@@ -87,13 +85,12 @@ enum { LOCKED = 1, WAITERS = 2 };
 struct conc_mutex {
   conc_obj hdr;
   atomic_int state;
-  pthread_mutex_t lock;
+  conc__lock_t lock;
   conc_waitq waiters;   /* lock */
 };
 
 static void mutex_destroy(conc_obj *o) {
   conc_mutex *m = (conc_mutex *)o;
-  CONC_CHECK(pthread_mutex_destroy(&m->lock));
   free(m);
 }
 
@@ -103,7 +100,6 @@ conc_mutex *conc_mutex_new(void) {
   conc_mutex *m = calloc(1, sizeof *m);
   if (m == NULL) return NULL;
   conc_obj_init(&m->hdr, &conc_mutex_type);
-  conc__mutex_init(&m->lock);
   return m;
 }
 
@@ -114,7 +110,7 @@ int conc_mutex_trylock(conc_mutex *m) {
 
 /* Parks on q (lock held by the caller, released here) until handed the
  * object; the waker completes the acquisition for us. */
-static void park_on(pthread_mutex_t *lock, conc_waitq *q) {
+static void park_on(conc__lock_t *lock, conc_waitq *q) {
   conc_waiter *w = conc__waiter_self();
   conc_sudog sd = {0};
   sd.w = w;
@@ -164,7 +160,7 @@ int conc_mutex_unlock(conc_mutex *m) {
  */
 struct conc_rwmutex {
   conc_obj hdr;
-  pthread_mutex_t lock;
+  conc__lock_t lock;
   int readers;            /* readers holding it */
   bool writer;            /* a writer holds it */
   int writers_waiting;
@@ -173,7 +169,6 @@ struct conc_rwmutex {
 
 static void rw_destroy(conc_obj *o) {
   conc_rwmutex *m = (conc_rwmutex *)o;
-  CONC_CHECK(pthread_mutex_destroy(&m->lock));
   free(m);
 }
 
@@ -183,7 +178,6 @@ conc_rwmutex *conc_rwmutex_new(void) {
   conc_rwmutex *m = calloc(1, sizeof *m);
   if (m == NULL) return NULL;
   conc_obj_init(&m->hdr, &conc_rwmutex_type);
-  conc__mutex_init(&m->lock);
   return m;
 }
 
@@ -279,14 +273,13 @@ int conc_rwmutex_unlock(conc_rwmutex *m) {
 struct conc_cond {
   conc_obj hdr;
   conc_mutex *m;        /* retained */
-  pthread_mutex_t lock;
+  conc__lock_t lock;
   conc_waitq waiters;   /* lock */
 };
 
 static void cond_destroy(conc_obj *o) {
   conc_cond *c = (conc_cond *)o;
   conc_release(&c->m->hdr);
-  CONC_CHECK(pthread_mutex_destroy(&c->lock));
   free(c);
 }
 
@@ -296,7 +289,6 @@ conc_cond *conc_cond_new(conc_mutex *m) {
   conc_cond *c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
   conc_obj_init(&c->hdr, &conc_cond_type);
-  conc__mutex_init(&c->lock);
   conc_retain(&m->hdr);
   c->m = m;
   return c;
@@ -348,7 +340,7 @@ enum { ONCE_NEW, ONCE_RUNNING, ONCE_DONE };
 
 struct conc_once {
   conc_obj hdr;
-  pthread_mutex_t lock;
+  conc__lock_t lock;
   int state;            /* lock */
   int failed;           /* written before DONE, then read-only */
   conc_msg outcome;     /* likewise */
@@ -359,7 +351,6 @@ static void once_destroy(conc_obj *o) {
   conc_once *x = (conc_once *)o;
   if (x->state == ONCE_DONE) conc_msg_free(&x->outcome);
   conc_release((conc_obj *)x->done);
-  CONC_CHECK(pthread_mutex_destroy(&x->lock));
   free(x);
 }
 
@@ -374,7 +365,6 @@ conc_once *conc_once_new(void) {
     return NULL;
   }
   conc_obj_init(&x->hdr, &conc_once_type);
-  conc__mutex_init(&x->lock);
   return x;
 }
 

@@ -33,13 +33,13 @@ struct conc_timer {
 #define BATCH 64
 
 static struct {
-  pthread_mutex_t lock;
+  conc__lock_t lock;
   conc_timer **heap;
   size_t len, size;
   bool started;             /* the thread exists */
   bool sleeping;            /* the thread is parked (or about to be) */
   conc_waiter *w;           /* the thread's waiter */
-} timers = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, false, false, NULL};
+} timers = {CONC_LOCK_INIT, NULL, 0, 0, false, false, NULL};
 
 /* ---- objects ------------------------------------------------------------- */
 

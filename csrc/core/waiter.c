@@ -35,7 +35,7 @@ enum { W_WAITING = 0, W_SLEEPING = 1, W_WOKEN = 2 };
 static CONC_TLS conc_waiter *tls_waiter;
 static pthread_key_t waiter_key;
 static pthread_once_t waiter_key_once = PTHREAD_ONCE_INIT;
-static pthread_mutex_t free_lock = PTHREAD_MUTEX_INITIALIZER;
+static conc__lock_t free_lock = CONC_LOCK_INIT;
 static conc_waiter *free_waiters;  /* free_lock */
 static CONC_TLS uint64_t tls_rand;
 static atomic_int ncpu;  /* processors online; 0 until first looked up */
@@ -43,17 +43,6 @@ static atomic_int ncpu;  /* processors online; 0 until first looked up */
 void conc__fatal(const char *what, int err) {
   fprintf(stderr, "conc: fatal: %s failed: %s\n", what, strerror(err));
   abort();
-}
-
-void conc__mutex_init(pthread_mutex_t *m) {
-  pthread_mutexattr_t a;
-  CONC_CHECK(pthread_mutexattr_init(&a));
-#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
-  /* glibc's adaptive mutex spins a little before it sleeps. */
-  CONC_CHECK(pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP));
-#endif
-  CONC_CHECK(pthread_mutex_init(m, &a));
-  CONC_CHECK(pthread_mutexattr_destroy(&a));
 }
 
 const char *conc_strerror(int code) {
@@ -106,6 +95,14 @@ uint32_t conc__rand(void) {
   return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
 }
 
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 /* ---- the waiter ----------------------------------------------------------- */
 
 /* The thread exits: its waiter goes back on the free list. */
@@ -152,6 +149,25 @@ static void futex_wake(atomic_uint *addr) {
   syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+/* ---- the internal lock's slow paths ------------------------------------------ */
+
+/* Contended: spin briefly (critical sections are a few dozen
+ * nanoseconds), then sleep on the futex with the word at 2 (waiters). */
+void conc__lock_slow(conc__lock_t *l) {
+  for (int i = 0; i < 200; i++) {
+    cpu_relax();
+    unsigned c = atomic_load_explicit(&l->v, memory_order_relaxed);
+    if (c == 0 && atomic_compare_exchange_weak_explicit(
+                      &l->v, &c, 1, memory_order_acquire,
+                      memory_order_relaxed))
+      return;
+  }
+  while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0)
+    syscall(SYS_futex, &l->v, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+}
+
+void conc__unlock_wake(conc__lock_t *l) { futex_wake(&l->v); }
+
 /* Sleeps while *addr == val, until woken or the absolute deadline. */
 static void futex_wait(atomic_uint *addr, unsigned val, conc_time deadline) {
   struct timespec ts, *tsp = NULL;
@@ -170,35 +186,34 @@ void conc__waiter_wake(conc_waiter *w) {
   if (old == W_SLEEPING) futex_wake(&w->state);
 }
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield");
-#endif
-}
-
 static bool woken(conc_waiter *w) {
   return atomic_load_explicit(&w->state, memory_order_acquire) == W_WOKEN;
 }
 
-/* Spins up to SPIN_NS (and not past the deadline); true if woken. */
-static bool spin(conc_waiter *w, conc_time deadline) {
+static bool is_woken(const void *w) { return woken((conc_waiter *)w); }
+
+bool conc__spin_until(bool (*ready)(const void *arg), const void *arg,
+                      conc_time deadline) {
   int n = atomic_load_explicit(&ncpu, memory_order_relaxed);
   if (n == 0) {
     n = (int)sysconf(_SC_NPROCESSORS_ONLN);
     atomic_store_explicit(&ncpu, n, memory_order_relaxed);
   }
-  if (n < 2) return woken(w);
+  if (n < 2) return ready(arg);  /* spinning only delays the other side */
   conc_time limit = conc_now() + SPIN_NS;
   if (limit > deadline) limit = deadline;
   for (;;) {
     for (int i = 0; i < 64; i++) {
-      if (woken(w)) return true;
+      if (ready(arg)) return true;
       cpu_relax();
     }
-    if (conc_now() >= limit) return woken(w);
+    if (conc_now() >= limit) return ready(arg);
   }
+}
+
+/* Spins up to SPIN_NS (and not past the deadline); true if woken. */
+static bool spin(conc_waiter *w, conc_time deadline) {
+  return conc__spin_until(is_woken, w, deadline);
 }
 
 int conc__waiter_park(conc_waiter *w, conc_time deadline) {

@@ -29,6 +29,9 @@ CONC_API void lconc_push_obj(lua_State *L, conc_obj *o);
  * error naming the argument. */
 CONC_API conc_obj *lconc_check_obj(lua_State *L, int idx,
                                    const conc_type *type);
+/* The object at idx if it is a conc object of `type`, else NULL. */
+CONC_API conc_obj *lconc_test_obj(lua_State *L, int idx,
+                                  const conc_type *type);
 /* The object at idx if it is any conc object, else NULL. */
 CONC_API conc_obj *lconc_to_obj(lua_State *L, int idx);
 

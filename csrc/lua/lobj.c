@@ -58,6 +58,8 @@ void lconc_newclass(lua_State *L, const conc_type *type,
       {"__gc", obj_gc}, {"__eq", obj_eq}, {"__tostring", obj_tostring},
       {NULL, NULL}};
   luaL_newmetatable(L, type->name);          /* mt */
+  lua_pushvalue(L, -1);  /* also under the type's address: a fast check */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, type);
   luaL_setfuncs(L, meta, 0);
   if (extra) luaL_setfuncs(L, extra, 0);
   lua_newtable(L);                           /* mt, methods */
@@ -98,10 +100,27 @@ conc_obj *lconc_to_obj(lua_State *L, int idx) {
   return is_conc ? b->o : NULL;
 }
 
+conc_obj *lconc_test_obj(lua_State *L, int idx, const conc_type *type) {
+  lconc_box *b = (lconc_box *)lua_touserdata(L, idx);
+  if (b == NULL || !lua_getmetatable(L, idx)) return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, type);  /* no string lookup */
+  int same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same ? b->o : NULL;
+}
+
 conc_obj *lconc_check_obj(lua_State *L, int idx, const conc_type *type) {
-  lconc_box *b = (lconc_box *)luaL_checkudata(L, idx, type->name);
-  if (b->o == NULL) luaL_argerror(L, idx, "object already released");
-  return b->o;
+  conc_obj *o = lconc_test_obj(L, idx, type);
+  if (o == NULL) {
+    if (lua_touserdata(L, idx) && lua_getmetatable(L, idx)) {
+      lua_rawgetp(L, LUA_REGISTRYINDEX, type);
+      if (lua_rawequal(L, -1, -2))  /* the right type, released */
+        luaL_argerror(L, idx, "object already released");
+      lua_pop(L, 2);
+    }
+    luaL_typeerror(L, idx, type->name);
+  }
+  return o;
 }
 
 conc_time lconc_opt_deadline(lua_State *L, int idx) {

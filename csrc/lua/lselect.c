@@ -47,9 +47,9 @@ static int read_case(lua_State *L, conc_case *cs, int k) {
     lua_pop(L, 1);
     return 0;
   }
-  lconc_box *b = (lconc_box *)luaL_testudata(L, -1, conc_chan_type.name);
+  conc_obj *o = lconc_test_obj(L, -1, &conc_chan_type);
   lua_pop(L, 1);
-  if (b == NULL || b->o == NULL) {
+  if (o == NULL) {
     lua_pushfstring(L, "conc.select: case #%d: conc.chan expected", k);
     return 1;
   }
@@ -64,7 +64,7 @@ static int read_case(lua_State *L, conc_case *cs, int k) {
     }
     lua_pop(L, 1);
   }
-  cs->chan = (conc_chan *)b->o;  /* kept alive by the case table */
+  cs->chan = (conc_chan *)o;  /* kept alive by the case table */
   return 0;
 }
 

@@ -128,11 +128,10 @@ static int t_ticker(lua_State *L) {
 }
 
 static ltimer *check_any_timer(lua_State *L) {
-  lconc_box *b = (lconc_box *)luaL_testudata(L, 1, timer_type.name);
-  if (b == NULL) b = (lconc_box *)luaL_testudata(L, 1, ticker_type.name);
-  if (b == NULL || b->o == NULL)
-    luaL_typeerror(L, 1, "conc.timer or conc.ticker");
-  return (ltimer *)b->o;
+  conc_obj *o = lconc_test_obj(L, 1, &timer_type);
+  if (o == NULL) o = lconc_test_obj(L, 1, &ticker_type);
+  if (o == NULL) luaL_typeerror(L, 1, "conc.timer or conc.ticker");
+  return (ltimer *)o;
 }
 
 /* t:stop() -> true if it was active (Go's Stop); no stale value remains */

@@ -17,10 +17,8 @@ void lconc_check_wait(lua_State *L, int idx, lconc_wait *w) {
     w->deadline = conc_deadline_in(s);
     return;
   }
-  lconc_box *b = (lconc_box *)luaL_testudata(L, idx, conc_ctx_type.name);
-  if (b == NULL || b->o == NULL)
-    luaL_typeerror(L, idx, "number of seconds or conc.ctx");
-  w->ctx = (conc_ctx *)b->o;
+  w->ctx = (conc_ctx *)lconc_test_obj(L, idx, &conc_ctx_type);
+  if (w->ctx == NULL) luaL_typeerror(L, idx, "number of seconds or conc.ctx");
 }
 
 int lconc_wait_op(conc_case *cs, const lconc_wait *w) {

@@ -37,12 +37,12 @@ typedef struct pool_thread {
 
 /* The pool. `lock` guards every field. */
 static struct {
-  pthread_mutex_t lock;
+  conc__lock_t lock;
   pool_thread *idle;            /* idle threads, most recent first */
   int nidle, max_idle;
   int threads;                  /* live threads, idle or not */
   lconc_task *running;          /* tasks not yet finished */
-} pool = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, 0, NULL};
+} pool = {CONC_LOCK_INIT, NULL, 0, 0, 0, NULL};
 
 static CONC_TLS int64_t current_id;
 static const char worker_key = 'w';    /* registry: this is a worker */
