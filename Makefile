@@ -65,6 +65,17 @@ tsan: build-tsan/conc/core.so build-tsan/lua_host
 	  build-tsan/lua_host $(BUSTED) --ignore-lua -o utfTerminal \
 	  --cpath=./build-tsan/?.so
 
+# Memcheck over the core specs (the module built without sanitizers);
+# any error fails the run.
+VALGRIND_SPECS = spec/chan_spec.lua spec/select_spec.lua spec/codec_spec.lua \
+                 spec/sync_spec.lua spec/ctx_spec.lua spec/time_spec.lua
+valgrind: $(MODULE)
+	CONC_LUA="valgrind -q --error-exitcode=3 --leak-check=full \
+	  --errors-for-leak-kinds=definite lua5.4" \
+	valgrind -q --error-exitcode=3 --leak-check=full \
+	  --errors-for-leak-kinds=definite --trace-children=no \
+	  $(LUA) $(BUSTED) --ignore-lua -o utfTerminal $(VALGRIND_SPECS)
+
 test: $(MODULE)
 	@set -o pipefail; $(LUA) $(BUSTED) -o utfTerminal | tee build/test.log
 	@sed -E 's/\x1b\[[0-9;]*m//g' build/test.log | awk '/successes \//{ \
