@@ -611,7 +611,11 @@ static size_t encode_small(lua_State *L, int first, int n, unsigned char *out) {
 
 static scratch *acquire_scratch(lua_State *L, int *temporary) {
   *temporary = 0;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &scratch_key);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &scratch_key) == LUA_TNIL) {
+    lua_pop(L, 1);
+    lconc_codec_init(L);  /* the first encode in this state */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &scratch_key);
+  }
   scratch *s = (scratch *)lua_touserdata(L, -1);
   lua_pop(L, 1);  /* the registry keeps it alive */
   if (s == NULL || s->in_use) {  /* nested (a __gc that sends): borrow */

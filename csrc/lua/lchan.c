@@ -133,7 +133,7 @@ void lconc_open_chan(lua_State *L) {
       {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__len", chan_len}, {"__close", chan_scope_close}, {NULL, NULL}};
-  lconc_newclass(L, &conc_chan_type, methods, meta);
+  lconc_declare(&conc_chan_type, methods, meta, NULL);
   lua_pushcfunction(L, chan_new);
   lua_setfield(L, -2, "chan");
 }

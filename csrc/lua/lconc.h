@@ -17,11 +17,14 @@ typedef struct lconc_box {
   conc_obj *o;
 } lconc_box;
 
-/* Creates the metatable for a conc object type: __name = type->name,
- * __gc, __eq, __tostring, __index = the methods, plus `extra`
- * metamethods. Leaves nothing on the stack. */
-CONC_API void lconc_newclass(lua_State *L, const conc_type *type,
-                             const luaL_Reg *methods, const luaL_Reg *extra);
+/* Declares the Lua class of a conc object type (once per process; each
+ * state creates the metatable when it first meets such an object):
+ * __name = type->name, __gc, __eq, __tostring, the `meta` metamethods,
+ * and __index = the methods table, or if `index` is given, that
+ * function with the methods table as its upvalue 1 (for fields such as
+ * timer.C). */
+CONC_API void lconc_declare(const conc_type *type, const luaL_Reg *methods,
+                            const luaL_Reg *meta, lua_CFunction index);
 /* Pushes the userdata of o, taking over one reference the caller owns.
  * Within one lua_State the same object is always the same userdata. */
 CONC_API void lconc_push_obj(lua_State *L, conc_obj *o);

@@ -184,7 +184,7 @@ void lconc_open_ctx(lua_State *L) {
       {"with_cancel", c_with_cancel}, {"with_cancel_cause", c_with_cancel},
       {"with_timeout", c_with_timeout}, {"with_deadline", c_with_deadline},
       {"with_value", c_with_value},   {NULL, NULL}};
-  lconc_newclass(L, &conc_ctx_type, methods, NULL);
-  lconc_newclass(L, &cancel_type, cancel_methods, cancel_meta);
+  lconc_declare(&conc_ctx_type, methods, NULL, NULL);
+  lconc_declare(&cancel_type, cancel_methods, cancel_meta, NULL);
   luaL_setfuncs(L, funcs, 0);
 }

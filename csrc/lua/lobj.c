@@ -9,6 +9,8 @@
  * never found again.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include "lconc.h"
 
 static const char objects_key = 'o';  /* registry: address -> box */
@@ -52,24 +54,61 @@ static int obj_tostring(lua_State *L) {
   return 1;
 }
 
-void lconc_newclass(lua_State *L, const conc_type *type,
-                    const luaL_Reg *methods, const luaL_Reg *extra) {
+/* ---- classes: declared once per process, created lazily per state ---- */
+
+typedef struct lclass {
+  const conc_type *type;
+  const luaL_Reg *methods, *meta;
+  lua_CFunction index;
+} lclass;
+
+#define MAX_CLASSES 32
+static lclass classes[MAX_CLASSES];
+static atomic_int nclasses;  /* entries below it are complete */
+static pthread_mutex_t declare_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const lclass *find_class(const conc_type *type) {
+  int n = atomic_load_explicit(&nclasses, memory_order_acquire);
+  for (int i = 0; i < n; i++)
+    if (classes[i].type == type) return &classes[i];
+  return NULL;
+}
+
+void lconc_declare(const conc_type *type, const luaL_Reg *methods,
+                   const luaL_Reg *meta, lua_CFunction index) {
+  pthread_mutex_lock(&declare_lock);
+  int n = atomic_load_explicit(&nclasses, memory_order_relaxed);
+  if (find_class(type) == NULL && n < MAX_CLASSES) {
+    classes[n] = (lclass){type, methods, meta, index};
+    atomic_store_explicit(&nclasses, n + 1, memory_order_release);
+  }
+  pthread_mutex_unlock(&declare_lock);
+}
+
+/* Pushes the metatable of `type` in L, creating it on first use (a
+ * worker's state pays only for the classes it meets). */
+static void push_class(lua_State *L, const conc_type *type) {
   static const luaL_Reg meta[] = {
       {"__gc", obj_gc}, {"__eq", obj_eq}, {"__tostring", obj_tostring},
       {NULL, NULL}};
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, type) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  const lclass *c = find_class(type);
+  if (c == NULL) luaL_error(L, "conc: no class declared for %s", type->name);
   luaL_newmetatable(L, type->name);          /* mt */
-  lua_pushvalue(L, -1);  /* also under the type's address: a fast check */
-  lua_rawsetp(L, LUA_REGISTRYINDEX, type);
   luaL_setfuncs(L, meta, 0);
-  if (extra) luaL_setfuncs(L, extra, 0);
+  if (c->meta) luaL_setfuncs(L, c->meta, 0);
   lua_newtable(L);                           /* mt, methods */
-  luaL_setfuncs(L, methods, 0);
+  luaL_setfuncs(L, c->methods, 0);
+  if (c->index) lua_pushcclosure(L, c->index, 1);  /* fields, then methods */
   lua_setfield(L, -2, "__index");            /* mt */
+  lua_pushvalue(L, -1);  /* under the type's address: checks need no string */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, type);
   push_weak_table(L, &classes_key, "k");     /* mt, classes */
   lua_pushvalue(L, -2);
   lua_pushboolean(L, 1);
   lua_rawset(L, -3);
-  lua_pop(L, 2);
+  lua_pop(L, 1);                             /* mt */
 }
 
 void lconc_push_obj(lua_State *L, conc_obj *o) {
@@ -82,7 +121,8 @@ void lconc_push_obj(lua_State *L, conc_obj *o) {
   lua_pop(L, 1);
   lconc_box *b = (lconc_box *)lua_newuserdatauv(L, sizeof *b, 0);
   b->o = NULL;  /* consistent until the metatable (with __gc) is set */
-  luaL_setmetatable(L, o->type->name);
+  push_class(L, o->type);
+  lua_setmetatable(L, -2);
   b->o = o;
   lua_pushvalue(L, -1);
   lua_rawsetp(L, -3, o);                     /* objects, box */
@@ -103,7 +143,7 @@ conc_obj *lconc_to_obj(lua_State *L, int idx) {
 conc_obj *lconc_test_obj(lua_State *L, int idx, const conc_type *type) {
   lconc_box *b = (lconc_box *)lua_touserdata(L, idx);
   if (b == NULL || !lua_getmetatable(L, idx)) return NULL;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, type);  /* no string lookup */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, type);  /* nil if never created here */
   int same = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);
   return same ? b->o : NULL;

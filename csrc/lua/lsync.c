@@ -224,6 +224,61 @@ static int once_call(lua_State *L) {
   return n;
 }
 
+/* ---- guards: scoped locks ------------------------------------------------ */
+
+/*
+ * A guard unlocks once, when its <close> variable goes out of scope (also
+ * on error): Go's `defer mu.Unlock()`. It is a plain userdata of this
+ * state whose user value is the locked object.
+ */
+typedef int (*unlock_fn)(lua_State *L);
+
+typedef struct guard {
+  unlock_fn unlock;  /* NULL once unlocked */
+} guard;
+
+static const char guard_name[] = "conc.guard";
+
+static int guard_close(lua_State *L) {
+  guard *g = (guard *)luaL_checkudata(L, 1, guard_name);
+  unlock_fn unlock = g->unlock;
+  if (unlock == NULL) return 0;
+  g->unlock = NULL;
+  lua_getiuservalue(L, 1, 1);  /* the locked object */
+  lua_replace(L, 1);           /* becomes unlock's argument 1 */
+  lua_settop(L, 1);
+  return unlock(L);
+}
+
+static int push_guard(lua_State *L, unlock_fn unlock) {
+  guard *g = (guard *)lua_newuserdatauv(L, sizeof *g, 1);
+  g->unlock = unlock;
+  if (luaL_newmetatable(L, guard_name)) {  /* first guard in this state */
+    lua_pushcfunction(L, guard_close);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  return 1;
+}
+
+/* mu:guard(), rw:guard(), rw:rguard(): lock, return the guard. */
+static int mu_guard(lua_State *L) {
+  mu_lock(L);
+  return push_guard(L, mu_unlock);
+}
+
+static int rw_guard(lua_State *L) {
+  rw_lock(L);
+  return push_guard(L, rw_unlock);
+}
+
+static int rw_rguard(lua_State *L) {
+  rw_rlock(L);
+  return push_guard(L, rw_runlock);
+}
+
 /* ---- registration ---------------------------------------------------------------- */
 
 void lconc_open_sync(lua_State *L) {
@@ -232,11 +287,12 @@ void lconc_open_sync(lua_State *L) {
       {"count", wg_count}, {NULL, NULL}};
   static const luaL_Reg mu_m[] = {
       {"lock", mu_lock}, {"unlock", mu_unlock}, {"try_lock", mu_try_lock},
-      {NULL, NULL}};
+      {"guard", mu_guard}, {NULL, NULL}};
   static const luaL_Reg rw_m[] = {
       {"lock", rw_lock},         {"unlock", rw_unlock},
       {"rlock", rw_rlock},       {"runlock", rw_runlock},
       {"try_lock", rw_try_lock}, {"try_rlock", rw_try_rlock},
+      {"guard", rw_guard},       {"rguard", rw_rguard},
       {NULL, NULL}};
   static const luaL_Reg cond_m[] = {
       {"wait", cond_wait}, {"signal", cond_signal},
@@ -245,15 +301,10 @@ void lconc_open_sync(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"waitgroup", wg_new}, {"mutex", mu_new}, {"rwmutex", rw_new},
       {"cond", cond_new},    {"once", once_new}, {NULL, NULL}};
-  lconc_newclass(L, &conc_wg_type, wg_m, NULL);
-  lconc_newclass(L, &conc_mutex_type, mu_m, NULL);
-  lconc_newclass(L, &conc_rwmutex_type, rw_m, NULL);
-  lconc_newclass(L, &conc_cond_type, cond_m, NULL);
-  lconc_newclass(L, &conc_once_type, once_m, NULL);
-  luaL_getmetatable(L, conc_cond_type.name);
-  lua_getfield(L, -1, "__index");
-  lua_pushcclosure(L, cond_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  lconc_declare(&conc_wg_type, wg_m, NULL, NULL);
+  lconc_declare(&conc_mutex_type, mu_m, NULL, NULL);
+  lconc_declare(&conc_rwmutex_type, rw_m, NULL, NULL);
+  lconc_declare(&conc_cond_type, cond_m, NULL, cond_index);
+  lconc_declare(&conc_once_type, once_m, NULL, NULL);
   luaL_setfuncs(L, funcs, 0);
 }

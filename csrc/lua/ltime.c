@@ -170,22 +170,13 @@ static int t_index(lua_State *L) {
   return 1;
 }
 
-static void timer_class(lua_State *L, const conc_type *type) {
-  static const luaL_Reg methods[] = {
-      {"stop", t_stop}, {"reset", t_reset}, {NULL, NULL}};
-  lconc_newclass(L, type, methods, NULL);
-  luaL_getmetatable(L, type->name);
-  lua_getfield(L, -1, "__index");
-  lua_pushcclosure(L, t_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-}
-
 void lconc_open_time(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"now", t_now},     {"sleep", t_sleep},   {"after", t_after},
       {"timer", t_timer}, {"ticker", t_ticker}, {NULL, NULL}};
-  timer_class(L, &timer_type);
-  timer_class(L, &ticker_type);
+  static const luaL_Reg methods[] = {
+      {"stop", t_stop}, {"reset", t_reset}, {NULL, NULL}};
+  lconc_declare(&timer_type, methods, NULL, t_index);
+  lconc_declare(&ticker_type, methods, NULL, t_index);
   luaL_setfuncs(L, funcs, 0);
 }

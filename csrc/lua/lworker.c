@@ -111,7 +111,7 @@ void lconc_open_worker(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"join", w_join}, {"wait", w_wait}, {"done", w_done},
       {"id", w_id},     {"status", w_status}, {NULL, NULL}};
-  lconc_newclass(L, &lconc_task_type, methods, NULL);
+  lconc_declare(&lconc_task_type, methods, NULL, NULL);
   lua_pushcfunction(L, go);
   lua_setfield(L, -2, "go");
   lua_pushcfunction(L, current);

@@ -46,7 +46,6 @@ static struct {
 
 static CONC_TLS int64_t current_id;
 static const char worker_key = 'w';    /* registry: this is a worker */
-static const char pristine_key = 'p';  /* registry: the initial globals */
 
 int64_t lconc_current_id(void) { return current_id; }
 
@@ -109,34 +108,78 @@ void lconc_report_running(void) {
 
 /* ---- states ----------------------------------------------------------------- */
 
-/* A state with the standard libraries, conc.core loaded, and a copy of
- * its initial globals kept for the fresh globals of every task. */
+/*
+ * Libraries opened when a task first names them (through the __index of
+ * its globals) rather than when the state is made: most workers never
+ * touch them, and a parked worker's memory is mostly its lua_State.
+ */
+static const luaL_Reg lazy_libs[] = {
+    {LUA_MATHLIBNAME, luaopen_math}, {LUA_IOLIBNAME, luaopen_io},
+    {LUA_OSLIBNAME, luaopen_os},     {LUA_UTF8LIBNAME, luaopen_utf8},
+    {LUA_DBLIBNAME, luaopen_debug},  {NULL, NULL}};
+
+static const luaL_Reg eager_libs[] = {
+    {LUA_GNAME, luaopen_base},        {LUA_LOADLIBNAME, luaopen_package},
+    {LUA_COLIBNAME, luaopen_coroutine}, {LUA_TABLIBNAME, luaopen_table},
+    {LUA_STRLIBNAME, luaopen_string}, {NULL, NULL}};
+
+static const char lazy_mt_key = 'l';  /* registry: the globals' metatable */
+
+/* __index(env, k) of task globals: opens a lazy library on first use. */
+static int lazy_index(lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  for (const luaL_Reg *lib = lazy_libs; k && lib->name; lib++) {
+    if (strcmp(k, lib->name) != 0) continue;
+    luaL_requiref(L, lib->name, lib->func, 0);      /* env, k, lib */
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, "_G");                      /* later tasks too */
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, lib->name);
+    lua_pop(L, 2);
+    lua_pushvalue(L, -1);
+    lua_rawset(L, 1);                                /* env[k] = lib */
+    return 1;
+  }
+  return 0;
+}
+
+/* A state with the standard libraries (math, io, os, utf8 and debug
+ * open on first use), conc.core preloaded (it is this very module: no
+ * search of the cpath). What else conc needs in the state (metatables,
+ * codec buffers) is made when first used, so a parked worker costs little
+ * more than its lua_State. */
 static lua_State *new_state(void) {
   lua_State *L = luaL_newstate();
   if (L == NULL) return NULL;
-  luaL_openlibs(L);
+  for (const luaL_Reg *lib = eager_libs; lib->name; lib++) {
+    luaL_requiref(L, lib->name, lib->func, 1);
+    lua_pop(L, 1);
+  }
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
+    lua_pushcfunction(L, lib->func);
+    lua_setfield(L, -2, lib->name);
+  }
+  lua_pushcfunction(L, luaopen_conc_core);
+  lua_setfield(L, -2, "conc.core");
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, lazy_index);
+  lua_setfield(L, -2, "__index");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &lazy_mt_key);
   lua_pushboolean(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &worker_key);
-  /* conc.core is this very module: load it from here, not the cpath. */
-  luaL_requiref(L, "conc.core", luaopen_conc_core, 0);
-  lua_pop(L, 1);
-  lua_newtable(L);                                   /* pristine */
-  lua_pushglobaltable(L);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {                          /* pristine, G, k, v */
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_rawset(L, -5);
-  }
-  lua_pop(L, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &pristine_key);
   return L;
 }
 
-/* Makes a new globals table (a copy of the pristine one) current. */
+/* Makes a new globals table current: a copy of the state's own globals
+ * (package.loaded._G), whose metatable opens the lazy libraries. */
 static void fresh_globals(lua_State *L) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &pristine_key);  /* pristine */
-  lua_createtable(L, 0, 48);                         /* pristine, env */
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "_G");                         /* loaded, G */
+  int n = 1;
+  for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1)) n++;
+  lua_createtable(L, 0, n);                          /* loaded, G, env */
   lua_pushnil(L);
   while (lua_next(L, -3)) {
     lua_pushvalue(L, -2);
@@ -145,8 +188,10 @@ static void fresh_globals(lua_State *L) {
   }
   lua_pushvalue(L, -1);
   lua_setfield(L, -2, "_G");
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_mt_key);
+  lua_setmetatable(L, -2);
   lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  lua_pop(L, 1);
+  lua_pop(L, 2);
 }
 
 static void set_path(lua_State *L, const char *field, const char *value) {
@@ -189,24 +234,10 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
-/* Loads the Lua module conc once per state (if it is on the path), so
- * the Lua-written methods of objects (mutex:guard...) exist here even
- * when the task itself never requires conc. */
-static void preload_conc(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  int loaded = lua_getfield(L, -1, "conc") != LUA_TNIL;
-  lua_pop(L, 2);
-  if (loaded) return;
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "conc");
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);  /* not on the path */
-}
-
 /* Protected body: decode fn and its arguments, call it. */
 static int task_body(lua_State *L) {
   lconc_task *t = (lconc_task *)lua_touserdata(L, 1);
   lua_settop(L, 0);
-  preload_conc(L);
   int n = lconc_decode(L, &t->call);
   lua_call(L, n - 1, LUA_MULTRET);
   return lua_gettop(L);

@@ -1,53 +1,9 @@
 --- conc: Go's concurrency for Lua 5.4.
 -- The C module conc.core does the work; this file adds what reads best
--- in Lua: scoped lock guards (Go's `defer mu.Unlock()`) and conc.pool.
-local core = require("conc.core")
-
-local conc = {}
-for k, v in pairs(core) do conc[k] = v end
+-- in Lua (conc.pool) to the same table.
+local conc = require("conc.core")
 
 conc._VERSION = "conc scm"
-
--- The methods table of a conc class, to add Lua-written methods to.
-local function methods_of(object)
-  return getmetatable(object).__index
-end
-
--- A guard unlocks once, when its <close> variable goes out of scope.
-local guard_mt = {
-  __close = function(g)
-    if g.unlock then
-      local unlock = g.unlock
-      g.unlock = nil
-      unlock(g.lock)
-    end
-  end,
-  __name = "conc.guard",
-}
-
-local function guard(lock, unlock)
-  return setmetatable({lock = lock, unlock = unlock}, guard_mt)
-end
-
---- mu:guard(): locks mu and returns a guard that unlocks it at the end of
--- the enclosing block: `local _ <close> = mu:guard()`.
-local mutex_methods = methods_of(core.mutex())
-function mutex_methods.guard(mu)
-  mu:lock()
-  return guard(mu, mutex_methods.unlock)
-end
-
-local rw_methods = methods_of(core.rwmutex())
---- rw:guard(): the write lock, released at the end of the block.
-function rw_methods.guard(rw)
-  rw:lock()
-  return guard(rw, rw_methods.unlock)
-end
---- rw:rguard(): a read lock, released at the end of the block.
-function rw_methods.rguard(rw)
-  rw:rlock()
-  return guard(rw, rw_methods.runlock)
-end
 
 --- conc.pool{new = fn}: sync.Pool for one lua_State. get() returns a
 -- free object or fn()'s new one; put(x) makes x free again. Objects are
