@@ -106,6 +106,20 @@ describe("conc.go", function()
       assert.are.same({true, path, "function", "function"}, {h:join()})
     end)
 
+  it("workers have every standard library, as globals and by require",
+    function()
+      for _ = 1, 3 do
+        local h = conc.go(function()
+          return math.floor(2.5), os.time() > 0, type(io.write),
+            utf8.char(72, 105), type(debug.traceback),
+            require("math") == math, string.rep("x", 2), table.concat({1, 2}),
+            coroutine.isyieldable()
+        end)
+        assert.are.same({true, 2, true, "function", "Hi", "function", true,
+                         "xx", "12", false}, {h:join()})
+      end
+    end)
+
   it("every task starts with fresh globals", function()
     MY_GLOBAL_FROM_MAIN = 1  -- luacheck: ignore
     for _ = 1, 10 do

@@ -135,8 +135,9 @@ static int lazy_index(lua_State *L) {
     lua_getfield(L, -1, "_G");                      /* later tasks too */
     lua_pushvalue(L, -3);
     lua_setfield(L, -2, lib->name);
-    lua_pop(L, 2);
-    lua_pushvalue(L, -1);
+    lua_pop(L, 2);                                  /* env, k, lib */
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
     lua_rawset(L, 1);                                /* env[k] = lib */
     return 1;
   }
