@@ -21,119 +21,6 @@
 #define CONC_API __attribute__((visibility("hidden")))
 #else
 #define CONC_API
-/* ---- timers (one timer thread serves them all) ------------------------ */
-
-typedef struct conc_timer conc_timer;
-/*
- * Called by the timer thread, with no lock held, when t fires; `gen` is
- * t's generation when it fired: compare it with conc_timer_gen() under
- * the lock that guards what fire does, to drop a firing that a stop or
- * reset made stale.
- */
-typedef void (*conc_timer_fn)(conc_timer *t, void *arg, conc_time now,
-                              uint64_t gen);
-
-/* A stopped timer; `drop(arg)` runs when the timer is destroyed. */
-CONC_API conc_timer *conc_timer_new(conc_timer_fn fire, void *arg,
-                                    void (*drop)(void *arg));
-CONC_API void conc_timer_release(conc_timer *t);
-/* (Re)schedules t at `when`, then every `period` ns if period > 0.
- * Returns 1 if it was scheduled before (Go's Reset result). */
-CONC_API int conc_timer_start(conc_timer *t, conc_time when,
-                              conc_time period);
-/* Unschedules t; 1 if it was scheduled (Go's Stop result). */
-CONC_API int conc_timer_stop(conc_timer *t);
-CONC_API uint64_t conc_timer_gen(conc_timer *t);
-
-/* A timer that sends on a channel: make(&m, now) builds each message,
- * which is sent only if the channel has room (a slow reader misses ticks,
- * as in Go). The timer holds a reference to c. */
-typedef void (*conc_tick_fn)(conc_msg *m, conc_time now);
-CONC_API conc_timer *conc_timer_new_chan(conc_chan *c, conc_tick_fn make);
-/* Stops it and drops a value it sent that nobody has received yet, so no
- * stale value is received after it returns (Go 1.23). 1 if the timer was
- * active (scheduled, or its value still unreceived). */
-CONC_API int conc_timer_stop_chan(conc_timer *t, conc_chan *c);
-
-/* ---- contexts ------------------------------------------------------------ */
-
-typedef struct conc_ctx conc_ctx;
-CONC_API extern const conc_type conc_ctx_type;
-
-/* The root context: never canceled, no deadline, no value. Retained. */
-CONC_API conc_ctx *conc_ctx_background(void);
-/* A child of parent, canceled with it. deadline: CONC_NEVER for none.
- * key/value: NULL, or messages that pass to the context. */
-CONC_API conc_ctx *conc_ctx_new(conc_ctx *parent, conc_time deadline,
-                                conc_msg *key, conc_msg *value);
-/* Cancels ctx and its descendants with err (ECANCELED or EDEADLINE) and
- * an optional cause (taken over; NULL for none). 1 if this call did it,
- * 0 if it was canceled already (then the cause is freed). */
-CONC_API int conc_ctx_cancel(conc_ctx *ctx, int err, conc_msg *cause);
-/* 0 while live, else ECANCELED or EDEADLINE. */
-CONC_API int conc_ctx_err(conc_ctx *ctx);
-/* The channel closed on cancellation (borrowed: lives as long as ctx). */
-CONC_API conc_chan *conc_ctx_done(conc_ctx *ctx);
-CONC_API conc_time conc_ctx_deadline(conc_ctx *ctx);
-/* Copies the cause into *out: 1 if there is one. */
-CONC_API int conc_ctx_cause(conc_ctx *ctx, conc_msg *out);
-/* Copies the value of the nearest context with an equal key: 1 if found.*/
-CONC_API int conc_ctx_value(conc_ctx *ctx, const conc_msg *key,
-                            conc_msg *out);
-/* Same bytes and the same object references. */
-CONC_API int conc_msg_equal(const conc_msg *a, const conc_msg *b);
-
-/* ---- sync ------------------------------------------------------------------ */
-
-typedef struct conc_wg conc_wg;
-typedef struct conc_mutex conc_mutex;
-typedef struct conc_rwmutex conc_rwmutex;
-typedef struct conc_cond conc_cond;
-typedef struct conc_once conc_once;
-CONC_API extern const conc_type conc_wg_type, conc_mutex_type,
-    conc_rwmutex_type, conc_cond_type, conc_once_type;
-
-CONC_API conc_wg *conc_wg_new(void);
-/* ENEGATIVE if the counter would go below zero (it is left unchanged). */
-CONC_API int conc_wg_add(conc_wg *wg, int64_t delta);
-CONC_API int64_t conc_wg_count(conc_wg *wg);
-/* NULL if the counter is zero, else a channel closed when it reaches
- * zero (retained for the caller). */
-CONC_API conc_chan *conc_wg_wait_chan(conc_wg *wg);
-
-CONC_API conc_mutex *conc_mutex_new(void);
-CONC_API void conc_mutex_lock(conc_mutex *m);
-CONC_API int conc_mutex_trylock(conc_mutex *m);      /* 1 if locked */
-CONC_API int conc_mutex_unlock(conc_mutex *m);       /* or ENOTLOCKED */
-
-CONC_API conc_rwmutex *conc_rwmutex_new(void);
-CONC_API void conc_rwmutex_lock(conc_rwmutex *m);
-CONC_API void conc_rwmutex_rlock(conc_rwmutex *m);
-CONC_API int conc_rwmutex_trylock(conc_rwmutex *m);
-CONC_API int conc_rwmutex_tryrlock(conc_rwmutex *m);
-CONC_API int conc_rwmutex_unlock(conc_rwmutex *m);   /* or ENOTLOCKED */
-CONC_API int conc_rwmutex_runlock(conc_rwmutex *m);  /* or ENOTLOCKED */
-
-/* A condition variable whose lock is a conc_mutex (retained). */
-CONC_API conc_cond *conc_cond_new(conc_mutex *m);
-CONC_API conc_mutex *conc_cond_mutex(conc_cond *c);
-/* Unlocks the mutex, waits for a signal, locks it again. ENOTLOCKED if
- * the mutex was not locked. */
-CONC_API int conc_cond_wait(conc_cond *c);
-CONC_API void conc_cond_signal(conc_cond *c);
-CONC_API void conc_cond_broadcast(conc_cond *c);
-
-enum { CONC_ONCE_RUN = 0, CONC_ONCE_DONE = 1, CONC_ONCE_WAIT = 2 };
-CONC_API conc_once *conc_once_new(void);
-/* RUN: the caller must run the function, then conc_once_finish. DONE:
- * the outcome is ready. WAIT: *wait is a channel (retained) closed when
- * the runner finishes. */
-CONC_API int conc_once_begin(conc_once *o, conc_chan **wait);
-/* Stores the outcome (taken over) and wakes the waiters. */
-CONC_API void conc_once_finish(conc_once *o, conc_msg *outcome, int failed);
-/* Copies the outcome: 1 if fn failed (the copy is the error). */
-CONC_API int conc_once_outcome(conc_once *o, conc_msg *out);
-
 #endif
 
 /* ---- error codes --------------------------------------------------- */
@@ -148,7 +35,8 @@ CONC_API int conc_once_outcome(conc_once *o, conc_msg *out);
   X(ECANCELED, -7, "context canceled")                           \
   X(EDEADLINE, -8, "context deadline exceeded")                  \
   X(ENEGATIVE, -9, "negative WaitGroup counter")                 \
-  X(ENOTLOCKED, -10, "unlock of unlocked mutex")
+  X(ENOTLOCKED, -10, "unlock of unlocked mutex")                 \
+  X(EDEADLOCK, -11, "all workers are asleep - deadlock!")
 
 enum {
   CONC_OK = 0,
@@ -229,6 +117,44 @@ typedef struct conc_waiter conc_waiter;
 
 /* Parks the calling thread until deadline; 0 when it came, ETIMEDOUT. */
 CONC_API int conc_sleep_until(conc_time deadline);
+
+/* ---- scheduling facts: deadlock detection and the worker dump --------- */
+
+/*
+ * When the main script and every worker wait with no deadline, no timer
+ * is pending and nothing else can wake them, the program is deadlocked,
+ * as Go's runtime says. EXIT (the default) prints
+ * "fatal error: all workers are asleep - deadlock!" and what each waits
+ * on, then exits with status 2; ERROR makes the main script's wait fail
+ * with CONC_EDEADLOCK instead (when it waits in a channel operation or
+ * select; otherwise it exits as EXIT); OFF disables the check (for hosts
+ * whose own threads use conc objects).
+ */
+enum { CONC_DEADLOCK_EXIT = 0, CONC_DEADLOCK_ERROR = 1, CONC_DEADLOCK_OFF = 2 };
+CONC_API void conc_deadlock_mode(int mode);
+/* The dump of the last deadlock (ERROR mode), or "". */
+CONC_API const char *conc_deadlock_report(void);
+
+/* Run by a main or worker thread just before it sleeps with no deadline,
+ * to describe where it is (the binding writes the Lua location). */
+typedef void (*conc_sleep_hook)(char *where, size_t size);
+CONC_API void conc_set_sleep_hook(conc_sleep_hook hook);
+
+enum { CONC_THREAD_RUNNING, CONC_THREAD_BLOCKED, CONC_THREAD_WAITING };
+typedef struct conc_thread_info {
+  int64_t id;            /* 0: the main script */
+  int state;             /* RUNNING; BLOCKED (no deadline); WAITING (one) */
+  conc_time since;       /* when it started */
+  const char *what;      /* what it waits in, or NULL */
+  const void *obj;
+  char where[200];       /* its Lua location when it went to sleep */
+} conc_thread_info;
+/* Describes up to max main/worker threads; returns how many there are. */
+CONC_API int conc_threads(conc_thread_info *out, int max);
+/* Live objects per type: up to max (name, count) pairs; returns count. */
+CONC_API int conc_obj_counts(const char **names, long *counts, int max);
+/* Messages sent on channels so far (approximate while sends run). */
+CONC_API long long conc_messages_sent(void);
 
 /* ---- channels --------------------------------------------------------- */
 

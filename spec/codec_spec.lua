@@ -124,6 +124,16 @@ describe("the codec", function()
     end)
   end
 
+  it("the conc module arrives whole, with its Lua-written functions",
+    function()
+      -- conc and conc.core are one table under two names: it must travel
+      -- as "conc" (the shorter) so that conc.pool exists on arrival.
+      for _ = 1, 20 do
+        local h = conc.go(function() return type(conc.pool) end)
+        assert.are.same({true, "function"}, {h:join()})
+      end
+    end)
+
   it("module functions arrive as the receiver's own", function()
     local h = conc.go(function(f, t, c)
       return f == string.format, t == string, c == require("conc")

@@ -47,6 +47,28 @@ conc_chan *conc_chan_new(size_t cap) {
   return c;
 }
 
+/* Messages delivered (taken by a receiver): counted per thread, added to
+ * the total in batches so that channels share no counter cache line. */
+static atomic_llong sent_total;
+static CONC_TLS int sent_here;
+
+static void count_delivered(void) {
+  if (++sent_here == 256) {
+    atomic_fetch_add_explicit(&sent_total, sent_here, memory_order_relaxed);
+    sent_here = 0;
+  }
+}
+
+void conc__flush_delivered(void) {
+  if (sent_here == 0) return;
+  atomic_fetch_add_explicit(&sent_total, sent_here, memory_order_relaxed);
+  sent_here = 0;
+}
+
+long long conc_messages_sent(void) {
+  return atomic_load_explicit(&sent_total, memory_order_relaxed) + sent_here;
+}
+
 /* Called with c->lock held. */
 int conc__chan_try_send(conc_chan *c, conc_msg *m, conc_waiter **wake) {
   *wake = NULL;
@@ -56,6 +78,7 @@ int conc__chan_try_send(conc_chan *c, conc_msg *m, conc_waiter **wake) {
     *s->elem = *m;
     s->ok = 1;
     *wake = s->w;
+    count_delivered();
     return CONC_OK;
   }
   size_t n = count_of(c);
@@ -81,10 +104,12 @@ int conc__chan_try_recv(conc_chan *c, conc_msg *out, conc_waiter **wake) {
     }
     s->ok = 1;
     *wake = s->w;
+    count_delivered();
     return CONC_OK;
   }
   size_t n = count_of(c);
   if (n > 0) {
+    count_delivered();
     *out = c->buf[c->head];
     c->head = (c->head + 1) % c->cap;
     set_count(c, n - 1);
@@ -101,13 +126,16 @@ static int wait_on(conc_chan *c, conc_waitq *q, conc_msg *elem,
   sd.w = w;
   sd.elem = elem;
   conc__waiter_arm(w);
+  conc__waiting_on(w, q == &c->recvq ? "chan receive" : "chan send", c,
+                   true);
   conc__waitq_push(q, &sd);
   conc__unlock(&c->lock);
-  if (conc__waiter_park(w, deadline) == CONC_SEL_TIMEOUT) {
+  int fired = conc__waiter_park(w, deadline);
+  if (fired < 0) {  /* timed out, or a deadlock ended the wait */
     conc__lock(&c->lock);
     conc__waitq_remove(q, &sd);
     conc__unlock(&c->lock);
-    return CONC_ETIMEDOUT;
+    return fired == CONC_SEL_TIMEOUT ? CONC_ETIMEDOUT : CONC_EDEADLOCK;
   }
   return sd.ok ? CONC_OK : CONC_ECLOSED;
 }

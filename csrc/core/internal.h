@@ -58,13 +58,38 @@ static inline void conc__unlock(conc__lock_t *l) {
     conc__unlock_wake(l);
 }
 
+/* A spin-wait hint to the processor. */
+static inline void conc__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 /* ---- waiter ----------------------------------------------------------- */
 
-enum { CONC_SEL_NONE = -1, CONC_SEL_TIMEOUT = -2 };
+enum { CONC_SEL_NONE = -1, CONC_SEL_TIMEOUT = -2, CONC_SEL_DEADLOCK = -3 };
 
+/*
+ * One per thread. `state` and `selected` are the wake-up protocol. The
+ * rest serves deadlock detection and the worker dump (sched.c): a
+ * "counted" thread is the main script's or a worker's. Only the owner
+ * writes them: `what` and `obj` as relaxed atomics, the others under the
+ * sched lock (or before the thread is listed), where readers read them.
+ */
 struct conc_waiter {
   atomic_uint state;     /* futex word: WAITING, SLEEPING or WOKEN */
   atomic_int selected;   /* CONC_SEL_NONE until one claim wins */
+  atomic_int asleep;     /* counted as blocked for good right now */
+  bool counted;
+  bool abortable;        /* its wait can end with CONC_SEL_DEADLOCK */
+  int64_t id;            /* 0: the main script, else the worker's id */
+  conc_time since;       /* when its task started */
+  _Atomic(const char *) what;  /* what it waits in ("chan receive"...) */
+  _Atomic(const void *) obj;   /* on which object, or NULL */
+  char where[200];       /* the Lua location, filled by the sleep hook */
+  conc_waiter *next_all, *prev_all;  /* counted threads (sched lock) */
   conc_waiter *next_free;
 };
 
@@ -82,6 +107,31 @@ CONC_API void conc__waiter_wake(conc_waiter *w);
  * (nobody else will complete an operation for it then).
  */
 CONC_API int conc__waiter_park(conc_waiter *w, conc_time deadline);
+
+/* Says what the calling thread is about to wait on (for the dump). */
+static inline void conc__waiting_on(conc_waiter *w, const char *what,
+                                    const void *obj, bool abortable) {
+  atomic_store_explicit(&w->what, what, memory_order_relaxed);
+  atomic_store_explicit(&w->obj, obj, memory_order_relaxed);
+  w->abortable = abortable;
+}
+
+/* ---- scheduling facts: deadlock detection (sched.c) --------------------- */
+
+/* The calling thread runs the main script (id 0) or a worker's task. */
+CONC_API void conc__thread_enter(int64_t id);
+CONC_API void conc__thread_leave(void);
+/* Live Lua threads: a worker counts from its spawn to its end. */
+CONC_API void conc__live_add(int delta);
+/* The main script ended: the program is ending, stop checking. */
+CONC_API void conc__main_ended(void);
+/* Timers that may still wake someone: scheduled or firing. */
+CONC_API void conc__timers_busy_add(int delta);
+/* Park's accounting around a sleep with no deadline. */
+CONC_API void conc__sleep_begin(conc_waiter *w);
+CONC_API void conc__sleep_end(conc_waiter *w);
+/* A claim won on w: it is no longer asleep for good. */
+static inline void conc__claimed(conc_waiter *w);
 
 /* ---- wait queues -------------------------------------------------------- */
 
@@ -137,7 +187,18 @@ CONC_API int conc__chan_try_recv(conc_chan *c, conc_msg *out,
 CONC_API bool conc__spin_until(bool (*ready)(const void *arg),
                                const void *arg, conc_time deadline);
 
+/* Adds this thread's count of delivered messages to the total (a
+ * thread does it before it sleeps, so conc.stats() sees it). */
+CONC_API void conc__flush_delivered(void);
+
 /* ---- small random numbers for select's fairness ------------------------ */
 CONC_API uint32_t conc__rand(void);
+
+CONC_API extern atomic_int conc__blocked;
+
+static inline void conc__claimed(conc_waiter *w) {
+  if (atomic_exchange(&w->asleep, 0))
+    atomic_fetch_sub(&conc__blocked, 1);
+}
 
 #endif

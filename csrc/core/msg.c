@@ -4,9 +4,48 @@
 #include <string.h>
 #include "internal.h"
 
+/* ---- live objects per type (for conc.stats) ---------------------------- */
+
+#define MAX_TYPES 32
+static struct {
+  _Atomic(const conc_type *) type;
+  atomic_long live;
+} counts[MAX_TYPES];
+
+/* The counter of `type`, claiming a free slot the first time. */
+static atomic_long *count_of(const conc_type *type) {
+  for (int i = 0; i < MAX_TYPES; i++) {
+    const conc_type *t = atomic_load(&counts[i].type);
+    if (t == type) return &counts[i].live;
+    if (t == NULL) {
+      const conc_type *expected = NULL;
+      if (atomic_compare_exchange_strong(&counts[i].type, &expected, type) ||
+          expected == type)
+        return &counts[i].live;
+    }
+  }
+  return NULL;  /* more types than slots: not counted */
+}
+
+int conc_obj_counts(const char **names, long *n, int max) {
+  int k = 0;
+  for (int i = 0; i < MAX_TYPES; i++) {
+    const conc_type *t = atomic_load(&counts[i].type);
+    if (t == NULL) break;
+    if (k < max) {
+      names[k] = t->name;
+      n[k] = atomic_load(&counts[i].live);
+    }
+    k++;
+  }
+  return k;
+}
+
 void conc_obj_init(conc_obj *o, const conc_type *type) {
   atomic_init(&o->refs, 1);
   o->type = type;
+  atomic_long *c = count_of(type);
+  if (c) atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
 void conc_retain(conc_obj *o) {
@@ -14,8 +53,11 @@ void conc_retain(conc_obj *o) {
 }
 
 void conc_release(conc_obj *o) {
-  if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) == 1)
-    o->type->destroy(o);
+  if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  atomic_long *c = count_of(o->type);
+  if (c) atomic_fetch_sub_explicit(c, 1, memory_order_relaxed);
+  o->type->destroy(o);
 }
 
 static bool is_inline(const conc_msg *m) {

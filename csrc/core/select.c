@@ -71,6 +71,8 @@ static int park_on_all(conc_case *cases, const int *order, int n,
                        conc_time deadline, int *closed_send) {
   conc_waiter *w = conc__waiter_self();
   conc__waiter_arm(w);
+  conc__waiting_on(w, "select", n == 1 ? (const void *)cases[order[0]].chan
+                                        : NULL, true);
   for (int k = 0; k < n; k++) {
     int i = order[k];
     conc_sudog *sd = &sudogs[k];
@@ -83,7 +85,7 @@ static int park_on_all(conc_case *cases, const int *order, int n,
   }
   unlock_all(locks, nlocks);
   int fired = conc__waiter_park(w, deadline);
-  int result = CONC_ETIMEDOUT;
+  int result = fired == CONC_SEL_DEADLOCK ? CONC_EDEADLOCK : CONC_ETIMEDOUT;
   for (int k = 0; k < n; k++) {
     int i = order[k];
     conc_chan *c = cases[i].chan;
@@ -117,8 +119,9 @@ static int select_with(conc_case *cases, int n, conc_time deadline,
     if (deadline == CONC_NOWAIT) return CONC_EAGAIN;
     conc_waiter *w = conc__waiter_self();
     conc__waiter_arm(w);
-    conc__waiter_park(w, deadline);
-    return CONC_ETIMEDOUT;
+    conc__waiting_on(w, "select with no channel", NULL, true);
+    int r = conc__waiter_park(w, deadline);
+    return r == CONC_SEL_DEADLOCK ? CONC_EDEADLOCK : CONC_ETIMEDOUT;
   }
   int nlocks = sort_unique(locks, live);
   lock_all(locks, nlocks);

@@ -110,11 +110,13 @@ int conc_mutex_trylock(conc_mutex *m) {
 
 /* Parks on q (lock held by the caller, released here) until handed the
  * object; the waker completes the acquisition for us. */
-static void park_on(conc__lock_t *lock, conc_waitq *q) {
+static void park_on(conc__lock_t *lock, conc_waitq *q, const char *what,
+                    const void *obj) {
   conc_waiter *w = conc__waiter_self();
   conc_sudog sd = {0};
   sd.w = w;
   conc__waiter_arm(w);
+  conc__waiting_on(w, what, obj, false);
   conc__waitq_push(q, &sd);
   conc__unlock(lock);
   conc__waiter_park(w, CONC_NEVER);
@@ -131,7 +133,7 @@ void conc_mutex_lock(conc_mutex *m) {
         return;
       }
     } else if (atomic_compare_exchange_weak(&m->state, &s, s | WAITERS)) {
-      park_on(&m->lock, &m->waiters);  /* woken as the owner */
+      park_on(&m->lock, &m->waiters, "mutex lock", m);  /* woken owning it */
       return;
     }
   }
@@ -192,7 +194,7 @@ void conc_rwmutex_rlock(conc_rwmutex *m) {
     conc__unlock(&m->lock);
     return;
   }
-  park_on(&m->lock, &m->rq);  /* admitted with readers counted for us */
+  park_on(&m->lock, &m->rq, "rwmutex rlock", m);  /* counted as reader */
 }
 
 int conc_rwmutex_tryrlock(conc_rwmutex *m) {
@@ -211,7 +213,7 @@ void conc_rwmutex_lock(conc_rwmutex *m) {
     return;
   }
   m->writers_waiting++;
-  park_on(&m->lock, &m->wq);  /* handed the lock as the writer */
+  park_on(&m->lock, &m->wq, "rwmutex lock", m);  /* handed the lock */
 }
 
 int conc_rwmutex_trylock(conc_rwmutex *m) {
@@ -302,6 +304,7 @@ int conc_cond_wait(conc_cond *c) {
   conc_sudog sd = {0};
   sd.w = w;
   conc__waiter_arm(w);
+  conc__waiting_on(w, "cond wait", c, false);
   conc__lock(&c->lock);
   conc__waitq_push(&c->waiters, &sd);  /* queued before the unlock: */
   conc__unlock(&c->lock);              /* no signal can be missed */

@@ -10,6 +10,9 @@
  * reset bumps the timer's generation, which lets a fire function drop a
  * firing that became stale while it was on its way.
  *
+ * Deadlock detection counts "busy" timers: scheduled, or popped and not
+ * yet done firing (a firing may wake a thread counted as asleep).
+ *
  * Locking: `timers.lock` guards the heap and every timer's `when`,
  * `period`, `index` and `gen`. Fire functions run without it and take
  * their own locks; the timer lock is never taken while they are held...
@@ -130,11 +133,13 @@ static void heap_remove(conc_timer *t) {
 
 /* Pops what is due at `now` into batch (rescheduling tickers); returns
  * how many. timers.lock held. */
-static int pop_due(conc_time now, conc_timer **batch, uint64_t *gens) {
+static int pop_due(conc_time now, conc_timer **batch, uint64_t *gens,
+                   bool *one_shot) {
   int n = 0;
   while (n < BATCH && timers.len > 0 && timers.heap[0]->when <= now) {
     conc_timer *t = timers.heap[0];
     gens[n] = atomic_load_explicit(&t->gen, memory_order_relaxed);
+    one_shot[n] = t->period == 0;
     batch[n++] = t;
     if (t->period > 0) {  /* a ticker: next tick, skipping missed ones */
       t->when += t->period;
@@ -142,8 +147,8 @@ static int pop_due(conc_time now, conc_timer **batch, uint64_t *gens) {
       sift_down(0);
       timer_retain(t);  /* the batch's reference; the heap keeps its own */
     } else {
-      heap_remove(t);   /* the heap's reference passes to the batch */
-    }
+      heap_remove(t);   /* the heap's reference passes to the batch; */
+    }                   /* it stays busy until its firing is done */
   }
   return n;
 }
@@ -152,11 +157,12 @@ static void *timer_main(void *unused) {
   (void)unused;
   conc_timer *batch[BATCH];
   uint64_t gens[BATCH];
+  bool one_shot[BATCH];
   conc__lock(&timers.lock);
   timers.w = conc__waiter_self();
   for (;;) {
     conc_time now = conc_now();
-    int n = pop_due(now, batch, gens);
+    int n = pop_due(now, batch, gens, one_shot);
     if (n == 0) {
       conc_time next = timers.len ? timers.heap[0]->when : CONC_NEVER;
       conc__waiter_arm(timers.w);
@@ -170,6 +176,7 @@ static void *timer_main(void *unused) {
     conc__unlock(&timers.lock);
     for (int i = 0; i < n; i++) {
       batch[i]->fire(batch[i], batch[i]->arg, now, gens[i]);
+      if (one_shot[i]) conc__timers_busy_add(-1);  /* after its wake-ups */
       conc_timer_release(batch[i]);
     }
     conc__lock(&timers.lock);
@@ -198,6 +205,7 @@ static int unschedule(conc_timer *t) {
   atomic_fetch_add_explicit(&t->gen, 1, memory_order_release);
   if (t->index == NOT_SCHEDULED) return 0;
   heap_remove(t);
+  conc__timers_busy_add(-1);
   return 1;
 }
 
@@ -218,6 +226,7 @@ int conc_timer_start(conc_timer *t, conc_time when, conc_time period) {
     conc_timer_release(t);
     return CONC_ENOMEM;
   }
+  conc__timers_busy_add(1);  /* it may wake someone: no deadlock yet */
   if (t->index == 0 && timers.sleeping && conc__waiter_claim(timers.w, 0)) {
     timers.sleeping = false;
     wake = timers.w;

@@ -77,9 +77,12 @@ static struct timespec to_timespec(conc_time t) {
 }
 
 int conc_sleep_until(conc_time deadline) {
+  conc_waiter *w = conc__waiter_self();
+  conc__waiting_on(w, "sleep", NULL, false);  /* not asleep for good */
   struct timespec ts = to_timespec(deadline);
   while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
     ;
+  atomic_store_explicit(&w->what, NULL, memory_order_relaxed);
   return CONC_OK;
 }
 
@@ -93,14 +96,6 @@ uint32_t conc__rand(void) {
   x ^= x >> 27;
   tls_rand = x;
   return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
-}
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield");
-#endif
 }
 
 /* ---- the waiter ----------------------------------------------------------- */
@@ -140,9 +135,13 @@ void conc__waiter_arm(conc_waiter *w) {
 
 bool conc__waiter_claim(conc_waiter *w, int index) {
   int expected = CONC_SEL_NONE;
-  return atomic_compare_exchange_strong_explicit(
-      &w->selected, &expected, index, memory_order_acq_rel,
-      memory_order_acquire);
+  /* Sequentially consistent, with conc__claimed's load of `asleep`: the
+   * other half of sleep_begin's store of `asleep` and load of
+   * `selected` (neither side can miss the other). */
+  if (!atomic_compare_exchange_strong(&w->selected, &expected, index))
+    return false;
+  if (atomic_load(&w->asleep)) conc__claimed(w);
+  return true;
 }
 
 static void futex_wake(atomic_uint *addr) {
@@ -155,7 +154,7 @@ static void futex_wake(atomic_uint *addr) {
  * nanoseconds), then sleep on the futex with the word at 2 (waiters). */
 void conc__lock_slow(conc__lock_t *l) {
   for (int i = 0; i < 200; i++) {
-    cpu_relax();
+    conc__cpu_relax();
     unsigned c = atomic_load_explicit(&l->v, memory_order_relaxed);
     if (c == 0 && atomic_compare_exchange_weak_explicit(
                       &l->v, &c, 1, memory_order_acquire,
@@ -205,7 +204,7 @@ bool conc__spin_until(bool (*ready)(const void *arg), const void *arg,
   for (;;) {
     for (int i = 0; i < 64; i++) {
       if (ready(arg)) return true;
-      cpu_relax();
+      conc__cpu_relax();
     }
     if (conc_now() >= limit) return ready(arg);
   }
@@ -218,6 +217,8 @@ static bool spin(conc_waiter *w, conc_time deadline) {
 
 int conc__waiter_park(conc_waiter *w, conc_time deadline) {
   if (!spin(w, deadline)) {
+    conc__flush_delivered();
+    if (deadline == CONC_NEVER) conc__sleep_begin(w);
     for (;;) {
       unsigned s = W_WAITING;
       if (!atomic_compare_exchange_strong_explicit(
@@ -225,13 +226,15 @@ int conc__waiter_park(conc_waiter *w, conc_time deadline) {
               memory_order_acquire) && s == W_WOKEN)
         break;
       if (deadline != CONC_NEVER && conc_now() >= deadline) {
-        if (conc__waiter_claim(w, CONC_SEL_TIMEOUT)) return CONC_SEL_TIMEOUT;
+        if (conc__waiter_claim(w, CONC_SEL_TIMEOUT)) break;
         deadline = CONC_NEVER;  /* claimed by a waker: its wake is near */
         continue;
       }
       futex_wait(&w->state, W_SLEEPING, deadline);
     }
+    conc__sleep_end(w);
   }
+  atomic_store_explicit(&w->what, NULL, memory_order_relaxed);
   return atomic_load_explicit(&w->selected, memory_order_acquire);
 }
 

@@ -251,15 +251,24 @@ static void push_error(lua_State *L, scratch *s, const char *fname,
 
 /* ---- module lookup ------------------------------------------------------------ */
 
-/* Records value -> "mod" or "mod\0key" in the table at -1 unless known. */
+/* Records value -> "mod" or "mod\0key" in the table at -1. A value known
+ * already keeps its name, except that a module loaded under two names
+ * gets the shorter (then the first in byte order): one name, whatever
+ * order package.loaded is walked in. */
 static void index_name(lua_State *L, int vidx, const char *mod,
                        const char *key) {
   lua_pushvalue(L, vidx);
   if (lua_rawget(L, -2) != LUA_TNIL) {
+    size_t len;
+    const char *old = lua_tolstring(L, -1, &len);
+    size_t n = strlen(mod);
+    int better = key == NULL && strlen(old) == len &&  /* old: a module */
+                 (n < len || (n == len && strcmp(mod, old) < 0));
     lua_pop(L, 1);
-    return;
+    if (!better) return;
+  } else {
+    lua_pop(L, 1);
   }
-  lua_pop(L, 1);
   lua_pushvalue(L, vidx);
   if (key) {
     lua_pushstring(L, mod);

@@ -28,11 +28,13 @@ static int do_send(lua_State *L, const char *fname, const lconc_wait *w) {
   cs.chan = checkchan(L);
   cs.op = CONC_SEND;
   lconc_encode(L, 2, 1, &cs.msg, fname, LCONC_VALUE, 1);
+  lconc_blocking(L);
   int rc = lconc_wait_op(&cs, w);
   if (rc == CONC_OK) return CONC_OK;
   conc_msg_free(&cs.msg);
   if (rc == CONC_ECLOSED)
     return luaL_error(L, "%s: send on closed channel", fname);
+  if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, fname);
   return rc;
 }
 
@@ -41,7 +43,7 @@ static int chan_send(lua_State *L) {
   lconc_wait w;
   lconc_check_wait(L, 3, &w);
   int rc = do_send(L, "conc.chan:send", &w);
-  if (rc != CONC_OK) return lconc_push_fail(L, rc);
+  if (rc != CONC_OK) return lconc_push_fail(L, rc, "conc.chan:send");
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -57,7 +59,9 @@ static int do_recv(lua_State *L, const lconc_wait *w, const char *reason) {
   conc_case cs;
   cs.chan = checkchan(L);
   cs.op = CONC_RECV;
+  lconc_blocking(L);
   int rc = lconc_wait_op(&cs, w);
+  if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.chan:recv");
   if (rc == CONC_OK) {
     lconc_decode(L, &cs.msg);
     lua_pushboolean(L, 1);
@@ -112,7 +116,10 @@ static int chan_cap(lua_State *L) {
 static int chan_next(lua_State *L) {
   conc_chan *c = checkchan(L);
   conc_msg m;
-  if (conc_chan_recv(c, &m, CONC_NEVER) != CONC_OK) return 0;
+  lconc_blocking(L);
+  int rc = conc_chan_recv(c, &m, CONC_NEVER);
+  if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.chan:range");
+  if (rc != CONC_OK) return 0;
   return lconc_decode(L, &m);
 }
 

@@ -7,6 +7,7 @@
 /* The program ends with the main state: say which workers it abandons. */
 static int main_state_closing(lua_State *L) {
   (void)L;
+  lconc_main_leave();
   lconc_report_running();
   return 0;
 }
@@ -39,12 +40,15 @@ int luaopen_conc_core(lua_State *L) {
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2);
     lua_setfield(L, LUA_REGISTRYINDEX, "conc.main_sentinel");
+    lconc_main_enter();
   }
   lua_settop(L, 0);
   lua_newtable(L);
   lconc_open_chan(L);
   lconc_open_select(L);
   lconc_open_worker(L);
+  lconc_open_map(L);
+  lconc_open_sched(L);
   lconc_open_time(L);
   lconc_open_ctx(L);
   lconc_open_sync(L);

@@ -58,8 +58,9 @@ CONC_API void lconc_check_wait(lua_State *L, int idx, lconc_wait *w);
  * again unless CONC_OK. */
 CONC_API int lconc_wait_op(conc_case *cs, const lconc_wait *w);
 /* Pushes the fail tuple for a wait that ended without success:
- * nil, "timeout" | "context canceled" | "context deadline exceeded". */
-CONC_API int lconc_push_fail(lua_State *L, int rc);
+ * nil, "timeout" | "context canceled" | "context deadline exceeded";
+ * raises for a deadlock (CONC_EDEADLOCK, the main script's wait). */
+CONC_API int lconc_push_fail(lua_State *L, int rc, const char *fname);
 
 /* ---- the codec (codec.c) ------------------------------------------------- */
 
@@ -104,6 +105,18 @@ CONC_API void lconc_open_time(lua_State *L);     /* ltime.c */
 CONC_API void lconc_open_ctx(lua_State *L);      /* lctx.c */
 CONC_API void lconc_open_sync(lua_State *L);     /* lsync.c */
 CONC_API void lconc_open_map(lua_State *L);      /* lmap.c */
+CONC_API void lconc_open_sched(lua_State *L);    /* lsched.c */
+
+/* ---- threads (lsched.c) ---------------------------------------------------- */
+
+/* Call at the start of a binding function that may block: the sleep hook
+ * reads where in this state the thread waits. */
+CONC_API void lconc_blocking(lua_State *L);
+/* Raises "fname: all workers are asleep - deadlock!" and the report. */
+CONC_API int lconc_raise_deadlock(lua_State *L, const char *fname);
+/* The main script's thread starts / stops counting as a Lua thread. */
+CONC_API void lconc_main_enter(void);
+CONC_API void lconc_main_leave(void);
 
 __attribute__((visibility("default"))) int luaopen_conc_core(lua_State *L);
 

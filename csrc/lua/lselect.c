@@ -91,6 +91,7 @@ static int select_results(lua_State *L, conc_case *cases, int n, int r,
   if (r < 0) {
     free_sends(cases, n, -1);
     if (r == CONC_ENOMEM) return luaL_error(L, "conc.select: not enough memory");
+    if (r == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.select");
     lua_pushstring(L, r == CONC_EAGAIN ? "default" : "timeout");
     return 1;
   }
@@ -131,6 +132,7 @@ static int select_(lua_State *L) {
     lua_pop(L, 1);
   }
   int closed_send = 0;
+  lconc_blocking(L);
   int r = conc_select(cases, (int)n, deadline, &closed_send);
   return select_results(L, cases, (int)n, r, closed_send);
 }

@@ -43,13 +43,15 @@ static int wg_wait(lua_State *L) {
   conc_wg *wg = CHECK(L, conc_wg, conc_wg_type);
   lconc_wait w;
   lconc_check_wait(L, 2, &w);
+  lconc_blocking(L);
   conc_chan *zero = conc_wg_wait_chan(wg);
   if (zero) {
     conc_case cs = {zero, CONC_RECV, {0}, 0};
     int rc = lconc_wait_op(&cs, &w);
     conc_release((conc_obj *)zero);
     if (rc == CONC_OK) conc_msg_free(&cs.msg);  /* never sent on */
-    else if (rc != CONC_ECLOSED) return lconc_push_fail(L, rc);
+    else if (rc != CONC_ECLOSED)
+      return lconc_push_fail(L, rc, "conc.waitgroup:wait");
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -69,6 +71,7 @@ static int mu_new(lua_State *L) {
 }
 
 static int mu_lock(lua_State *L) {
+  lconc_blocking(L);
   conc_mutex_lock(CHECK(L, conc_mutex, conc_mutex_type));
   return 0;
 }
@@ -94,11 +97,13 @@ static int rw_new(lua_State *L) {
 #define RW(L) CHECK(L, conc_rwmutex, conc_rwmutex_type)
 
 static int rw_lock(lua_State *L) {
+  lconc_blocking(L);
   conc_rwmutex_lock(RW(L));
   return 0;
 }
 
 static int rw_rlock(lua_State *L) {
+  lconc_blocking(L);
   conc_rwmutex_rlock(RW(L));
   return 0;
 }
@@ -140,6 +145,7 @@ static int cond_new(lua_State *L) {
 
 /* c:wait(): unlocks c.L, waits for signal or broadcast, locks c.L */
 static int cond_wait(lua_State *L) {
+  lconc_blocking(L);
   if (conc_cond_wait(COND(L)) != CONC_OK)
     return luaL_error(L, "conc.cond:wait: sync: unlock of unlocked mutex");
   return 0;
@@ -213,8 +219,11 @@ static int once_call(lua_State *L) {
   if (state == CONC_ONCE_RUN) return once_run(L, o);
   if (state == CONC_ONCE_WAIT) {
     conc_msg m;
-    if (conc_chan_recv(wait, &m, CONC_NEVER) == CONC_OK) conc_msg_free(&m);
+    lconc_blocking(L);
+    int rc = conc_chan_recv(wait, &m, CONC_NEVER);
+    if (rc == CONC_OK) conc_msg_free(&m);
     conc_release((conc_obj *)wait);
+    if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.once:call");
   }
   conc_msg outcome;
   int failed = conc_once_outcome(o, &outcome);

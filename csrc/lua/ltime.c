@@ -68,7 +68,7 @@ static int t_sleep(lua_State *L) {
     int err = conc_ctx_err(w.ctx);
     if (!err && s > 0 && conc_select(&cs, 1, deadline, &closed_send) == 0)
       err = conc_ctx_err(w.ctx);
-    if (err) return lconc_push_fail(L, err);
+    if (err) return lconc_push_fail(L, err, "conc.sleep");
   }
   lua_pushboolean(L, 1);
   return 1;

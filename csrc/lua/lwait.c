@@ -47,7 +47,8 @@ int lconc_wait_op(conc_case *cs, const lconc_wait *w) {
   return r;
 }
 
-int lconc_push_fail(lua_State *L, int rc) {
+int lconc_push_fail(lua_State *L, int rc, const char *fname) {
+  if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, fname);
   lua_pushnil(L);
   lua_pushstring(L, rc == CONC_EAGAIN ? "timeout" : conc_strerror(rc));
   return 2;

@@ -53,17 +53,20 @@ static int go(lua_State *L) {
 }
 
 /* Blocks until the task has finished or the deadline; true if finished. */
-static int wait_done(lconc_task *t, conc_time deadline) {
+static int wait_done(lua_State *L, lconc_task *t, conc_time deadline,
+                     const char *fname) {
   conc_msg m;
+  lconc_blocking(L);
   int rc = conc_chan_recv(t->done, &m, deadline);
   if (rc == CONC_OK) conc_msg_free(&m);  /* never sent on; defensive */
+  if (rc == CONC_EDEADLOCK) lconc_raise_deadlock(L, fname);
   return rc == CONC_ECLOSED;
 }
 
 /* h:join() -> true, results... | false, error (with the traceback) */
 static int w_join(lua_State *L) {
   lconc_task *t = checktask(L);
-  wait_done(t, CONC_NEVER);
+  wait_done(L, t, CONC_NEVER, "conc.worker:join");
   atomic_store(&t->observed, 1);
   int ok = atomic_load(&t->state) == TASK_DONE;
   lua_settop(L, 1);
@@ -77,7 +80,8 @@ static int w_join(lua_State *L) {
 /* h:wait([timeout]) -> true when finished, false on timeout */
 static int w_wait(lua_State *L) {
   lconc_task *t = checktask(L);
-  lua_pushboolean(L, wait_done(t, lconc_opt_deadline(L, 2)));
+  lua_pushboolean(L, wait_done(L, t, lconc_opt_deadline(L, 2),
+                               "conc.worker:wait"));
   return 1;
 }
 

@@ -90,6 +90,15 @@ static void list_remove(lconc_task *t) {
   conc__unlock(&pool.lock);
 }
 
+void lconc_get_pool_stats(lconc_pool_stats *out) {
+  conc__lock(&pool.lock);
+  out->running = 0;
+  for (lconc_task *t = pool.running; t; t = t->next) out->running++;
+  out->threads = pool.threads;
+  out->idle = pool.nidle;
+  conc__unlock(&pool.lock);
+}
+
 void lconc_report_running(void) {
   conc__lock(&pool.lock);
   int n = 0;
@@ -217,6 +226,7 @@ static void end_task(lconc_task *t, int state) {
   conc_release(&t->hdr);
   conc_chan_close(done);
   conc_release((conc_obj *)done);
+  conc__live_add(-1);  /* after its wake-ups: see sched.c */
 }
 
 /* ---- running a task ------------------------------------------------------------ */
@@ -263,6 +273,7 @@ static int finish(lua_State *L, lconc_task *t, int ok, int base) {
 
 static void run_task(lua_State *L, lconc_task *t) {
   current_id = t->id;
+  conc__thread_enter(t->id);
   set_path(L, "path", t->path);
   set_path(L, "cpath", t->cpath);
   free(t->path);
@@ -281,6 +292,7 @@ static void run_task(lua_State *L, lconc_task *t) {
   lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
   lua_pop(L, 1);
   current_id = 0;
+  conc__thread_leave();
   end_task(t, ok ? TASK_DONE : TASK_FAILED);
 }
 
@@ -392,10 +404,12 @@ static int new_thread(lconc_task *t) {
 
 int lconc_spawn(lconc_task *t) {
   conc_retain(&t->hdr);  /* the running thread's reference */
+  conc__live_add(1);     /* live from now: the spawner is running */
   list_add(t);
   if (hand_off(t)) return CONC_OK;
   int rc = new_thread(t);
   if (rc != CONC_OK) {
+    conc__live_add(-1);
     list_remove(t);
     conc_msg_free(&t->call);
     free(t->path);

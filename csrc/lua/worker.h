@@ -42,4 +42,11 @@ CONC_API int lconc_is_worker_state(lua_State *L);
  * closed (the program ends; they are abandoned as Go abandons them). */
 CONC_API void lconc_report_running(void);
 
+typedef struct lconc_pool_stats {
+  int running;   /* workers started and not finished */
+  int threads;   /* pool threads, busy or idle */
+  int idle;      /* idle pool threads */
+} lconc_pool_stats;
+CONC_API void lconc_get_pool_stats(lconc_pool_stats *out);
+
 #endif

@@ -1,0 +1,172 @@
+/*
+ * sched.c: what the core knows about the threads that run Lua (the main
+ * script's and the workers'): how many are live, how many wait with no
+ * deadline, and on what. From that, Go's deadlock check: when every live
+ * thread waits for good, no timer is pending (or firing) and so nothing
+ * can wake anyone, the program can never go on.
+ *
+ * Counting: `live` counts a worker from its spawn (by the spawner, which
+ * is running) to its end (after its last wake-ups); `conc__blocked`
+ * counts threads asleep with no deadline. A thread marks itself asleep
+ * before it sleeps and re-checks its claim; a claimer clears the mark
+ * (conc__claimed) as it wins the claim, before the claimed thread runs,
+ * so a thread about to be woken is never counted as blocked.
+ *
+ * Locking: sched_lock guards the list of counted threads and the report;
+ * it is a leaf. The counters are atomics.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include "internal.h"
+
+atomic_int conc__blocked;
+static atomic_int live;
+static atomic_int timers_busy;
+static atomic_int mode;  /* CONC_DEADLOCK_EXIT by default (0) */
+static atomic_bool main_gone;  /* the main script ended: no more checks */
+static _Atomic(conc_sleep_hook) sleep_hook;
+static conc__lock_t sched_lock = CONC_LOCK_INIT;
+static conc_waiter *all;              /* counted threads (sched_lock) */
+static char report[4096];             /* the last deadlock (sched_lock) */
+
+void conc_deadlock_mode(int m) { atomic_store(&mode, m); }
+
+void conc_set_sleep_hook(conc_sleep_hook hook) {
+  atomic_store(&sleep_hook, hook);
+}
+
+const char *conc_deadlock_report(void) { return report; }
+
+static void deadlock(void);
+
+/* Checks the condition; called whenever it may have become true: a
+ * thread fell asleep for good, a worker ended, a timer finished. */
+static void check(void) {
+  int b = atomic_load(&conc__blocked);
+  if (b > 0 && b == atomic_load(&live) && atomic_load(&timers_busy) == 0 &&
+      atomic_load(&mode) != CONC_DEADLOCK_OFF && !atomic_load(&main_gone))
+    deadlock();
+}
+
+void conc__live_add(int delta) {
+  atomic_fetch_add(&live, delta);
+  if (delta < 0) check();
+}
+
+void conc__main_ended(void) { atomic_store(&main_gone, true); }
+
+void conc__timers_busy_add(int delta) {
+  atomic_fetch_add(&timers_busy, delta);
+  if (delta < 0) check();
+}
+
+void conc__thread_enter(int64_t id) {
+  conc_waiter *w = conc__waiter_self();
+  conc__lock(&sched_lock);
+  w->id = id;
+  w->since = conc_now();
+  atomic_store(&w->what, NULL);
+  w->where[0] = '\0';
+  w->counted = true;
+  w->prev_all = NULL;
+  w->next_all = all;
+  if (all) all->prev_all = w;
+  all = w;
+  conc__unlock(&sched_lock);
+}
+
+void conc__thread_leave(void) {
+  conc_waiter *w = conc__waiter_self();
+  conc__lock(&sched_lock);
+  if (w->counted) {
+    if (w->prev_all) w->prev_all->next_all = w->next_all;
+    else all = w->next_all;
+    if (w->next_all) w->next_all->prev_all = w->prev_all;
+    w->counted = false;
+  }
+  conc__unlock(&sched_lock);
+}
+
+/* Appends one line per counted thread to buf (sched_lock held). */
+static void describe_all(char *buf, size_t size) {
+  size_t n = strlen(buf);
+  for (conc_waiter *w = all; w && n + 1 < size; w = w->next_all) {
+    char who[48];
+    if (w->id == 0) snprintf(who, sizeof who, "main");
+    else snprintf(who, sizeof who, "worker %lld", (long long)w->id);
+    const char *what = atomic_load(&w->what);
+    int k = snprintf(buf + n, size - n, "%s: %s %s%s%s\n", who,
+                     atomic_load(&w->asleep) ? "waits in" : "runs",
+                     what ? what : "?", w->where[0] ? " at " : "", w->where);
+    if (k < 0) break;
+    n += (size_t)k;
+  }
+}
+
+/* Every live thread is asleep for good: report, then exit or fail the
+ * main script's wait. Called by the last one to fall asleep. */
+static void deadlock(void) {
+  conc__lock(&sched_lock);
+  if (atomic_load(&conc__blocked) != atomic_load(&live) ||
+      atomic_load(&timers_busy) != 0) {  /* someone woke meanwhile */
+    conc__unlock(&sched_lock);
+    return;
+  }
+  snprintf(report, sizeof report,
+           "all workers are asleep - deadlock!\n\n");
+  describe_all(report, sizeof report);
+  conc_waiter *main_w = NULL;
+  for (conc_waiter *x = all; x; x = x->next_all)
+    if (x->id == 0 && x->abortable && atomic_load(&x->asleep)) main_w = x;
+  bool raise = atomic_load(&mode) == CONC_DEADLOCK_ERROR && main_w &&
+               conc__waiter_claim(main_w, CONC_SEL_DEADLOCK);
+  conc__unlock(&sched_lock);
+  if (raise) {  /* main_w may be w itself: the wake ends its park loop */
+    conc__waiter_wake(main_w);
+    return;
+  }
+  fprintf(stderr, "fatal error: %s", report);
+  fflush(stderr);
+  _exit(2);
+}
+
+void conc__sleep_begin(conc_waiter *w) {
+  if (!w->counted) return;
+  conc_sleep_hook hook = atomic_load(&sleep_hook);
+  char where[sizeof w->where] = "";
+  if (hook) hook(where, sizeof where);
+  conc__lock(&sched_lock);
+  memcpy(w->where, where, sizeof where);
+  conc__unlock(&sched_lock);
+  atomic_store(&w->asleep, 1);
+  atomic_fetch_add(&conc__blocked, 1);
+  if (atomic_load(&w->selected) != CONC_SEL_NONE) {  /* claimed already */
+    conc__sleep_end(w);
+    return;
+  }
+  check();
+}
+
+void conc__sleep_end(conc_waiter *w) {
+  if (atomic_exchange(&w->asleep, 0)) atomic_fetch_sub(&conc__blocked, 1);
+}
+
+int conc_threads(conc_thread_info *out, int max) {
+  int n = 0;
+  conc__lock(&sched_lock);
+  for (conc_waiter *w = all; w; w = w->next_all, n++) {
+    if (n >= max) continue;
+    conc_thread_info *t = &out[n];
+    t->id = w->id;
+    t->since = w->since;
+    bool waits = atomic_load(&w->what) != NULL;
+    t->state = atomic_load(&w->asleep) ? CONC_THREAD_BLOCKED
+               : waits ? CONC_THREAD_WAITING : CONC_THREAD_RUNNING;
+    t->what = atomic_load(&w->what);
+    t->obj = atomic_load(&w->obj);
+    memcpy(t->where, w->where, sizeof t->where);
+  }
+  conc__unlock(&sched_lock);
+  return n;
+}

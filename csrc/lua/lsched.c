@@ -1,0 +1,132 @@
+/*
+ * lsched.c: what the binding tells the core about Lua threads, and what
+ * it shows of them: the sleep hook (where a thread waits, for the
+ * deadlock report and the dump), conc.workers(), conc.stats() and
+ * conc.set_deadlock_mode().
+ */
+#include <stdio.h>
+#include "../core/internal.h"
+#include "lconc.h"
+#include "worker.h"
+
+/* The Lua state of the blocking call the calling thread is in. */
+static CONC_TLS lua_State *blocking_state;
+
+void lconc_blocking(lua_State *L) { blocking_state = L; }
+
+/* The sleep hook: runs on the sleeping thread itself, so reading its
+ * own stack is safe. Writes "file:line" of the nearest Lua frames. */
+static void where_hook(char *buf, size_t size) {
+  lua_State *L = blocking_state;
+  lua_Debug ar;
+  size_t n = 0;
+  buf[0] = '\0';
+  for (int level = 0, shown = 0; L && shown < 3 && n + 1 < size &&
+                                 lua_getstack(L, level, &ar);
+       level++) {
+    if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
+    int k = snprintf(buf + n, size - n, "%s%s:%d", shown ? " < " : "",
+                     ar.short_src, ar.currentline);
+    if (k < 0) break;
+    n += (size_t)k;
+    shown++;
+  }
+}
+
+int lconc_raise_deadlock(lua_State *L, const char *fname) {
+  return luaL_error(L, "%s: %s", fname, conc_deadlock_report());
+}
+
+void lconc_main_enter(void) {
+  conc_set_sleep_hook(where_hook);
+  if (conc__waiter_self()->counted) return;
+  conc__live_add(1);
+  conc__thread_enter(0);
+}
+
+void lconc_main_leave(void) {
+  conc__main_ended();
+  if (!conc__waiter_self()->counted) return;
+  conc__thread_leave();
+  conc__live_add(-1);
+}
+
+/* conc.set_deadlock_mode("exit" | "error" | "off") */
+static int set_deadlock_mode(lua_State *L) {
+  static const char *const modes[] = {"exit", "error", "off", NULL};
+  static const int values[] = {CONC_DEADLOCK_EXIT, CONC_DEADLOCK_ERROR,
+                               CONC_DEADLOCK_OFF};
+  conc_deadlock_mode(values[luaL_checkoption(L, 1, NULL, modes)]);
+  return 0;
+}
+
+/* conc.workers() -> an array of {id, state, waiting_in, object, where,
+ * age}, one per live worker and the main script (id 0). */
+static int workers(lua_State *L) {
+  static const char *const states[] = {"running", "blocked", "waiting"};
+  conc_thread_info info[256];
+  int n = conc_threads(info, 256);
+  if (n > 256) n = 256;
+  conc_time now = conc_now();
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, (lua_Integer)info[i].id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, info[i].what && info[i].state == CONC_THREAD_WAITING &&
+                              info[i].what[0] == 's' && info[i].what[1] == 'l'
+                          ? "sleeping" : states[info[i].state]);
+    lua_setfield(L, -2, "state");
+    if (info[i].what) {
+      lua_pushstring(L, info[i].what);
+      lua_setfield(L, -2, "waiting_in");
+    }
+    if (info[i].obj) {
+      lua_pushfstring(L, "%p", info[i].obj);
+      lua_setfield(L, -2, "object");
+    }
+    if (info[i].where[0] && info[i].state == CONC_THREAD_BLOCKED) {
+      lua_pushstring(L, info[i].where);
+      lua_setfield(L, -2, "where");
+    }
+    lua_pushnumber(L, (lua_Number)(now - info[i].since) / 1e9);
+    lua_setfield(L, -2, "age");
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+/* conc.stats() -> {workers, threads, idle_threads, messages,
+ * objects = {["conc.chan"] = n, ...}} */
+static int stats(lua_State *L) {
+  lconc_pool_stats ps;
+  lconc_get_pool_stats(&ps);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, ps.running);
+  lua_setfield(L, -2, "workers");
+  lua_pushinteger(L, ps.threads);
+  lua_setfield(L, -2, "threads");
+  lua_pushinteger(L, ps.idle);
+  lua_setfield(L, -2, "idle_threads");
+  lua_pushinteger(L, (lua_Integer)conc_messages_sent());
+  lua_setfield(L, -2, "messages");
+  const char *names[64];
+  long counts[64];
+  int k = conc_obj_counts(names, counts, 64);
+  lua_createtable(L, 0, k);
+  for (int i = 0; i < k && i < 64; i++) {
+    lua_pushinteger(L, counts[i]);
+    lua_setfield(L, -2, names[i]);
+  }
+  lua_setfield(L, -2, "objects");
+  return 1;
+}
+
+void lconc_open_sched(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+      {"set_deadlock_mode", set_deadlock_mode},
+      {"workers", workers},
+      {"stats", stats},
+      {NULL, NULL}};
+  luaL_setfuncs(L, funcs, 0);
+}

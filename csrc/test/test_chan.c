@@ -1,0 +1,450 @@
+/*
+ * test_chan.c: channels (csrc/core/chan.c) without Lua.
+ */
+#include "peek.h"
+
+/* ---- buffered FIFO ---------------------------------------------------------- */
+
+static void buffered_fifo(void) {
+  conc_chan *c = conc_chan_new(8);
+  CHECK(c != NULL);
+  CHECK_EQ(conc_chan_cap(c), 8);
+  for (int i = 0; i < 8; i++) {
+    conc_msg m;
+    msg_int(&m, i);
+    CHECK_RC(conc_chan_send(c, &m, CONC_NOWAIT), CONC_OK);
+    CHECK_EQ(conc_chan_len(c), i + 1);
+  }
+  conc_msg extra;
+  msg_int(&extra, 99);
+  CHECK_RC(conc_chan_send(c, &extra, CONC_NOWAIT), CONC_EAGAIN);
+  CHECK_EQ(msg_take_int(&extra), 99);  /* still the caller's */
+  for (int i = 0; i < 8; i++) {
+    conc_msg m;
+    CHECK_RC(conc_chan_recv(c, &m, CONC_NOWAIT), CONC_OK);
+    CHECK_EQ(msg_take_int(&m), i);
+  }
+  conc_msg m;
+  CHECK_RC(conc_chan_recv(c, &m, CONC_NOWAIT), CONC_EAGAIN);
+  CHECK_EQ(conc_chan_len(c), 0);
+  conc_release((conc_obj *)c);
+}
+
+/* The ring wraps around many times; big (heap) messages keep their bytes
+ * and ownership moves with them (ASan sees any leak or double free). */
+static void buffered_ring_wraps(void) {
+  conc_chan *c = conc_chan_new(3);
+  int64_t next_in = 0, next_out = 0;
+  for (int round = 0; round < 100; round++) {
+    int burst = 1 + round % 3;
+    for (int k = 0; k < burst; k++) {
+      conc_msg m;
+      msg_int_big(&m, next_in++, 100);
+      CHECK_RC(conc_chan_send(c, &m, CONC_NOWAIT), CONC_OK);
+    }
+    for (int k = 0; k < burst; k++) {
+      conc_msg m;
+      CHECK_RC(conc_chan_recv(c, &m, CONC_NOWAIT), CONC_OK);
+      CHECK_EQ(msg_take_int(&m), next_out++);
+    }
+  }
+  /* Destroying a channel frees the messages still buffered. */
+  for (int k = 0; k < 3; k++) {
+    conc_msg m;
+    msg_int_big(&m, k, 200);
+    CHECK_RC(conc_chan_send(c, &m, CONC_NOWAIT), CONC_OK);
+  }
+  conc_retain((conc_obj *)c);
+  conc_release((conc_obj *)c);
+  CHECK_EQ(conc_chan_len(c), 3);
+  conc_release((conc_obj *)c);
+}
+
+/* ---- unbuffered rendezvous ---------------------------------------------------- */
+
+static void unbuffered_nowait(void) {
+  conc_chan *c = conc_chan_new(0);
+  CHECK_EQ(conc_chan_cap(c), 0);
+  conc_msg m;
+  msg_int(&m, 1);
+  CHECK_RC(conc_chan_send(c, &m, CONC_NOWAIT), CONC_EAGAIN);
+  CHECK_RC(conc_chan_recv(c, &m, CONC_NOWAIT), CONC_EAGAIN);
+  /* Nobody receives: a send with a deadline times out, it does not
+   * complete into a buffer. */
+  CHECK_RC(conc_chan_send(c, &m, in_ms(20)), CONC_ETIMEDOUT);
+  CHECK_EQ(conc_chan_len(c), 0);
+  CHECK_EQ(msg_take_int(&m), 1);
+  conc_release((conc_obj *)c);
+}
+
+#define RDV_N 2000
+
+typedef struct rdv {
+  conc_chan *c;
+  conc_msg slots[RDV_N];   /* the receiver's destinations */
+  int recv_first;          /* order: receiver parks before each send */
+} rdv;
+
+static void *rdv_receiver(void *p) {
+  rdv *r = (rdv *)p;
+  for (int i = 0; i < RDV_N; i++)
+    CHECK_RC(conc_chan_recv(r->c, &r->slots[i], CONC_NEVER), CONC_OK);
+  return NULL;
+}
+
+/*
+ * A sender returns only after a receiver has taken the message: when
+ * send i returns, slot i of the receiver already holds value i (the
+ * receiver writes nothing after that, so reading it here is ordered by
+ * the channel; TSan checks that claim too).
+ */
+static void rendezvous_run(int recv_first, int big) {
+  rdv *r = calloc(1, sizeof *r);
+  r->c = conc_chan_new(0);
+  r->recv_first = recv_first;
+  pthread_t t = spawn(rdv_receiver, r);
+  for (int i = 0; i < RDV_N; i++) {
+    if (recv_first) wait_parked(r->c, 1, 1);
+    conc_msg m;
+    if (big) msg_int_big(&m, i, 64 + i % 100);
+    else msg_int(&m, i);
+    CHECK_RC(conc_chan_send(r->c, &m, CONC_NEVER), CONC_OK);
+    CHECK_EQ(msg_get_int(&r->slots[i]), i);
+  }
+  join(t);
+  for (int i = 0; i < RDV_N; i++) conc_msg_free(&r->slots[i]);
+  conc_release((conc_obj *)r->c);
+  free(r);
+}
+
+static void unbuffered_rendezvous(void) {
+  rendezvous_run(0, 0);
+  rendezvous_run(0, 1);
+}
+
+static void unbuffered_receiver_parked_first(void) { rendezvous_run(1, 1); }
+
+typedef struct one_send {
+  conc_chan *c;
+  int64_t v;
+  int rc;
+} one_send;
+
+static void *send_one(void *p) {
+  one_send *s = (one_send *)p;
+  conc_msg m;
+  msg_int_big(&m, s->v, 80);
+  s->rc = conc_chan_send(s->c, &m, CONC_NEVER);
+  if (s->rc != CONC_OK) conc_msg_free(&m);  /* still ours on error */
+  return NULL;
+}
+
+/* The sender parks first; a receiver takes straight from it. */
+static void unbuffered_sender_parked_first(void) {
+  conc_chan *c = conc_chan_new(0);
+  for (int i = 0; i < 200; i++) {
+    one_send s = {c, i, 1};
+    pthread_t t = spawn(send_one, &s);
+    wait_parked(c, 0, 1);
+    conc_msg m;
+    CHECK_RC(conc_chan_recv(c, &m, CONC_NEVER), CONC_OK);
+    CHECK_EQ(msg_take_int(&m), i);
+    join(t);
+    CHECK_RC(s.rc, CONC_OK);
+  }
+  conc_release((conc_obj *)c);
+}
+
+/* A full buffered channel: the parked sender's value joins the tail when
+ * a receiver takes the head, so order is kept. */
+static void buffered_full_sender_parked(void) {
+  conc_chan *c = conc_chan_new(2);
+  conc_msg m;
+  msg_int(&m, 0);
+  CHECK_RC(conc_chan_send(c, &m, CONC_NOWAIT), CONC_OK);
+  msg_int(&m, 1);
+  CHECK_RC(conc_chan_send(c, &m, CONC_NOWAIT), CONC_OK);
+  one_send s = {c, 2, 1};
+  pthread_t t = spawn(send_one, &s);
+  wait_parked(c, 0, 1);
+  for (int i = 0; i < 3; i++) {
+    CHECK_RC(conc_chan_recv(c, &m, CONC_NEVER), CONC_OK);
+    CHECK_EQ(msg_take_int(&m), i);
+  }
+  join(t);
+  CHECK_RC(s.rc, CONC_OK);
+  CHECK_EQ(conc_chan_len(c), 0);
+  conc_release((conc_obj *)c);
+}
+
+/* ---- close ------------------------------------------------------------------ */
+
+static void close_drains_then_closed(void) {
+  conc_chan *c = conc_chan_new(4);
+  for (int i = 0; i < 3; i++) {
+    conc_msg m;
+    msg_int_big(&m, i, 60);
+    CHECK_RC(conc_chan_send(c, &m, CONC_NOWAIT), CONC_OK);
+  }
+  CHECK_EQ(conc_chan_closed(c), 0);
+  CHECK_RC(conc_chan_close(c), CONC_OK);
+  CHECK_EQ(conc_chan_closed(c), 1);
+  CHECK_RC(conc_chan_close(c), CONC_ECLOSED);  /* close twice */
+  conc_msg m;
+  msg_int_big(&m, 7, 60);
+  CHECK_RC(conc_chan_send(c, &m, CONC_NEVER), CONC_ECLOSED);
+  CHECK_RC(conc_chan_send(c, &m, CONC_NOWAIT), CONC_ECLOSED);
+  CHECK_EQ(msg_take_int(&m), 7);  /* a failed send leaves it ours */
+  for (int i = 0; i < 3; i++) {
+    CHECK_RC(conc_chan_recv(c, &m, CONC_NEVER), CONC_OK);
+    CHECK_EQ(msg_take_int(&m), i);
+  }
+  for (int k = 0; k < 3; k++) {
+    CHECK_RC(conc_chan_recv(c, &m, CONC_NEVER), CONC_ECLOSED);
+    CHECK_RC(conc_chan_recv(c, &m, CONC_NOWAIT), CONC_ECLOSED);
+    CHECK_RC(conc_chan_recv(c, &m, in_ms(10)), CONC_ECLOSED);
+  }
+  conc_release((conc_obj *)c);
+
+  c = conc_chan_new(0);  /* unbuffered: closed at once */
+  CHECK_RC(conc_chan_close(c), CONC_OK);
+  CHECK_RC(conc_chan_recv(c, &m, CONC_NEVER), CONC_ECLOSED);
+  CHECK_RC(conc_chan_close(c), CONC_ECLOSED);
+  conc_release((conc_obj *)c);
+}
+
+#define WAKE_K 6
+
+typedef struct blocked {
+  conc_chan *c;
+  int rc[WAKE_K];
+  atomic_int next;
+} blocked;
+
+static void *recv_blocked(void *p) {
+  blocked *b = (blocked *)p;
+  int i = atomic_fetch_add(&b->next, 1);
+  conc_msg m;
+  b->rc[i] = conc_chan_recv(b->c, &m, CONC_NEVER);
+  if (b->rc[i] == CONC_OK) conc_msg_free(&m);
+  return NULL;
+}
+
+static void *send_blocked(void *p) {
+  blocked *b = (blocked *)p;
+  int i = atomic_fetch_add(&b->next, 1);
+  conc_msg m;
+  msg_int_big(&m, i, 90);
+  b->rc[i] = conc_chan_send(b->c, &m, CONC_NEVER);
+  if (b->rc[i] != CONC_OK) CHECK_EQ(msg_take_int(&m), i);
+  return NULL;
+}
+
+static void close_wakes(int recv, size_t cap) {
+  blocked *b = calloc(1, sizeof *b);
+  b->c = conc_chan_new(cap);
+  for (size_t i = 0; i < cap; i++) {  /* fill it so senders block */
+    conc_msg m;
+    msg_int(&m, -1);
+    CHECK_RC(conc_chan_send(b->c, &m, CONC_NOWAIT), CONC_OK);
+  }
+  pthread_t t[WAKE_K];
+  for (int i = 0; i < WAKE_K; i++)
+    t[i] = spawn(recv ? recv_blocked : send_blocked, b);
+  wait_parked(b->c, recv, WAKE_K);
+  CHECK_RC(conc_chan_close(b->c), CONC_OK);
+  for (int i = 0; i < WAKE_K; i++) join(t[i]);
+  for (int i = 0; i < WAKE_K; i++) CHECK_RC(b->rc[i], CONC_ECLOSED);
+  CHECK_EQ(peek_parked(b->c, 0) + peek_parked(b->c, 1), 0);
+  conc_release((conc_obj *)b->c);
+  free(b);
+}
+
+static void close_wakes_receivers(void) { close_wakes(1, 0); }
+
+static void close_wakes_senders(void) {
+  close_wakes(0, 0);
+  close_wakes(0, 2);
+}
+
+/* ---- many producers, many consumers -------------------------------------------- */
+
+#define MP_PRODUCERS 4
+#define MP_CONSUMERS 4
+
+typedef struct mpmc {
+  conc_chan *c;
+  long per_producer;
+  atomic_int next_id;
+  atomic_long received, sum;
+  atomic_uchar *seen;      /* per message: times received */
+  pthread_barrier_t start;
+} mpmc;
+
+static void *mp_producer(void *p) {
+  mpmc *x = (mpmc *)p;
+  int64_t id = atomic_fetch_add(&x->next_id, 1);
+  pthread_barrier_wait(&x->start);
+  for (long i = 0; i < x->per_producer; i++) {
+    conc_msg m;
+    int64_t v = id * x->per_producer + i;
+    if (i % 4 == 0) msg_int_big(&m, v, 72);
+    else msg_int(&m, v);
+    CHECK_RC(conc_chan_send(x->c, &m, CONC_NEVER), CONC_OK);
+  }
+  return NULL;
+}
+
+static void *mp_consumer(void *p) {
+  mpmc *x = (mpmc *)p;
+  long n = 0, sum = 0;
+  pthread_barrier_wait(&x->start);
+  for (;;) {
+    conc_msg m;
+    int rc = conc_chan_recv(x->c, &m, CONC_NEVER);
+    if (rc == CONC_ECLOSED) break;
+    CHECK_RC(rc, CONC_OK);
+    int64_t v = msg_take_int(&m);
+    CHECK(v >= 0 && v < MP_PRODUCERS * x->per_producer);
+    CHECK_EQ(atomic_fetch_add(&x->seen[v], 1), 0);  /* exactly once */
+    n++;
+    sum += v;
+  }
+  atomic_fetch_add(&x->received, n);
+  atomic_fetch_add(&x->sum, sum);
+  return NULL;
+}
+
+static void mpmc_run(size_t cap, long per_producer) {
+  mpmc *x = calloc(1, sizeof *x);
+  x->c = conc_chan_new(cap);
+  x->per_producer = per_producer;
+  long total = MP_PRODUCERS * per_producer;
+  x->seen = calloc((size_t)total, sizeof *x->seen);
+  CHECK_PT(pthread_barrier_init(&x->start, NULL,
+                                MP_PRODUCERS + MP_CONSUMERS));
+  pthread_t prod[MP_PRODUCERS], cons[MP_CONSUMERS];
+  for (int i = 0; i < MP_CONSUMERS; i++) cons[i] = spawn(mp_consumer, x);
+  for (int i = 0; i < MP_PRODUCERS; i++) prod[i] = spawn(mp_producer, x);
+  for (int i = 0; i < MP_PRODUCERS; i++) join(prod[i]);
+  CHECK_RC(conc_chan_close(x->c), CONC_OK);
+  for (int i = 0; i < MP_CONSUMERS; i++) join(cons[i]);
+  CHECK_EQ(atomic_load(&x->received), total);
+  CHECK_EQ(atomic_load(&x->sum), total * (total - 1) / 2);
+  for (long v = 0; v < total; v++) CHECK_EQ(x->seen[v], 1);
+  pthread_barrier_destroy(&x->start);
+  conc_release((conc_obj *)x->c);
+  free(x->seen);
+  free(x);
+}
+
+static void mpmc_unbuffered(void) { mpmc_run(0, scaled(20000, 8)); }
+static void mpmc_buffered_1(void) { mpmc_run(1, scaled(20000, 8)); }
+static void mpmc_buffered_64(void) { mpmc_run(64, scaled(50000, 8)); }
+
+/* ---- deadlines ----------------------------------------------------------------- */
+
+static void deadline_timeouts(void) {
+  conc_chan *c = conc_chan_new(0);
+  conc_msg m;
+  conc_time d = in_ms(30);
+  CHECK_RC(conc_chan_recv(c, &m, d), CONC_ETIMEDOUT);
+  CHECK(conc_now() >= d);  /* never earlier than the deadline */
+  /* The timed-out receiver left no sudog behind: a poll finds nobody. */
+  msg_int(&m, 5);
+  CHECK_RC(conc_chan_send(c, &m, CONC_NOWAIT), CONC_EAGAIN);
+  d = in_ms(15);
+  CHECK_RC(conc_chan_send(c, &m, d), CONC_ETIMEDOUT);
+  CHECK(conc_now() >= d);
+  CHECK_RC(conc_chan_recv(c, &m, CONC_NOWAIT), CONC_EAGAIN);
+  CHECK_EQ(msg_take_int(&m), 5);
+  /* A deadline already past is a timeout, not a poll. */
+  CHECK_RC(conc_chan_recv(c, &m, conc_now() - 1), CONC_ETIMEDOUT);
+  conc_release((conc_obj *)c);
+
+  c = conc_chan_new(1);  /* a full buffer times out senders */
+  msg_int(&m, 1);
+  CHECK_RC(conc_chan_send(c, &m, CONC_NEVER), CONC_OK);
+  msg_int_big(&m, 2, 100);
+  d = in_ms(20);
+  CHECK_RC(conc_chan_send(c, &m, d), CONC_ETIMEDOUT);
+  CHECK(conc_now() >= d);
+  CHECK_EQ(msg_take_int(&m), 2);
+  CHECK_RC(conc_chan_recv(c, &m, d), CONC_OK);
+  CHECK_EQ(msg_take_int(&m), 1);
+  d = in_ms(20);
+  CHECK_RC(conc_chan_recv(c, &m, d), CONC_ETIMEDOUT);  /* empty buffer */
+  CHECK(conc_now() >= d);
+  conc_release((conc_obj *)c);
+}
+
+typedef struct race {
+  conc_chan *c;
+  long rounds;
+  atomic_int stop;
+  long sent, got;
+  int64_t sent_sum, got_sum;
+} race;
+
+static void *race_sender(void *p) {
+  race *r = (race *)p;
+  for (int64_t v = 1; !atomic_load(&r->stop); v++) {
+    conc_msg m;
+    msg_int(&m, v);
+    if (conc_chan_send(r->c, &m, CONC_NOWAIT) == CONC_OK) {
+      r->sent++;
+      r->sent_sum += v;
+    }
+  }
+  return NULL;
+}
+
+/*
+ * Timeouts race hand-overs: receivers with deadlines a few microseconds
+ * away against a sender that polls. Every value the sender delivered was
+ * received exactly once: no timed-out receiver swallowed one.
+ */
+static void deadline_races_handover(void) {
+  race *r = calloc(1, sizeof *r);
+  r->c = conc_chan_new(0);
+  r->rounds = scaled(20000, 4);
+  pthread_t t = spawn(race_sender, r);
+  for (long i = 0; i < r->rounds; i++) {
+    conc_msg m;
+    int rc = conc_chan_recv(r->c, &m, conc_now() + (i % 50) * 1000);
+    if (rc == CONC_OK) {
+      r->got++;
+      r->got_sum += msg_take_int(&m);
+    } else {
+      CHECK_RC(rc, CONC_ETIMEDOUT);
+    }
+  }
+  atomic_store(&r->stop, 1);
+  join(t);
+  CHECK_EQ(r->sent, r->got);
+  CHECK_EQ(r->sent_sum, r->got_sum);
+  conc_release((conc_obj *)r->c);
+  free(r);
+}
+
+static const check_test tests[] = {
+    {"buffered_fifo", buffered_fifo},
+    {"buffered_ring_wraps", buffered_ring_wraps},
+    {"unbuffered_nowait", unbuffered_nowait},
+    {"unbuffered_rendezvous", unbuffered_rendezvous},
+    {"unbuffered_receiver_parked_first", unbuffered_receiver_parked_first},
+    {"unbuffered_sender_parked_first", unbuffered_sender_parked_first},
+    {"buffered_full_sender_parked", buffered_full_sender_parked},
+    {"close_drains_then_closed", close_drains_then_closed},
+    {"close_wakes_receivers", close_wakes_receivers},
+    {"close_wakes_senders", close_wakes_senders},
+    {"mpmc_unbuffered", mpmc_unbuffered},
+    {"mpmc_buffered_1", mpmc_buffered_1},
+    {"mpmc_buffered_64", mpmc_buffered_64},
+    {"deadline_timeouts", deadline_timeouts},
+    {"deadline_races_handover", deadline_races_handover},
+    {NULL, NULL}};
+
+int main(int argc, char **argv) {
+  return check_main("test_chan", tests, argc, argv);
+}

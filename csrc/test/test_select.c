@@ -1,0 +1,449 @@
+/*
+ * test_select.c: select (csrc/core/select.c) without Lua.
+ */
+#include "peek.h"
+
+static conc_case recv_case(conc_chan *c) {
+  conc_case cs;
+  memset(&cs, 0, sizeof cs);
+  cs.chan = c;
+  cs.op = CONC_RECV;
+  return cs;
+}
+
+static conc_case send_case(conc_chan *c, int64_t v) {
+  conc_case cs;
+  memset(&cs, 0, sizeof cs);
+  cs.chan = c;
+  cs.op = CONC_SEND;
+  msg_int_big(&cs.msg, v, 64);
+  return cs;
+}
+
+static void put(conc_chan *c, int64_t v) {
+  conc_msg m;
+  msg_int(&m, v);
+  CHECK_RC(conc_chan_send(c, &m, CONC_NOWAIT), CONC_OK);
+}
+
+static void release_all(conc_chan **c, int n) {
+  for (int i = 0; i < n; i++) conc_release((conc_obj *)c[i]);
+}
+
+/* ---- readiness ---------------------------------------------------------------- */
+
+static void ready_recv_chosen(void) {
+  conc_chan *c[3] = {conc_chan_new(1), conc_chan_new(1), conc_chan_new(0)};
+  for (int which = 0; which < 2; which++) {
+    put(c[which], 10 + which);
+    conc_case cs[3] = {recv_case(c[0]), recv_case(c[1]), recv_case(c[2])};
+    int closed_send = -1;
+    CHECK_EQ(conc_select(cs, 3, CONC_NEVER, &closed_send), which);
+    CHECK_EQ(closed_send, 0);
+    CHECK_EQ(cs[which].ok, 1);
+    CHECK_EQ(msg_take_int(&cs[which].msg), 10 + which);
+    CHECK_EQ(conc_chan_len(c[which]), 0);
+  }
+  release_all(c, 3);
+}
+
+static void ready_send_chosen(void) {
+  conc_chan *full = conc_chan_new(1), *room = conc_chan_new(1);
+  put(full, 1);
+  conc_case cs[2] = {send_case(full, 7), send_case(room, 8)};
+  int closed_send = -1;
+  CHECK_EQ(conc_select(cs, 2, CONC_NEVER, &closed_send), 1);
+  CHECK_EQ(closed_send, 0);
+  CHECK_EQ(msg_take_int(&cs[0].msg), 7);  /* the case that did not fire */
+  conc_msg m;
+  CHECK_RC(conc_chan_recv(room, &m, CONC_NOWAIT), CONC_OK);
+  CHECK_EQ(msg_take_int(&m), 8);
+  conc_release((conc_obj *)full);
+  conc_release((conc_obj *)room);
+}
+
+static void default_when_nothing_ready(void) {
+  conc_chan *a = conc_chan_new(0), *b = conc_chan_new(1);
+  put(b, 1);  /* b is full: a send on it is not ready */
+  conc_case cs[3] = {recv_case(a), send_case(a, 2), send_case(b, 3)};
+  int closed_send = -1;
+  CHECK_RC(conc_select(cs, 3, CONC_NOWAIT, &closed_send), CONC_EAGAIN);
+  CHECK_EQ(closed_send, 0);
+  CHECK_EQ(msg_take_int(&cs[1].msg), 2);  /* send cases keep theirs */
+  CHECK_EQ(msg_take_int(&cs[2].msg), 3);
+  CHECK_EQ(conc_chan_len(b), 1);
+  CHECK_EQ(peek_parked(a, 1) + peek_parked(a, 0), 0);
+  conc_release((conc_obj *)a);
+  conc_release((conc_obj *)b);
+}
+
+static void timeout(void) {
+  conc_chan *a = conc_chan_new(0), *b = conc_chan_new(0);
+  conc_case cs[2] = {recv_case(a), send_case(b, 4)};
+  int closed_send = -1;
+  conc_time d = in_ms(30);
+  CHECK_RC(conc_select(cs, 2, d, &closed_send), CONC_ETIMEDOUT);
+  CHECK(conc_now() >= d);
+  CHECK_EQ(closed_send, 0);
+  CHECK_EQ(msg_take_int(&cs[1].msg), 4);
+  /* Pass 3 unlinked every sudog: nobody is parked any more. */
+  CHECK_EQ(peek_parked(a, 1) + peek_parked(b, 0), 0);
+  conc_msg m;
+  msg_int(&m, 1);
+  CHECK_RC(conc_chan_send(a, &m, CONC_NOWAIT), CONC_EAGAIN);
+  CHECK_RC(conc_chan_recv(b, &m, CONC_NOWAIT), CONC_EAGAIN);
+  conc_release((conc_obj *)a);
+  conc_release((conc_obj *)b);
+}
+
+static void null_channels_ignored(void) {
+  conc_chan *c = conc_chan_new(4);
+  int closed_send;
+  for (int i = 0; i < 100; i++) {
+    put(c, i);
+    conc_case cs[3] = {recv_case(NULL), recv_case(c), recv_case(NULL)};
+    CHECK_EQ(conc_select(cs, 3, CONC_NEVER, &closed_send), 1);
+    CHECK_EQ(msg_take_int(&cs[1].msg), i);
+  }
+  conc_case none[2] = {recv_case(NULL), recv_case(NULL)};
+  CHECK_RC(conc_select(none, 2, CONC_NOWAIT, &closed_send), CONC_EAGAIN);
+  conc_time d = in_ms(20);
+  CHECK_RC(conc_select(none, 2, d, &closed_send), CONC_ETIMEDOUT);
+  CHECK(conc_now() >= d);
+  CHECK_RC(conc_select(NULL, 0, CONC_NOWAIT, &closed_send), CONC_EAGAIN);
+  d = in_ms(10);
+  CHECK_RC(conc_select(NULL, 0, d, &closed_send), CONC_ETIMEDOUT);
+  CHECK(conc_now() >= d);
+  conc_release((conc_obj *)c);
+}
+
+/* ---- closed channels ---------------------------------------------------------- */
+
+static void closed_recv_and_send(void) {
+  conc_chan *c = conc_chan_new(0), *other = conc_chan_new(0);
+  CHECK_RC(conc_chan_close(c), CONC_OK);
+  conc_case r[2] = {recv_case(other), recv_case(c)};
+  int closed_send = -1;
+  CHECK_EQ(conc_select(r, 2, CONC_NEVER, &closed_send), 1);
+  CHECK_EQ(r[1].ok, 0);
+  CHECK_EQ(closed_send, 0);
+  conc_case s[2] = {recv_case(other), send_case(c, 9)};
+  CHECK_EQ(conc_select(s, 2, CONC_NEVER, &closed_send), 1);
+  CHECK_EQ(closed_send, 1);
+  CHECK_EQ(msg_take_int(&s[1].msg), 9);  /* not sent: still ours */
+  conc_release((conc_obj *)c);
+  conc_release((conc_obj *)other);
+}
+
+typedef struct parked_sel {
+  conc_case cs[2];
+  int rc, closed_send;
+} parked_sel;
+
+static void *select_thread(void *p) {
+  parked_sel *ps = (parked_sel *)p;
+  ps->rc = conc_select(ps->cs, 2, CONC_NEVER, &ps->closed_send);
+  return NULL;
+}
+
+/* A close while the select is parked: a send case reports closed_send,
+ * a receive case ok = 0. */
+static void closed_while_parked(void) {
+  for (int op = 0; op < 2; op++) {
+    conc_chan *idle = conc_chan_new(0), *c = conc_chan_new(0);
+    parked_sel ps;
+    ps.cs[0] = recv_case(idle);
+    ps.cs[1] = op ? send_case(c, 5) : recv_case(c);
+    pthread_t t = spawn(select_thread, &ps);
+    wait_parked(c, !op, 1);
+    CHECK_RC(conc_chan_close(c), CONC_OK);
+    join(t);
+    CHECK_EQ(ps.rc, 1);
+    CHECK_EQ(ps.cs[1].ok, 0);
+    CHECK_EQ(ps.closed_send, op);
+    if (op) CHECK_EQ(msg_take_int(&ps.cs[1].msg), 5);
+    CHECK_EQ(peek_parked(idle, 1), 0);
+    conc_release((conc_obj *)idle);
+    conc_release((conc_obj *)c);
+  }
+}
+
+/* A parked select is completed by a plain send or receive on one case. */
+static void parked_select_completed(void) {
+  for (int round = 0; round < 50; round++) {
+    conc_chan *a = conc_chan_new(0), *b = conc_chan_new(0);
+    parked_sel ps;
+    int recv = round % 2;
+    ps.cs[0] = recv_case(a);
+    ps.cs[1] = recv ? recv_case(b) : send_case(b, round);
+    pthread_t t = spawn(select_thread, &ps);
+    wait_parked(b, recv, 1);
+    conc_msg m;
+    if (recv) {
+      msg_int_big(&m, round, 99);
+      CHECK_RC(conc_chan_send(b, &m, CONC_NEVER), CONC_OK);
+    } else {
+      CHECK_RC(conc_chan_recv(b, &m, CONC_NEVER), CONC_OK);
+      CHECK_EQ(msg_take_int(&m), round);
+    }
+    join(t);
+    CHECK_EQ(ps.rc, 1);
+    CHECK_EQ(ps.closed_send, 0);
+    if (recv) {
+      CHECK_EQ(ps.cs[1].ok, 1);
+      CHECK_EQ(msg_take_int(&ps.cs[1].msg), round);
+    }
+    CHECK_EQ(peek_parked(a, 1), 0);
+    conc_release((conc_obj *)a);
+    conc_release((conc_obj *)b);
+  }
+}
+
+/* ---- fairness ------------------------------------------------------------------ */
+
+/*
+ * Uniform choice among ready cases. Closed channels are always ready, so
+ * each of `n` trials chooses among k cases. Each count is Binomial(n,
+ * 1/k); the bound is 8 standard deviations, which a fair select exceeds
+ * with probability below 1e-14 per count: it cannot flake, and a select
+ * that prefers the first (or last) ready case fails it by far.
+ */
+static void check_uniform(const long *counts, int k, long n) {
+  double p = 1.0 / k, mean = n * p, var = n * p * (1 - p);
+  for (int i = 0; i < k; i++) {
+    double dev = (double)counts[i] - mean;
+    if (dev * dev > 64 * var) {  /* |dev| > 8 sd, without libm */
+      fprintf(stderr, "case %d chosen %ld times of %ld (expected %.0f,"
+              " variance %.0f)\n", i, counts[i], n, mean, var);
+      CHECK(!"select is not uniform");
+    }
+  }
+}
+
+static void fairness_uniform(void) {
+  enum { K = 5 };
+  long n = scaled(100000, 5);
+  conc_chan *c[K];
+  conc_case cs[K];
+  long counts[K] = {0};
+  for (int i = 0; i < K; i++) {
+    c[i] = conc_chan_new(i % 2);
+    CHECK_RC(conc_chan_close(c[i]), CONC_OK);
+  }
+  for (long t = 0; t < n; t++) {
+    for (int i = 0; i < K; i++) cs[i] = recv_case(c[i]);
+    int closed_send;
+    int rc = conc_select(cs, K, CONC_NOWAIT, &closed_send);
+    CHECK(rc >= 0 && rc < K);
+    counts[rc]++;
+  }
+  check_uniform(counts, K, n);
+  release_all(c, K);
+}
+
+/* Only the ready cases share the choice, wherever they sit; one
+ * channel named by several cases counts once per case. */
+static void fairness_among_ready_only(void) {
+  enum { K = 6 };
+  long n = scaled(60000, 5);
+  conc_chan *closed = conc_chan_new(0), *idle = conc_chan_new(0);
+  CHECK_RC(conc_chan_close(closed), CONC_OK);
+  long counts[K] = {0}, ready[3] = {0};
+  for (long t = 0; t < n; t++) {
+    conc_case cs[K] = {recv_case(idle), recv_case(closed), recv_case(NULL),
+                       recv_case(closed), recv_case(idle), recv_case(closed)};
+    int closed_send;
+    int rc = conc_select(cs, K, CONC_NOWAIT, &closed_send);
+    CHECK(rc == 1 || rc == 3 || rc == 5);
+    counts[rc]++;
+  }
+  ready[0] = counts[1];
+  ready[1] = counts[3];
+  ready[2] = counts[5];
+  check_uniform(ready, 3, n);
+  conc_release((conc_obj *)closed);
+  conc_release((conc_obj *)idle);
+}
+
+/* More cases than the on-stack scratch (16): the allocated path. */
+static void many_cases(void) {
+  enum { K = 40 };
+  conc_chan *c[K];
+  for (int i = 0; i < K; i++) c[i] = conc_chan_new(1);
+  for (int round = 0; round < 200; round++) {
+    int which = (round * 7) % K;
+    put(c[which], round);
+    conc_case cs[K];
+    for (int i = 0; i < K; i++) cs[i] = recv_case(c[i]);
+    int closed_send;
+    CHECK_EQ(conc_select(cs, K, CONC_NEVER, &closed_send), which);
+    CHECK_EQ(msg_take_int(&cs[which].msg), round);
+  }
+  conc_case cs[K];
+  for (int i = 0; i < K; i++) cs[i] = recv_case(c[i]);
+  int closed_send;
+  conc_time d = in_ms(10);
+  CHECK_RC(conc_select(cs, K, d, &closed_send), CONC_ETIMEDOUT);
+  for (int i = 0; i < K; i++) CHECK_EQ(peek_parked(c[i], 1), 0);
+  release_all(c, K);
+}
+
+/* ---- many threads selecting over shared channels ------------------------------ */
+
+#define ST_PRODUCERS 3
+#define ST_CONSUMERS 3
+
+typedef struct shared_sel {
+  conc_chan *a, *b;        /* a unbuffered, b buffered */
+  conc_chan *quit;         /* closed when the producers are done */
+  long per_producer;
+  atomic_int next_id;
+  atomic_long via_a, via_b, received, sum;
+  atomic_uchar *seen;
+  pthread_barrier_t start;
+} shared_sel;
+
+/* Producers send each value through whichever of a and b is ready. */
+static void *sel_producer(void *p) {
+  shared_sel *x = (shared_sel *)p;
+  int64_t id = atomic_fetch_add(&x->next_id, 1);
+  pthread_barrier_wait(&x->start);
+  for (long i = 0; i < x->per_producer; i++) {
+    conc_case cs[2] = {send_case(x->a, id * x->per_producer + i),
+                       send_case(x->b, id * x->per_producer + i)};
+    int closed_send;
+    int rc = conc_select(cs, 2, CONC_NEVER, &closed_send);
+    CHECK(rc == 0 || rc == 1);
+    CHECK_EQ(closed_send, 0);
+    conc_msg_free(&cs[1 - rc].msg);  /* the copy that was not sent */
+    atomic_fetch_add(rc == 0 ? &x->via_a : &x->via_b, 1);
+  }
+  return NULL;
+}
+
+/* Consumers select over a, b and quit; once quit is closed they drain b
+ * (a has no buffer) without blocking and stop. */
+static void *sel_consumer(void *p) {
+  shared_sel *x = (shared_sel *)p;
+  long n = 0, sum = 0;
+  pthread_barrier_wait(&x->start);
+  conc_chan *quit = x->quit;
+  for (;;) {
+    conc_case cs[3] = {recv_case(x->a), recv_case(x->b), recv_case(quit)};
+    int closed_send;
+    int rc = conc_select(cs, 3, quit ? CONC_NEVER : CONC_NOWAIT,
+                         &closed_send);
+    if (rc == CONC_EAGAIN) break;  /* quit, and nothing left */
+    CHECK(rc >= 0 && rc <= 2);
+    if (rc == 2) {
+      CHECK_EQ(cs[2].ok, 0);
+      quit = NULL;  /* a NULL case: never ready again */
+      continue;
+    }
+    CHECK_EQ(cs[rc].ok, 1);
+    int64_t v = msg_take_int(&cs[rc].msg);
+    CHECK(v >= 0 && v < ST_PRODUCERS * x->per_producer);
+    CHECK_EQ(atomic_fetch_add(&x->seen[v], 1), 0);
+    n++;
+    sum += v;
+  }
+  atomic_fetch_add(&x->received, n);
+  atomic_fetch_add(&x->sum, sum);
+  return NULL;
+}
+
+static void many_threads_shared_channels(void) {
+  shared_sel *x = calloc(1, sizeof *x);
+  x->a = conc_chan_new(0);
+  x->b = conc_chan_new(4);
+  x->quit = conc_chan_new(0);
+  x->per_producer = scaled(20000, 8);
+  long total = ST_PRODUCERS * x->per_producer;
+  x->seen = calloc((size_t)total, sizeof *x->seen);
+  CHECK_PT(pthread_barrier_init(&x->start, NULL,
+                                ST_PRODUCERS + ST_CONSUMERS));
+  pthread_t prod[ST_PRODUCERS], cons[ST_CONSUMERS];
+  for (int i = 0; i < ST_CONSUMERS; i++) cons[i] = spawn(sel_consumer, x);
+  for (int i = 0; i < ST_PRODUCERS; i++) prod[i] = spawn(sel_producer, x);
+  for (int i = 0; i < ST_PRODUCERS; i++) join(prod[i]);
+  CHECK_RC(conc_chan_close(x->quit), CONC_OK);
+  for (int i = 0; i < ST_CONSUMERS; i++) join(cons[i]);
+  CHECK_EQ(atomic_load(&x->via_a) + atomic_load(&x->via_b), total);
+  CHECK_EQ(atomic_load(&x->received), total);
+  CHECK_EQ(atomic_load(&x->sum), total * (total - 1) / 2);
+  for (long v = 0; v < total; v++) CHECK_EQ(x->seen[v], 1);
+  CHECK_EQ(conc_chan_len(x->b), 0);
+  CHECK_EQ(peek_parked(x->a, 0) + peek_parked(x->a, 1), 0);
+  CHECK_EQ(peek_parked(x->b, 0) + peek_parked(x->b, 1), 0);
+  pthread_barrier_destroy(&x->start);
+  conc_release((conc_obj *)x->a);
+  conc_release((conc_obj *)x->b);
+  conc_release((conc_obj *)x->quit);
+  free(x->seen);
+  free(x);
+}
+
+/* Selects with short deadlines race senders: each delivered value is
+ * received exactly once, whether the select timed out or not. */
+typedef struct sel_race {
+  conc_chan *a, *b;
+  atomic_int stop;
+  long sent, sent_sum;
+} sel_race;
+
+static void *sel_race_sender(void *p) {
+  sel_race *r = (sel_race *)p;
+  for (int64_t v = 1; !atomic_load(&r->stop); v++) {
+    conc_msg m;
+    msg_int(&m, v);
+    if (conc_chan_send(v % 2 ? r->a : r->b, &m, CONC_NOWAIT) == CONC_OK) {
+      r->sent++;
+      r->sent_sum += v;
+    }
+  }
+  return NULL;
+}
+
+static void timeouts_race_senders(void) {
+  sel_race *r = calloc(1, sizeof *r);
+  r->a = conc_chan_new(0);
+  r->b = conc_chan_new(0);
+  pthread_t t = spawn(sel_race_sender, r);
+  long got = 0, got_sum = 0, rounds = scaled(20000, 4);
+  for (long i = 0; i < rounds; i++) {
+    conc_case cs[2] = {recv_case(r->a), recv_case(r->b)};
+    int closed_send;
+    int rc = conc_select(cs, 2, conc_now() + (i % 40) * 1000, &closed_send);
+    if (rc == CONC_ETIMEDOUT) continue;
+    CHECK(rc == 0 || rc == 1);
+    got++;
+    got_sum += msg_take_int(&cs[rc].msg);
+  }
+  atomic_store(&r->stop, 1);
+  join(t);
+  CHECK_EQ(r->sent, got);
+  CHECK_EQ(r->sent_sum, got_sum);
+  conc_release((conc_obj *)r->a);
+  conc_release((conc_obj *)r->b);
+  free(r);
+}
+
+static const check_test tests[] = {
+    {"ready_recv_chosen", ready_recv_chosen},
+    {"ready_send_chosen", ready_send_chosen},
+    {"default_when_nothing_ready", default_when_nothing_ready},
+    {"timeout", timeout},
+    {"null_channels_ignored", null_channels_ignored},
+    {"closed_recv_and_send", closed_recv_and_send},
+    {"closed_while_parked", closed_while_parked},
+    {"parked_select_completed", parked_select_completed},
+    {"fairness_uniform", fairness_uniform},
+    {"fairness_among_ready_only", fairness_among_ready_only},
+    {"many_cases", many_cases},
+    {"many_threads_shared_channels", many_threads_shared_channels},
+    {"timeouts_race_senders", timeouts_race_senders},
+    {NULL, NULL}};
+
+int main(int argc, char **argv) {
+  return check_main("test_select", tests, argc, argv);
+}

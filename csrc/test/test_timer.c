@@ -1,0 +1,387 @@
+/*
+ * test_timer.c: timers (csrc/core/timer.c) without Lua.
+ *
+ * Waiting for "a timer did not fire" uses the timer thread's own order:
+ * it fires due timers in deadline order, so once a sentinel timer with a
+ * later deadline has fired, an earlier timer that was still scheduled
+ * would have fired before it.
+ */
+#include "peek.h"
+
+/* Channel timers send the time they fired. */
+static void tick_now(conc_msg *m, conc_time now) { msg_int(m, now); }
+
+/* A tick that takes 20 us: it widens the window between the timer
+ * thread taking a timer off the heap and sending its value. */
+static void slow_tick(conc_msg *m, conc_time now) {
+  conc_time until = conc_now() + 20000;
+  while (conc_now() < until) sched_yield();
+  msg_int(m, now);
+}
+
+/* Waits until a fresh timer at `when` has fired (on its own channel). */
+static void wait_past(conc_time when) {
+  conc_chan *c = conc_chan_new(1);
+  conc_timer *t = conc_timer_new_chan(c, tick_now);
+  CHECK_EQ(conc_timer_start(t, when, 0), 0);
+  conc_msg m;
+  CHECK_RC(conc_chan_recv(c, &m, CONC_NEVER), CONC_OK);
+  CHECK(msg_take_int(&m) >= when);
+  conc_timer_release(t);
+  conc_release((conc_obj *)c);
+}
+
+static void check_empty(conc_chan *c) {
+  conc_msg m;
+  CHECK_RC(conc_chan_recv(c, &m, CONC_NOWAIT), CONC_EAGAIN);
+}
+
+/* ---- firing order ----------------------------------------------------------- */
+
+typedef struct order_log {
+  conc_mutex *mu;
+  int fired[64];
+  conc_time when[64];
+  int n;
+  conc_chan *done;   /* closed by the last one */
+  int expect;
+} order_log;
+
+typedef struct order_timer {
+  order_log *log;
+  int id;
+  conc_time when;
+} order_timer;
+
+static void order_fire(conc_timer *t, void *arg, conc_time now, uint64_t gen) {
+  order_timer *ot = (order_timer *)arg;
+  CHECK_EQ(gen, conc_timer_gen(t));
+  CHECK(now >= ot->when);
+  conc_mutex_lock(ot->log->mu);
+  ot->log->fired[ot->log->n] = ot->id;
+  ot->log->when[ot->log->n] = ot->when;
+  int last = ++ot->log->n == ot->log->expect;
+  CHECK_RC(conc_mutex_unlock(ot->log->mu), CONC_OK);
+  if (last) CHECK_RC(conc_chan_close(ot->log->done), CONC_OK);
+}
+
+/* Timers started in a scrambled order fire in deadline order. */
+static void fire_in_deadline_order(void) {
+  enum { N = 40 };
+  order_log log;
+  memset(&log, 0, sizeof log);
+  log.mu = conc_mutex_new();
+  log.done = conc_chan_new(0);
+  log.expect = N;
+  order_timer ot[N];
+  conc_timer *t[N];
+  conc_time base = in_ms(20);
+  for (int k = 0; k < N; k++) {
+    int id = (k * 17) % N;  /* 17 is prime to N: a permutation */
+    ot[id] = (order_timer){&log, id, base + id * 300000};  /* 0.3 ms */
+    t[id] = conc_timer_new(order_fire, &ot[id], NULL);
+    CHECK_EQ(conc_timer_start(t[id], ot[id].when, 0), 0);
+  }
+  conc_msg m;
+  CHECK_RC(conc_chan_recv(log.done, &m, CONC_NEVER), CONC_ECLOSED);
+  CHECK_EQ(log.n, N);
+  for (int i = 0; i < N; i++) CHECK_EQ(log.fired[i], i);
+  for (int i = 0; i < N; i++) {
+    CHECK_EQ(conc_timer_stop(t[i]), 0);  /* fired: not scheduled */
+    conc_timer_release(t[i]);
+  }
+  conc_release((conc_obj *)log.done);
+  conc_release((conc_obj *)log.mu);
+}
+
+/* Channel timers: each sends the time it fired, never before its
+ * deadline, and fire times follow the deadlines. */
+static void chan_timers_fire_in_order(void) {
+  enum { N = 12 };
+  conc_chan *c[N];
+  conc_timer *t[N];
+  conc_time when[N], base = in_ms(10);
+  for (int k = 0; k < N; k++) {
+    int i = (k * 5) % N;  /* 5 is prime to 12 */
+    c[i] = conc_chan_new(1);
+    t[i] = conc_timer_new_chan(c[i], tick_now);
+    when[i] = base + (N - i) * 1000000;  /* later index: earlier */
+    CHECK_EQ(conc_timer_start(t[i], when[i], 0), 0);
+  }
+  conc_time fired[N];
+  for (int i = 0; i < N; i++) {
+    conc_msg m;
+    CHECK_RC(conc_chan_recv(c[i], &m, CONC_NEVER), CONC_OK);
+    fired[i] = msg_take_int(&m);
+    CHECK(fired[i] >= when[i]);
+  }
+  for (int i = 1; i < N; i++) CHECK(fired[i] <= fired[i - 1]);
+  for (int i = 0; i < N; i++) {
+    check_empty(c[i]);  /* one-shot: a single value */
+    CHECK_EQ(conc_timer_stop_chan(t[i], c[i]), 0);
+    conc_timer_release(t[i]);
+    conc_release((conc_obj *)c[i]);
+  }
+}
+
+/* ---- stop and reset ----------------------------------------------------------- */
+
+static void stop_before_firing(void) {
+  conc_chan *c = conc_chan_new(1);
+  conc_timer *t = conc_timer_new_chan(c, tick_now);
+  conc_time when = in_ms(15);
+  CHECK_EQ(conc_timer_start(t, when, 0), 0);
+  CHECK_EQ(conc_timer_stop(t), 1);
+  CHECK_EQ(conc_timer_stop(t), 0);
+  wait_past(when + 5 * CHECK_MS);
+  check_empty(c);  /* it never sent */
+  /* The same through stop_chan. */
+  when = in_ms(15);
+  CHECK_EQ(conc_timer_start(t, when, 0), 0);
+  CHECK_EQ(conc_timer_stop_chan(t, c), 1);
+  CHECK_EQ(conc_timer_stop_chan(t, c), 0);
+  wait_past(when + 5 * CHECK_MS);
+  check_empty(c);
+  conc_timer_release(t);
+  conc_release((conc_obj *)c);
+}
+
+/* Start on a scheduled timer reschedules it (Go's Reset returns true). */
+static void reset_reschedules(void) {
+  conc_chan *c = conc_chan_new(1);
+  conc_timer *t = conc_timer_new_chan(c, tick_now);
+  conc_time first = in_ms(10), second = in_ms(40);
+  CHECK_EQ(conc_timer_start(t, first, 0), 0);
+  CHECK_EQ(conc_timer_start(t, second, 0), 1);
+  conc_msg m;
+  CHECK_RC(conc_chan_recv(c, &m, CONC_NEVER), CONC_OK);
+  CHECK(msg_take_int(&m) >= second);  /* not at the first deadline */
+  wait_past(second + 5 * CHECK_MS);
+  check_empty(c);
+  CHECK_EQ(conc_timer_start(t, conc_now(), 0), 0);  /* fired: false */
+  CHECK_RC(conc_chan_recv(c, &m, CONC_NEVER), CONC_OK);
+  conc_msg_free(&m);
+  conc_timer_release(t);
+  conc_release((conc_obj *)c);
+}
+
+/* A value sent but not received yet is dropped by stop_chan, and a reset
+ * (stop_chan, then start, as conc's t:reset does) delivers only new
+ * values. */
+static void stop_and_reset_drop_stale(void) {
+  conc_chan *c = conc_chan_new(1);
+  conc_timer *t = conc_timer_new_chan(c, tick_now);
+  CHECK_EQ(conc_timer_start(t, conc_now(), 0), 0);
+  while (conc_chan_len(c) == 0) sched_yield();  /* fired, unreceived */
+  CHECK_EQ(conc_timer_stop_chan(t, c), 1);       /* still active */
+  check_empty(c);
+  CHECK_EQ(conc_timer_start(t, conc_now(), 0), 0);
+  while (conc_chan_len(c) == 0) sched_yield();
+  CHECK_EQ(conc_timer_stop_chan(t, c), 1);       /* reset: stop ... */
+  conc_time again = in_ms(20);
+  CHECK_EQ(conc_timer_start(t, again, 0), 0);    /* ... and start */
+  conc_msg m;
+  CHECK_RC(conc_chan_recv(c, &m, CONC_NEVER), CONC_OK);
+  CHECK(msg_take_int(&m) >= again);              /* not the stale one */
+  conc_timer_release(t);
+  conc_release((conc_obj *)c);
+}
+
+/*
+ * Stop races the firing: timers due now or within microseconds, stopped
+ * at once. Whatever the interleaving, after stop_chan returns no value
+ * is in the channel and none arrives later (the generation check).
+ */
+static void stop_races_fire(void) {
+  enum { N = 16 };
+  long rounds = scaled(400, 4);
+  conc_chan *c[N];
+  conc_timer *t[N];
+  for (int i = 0; i < N; i++) {
+    c[i] = conc_chan_new(1);
+    t[i] = conc_timer_new_chan(c[i], i % 2 ? slow_tick : tick_now);
+  }
+  long active = 0;
+  for (long r = 0; r < rounds; r++) {
+    conc_time now = conc_now();
+    for (int i = 0; i < N; i++)  /* some due already, some in a moment */
+      conc_timer_start(t[i], now + ((i * 7 + r) % 40 - 20) * 1000, 0);
+    for (int i = 0; i < N; i++) {
+      active += conc_timer_stop_chan(t[i], c[i]);
+      check_empty(c[i]);
+    }
+    wait_past(conc_now());  /* firings in flight are over: none sent */
+    for (int i = 0; i < N; i++) check_empty(c[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    conc_timer_release(t[i]);
+    conc_release((conc_obj *)c[i]);
+  }
+  CHECK(active > 0 && active <= rounds * N);
+  if (active != rounds * N)
+    fprintf(stderr, "  note: stop_chan returned 0 for %ld of %ld timers"
+            " that never delivered (a firing in flight was dropped)\n",
+            rounds * N - active, rounds * N);
+}
+
+/* ---- tickers ------------------------------------------------------------------ */
+
+/* A reader slower than the ticker misses ticks: the channel holds one. */
+static void ticker_drops_ticks(void) {
+  conc_chan *c = conc_chan_new(1);
+  conc_timer *t = conc_timer_new_chan(c, tick_now);
+  conc_time period = CHECK_MS;
+  conc_time start = conc_now();
+  CHECK_EQ(conc_timer_start(t, start + period, period), 0);
+  conc_msg m;
+  conc_time prev = 0;
+  for (int i = 0; i < 3; i++) {  /* a fast reader gets ticks in order */
+    CHECK_RC(conc_chan_recv(c, &m, CONC_NEVER), CONC_OK);
+    conc_time v = msg_take_int(&m);
+    CHECK(v > prev && v >= start + period);
+    prev = v;
+  }
+  conc_sleep_until(in_ms(40));  /* the slow reader: ~40 ticks pass */
+  int burst = 0;
+  while (conc_chan_recv(c, &m, CONC_NOWAIT) == CONC_OK) {
+    conc_time v = msg_take_int(&m);
+    CHECK(v > prev);
+    prev = v;
+    burst++;
+  }
+  CHECK(burst >= 1 && burst <= 4);  /* one buffered (plus any that land
+                                        while we drain), not forty */
+  CHECK_EQ(conc_timer_stop_chan(t, c), 1);
+  check_empty(c);
+  wait_past(in_ms(3 * 1));  /* three periods: no tick after the stop */
+  check_empty(c);
+  conc_timer_release(t);
+  conc_release((conc_obj *)c);
+}
+
+/* ---- generic timers: fire, drop and the bookkeeping of schedules ------------ */
+
+typedef struct counted {
+  atomic_long fires, drops;
+  conc_chan *fired;  /* one value per firing, if not NULL */
+} counted;
+
+static void counted_fire(conc_timer *t, void *arg, conc_time now,
+                         uint64_t gen) {
+  (void)t, (void)gen;
+  counted *x = (counted *)arg;
+  atomic_fetch_add(&x->fires, 1);
+  if (x->fired) {
+    conc_msg m;
+    msg_int(&m, now);
+    CHECK_RC(conc_chan_send(x->fired, &m, CONC_NEVER), CONC_OK);
+  }
+}
+
+static void counted_drop(void *arg) {
+  atomic_fetch_add(&((counted *)arg)->drops, 1);
+}
+
+/* `drop` runs once, when the last reference goes: the schedule holds one,
+ * so releasing a scheduled timer lets it fire first. */
+static void drop_after_last_reference(void) {
+  counted x;
+  memset(&x, 0, sizeof x);
+  x.fired = conc_chan_new(1);
+  conc_timer *t = conc_timer_new(counted_fire, &x, counted_drop);
+  CHECK_EQ(conc_timer_start(t, in_ms(5), 0), 0);
+  conc_timer_release(t);  /* the heap still holds it */
+  CHECK_EQ(atomic_load(&x.drops), 0);
+  conc_msg m;
+  CHECK_RC(conc_chan_recv(x.fired, &m, CONC_NEVER), CONC_OK);
+  conc_msg_free(&m);
+  /* The timer thread releases its reference right after fire returns;
+   * the sentinel fires after that. */
+  wait_past(conc_now());
+  CHECK_EQ(atomic_load(&x.fires), 1);
+  CHECK_EQ(atomic_load(&x.drops), 1);
+
+  t = conc_timer_new(counted_fire, &x, counted_drop);  /* never started */
+  conc_timer_release(t);
+  CHECK_EQ(atomic_load(&x.drops), 2);
+  t = conc_timer_new(counted_fire, &x, counted_drop);  /* stopped */
+  CHECK_EQ(conc_timer_start(t, in_ms(1000), 0), 0);
+  CHECK_EQ(conc_timer_stop(t), 1);
+  conc_timer_release(t);
+  CHECK_EQ(atomic_load(&x.drops), 3);
+  CHECK_EQ(atomic_load(&x.fires), 1);
+  conc_release((conc_obj *)x.fired);
+}
+
+typedef struct hammer {
+  conc_timer *t[4];
+  counted *x;
+  long rounds;
+  atomic_long starts, restarts, stops;
+  pthread_barrier_t go;
+} hammer;
+
+static void *hammer_thread(void *p) {
+  hammer *h = (hammer *)p;
+  uint32_t seed = (uint32_t)(uintptr_t)&seed;
+  pthread_barrier_wait(&h->go);
+  for (long i = 0; i < h->rounds; i++) {
+    seed = seed * 1103515245u + 12345u;
+    conc_timer *t = h->t[(seed >> 16) % 4];
+    if ((seed >> 8) % 3) {
+      atomic_fetch_add(&h->starts, 1);
+      int was = conc_timer_start(t, conc_now() + (seed >> 20) % 200 * 1000,
+                                 0);
+      CHECK(was == 0 || was == 1);
+      atomic_fetch_add(&h->restarts, was);
+    } else {
+      atomic_fetch_add(&h->stops, conc_timer_stop(t));
+    }
+  }
+  return NULL;
+}
+
+/*
+ * Threads start and stop shared timers at random. Every schedule (each
+ * start) ends exactly once: by a stop that returns 1, by a start that
+ * returns 1, or by firing. So starts == stops + restarts + fires.
+ */
+static void start_stop_hammer(void) {
+  hammer h;
+  counted x;
+  memset(&h, 0, sizeof h);
+  memset(&x, 0, sizeof x);
+  h.x = &x;
+  h.rounds = scaled(20000, 8);
+  for (int i = 0; i < 4; i++)
+    h.t[i] = conc_timer_new(counted_fire, &x, counted_drop);
+  CHECK_PT(pthread_barrier_init(&h.go, NULL, 3));
+  pthread_t a = spawn(hammer_thread, &h), b = spawn(hammer_thread, &h);
+  pthread_barrier_wait(&h.go);
+  join(a);
+  join(b);
+  for (int i = 0; i < 4; i++) atomic_fetch_add(&h.stops, conc_timer_stop(h.t[i]));
+  wait_past(in_ms(1));  /* in-flight firings are over */
+  CHECK_EQ(atomic_load(&h.starts),
+           atomic_load(&h.stops) + atomic_load(&h.restarts) +
+               atomic_load(&x.fires));
+  for (int i = 0; i < 4; i++) conc_timer_release(h.t[i]);
+  CHECK_EQ(atomic_load(&x.drops), 4);
+  pthread_barrier_destroy(&h.go);
+}
+
+static const check_test tests[] = {
+    {"fire_in_deadline_order", fire_in_deadline_order},
+    {"chan_timers_fire_in_order", chan_timers_fire_in_order},
+    {"stop_before_firing", stop_before_firing},
+    {"reset_reschedules", reset_reschedules},
+    {"stop_and_reset_drop_stale", stop_and_reset_drop_stale},
+    {"stop_races_fire", stop_races_fire},
+    {"ticker_drops_ticks", ticker_drops_ticks},
+    {"drop_after_last_reference", drop_after_last_reference},
+    {"start_stop_hammer", start_stop_hammer},
+    {NULL, NULL}};
+
+int main(int argc, char **argv) {
+  return check_main("test_timer", tests, argc, argv);
+}
