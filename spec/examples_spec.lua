@@ -2,6 +2,9 @@ local support = require("support")
 
 -- Every example runs to completion and prints what it should.
 local expected = {
+  ["goroutine_leak.lua"] = {contains = {"leaked workers: 1 (chan send at",
+    "fixed:\tnil\tcontext deadline exceeded",
+    "workers left besides the leaked one:\t0"}},
   ["worker_pool.lua"] = {lines = 20, pattern = "^Job %d+: Worker %d processed: task%-%d+$"},
   ["cond_queue.lua"] = {last = "total\t30"},
   ["buffer_pool.lua"] = {lines = 4, pattern = "^worker %d: %d+ requests, [01] buffers created$"},
@@ -26,6 +29,9 @@ describe("examples", function()
         for _, line in ipairs(lines) do assert.matches(want.pattern, line) end
       end
       if want.last then assert.are.equal(want.last, lines[#lines]) end
+      for _, text in ipairs(want.contains or {}) do
+        assert.matches(text, out, 1, true)
+      end
     end)
   end
   p:close()
