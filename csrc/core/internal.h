@@ -75,15 +75,15 @@ enum { CONC_SEL_NONE = -1, CONC_SEL_TIMEOUT = -2, CONC_SEL_DEADLOCK = -3 };
  * One per thread. `state` and `selected` are the wake-up protocol. The
  * rest serves deadlock detection and the worker dump (sched.c): a
  * "counted" thread is the main script's or a worker's. Only the owner
- * writes them: `what` and `obj` as relaxed atomics, the others under the
- * sched lock (or before the thread is listed), where readers read them.
+ * writes them: `what`, `obj` and `abortable` as relaxed atomics, the
+ * others under the sched lock, where other threads read them.
  */
 struct conc_waiter {
   atomic_uint state;     /* futex word: WAITING, SLEEPING or WOKEN */
   atomic_int selected;   /* CONC_SEL_NONE until one claim wins */
   atomic_int asleep;     /* counted as blocked for good right now */
   bool counted;
-  bool abortable;        /* its wait can end with CONC_SEL_DEADLOCK */
+  atomic_bool abortable; /* its wait can end with CONC_SEL_DEADLOCK */
   int64_t id;            /* 0: the main script, else the worker's id */
   conc_time since;       /* when its task started */
   _Atomic(const char *) what;  /* what it waits in ("chan receive"...) */
@@ -113,7 +113,7 @@ static inline void conc__waiting_on(conc_waiter *w, const char *what,
                                     const void *obj, bool abortable) {
   atomic_store_explicit(&w->what, what, memory_order_relaxed);
   atomic_store_explicit(&w->obj, obj, memory_order_relaxed);
-  w->abortable = abortable;
+  atomic_store_explicit(&w->abortable, abortable, memory_order_relaxed);
 }
 
 /* ---- scheduling facts: deadlock detection (sched.c) --------------------- */
@@ -123,6 +123,8 @@ CONC_API void conc__thread_enter(int64_t id);
 CONC_API void conc__thread_leave(void);
 /* Live Lua threads: a worker counts from its spawn to its end. */
 CONC_API void conc__live_add(int delta);
+/* Lua threads live and not asleep for good (an estimate, for spinning). */
+CONC_API int conc__awake_threads(void);
 /* The main script ended: the program is ending, stop checking. */
 CONC_API void conc__main_ended(void);
 /* Timers that may still wake someone: scheduled or firing. */

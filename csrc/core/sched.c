@@ -54,6 +54,11 @@ void conc__live_add(int delta) {
   if (delta < 0) check();
 }
 
+int conc__awake_threads(void) {
+  return atomic_load_explicit(&live, memory_order_relaxed) -
+         atomic_load_explicit(&conc__blocked, memory_order_relaxed);
+}
+
 void conc__main_ended(void) { atomic_store(&main_gone, true); }
 
 void conc__timers_busy_add(int delta) {
@@ -118,7 +123,8 @@ static void deadlock(void) {
   describe_all(report, sizeof report);
   conc_waiter *main_w = NULL;
   for (conc_waiter *x = all; x; x = x->next_all)
-    if (x->id == 0 && x->abortable && atomic_load(&x->asleep)) main_w = x;
+    if (x->id == 0 && atomic_load(&x->abortable) && atomic_load(&x->asleep))
+      main_w = x;
   bool raise = atomic_load(&mode) == CONC_DEADLOCK_ERROR && main_w &&
                conc__waiter_claim(main_w, CONC_SEL_DEADLOCK);
   conc__unlock(&sched_lock);

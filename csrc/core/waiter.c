@@ -199,6 +199,9 @@ bool conc__spin_until(bool (*ready)(const void *arg), const void *arg,
     atomic_store_explicit(&ncpu, n, memory_order_relaxed);
   }
   if (n < 2) return ready(arg);  /* spinning only delays the other side */
+  /* With more Lua threads awake than cores, a spinner takes the core
+   * that the thread it waits for needs: sleep at once instead. */
+  if (conc__awake_threads() > n) return ready(arg);
   conc_time limit = conc_now() + SPIN_NS;
   if (limit > deadline) limit = deadline;
   for (;;) {

@@ -175,8 +175,9 @@ static void wake_before_park(void) {
   CHECK_EQ(conc__waiter_park(w, in_ms(1000)), 0);
 }
 
-/* Claimed but woken only after the deadline: the park must wait for the
- * wake (the waker is completing an operation for it), not time out. */
+/* Claimed, but woken only well after the deadline: the park must wait
+ * for the wake (the waker is completing an operation for it), not time
+ * out. */
 typedef struct late_wake {
   conc_waiter *w;
   pthread_barrier_t b;
@@ -185,8 +186,9 @@ typedef struct late_wake {
 
 static void *late_waker(void *p) {
   late_wake *x = (late_wake *)p;
-  pthread_barrier_wait(&x->b);
   CHECK(conc__waiter_claim(x->w, 2));
+  pthread_barrier_wait(&x->b);     /* claimed before the park begins */
+  pthread_barrier_wait(&x->b);     /* the deadline is set */
   conc_sleep_until(x->deadline + 10 * CHECK_MS);  /* measured delay */
   conc__waiter_wake(x->w);
   return NULL;
@@ -197,8 +199,9 @@ static void claimed_park_ignores_deadline(void) {
   x.w = conc__waiter_self();
   CHECK_PT(pthread_barrier_init(&x.b, NULL, 2));
   conc__waiter_arm(x.w);
-  x.deadline = in_ms(10);
   pthread_t t = spawn(late_waker, &x);
+  pthread_barrier_wait(&x.b);
+  x.deadline = in_ms(10);
   pthread_barrier_wait(&x.b);
   CHECK_EQ(conc__waiter_park(x.w, x.deadline), 2);
   CHECK(conc_now() >= x.deadline + 10 * CHECK_MS);
