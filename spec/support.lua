@@ -5,7 +5,8 @@ local cwd = os.getenv("PWD") or "."
 
 -- Runs a Lua script in a fresh lua5.4 process (with conc on its paths);
 -- returns its combined output, its exit code, and the seconds it took.
-function support.run_script(code, timeout_s)
+-- shell_prefix (optional) runs first in the same shell, e.g. a ulimit.
+function support.run_script(code, timeout_s, shell_prefix)
   local path = os.tmpname()
   local f = assert(io.open(path, "w"))
   f:write(("package.path = %q .. package.path\n"):format(
@@ -18,8 +19,8 @@ function support.run_script(code, timeout_s)
   local t0 = conc.now()
   -- CONC_LUA: the interpreter of sanitizer runs (a TSan-linked host)
   local lua = os.getenv("CONC_LUA") or "lua5.4"
-  local p = io.popen(("timeout %d %s %s 2>&1; echo \"rc=$?\""):format(
-    timeout_s or 20, lua, path))
+  local p = io.popen(("%s timeout %d %s %s 2>&1; echo \"rc=$?\""):format(
+    shell_prefix and (shell_prefix .. ";") or "", timeout_s or 20, lua, path))
   local out = p:read("a")
   p:close()
   os.remove(path)

@@ -171,6 +171,62 @@ describe("conc.go", function()
     assert.are.equal(500 * 501 / 2, sum)
   end)
 
+  it("a memory limit fails the worker with a clear error, not the process",
+    function()
+      local h = conc.go({memory_limit = 200000}, function()
+        local t = {}
+        for i = 1, 1e7 do t[i] = i end
+        return #t
+      end)
+      local ok, err = h:join()
+      assert.is_false(ok)
+      assert.are.equal(("conc.go: worker %d ran out of memory: its limit is "
+        .. "200000 bytes"):format(h:id()), err)
+      -- within the limit all is well, and the thread serves later tasks
+      local small = conc.go({memory_limit = 200000}, function()
+        local t = {}
+        for i = 1, 1000 do t[i] = i end
+        return #t
+      end)
+      assert.are.same({true, 1000}, {small:join()})
+      for _ = 1, 4 do
+        assert.are.same({true, 100000}, {conc.go(function()
+          local t = {}
+          for i = 1, 100000 do t[i] = i end
+          return #t
+        end):join()})
+      end
+      assert.has_error(function() conc.go({memory_limit = -1}, print) end,
+        "conc.go: memory_limit must be a positive integer (bytes)")
+    end)
+
+  it("spawning past what the system allows fails as a return value",
+    function()
+      local out, rc = support.run_script([[
+        local conc = require("conc")
+        local park = conc.chan()
+        local started, refused, failed = 0, 0, 0
+        local hs = {}
+        for i = 1, 3000 do
+          local h, err, name = conc.go(function(p) p:recv() end, park)
+          if h then
+            started = started + 1
+            hs[#hs + 1] = h
+          else
+            assert(name == "spawn" and err:match("^conc.go: "), err)
+            refused = refused + 1
+          end
+        end
+        park:close()
+        for _, h in ipairs(hs) do
+          if not h:join() then failed = failed + 1 end
+        end
+        print(started > 0, refused + failed > 0)
+      ]], 60, "ulimit -v 400000")
+      assert.are.equal(0, rc, out)
+      assert.matches("true\ttrue", out, 1, true)
+    end)
+
   it("rejects what is not a function", function()
     assert.has_error(function() conc.go(42) end)
     assert.has_error(function() conc.go() end)

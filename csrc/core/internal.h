@@ -93,6 +93,13 @@ struct conc_waiter {
   conc_waiter *next_free;
 };
 
+/* A waiter for a thread about to start (NULL: out of memory), which the
+ * thread makes its own with conc__waiter_adopt before anything else: a
+ * thread conc creates cannot then fail for want of one. */
+CONC_API conc_waiter *conc__waiter_new(void);
+CONC_API void conc__waiter_adopt(conc_waiter *w);
+/* Puts back a waiter no thread adopted. */
+CONC_API void conc__waiter_release(conc_waiter *w);
 /* The calling thread's waiter (never freed; reused after the thread). */
 CONC_API conc_waiter *conc__waiter_self(void);
 /* Arms the waiter before it is linked into any queue. */

@@ -101,8 +101,9 @@ uint32_t conc__rand(void) {
 /* ---- the waiter ----------------------------------------------------------- */
 
 /* The thread exits: its waiter goes back on the free list. */
-static void waiter_exit(void *p) {
-  conc_waiter *w = (conc_waiter *)p;
+static void waiter_exit(void *p) { conc__waiter_release((conc_waiter *)p); }
+
+void conc__waiter_release(conc_waiter *w) {
   conc__lock(&free_lock);
   w->next_free = free_waiters;
   free_waiters = w;
@@ -113,18 +114,26 @@ static void make_waiter_key(void) {
   CONC_CHECK(pthread_key_create(&waiter_key, waiter_exit));
 }
 
+conc_waiter *conc__waiter_new(void) {
+  CONC_CHECK(pthread_once(&waiter_key_once, make_waiter_key));
+  conc__lock(&free_lock);
+  conc_waiter *w = free_waiters;
+  if (w) free_waiters = w->next_free;
+  conc__unlock(&free_lock);
+  return w ? w : calloc(1, sizeof *w);
+}
+
+void conc__waiter_adopt(conc_waiter *w) {
+  CONC_CHECK(pthread_setspecific(waiter_key, w));
+  tls_waiter = w;
+}
+
 conc_waiter *conc__waiter_self(void) {
   conc_waiter *w = tls_waiter;
   if (w != NULL) return w;
-  CONC_CHECK(pthread_once(&waiter_key_once, make_waiter_key));
-  conc__lock(&free_lock);
-  w = free_waiters;
-  if (w) free_waiters = w->next_free;
-  conc__unlock(&free_lock);
-  if (w == NULL && (w = calloc(1, sizeof *w)) == NULL)
-    conc__fatal("conc__waiter_self: calloc", 12);
-  CONC_CHECK(pthread_setspecific(waiter_key, w));
-  tls_waiter = w;
+  w = conc__waiter_new();
+  if (w == NULL) conc__fatal("conc__waiter_self: calloc", 12);
+  conc__waiter_adopt(w);
   return w;
 }
 

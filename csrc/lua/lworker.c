@@ -19,11 +19,33 @@ static char *package_field(lua_State *L, const char *field) {
   return copy;
 }
 
-/* conc.go(fn, ...) -> handle | nil, message, "spawn" */
+/* Reads conc.go's options table at index 1: the memory limit. */
+static size_t go_options(lua_State *L) {
+  lua_getfield(L, 1, "memory_limit");
+  lua_Integer limit = 0;
+  if (!lua_isnil(L, -1)) {
+    int isint;
+    limit = lua_tointegerx(L, -1, &isint);
+    if (!isint || limit <= 0)
+      luaL_error(L, "conc.go: memory_limit must be a positive integer "
+                 "(bytes)");
+  }
+  lua_pop(L, 1);
+  return (size_t)limit;
+}
+
+/* conc.go([options,] fn, ...) -> handle | nil, message, "spawn" */
 static int go(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  size_t memory_limit = 0;
+  int first = 1;
+  if (lua_istable(L, 1)) {  /* options first */
+    memory_limit = go_options(L);
+    first = 2;
+  }
+  luaL_checktype(L, first, LUA_TFUNCTION);
   conc_msg call;
-  lconc_encode(L, 1, lua_gettop(L), &call, "conc.go", LCONC_ARG, 1);
+  lconc_encode(L, first, lua_gettop(L) - first + 1, &call, "conc.go",
+               LCONC_ARG, first);
   lconc_task *t = calloc(1, sizeof *t);
   conc_chan *done = t ? conc_chan_new(0) : NULL;
   if (done == NULL) {
@@ -35,6 +57,7 @@ static int go(lua_State *L) {
   t->id = 0;
   t->started = conc_now();
   t->call = call;
+  t->memory_limit = memory_limit;
   t->done = done;
   t->path = package_field(L, "path");
   t->cpath = package_field(L, "cpath");

@@ -158,9 +158,45 @@ static int lazy_index(lua_State *L) {
  * search of the cpath). What else conc needs in the state (metatables,
  * codec buffers) is made when first used, so a parked worker costs little
  * more than its lua_State. */
-static lua_State *new_state(void) {
-  lua_State *L = luaL_newstate();
-  if (L == NULL) return NULL;
+/*
+ * Every worker state allocates through a counter, so a task may be given
+ * a memory limit (conc.go's memory_limit option). Over the limit the
+ * allocator refuses, Lua raises "not enough memory", and the task fails
+ * with a message that names the limit. Only the state's own thread uses
+ * its counter.
+ */
+typedef struct state_mem {
+  size_t used, limit;  /* limit 0: none */
+  bool hit;            /* a refusal happened during this task */
+} state_mem;
+
+static void *counting_alloc(void *ud, void *ptr, size_t osize,
+                            size_t nsize) {
+  state_mem *m = (state_mem *)ud;
+  size_t old = ptr ? osize : 0;  /* with no block, osize is a type tag */
+  if (nsize == 0) {
+    free(ptr);
+    m->used -= old;
+    return NULL;
+  }
+  if (m->limit && nsize > old && m->used + (nsize - old) > m->limit) {
+    m->hit = true;
+    return NULL;
+  }
+  void *p = realloc(ptr, nsize);
+  if (p != NULL) m->used = m->used - old + nsize;
+  return p;
+}
+
+static state_mem *mem_of(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  return (state_mem *)ud;
+}
+
+/* Opens the libraries and conc's registry entries (protected: memory
+ * may run out, and a worker's state has no one to catch a panic). */
+static int setup_state(lua_State *L) {
   for (const luaL_Reg *lib = eager_libs; lib->name; lib++) {
     luaL_requiref(L, lib->name, lib->func, 1);
     lua_pop(L, 1);
@@ -179,6 +215,28 @@ static lua_State *new_state(void) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &lazy_mt_key);
   lua_pushboolean(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &worker_key);
+  return 0;
+}
+
+static lua_State *new_state(void) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) return NULL;
+  state_mem *m = calloc(1, sizeof *m);
+  if (m == NULL) {
+    lua_close(L);
+    return NULL;
+  }
+  /* luaL_newstate's allocator is realloc/free too: blocks made so far
+   * can be freed through the counter, which starts at their total. */
+  m->used = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
+            (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+  lua_setallocf(L, counting_alloc, m);
+  lua_pushcfunction(L, setup_state);  /* no allocation: a light function */
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    lua_close(L);
+    free(m);
+    return NULL;
+  }
   return L;
 }
 
@@ -245,47 +303,80 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
-/* Protected body: decode fn and its arguments, call it. */
+/* Protected body: prepare the state, decode fn and its arguments (the
+ * call message always holds a function, so lconc_decode frees it even
+ * on an error), call it. */
 static int task_body(lua_State *L) {
   lconc_task *t = (lconc_task *)lua_touserdata(L, 1);
   lua_settop(L, 0);
+  set_path(L, "path", t->path);
+  set_path(L, "cpath", t->cpath);
+  fresh_globals(L);
   int n = lconc_decode(L, &t->call);
   lua_call(L, n - 1, LUA_MULTRET);
   return lua_gettop(L);
 }
 
-/* Encodes the outcome at the top of L (n values, or one error value). */
-static int finish(lua_State *L, lconc_task *t, int ok, int base) {
-  int n = lua_gettop(L) - base;
-  if (lconc_encode_protected(L, base + 1, n, &t->result, "conc.go",
-                             LCONC_RESULT, 1) == 0)
-    return ok;
-  /* The results (or error) could not travel: that is the error now. */
-  if (!ok) {  /* an error value that cannot travel: send its text */
-    lua_pushstring(L, luaL_tolstring(L, base + 1, NULL));
+/* What the protected finish needs to know and tells back. */
+typedef struct outcome {
+  lconc_task *t;
+  int ok;
+  bool out_of_memory;
+} outcome;
+
+/* Protected: encodes the outcome (the values above the outcome pointer:
+ * results, or one error value) into t->result; sets o->ok. */
+static int finish_body(lua_State *L) {
+  outcome *o = (outcome *)lua_touserdata(L, 1);
+  lconc_task *t = o->t;
+  if (!o->ok && o->out_of_memory) {
+    lua_settop(L, 1);
+    lua_pushfstring(L, "conc.go: worker %I ran out of memory: its limit "
+                    "is %I bytes", (lua_Integer)t->id,
+                    (lua_Integer)t->memory_limit);
   }
-  int top = lua_gettop(L);
-  if (lconc_encode_protected(L, top, 1, &t->result, "conc.go", LCONC_VALUE,
-                             1) != 0)
-    lconc_msg_from_string(&t->result, "not enough memory");
+  int n = lua_gettop(L) - 1;
+  if (lconc_encode_protected(L, 2, n, &t->result, "conc.go", LCONC_RESULT,
+                             1) == 0)
+    return 0;
+  /* The results (or error) could not travel: that is the error now. */
+  if (!o->ok) lua_pushstring(L, luaL_tolstring(L, 2, NULL));
+  o->ok = 0;
+  lconc_encode(L, -1, 1, &t->result, "conc.go", LCONC_VALUE, 1);
   return 0;
+}
+
+/* Encodes the outcome: the values on L above index base. */
+static int finish(lua_State *L, lconc_task *t, int ok, bool oom, int base) {
+  outcome o = {t, ok, oom};
+  int n = lua_gettop(L) - base;
+  lua_pushcfunction(L, finish_body);
+  lua_insert(L, base + 1);
+  lua_pushlightuserdata(L, &o);
+  lua_insert(L, base + 2);
+  if (lua_pcall(L, n + 1, 0, 0) != LUA_OK) {  /* out of memory */
+    lconc_msg_from_string(&t->result, "conc.go: not enough memory");
+    return 0;
+  }
+  return o.ok;
 }
 
 static void run_task(lua_State *L, lconc_task *t) {
   current_id = t->id;
   conc__thread_enter(t->id);
-  set_path(L, "path", t->path);
-  set_path(L, "cpath", t->cpath);
-  free(t->path);
-  free(t->cpath);
-  t->path = t->cpath = NULL;
-  fresh_globals(L);
   lua_settop(L, 0);
   lua_pushcfunction(L, traceback);
   lua_pushcfunction(L, task_body);
   lua_pushlightuserdata(L, t);
+  state_mem *m = mem_of(L);
+  m->limit = t->memory_limit ? m->used + t->memory_limit : 0;
+  m->hit = false;
   int ok = lua_pcall(L, 1, LUA_MULTRET, 1) == LUA_OK;
-  ok = finish(L, t, ok, 1);
+  m->limit = 0;  /* lifted: reporting needs memory */
+  free(t->path);
+  free(t->cpath);
+  t->path = t->cpath = NULL;
+  ok = finish(L, t, ok, m->hit, 1);
   lua_settop(L, 0);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_getfield(L, -1, "_G");  /* the state's own globals again */
@@ -293,6 +384,7 @@ static void run_task(lua_State *L, lconc_task *t) {
   lua_pop(L, 1);
   current_id = 0;
   conc__thread_leave();
+  if (t->memory_limit) lua_gc(L, LUA_GCCOLLECT);  /* give it back now */
   end_task(t, ok ? TASK_DONE : TASK_FAILED);
 }
 
@@ -335,7 +427,7 @@ static lconc_task *idle_wait(pool_thread *p) {
 
 static void *thread_main(void *arg) {
   pool_thread *p = (pool_thread *)arg;
-  p->w = conc__waiter_self();
+  conc__waiter_adopt(p->w);  /* made by the spawner */
   lconc_task *t = p->task;
   p->L = new_state();
   if (p->L == NULL) {
@@ -345,7 +437,9 @@ static void *thread_main(void *arg) {
       run_task(p->L, t);
       t = idle_wait(p);
     }
+    state_mem *m = mem_of(p->L);
     lua_close(p->L);
+    free(m);
   }
   conc__lock(&pool.lock);
   pool.threads--;
@@ -377,6 +471,11 @@ static bool hand_off(lconc_task *t) {
 static int new_thread(lconc_task *t) {
   pool_thread *p = calloc(1, sizeof *p);
   if (p == NULL) return CONC_ENOMEM;
+  p->w = conc__waiter_new();
+  if (p->w == NULL) {
+    free(p);
+    return CONC_ENOMEM;
+  }
   p->task = t;
   pthread_attr_t attr;
   CONC_CHECK(pthread_attr_init(&attr));
@@ -396,6 +495,7 @@ static int new_thread(lconc_task *t) {
     conc__lock(&pool.lock);
     pool.threads--;
     conc__unlock(&pool.lock);
+    conc__waiter_release(p->w);
     free(p);
     return CONC_ETHREAD;
   }

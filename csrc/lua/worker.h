@@ -21,6 +21,7 @@ typedef struct lconc_task {
   int64_t id;
   conc_time started;
   conc_msg call;          /* fn and its arguments */
+  size_t memory_limit;    /* bytes its state may use beyond its own, 0 */
   char *path, *cpath;     /* the spawner's package.path and cpath */
   conc_chan *done;        /* closed when the task has finished */
   atomic_int state;       /* TASK_RUNNING, TASK_DONE or TASK_FAILED */
