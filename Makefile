@@ -28,7 +28,8 @@ LIBASAN   := $(shell $(CC) -print-file-name=libasan.so)
 SAN_RUN = CONC_CPATH=$(CURDIR)/build-$(1)/?.so $(2) $(LUA) $(BUSTED) \
           -o utfTerminal --cpath=./build-$(1)/?.so
 
-.PHONY: all test demo bench bench-quick clean asan tsan valgrind
+.PHONY: all test demo bench bench-quick clean asan tsan valgrind stress \
+        stress-short
 
 all: $(MODULE)
 
@@ -75,6 +76,15 @@ valgrind: $(MODULE)
 	valgrind -q --error-exitcode=3 --leak-check=full \
 	  --errors-for-leak-kinds=definite --trace-children=no \
 	  $(LUA) $(BUSTED) --ignore-lua -o utfTerminal $(VALGRIND_SPECS)
+
+# The stress suite (spec/stress_spec.lua): `make stress` runs it at
+# STRESS_SCALE=5, `make stress-short` (what CI runs) at 1.
+STRESS_SCALE ?= 5
+stress: $(MODULE)
+	STRESS_SCALE=$(STRESS_SCALE) $(LUA) $(BUSTED) -o utfTerminal --run=stress
+
+stress-short: $(MODULE)
+	STRESS_SCALE=1 $(LUA) $(BUSTED) -o utfTerminal --run=stress
 
 test: $(MODULE)
 	@set -o pipefail; $(LUA) $(BUSTED) -o utfTerminal | tee build/test.log

@@ -21,6 +21,7 @@
 #include "worker.h"
 
 #define IDLE_SECONDS 5.0
+#define IDLE_GC_SECONDS 0.02
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define STACK_SIZE (8u << 20)
 #else
@@ -397,13 +398,10 @@ static void fail_task(lconc_task *t, const char *why) {
   end_task(t, TASK_FAILED);
 }
 
-/* Parks the thread idle; returns its next task, or NULL to exit. */
-static lconc_task *idle_wait(pool_thread *p) {
+/* Parks the thread on the idle list until a task comes or the deadline
+ * passes; returns the task, or NULL (then it is off the list). */
+static lconc_task *idle_park(pool_thread *p, conc_time deadline) {
   conc__lock(&pool.lock);
-  if (pool.nidle >= pool.max_idle) {
-    conc__unlock(&pool.lock);
-    return NULL;
-  }
   p->task = NULL;
   conc__waiter_arm(p->w);
   p->idle = true;
@@ -411,8 +409,7 @@ static lconc_task *idle_wait(pool_thread *p) {
   pool.idle = p;
   pool.nidle++;
   conc__unlock(&pool.lock);
-  if (conc__waiter_park(p->w, conc_deadline_in(IDLE_SECONDS)) !=
-      CONC_SEL_TIMEOUT)
+  if (conc__waiter_park(p->w, deadline) != CONC_SEL_TIMEOUT)
     return p->task;  /* the spawner unlinked us and set task */
   conc__lock(&pool.lock);
   for (pool_thread **q = &pool.idle; *q; q = &(*q)->next_idle)
@@ -423,6 +420,21 @@ static lconc_task *idle_wait(pool_thread *p) {
     }
   conc__unlock(&pool.lock);
   return NULL;
+}
+
+/* Idles the thread; returns its next task, or NULL to exit. A thread
+ * idle for IDLE_GC_SECONDS collects its state's garbage first, so the
+ * objects its last task dropped are released (memory returns to its
+ * baseline once a program goes quiet); after IDLE_SECONDS it exits. */
+static lconc_task *idle_wait(pool_thread *p) {
+  conc__lock(&pool.lock);
+  bool full = pool.nidle >= pool.max_idle;
+  conc__unlock(&pool.lock);
+  if (full) return NULL;
+  lconc_task *t = idle_park(p, conc_deadline_in(IDLE_GC_SECONDS));
+  if (t != NULL) return t;
+  lua_gc(p->L, LUA_GCCOLLECT);
+  return idle_park(p, conc_deadline_in(IDLE_SECONDS));
 }
 
 static void *thread_main(void *arg) {
