@@ -40,11 +40,11 @@ describe("#stress", function()
                   while not sent do
                     sent = conc.select{{"send", c, v}, timeout = 0.01} == 1
                   end
-                else  -- try_send, retried
+                else  -- try_send, then a select with a timer case
                   while not c:try_send(v) do
-                    conc.select{{"send", c, v}, {"recv", conc.after(0.005)}}
-                    sent = true
-                    break
+                    local j = conc.select{{"send", c, v},
+                                          {"recv", conc.after(0.005)}}
+                    if j == 1 then break end
                   end
                 end
               end
