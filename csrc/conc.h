@@ -88,7 +88,7 @@ CONC_API int conc_try_retain(conc_obj *o);
  * nothing. A message is moved by copying the struct; whoever holds it last
  * calls conc_msg_free.
  */
-#define CONC_MSG_INLINE 48
+#define CONC_MSG_INLINE 112
 
 typedef struct conc_msg {
   uint32_t len;                      /* bytes of encoded data */

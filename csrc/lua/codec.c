@@ -49,6 +49,7 @@ typedef struct scratch {
   int flags;
   int oom;
   int in_use;
+  int env_idx, names_idx;  /* stack slots of the lookups, 0: not pushed */
   /* Where the failing value sits, innermost segment first. */
   int nseg;
   char seg[MAX_SEGMENTS][SEGMENT_LEN];
@@ -80,7 +81,11 @@ static void put(scratch *s, const void *p, size_t n) {
   s->len += n;
 }
 
-static void put_byte(scratch *s, int b) {
+static inline void put_byte(scratch *s, int b) {
+  if (s->len < s->size) {
+    s->buf[s->len++] = (unsigned char)b;
+    return;
+  }
   unsigned char c = (unsigned char)b;
   put(s, &c, 1);
 }
@@ -153,6 +158,7 @@ static void scratch_reset(scratch *s) {
   s->flags = 0;
   s->oom = 0;
   s->nseg = 0;
+  s->env_idx = s->names_idx = 0;
 }
 
 static void scratch_free(scratch *s) {
@@ -333,16 +339,29 @@ static int loaded_newindex(lua_State *L) {
   return 0;
 }
 
-/* Pushes the module name of the value at idx (a string), or nil. */
-static int module_name(lua_State *L, int idx, int rebuild) {
-  if (rebuild || lua_rawgetp(L, LUA_REGISTRYINDEX, &modnames_key) != LUA_TTABLE) {
-    if (!rebuild) lua_pop(L, 1);
+/* Pushes, once per encode, the globals and the module names, and keeps
+ * their stack slots in s (the encode's caller drops them at the end). */
+static void push_lookups(lua_State *L, scratch *s) {
+  if (s->names_idx) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  s->env_idx = lua_gettop(L);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &modnames_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
     build_modnames(L);
   }
+  s->names_idx = lua_gettop(L);
+}
+
+/* Pushes the module name of the value at idx (a string), or nil;
+ * rebuild: look at package.loaded again first. */
+static int module_name(lua_State *L, scratch *s, int idx, int rebuild) {
+  push_lookups(L, s);
+  if (rebuild) {
+    build_modnames(L);
+    lua_replace(L, s->names_idx);
+  }
   lua_pushvalue(L, idx);
-  int t = lua_rawget(L, -2);
-  lua_remove(L, -2);
-  return t == LUA_TSTRING;
+  return lua_rawget(L, s->names_idx) == LUA_TSTRING;
 }
 
 static void put_string(scratch *s, const char *p, size_t len) {
@@ -371,13 +390,6 @@ static void put_module(lua_State *L, scratch *s) {
 
 static const char *encode_value(lua_State *L, scratch *s, int idx, int depth);
 
-static int is_globals(lua_State *L, int idx) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  int eq = lua_rawequal(L, idx, -1);
-  lua_pop(L, 1);
-  return eq;
-}
-
 /* Tables and functions seen before, the globals, or module members. */
 static int encode_known(lua_State *L, scratch *s, int idx) {
   int id = seen_find(s, lua_topointer(L, idx));
@@ -387,11 +399,12 @@ static int encode_known(lua_State *L, scratch *s, int idx) {
     s->flags |= F_BACKREFS;
     return 1;
   }
-  if (lua_type(L, idx) == LUA_TTABLE && is_globals(L, idx)) {
+  push_lookups(L, s);
+  if (lua_rawequal(L, idx, s->env_idx)) {  /* the globals */
     put_byte(s, T_ENV);
     return 1;
   }
-  if (module_name(L, idx, 0)) {
+  if (module_name(L, s, idx, 0)) {
     put_module(L, s);
     return 1;
   }
@@ -464,7 +477,7 @@ static const char *encode_function(lua_State *L, scratch *s, int idx,
   if (lua_iscfunction(L, idx)) {
     /* Only by name; look again in case a module gained it lately. */
     if (encode_known(L, s, idx)) return NULL;
-    if (module_name(L, idx, 1)) {
+    if (module_name(L, s, idx, 1)) {
       put_module(L, s);
       return NULL;
     }
@@ -653,17 +666,20 @@ int lconc_encode_protected(lua_State *L, int first, int n, conc_msg *m,
   if (len > 0) return conc_msg_init(m, small, len, NULL, 0) != CONC_OK
                           ? (lua_pushliteral(L, "not enough memory"), 1) : 0;
   int temporary;
+  int top = lua_gettop(L);  /* the lookups are pushed above it */
   scratch *s = acquire_scratch(L, &temporary);
   put_byte(s, 0);
   for (int k = 0; k < n; k++) {
     const char *err = encode_value(L, s, first + k, 0);
     if (err == NULL && s->oom) err = "a value this large (out of memory)";
     if (err) {
+      lua_settop(L, top);
       push_error(L, s, fname, what, argbase + k, err);
       release_scratch(s, temporary);
       return 1;
     }
   }
+  lua_settop(L, top);
   if (!s->oom) s->buf[0] = (unsigned char)s->flags;
   for (uint32_t i = 0; i < s->nrefs; i++) conc_retain(s->refs[i]);
   int rc = s->oom ? CONC_ENOMEM
