@@ -75,7 +75,7 @@ int conc__chan_try_send(conc_chan *c, conc_msg *m, conc_waiter **wake) {
   if (c->closed) return CONC_ECLOSED;
   conc_sudog *s = conc__waitq_claim(&c->recvq);
   if (s != NULL) {  /* a receiver waits: hand the message over */
-    *s->elem = *m;
+    conc__msg_move(s->elem, m);
     s->ok = 1;
     *wake = s->w;
     count_delivered();
@@ -83,7 +83,7 @@ int conc__chan_try_send(conc_chan *c, conc_msg *m, conc_waiter **wake) {
   }
   size_t n = count_of(c);
   if (n < c->cap) {
-    c->buf[(c->head + n) % c->cap] = *m;
+    conc__msg_move(&c->buf[(c->head + n) % c->cap], m);
     set_count(c, n + 1);
     return CONC_OK;
   }
@@ -96,10 +96,10 @@ int conc__chan_try_recv(conc_chan *c, conc_msg *out, conc_waiter **wake) {
   conc_sudog *s = conc__waitq_claim(&c->sendq);
   if (s != NULL) {
     if (c->cap == 0) {
-      *out = *s->elem;  /* rendezvous: straight from the sender */
+      conc__msg_move(out, s->elem);  /* rendezvous: from the sender */
     } else {            /* full buffer: take the head, append the sender's */
-      *out = c->buf[c->head];
-      c->buf[c->head] = *s->elem;
+      conc__msg_move(out, &c->buf[c->head]);
+      conc__msg_move(&c->buf[c->head], s->elem);
       c->head = (c->head + 1) % c->cap;
     }
     s->ok = 1;
@@ -110,7 +110,7 @@ int conc__chan_try_recv(conc_chan *c, conc_msg *out, conc_waiter **wake) {
   size_t n = count_of(c);
   if (n > 0) {
     count_delivered();
-    *out = c->buf[c->head];
+    conc__msg_move(out, &c->buf[c->head]);
     c->head = (c->head + 1) % c->cap;
     set_count(c, n - 1);
     return CONC_OK;
@@ -122,22 +122,30 @@ int conc__chan_try_recv(conc_chan *c, conc_msg *out, conc_waiter **wake) {
 static int wait_on(conc_chan *c, conc_waitq *q, conc_msg *elem,
                    conc_time deadline) {
   conc_waiter *w = conc__waiter_self();
-  conc_sudog sd = {0};
-  sd.w = w;
-  sd.elem = elem;
+  /* The sudog and a receive slot share the lines the waker writes. */
+  struct {
+    conc_sudog sd;
+    conc_msg slot;
+  } __attribute__((aligned(64))) local;
+  conc_sudog *sdp = &local.sd;
+  memset(sdp, 0, sizeof *sdp);
+  bool recv = q == &c->recvq;
+  sdp->w = w;
+  sdp->elem = recv ? &local.slot : elem;
   conc__waiter_arm(w);
-  conc__waiting_on(w, q == &c->recvq ? "chan receive" : "chan send", c,
-                   true);
-  conc__waitq_push(q, &sd);
+  conc__waiting_on(w, recv ? "chan receive" : "chan send", c, true);
+  conc__waitq_push(q, sdp);
   conc__unlock(&c->lock);
   int fired = conc__waiter_park(w, deadline);
   if (fired < 0) {  /* timed out, or a deadlock ended the wait */
     conc__lock(&c->lock);
-    conc__waitq_remove(q, &sd);
+    conc__waitq_remove(q, sdp);
     conc__unlock(&c->lock);
     return fired == CONC_SEL_TIMEOUT ? CONC_ETIMEDOUT : CONC_EDEADLOCK;
   }
-  return sd.ok ? CONC_OK : CONC_ECLOSED;
+  if (!sdp->ok) return CONC_ECLOSED;
+  if (recv) conc__msg_move(elem, &local.slot);
+  return CONC_OK;
 }
 
 /* Spin conditions: a buffered channel about to have room, or a value.

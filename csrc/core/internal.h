@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include "../conc.h"
 
 #define conc__unused(x) ((void)(x))
@@ -199,6 +200,17 @@ CONC_API bool conc__spin_until(bool (*ready)(const void *arg),
 /* Adds this thread's count of delivered messages to the total (a
  * thread does it before it sleeps, so conc.stats() sees it). */
 CONC_API void conc__flush_delivered(void);
+
+/* Moves a message: copies only the bytes in use (the header and the
+ * inline bytes, or the heap pointer), so a small message touches one
+ * cache line of its destination instead of the whole slot. */
+static inline void conc__msg_move(conc_msg *dst, const conc_msg *src) {
+  size_t n = src->nrefs == 0 && src->len <= CONC_MSG_INLINE
+                 ? src->len : sizeof src->u.big.data;
+  dst->len = src->len;
+  dst->nrefs = src->nrefs;
+  memcpy(&dst->u, &src->u, n);
+}
 
 /* ---- small random numbers for select's fairness ------------------------ */
 CONC_API uint32_t conc__rand(void);
