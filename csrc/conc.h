@@ -36,7 +36,8 @@
   X(EDEADLINE, -8, "context deadline exceeded")                  \
   X(ENEGATIVE, -9, "negative WaitGroup counter")                 \
   X(ENOTLOCKED, -10, "unlock of unlocked mutex")                 \
-  X(EDEADLOCK, -11, "all workers are asleep - deadlock!")
+  X(EDEADLOCK, -11, "all workers are asleep - deadlock!")         \
+  X(EOVERFLOW, -12, "WaitGroup counter overflow")
 
 enum {
   CONC_OK = 0,
@@ -270,7 +271,8 @@ CONC_API extern const conc_type conc_wg_type, conc_mutex_type,
     conc_rwmutex_type, conc_cond_type, conc_once_type;
 
 CONC_API conc_wg *conc_wg_new(void);
-/* ENEGATIVE if the counter would go below zero (it is left unchanged). */
+/* ENEGATIVE if the counter would go below zero, EOVERFLOW past INT64_MAX
+ * (it is left unchanged either way). */
 CONC_API int conc_wg_add(conc_wg *wg, int64_t delta);
 CONC_API int64_t conc_wg_count(conc_wg *wg);
 /* NULL if the counter is zero, else a channel closed when it reaches

@@ -37,11 +37,12 @@ conc_wg *conc_wg_new(void) {
 }
 
 int conc_wg_add(conc_wg *wg, int64_t delta) {
-  long long v = atomic_fetch_add(&wg->count, delta) + delta;
-  if (v < 0) {
-    atomic_fetch_sub(&wg->count, delta);
-    return CONC_ENEGATIVE;
-  }
+  long long old = atomic_load(&wg->count), v;
+  do {  /* checked before it changes: a misuse leaves it as it was */
+    if (__builtin_add_overflow(old, (long long)delta, &v))
+      return CONC_EOVERFLOW;
+    if (v < 0) return CONC_ENEGATIVE;
+  } while (!atomic_compare_exchange_weak(&wg->count, &old, v));
   if (v > 0 || delta == 0) return CONC_OK;
   conc_chan *zero = NULL;
   conc__lock(&wg->lock);

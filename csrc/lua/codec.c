@@ -941,6 +941,23 @@ void lconc_msg_from_string(conc_msg *m, const char *text) {
   conc_msg_init(m, buf, len + 3, NULL, 0);  /* inline: cannot fail */
 }
 
+/* ---- text of any value, whatever its __tostring does -------------------- */
+
+static int tostring_body(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+void lconc_tostring_safe(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_pushcfunction(L, tostring_body);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+  }
+}
+
 /* ---- per-state setup ------------------------------------------------------------ */
 
 void lconc_codec_init(lua_State *L) {

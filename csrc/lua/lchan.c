@@ -27,6 +27,7 @@ static int do_send(lua_State *L, const char *fname, const lconc_wait *w) {
   conc_case cs;
   cs.chan = checkchan(L);
   cs.op = CONC_SEND;
+  if (lua_isnone(L, 2)) return luaL_error(L, "%s: value expected", fname);
   lconc_encode(L, 2, 1, &cs.msg, fname, LCONC_VALUE, 1);
   lconc_blocking(L);
   int rc = lconc_wait_op(&cs, w);

@@ -93,6 +93,10 @@ CONC_API void lconc_msg_from_number(conc_msg *m, lua_Number n);
  * texts of up to 40 bytes (longer ones are cut). */
 CONC_API void lconc_msg_from_string(conc_msg *m, const char *text);
 
+/* Pushes tostring(value at idx); if its __tostring fails, a description
+ * of its type instead. Raises only if memory runs out. */
+CONC_API void lconc_tostring_safe(lua_State *L, int idx);
+
 /* Per-state setup of the codec (module lookup, scratch buffers). */
 CONC_API void lconc_codec_init(lua_State *L);
 

@@ -58,7 +58,7 @@ static int c_with_deadline(lua_State *L) {
   conc_ctx *parent = checkctx(L, 1);
   lua_Number t = luaL_checknumber(L, 2);
   luaL_argcheck(L, t == t, 2, "deadline is NaN");
-  conc_time d = t >= 9.0e9 ? CONC_NEVER : (conc_time)(t * 1e9);
+  conc_time d = t >= 9.0e9 ? CONC_NEVER : t <= 0 ? 0 : (conc_time)(t * 1e9);
   return push_with_cancel(L, conc_ctx_new(parent, d, NULL, NULL),
                           "conc.with_deadline");
 }
@@ -73,12 +73,22 @@ static int c_with_timeout(lua_State *L) {
                           "conc.with_timeout");
 }
 
+/* Checks a context key and normalizes it in place as a table key is:
+ * a float with an integer value is that integer; NaN is refused. */
 static void check_key(lua_State *L, int idx, const char *fname) {
   int t = lua_type(L, idx);
   if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN &&
       lconc_to_obj(L, idx) == NULL)
     luaL_error(L, "%s: key must be a string, number, boolean or conc "
                "object, got %s", fname, luaL_typename(L, idx));
+  if (t != LUA_TNUMBER || lua_isinteger(L, idx)) return;
+  lua_Number n = lua_tonumber(L, idx);
+  if (n != n) luaL_error(L, "%s: key is NaN", fname);
+  lua_Integer i;
+  if (lua_numbertointeger(n, &i) && (lua_Number)i == n) {
+    lua_pushinteger(L, i);
+    lua_replace(L, idx);
+  }
 }
 
 /* conc.with_value(parent, key, value) -> ctx */

@@ -32,13 +32,14 @@ static lconc_box *tobox(lua_State *L, int idx) {
   return (lconc_box *)lua_touserdata(L, idx);
 }
 
+/* __gc, a closure over its class's type: it releases only a box of that
+ * class (someone may call it by hand on anything). */
 static int obj_gc(lua_State *L) {
-  lconc_box *b = tobox(L, 1);
-  if (b && b->o) {
-    conc_obj *o = b->o;
-    b->o = NULL;
-    conc_release(o);
-  }
+  const conc_type *type = (const conc_type *)lua_touserdata(L, lua_upvalueindex(1));
+  conc_obj *o = lconc_test_obj(L, 1, type);
+  if (o == NULL) return 0;
+  tobox(L, 1)->o = NULL;
+  conc_release(o);
   return 0;
 }
 
@@ -89,14 +90,16 @@ void lconc_declare(const conc_type *type, const luaL_Reg *methods,
  * worker's state pays only for the classes it meets). */
 static void push_class(lua_State *L, const conc_type *type) {
   static const luaL_Reg meta[] = {
-      {"__gc", obj_gc}, {"__eq", obj_eq}, {"__tostring", obj_tostring},
-      {NULL, NULL}};
+      {"__eq", obj_eq}, {"__tostring", obj_tostring}, {NULL, NULL}};
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, type) == LUA_TTABLE) return;
   lua_pop(L, 1);
   const lclass *c = find_class(type);
   if (c == NULL) luaL_error(L, "conc: no class declared for %s", type->name);
   luaL_newmetatable(L, type->name);          /* mt */
   luaL_setfuncs(L, meta, 0);
+  lua_pushlightuserdata(L, (void *)type);
+  lua_pushcclosure(L, obj_gc, 1);
+  lua_setfield(L, -2, "__gc");
   if (c->meta) luaL_setfuncs(L, c->meta, 0);
   lua_newtable(L);                           /* mt, methods */
   luaL_setfuncs(L, c->methods, 0);
@@ -113,12 +116,12 @@ static void push_class(lua_State *L, const conc_type *type) {
 
 void lconc_push_obj(lua_State *L, conc_obj *o) {
   push_weak_table(L, &objects_key, "v");     /* objects */
-  if (lua_rawgetp(L, -1, o) == LUA_TUSERDATA) {
+  if (lua_rawgetp(L, -1, o) == LUA_TUSERDATA && tobox(L, -1)->o == o) {
     conc_release(o);  /* the interned box already holds a reference */
     lua_remove(L, -2);
     return;
   }
-  lua_pop(L, 1);
+  lua_pop(L, 1);  /* none, or a box finalized by hand: a new one */
   lconc_box *b = (lconc_box *)lua_newuserdatauv(L, sizeof *b, 0);
   b->o = NULL;  /* consistent until the metatable (with __gc) is set */
   push_class(L, o->type);

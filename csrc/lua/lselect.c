@@ -68,11 +68,10 @@ static int read_case(lua_State *L, conc_case *cs, int k) {
   return 0;
 }
 
-static conc_time select_deadline(lua_State *L) {
-  if (lua_getfield(L, 1, "default") != LUA_TNIL && lua_toboolean(L, -1)) {
-    lua_pop(L, 1);
-    return CONC_NOWAIT;
-  }
+/* The deadline from the options; *has_default: a default case. */
+static conc_time select_deadline(lua_State *L, int *has_default) {
+  lua_getfield(L, 1, "default");
+  *has_default = lua_toboolean(L, -1);
   lua_pop(L, 1);
   lua_getfield(L, 1, "timeout");
   conc_time deadline = CONC_NEVER;
@@ -80,19 +79,20 @@ static conc_time select_deadline(lua_State *L) {
     if (!lua_isnumber(L, -1))
       luaL_error(L, "conc.select: timeout must be a number of seconds");
     lua_Number s = lua_tonumber(L, -1);
-    deadline = s != s ? CONC_NEVER : conc_deadline_in(s);
+    if (s != s) luaL_error(L, "conc.select: timeout is NaN");
+    deadline = conc_deadline_in(s);
   }
   lua_pop(L, 1);
-  return deadline;
+  return *has_default ? CONC_NOWAIT : deadline;
 }
 
 static int select_results(lua_State *L, conc_case *cases, int n, int r,
-                          int closed_send) {
+                          int closed_send, int has_default) {
   if (r < 0) {
     free_sends(cases, n, -1);
     if (r == CONC_ENOMEM) return luaL_error(L, "conc.select: not enough memory");
     if (r == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.select");
-    lua_pushstring(L, r == CONC_EAGAIN ? "default" : "timeout");
+    lua_pushstring(L, has_default ? "default" : "timeout");
     return 1;
   }
   free_sends(cases, n, closed_send ? -1 : r);
@@ -113,12 +113,16 @@ static int select_results(lua_State *L, conc_case *cases, int n, int r,
 
 static int select_(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  conc_time deadline = select_deadline(L);
+  int has_default;
+  conc_time deadline = select_deadline(L, &has_default);
   lua_getfield(L, 1, "n");
-  lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1)
-                                       : (lua_Integer)lua_rawlen(L, 1);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isinteger(L, -1) || (n = lua_tointeger(L, -1)) < 0)
+      luaL_error(L, "conc.select: n must be a non-negative integer");
+  }
   lua_pop(L, 1);
-  luaL_argcheck(L, n >= 0 && n <= 4096, 1, "too many cases");
+  luaL_argcheck(L, n <= 4096, 1, "too many cases (4096 at most)");
   conc_case small[SMALL];
   conc_case *cases = small;
   if (n > SMALL)  /* a userdata: collected even if an error is raised */
@@ -134,7 +138,7 @@ static int select_(lua_State *L) {
   int closed_send = 0;
   lconc_blocking(L);
   int r = conc_select(cases, (int)n, deadline, &closed_send);
-  return select_results(L, cases, (int)n, r, closed_send);
+  return select_results(L, cases, (int)n, r, closed_send, has_default);
 }
 
 void lconc_open_select(lua_State *L) {

@@ -21,8 +21,8 @@ static int wg_new(lua_State *L) {
 
 static int wg_add_delta(lua_State *L, conc_wg *wg, lua_Integer delta,
                         const char *fname) {
-  if (conc_wg_add(wg, (int64_t)delta) == CONC_ENEGATIVE)
-    return luaL_error(L, "%s: sync: negative WaitGroup counter", fname);
+  int rc = conc_wg_add(wg, (int64_t)delta);
+  if (rc != CONC_OK) return luaL_error(L, "%s: sync: %s", fname, conc_strerror(rc));
   return 0;
 }
 
@@ -43,6 +43,8 @@ static int wg_wait(lua_State *L) {
   conc_wg *wg = CHECK(L, conc_wg, conc_wg_type);
   lconc_wait w;
   lconc_check_wait(L, 2, &w);
+  if (w.ctx && conc_ctx_err(w.ctx))  /* checked first, as in Go */
+    return lconc_push_fail(L, conc_ctx_err(w.ctx), "conc.waitgroup:wait");
   lconc_blocking(L);
   conc_chan *zero = conc_wg_wait_chan(wg);
   if (zero) {
@@ -190,19 +192,24 @@ static int once_run(lua_State *L, conc_once *o) {
   int ok = lua_pcall(L, nargs, LUA_MULTRET, 0) == LUA_OK;
   int n = lua_gettop(L) - 1;
   conc_msg outcome;
+  /* Whatever happens here, the once must finish, or its waiters hang:
+   * every encode is protected, with a plain text as the last resort. */
   if (lconc_encode_protected(L, 2, n, &outcome, "conc.once:call",
                              LCONC_RESULT, 1)) {
     if (ok) {  /* results that cannot be shared: that is the error */
       ok = 0;
       lua_replace(L, 2);
       lua_settop(L, 2);
-      lconc_encode(L, 2, 1, &outcome, "conc.once:call", LCONC_VALUE, 1);
     } else {  /* an error value that cannot be shared: share its text */
       lua_pop(L, 1);
-      luaL_tolstring(L, 2, NULL);
-      lconc_encode(L, -1, 1, &outcome, "conc.once:call", LCONC_VALUE, 1);
-      lua_pop(L, 1);  /* the runner still gets the original value */
+      lconc_tostring_safe(L, 2);
     }
+    if (lconc_encode_protected(L, -1, 1, &outcome, "conc.once:call",
+                               LCONC_VALUE, 1)) {
+      lua_pop(L, 1);
+      lconc_msg_from_string(&outcome, "conc.once:call: fn failed");
+    }
+    if (lua_gettop(L) > 2) lua_pop(L, 1);  /* the runner gets its value */
   }
   conc_once_finish(o, &outcome, !ok);
   if (!ok) return lua_error(L);

@@ -37,10 +37,12 @@ static lua_Number check_seconds(lua_State *L, int idx) {
   return s;
 }
 
+/* Seconds as nanoseconds: 0 for none, at least 1 for any positive. */
 static conc_time ns(lua_Number s) {
   if (s <= 0) return 0;
   if (s >= 9.0e9) return CONC_NEVER / 2;
-  return (conc_time)(s * 1e9);
+  conc_time t = (conc_time)(s * 1e9);
+  return t > 0 ? t : 1;
 }
 
 static int push_time_error(lua_State *L, const char *fname, int rc) {
@@ -56,9 +58,10 @@ static int t_now(lua_State *L) {
 /* conc.sleep(seconds [, ctx]) -> true | nil, "context canceled" */
 static int t_sleep(lua_State *L) {
   lua_Number s = check_seconds(L, 1);
+  if (!lua_isnoneornil(L, 2) && lconc_test_obj(L, 2, &conc_ctx_type) == NULL)
+    luaL_typeerror(L, 2, "conc.ctx");
   lconc_wait w;
   lconc_check_wait(L, 2, &w);
-  if (lua_type(L, 2) == LUA_TNUMBER) luaL_argerror(L, 2, "conc.ctx expected");
   conc_time deadline = conc_deadline_in(s);
   if (w.ctx == NULL) {
     if (s > 0) conc_sleep_until(deadline);

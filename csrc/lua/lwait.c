@@ -11,7 +11,7 @@ void lconc_check_wait(lua_State *L, int idx, lconc_wait *w) {
   w->ctx = NULL;
   w->deadline = CONC_NEVER;
   if (lua_isnoneornil(L, idx)) return;
-  if (lua_type(L, idx) == LUA_TNUMBER) {
+  if (lua_isnumber(L, idx)) {  /* a number, or a string that is one */
     lua_Number s = lua_tonumber(L, idx);
     luaL_argcheck(L, !isnan(s), idx, "timeout is NaN");
     w->deadline = conc_deadline_in(s);

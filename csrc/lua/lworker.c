@@ -100,12 +100,25 @@ static int w_join(lua_State *L) {
   return 1 + lconc_decode(L, &copy);
 }
 
-/* h:wait([timeout]) -> true when finished, false on timeout */
+/* h:wait([timeout | ctx]) -> true when finished; false, reason when
+ * the timeout passed or the context was canceled first */
 static int w_wait(lua_State *L) {
   lconc_task *t = checktask(L);
-  lua_pushboolean(L, wait_done(L, t, lconc_opt_deadline(L, 2),
-                               "conc.worker:wait"));
-  return 1;
+  lconc_wait w;
+  lconc_check_wait(L, 2, &w);
+  conc_case cs = {t->done, CONC_RECV, {0}, 0};
+  lconc_blocking(L);
+  int rc = lconc_wait_op(&cs, &w);
+  if (rc == CONC_OK) conc_msg_free(&cs.msg);  /* never sent on */
+  if (rc == CONC_EDEADLOCK)
+    return lconc_raise_deadlock(L, "conc.worker:wait");
+  if (rc == CONC_ECLOSED) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_pushstring(L, rc == CONC_EAGAIN ? "timeout" : conc_strerror(rc));
+  return 2;
 }
 
 /* h:done() -> a channel closed when the worker has finished */

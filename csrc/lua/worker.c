@@ -341,7 +341,7 @@ static int finish_body(lua_State *L) {
                              1) == 0)
     return 0;
   /* The results (or error) could not travel: that is the error now. */
-  if (!o->ok) lua_pushstring(L, luaL_tolstring(L, 2, NULL));
+  if (!o->ok) lconc_tostring_safe(L, 2);
   o->ok = 0;
   lconc_encode(L, -1, 1, &t->result, "conc.go", LCONC_VALUE, 1);
   return 0;

@@ -80,14 +80,16 @@ static CHECK_UNUSED void msg_int(conc_msg *m, int64_t v) {
   CHECK_RC(conc_msg_init(m, &v, sizeof v, NULL, 0), CONC_OK);
 }
 
-/* A message of `len` bytes (len > CONC_MSG_INLINE: on the heap) that
- * carries v in its first 8 bytes; the rest is a pattern derived from v. */
-static CHECK_UNUSED void msg_int_big(conc_msg *m, int64_t v, size_t len) {
-  unsigned char buf[256];
-  CHECK(len >= sizeof v && len <= sizeof buf);
+/* A message too long to live inline (CONC_MSG_INLINE + 1 + extra % 100
+ * bytes, on the heap, so ASan sees its ownership) that carries v in its
+ * first 8 bytes; the rest is a pattern derived from v. */
+static CHECK_UNUSED void msg_int_big(conc_msg *m, int64_t v, size_t extra) {
+  unsigned char buf[CONC_MSG_INLINE + 128];
+  size_t len = CONC_MSG_INLINE + 1 + extra % 100;
   memcpy(buf, &v, sizeof v);
   for (size_t i = sizeof v; i < len; i++) buf[i] = (unsigned char)(v + i);
   CHECK_RC(conc_msg_init(m, buf, len, NULL, 0), CONC_OK);
+  CHECK(m->len > CONC_MSG_INLINE);
 }
 
 /* The integer in a message built by msg_int or msg_int_big; checks the

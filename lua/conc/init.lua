@@ -12,7 +12,15 @@ conc._VERSION = "conc scm"
 local pool_mt = {__name = "conc.pool"}
 pool_mt.__index = pool_mt
 
+local function check_pool(self, method)
+  if getmetatable(self) ~= pool_mt then
+    error(("conc.pool:%s: conc.pool expected, got %s"):format(method,
+      type(self)), 3)
+  end
+end
+
 function pool_mt:get()
+  check_pool(self, "get")
   local n = #self.free
   if n > 0 then
     local x = self.free[n]
@@ -24,6 +32,7 @@ function pool_mt:get()
 end
 
 function pool_mt:put(x)
+  check_pool(self, "put")
   if x ~= nil then self.free[#self.free + 1] = x end
 end
 
