@@ -1,16 +1,9 @@
 -- B5 pool: a sender worker puts jobs on a jobs channel (cap 1024); 4 workers
 -- send x*x on a results channel (cap 1024); the main script sums the
 -- results. Prints jobs per second (spawns included).
--- Paths: $CONC_ROOT (bench/run sets it to a snapshot of lua/ and build/),
--- else the repository root, the parent of this script's directory.
-local root = os.getenv("CONC_ROOT")
-  or ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
-package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
-package.cpath = root .. "/build/?.so;" .. package.cpath
-local conc = require("conc")
--- Size: arg[1] is a scale factor (default 1; BENCH_QUICK=1 makes it 0.1).
-local scale = tonumber(arg and arg[1]) or (os.getenv("BENCH_QUICK") == "1" and 0.1 or 1)
-local function sized(n) return math.max(1, math.floor(n * scale + 0.5)) end
+-- common.lua (next to this script) loads conc and gives sized(n).
+local B = dofile(((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/common.lua")
+local conc, sized = B.conc, B.sized
 
 local N = sized(200000)
 local NW = 4

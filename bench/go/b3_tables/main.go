@@ -8,28 +8,9 @@ import (
 	"os"
 	"strconv"
 	"time"
-)
 
-// scale: os.Args[1] is a scale factor (default 1; BENCH_QUICK=1 makes it 0.1).
-func sized(n int) int {
-	s := 1.0
-	if os.Getenv("BENCH_QUICK") == "1" {
-		s = 0.1
-	}
-	if len(os.Args) > 1 {
-		v, err := strconv.ParseFloat(os.Args[1], 64)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bad scale:", os.Args[1])
-			os.Exit(2)
-		}
-		s = v
-	}
-	m := int(float64(n)*s + 0.5)
-	if m < 1 {
-		m = 1
-	}
-	return m
-}
+	"concbench/benchutil"
+)
 
 type Task struct {
 	ID   int
@@ -38,7 +19,7 @@ type Task struct {
 }
 
 func main() {
-	n := sized(200000)
+	n := benchutil.Sized(200000)
 	ch := make(chan Task, 1024)
 	t0 := time.Now()
 	go func() {

@@ -6,34 +6,14 @@ package main
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"sync"
 	"time"
+
+	"concbench/benchutil"
 )
 
-// scale: os.Args[1] is a scale factor (default 1; BENCH_QUICK=1 makes it 0.1).
-func sized(n int) int {
-	s := 1.0
-	if os.Getenv("BENCH_QUICK") == "1" {
-		s = 0.1
-	}
-	if len(os.Args) > 1 {
-		v, err := strconv.ParseFloat(os.Args[1], 64)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bad scale:", os.Args[1])
-			os.Exit(2)
-		}
-		s = v
-	}
-	m := int(float64(n)*s + 0.5)
-	if m < 1 {
-		m = 1
-	}
-	return m
-}
-
 func main() {
-	n := sized(200000)
+	n := benchutil.Sized(200000)
 	const nw = 4
 	jobs, results := make(chan int, 1024), make(chan int, 1024)
 	t0 := time.Now()

@@ -10,28 +10,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-)
 
-// scale: os.Args[1] is a scale factor (default 1; BENCH_QUICK=1 makes it 0.1).
-func sized(n int) int {
-	s := 1.0
-	if os.Getenv("BENCH_QUICK") == "1" {
-		s = 0.1
-	}
-	if len(os.Args) > 1 {
-		v, err := strconv.ParseFloat(os.Args[1], 64)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bad scale:", os.Args[1])
-			os.Exit(2)
-		}
-		s = v
-	}
-	m := int(float64(n)*s + 0.5)
-	if m < 1 {
-		m = 1
-	}
-	return m
-}
+	"concbench/benchutil"
+)
 
 func status(field string) int {
 	b, err := os.ReadFile("/proc/self/status")
@@ -49,7 +30,7 @@ func status(field string) int {
 }
 
 func main() {
-	n := sized(200)
+	n := benchutil.Sized(200)
 	park, ready := make(chan bool), make(chan bool, n)
 	runtime.GC()
 	base := status("VmHWM")

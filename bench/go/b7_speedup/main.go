@@ -6,30 +6,10 @@ package main
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"time"
-)
 
-// scale: os.Args[1] is a scale factor (default 1; BENCH_QUICK=1 makes it 0.1).
-func sized(n int) int {
-	s := 1.0
-	if os.Getenv("BENCH_QUICK") == "1" {
-		s = 0.1
-	}
-	if len(os.Args) > 1 {
-		v, err := strconv.ParseFloat(os.Args[1], 64)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bad scale:", os.Args[1])
-			os.Exit(2)
-		}
-		s = v
-	}
-	m := int(float64(n)*s + 0.5)
-	if m < 1 {
-		m = 1
-	}
-	return m
-}
+	"concbench/benchutil"
+)
 
 const jobsN = 16
 
@@ -62,7 +42,7 @@ func run(nw, iter int) (time.Duration, int64) {
 }
 
 func main() {
-	iter := sized(2000000)
+	iter := benchutil.Sized(2000000)
 	t1, x1 := run(1, iter)
 	t2, x2 := run(2, iter)
 	if x1 != x2 {
