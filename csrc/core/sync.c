@@ -17,6 +17,7 @@
 struct conc_wg {
   conc_obj hdr;
   atomic_llong count;   /* changed with atomics; zero handled under lock */
+  atomic_bool waiting;  /* set (under lock) when a waiter made `zero` */
   conc__lock_t lock;
   conc_chan *zero;      /* lock: closed when count reaches 0, or NULL */
 };
@@ -43,12 +44,16 @@ int conc_wg_add(conc_wg *wg, int64_t delta) {
       return CONC_EOVERFLOW;
     if (v < 0) return CONC_ENEGATIVE;
   } while (!atomic_compare_exchange_weak(&wg->count, &old, v));
-  if (v > 0 || delta == 0) return CONC_OK;
+  /* Reaching zero with nobody waiting costs nothing more. (Sequentially
+   * consistent with the waiter's store of `waiting` and load of count:
+   * one of the two sees the other.) */
+  if (v > 0 || delta == 0 || !atomic_load(&wg->waiting)) return CONC_OK;
   conc_chan *zero = NULL;
   conc__lock(&wg->lock);
   if (atomic_load(&wg->count) == 0) {  /* still zero: release waiters */
     zero = wg->zero;
     wg->zero = NULL;
+    atomic_store(&wg->waiting, false);
   }
   conc__unlock(&wg->lock);
   if (zero) {
@@ -63,14 +68,14 @@ int64_t conc_wg_count(conc_wg *wg) { return atomic_load(&wg->count); }
 conc_chan *conc_wg_wait_chan(conc_wg *wg) {
   conc_chan *c = NULL;
   conc__lock(&wg->lock);
+  atomic_store(&wg->waiting, true);
   if (atomic_load(&wg->count) != 0) {
-    if (wg->zero == NULL) wg->zero = conc_chan_new(0);
+    if (wg->zero == NULL && (wg->zero = conc_chan_new(0)) == NULL)
+      conc__fatal("conc_wg_wait_chan: malloc", 12);
     c = wg->zero;
-    if (c) conc_retain((conc_obj *)c);
+    conc_retain((conc_obj *)c);
   }
   conc__unlock(&wg->lock);
-  if (c == NULL && atomic_load(&wg->count) != 0)
-    conc__fatal("conc_wg_wait_chan: malloc", 12);
   return c;
 }
 

@@ -102,7 +102,9 @@ static void push_class(lua_State *L, const conc_type *type) {
   lua_setfield(L, -2, "__gc");
   if (c->meta) luaL_setfuncs(L, c->meta, 0);
   lua_newtable(L);                           /* mt, methods */
-  luaL_setfuncs(L, c->methods, 0);
+  lua_pushvalue(L, -2);  /* each method's upvalues: its metatable and */
+  lua_pushlightuserdata(L, (void *)type);  /* its type */
+  luaL_setfuncs(L, c->methods, 2);
   if (c->index) lua_pushcclosure(L, c->index, 1);  /* fields, then methods */
   lua_setfield(L, -2, "__index");            /* mt */
   lua_pushvalue(L, -1);  /* under the type's address: checks need no string */
@@ -146,6 +148,14 @@ conc_obj *lconc_to_obj(lua_State *L, int idx) {
 conc_obj *lconc_test_obj(lua_State *L, int idx, const conc_type *type) {
   lconc_box *b = (lconc_box *)lua_touserdata(L, idx);
   if (b == NULL || !lua_getmetatable(L, idx)) return NULL;
+  /* A method's upvalues are its class's metatable and type: checking
+   * its own self needs no lookup. (Elsewhere they are absent, or other
+   * values, and the slow path decides.) */
+  if (lua_touserdata(L, lua_upvalueindex(2)) == (void *)type &&
+      lua_rawequal(L, -1, lua_upvalueindex(1))) {
+    lua_pop(L, 1);
+    return b->o;
+  }
   lua_rawgetp(L, LUA_REGISTRYINDEX, type);  /* nil if never created here */
   int same = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);

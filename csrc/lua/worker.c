@@ -8,7 +8,7 @@
  * table holding what the state's globals held when it was created (the
  * standard libraries); package.loaded persists between tasks of a state,
  * so modules load once per thread. An idle thread exits after
- * IDLE_SECONDS, and at most max_idle threads stay idle.
+ * IDLE_SECONDS, and at most MAX_IDLE threads stay idle.
  *
  * Lock order: pool.lock is a leaf (nothing else is taken while it is
  * held, except the waiter claim, which is lock-free).
@@ -22,6 +22,9 @@
 
 #define IDLE_SECONDS 5.0
 #define IDLE_GC_SECONDS 0.02
+/* Idle threads kept (each ~30 KB until it times out): enough that a
+ * burst of workers (a pool, a fan-out) finds threads ready next time. */
+#define MAX_IDLE 256
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define STACK_SIZE (8u << 20)
 #else
@@ -40,10 +43,10 @@ typedef struct pool_thread {
 static struct {
   conc__lock_t lock;
   pool_thread *idle;            /* idle threads, most recent first */
-  int nidle, max_idle;
+  int nidle;
   int threads;                  /* live threads, idle or not */
   lconc_task *running;          /* tasks not yet finished */
-} pool = {CONC_LOCK_INIT, NULL, 0, 0, 0, NULL};
+} pool = {CONC_LOCK_INIT, NULL, 0, 0, NULL};
 
 static CONC_TLS int64_t current_id;
 static const char worker_key = 'w';    /* registry: this is a worker */
@@ -428,7 +431,7 @@ static lconc_task *idle_park(pool_thread *p, conc_time deadline) {
  * baseline once a program goes quiet); after IDLE_SECONDS it exits. */
 static lconc_task *idle_wait(pool_thread *p) {
   conc__lock(&pool.lock);
-  bool full = pool.nidle >= pool.max_idle;
+  bool full = pool.nidle >= MAX_IDLE;
   conc__unlock(&pool.lock);
   if (full) return NULL;
   lconc_task *t = idle_park(p, conc_deadline_in(IDLE_GC_SECONDS));
@@ -494,10 +497,6 @@ static int new_thread(lconc_task *t) {
   CONC_CHECK(pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED));
   CONC_CHECK(pthread_attr_setstacksize(&attr, STACK_SIZE));
   conc__lock(&pool.lock);
-  if (pool.max_idle == 0) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    pool.max_idle = n > 4 ? (int)n * 4 : 16;
-  }
   pool.threads++;
   conc__unlock(&pool.lock);
   pthread_t tid;

@@ -73,7 +73,7 @@ typedef struct check_test {
   void (*fn)(void);
 } check_test;
 
-/* ---- messages: the core does not interpret bytes ------------------------ */
+/* ---- messages: the core does not interpret bytes ----------------------- */
 
 /* A message holding the 8 bytes of v (inline: no allocation). */
 static CHECK_UNUSED void msg_int(conc_msg *m, int64_t v) {
@@ -111,7 +111,7 @@ static CHECK_UNUSED int64_t msg_take_int(conc_msg *m) {
   return v;
 }
 
-/* ---- time ------------------------------------------------------------------- */
+/* ---- time -------------------------------------------------------------- */
 
 #define CHECK_MS ((conc_time)1000000)
 
@@ -139,7 +139,7 @@ static CHECK_UNUSED long scaled(long n, long div) {
   return check_tsan() ? (n / div > 0 ? n / div : 1) : n;
 }
 
-/* ---- threads ------------------------------------------------------------- */
+/* ---- threads ----------------------------------------------------------- */
 
 static CHECK_UNUSED pthread_t spawn(void *(*fn)(void *), void *arg) {
   pthread_t t;
@@ -151,7 +151,7 @@ static CHECK_UNUSED void join(pthread_t t) {
   CHECK_PT(pthread_join(t, NULL));
 }
 
-/* ---- the runner ------------------------------------------------------------ */
+/* ---- the runner -------------------------------------------------------- */
 
 /* Runs one test in a child; 1 if it passed. */
 static int check_run_one(const check_test *t, unsigned timeout) {

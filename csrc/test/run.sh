@@ -22,7 +22,8 @@ BASE="-std=c11 -D_GNU_SOURCE -pthread $WARN -g -O1 -fno-omit-frame-pointer"
 export CONC_TEST_TIMEOUT=${CONC_TEST_TIMEOUT:-20}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 atexit_sleep_ms=0}
+TSAN_DEFAULT="halt_on_error=1 second_deadlock_stack=1 atexit_sleep_ms=0"
+export TSAN_OPTIONS=${TSAN_OPTIONS:-$TSAN_DEFAULT}
 
 sans=(asan tsan)
 if [ $# -ge 1 ]; then sans=("$1"); shift; fi
@@ -39,6 +40,7 @@ san_flags() {
 # The core's sources. cmap.c may be mid-edit by another engineer: if it
 # does not compile on its own, the tests are built without it.
 core_src=()
+# shellcheck disable=SC2086
 for f in csrc/core/*.c; do
   if [ "$(basename "$f")" = cmap.c ] &&
      ! $CC $BASE -fsyntax-only "$f" 2>/dev/null; then

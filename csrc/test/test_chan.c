@@ -3,7 +3,7 @@
  */
 #include "peek.h"
 
-/* ---- buffered FIFO ---------------------------------------------------------- */
+/* ---- buffered FIFO ----------------------------------------------------- */
 
 static void buffered_fifo(void) {
   conc_chan *c = conc_chan_new(8);
@@ -60,7 +60,7 @@ static void buffered_ring_wraps(void) {
   conc_release((conc_obj *)c);
 }
 
-/* ---- unbuffered rendezvous ---------------------------------------------------- */
+/* ---- unbuffered rendezvous --------------------------------------------- */
 
 static void unbuffered_nowait(void) {
   conc_chan *c = conc_chan_new(0);
@@ -179,7 +179,7 @@ static void buffered_full_sender_parked(void) {
   conc_release((conc_obj *)c);
 }
 
-/* ---- close ------------------------------------------------------------------ */
+/* ---- close ------------------------------------------------------------- */
 
 static void close_drains_then_closed(void) {
   conc_chan *c = conc_chan_new(4);
@@ -269,7 +269,7 @@ static void close_wakes_senders(void) {
   close_wakes(0, 2);
 }
 
-/* ---- many producers, many consumers -------------------------------------------- */
+/* ---- many producers, many consumers ------------------------------------ */
 
 #define MP_PRODUCERS 4
 #define MP_CONSUMERS 4
@@ -344,7 +344,7 @@ static void mpmc_unbuffered(void) { mpmc_run(0, scaled(20000, 8)); }
 static void mpmc_buffered_1(void) { mpmc_run(1, scaled(20000, 8)); }
 static void mpmc_buffered_64(void) { mpmc_run(64, scaled(50000, 8)); }
 
-/* ---- deadlines ----------------------------------------------------------------- */
+/* ---- deadlines --------------------------------------------------------- */
 
 static void deadline_timeouts(void) {
   conc_chan *c = conc_chan_new(0);

@@ -4,7 +4,8 @@
  * Whether a context was freed is seen through its done channel: the test
  * keeps a reference to the channel, so the channel's count drops from 2
  * to 1 exactly when the context is destroyed. (ASan's leak check at the
- * end of each test catches the rest.)
+ * end of each test catches the rest, and churn_under_cancel checks the
+ * core's count of live contexts.)
  */
 #include "check.h"
 
@@ -31,6 +32,16 @@ static void check_freed(conc_chan *probe) {
   rel(probe);
 }
 
+/* Live objects of a type, from the core's own count (conc.stats). */
+static long live_of(const char *type) {
+  const char *names[32];
+  long counts[32];
+  int n = conc_obj_counts(names, counts, 32);
+  for (int i = 0; i < n && i < 32; i++)
+    if (strcmp(names[i], type) == 0) return counts[i];
+  return 0;
+}
+
 static void wait_closed(conc_chan *c) {
   conc_msg m;
   CHECK_RC(conc_chan_recv(c, &m, CONC_NEVER), CONC_ECLOSED);
@@ -40,7 +51,7 @@ static void msg_str(conc_msg *m, const char *s) {
   CHECK_RC(conc_msg_init(m, s, strlen(s), NULL, 0), CONC_OK);
 }
 
-/* ---- basics -------------------------------------------------------------------- */
+/* ---- basics ------------------------------------------------------------ */
 
 static void background_is_never_done(void) {
   conc_ctx *bg = conc_ctx_background();
@@ -85,7 +96,7 @@ static void cancel_once_with_cause(void) {
   rel(bg);
 }
 
-/* ---- propagation --------------------------------------------------------------- */
+/* ---- propagation ------------------------------------------------------- */
 
 #define TREE 15  /* a binary tree: node i has children 2i+1 and 2i+2 */
 
@@ -210,7 +221,7 @@ static void concurrent_cancel_one_wins(void) {
   rel(bg);
 }
 
-/* ---- deadlines ------------------------------------------------------------------ */
+/* ---- deadlines --------------------------------------------------------- */
 
 static void deadline_fires(void) {
   conc_ctx *bg = conc_ctx_background();
@@ -262,7 +273,7 @@ static void cancel_before_deadline(void) {
   rel(bg);
 }
 
-/* ---- values ---------------------------------------------------------------------- */
+/* ---- values ------------------------------------------------------------ */
 
 static conc_ctx *with_value(conc_ctx *parent, const char *k, int64_t v,
                             size_t vlen) {
@@ -313,7 +324,7 @@ static void values_nearest_wins(void) {
   rel(bg);
 }
 
-/* ---- lifetimes ------------------------------------------------------------------- */
+/* ---- lifetimes --------------------------------------------------------- */
 
 static void dropping_frees(void) {
   conc_ctx *bg = conc_ctx_background();
@@ -402,6 +413,7 @@ static void *churn_thread(void *p) {
 
 static void churn_under_cancel(void) {
   conc_ctx *bg = conc_ctx_background();
+  long ctxs = live_of("conc.ctx"), chans = live_of("conc.chan");
   for (int round = 0; round < 4; round++) {
     churn x;
     x.parent = child(bg);
@@ -419,6 +431,8 @@ static void churn_under_cancel(void) {
     check_freed(probe);
     pthread_barrier_destroy(&x.go);
   }
+  CHECK_EQ(live_of("conc.ctx"), ctxs);    /* every context was freed */
+  CHECK_EQ(live_of("conc.chan"), chans);  /* and its done channel */
   rel(bg);
 }
 

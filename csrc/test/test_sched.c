@@ -43,7 +43,7 @@ static int contains(const char *hay, const char *needle) {
   return strstr(hay, needle) != NULL;
 }
 
-/* ---- detection ------------------------------------------------------------------ */
+/* ---- detection --------------------------------------------------------- */
 
 /* ERROR mode: the main script's receive that nothing can complete ends
  * with EDEADLOCK, and leaves nothing parked on the channel. */
@@ -235,7 +235,8 @@ static void deadlock_exit_mode(void) {
   char buf[4096];
   size_t n = 0;
   ssize_t k;
-  while (n < sizeof buf - 1 && (k = read(fds[0], buf + n, sizeof buf - 1 - n)) > 0)
+  while (n < sizeof buf - 1 &&
+         (k = read(fds[0], buf + n, sizeof buf - 1 - n)) > 0)
     n += (size_t)k;
   buf[n] = '\0';
   close(fds[0]);
@@ -264,7 +265,7 @@ static void off_mode_and_deadlines(void) {
   main_leave();
 }
 
-/* ---- scheduling facts ------------------------------------------------------------ */
+/* ---- scheduling facts -------------------------------------------------- */
 
 static void threads_listed(void) {
   main_enter(CONC_DEADLOCK_OFF);

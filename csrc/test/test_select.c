@@ -30,7 +30,7 @@ static void release_all(conc_chan **c, int n) {
   for (int i = 0; i < n; i++) conc_release((conc_obj *)c[i]);
 }
 
-/* ---- readiness ---------------------------------------------------------------- */
+/* ---- readiness --------------------------------------------------------- */
 
 static void ready_recv_chosen(void) {
   conc_chan *c[3] = {conc_chan_new(1), conc_chan_new(1), conc_chan_new(0)};
@@ -117,7 +117,7 @@ static void null_channels_ignored(void) {
   conc_release((conc_obj *)c);
 }
 
-/* ---- closed channels ---------------------------------------------------------- */
+/* ---- closed channels --------------------------------------------------- */
 
 static void closed_recv_and_send(void) {
   conc_chan *c = conc_chan_new(0), *other = conc_chan_new(0);
@@ -199,7 +199,7 @@ static void parked_select_completed(void) {
   }
 }
 
-/* ---- fairness ------------------------------------------------------------------ */
+/* ---- fairness ---------------------------------------------------------- */
 
 /*
  * Uniform choice among ready cases. Closed channels are always ready, so
@@ -288,7 +288,7 @@ static void many_cases(void) {
   release_all(c, K);
 }
 
-/* ---- many threads selecting over shared channels ------------------------------ */
+/* ---- many threads selecting over shared channels ----------------------- */
 
 #define ST_PRODUCERS 3
 #define ST_CONSUMERS 3

@@ -12,7 +12,7 @@ static void wait_closed(conc_chan *c) {
   CHECK_RC(conc_chan_recv(c, &m, CONC_NEVER), CONC_ECLOSED);
 }
 
-/* ---- WaitGroup ---------------------------------------------------------------- */
+/* ---- WaitGroup --------------------------------------------------------- */
 
 static void wg_counter_and_negative(void) {
   conc_wg *wg = conc_wg_new();
@@ -90,7 +90,7 @@ static void wg_waiters_see_all_done(void) {
   }
 }
 
-/* ---- Mutex ------------------------------------------------------------------- */
+/* ---- Mutex ------------------------------------------------------------- */
 
 typedef struct counter {
   conc_mutex *mu;
@@ -143,7 +143,7 @@ static void mutex_trylock_unlock(void) {
   rel(mu);
 }
 
-/* ---- RWMutex --------------------------------------------------------------------- */
+/* ---- RWMutex ----------------------------------------------------------- */
 
 typedef struct rw {
   conc_rwmutex *m;
@@ -262,7 +262,7 @@ static void rwmutex_writer_preference(void) {
   rel(x.m);
 }
 
-/* ---- Cond ------------------------------------------------------------------------ */
+/* ---- Cond -------------------------------------------------------------- */
 
 #define CW 5
 
@@ -393,7 +393,7 @@ static void cond_queue(void) {
   rel(x.mu);
 }
 
-/* ---- Once --------------------------------------------------------------------------- */
+/* ---- Once -------------------------------------------------------------- */
 
 #define ONCE_T 6
 

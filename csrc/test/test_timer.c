@@ -45,7 +45,7 @@ static void check_empty(conc_chan *c) {
  */
 #define MARGINS_MS {10, 40, 160, 640}
 
-/* ---- firing order ----------------------------------------------------------- */
+/* ---- firing order ------------------------------------------------------ */
 
 typedef struct order_log {
   conc_mutex *mu;
@@ -153,7 +153,7 @@ static void chan_timers_fire_in_order(void) {
   CHECK(!"too slow to set up before the first deadline");
 }
 
-/* ---- stop and reset ----------------------------------------------------------- */
+/* ---- stop and reset ---------------------------------------------------- */
 
 /* One stop before the deadline; 0 if the test was too slow for it. */
 static int stop_attempt(conc_timer *t, conc_chan *c, int64_t margin_ms,
@@ -278,7 +278,7 @@ static void stop_races_fire(void) {
             rounds * N - active, rounds * N);
 }
 
-/* ---- tickers ------------------------------------------------------------------ */
+/* ---- tickers ----------------------------------------------------------- */
 
 /* A reader slower than the ticker misses ticks: the channel holds one. */
 static void ticker_drops_ticks(void) {
@@ -313,7 +313,7 @@ static void ticker_drops_ticks(void) {
   conc_release((conc_obj *)c);
 }
 
-/* ---- generic timers: fire, drop and the bookkeeping of schedules ------------ */
+/* ---- generic timers: fire, drop and the bookkeeping of schedules ------- */
 
 typedef struct counted {
   atomic_long fires, drops;
@@ -416,7 +416,8 @@ static void start_stop_hammer(void) {
   pthread_barrier_wait(&h.go);
   join(a);
   join(b);
-  for (int i = 0; i < 4; i++) atomic_fetch_add(&h.stops, conc_timer_stop(h.t[i]));
+  for (int i = 0; i < 4; i++)
+    atomic_fetch_add(&h.stops, conc_timer_stop(h.t[i]));
   wait_past(in_ms(1));  /* in-flight firings are over */
   CHECK_EQ(atomic_load(&h.starts),
            atomic_load(&h.stops) + atomic_load(&h.restarts) +

@@ -4,7 +4,7 @@
  */
 #include "peek.h"
 
-/* ---- deadlines ------------------------------------------------------------------ */
+/* ---- deadlines --------------------------------------------------------- */
 
 /* A park with a deadline and no waker times out, never before it. */
 static void park_times_out_not_early(void) {
@@ -59,7 +59,7 @@ static void strerror_names_every_code(void) {
   CHECK(strcmp(conc_strerror(5), "unknown error") == 0);
 }
 
-/* ---- claim and wake ----------------------------------------------------------- */
+/* ---- claim and wake ---------------------------------------------------- */
 
 #define CLAIMERS 4
 
@@ -247,7 +247,7 @@ static void waiter_per_thread(void) {
   pthread_barrier_destroy(&x.b);
 }
 
-/* ---- wait queues ---------------------------------------------------------------- */
+/* ---- wait queues ------------------------------------------------------- */
 
 static void waitq_fifo_and_stale(void) {
   conc_waiter w[4];
@@ -277,7 +277,7 @@ static void waitq_fifo_and_stale(void) {
   CHECK(q.head == NULL && q.tail == NULL);
 }
 
-/* ---- the internal lock -------------------------------------------------------- */
+/* ---- the internal lock ------------------------------------------------- */
 
 typedef struct locked {
   conc__lock_t lock;
