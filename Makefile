@@ -29,7 +29,7 @@ SAN_RUN = CONC_CPATH=$(CURDIR)/build-$(1)/?.so $(2) $(LUA) $(BUSTED) \
           -o utfTerminal --cpath=./build-$(1)/?.so
 
 .PHONY: all test demo bench bench-quick clean asan tsan valgrind stress \
-        stress-short
+        stress-short ctest fuzz-smoke
 
 all: $(MODULE)
 
@@ -86,6 +86,16 @@ stress: $(MODULE)
 stress-short: $(MODULE)
 	STRESS_SCALE=1 $(LUA) $(BUSTED) -o utfTerminal --run=stress
 
+# C tests of the core without Lua, under ASan+UBSan and TSan, then the
+# reproductions of core bugs found and fixed (each must not reproduce).
+ctest:
+	csrc/test/run.sh
+	csrc/test/repro/run.sh
+
+# The codec's libFuzzer targets, a fixed number of executions each.
+fuzz-smoke:
+	fuzz/run.sh
+
 test: $(MODULE)
 	@set -o pipefail; $(LUA) $(BUSTED) -o utfTerminal | tee build/test.log
 	@sed -E 's/\x1b\[[0-9;]*m//g' build/test.log | awk '/successes \//{ \
@@ -102,4 +112,5 @@ bench-quick: $(MODULE)
 	bench/run --quick
 
 clean:
-	rm -rf build build-asan build-tsan build-valgrind
+	rm -rf build build-asan build-tsan build-valgrind build-ctest-asan \
+	  build-ctest-tsan build-fuzz

@@ -124,14 +124,18 @@ static int link_to_parent(conc_ctx *child, conc_ctx *p, conc_msg *cause,
   return err;
 }
 
+/* Schedules the deadline timer (made before c was linked, so a cancel
+ * from the parent sees it). A cancel may have come first or may come
+ * meanwhile; conc_timer_stop returns 1 exactly once for one schedule, so
+ * the timer's reference is dropped exactly once either way. */
 static bool arm_deadline(conc_ctx *c) {
-  c->timer = conc_timer_new(deadline_fire, c, NULL);
-  if (c->timer == NULL) return false;
   conc_retain(&c->hdr);  /* held while the timer is scheduled */
   if (conc_timer_start(c->timer, c->deadline, 0) < 0) {
     conc_release(&c->hdr);
     return false;
   }
+  if (atomic_load(&c->err) && conc_timer_stop(c->timer))
+    conc_release(&c->hdr);  /* canceled before it was scheduled */
   return true;
 }
 
@@ -142,22 +146,30 @@ conc_ctx *conc_ctx_new(conc_ctx *parent, conc_time deadline, conc_msg *key,
   conc_retain(&parent->hdr);
   c->parent = parent;
   c->deadline = deadline < parent->deadline ? deadline : parent->deadline;
-  if (key) {
-    c->key = *key;
-    c->value = *value;
-    c->has_value = true;
+  bool own_deadline = deadline < parent->deadline;  /* else the parent's */
+  if (own_deadline && deadline > conc_now()) {
+    c->timer = conc_timer_new(deadline_fire, c, NULL);
+    if (c->timer == NULL) {
+      conc_release(&c->hdr);
+      return NULL;
+    }
   }
   conc_msg cause;
   int has_cause = 0;
   int err = link_to_parent(c, parent, &cause, &has_cause);
   if (err) {
     conc_ctx_cancel(c, err, has_cause ? &cause : NULL);
-  } else if (deadline < parent->deadline) {  /* else the parent's fires */
-    if (deadline <= conc_now()) conc_ctx_cancel(c, CONC_EDEADLINE, NULL);
+  } else if (own_deadline) {
+    if (c->timer == NULL) conc_ctx_cancel(c, CONC_EDEADLINE, NULL);  /* past */
     else if (!arm_deadline(c)) {
       conc_release(&c->hdr);
       return NULL;
     }
+  }
+  if (key) {  /* only now: on failure above they are still the caller's */
+    c->key = *key;
+    c->value = *value;
+    c->has_value = true;
   }
   return c;
 }

@@ -30,6 +30,10 @@ struct conc_timer {
   void *arg;
   void (*drop)(void *arg);
   conc_tick_fn tick;        /* channel timers: builds the message */
+  /* A firing popped but not done (timers.lock), and whether a channel
+   * firing sent its value (the channel's lock). */
+  bool in_flight;
+  bool sent;
 };
 
 #define NOT_SCHEDULED SIZE_MAX
@@ -140,6 +144,8 @@ static int pop_due(conc_time now, conc_timer **batch, uint64_t *gens,
     conc_timer *t = timers.heap[0];
     gens[n] = atomic_load_explicit(&t->gen, memory_order_relaxed);
     one_shot[n] = t->period == 0;
+    t->in_flight = true;
+    t->sent = false;  /* (only its own firing writes it before that) */
     batch[n++] = t;
     if (t->period > 0) {  /* a ticker: next tick, skipping missed ones */
       t->when += t->period;
@@ -176,6 +182,9 @@ static void *timer_main(void *unused) {
     conc__unlock(&timers.lock);
     for (int i = 0; i < n; i++) {
       batch[i]->fire(batch[i], batch[i]->arg, now, gens[i]);
+      conc__lock(&timers.lock);
+      batch[i]->in_flight = false;
+      conc__unlock(&timers.lock);
       if (one_shot[i]) conc__timers_busy_add(-1);  /* after its wake-ups */
       conc_timer_release(batch[i]);
     }
@@ -256,6 +265,7 @@ static void chan_fire(conc_timer *t, void *arg, conc_time now, uint64_t gen) {
    * channel after, under the same lock, so no stale value survives. */
   int rc = conc_timer_gen(t) == gen ? conc__chan_try_send(c, &m, &wake)
                                     : CONC_EAGAIN;
+  t->sent = rc == CONC_OK;
   conc__unlock(&c->lock);
   if (rc != CONC_OK) conc_msg_free(&m);
   if (wake) conc__waiter_wake(wake);
@@ -272,12 +282,20 @@ conc_timer *conc_timer_new_chan(conc_chan *c, conc_tick_fn make) {
 }
 
 int conc_timer_stop_chan(conc_timer *t, conc_chan *c) {
-  int was = conc_timer_stop(t);
+  conc__lock(&timers.lock);
+  int was = unschedule(t);
+  bool in_flight = t->in_flight;
+  conc__unlock(&timers.lock);
+  if (was) conc_timer_release(t);  /* the heap's reference */
   conc_msg m;
   conc_waiter *wake;
   conc__lock(&c->lock);
+  /* A firing under way that did not send (it has not decided yet, or
+   * it saw our new generation) delivers nothing: the timer was active. */
+  bool dropping = in_flight && !t->sent;
   int drained = conc__chan_try_recv(c, &m, &wake) == CONC_OK;
   conc__unlock(&c->lock);
   if (drained) conc_msg_free(&m);
-  return was || drained;
+  if (wake) conc__waiter_wake(wake);  /* a sender on C, if any */
+  return was || dropping || drained;
 }

@@ -101,7 +101,10 @@ uint32_t conc__rand(void) {
 /* ---- the waiter ----------------------------------------------------------- */
 
 /* The thread exits: its waiter goes back on the free list. */
-static void waiter_exit(void *p) { conc__waiter_release((conc_waiter *)p); }
+static void waiter_exit(void *p) {
+  tls_waiter = NULL;  /* a later destructor must not use the freed one */
+  conc__waiter_release((conc_waiter *)p);
+}
 
 void conc__waiter_release(conc_waiter *w) {
   conc__lock(&free_lock);

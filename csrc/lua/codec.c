@@ -892,10 +892,11 @@ static int decode_protected(lua_State *L) {
 
 int lconc_decode(lua_State *L, conc_msg *m) {
   const unsigned char *data = conc_msg_data(m);
-  if (m->len >= 1 && !(data[0] & F_CODE) && m->nrefs == 0) {
-    int n = decode_all(L, m);  /* runs no code: only memory can fail */
-    conc_msg_free(m);
-    return n;
+  if (m->len >= 1 && m->len <= CONC_MSG_INLINE && m->nrefs == 0 &&
+      !(data[0] & F_CODE)) {
+    /* Inline (nothing to free if an error escapes) and runs no code:
+     * the common case, without a protected call. */
+    return decode_all(L, m);
   }
   int base = lua_gettop(L);
   lua_pushcfunction(L, decode_protected);
