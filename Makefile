@@ -25,7 +25,8 @@ SAN_CFLAGS = -O1 -g -fno-omit-frame-pointer
 ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all
 LIBASAN   := $(shell $(CC) -print-file-name=libasan.so)
 # Sanitizer runs: the module built into build-<kind>/, busted pointed at it.
-SAN_RUN = CONC_CPATH=$(CURDIR)/build-$(1)/?.so $(2) $(LUA) $(BUSTED) \
+SAN_RUN = CONC_SANITIZER=$(1) CONC_CPATH=$(CURDIR)/build-$(1)/?.so $(2) \
+          $(LUA) $(BUSTED) \
           -o utfTerminal --cpath=./build-$(1)/?.so
 
 .PHONY: all test demo bench bench-quick clean asan tsan valgrind stress \
@@ -45,7 +46,7 @@ build-asan/conc/core.so: $(CORE_SRC) $(LUA_SRC) $(HEADERS)
 
 # ASan + UBSan, no recovery, leak checking on.
 asan: build-asan/conc/core.so
-	$(call SAN_RUN,asan,ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	$(call SAN_RUN,asan,ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 LD_PRELOAD=$(LIBASAN))
 
 TSAN_FLAGS = -fsanitize=thread
@@ -61,8 +62,9 @@ build-tsan/lua_host: csrc/test/lua_host.c
 
 # ThreadSanitizer: busted run by a TSan-linked host (see TOOLCHAIN notes).
 tsan: build-tsan/conc/core.so build-tsan/lua_host
-	CONC_CPATH=$(CURDIR)/build-tsan/?.so CONC_LUA=$(CURDIR)/build-tsan/lua_host \
-	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	CONC_SANITIZER=tsan CONC_CPATH=$(CURDIR)/build-tsan/?.so \
+	CONC_LUA=$(CURDIR)/build-tsan/lua_host \
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 allocator_may_return_null=1" \
 	  build-tsan/lua_host $(BUSTED) --ignore-lua -o utfTerminal \
 	  --cpath=./build-tsan/?.so
 
@@ -71,6 +73,7 @@ tsan: build-tsan/conc/core.so build-tsan/lua_host
 VALGRIND_SPECS = spec/chan_spec.lua spec/select_spec.lua spec/codec_spec.lua \
                  spec/sync_spec.lua spec/ctx_spec.lua spec/time_spec.lua
 valgrind: $(MODULE)
+	CONC_SANITIZER=valgrind \
 	CONC_LUA="valgrind -q --error-exitcode=3 --leak-check=full \
 	  --errors-for-leak-kinds=definite lua5.4" \
 	valgrind -q --error-exitcode=3 --leak-check=full \
