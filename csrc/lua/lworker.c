@@ -48,10 +48,13 @@ static int go(lua_State *L) {
                LCONC_ARG, first);
   lconc_task *t = calloc(1, sizeof *t);
   conc_chan *done = t ? conc_chan_new(0) : NULL;
-  if (done == NULL) {
+  if (done == NULL) {  /* as a spawn the system refuses: a return value */
     free(t);
     conc_msg_free(&call);
-    return luaL_error(L, "conc.go: not enough memory");
+    lua_pushnil(L);
+    lua_pushliteral(L, "conc.go: not enough memory");
+    lua_pushliteral(L, "spawn");
+    return 3;
   }
   conc_obj_init(&t->hdr, &lconc_task_type);
   t->id = 0;
