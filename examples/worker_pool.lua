@@ -30,7 +30,7 @@ end
 jobs:close()
 
 -- Wait for the workers, then close results
-conc.go(function(hs, res)
+local closer = conc.go(function(hs, res)
   for _, h in ipairs(hs) do assert(h:join()) end
   res:close()
 end, workers, results)
@@ -39,3 +39,4 @@ end, workers, results)
 for result in results:range() do
   print(string.format("Job %d: %s", result.job_id, result.output))
 end
+assert(closer:join()) -- it may still be returning: let it finish

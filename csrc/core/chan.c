@@ -27,6 +27,7 @@ static void chan_destroy(conc_obj *o) {
   for (size_t i = 0; i < count_of(c); i++)
     conc_msg_free(&c->buf[(c->head + i) % c->cap]);
   free(c->buf);
+  CONC_HB_FORGET(&c->lock);  /* a new channel may reuse the address */
   free(c);
 }
 

@@ -33,6 +33,31 @@ CONC_API void conc__fatal(const char *what, int err);
   } while (0)
 
 /*
+ * Happens-before annotations for Helgrind (`make helgrind`), which knows
+ * pthreads but not C11 atomics, our futex lock or the waiter protocol.
+ * CONC_HB_BEFORE(p) in one thread and CONC_HB_AFTER(p) in another that
+ * observed its effect (the same address p names the edge) make the first
+ * happen before the second. CONC_HB_FORGET(p) drops what p accumulated,
+ * for an address about to be freed. Only a build with -DCONC_VALGRIND
+ * (build-helgrind/) compiles them in; otherwise they are nothing at all.
+ */
+#ifdef CONC_VALGRIND
+#include <valgrind/helgrind.h>
+#define CONC_HB_BEFORE(p) ANNOTATE_HAPPENS_BEFORE(p)
+#define CONC_HB_AFTER(p) ANNOTATE_HAPPENS_AFTER(p)
+#define CONC_HB_FORGET(p) ANNOTATE_HAPPENS_BEFORE_FORGET_ALL(p)
+/* *p is a futex word: only atomic operations and the kernel touch it,
+ * so no access to it is a data race (Helgrind takes a relaxed atomic
+ * store for a plain one). Its edges are annotated where it is used. */
+#define CONC_HB_FUTEX_WORD(p) ANNOTATE_BENIGN_RACE_SIZED(p, sizeof *(p), "")
+#else
+#define CONC_HB_BEFORE(p) ((void)0)
+#define CONC_HB_AFTER(p) ((void)0)
+#define CONC_HB_FORGET(p) ((void)0)
+#define CONC_HB_FUTEX_WORD(p) ((void)0)
+#endif
+
+/*
  * The core's internal lock: a futex word (0 free, 1 held, 2 held with
  * sleepers). Uncontended it costs one compare-and-swap to take and one
  * exchange to release; contended it spins briefly, then sleeps. Zero
@@ -52,9 +77,11 @@ static inline void conc__lock(conc__lock_t *l) {
                                                memory_order_acquire,
                                                memory_order_relaxed))
     conc__lock_slow(l);
+  CONC_HB_AFTER(l);  /* every earlier unlock happened before */
 }
 
 static inline void conc__unlock(conc__lock_t *l) {
+  CONC_HB_BEFORE(l);
   if (atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2)
     conc__unlock_wake(l);
 }
@@ -122,6 +149,11 @@ static inline void conc__waiting_on(conc_waiter *w, const char *what,
   atomic_store_explicit(&w->what, what, memory_order_relaxed);
   atomic_store_explicit(&w->obj, obj, memory_order_relaxed);
   atomic_store_explicit(&w->abortable, abortable, memory_order_relaxed);
+}
+
+/* Says the calling thread waits no more (for the dump). */
+static inline void conc__waiting_done(conc_waiter *w) {
+  atomic_store_explicit(&w->what, NULL, memory_order_relaxed);
 }
 
 /* ---- scheduling facts: deadlock detection (sched.c) --------------------- */

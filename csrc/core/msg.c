@@ -53,8 +53,11 @@ void conc_retain(conc_obj *o) {
 }
 
 void conc_release(conc_obj *o) {
+  CONC_HB_BEFORE(o);  /* every release happens before the destroy */
   if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) != 1)
     return;
+  CONC_HB_AFTER(o);
+  CONC_HB_FORGET(o);  /* the address may be reused by a new object */
   atomic_long *c = count_of(o->type);
   if (c) atomic_fetch_sub_explicit(c, 1, memory_order_relaxed);
   o->type->destroy(o);

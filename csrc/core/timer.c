@@ -33,7 +33,7 @@ struct conc_timer {
   /* A firing popped but not done (timers.lock), and whether a channel
    * firing sent its value (the channel's lock). */
   bool in_flight;
-  bool sent;
+  atomic_bool sent;  /* atomic: a reset from another thread may race */
 };
 
 #define NOT_SCHEDULED SIZE_MAX
@@ -68,8 +68,11 @@ static void timer_retain(conc_timer *t) {
 }
 
 void conc_timer_release(conc_timer *t) {
+  CONC_HB_BEFORE(t);  /* every release happens before the free */
   if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
     return;
+  CONC_HB_AFTER(t);
+  CONC_HB_FORGET(t);
   if (t->drop) t->drop(t->arg);
   free(t);
 }
@@ -145,7 +148,7 @@ static int pop_due(conc_time now, conc_timer **batch, uint64_t *gens,
     gens[n] = atomic_load_explicit(&t->gen, memory_order_relaxed);
     one_shot[n] = t->period == 0;
     t->in_flight = true;
-    t->sent = false;  /* (only its own firing writes it before that) */
+    atomic_store_explicit(&t->sent, false, memory_order_relaxed);
     batch[n++] = t;
     if (t->period > 0) {  /* a ticker: next tick, skipping missed ones */
       t->when += t->period;
@@ -265,7 +268,7 @@ static void chan_fire(conc_timer *t, void *arg, conc_time now, uint64_t gen) {
    * channel after, under the same lock, so no stale value survives. */
   int rc = conc_timer_gen(t) == gen ? conc__chan_try_send(c, &m, &wake)
                                     : CONC_EAGAIN;
-  t->sent = rc == CONC_OK;
+  atomic_store_explicit(&t->sent, rc == CONC_OK, memory_order_relaxed);
   conc__unlock(&c->lock);
   if (rc != CONC_OK) conc_msg_free(&m);
   if (wake) conc__waiter_wake(wake);
@@ -292,7 +295,8 @@ int conc_timer_stop_chan(conc_timer *t, conc_chan *c) {
   conc__lock(&c->lock);
   /* A firing under way that did not send (it has not decided yet, or
    * it saw our new generation) delivers nothing: the timer was active. */
-  bool dropping = in_flight && !t->sent;
+  bool dropping =
+      in_flight && !atomic_load_explicit(&t->sent, memory_order_relaxed);
   int drained = conc__chan_try_recv(c, &m, &wake) == CONC_OK;
   conc__unlock(&c->lock);
   if (drained) conc_msg_free(&m);

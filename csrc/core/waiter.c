@@ -82,7 +82,7 @@ int conc_sleep_until(conc_time deadline) {
   struct timespec ts = to_timespec(deadline);
   while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
     ;
-  atomic_store_explicit(&w->what, NULL, memory_order_relaxed);
+  conc__waiting_done(w);
   return CONC_OK;
 }
 
@@ -123,7 +123,11 @@ conc_waiter *conc__waiter_new(void) {
   conc_waiter *w = free_waiters;
   if (w) free_waiters = w->next_free;
   conc__unlock(&free_lock);
-  return w ? w : calloc(1, sizeof *w);
+  if (w == NULL) {
+    w = calloc(1, sizeof *w);
+    if (w != NULL) CONC_HB_FUTEX_WORD(&w->state);  /* never freed */
+  }
+  return w;
 }
 
 void conc__waiter_adopt(conc_waiter *w) {
@@ -152,6 +156,9 @@ bool conc__waiter_claim(conc_waiter *w, int index) {
    * `selected` (neither side can miss the other). */
   if (!atomic_compare_exchange_strong(&w->selected, &expected, index))
     return false;
+  /* The won claim happens before the claimed thread's park returns
+   * (which cannot be before the wake that follows this claim). */
+  CONC_HB_BEFORE(&w->selected);
   if (atomic_load(&w->asleep)) conc__claimed(w);
   return true;
 }
@@ -192,6 +199,7 @@ static void futex_wait(atomic_uint *addr, unsigned val, conc_time deadline) {
 }
 
 void conc__waiter_wake(conc_waiter *w) {
+  CONC_HB_BEFORE(w);  /* the waker's work, before WOKEN can be seen */
   unsigned old = atomic_exchange_explicit(&w->state, W_WOKEN,
                                           memory_order_acq_rel);
   if (old == W_SLEEPING) futex_wake(&w->state);
@@ -249,8 +257,11 @@ int conc__waiter_park(conc_waiter *w, conc_time deadline) {
     }
     conc__sleep_end(w);
   }
-  atomic_store_explicit(&w->what, NULL, memory_order_relaxed);
-  return atomic_load_explicit(&w->selected, memory_order_acquire);
+  conc__waiting_done(w);
+  int fired = atomic_load_explicit(&w->selected, memory_order_acquire);
+  CONC_HB_AFTER(w);              /* the wake (none on a timeout) */
+  CONC_HB_AFTER(&w->selected);   /* and the claim that won */
+  return fired;
 }
 
 /* ---- wait queues (the caller holds the queue's lock) ---------------------- */
