@@ -28,6 +28,27 @@ local function call_baseline(n)
   return (now() - t0) * 1e9 / n
 end
 
+-- beyond_baseline(name, what, n, pairs_ns): times pairs_ns(n) (ns per
+-- pair) and the call baseline 3 times each, alternating, after a warm-up;
+-- writes the raw figures to stderr and prints the best pair time minus
+-- the best baseline as "<x> ns/pair" (B9, B11).
+local function beyond_baseline(name, what, n, pairs_ns)
+  local reps = 3
+  pairs_ns(math.min(n, 10000))
+  call_baseline(math.min(n, 10000))
+  local best, base, raw = math.huge, math.huge, {}
+  for r = 1, reps do
+    local p, b = pairs_ns(n), call_baseline(n)
+    best, base = math.min(best, p), math.min(base, b)
+    raw[r] = string.format("%.1f/%.1f", p, b)
+  end
+  io.stderr:write(string.format(
+    "%s: N=%d %s %.1f ns/pair, call baseline %.1f ns/pair (best of %d; " ..
+    "pair/baseline per rep: %s)\n", name, n, what, best, base, reps,
+    table.concat(raw, " ")))
+  print(string.format("%.1f ns/pair", best - base))
+end
+
 -- median(t): the median of a list of numbers (t is sorted in place).
 local function median(t)
   table.sort(t)
@@ -42,5 +63,6 @@ return {
   scale = scale,
   root = root,
   call_baseline = call_baseline,
+  beyond_baseline = beyond_baseline,
   median = median,
 }
