@@ -33,6 +33,7 @@ struct conc_timer {
   /* A firing popped but not done (timers.lock), and whether a channel
    * firing sent its value (the channel's lock). */
   bool in_flight;
+  uint64_t flight_gen;  /* the generation of that firing (timers.lock) */
   atomic_bool sent;  /* atomic: a reset from another thread may race */
 };
 
@@ -148,6 +149,7 @@ static int pop_due(conc_time now, conc_timer **batch, uint64_t *gens,
     gens[n] = atomic_load_explicit(&t->gen, memory_order_relaxed);
     one_shot[n] = t->period == 0;
     t->in_flight = true;
+    t->flight_gen = gens[n];
     atomic_store_explicit(&t->sent, false, memory_order_relaxed);
     batch[n++] = t;
     if (t->period > 0) {  /* a ticker: next tick, skipping missed ones */
@@ -286,8 +288,11 @@ conc_timer *conc_timer_new_chan(conc_chan *c, conc_tick_fn make) {
 
 int conc_timer_stop_chan(conc_timer *t, conc_chan *c) {
   conc__lock(&timers.lock);
+  /* A firing in flight counts only for the stop that made it stale (a
+   * second stop finds the generation moved on). */
+  bool in_flight = t->in_flight &&
+      t->flight_gen == atomic_load_explicit(&t->gen, memory_order_relaxed);
   int was = unschedule(t);
-  bool in_flight = t->in_flight;
   conc__unlock(&timers.lock);
   if (was) conc_timer_release(t);  /* the heap's reference */
   conc_msg m;
