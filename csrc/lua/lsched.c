@@ -14,8 +14,25 @@ static CONC_TLS lua_State *blocking_state;
 
 void lconc_blocking(lua_State *L) { blocking_state = L; }
 
+/* Appends s to buf (size bytes, *n used), truncating; keeps it ended. */
+static void append(char *buf, size_t size, size_t *n, const char *s) {
+  while (*s && *n + 1 < size) buf[(*n)++] = *s++;
+  buf[*n] = '\0';
+}
+
+/* Appends the decimal digits of v (v >= 0). */
+static void append_int(char *buf, size_t size, size_t *n, int v) {
+  char digits[12];
+  int k = (int)sizeof digits - 1;
+  digits[k] = '\0';
+  do digits[--k] = (char)('0' + v % 10); while ((v /= 10) > 0 && k > 0);
+  append(buf, size, n, digits + k);
+}
+
 /* The sleep hook: runs on the sleeping thread itself, so reading its
- * own stack is safe. Writes "file:line" of the nearest Lua frames. */
+ * own stack is safe. Writes "file:line" of the nearest Lua frames. No
+ * printf: this runs on every sleep of a worker, and a deep stack here
+ * would cost each parked worker another page of memory. */
 static void where_hook(char *buf, size_t size) {
   lua_State *L = blocking_state;
   lua_Debug ar;
@@ -25,11 +42,10 @@ static void where_hook(char *buf, size_t size) {
                                  lua_getstack(L, level, &ar);
        level++) {
     if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
-    int k = snprintf(buf + n, size - n, "%s%s:%d", shown ? " < " : "",
-                     ar.short_src, ar.currentline);
-    if (k < 0) break;
-    n += (size_t)k;
-    shown++;
+    if (shown++) append(buf, size, &n, " < ");
+    append(buf, size, &n, ar.short_src);
+    append(buf, size, &n, ":");
+    append_int(buf, size, &n, ar.currentline);
   }
 }
 
