@@ -38,8 +38,6 @@ CONC_API conc_obj *lconc_test_obj(lua_State *L, int idx,
 /* The object at idx if it is any conc object, else NULL. */
 CONC_API conc_obj *lconc_to_obj(lua_State *L, int idx);
 
-/* Optional timeout in seconds: nil/none = CONC_NEVER, <= 0 = NOWAIT. */
-CONC_API conc_time lconc_opt_deadline(lua_State *L, int idx);
 
 /* ---- bounded waits (lwait.c) --------------------------------------------- */
 
@@ -57,6 +55,14 @@ CONC_API void lconc_check_wait(lua_State *L, int idx, lconc_wait *w);
  * (deadline), or the context's error. A send's message is the caller's
  * again unless CONC_OK. */
 CONC_API int lconc_wait_op(conc_case *cs, const lconc_wait *w);
+/* Waits within w until c, a channel nobody sends on, is closed (the
+ * shape of every "until it is done" wait: join, wg:wait, once). A
+ * canceled context fails it even if c is closed already (Go checks
+ * ctx.Err() first); c NULL means done. CONC_OK once closed, else the
+ * code as lconc_wait_op gives it (CONC_EDEADLOCK included: the caller
+ * raises it, after letting go of what it holds). */
+CONC_API int lconc_wait_closed(lua_State *L, conc_chan *c,
+                               const lconc_wait *w);
 /* Pushes the fail tuple for a wait that ended without success:
  * nil, "timeout" | "context canceled" | "context deadline exceeded";
  * raises for a deadlock (CONC_EDEADLOCK, the main script's wait). */

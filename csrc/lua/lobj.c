@@ -8,7 +8,6 @@
  * Lua clears weak values before it runs finalizers, so a dying box is
  * never found again.
  */
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include "lconc.h"
@@ -174,11 +173,4 @@ conc_obj *lconc_check_obj(lua_State *L, int idx, const conc_type *type) {
     luaL_typeerror(L, idx, type->name);
   }
   return o;
-}
-
-conc_time lconc_opt_deadline(lua_State *L, int idx) {
-  if (lua_isnoneornil(L, idx)) return CONC_NEVER;
-  lua_Number s = luaL_checknumber(L, idx);
-  luaL_argcheck(L, !isnan(s), idx, "timeout is NaN");
-  return conc_deadline_in(s);  /* <= 0: CONC_NOWAIT, a poll */
 }

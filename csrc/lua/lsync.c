@@ -43,18 +43,10 @@ static int wg_wait(lua_State *L) {
   conc_wg *wg = CHECK(L, conc_wg, conc_wg_type);
   lconc_wait w;
   lconc_check_wait(L, 2, &w);
-  if (w.ctx && conc_ctx_err(w.ctx))  /* checked first, as in Go */
-    return lconc_push_fail(L, conc_ctx_err(w.ctx), "conc.waitgroup:wait");
-  lconc_blocking(L);
-  conc_chan *zero = conc_wg_wait_chan(wg);
-  if (zero) {
-    conc_case cs = {zero, CONC_RECV, {0}, 0};
-    int rc = lconc_wait_op(&cs, &w);
-    conc_release((conc_obj *)zero);
-    if (rc == CONC_OK) conc_msg_free(&cs.msg);  /* never sent on */
-    else if (rc != CONC_ECLOSED)
-      return lconc_push_fail(L, rc, "conc.waitgroup:wait");
-  }
+  conc_chan *zero = conc_wg_wait_chan(wg);  /* NULL: the counter is zero */
+  int rc = lconc_wait_closed(L, zero, &w);
+  if (zero) conc_release((conc_obj *)zero);
+  if (rc != CONC_OK) return lconc_push_fail(L, rc, "conc.waitgroup:wait");
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -225,10 +217,8 @@ static int once_call(lua_State *L) {
   int state = conc_once_begin(o, &wait);
   if (state == CONC_ONCE_RUN) return once_run(L, o);
   if (state == CONC_ONCE_WAIT) {
-    conc_msg m;
-    lconc_blocking(L);
-    int rc = conc_chan_recv(wait, &m, CONC_NEVER);
-    if (rc == CONC_OK) conc_msg_free(&m);
+    lconc_wait forever = {CONC_NEVER, NULL};
+    int rc = lconc_wait_closed(L, wait, &forever);
     conc_release((conc_obj *)wait);
     if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.once:call");
   }

@@ -47,6 +47,16 @@ int lconc_wait_op(conc_case *cs, const lconc_wait *w) {
   return r;
 }
 
+int lconc_wait_closed(lua_State *L, conc_chan *c, const lconc_wait *w) {
+  if (w->ctx && conc_ctx_err(w->ctx)) return conc_ctx_err(w->ctx);
+  if (c == NULL) return CONC_OK;
+  conc_case cs = {c, CONC_RECV, {0}, 0};
+  lconc_blocking(L);
+  int rc = lconc_wait_op(&cs, w);
+  if (rc == CONC_OK) conc_msg_free(&cs.msg);  /* never sent on: defensive */
+  return rc == CONC_OK || rc == CONC_ECLOSED ? CONC_OK : rc;
+}
+
 int lconc_push_fail(lua_State *L, int rc, const char *fname) {
   if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, fname);
   lua_pushnil(L);

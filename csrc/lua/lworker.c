@@ -57,8 +57,6 @@ static int go(lua_State *L) {
     return 3;
   }
   conc_obj_init(&t->hdr, &lconc_task_type);
-  t->id = 0;
-  t->started = conc_now();
   t->call = call;
   t->memory_limit = memory_limit;
   t->done = done;
@@ -78,21 +76,12 @@ static int go(lua_State *L) {
   return 1;
 }
 
-/* Blocks until the task has finished or the deadline; true if finished. */
-static int wait_done(lua_State *L, lconc_task *t, conc_time deadline,
-                     const char *fname) {
-  conc_msg m;
-  lconc_blocking(L);
-  int rc = conc_chan_recv(t->done, &m, deadline);
-  if (rc == CONC_OK) conc_msg_free(&m);  /* never sent on; defensive */
-  if (rc == CONC_EDEADLOCK) lconc_raise_deadlock(L, fname);
-  return rc == CONC_ECLOSED;
-}
-
 /* h:join() -> true, results... | false, error (with the traceback) */
 static int w_join(lua_State *L) {
   lconc_task *t = checktask(L);
-  wait_done(L, t, CONC_NEVER, "conc.worker:join");
+  lconc_wait forever = {CONC_NEVER, NULL};
+  if (lconc_wait_closed(L, t->done, &forever) == CONC_EDEADLOCK)
+    return lconc_raise_deadlock(L, "conc.worker:join");
   atomic_store(&t->observed, 1);
   int ok = atomic_load(&t->state) == TASK_DONE;
   lua_settop(L, 1);
@@ -109,13 +98,10 @@ static int w_wait(lua_State *L) {
   lconc_task *t = checktask(L);
   lconc_wait w;
   lconc_check_wait(L, 2, &w);
-  conc_case cs = {t->done, CONC_RECV, {0}, 0};
-  lconc_blocking(L);
-  int rc = lconc_wait_op(&cs, &w);
-  if (rc == CONC_OK) conc_msg_free(&cs.msg);  /* never sent on */
+  int rc = lconc_wait_closed(L, t->done, &w);
   if (rc == CONC_EDEADLOCK)
     return lconc_raise_deadlock(L, "conc.worker:wait");
-  if (rc == CONC_ECLOSED) {
+  if (rc == CONC_OK) {
     lua_pushboolean(L, 1);
     return 1;
   }

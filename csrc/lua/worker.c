@@ -35,7 +35,6 @@ typedef struct pool_thread {
   lua_State *L;
   conc_waiter *w;               /* its waiter, set before it first idles */
   lconc_task *task;             /* the task handed to it (pool.lock) */
-  bool idle;                    /* on the idle list (pool.lock) */
   struct pool_thread *next_idle;
 } pool_thread;
 
@@ -407,7 +406,6 @@ static lconc_task *idle_park(pool_thread *p, conc_time deadline) {
   conc__lock(&pool.lock);
   p->task = NULL;
   conc__waiter_arm(p->w);
-  p->idle = true;
   p->next_idle = pool.idle;
   pool.idle = p;
   pool.nidle++;
@@ -470,7 +468,6 @@ static bool hand_off(lconc_task *t) {
     pool_thread *p = pool.idle;
     pool.idle = p->next_idle;
     pool.nidle--;
-    p->idle = false;
     if (conc__waiter_claim(p->w, 0)) {
       p->task = t;
       conc__unlock(&pool.lock);

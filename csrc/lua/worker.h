@@ -19,7 +19,6 @@ enum { TASK_RUNNING = 0, TASK_DONE = 1, TASK_FAILED = 2 };
 typedef struct lconc_task {
   conc_obj hdr;
   int64_t id;
-  conc_time started;
   conc_msg call;          /* fn and its arguments */
   size_t memory_limit;    /* bytes its state may use beyond its own, 0 */
   char *path, *cpath;     /* the spawner's package.path and cpath */
