@@ -97,7 +97,12 @@ static inline void conc__cpu_relax(void) {
 
 /* ---- waiter ----------------------------------------------------------- */
 
-enum { CONC_SEL_NONE = -1, CONC_SEL_TIMEOUT = -2, CONC_SEL_DEADLOCK = -3 };
+enum {
+  CONC_SEL_NONE = -1,
+  CONC_SEL_TIMEOUT = -2,
+  CONC_SEL_DEADLOCK = -3,
+  CONC_SEL_RETRY = -4  /* park_or: `ready` held and we claimed ourselves */
+};
 
 /*
  * One per thread. `state` and `selected` are the wake-up protocol. The
@@ -142,6 +147,16 @@ CONC_API void conc__waiter_wake(conc_waiter *w);
  * (nobody else will complete an operation for it then).
  */
 CONC_API int conc__waiter_park(conc_waiter *w, conc_time deadline);
+/*
+ * As park, for a waiter whose sudogs are linked where lock-free wakers
+ * may have made progress possible without seeing them (buffered
+ * channels): it polls ready(arg) while it spins and once before it
+ * sleeps; when it holds and the waiter claims itself, returns
+ * CONC_SEL_RETRY (the caller unlinks its sudogs and tries again).
+ */
+CONC_API int conc__waiter_park_or(conc_waiter *w, conc_time deadline,
+                                  bool (*ready)(const void *arg),
+                                  const void *arg);
 
 /* Says what the calling thread is about to wait on (for the dump). */
 static inline void conc__waiting_on(conc_waiter *w, const char *what,
@@ -183,12 +198,20 @@ struct conc_sudog {
   conc_waiter *w;
   conc_msg *elem;           /* send: the message; recv: where it goes */
   int index;                /* the case index claimed on success */
-  int ok;                   /* set by the waker: 1 done, 0 closed */
+  int ok;                   /* set by the waker: a CONC_SUDOG_ value */
   bool linked;              /* in a queue now (guarded by the queue lock) */
+};
+
+/* What a waker tells the sudog's owner. */
+enum {
+  CONC_SUDOG_CLOSED = 0,  /* the channel closed */
+  CONC_SUDOG_DONE = 1,    /* the operation was done for it */
+  CONC_SUDOG_RETRY = 2    /* buffered channel: try the operation again */
 };
 
 typedef struct conc_waitq {
   conc_sudog *head, *tail;
+  atomic_int n;             /* sudogs linked; read without the lock */
 } conc_waitq;
 
 CONC_API void conc__waitq_push(conc_waitq *q, conc_sudog *s);
@@ -200,20 +223,41 @@ CONC_API conc_sudog *conc__waitq_claim(conc_waitq *q);
 /* ---- channels (shared with select.c) ----------------------------------- */
 
 /*
- * A channel. `lock` guards every field but cap and buf's address.
- * Invariants (as Go's chan.go): if sendq is not empty, the buffer is full
- * (or there is none); if recvq is not empty, the buffer is empty. At most
- * one of sendq and recvq is non-empty, except transiently with stale
- * select sudogs, which are skipped when claimed.
+ * A channel. Unbuffered, it is Go's: `lock` guards every field, and a
+ * sender hands its message to a parked receiver (or waits for one).
+ *
+ * Buffered, its messages go through a lock-free ring (Vyukov's bounded
+ * queue): `tail` and `head` count pushes and pops, slot pos % cap holds
+ * message pos, and its `lap` says whose turn it is. Pushes and pops take
+ * no lock. The lock guards the wait queues and `closed`; a thread that
+ * finds the ring full or empty links a sudog under it, and whoever pushes
+ * or pops then (and sees the queue's n > 0) claims and wakes one waiter
+ * of the other side with CONC_SUDOG_RETRY: it tries again. Close sets
+ * RING_CLOSED in `tail` (so exactly the pushes before it succeed) and
+ * wakes everyone to retry.
  */
+typedef struct conc_slot {
+  /* Vyukov's sequence number, doubled (so that "full at pos" and "free
+   * for pos + cap" differ even when cap is 1), minus twice the slot's
+   * index (so that calloc's zero is the start): 2 * (pos - i) when free
+   * for a push at pos, one more when that push is done. */
+  atomic_size_t lap;
+  conc_msg msg;
+} __attribute__((aligned(64))) conc_slot;
+
 struct conc_chan {
   conc_obj hdr;
   conc__lock_t lock;
-  size_t cap, head;         /* ring buffer of cap messages */
-  atomic_size_t count;      /* written under lock; read without it too */
   bool closed;
   conc_waitq recvq, sendq;
-  conc_msg *buf;
+  size_t cap;
+  bool pow2;                /* cap is a power of two: pos & (cap - 1) */
+  conc_slot *slots;         /* cap slots (aligned), or NULL */
+  void *slots_raw;          /* what was allocated for them */
+  /* Written by every push / every pop: one cache line each. */
+  _Alignas(64) atomic_size_t tail;
+  _Alignas(64) atomic_size_t head;
+  char pad_[64 - sizeof(atomic_size_t)];
 };
 
 /* Tries the operation with c->lock held. Returns CONC_OK (done),
@@ -223,6 +267,14 @@ CONC_API int conc__chan_try_send(conc_chan *c, conc_msg *m,
                                  conc_waiter **wake);
 CONC_API int conc__chan_try_recv(conc_chan *c, conc_msg *out,
                                  conc_waiter **wake);
+
+/* Whether a push (pop) on buffered c could proceed now, or c closed. */
+CONC_API bool conc__chan_can_send(const conc_chan *c);
+CONC_API bool conc__chan_can_recv(const conc_chan *c);
+/* A select woken to retry on c (op: CONC_SEND or CONC_RECV) that did
+ * something else passes the wake-up on: if c is ready for op and
+ * someone waits for it, one of them is woken to retry. */
+CONC_API void conc__chan_kick(conc_chan *c, int op);
 
 /* Spins while ready(arg) is false, up to the spin budget (and never past
  * deadline); returns ready(arg). For waits that are usually short. */

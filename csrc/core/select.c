@@ -6,6 +6,9 @@
  * if none is, link one sudog per case on its channel's queue and park;
  * (3) once woken (or timed out), unlink the sudogs that did not fire.
  * The waiter's claim (a compare-and-swap) makes exactly one case win.
+ * A buffered channel's waker does not complete the case: it wakes the
+ * select to poll again (CONC_SUDOG_RETRY), as does the select itself
+ * when it sees a buffered case ready before it sleeps.
  *
  * Lock order: channel locks are taken in increasing address order,
  * each channel once however many cases name it. No other lock is held
@@ -65,7 +68,31 @@ static int poll_cases(conc_case *cases, const int *order, int n,
   return CONC_EAGAIN;
 }
 
-/* Passes 2 and 3: park on every case, then unlink what did not fire. */
+/* What a select parked on buffered channels polls: can any case of it
+ * proceed now (see conc__waiter_park_or)? */
+typedef struct sel_poll {
+  const conc_case *cases;
+  const int *order;
+  int n;
+} sel_poll;
+
+static bool any_ready(const void *p) {
+  const sel_poll *sp = (const sel_poll *)p;
+  for (int k = 0; k < sp->n; k++) {
+    const conc_case *cs = &sp->cases[sp->order[k]];
+    if (cs->chan->cap == 0) continue;
+    if (cs->op == CONC_SEND ? conc__chan_can_send(cs->chan)
+                            : conc__chan_can_recv(cs->chan))
+      return true;
+  }
+  return false;
+}
+
+/* park_on_all's "poll again": a buffered case became ready. */
+#define RESTART (-1000)
+
+/* Passes 2 and 3: park on every case, then unlink what did not fire.
+ * Returns the case that fired, a failure, or RESTART. */
 static int park_on_all(conc_case *cases, const int *order, int n,
                        conc_chan **locks, int nlocks, conc_sudog *sudogs,
                        conc_time deadline, int *closed_send) {
@@ -73,6 +100,7 @@ static int park_on_all(conc_case *cases, const int *order, int n,
   conc__waiter_arm(w);
   conc__waiting_on(w, "select", n == 1 ? (const void *)cases[order[0]].chan
                                         : NULL, true);
+  bool buffered = false;
   for (int k = 0; k < n; k++) {
     int i = order[k];
     conc_sudog *sd = &sudogs[k];
@@ -81,18 +109,27 @@ static int park_on_all(conc_case *cases, const int *order, int n,
     sd->index = i;
     sd->elem = &cases[i].msg;
     conc_chan *c = cases[i].chan;
+    buffered |= c->cap > 0;
     conc__waitq_push(cases[i].op == CONC_SEND ? &c->sendq : &c->recvq, sd);
   }
   unlock_all(locks, nlocks);
-  int fired = conc__waiter_park(w, deadline);
-  int result = fired == CONC_SEL_DEADLOCK ? CONC_EDEADLOCK : CONC_ETIMEDOUT;
+  sel_poll sp = {cases, order, n};
+  int fired = conc__waiter_park_or(w, deadline, buffered ? any_ready : NULL,
+                                   &sp);
+  int result = fired == CONC_SEL_DEADLOCK ? CONC_EDEADLOCK
+             : fired == CONC_SEL_RETRY    ? RESTART
+                                          : CONC_ETIMEDOUT;
   for (int k = 0; k < n; k++) {
     int i = order[k];
     conc_chan *c = cases[i].chan;
     if (i == fired) {  /* the waker unlinked it and filled it in */
-      result = i;
-      if (cases[i].op == CONC_SEND) *closed_send = !sudogs[k].ok;
-      else cases[i].ok = sudogs[k].ok;
+      int ok = sudogs[k].ok;
+      if (ok == CONC_SUDOG_RETRY) result = RESTART;
+      else {
+        result = i;
+        if (cases[i].op == CONC_SEND) *closed_send = ok == CONC_SUDOG_CLOSED;
+        else cases[i].ok = ok == CONC_SUDOG_DONE;
+      }
       continue;
     }
     conc__lock(&c->lock);
@@ -101,6 +138,17 @@ static int park_on_all(conc_case *cases, const int *order, int n,
     conc__unlock(&c->lock);
   }
   return result;
+}
+
+/* A select that was woken to retry and then did case `done` (or none)
+ * passes the wake-up on for its other buffered cases. */
+static void kick_others(const conc_case *cases, const int *order, int n,
+                        int done) {
+  for (int k = 0; k < n; k++) {
+    int i = order[k];
+    if (i != done && cases[i].chan->cap > 0)
+      conc__chan_kick(cases[i].chan, cases[i].op);
+  }
 }
 
 static int select_with(conc_case *cases, int n, conc_time deadline,
@@ -124,16 +172,27 @@ static int select_with(conc_case *cases, int n, conc_time deadline,
     return r == CONC_SEL_DEADLOCK ? CONC_EDEADLOCK : CONC_ETIMEDOUT;
   }
   int nlocks = sort_unique(locks, live);
-  lock_all(locks, nlocks);
-  conc_waiter *wake = NULL;
-  int rc = poll_cases(cases, order, live, &wake, closed_send);
-  if (rc != CONC_EAGAIN || deadline == CONC_NOWAIT) {
-    unlock_all(locks, nlocks);
-    if (wake) conc__waiter_wake(wake);
+  bool retried = false;
+  for (;;) {
+    lock_all(locks, nlocks);
+    conc_waiter *wake = NULL;
+    int rc = poll_cases(cases, order, live, &wake, closed_send);
+    if (rc == CONC_EAGAIN && deadline != CONC_NOWAIT &&
+        !(retried && deadline != CONC_NEVER && conc_now() >= deadline)) {
+      rc = park_on_all(cases, order, live, locks, nlocks, sudogs, deadline,
+                       closed_send);
+      if (rc == RESTART) {
+        retried = true;
+        continue;
+      }
+    } else {
+      unlock_all(locks, nlocks);
+      if (wake) conc__waiter_wake(wake);
+      if (rc == CONC_EAGAIN && deadline != CONC_NOWAIT) rc = CONC_ETIMEDOUT;
+    }
+    if (retried) kick_others(cases, order, live, rc);
     return rc;
   }
-  return park_on_all(cases, order, live, locks, nlocks, sudogs, deadline,
-                     closed_send);
 }
 
 int conc_select(conc_case *cases, int n, conc_time deadline,

@@ -209,8 +209,6 @@ static bool woken(conc_waiter *w) {
   return atomic_load_explicit(&w->state, memory_order_acquire) == W_WOKEN;
 }
 
-static bool is_woken(const void *w) { return woken((conc_waiter *)w); }
-
 bool conc__spin_until(bool (*ready)(const void *arg), const void *arg,
                       conc_time deadline) {
   int n = atomic_load_explicit(&ncpu, memory_order_relaxed);
@@ -233,13 +231,32 @@ bool conc__spin_until(bool (*ready)(const void *arg), const void *arg,
   }
 }
 
-/* Spins up to SPIN_NS (and not past the deadline); true if woken. */
-static bool spin(conc_waiter *w, conc_time deadline) {
-  return conc__spin_until(is_woken, w, deadline);
+/* What a parked thread polls while it spins: its wake-up, or (for a
+ * buffered channel) the condition that makes retrying worthwhile. */
+typedef struct park_poll {
+  conc_waiter *w;
+  bool (*ready)(const void *arg);
+  const void *arg;
+} park_poll;
+
+static bool woken_or_ready(const void *p) {
+  const park_poll *k = (const park_poll *)p;
+  return woken(k->w) || (k->ready != NULL && k->ready(k->arg));
 }
 
-int conc__waiter_park(conc_waiter *w, conc_time deadline) {
-  if (!spin(w, deadline)) {
+int conc__waiter_park_or(conc_waiter *w, conc_time deadline,
+                         bool (*ready)(const void *arg), const void *arg) {
+  park_poll k = {w, ready, arg};
+  conc__spin_until(woken_or_ready, &k, deadline);
+  /* Checked at least once after the caller linked its sudogs: a waker
+   * that did not see them made `ready` true before we look (see
+   * conc__waitq_push). Claiming ourselves keeps wakers off. */
+  if (!woken(w) && ready != NULL && ready(arg) &&
+      conc__waiter_claim(w, CONC_SEL_RETRY)) {
+    conc__waiting_done(w);
+    return CONC_SEL_RETRY;
+  }
+  if (!woken(w)) {
     conc__flush_delivered();
     if (deadline == CONC_NEVER) conc__sleep_begin(w);
     for (;;) {
@@ -264,6 +281,10 @@ int conc__waiter_park(conc_waiter *w, conc_time deadline) {
   return fired;
 }
 
+int conc__waiter_park(conc_waiter *w, conc_time deadline) {
+  return conc__waiter_park_or(w, deadline, NULL, NULL);
+}
+
 /* ---- wait queues (the caller holds the queue's lock) ---------------------- */
 
 void conc__waitq_push(conc_waitq *q, conc_sudog *s) {
@@ -273,6 +294,10 @@ void conc__waitq_push(conc_waitq *q, conc_sudog *s) {
   else q->head = s;
   q->tail = s;
   s->linked = true;
+  /* Sequentially consistent, and before the pusher looks again at what
+   * it waits for: a lock-free waker (chan.c's ring) changes that state,
+   * then loads n; one of the two sees the other. */
+  atomic_fetch_add(&q->n, 1);
 }
 
 void conc__waitq_remove(conc_waitq *q, conc_sudog *s) {
@@ -283,6 +308,7 @@ void conc__waitq_remove(conc_waitq *q, conc_sudog *s) {
   else q->tail = s->prev;
   s->prev = s->next = NULL;
   s->linked = false;
+  atomic_fetch_sub_explicit(&q->n, 1, memory_order_relaxed);
 }
 
 conc_sudog *conc__waitq_claim(conc_waitq *q) {

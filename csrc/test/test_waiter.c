@@ -252,7 +252,7 @@ static void waiter_per_thread(void) {
 static void waitq_fifo_and_stale(void) {
   conc_waiter w[4];
   conc_sudog s[4];
-  conc_waitq q = {NULL, NULL};
+  conc_waitq q = {NULL, NULL, 0};
   memset(s, 0, sizeof s);
   for (int i = 0; i < 4; i++) {
     conc__waiter_arm(&w[i]);
