@@ -97,7 +97,6 @@ static void wait_in_flight(unsigned *spins) {
 
 /* OK, EAGAIN (full) or ECLOSED. On OK the ring owns *m. */
 static int ring_push(conc_chan *c, conc_msg *m) {
-  unsigned spins = 0;
   size_t pos = atomic_load_explicit(&c->tail, memory_order_relaxed);
   for (;;) {
     if (pos & RING_CLOSED) return CONC_ECLOSED;
@@ -106,20 +105,23 @@ static int ring_push(conc_chan *c, conc_msg *m) {
     size_t lap = atomic_load_explicit(&s->lap, memory_order_acquire);
     ptrdiff_t d = (ptrdiff_t)(lap - 2 * (pos - i));
     if (d == 0) {  /* the slot is free for position pos: claim pos */
-      /* Sequentially consistent: ordered before the load of recvq.n
-       * that follows (see conc__waitq_push). */
-      if (atomic_compare_exchange_weak(&c->tail, &pos, pos + 1)) {
+      if (atomic_compare_exchange_weak_explicit(&c->tail, &pos, pos + 1,
+                                                memory_order_relaxed,
+                                                memory_order_relaxed)) {
         CONC_HB_AFTER(&s->lap);
         conc__msg_move(&s->msg, m);
         CONC_HB_BEFORE(&s->lap);
-        atomic_store_explicit(&s->lap, lap + 1, memory_order_release);
+        /* Sequentially consistent: before the load of recvq.n that
+         * follows (the other half is conc__waitq_push). */
+        atomic_store(&s->lap, lap + 1);
         return CONC_OK;
       }
-    } else if (d < 0) {  /* the slot still holds the previous lap's */
-      size_t head = atomic_load(&c->head);
-      if ((ptrdiff_t)(pos - head) >= (ptrdiff_t)c->cap) return CONC_EAGAIN;
-      wait_in_flight(&spins);  /* its pop is copying it out */
-      pos = atomic_load_explicit(&c->tail, memory_order_relaxed);
+    } else if (d < 0) {
+      /* The slot still holds the previous lap's message: full, or its
+       * pop has not finished copying it out; either way the pop is not
+       * done. Not reading `head` here keeps the consumers' line out of
+       * the producers' caches. */
+      return CONC_EAGAIN;
     } else {  /* another push took pos */
       pos = atomic_load_explicit(&c->tail, memory_order_relaxed);
     }
@@ -136,19 +138,23 @@ static int ring_pop(conc_chan *c, conc_msg *out) {
     size_t lap = atomic_load_explicit(&s->lap, memory_order_acquire);
     ptrdiff_t d = (ptrdiff_t)(lap - (2 * (pos - i) + 1));
     if (d == 0) {  /* message pos is there: claim it */
-      if (atomic_compare_exchange_weak(&c->head, &pos, pos + 1)) {
+      if (atomic_compare_exchange_weak_explicit(&c->head, &pos, pos + 1,
+                                                memory_order_relaxed,
+                                                memory_order_relaxed)) {
         CONC_HB_AFTER(&s->lap);
         conc__msg_move(out, &s->msg);
         CONC_HB_BEFORE(&s->lap);
-        atomic_store_explicit(&s->lap, 2 * (pos + c->cap - i),
-                              memory_order_release);
+        atomic_store(&s->lap, 2 * (pos + c->cap - i));  /* as in push */
         return CONC_OK;
       }
-    } else if (d < 0) {  /* not written yet */
+    } else if (d < 0) {
+      /* Not written yet: empty, or its push is copying it in. Only
+       * once closed does it matter which (`tail` is then final). */
+      if (!atomic_load_explicit(&c->closed, memory_order_acquire))
+        return CONC_EAGAIN;
       size_t tail = atomic_load(&c->tail);
-      if ((tail & ~RING_CLOSED) == pos)
-        return tail & RING_CLOSED ? CONC_ECLOSED : CONC_EAGAIN;
-      wait_in_flight(&spins);  /* its push is copying it in */
+      if ((tail & ~RING_CLOSED) == pos) return CONC_ECLOSED;
+      wait_in_flight(&spins);
       pos = atomic_load_explicit(&c->head, memory_order_relaxed);
     } else {  /* another pop took pos */
       pos = atomic_load_explicit(&c->head, memory_order_relaxed);
@@ -156,19 +162,27 @@ static int ring_pop(conc_chan *c, conc_msg *out) {
   }
 }
 
-/* Whether retrying a push (pop) could succeed: room or closed (a value
- * or closed). Used as spin and park conditions. */
+/* Whether retrying a push (pop) could succeed: the slot at `tail` is
+ * free (the one at `head` is written), or the channel is closed. They
+ * read the slot a push or pop reads anyway, not the other side's
+ * position: spinning on them moves no line the other side writes but
+ * that slot. Used as spin and park conditions; their loads are
+ * sequentially consistent, for the Dekker pairing with the slot stores
+ * (see conc__waitq_push). */
 bool conc__chan_can_send(const conc_chan *c) {
-  size_t tail = atomic_load(&c->tail);
-  size_t head = atomic_load(&c->head);
-  return (tail & RING_CLOSED) ||
-         (ptrdiff_t)(tail - head) < (ptrdiff_t)c->cap;
+  size_t pos = atomic_load(&c->tail);
+  if (pos & RING_CLOSED) return true;
+  size_t i = slot_of(c, pos);
+  size_t lap = atomic_load(&c->slots[i].lap);
+  return (ptrdiff_t)(lap - 2 * (pos - i)) >= 0;
 }
 
 bool conc__chan_can_recv(const conc_chan *c) {
-  size_t head = atomic_load(&c->head);
-  size_t tail = atomic_load(&c->tail);
-  return (tail & RING_CLOSED) || tail != head;
+  size_t pos = atomic_load(&c->head);
+  size_t i = slot_of(c, pos);
+  size_t lap = atomic_load(&c->slots[i].lap);
+  return (ptrdiff_t)(lap - (2 * (pos - i) + 1)) >= 0 ||
+         atomic_load(&c->closed);
 }
 
 static bool can_send(const void *c) { return conc__chan_can_send(c); }
@@ -209,7 +223,8 @@ int conc__chan_try_send(conc_chan *c, conc_msg *m, conc_waiter **wake) {
     if (rc == CONC_OK) *wake = claim_retry(c, &c->recvq, true);
     return rc;
   }
-  if (c->closed) return CONC_ECLOSED;
+  if (atomic_load_explicit(&c->closed, memory_order_relaxed))
+    return CONC_ECLOSED;
   conc_sudog *s = conc__waitq_claim(&c->recvq);
   if (s == NULL) return CONC_EAGAIN;
   conc__msg_move(s->elem, m);  /* a receiver waits: hand it over */
@@ -231,7 +246,9 @@ int conc__chan_try_recv(conc_chan *c, conc_msg *out, conc_waiter **wake) {
     return rc;
   }
   conc_sudog *s = conc__waitq_claim(&c->sendq);
-  if (s == NULL) return c->closed ? CONC_ECLOSED : CONC_EAGAIN;
+  if (s == NULL)
+    return atomic_load_explicit(&c->closed, memory_order_relaxed)
+               ? CONC_ECLOSED : CONC_EAGAIN;
   conc__msg_move(out, s->elem);  /* rendezvous: from the sender */
   s->ok = CONC_SUDOG_DONE;
   *wake = s->w;
@@ -356,13 +373,14 @@ static void claim_all(conc_waitq *q, int ok, conc_sudog **list) {
 int conc_chan_close(conc_chan *c) {
   conc_sudog *list = NULL;
   conc__lock(&c->lock);
-  if (c->closed) {
+  if (atomic_load_explicit(&c->closed, memory_order_relaxed)) {
     conc__unlock(&c->lock);
     return CONC_ECLOSED;
   }
-  c->closed = true;
-  /* Buffered: pushes after this fail; receivers drain, then see it. */
+  /* Buffered: pushes after this fail; receivers drain, then see it
+   * (`closed` after the bit: whoever sees it finds `tail` final). */
   if (c->cap > 0) atomic_fetch_or(&c->tail, RING_CLOSED);
+  atomic_store(&c->closed, true);
   int ok = c->cap > 0 ? CONC_SUDOG_RETRY : CONC_SUDOG_CLOSED;
   claim_all(&c->recvq, ok, &list);
   claim_all(&c->sendq, ok, &list);
@@ -385,9 +403,4 @@ size_t conc_chan_len(conc_chan *c) {
 
 size_t conc_chan_cap(const conc_chan *c) { return c->cap; }
 
-int conc_chan_closed(conc_chan *c) {
-  conc__lock(&c->lock);
-  int closed = c->closed;
-  conc__unlock(&c->lock);
-  return closed;
-}
+int conc_chan_closed(conc_chan *c) { return atomic_load(&c->closed); }

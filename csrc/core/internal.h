@@ -248,7 +248,7 @@ typedef struct conc_slot {
 struct conc_chan {
   conc_obj hdr;
   conc__lock_t lock;
-  bool closed;
+  atomic_bool closed;       /* written under the lock */
   conc_waitq recvq, sendq;
   size_t cap;
   bool pow2;                /* cap is a power of two: pos & (cap - 1) */
