@@ -120,6 +120,27 @@ describe("conc.go", function()
       end
     end)
 
+  it("strings have their methods and arithmetic in a new worker state",
+    function()
+      -- More workers at once than idle threads: some run in new states,
+      -- whose string library opens on first use (a stand-in metatable).
+      local n = conc.stats().idle_threads + 3
+      local go, hs = conc.chan(0), {}
+      for i = 1, n do
+        hs[i] = conc.go(function(start)
+          start:recv()
+          local s = "ab"
+          return s:upper(), "10" + 1, -"2", "7" // "2", "2" ^ "3",
+            ("x"):rep(3), #s, string.format("%d", 5)
+        end, go)
+      end
+      go:close()
+      for i = 1, n do
+        assert.are.same({true, "AB", 11, -2, 3, 8.0, "xxx", 2, "5"},
+                        {hs[i]:join()})
+      end
+    end)
+
   it("every task starts with fresh globals", function()
     MY_GLOBAL_FROM_MAIN = 1  -- luacheck: ignore
     for _ = 1, 10 do

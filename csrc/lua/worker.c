@@ -4,10 +4,9 @@
  *
  * Threads are pooled: when a task ends, its thread parks (spinning first)
  * with its state ready, so the next conc.go is a hand-off rather than a
- * thread and state creation. Every task starts with fresh globals: a new
- * table holding what the state's globals held when it was created (the
- * standard libraries); package.loaded persists between tasks of a state,
- * so modules load once per thread. An idle thread exits after
+ * thread and state creation. Every task starts with fresh globals (the
+ * standard libraries, see fresh_globals); package.loaded persists
+ * between tasks of a state, so modules load once per thread. An idle thread exits after
  * IDLE_SECONDS, and at most MAX_IDLE threads stay idle.
  *
  * Lock order: pool.lock is a leaf (nothing else is taken while it is
@@ -123,19 +122,19 @@ void lconc_report_running(void) {
 /*
  * Libraries opened when a task first names them (through the __index of
  * its globals) rather than when the state is made: most workers never
- * touch them, and a parked worker's memory is mostly its lua_State.
+ * touch most of them, and a parked worker's memory is mostly its
+ * lua_State. Strings find theirs through a stand-in string metatable
+ * (lazy_string_meta). Only base and package are open from the start.
  */
 static const luaL_Reg lazy_libs[] = {
-    {LUA_MATHLIBNAME, luaopen_math}, {LUA_IOLIBNAME, luaopen_io},
-    {LUA_OSLIBNAME, luaopen_os},     {LUA_UTF8LIBNAME, luaopen_utf8},
-    {LUA_DBLIBNAME, luaopen_debug},  {NULL, NULL}};
-
-static const luaL_Reg eager_libs[] = {
-    {LUA_GNAME, luaopen_base},        {LUA_LOADLIBNAME, luaopen_package},
-    {LUA_COLIBNAME, luaopen_coroutine}, {LUA_TABLIBNAME, luaopen_table},
-    {LUA_STRLIBNAME, luaopen_string}, {NULL, NULL}};
+    {LUA_STRLIBNAME, luaopen_string}, {LUA_TABLIBNAME, luaopen_table},
+    {LUA_COLIBNAME, luaopen_coroutine}, {LUA_MATHLIBNAME, luaopen_math},
+    {LUA_IOLIBNAME, luaopen_io},      {LUA_OSLIBNAME, luaopen_os},
+    {LUA_UTF8LIBNAME, luaopen_utf8},  {LUA_DBLIBNAME, luaopen_debug},
+    {NULL, NULL}};
 
 static const char lazy_mt_key = 'l';  /* registry: the globals' metatable */
+static const char require_key = 'r';  /* registry: package's require */
 
 /* __index(env, k) of task globals: opens a lazy library on first use. */
 static int lazy_index(lua_State *L) {
@@ -143,11 +142,6 @@ static int lazy_index(lua_State *L) {
   for (const luaL_Reg *lib = lazy_libs; k && lib->name; lib++) {
     if (strcmp(k, lib->name) != 0) continue;
     luaL_requiref(L, lib->name, lib->func, 0);      /* env, k, lib */
-    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    lua_getfield(L, -1, "_G");                      /* later tasks too */
-    lua_pushvalue(L, -3);
-    lua_setfield(L, -2, lib->name);
-    lua_pop(L, 2);                                  /* env, k, lib */
     lua_pushvalue(L, 2);
     lua_pushvalue(L, 3);
     lua_rawset(L, 1);                                /* env[k] = lib */
@@ -155,6 +149,44 @@ static int lazy_index(lua_State *L) {
   }
   return 0;
 }
+
+/* The stand-in string metatable: its events open the string library
+ * (which installs the real metatable), then do what was asked. */
+static void open_string_lib(lua_State *L) {
+  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 0);
+  lua_pop(L, 1);
+}
+
+static int lazy_string_index(lua_State *L) {
+  open_string_lib(L);
+  lua_settop(L, 2);
+  lua_gettable(L, 1);
+  return 1;
+}
+
+#define LAZY_STRING_ARITH(fname, op, nargs) \
+  static int fname(lua_State *L) {          \
+    open_string_lib(L);                     \
+    lua_settop(L, nargs);                   \
+    lua_arith(L, op);                       \
+    return 1;                               \
+  }
+LAZY_STRING_ARITH(lazy_string_add, LUA_OPADD, 2)
+LAZY_STRING_ARITH(lazy_string_sub, LUA_OPSUB, 2)
+LAZY_STRING_ARITH(lazy_string_mul, LUA_OPMUL, 2)
+LAZY_STRING_ARITH(lazy_string_mod, LUA_OPMOD, 2)
+LAZY_STRING_ARITH(lazy_string_pow, LUA_OPPOW, 2)
+LAZY_STRING_ARITH(lazy_string_div, LUA_OPDIV, 2)
+LAZY_STRING_ARITH(lazy_string_idiv, LUA_OPIDIV, 2)
+LAZY_STRING_ARITH(lazy_string_unm, LUA_OPUNM, 1)
+
+/* The events the string library's own metatable answers (Lua 5.4). */
+static const luaL_Reg lazy_string_meta[] = {
+    {"__index", lazy_string_index}, {"__add", lazy_string_add},
+    {"__sub", lazy_string_sub},     {"__mul", lazy_string_mul},
+    {"__mod", lazy_string_mod},     {"__pow", lazy_string_pow},
+    {"__div", lazy_string_div},     {"__idiv", lazy_string_idiv},
+    {"__unm", lazy_string_unm},     {NULL, NULL}};
 
 /* A state with the standard libraries (math, io, os, utf8 and debug
  * open on first use), conc.core preloaded (it is this very module: no
@@ -200,10 +232,11 @@ static state_mem *mem_of(lua_State *L) {
 /* Opens the libraries and conc's registry entries (protected: memory
  * may run out, and a worker's state has no one to catch a panic). */
 static int setup_state(lua_State *L) {
-  for (const luaL_Reg *lib = eager_libs; lib->name; lib++) {
-    luaL_requiref(L, lib->name, lib->func, 1);
-    lua_pop(L, 1);
-  }
+  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+  luaL_requiref(L, LUA_LOADLIBNAME, luaopen_package, 1);
+  lua_pop(L, 2);
+  lua_getglobal(L, "require");  /* fresh globals get it from here */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &require_key);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
     lua_pushcfunction(L, lib->func);
@@ -211,6 +244,11 @@ static int setup_state(lua_State *L) {
   }
   lua_pushcfunction(L, luaopen_conc_core);
   lua_setfield(L, -2, "conc.core");
+  lua_pop(L, 1);
+  lua_pushliteral(L, "");
+  luaL_newlibtable(L, lazy_string_meta);
+  luaL_setfuncs(L, lazy_string_meta, 0);
+  lua_setmetatable(L, -2);  /* every string's, until string opens */
   lua_pop(L, 1);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, lazy_index);
@@ -243,26 +281,35 @@ static lua_State *new_state(void) {
   return L;
 }
 
-/* Makes a new globals table current: a copy of the state's own globals
- * (package.loaded._G), whose metatable opens the lazy libraries. */
+/*
+ * Makes a new globals table current and package.loaded._G: the base
+ * library opened into it afresh, require, and the libraries opened so
+ * far; its metatable opens the others. (Rebuilt rather than copied from
+ * a pristine table, so a parked worker keeps one globals table, not two.)
+ */
 static void fresh_globals(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_getfield(L, -1, "_G");                         /* loaded, G */
-  int n = 1;
-  for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1)) n++;
-  lua_createtable(L, 0, n);                          /* loaded, G, env */
-  lua_pushnil(L);
-  while (lua_next(L, -3)) {
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_rawset(L, -4);
+  lua_createtable(L, 0, 40);
+  lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  lua_pushcfunction(L, luaopen_base);
+  lua_call(L, 0, 1);                                 /* env */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &require_key);
+  lua_setfield(L, -2, "require");
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);   /* env, loaded */
+  lua_getfield(L, -1, LUA_LOADLIBNAME);
+  lua_setfield(L, -3, LUA_LOADLIBNAME);
+  for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
+    if (lua_getfield(L, -1, lib->name) == LUA_TTABLE)
+      lua_setfield(L, -3, lib->name);
+    else
+      lua_pop(L, 1);
   }
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -2, "_G");
+  lua_pushliteral(L, LUA_GNAME);
+  lua_pushvalue(L, -3);
+  lua_rawset(L, -3);                                 /* loaded._G = env */
+  lua_pop(L, 1);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_mt_key);
   lua_setmetatable(L, -2);
-  lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  lua_pop(L, 2);
+  lua_pop(L, 1);
 }
 
 static void set_path(lua_State *L, const char *field, const char *value) {
@@ -381,10 +428,6 @@ static void run_task(lua_State *L, lconc_task *t) {
   t->path = t->cpath = NULL;
   ok = finish(L, t, ok, m->hit, 1);
   lua_settop(L, 0);
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_getfield(L, -1, "_G");  /* the state's own globals again */
-  lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  lua_pop(L, 1);
   current_id = 0;
   conc__thread_leave();
   if (t->memory_limit) lua_gc(L, LUA_GCCOLLECT);  /* give it back now */
