@@ -31,6 +31,9 @@ static void chan_destroy(conc_obj *o) {
   size_t tail = atomic_load_explicit(&c->tail, memory_order_relaxed);
   for (size_t pos = head; pos != (tail & ~RING_CLOSED); pos++)
     conc_msg_free(&c->slots[pos % c->cap].msg);
+#ifdef CONC_VALGRIND
+  for (size_t i = 0; i < c->cap; i++) CONC_HB_FORGET(&c->slots[i].lap);
+#endif
   free(c->slots_raw);
   CONC_HB_FORGET(&c->lock);  /* a new channel may reuse the address */
   free(c);
@@ -97,6 +100,7 @@ static void wait_in_flight(unsigned *spins) {
 
 /* OK, EAGAIN (full) or ECLOSED. On OK the ring owns *m. */
 static int ring_push(conc_chan *c, conc_msg *m) {
+  unsigned spins = 0;
   size_t pos = atomic_load_explicit(&c->tail, memory_order_relaxed);
   for (;;) {
     if (pos & RING_CLOSED) return CONC_ECLOSED;
@@ -118,10 +122,13 @@ static int ring_push(conc_chan *c, conc_msg *m) {
       }
     } else if (d < 0) {
       /* The slot still holds the previous lap's message: full, or its
-       * pop has not finished copying it out; either way the pop is not
-       * done. Not reading `head` here keeps the consumers' line out of
-       * the producers' caches. */
-      return CONC_EAGAIN;
+       * pop has claimed it and is copying it out. (The spin and park
+       * conditions look at the slot only, so `head` is read here once
+       * per wait, not once per poll.) */
+      size_t head = atomic_load(&c->head);
+      if ((ptrdiff_t)(pos - head) >= (ptrdiff_t)c->cap) return CONC_EAGAIN;
+      wait_in_flight(&spins);
+      pos = atomic_load_explicit(&c->tail, memory_order_relaxed);
     } else {  /* another push took pos */
       pos = atomic_load_explicit(&c->tail, memory_order_relaxed);
     }
@@ -148,12 +155,12 @@ static int ring_pop(conc_chan *c, conc_msg *out) {
         return CONC_OK;
       }
     } else if (d < 0) {
-      /* Not written yet: empty, or its push is copying it in. Only
-       * once closed does it matter which (`tail` is then final). */
-      if (!atomic_load_explicit(&c->closed, memory_order_acquire))
-        return CONC_EAGAIN;
+      /* Not written yet: empty, or its push is copying it in (a later
+       * push may be complete already: wait for this one, as the values
+       * are in the channel). */
       size_t tail = atomic_load(&c->tail);
-      if ((tail & ~RING_CLOSED) == pos) return CONC_ECLOSED;
+      if ((tail & ~RING_CLOSED) == pos)
+        return tail & RING_CLOSED ? CONC_ECLOSED : CONC_EAGAIN;
       wait_in_flight(&spins);
       pos = atomic_load_explicit(&c->head, memory_order_relaxed);
     } else {  /* another pop took pos */
@@ -215,10 +222,28 @@ void conc__chan_kick(conc_chan *c, int op) {
 
 /* ---- one operation, lock held (select.c, timer.c) ---------------------- */
 
+static bool ring_empty(const conc_chan *c) {
+  size_t tail = atomic_load(&c->tail) & ~RING_CLOSED;
+  return tail == atomic_load(&c->head);
+}
+
 /* Called with c->lock held. */
 int conc__chan_try_send(conc_chan *c, conc_msg *m, conc_waiter **wake) {
   *wake = NULL;
   if (c->cap > 0) {
+    /* An empty ring and a parked receiver: hand the value over, as Go
+     * does, so that it is this receiver's (a timer's stop, draining
+     * the ring, cannot take it back from under it). */
+    if (atomic_load(&c->recvq.n) > 0 && ring_empty(c)) {
+      conc_sudog *s = conc__waitq_claim(&c->recvq);
+      if (s != NULL) {
+        conc__msg_move(s->elem, m);
+        s->ok = CONC_SUDOG_DONE;
+        *wake = s->w;
+        count_delivered();
+        return CONC_OK;
+      }
+    }
     int rc = ring_push(c, m);
     if (rc == CONC_OK) *wake = claim_retry(c, &c->recvq, true);
     return rc;
@@ -304,13 +329,17 @@ static int unbuffered_op(conc_chan *c, conc_msg *m, conc_time deadline,
 /* ---- buffered: the ring, and a park when it is full or empty ---------- */
 
 /* Links a sudog on q and parks until a waker says retry (EAGAIN), the
- * ring looks ready (EAGAIN too), the deadline passes or a deadlock. */
-static int park_buffered(conc_chan *c, conc_waitq *q, conc_time deadline) {
+ * ring looks ready (EAGAIN too), the deadline passes or a deadlock; or
+ * a locked send hands a receiver its value (OK, in *m). */
+static int park_buffered(conc_chan *c, conc_waitq *q, conc_msg *m,
+                         conc_time deadline) {
   bool send = q == &c->sendq;
   conc_waiter *w = conc__waiter_self();
   conc_sudog sd;
+  conc_msg slot;
   memset(&sd, 0, sizeof sd);
   sd.w = w;
+  sd.elem = send ? m : &slot;
   conc__lock(&c->lock);
   conc__waiter_arm(w);
   conc__waiting_on(w, send ? "chan send" : "chan receive", c, true);
@@ -318,7 +347,11 @@ static int park_buffered(conc_chan *c, conc_waitq *q, conc_time deadline) {
   conc__unlock(&c->lock);
   int fired = conc__waiter_park_or(w, deadline, send ? can_send : can_recv,
                                    c);
-  if (fired >= 0) return CONC_EAGAIN;  /* the waker unlinked it */
+  if (fired >= 0) {  /* the waker unlinked it */
+    if (sd.ok != CONC_SUDOG_DONE) return CONC_EAGAIN;
+    conc__msg_move(m, &slot);
+    return CONC_OK;
+  }
   conc__lock(&c->lock);
   conc__waitq_remove(q, &sd);
   conc__unlock(&c->lock);
@@ -345,7 +378,7 @@ static int buffered_op(conc_chan *c, conc_msg *m, conc_time deadline,
     if (conc__spin_until(send ? can_send : can_recv, c, deadline)) continue;
     if (deadline != CONC_NEVER && conc_now() >= deadline)
       return CONC_ETIMEDOUT;
-    rc = park_buffered(c, send ? &c->sendq : &c->recvq, deadline);
+    rc = park_buffered(c, send ? &c->sendq : &c->recvq, m, deadline);
     if (rc != CONC_EAGAIN) return rc;
   }
 }

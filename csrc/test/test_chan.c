@@ -429,6 +429,54 @@ static void deadline_races_handover(void) {
   free(r);
 }
 
+/*
+ * A receive that does not wait must succeed whenever a completed send's
+ * value is still in the buffer, even while another sender's push is
+ * unfinished (it claimed an earlier slot of the ring and has not written
+ * it yet): the ring then waits for that push rather than say "empty".
+ * The receiver counts completed sends before each try; a failed try
+ * with more completed sends than received values is a false "empty".
+ */
+typedef struct nowait_run {
+  conc_chan *c;
+  atomic_long completed;
+  int per_sender;
+} nowait_run;
+
+static void *nowait_sender(void *p) {
+  nowait_run *r = (nowait_run *)p;
+  for (int i = 0; i < r->per_sender; i++) {
+    conc_msg m;
+    msg_int(&m, i);
+    CHECK_RC(conc_chan_send(r->c, &m, CONC_NEVER), CONC_OK);
+    atomic_fetch_add(&r->completed, 1);
+  }
+  return NULL;
+}
+
+static void nowait_recv_sees_completed_sends(void) {
+  enum { SENDERS = 8 };
+  nowait_run r = {conc_chan_new(4096), 0, 40000};
+  pthread_t t[SENDERS];
+  for (int k = 0; k < SENDERS; k++) t[k] = spawn(nowait_sender, &r);
+  long received = 0, false_empty = 0;
+  while (received < (long)SENDERS * r.per_sender) {
+    long done = atomic_load(&r.completed);
+    conc_msg m;
+    int rc = conc_chan_recv(r.c, &m, CONC_NOWAIT);
+    if (rc == CONC_OK) {
+      conc_msg_free(&m);
+      received++;
+    } else {
+      CHECK_RC(rc, CONC_EAGAIN);
+      if (done > received) false_empty++;
+    }
+  }
+  for (int k = 0; k < SENDERS; k++) CHECK_EQ(pthread_join(t[k], NULL), 0);
+  CHECK_EQ(false_empty, 0);
+  conc_release((conc_obj *)r.c);
+}
+
 static const check_test tests[] = {
     {"buffered_fifo", buffered_fifo},
     {"buffered_ring_wraps", buffered_ring_wraps},
@@ -445,6 +493,7 @@ static const check_test tests[] = {
     {"mpmc_buffered_64", mpmc_buffered_64},
     {"deadline_timeouts", deadline_timeouts},
     {"deadline_races_handover", deadline_races_handover},
+    {"nowait_recv_sees_completed_sends", nowait_recv_sees_completed_sends},
     {NULL, NULL}};
 
 int main(int argc, char **argv) {

@@ -427,6 +427,42 @@ static void start_stop_hammer(void) {
   pthread_barrier_destroy(&h.go);
 }
 
+/*
+ * Go 1.23: a receiver blocked on a timer's channel when it fires gets the
+ * value, and a Stop after that reports false. The firing hands the value
+ * to the parked receiver (it does not leave it in the buffer, where the
+ * stop's drain could take it back before the receiver runs).
+ */
+typedef struct timer_recv {
+  conc_chan *c;
+  int rc;
+} timer_recv;
+
+static void *recv_with_deadline(void *p) {
+  timer_recv *r = (timer_recv *)p;
+  conc_msg m;
+  r->rc = conc_chan_recv(r->c, &m, conc_now() + 5000000000LL);
+  if (r->rc == CONC_OK) conc_msg_free(&m);
+  return NULL;
+}
+
+static void fire_goes_to_parked_receiver(void) {
+  for (int round = 0; round < 200; round++) {
+    timer_recv r = {conc_chan_new(1), -100};
+    conc_timer *t = conc_timer_new_chan(r.c, tick_now);
+    pthread_t th = spawn(recv_with_deadline, &r);
+    wait_parked(r.c, 1, 1);
+    CHECK_EQ(conc_timer_start(t, conc_now(), 0), 0);
+    /* The firing claims (unlinks) the parked receiver. */
+    while (peek_parked(r.c, 1) > 0) sched_yield();
+    CHECK_EQ(conc_timer_stop_chan(t, r.c), 0);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    CHECK_RC(r.rc, CONC_OK);
+    conc_timer_release(t);
+    conc_release((conc_obj *)r.c);
+  }
+}
+
 static const check_test tests[] = {
     {"fire_in_deadline_order", fire_in_deadline_order},
     {"chan_timers_fire_in_order", chan_timers_fire_in_order},
@@ -437,6 +473,7 @@ static const check_test tests[] = {
     {"ticker_drops_ticks", ticker_drops_ticks},
     {"drop_after_last_reference", drop_after_last_reference},
     {"start_stop_hammer", start_stop_hammer},
+    {"fire_goes_to_parked_receiver", fire_goes_to_parked_receiver},
     {NULL, NULL}};
 
 int main(int argc, char **argv) {
