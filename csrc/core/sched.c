@@ -109,13 +109,27 @@ static void describe_all(char *buf, size_t size) {
   }
 }
 
+/* The counters say every live thread is asleep: confirm it thread by
+ * thread (sched_lock held). The counters are updated by sleepers and
+ * claimers without a lock, so they may be briefly ahead of the flags;
+ * a report must rest on what each thread says of itself: asleep, and
+ * not claimed, for each of `live` threads. */
+static bool all_asleep(void) {
+  int n = 0;
+  for (conc_waiter *w = all; w; w = w->next_all, n++)
+    if (!atomic_load(&w->asleep) ||
+        atomic_load(&w->selected) != CONC_SEL_NONE)
+      return false;
+  return n == atomic_load(&live);
+}
+
 /* Every live thread is asleep for good: report, then exit or fail the
  * main script's wait. Called by the last one to fall asleep. */
 static void deadlock(void) {
   conc__lock(&sched_lock);
   if (atomic_load(&conc__blocked) != atomic_load(&live) ||
-      atomic_load(&timers_busy) != 0) {  /* someone woke meanwhile */
-    conc__unlock(&sched_lock);
+      atomic_load(&timers_busy) != 0 || !all_asleep()) {
+    conc__unlock(&sched_lock);  /* someone woke meanwhile */
     return;
   }
   snprintf(report, sizeof report,
