@@ -7,10 +7,12 @@
  *
  * Counting: `live` counts a worker from its spawn (by the spawner, which
  * is running) to its end (after its last wake-ups); `conc__blocked`
- * counts threads asleep with no deadline. A thread marks itself asleep
- * before it sleeps and re-checks its claim; a claimer clears the mark
- * (conc__claimed) as it wins the claim, before the claimed thread runs,
- * so a thread about to be woken is never counted as blocked.
+ * counts threads asleep with no deadline. A thread marks itself asleep,
+ * then looks at its claim, and counts itself only if unclaimed; a
+ * claimer clears the mark (conc__claimed) as it wins the claim, before
+ * the claimed thread runs. So a thread about to be woken is never
+ * counted as blocked (the count may briefly be low, never high), and
+ * deadlock() still confirms each thread's own flags before it reports.
  *
  * Locking: sched_lock guards the list of counted threads and the report;
  * it is a leaf. The counters are atomics.
@@ -160,11 +162,15 @@ void conc__sleep_begin(conc_waiter *w) {
   memcpy(w->where, where, sizeof where);
   conc__unlock(&sched_lock);
   atomic_store(&w->asleep, 1);
-  atomic_fetch_add(&conc__blocked, 1);
-  if (atomic_load(&w->selected) != CONC_SEL_NONE) {  /* claimed already */
-    conc__sleep_end(w);
+  /* Claimed already (before the store, so the claimer saw no flag and
+   * uncounted nothing): not asleep, never counted. Looked at before the
+   * count goes up, so the count never includes a thread about to run;
+   * a claimer that did take the flag has subtracted one: repay it. */
+  if (atomic_load(&w->selected) != CONC_SEL_NONE) {
+    if (!atomic_exchange(&w->asleep, 0)) atomic_fetch_add(&conc__blocked, 1);
     return;
   }
+  atomic_fetch_add(&conc__blocked, 1);
   check();
 }
 
