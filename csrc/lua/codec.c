@@ -50,6 +50,13 @@ typedef struct scratch {
   int oom;
   int in_use;
   int env_idx, names_idx;  /* stack slots of the lookups, 0: not pushed */
+  const void *env_ptr;     /* the globals' address, once looked up */
+  /* Every value the module names table names, by address (a superset
+   * once some are collected): a value not here is no module's, which
+   * spares most tables the lookups. Valid while mods_valid. */
+  const void **mods;
+  size_t mods_size, mods_used;  /* open addressing, size a power of 2 */
+  int mods_valid, oom_mods;
   /* Where the failing value sits, innermost segment first. */
   int nseg;
   char seg[MAX_SEGMENTS][SEGMENT_LEN];
@@ -149,6 +156,48 @@ static void seen_add(scratch *s, const void *p, int id) {
   s->seen_used++;
 }
 
+/* ---- the module address set (see scratch.mods) ---------------------------- */
+
+static void mods_clear(scratch *s) {
+  if (s->mods) memset(s->mods, 0, s->mods_size * sizeof *s->mods);
+  s->mods_used = 0;
+  s->mods_valid = 0;
+}
+
+static int mods_has(const scratch *s, const void *p) {
+  if (s->mods_used == 0) return 0;
+  for (size_t i = hash_ptr(p, s->mods_size);; i = (i + 1) & (s->mods_size - 1)) {
+    if (s->mods[i] == p) return 1;
+    if (s->mods[i] == NULL) return 0;
+  }
+}
+
+/* Adds p; on running out of memory the set stays invalid. */
+static void mods_add(scratch *s, const void *p) {
+  if (mods_has(s, p)) return;
+  if ((s->mods_used + 1) * 2 > s->mods_size) {
+    size_t size = s->mods_size ? s->mods_size * 2 : 256;
+    const void **t = calloc(size, sizeof *t);
+    if (t == NULL) {
+      s->oom_mods = 1;
+      return;
+    }
+    for (size_t i = 0; i < s->mods_size; i++) {
+      if (s->mods[i] == NULL) continue;
+      size_t j = hash_ptr(s->mods[i], size);
+      while (t[j] != NULL) j = (j + 1) & (size - 1);
+      t[j] = s->mods[i];
+    }
+    free(s->mods);
+    s->mods = t;
+    s->mods_size = size;
+  }
+  size_t i = hash_ptr(p, s->mods_size);
+  while (s->mods[i] != NULL) i = (i + 1) & (s->mods_size - 1);
+  s->mods[i] = p;
+  s->mods_used++;
+}
+
 static void scratch_reset(scratch *s) {
   if (s->seen_used) memset(s->seen, 0, s->seen_size * sizeof *s->seen);
   s->seen_used = 0;
@@ -159,12 +208,14 @@ static void scratch_reset(scratch *s) {
   s->oom = 0;
   s->nseg = 0;
   s->env_idx = s->names_idx = 0;
+  s->env_ptr = NULL;
 }
 
 static void scratch_free(scratch *s) {
   free(s->buf);
   free(s->refs);
   free(s->seen);
+  free(s->mods);
   memset(s, 0, sizeof *s);
 }
 
@@ -289,7 +340,9 @@ static void index_name(lua_State *L, int vidx, const char *mod,
 
 /* Pushes a weak-keyed table naming every module of package.loaded and
  * every function or table field of one (in _G: only C functions). */
-static void build_modnames(lua_State *L) {
+static void build_modnames(lua_State *L, scratch *s) {
+  mods_clear(s);
+  s->oom_mods = 0;
   lua_newtable(L);                                        /* names */
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "k");
@@ -306,6 +359,7 @@ static void build_modnames(lua_State *L) {
         lua_pushvalue(L, -4);                 /* ..., mod, value, names */
         if (pass == 0) {
           index_name(L, -2, mod, NULL);
+          mods_add(s, lua_topointer(L, -2));
         } else if (vt == LUA_TTABLE) {
           int is_g = strcmp(mod, "_G") == 0;
           lua_pushnil(L);
@@ -316,6 +370,7 @@ static void build_modnames(lua_State *L) {
                  (t == LUA_TTABLE && !is_g))) {
               lua_pushvalue(L, -3);           /* ..., names, k, v, names */
               index_name(L, -2, mod, lua_tostring(L, -3));
+              mods_add(s, lua_topointer(L, -2));
               lua_pop(L, 1);
             }
             lua_pop(L, 1);
@@ -329,6 +384,7 @@ static void build_modnames(lua_State *L) {
   lua_pop(L, 1);                                          /* names */
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &modnames_key);
+  s->mods_valid = !s->oom_mods;
 }
 
 /* package.loaded's __newindex: a new module makes the names stale. */
@@ -336,6 +392,9 @@ static int loaded_newindex(lua_State *L) {
   lua_rawset(L, 1);
   lua_pushnil(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &modnames_key);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &scratch_key) == LUA_TUSERDATA)
+    ((scratch *)lua_touserdata(L, -1))->mods_valid = 0;
+  lua_pop(L, 1);
   return 0;
 }
 
@@ -347,7 +406,7 @@ static void push_lookups(lua_State *L, scratch *s) {
   s->env_idx = lua_gettop(L);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &modnames_key) != LUA_TTABLE) {
     lua_pop(L, 1);
-    build_modnames(L);
+    build_modnames(L, s);
   }
   s->names_idx = lua_gettop(L);
 }
@@ -357,7 +416,7 @@ static void push_lookups(lua_State *L, scratch *s) {
 static int module_name(lua_State *L, scratch *s, int idx, int rebuild) {
   push_lookups(L, s);
   if (rebuild) {
-    build_modnames(L);
+    build_modnames(L, s);
     lua_replace(L, s->names_idx);
   }
   lua_pushvalue(L, idx);
@@ -392,14 +451,21 @@ static const char *encode_value(lua_State *L, scratch *s, int idx, int depth);
 
 /* Tables and functions seen before, the globals, or module members. */
 static int encode_known(lua_State *L, scratch *s, int idx) {
-  int id = seen_find(s, lua_topointer(L, idx));
+  const void *p = lua_topointer(L, idx);
+  int id = seen_find(s, p);
   if (id > 0) {
     put_byte(s, T_REF);
     put_varint(s, (uint64_t)id);
     s->flags |= F_BACKREFS;
     return 1;
   }
+  /* Pushed once per encode, at its first table or function: before any
+   * table traversal, whose stack slots must not move under lua_next. */
   push_lookups(L, s);
+  if (s->mods_valid && !mods_has(s, p)) {  /* most tables: no lookups */
+    if (s->env_ptr == NULL) s->env_ptr = lua_topointer(L, s->env_idx);
+    if (p != s->env_ptr) return 0;
+  }
   if (lua_rawequal(L, idx, s->env_idx)) {  /* the globals */
     put_byte(s, T_ENV);
     return 1;
