@@ -13,8 +13,12 @@
 /* ---- conc objects as userdata (lobj.c) --------------------------------- */
 
 /* The userdata of every conc object: a box holding one reference. */
+/* A conc object's userdata. `seal` marks it as conc's own (see lobj.c):
+ * checking a method's self is two API calls, no metatable lookup. */
 typedef struct lconc_box {
-  conc_obj *o;
+  conc_obj *o;               /* NULL once released (by a hand-called __gc) */
+  const conc_type *type;
+  uintptr_t seal;
 } lconc_box;
 
 /* Declares the Lua class of a conc object type (once per process; each

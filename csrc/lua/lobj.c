@@ -13,7 +13,31 @@
 #include "lconc.h"
 
 static const char objects_key = 'o';  /* registry: address -> box */
-static const char classes_key = 'c';  /* registry: metatable -> true */
+
+/*
+ * Seals. A box's seal mixes its own address and type with a secret made
+ * once per process. Lua code cannot read a userdata's bytes, and no
+ * other library makes a userdata of a box's size holding such a word,
+ * so "a userdata of this size whose seal matches" is a conc object of
+ * that type: the check of every method's self is two API calls and a
+ * comparison, and methods need no upvalues (nothing per state).
+ */
+static atomic_uintptr_t seal_secret;
+
+static uintptr_t seal_of(const lconc_box *b, const conc_type *type) {
+  uintptr_t x = ((uintptr_t)b ^ ((uintptr_t)type << 1)) *
+                (uintptr_t)0x9E3779B97F4A7C15u;
+  return x ^ atomic_load_explicit(&seal_secret, memory_order_relaxed);
+}
+
+/* The box at idx if it is one (of any type), else NULL. */
+static lconc_box *sealed_box(lua_State *L, int idx) {
+  lconc_box *b = (lconc_box *)lua_touserdata(L, idx);
+  if (b == NULL || lua_rawlen(L, idx) != sizeof *b ||
+      b->seal != seal_of(b, b->type))
+    return NULL;
+  return b;
+}
 
 static void push_weak_table(lua_State *L, const void *key, const char *mode) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TNIL) return;
@@ -27,9 +51,6 @@ static void push_weak_table(lua_State *L, const void *key, const char *mode) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
-static lconc_box *tobox(lua_State *L, int idx) {
-  return (lconc_box *)lua_touserdata(L, idx);
-}
 
 /* __gc, a closure over its class's type: it releases only a box of that
  * class (someone may call it by hand on anything). */
@@ -37,7 +58,7 @@ static int obj_gc(lua_State *L) {
   const conc_type *type = (const conc_type *)lua_touserdata(L, lua_upvalueindex(1));
   conc_obj *o = lconc_test_obj(L, 1, type);
   if (o == NULL) return 0;
-  tobox(L, 1)->o = NULL;
+  ((lconc_box *)lua_touserdata(L, 1))->o = NULL;
   conc_release(o);
   return 0;
 }
@@ -77,6 +98,11 @@ static const lclass *find_class(const conc_type *type) {
 void lconc_declare(const conc_type *type, const luaL_Reg *methods,
                    const luaL_Reg *meta, lua_CFunction index) {
   pthread_mutex_lock(&declare_lock);
+  if (atomic_load_explicit(&seal_secret, memory_order_relaxed) == 0)
+    atomic_store_explicit(&seal_secret,
+                          ((uintptr_t)conc_now() ^ (uintptr_t)&declare_lock) |
+                              1,
+                          memory_order_relaxed);
   int n = atomic_load_explicit(&nclasses, memory_order_relaxed);
   if (find_class(type) == NULL && n < MAX_CLASSES) {
     classes[n] = (lclass){type, methods, meta, index};
@@ -101,23 +127,17 @@ static void push_class(lua_State *L, const conc_type *type) {
   lua_setfield(L, -2, "__gc");
   if (c->meta) luaL_setfuncs(L, c->meta, 0);
   lua_newtable(L);                           /* mt, methods */
-  lua_pushvalue(L, -2);  /* each method's upvalues: its metatable and */
-  lua_pushlightuserdata(L, (void *)type);  /* its type */
-  luaL_setfuncs(L, c->methods, 2);
+  luaL_setfuncs(L, c->methods, 0);
   if (c->index) lua_pushcclosure(L, c->index, 1);  /* fields, then methods */
   lua_setfield(L, -2, "__index");            /* mt */
-  lua_pushvalue(L, -1);  /* under the type's address: checks need no string */
+  lua_pushvalue(L, -1);  /* under the type's address: no string lookup */
   lua_rawsetp(L, LUA_REGISTRYINDEX, type);
-  push_weak_table(L, &classes_key, "k");     /* mt, classes */
-  lua_pushvalue(L, -2);
-  lua_pushboolean(L, 1);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);                             /* mt */
 }
 
 void lconc_push_obj(lua_State *L, conc_obj *o) {
   push_weak_table(L, &objects_key, "v");     /* objects */
-  if (lua_rawgetp(L, -1, o) == LUA_TUSERDATA && tobox(L, -1)->o == o) {
+  if (lua_rawgetp(L, -1, o) == LUA_TUSERDATA &&
+      ((lconc_box *)lua_touserdata(L, -1))->o == o) {
     conc_release(o);  /* the interned box already holds a reference */
     lua_remove(L, -2);
     return;
@@ -125,6 +145,8 @@ void lconc_push_obj(lua_State *L, conc_obj *o) {
   lua_pop(L, 1);  /* none, or a box finalized by hand: a new one */
   lconc_box *b = (lconc_box *)lua_newuserdatauv(L, sizeof *b, 0);
   b->o = NULL;  /* consistent until the metatable (with __gc) is set */
+  b->type = o->type;
+  b->seal = seal_of(b, o->type);
   push_class(L, o->type);
   lua_setmetatable(L, -2);
   b->o = o;
@@ -134,43 +156,18 @@ void lconc_push_obj(lua_State *L, conc_obj *o) {
 }
 
 conc_obj *lconc_to_obj(lua_State *L, int idx) {
-  lconc_box *b = tobox(L, idx);
-  if (b == NULL || lua_type(L, idx) != LUA_TUSERDATA) return NULL;
-  if (!lua_getmetatable(L, idx)) return NULL;
-  push_weak_table(L, &classes_key, "k");
-  lua_insert(L, -2);
-  int is_conc = lua_rawget(L, -2) == LUA_TBOOLEAN;
-  lua_pop(L, 2);
-  return is_conc ? b->o : NULL;
+  lconc_box *b = sealed_box(L, idx);
+  return b ? b->o : NULL;
 }
 
 conc_obj *lconc_test_obj(lua_State *L, int idx, const conc_type *type) {
-  lconc_box *b = (lconc_box *)lua_touserdata(L, idx);
-  if (b == NULL || !lua_getmetatable(L, idx)) return NULL;
-  /* A method's upvalues are its class's metatable and type: checking
-   * its own self needs no lookup. (Elsewhere they are absent, or other
-   * values, and the slow path decides.) */
-  if (lua_touserdata(L, lua_upvalueindex(2)) == (void *)type &&
-      lua_rawequal(L, -1, lua_upvalueindex(1))) {
-    lua_pop(L, 1);
-    return b->o;
-  }
-  lua_rawgetp(L, LUA_REGISTRYINDEX, type);  /* nil if never created here */
-  int same = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return same ? b->o : NULL;
+  lconc_box *b = sealed_box(L, idx);
+  return b && b->type == type ? b->o : NULL;
 }
 
 conc_obj *lconc_check_obj(lua_State *L, int idx, const conc_type *type) {
-  conc_obj *o = lconc_test_obj(L, idx, type);
-  if (o == NULL) {
-    if (lua_touserdata(L, idx) && lua_getmetatable(L, idx)) {
-      lua_rawgetp(L, LUA_REGISTRYINDEX, type);
-      if (lua_rawequal(L, -1, -2))  /* the right type, released */
-        luaL_argerror(L, idx, "object already released");
-      lua_pop(L, 2);
-    }
-    luaL_typeerror(L, idx, type->name);
-  }
-  return o;
+  lconc_box *b = sealed_box(L, idx);
+  if (b == NULL || b->type != type) luaL_typeerror(L, idx, type->name);
+  if (b->o == NULL) luaL_argerror(L, idx, "object already released");
+  return b->o;
 }
