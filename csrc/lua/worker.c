@@ -133,6 +133,10 @@ static const luaL_Reg lazy_libs[] = {
     {LUA_UTF8LIBNAME, luaopen_utf8},  {LUA_DBLIBNAME, luaopen_debug},
     {NULL, NULL}};
 
+/* What luaopen_base puts in the globals (Lua 5.4: 24 functions, _G and
+ * _VERSION); only a size hint for the table. */
+#define BASE_GLOBALS 26
+
 static const char lazy_mt_key = 'l';  /* registry: the globals' metatable */
 static const char require_key = 'r';  /* registry: package's require */
 
@@ -288,7 +292,14 @@ static lua_State *new_state(void) {
  * a pristine table, so a parked worker keeps one globals table, not two.)
  */
 static void fresh_globals(lua_State *L) {
-  lua_createtable(L, 0, 40);
+  int n = BASE_GLOBALS + 2;  /* and require, package */
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
+    n += lua_getfield(L, -1, lib->name) == LUA_TTABLE;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  lua_createtable(L, 0, n);  /* no rehash as it fills */
   lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
   lua_pushcfunction(L, luaopen_base);
   lua_call(L, 0, 1);                                 /* env */
@@ -317,8 +328,15 @@ static void set_path(lua_State *L, const char *field, const char *value) {
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_getfield(L, -1, "package");
   if (lua_istable(L, -1)) {
-    lua_pushstring(L, value);
-    lua_setfield(L, -2, field);
+    /* Usually what the last task set: then no new string. */
+    const char *now = lua_getfield(L, -1, field) == LUA_TSTRING
+                          ? lua_tostring(L, -1) : NULL;
+    bool same = now != NULL && strcmp(now, value) == 0;
+    lua_pop(L, 1);
+    if (!same) {
+      lua_pushstring(L, value);
+      lua_setfield(L, -2, field);
+    }
   }
   lua_pop(L, 2);
 }
