@@ -428,6 +428,173 @@ static void timeouts_race_senders(void) {
   free(r);
 }
 
+/*
+ * Selects over buffered channels only, where wakers do not complete the
+ * case but wake the select to retry (and a select that then takes
+ * another case passes the wake-up on). Producers send (producer, seq)
+ * through whichever of two buffered channels has room, with short
+ * deadlines; consumers receive with short deadlines until both channels
+ * are closed and drained. Every value arrives exactly once, and from a
+ * given channel each consumer sees a producer's values in order.
+ */
+enum { BUF_PRODUCERS = 3, BUF_CONSUMERS = 3 };
+
+typedef struct buf_sel {
+  conc_chan *ch[2];
+  long per_producer;
+  atomic_int next_id, producers_left;
+  atomic_long received, timeouts;
+  atomic_uchar *seen;
+} buf_sel;
+
+static void *buf_producer(void *p) {
+  buf_sel *x = (buf_sel *)p;
+  int64_t id = atomic_fetch_add(&x->next_id, 1);
+  for (long i = 0; i < x->per_producer;) {
+    int64_t v = id * x->per_producer + i;
+    conc_case cs[2] = {send_case(x->ch[0], v), send_case(x->ch[1], v)};
+    int closed_send;
+    int rc = conc_select(cs, 2, conc_now() + 200000, &closed_send);
+    CHECK_EQ(closed_send, 0);
+    if (rc == CONC_ETIMEDOUT) {
+      conc_msg_free(&cs[0].msg);
+      conc_msg_free(&cs[1].msg);
+      atomic_fetch_add(&x->timeouts, 1);
+      continue;  /* the same value again */
+    }
+    CHECK(rc == 0 || rc == 1);
+    conc_msg_free(&cs[1 - rc].msg);
+    i++;
+  }
+  if (atomic_fetch_sub(&x->producers_left, 1) == 1) {
+    CHECK_RC(conc_chan_close(x->ch[0]), CONC_OK);
+    CHECK_RC(conc_chan_close(x->ch[1]), CONC_OK);
+  }
+  return NULL;
+}
+
+static void *buf_consumer(void *p) {
+  buf_sel *x = (buf_sel *)p;
+  int64_t last[2][BUF_PRODUCERS];
+  for (int c = 0; c < 2; c++)
+    for (int k = 0; k < BUF_PRODUCERS; k++) last[c][k] = -1;
+  conc_chan *live[2] = {x->ch[0], x->ch[1]};
+  long n = 0;
+  while (live[0] || live[1]) {
+    conc_case cs[2] = {recv_case(live[0]), recv_case(live[1])};
+    int closed_send;
+    int rc = conc_select(cs, 2, conc_now() + 200000, &closed_send);
+    if (rc == CONC_ETIMEDOUT) {
+      atomic_fetch_add(&x->timeouts, 1);
+      continue;
+    }
+    CHECK(rc == 0 || rc == 1);
+    if (!cs[rc].ok) {  /* closed and drained: never ready again */
+      live[rc] = NULL;
+      continue;
+    }
+    int64_t v = msg_take_int(&cs[rc].msg);
+    CHECK(v >= 0 && v < BUF_PRODUCERS * x->per_producer);
+    CHECK_EQ(atomic_fetch_add(&x->seen[v], 1), 0);
+    int64_t prod = v / x->per_producer, seq = v % x->per_producer;
+    CHECK(seq > last[rc][prod]);
+    last[rc][prod] = seq;
+    n++;
+  }
+  atomic_fetch_add(&x->received, n);
+  return NULL;
+}
+
+static void buffered_selects_exactly_once(void) {
+  static const size_t caps[][2] = {{1, 1}, {1, 3}, {2, 64}};
+  for (int round = 0; round < 3; round++) {
+    buf_sel *x = calloc(1, sizeof *x);
+    x->ch[0] = conc_chan_new(caps[round][0]);
+    x->ch[1] = conc_chan_new(caps[round][1]);
+    x->per_producer = scaled(20000, 8);
+    atomic_init(&x->producers_left, BUF_PRODUCERS);
+    x->seen = calloc((size_t)(BUF_PRODUCERS * x->per_producer), 1);
+    pthread_t t[BUF_PRODUCERS + BUF_CONSUMERS];
+    for (int i = 0; i < BUF_CONSUMERS; i++) t[i] = spawn(buf_consumer, x);
+    for (int i = 0; i < BUF_PRODUCERS; i++)
+      t[BUF_CONSUMERS + i] = spawn(buf_producer, x);
+    for (int i = 0; i < BUF_PRODUCERS + BUF_CONSUMERS; i++)
+      CHECK_EQ(pthread_join(t[i], NULL), 0);
+    CHECK_EQ(atomic_load(&x->received), BUF_PRODUCERS * x->per_producer);
+    for (long v = 0; v < BUF_PRODUCERS * x->per_producer; v++)
+      CHECK_EQ(x->seen[v], 1);
+    release_all(x->ch, 2);
+    free(x->seen);
+    free(x);
+  }
+}
+
+/*
+ * The pass-on of a wake-up. A select S waits on buffered a and b; a
+ * receiver R waits on a behind it. A value on a wakes S to retry; if b
+ * gets a value before S runs again, S may take b's, and then a's value
+ * must reach R (S passes its wake-up on), or R would sleep with a value
+ * in the buffer. S is left to fall asleep first, so that its retry
+ * comes after both sends; it takes b in about half the rounds.
+ */
+typedef struct kick_run {
+  conc_chan *a, *b;
+  conc_waiter *_Atomic s_waiter, *_Atomic r_waiter;
+  int s_rc, r_rc;
+  int64_t s_value;
+} kick_run;
+
+/* Waits until the thread that publishes its waiter in *w sleeps (its
+ * futex word says SLEEPING: past its spin, no longer polling). */
+static void wait_asleep(conc_waiter *_Atomic *w) {
+  while (atomic_load(w) == NULL) sched_yield();
+  while (atomic_load(&atomic_load(w)->state) != 1) sched_yield();
+}
+
+static void *kick_select(void *p) {
+  kick_run *k = (kick_run *)p;
+  atomic_store(&k->s_waiter, conc__waiter_self());
+  conc_case cs[2] = {recv_case(k->a), recv_case(k->b)};
+  int closed_send;
+  k->s_rc = conc_select(cs, 2, CONC_NEVER, &closed_send);
+  if (k->s_rc >= 0) k->s_value = msg_take_int(&cs[k->s_rc].msg);
+  return NULL;
+}
+
+static void *kick_receiver(void *p) {
+  kick_run *k = (kick_run *)p;
+  atomic_store(&k->r_waiter, conc__waiter_self());
+  conc_msg m;
+  k->r_rc = conc_chan_recv(k->a, &m, conc_now() + 5000000000LL);
+  if (k->r_rc == CONC_OK) conc_msg_free(&m);
+  return NULL;
+}
+
+static void select_passes_wakeup_on(void) {
+  int took_b = 0;
+  for (int round = 0; round < 30; round++) {
+    kick_run k = {conc_chan_new(1), conc_chan_new(1), NULL, NULL,
+                  -100, -100, 0};
+    pthread_t s = spawn(kick_select, &k);
+    wait_parked(k.a, 1, 1);
+    wait_asleep(&k.s_waiter);
+    pthread_t r = spawn(kick_receiver, &k);
+    wait_parked(k.a, 1, 2);
+    wait_asleep(&k.r_waiter);  /* past its spin: it no longer polls */
+    put(k.a, 1);
+    put(k.b, 2);
+    CHECK_EQ(pthread_join(s, NULL), 0);
+    CHECK(k.s_rc == 0 || k.s_rc == 1);
+    if (k.s_rc == 0) put(k.a, 3);  /* S took a's: give R another */
+    else took_b++;
+    CHECK_EQ(pthread_join(r, NULL), 0);
+    CHECK_RC(k.r_rc, CONC_OK);
+    conc_chan *c[2] = {k.a, k.b};
+    release_all(c, 2);
+  }
+  CHECK(took_b > 0);  /* the case under test happened */
+}
+
 static const check_test tests[] = {
     {"ready_recv_chosen", ready_recv_chosen},
     {"ready_send_chosen", ready_send_chosen},
@@ -442,6 +609,8 @@ static const check_test tests[] = {
     {"many_cases", many_cases},
     {"many_threads_shared_channels", many_threads_shared_channels},
     {"timeouts_race_senders", timeouts_race_senders},
+    {"buffered_selects_exactly_once", buffered_selects_exactly_once},
+    {"select_passes_wakeup_on", select_passes_wakeup_on},
     {NULL, NULL}};
 
 int main(int argc, char **argv) {
