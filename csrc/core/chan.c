@@ -287,11 +287,15 @@ int conc__chan_try_recv(conc_chan *c, conc_msg *out, conc_waiter **wake) {
 static int wait_on(conc_chan *c, conc_waitq *q, conc_msg *elem,
                    conc_time deadline) {
   conc_waiter *w = conc__waiter_self();
-  /* The sudog and a receive slot share the lines the waker writes. */
+  /* The sudog and a receive slot side by side, on a cache line of their
+   * own: a small message (an integer, a short string) and everything
+   * the waker writes land in that one line, which the receiver then
+   * reads back. */
   struct {
     conc_sudog sd;
     conc_msg slot;
   } __attribute__((aligned(64))) local;
+  _Static_assert(sizeof(conc_sudog) == 40, "the sudog packs into 40 bytes");
   conc_sudog *sdp = &local.sd;
   memset(sdp, 0, sizeof *sdp);
   bool recv = q == &c->recvq;
