@@ -231,6 +231,10 @@ static bool ring_empty(const conc_chan *c) {
 int conc__chan_try_send(conc_chan *c, conc_msg *m, conc_waiter **wake) {
   *wake = NULL;
   if (c->cap > 0) {
+    /* `closed` is stable under the lock; a receiver may have linked its
+     * sudog after the close (it will see the close and unlink). */
+    if (atomic_load_explicit(&c->closed, memory_order_relaxed))
+      return CONC_ECLOSED;
     /* An empty ring and a parked receiver: hand the value over, as Go
      * does, so that it is this receiver's (a timer's stop, draining
      * the ring, cannot take it back from under it). */
