@@ -49,7 +49,6 @@ typedef struct scratch {
   int flags;
   int oom;
   int in_use;
-  int env_idx, names_idx;  /* stack slots of the lookups, 0: not pushed */
   const void *env_ptr;     /* the globals' address, once looked up */
   /* Every value the module names table names, by address (a superset
    * once some are collected): a value not here is no module's, which
@@ -81,9 +80,12 @@ static void reserve(scratch *s, size_t n) {
   s->size = size;
 }
 
-static void put(scratch *s, const void *p, size_t n) {
-  reserve(s, n);
-  if (s->oom) return;
+/* Inline, so that a fixed-size put (an integer's 8 bytes) is a move. */
+static inline void put(scratch *s, const void *p, size_t n) {
+  if (s->size - s->len < n) {
+    reserve(s, n);
+    if (s->oom) return;
+  }
   memcpy(s->buf + s->len, p, n);
   s->len += n;
 }
@@ -207,7 +209,6 @@ static void scratch_reset(scratch *s) {
   s->flags = 0;
   s->oom = 0;
   s->nseg = 0;
-  s->env_idx = s->names_idx = 0;
   s->env_ptr = NULL;
 }
 
@@ -398,29 +399,31 @@ static int loaded_newindex(lua_State *L) {
   return 0;
 }
 
-/* Pushes, once per encode, the globals and the module names, and keeps
- * their stack slots in s (the encode's caller drops them at the end). */
-static void push_lookups(lua_State *L, scratch *s) {
-  if (s->names_idx) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  s->env_idx = lua_gettop(L);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &modnames_key) != LUA_TTABLE) {
+/* The globals' address, looked up once per encode. */
+static const void *env_pointer(lua_State *L, scratch *s) {
+  if (s->env_ptr == NULL) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    s->env_ptr = lua_topointer(L, -1);
+    lua_pop(L, 1);
+  }
+  return s->env_ptr;
+}
+
+/* Pushes the module name of the value at idx (a string), or nil, and
+ * nothing else: a table traversal's stack slots above must not move.
+ * rebuild: look at package.loaded again first. */
+static int module_name(lua_State *L, scratch *s, int idx, int rebuild) {
+  luaL_checkstack(L, 12, "conc: values nested too deeply");
+  if (rebuild) {
+    build_modnames(L, s);
+  } else if (lua_rawgetp(L, LUA_REGISTRYINDEX, &modnames_key) != LUA_TTABLE) {
     lua_pop(L, 1);
     build_modnames(L, s);
   }
-  s->names_idx = lua_gettop(L);
-}
-
-/* Pushes the module name of the value at idx (a string), or nil;
- * rebuild: look at package.loaded again first. */
-static int module_name(lua_State *L, scratch *s, int idx, int rebuild) {
-  push_lookups(L, s);
-  if (rebuild) {
-    build_modnames(L, s);
-    lua_replace(L, s->names_idx);
-  }
-  lua_pushvalue(L, idx);
-  return lua_rawget(L, s->names_idx) == LUA_TSTRING;
+  lua_pushvalue(L, idx);                   /* names, value */
+  int found = lua_rawget(L, -2) == LUA_TSTRING;
+  lua_remove(L, -2);                       /* the name, or nil */
+  return found;
 }
 
 static void put_string(scratch *s, const char *p, size_t len) {
@@ -459,17 +462,11 @@ static int encode_known(lua_State *L, scratch *s, int idx) {
     s->flags |= F_BACKREFS;
     return 1;
   }
-  /* Pushed once per encode, at its first table or function: before any
-   * table traversal, whose stack slots must not move under lua_next. */
-  push_lookups(L, s);
-  if (s->mods_valid && !mods_has(s, p)) {  /* most tables: no lookups */
-    if (s->env_ptr == NULL) s->env_ptr = lua_topointer(L, s->env_idx);
-    if (p != s->env_ptr) return 0;
-  }
-  if (lua_rawequal(L, idx, s->env_idx)) {  /* the globals */
+  if (p == env_pointer(L, s)) {  /* the globals */
     put_byte(s, T_ENV);
     return 1;
   }
+  if (s->mods_valid && !mods_has(s, p)) return 0;  /* most tables */
   if (module_name(L, s, idx, 0)) {
     put_module(L, s);
     return 1;
@@ -506,7 +503,7 @@ static const char *encode_table(lua_State *L, scratch *s, int idx, int depth) {
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int top = lua_gettop(L);
-    if (lua_isinteger(L, top - 1)) {
+    if (n > 0 && lua_isinteger(L, top - 1)) {  /* done with the array? */
       lua_Integer k = lua_tointeger(L, top - 1);
       if (k >= 1 && (lua_Unsigned)k <= n) {
         lua_pop(L, 1);
@@ -732,7 +729,7 @@ int lconc_encode_protected(lua_State *L, int first, int n, conc_msg *m,
   if (len > 0) return conc_msg_init(m, small, len, NULL, 0) != CONC_OK
                           ? (lua_pushliteral(L, "not enough memory"), 1) : 0;
   int temporary;
-  int top = lua_gettop(L);  /* the lookups are pushed above it */
+  int top = lua_gettop(L);  /* restored at the end, whatever happens */
   scratch *s = acquire_scratch(L, &temporary);
   put_byte(s, 0);
   for (int k = 0; k < n; k++) {
