@@ -51,7 +51,6 @@ static void push_weak_table(lua_State *L, const void *key, const char *mode) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
-
 /* __gc, a closure over its class's type: it releases only a box of that
  * class (someone may call it by hand on anything). */
 static int obj_gc(lua_State *L) {
