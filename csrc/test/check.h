@@ -141,6 +141,16 @@ static CHECK_UNUSED long scaled(long n, long div) {
 
 /* ---- threads ----------------------------------------------------------- */
 
+/* Live objects of a type, from the core's own count (conc.stats). */
+static CHECK_UNUSED long live_of(const char *type) {
+  const char *names[32];
+  long counts[32];
+  int n = conc_obj_counts(names, counts, 32);
+  for (int i = 0; i < n && i < 32; i++)
+    if (strcmp(names[i], type) == 0) return counts[i];
+  return 0;
+}
+
 static CHECK_UNUSED pthread_t spawn(void *(*fn)(void *), void *arg) {
   pthread_t t;
   CHECK_PT(pthread_create(&t, NULL, fn, arg));

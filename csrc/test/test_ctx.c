@@ -32,16 +32,6 @@ static void check_freed(conc_chan *probe) {
   rel(probe);
 }
 
-/* Live objects of a type, from the core's own count (conc.stats). */
-static long live_of(const char *type) {
-  const char *names[32];
-  long counts[32];
-  int n = conc_obj_counts(names, counts, 32);
-  for (int i = 0; i < n && i < 32; i++)
-    if (strcmp(names[i], type) == 0) return counts[i];
-  return 0;
-}
-
 static void wait_closed(conc_chan *c) {
   conc_msg m;
   CHECK_RC(conc_chan_recv(c, &m, CONC_NEVER), CONC_ECLOSED);

@@ -299,15 +299,6 @@ static void threads_listed(void) {
   CHECK_EQ(conc_threads(info, 8), 0);
 }
 
-static long live_of(const char *type) {
-  const char *names[32];
-  long counts[32];
-  int n = conc_obj_counts(names, counts, 32);
-  for (int i = 0; i < n && i < 32; i++)
-    if (strcmp(names[i], type) == 0) return counts[i];
-  return 0;
-}
-
 static void object_and_message_counts(void) {
   long chans = live_of("conc.chan");
   conc_chan *c[3];
