@@ -32,7 +32,8 @@ def varint(n):
 
 
 def i64(v):
-    return bytes([T_INT]) + struct.pack('<q', v)
+    zigzag = ((v << 1) ^ (v >> 63)) & (2**64 - 1)
+    return bytes([T_INT]) + varint(zigzag)
 
 
 def f64(v):
@@ -46,7 +47,7 @@ def s(text):
 
 
 def table(arr=(), hsh=()):
-    out = bytes([T_TABLE]) + struct.pack('<II', len(arr), len(hsh))
+    out = bytes([T_TABLE]) + varint(len(arr)) + varint(len(hsh))
     for v in arr:
         out += v
     for k, v in hsh:
@@ -111,9 +112,10 @@ DECODE = {
     'ref_no_flag': msg(0, table([ref(1)])),
     'nil_key': msg(0, table([], [(bytes([T_NIL]), i64(1))])),
     'nan_key': msg(0, table([], [(f64(float('nan')), i64(1))])),
-    'truncated_int': msg(0, bytes([T_INT, 1, 2, 3])),
-    'truncated_table': msg(0, bytes([T_TABLE, 2, 0, 0, 0, 0, 0, 0, 0])),
-    'huge_table_counts': msg(0, bytes([T_TABLE]) + b'\xff' * 8),
+    'truncated_int': msg(0, bytes([T_INT, 0x81, 0x82, 0x83])),
+    'overlong_int': msg(0, bytes([T_INT]) + b'\xff' * 11),
+    'truncated_table': msg(0, bytes([T_TABLE, 2, 0])),
+    'huge_table_counts': msg(0, bytes([T_TABLE]) + b'\xff\xff\xff\x7f' * 2),
     'long_varint': msg(0, bytes([T_STR]) + b'\xff' * 12),
     'unknown_tag': msg(0, bytes([0x7f])),
     'deep_ok': msg(0, deep(150)),
@@ -121,7 +123,7 @@ DECODE = {
     'many_values': msg(0, bytes([T_TRUE]) * 3000),
     'big_with_bad_tail': msg(0, s('y' * 60), bytes([0x55])),
     'heap_with_bad_tail': msg(0, s('y' * 200), bytes([0x55])),
-    'heap_truncated': msg(0, s('z' * 120), bytes([T_INT, 1, 2])),
+    'heap_truncated': msg(0, s('z' * 120), bytes([T_INT, 0x81])),
 }
 
 # Recipes for fuzz_roundtrip: one opcode byte (taken modulo the number of

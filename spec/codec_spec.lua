@@ -46,6 +46,30 @@ describe("the codec", function()
         assert.are.equal(long, roundtrip(long))
       end)
 
+      it("carries integers of every size inside tables, and big tables",
+        function()
+          -- Integers travel as zigzag varints (1 to 10 bytes); a table's
+          -- hash count is written after its entries, and a count past
+          -- 127 needs more than the one byte kept for it.
+          local ints = {0, 1, -1, 63, -64, 64, -65, 127, 128, 2^31 // 1,
+                        -(2^31 // 1), 2^53 // 1, math.maxinteger,
+                        math.mininteger}
+          local big = {inner = {}}
+          for i = 1, 300 do
+            big["k" .. i] = i * 7919
+            big.inner[i] = {i, -i}
+          end
+          for i = 1, 200 do big.inner["h" .. i] = i end
+          big.after = "still here"
+          local r = roundtrip({ints = ints, big = big, tail = {x = 1}})
+          assert.are.same(ints, r.ints)
+          for i, v in ipairs(ints) do
+            assert.are.equal(math.type(v), math.type(r.ints[i]))
+          end
+          assert.are.same(big, r.big)
+          assert.are.same({x = 1}, r.tail)
+        end)
+
       it("copies nested tables", function()
         local t = {1, 2, {3, {4, "five"}}, k = {x = 1.5, [true] = "t"},
                    [10] = "sparse", [2.5] = "float key"}

@@ -3,7 +3,9 @@
  * errors) and channels (messages).
  *
  * Format: one flags byte, then values back to back, each a tag byte and
- * its payload. Tables and Lua functions are numbered in encoding order so
+ * its payload. Integers are zigzag varints and table headers varints (so
+ * a small table message fits a channel slot's first cache line); floats
+ * are 8 bytes. Tables and Lua functions are numbered in encoding order so
  * a later occurrence is a back-reference (shared subtables and cycles
  * survive). What travels:
  *   nil, booleans, integers and floats (distinct), strings (binary-safe);
@@ -99,16 +101,51 @@ static inline void put_byte(scratch *s, int b) {
   put(s, &c, 1);
 }
 
-static void put_varint(scratch *s, uint64_t v) {
-  unsigned char tmp[10];
+/* Writes v as a varint (7 bits a byte, low first) into out (room for
+ * 10); returns its length. */
+static size_t write_varint(unsigned char *out, uint64_t v) {
   size_t n = 0;
   do {
-    tmp[n] = (unsigned char)(v & 0x7f);
+    out[n] = (unsigned char)(v & 0x7f);
     v >>= 7;
-    if (v) tmp[n] |= 0x80;
+    if (v) out[n] |= 0x80;
     n++;
   } while (v);
-  put(s, tmp, n);
+  return n;
+}
+
+static inline void put_varint(scratch *s, uint64_t v) {
+  if (v < 0x80) {  /* most lengths, counts and small integers */
+    put_byte(s, (int)v);
+    return;
+  }
+  unsigned char tmp[10];
+  put(s, tmp, write_varint(tmp, v));
+}
+
+/* Integers as zigzag varints: small magnitudes, either sign, take few
+ * bytes. */
+static uint64_t zigzag(lua_Integer v) {
+  return ((uint64_t)v << 1) ^ (uint64_t)(v < 0 ? -1 : 0);
+}
+
+static lua_Integer unzigzag(uint64_t z) {
+  return (lua_Integer)((z >> 1) ^ (0 - (z & 1)));
+}
+
+/* Replaces the one byte reserved at `at` by v as a varint, moving what
+ * follows when v needs more than one byte. */
+static void put_varint_at(scratch *s, size_t at, uint64_t v) {
+  unsigned char tmp[10];
+  size_t n = write_varint(tmp, v);
+  if (s->oom) return;
+  if (n > 1) {
+    reserve(s, n - 1);
+    if (s->oom) return;
+    memmove(s->buf + at + n, s->buf + at + 1, s->len - at - 1);
+    s->len += n - 1;
+  }
+  memcpy(s->buf + at, tmp, n);
 }
 
 static void put_u32_at(scratch *s, size_t at, uint32_t v) {
@@ -487,9 +524,9 @@ static const char *encode_table(lua_State *L, scratch *s, int idx, int depth) {
   lua_Unsigned n = lua_rawlen(L, idx);
   if (n > 0x7fffffff) return "a table this large";
   put_byte(s, T_TABLE);
+  put_varint(s, n);
   size_t at = s->len;
-  put(s, "\0\0\0\0\0\0\0\0", 8);
-  put_u32_at(s, at, (uint32_t)n);
+  put_byte(s, 0);  /* the hash part's count, known at the end */
   for (lua_Unsigned i = 1; i <= n; i++) {
     lua_rawgeti(L, idx, (lua_Integer)i);
     const char *err = encode_value(L, s, lua_gettop(L), depth + 1);
@@ -525,7 +562,7 @@ static const char *encode_table(lua_State *L, scratch *s, int idx, int depth) {
     lua_pop(L, 1);
     nhash++;
   }
-  put_u32_at(s, at + 4, nhash);
+  put_varint_at(s, at, nhash);
   return NULL;
 }
 
@@ -616,9 +653,8 @@ static const char *encode_value(lua_State *L, scratch *s, int idx, int depth) {
       return NULL;
     case LUA_TNUMBER:
       if (lua_isinteger(L, idx)) {
-        lua_Integer v = lua_tointeger(L, idx);
         put_byte(s, T_INT);
-        put(s, &v, sizeof v);
+        put_varint(s, zigzag(lua_tointeger(L, idx)));
       } else {
         lua_Number v = lua_tonumber(L, idx);
         put_byte(s, T_FLOAT);
@@ -662,17 +698,16 @@ static size_t encode_small(lua_State *L, int first, int n, unsigned char *out) {
       case LUA_TBOOLEAN: if (len + 1 > SMALL_MAX) return 0;
         out[len++] = lua_toboolean(L, i) ? T_TRUE : T_FALSE; break;
       case LUA_TNUMBER: {
-        if (len + 9 > SMALL_MAX) return 0;
+        if (len + 11 > SMALL_MAX) return 0;
         if (lua_isinteger(L, i)) {
-          lua_Integer v = lua_tointeger(L, i);
           out[len] = T_INT;
-          memcpy(out + len + 1, &v, 8);
+          len += 1 + write_varint(out + len + 1, zigzag(lua_tointeger(L, i)));
         } else {
           lua_Number v = lua_tonumber(L, i);
           out[len] = T_FLOAT;
           memcpy(out + len + 1, &v, 8);
+          len += 9;
         }
-        len += 9;
         break;
       }
       case LUA_TSTRING: {
@@ -778,7 +813,7 @@ static void need(lua_State *L, decoder *d, size_t n) {
   if ((size_t)(d->end - d->p) < n) corrupt(L);
 }
 
-static uint64_t get_varint(lua_State *L, decoder *d) {
+static uint64_t get_varint_slow(lua_State *L, decoder *d) {
   uint64_t v = 0;
   for (int shift = 0; shift < 64; shift += 7) {
     need(L, d, 1);
@@ -788,6 +823,11 @@ static uint64_t get_varint(lua_State *L, decoder *d) {
   }
   corrupt(L);
   return 0;
+}
+
+static inline uint64_t get_varint(lua_State *L, decoder *d) {
+  if (d->p < d->end && !(*d->p & 0x80)) return *d->p++;  /* one byte */
+  return get_varint_slow(L, d);
 }
 
 static uint32_t get_u32(lua_State *L, decoder *d) {
@@ -841,16 +881,16 @@ static void push_module(lua_State *L, decoder *d) {
 static void decode_value(lua_State *L, decoder *d, int depth);
 
 static void decode_table(lua_State *L, decoder *d, int depth) {
-  uint32_t narr = get_u32(L, d), nhash = get_u32(L, d);
+  uint64_t narr = get_varint(L, d), nhash = get_varint(L, d);
   size_t left = (size_t)(d->end - d->p);
-  if (narr > left || nhash > left / 2) corrupt(L);
+  if (narr > left || nhash > left / 2 || narr > 0x7fffffff) corrupt(L);
   lua_createtable(L, (int)narr, (int)nhash);
   remember(L, d);
-  for (uint32_t i = 1; i <= narr; i++) {
+  for (uint64_t i = 1; i <= narr; i++) {
     decode_value(L, d, depth + 1);
     lua_rawseti(L, -2, (lua_Integer)i);
   }
-  for (uint32_t i = 0; i < nhash; i++) {
+  for (uint64_t i = 0; i < nhash; i++) {
     decode_value(L, d, depth + 1);
     if (lua_isnil(L, -1) ||
         (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1)))
@@ -883,14 +923,7 @@ static void decode_value(lua_State *L, decoder *d, int depth) {
     case T_NIL: lua_pushnil(L); break;
     case T_FALSE: lua_pushboolean(L, 0); break;
     case T_TRUE: lua_pushboolean(L, 1); break;
-    case T_INT: {
-      lua_Integer v;
-      need(L, d, 8);
-      memcpy(&v, d->p, 8);
-      d->p += 8;
-      lua_pushinteger(L, v);
-      break;
-    }
+    case T_INT: lua_pushinteger(L, unzigzag(get_varint(L, d))); break;
     case T_FLOAT: {
       lua_Number v;
       need(L, d, 8);
