@@ -230,37 +230,28 @@ static bool ring_empty(const conc_chan *c) {
 /* Called with c->lock held. */
 int conc__chan_try_send(conc_chan *c, conc_msg *m, conc_waiter **wake) {
   *wake = NULL;
-  if (c->cap > 0) {
-    /* `closed` is stable under the lock; a receiver may have linked its
-     * sudog after the close (it will see the close and unlink). */
-    if (atomic_load_explicit(&c->closed, memory_order_relaxed))
-      return CONC_ECLOSED;
-    /* An empty ring and a parked receiver: hand the value over, as Go
-     * does, so that it is this receiver's (a timer's stop, draining
-     * the ring, cannot take it back from under it). */
-    if (atomic_load(&c->recvq.n) > 0 && ring_empty(c)) {
-      conc_sudog *s = conc__waitq_claim(&c->recvq);
-      if (s != NULL) {
-        conc__msg_move(s->elem, m);
-        s->ok = CONC_SUDOG_DONE;
-        *wake = s->w;
-        count_delivered();
-        return CONC_OK;
-      }
-    }
-    int rc = ring_push(c, m);
-    if (rc == CONC_OK) *wake = claim_retry(c, &c->recvq, true);
-    return rc;
-  }
+  /* `closed` is stable under the lock (a receiver may link its sudog
+   * just after a close; it will see the close and unlink). */
   if (atomic_load_explicit(&c->closed, memory_order_relaxed))
     return CONC_ECLOSED;
-  conc_sudog *s = conc__waitq_claim(&c->recvq);
-  if (s == NULL) return CONC_EAGAIN;
-  conc__msg_move(s->elem, m);  /* a receiver waits: hand it over */
-  s->ok = CONC_SUDOG_DONE;
-  *wake = s->w;
-  count_delivered();
-  return CONC_OK;
+  /* A parked receiver is handed the value: always when unbuffered;
+   * when buffered, only if the ring is empty (nothing to overtake), as
+   * Go does, so that the value is that receiver's (a timer's stop,
+   * draining the ring, cannot take it back from under it). */
+  if (c->cap == 0 || (atomic_load(&c->recvq.n) > 0 && ring_empty(c))) {
+    conc_sudog *s = conc__waitq_claim(&c->recvq);
+    if (s != NULL) {
+      conc__msg_move(s->elem, m);
+      s->ok = CONC_SUDOG_DONE;
+      *wake = s->w;
+      count_delivered();
+      return CONC_OK;
+    }
+  }
+  if (c->cap == 0) return CONC_EAGAIN;
+  int rc = ring_push(c, m);
+  if (rc == CONC_OK) *wake = claim_retry(c, &c->recvq, true);
+  return rc;
 }
 
 /* Called with c->lock held. */
