@@ -113,9 +113,10 @@ static void describe_all(char *buf, size_t size) {
 
 /* The counters say every live thread is asleep: confirm it thread by
  * thread (sched_lock held). The counters are updated by sleepers and
- * claimers without a lock, so they may be briefly ahead of the flags;
- * a report must rest on what each thread says of itself: asleep, and
- * not claimed, for each of `live` threads. */
+ * claimers without a lock; sleep_begin keeps them from running ahead
+ * of the flags, and a report that exits the process rests on what each
+ * thread says of itself as well: asleep, and not claimed, for each of
+ * `live` threads. */
 static bool all_asleep(void) {
   int n = 0;
   for (conc_waiter *w = all; w; w = w->next_all, n++)
