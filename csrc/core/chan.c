@@ -98,8 +98,13 @@ static void wait_in_flight(unsigned *spins) {
   else sched_yield();
 }
 
-/* OK, EAGAIN (full) or ECLOSED. On OK the ring owns *m. */
-static int ring_push(conc_chan *c, conc_msg *m) {
+/* OK, EAGAIN (full) or ECLOSED. On OK the ring owns *m.
+ * exact: EAGAIN only when the ring is full (a pop still copying out of
+ * the slot is waited for). Not exact: EAGAIN as soon as the slot is not
+ * free, without reading `head` (a blocking send then waits on the slot
+ * anyway): in a steady stream that read made the consumer's next pop
+ * fetch its own `head` line back, a cross-core transfer a message. */
+static int ring_push(conc_chan *c, conc_msg *m, bool exact) {
   unsigned spins = 0;
   size_t pos = atomic_load_explicit(&c->tail, memory_order_relaxed);
   for (;;) {
@@ -125,6 +130,7 @@ static int ring_push(conc_chan *c, conc_msg *m) {
        * pop has claimed it and is copying it out. (The spin and park
        * conditions look at the slot only, so `head` is read here once
        * per wait, not once per poll.) */
+      if (!exact) return CONC_EAGAIN;
       size_t head = atomic_load(&c->head);
       if ((ptrdiff_t)(pos - head) >= (ptrdiff_t)c->cap) return CONC_EAGAIN;
       wait_in_flight(&spins);
@@ -135,8 +141,10 @@ static int ring_push(conc_chan *c, conc_msg *m) {
   }
 }
 
-/* OK, EAGAIN (empty) or ECLOSED (closed and drained). */
-static int ring_pop(conc_chan *c, conc_msg *out) {
+/* OK, EAGAIN (empty) or ECLOSED (closed and drained). exact: as for
+ * ring_push; not exact, EAGAIN as soon as the slot is not written,
+ * without reading `tail` (the line every push writes). */
+static int ring_pop(conc_chan *c, conc_msg *out, bool exact) {
   unsigned spins = 0;
   size_t pos = atomic_load_explicit(&c->head, memory_order_relaxed);
   for (;;) {
@@ -158,6 +166,7 @@ static int ring_pop(conc_chan *c, conc_msg *out) {
       /* Not written yet: empty, or its push is copying it in (a later
        * push may be complete already: wait for this one, as the values
        * are in the channel). */
+      if (!exact) return CONC_EAGAIN;
       size_t tail = atomic_load(&c->tail);
       if ((tail & ~RING_CLOSED) == pos)
         return tail & RING_CLOSED ? CONC_ECLOSED : CONC_EAGAIN;
@@ -249,7 +258,7 @@ int conc__chan_try_send(conc_chan *c, conc_msg *m, conc_waiter **wake) {
     }
   }
   if (c->cap == 0) return CONC_EAGAIN;
-  int rc = ring_push(c, m);
+  int rc = ring_push(c, m, true);
   if (rc == CONC_OK) *wake = claim_retry(c, &c->recvq, true);
   return rc;
 }
@@ -258,7 +267,7 @@ int conc__chan_try_send(conc_chan *c, conc_msg *m, conc_waiter **wake) {
 int conc__chan_try_recv(conc_chan *c, conc_msg *out, conc_waiter **wake) {
   *wake = NULL;
   if (c->cap > 0) {
-    int rc = ring_pop(c, out);
+    int rc = ring_pop(c, out, true);
     if (rc == CONC_OK) {
       count_delivered();
       *wake = claim_retry(c, &c->sendq, true);
@@ -365,8 +374,12 @@ static int park_buffered(conc_chan *c, conc_waitq *q, conc_msg *m,
  */
 static int buffered_op(conc_chan *c, conc_msg *m, conc_time deadline,
                        bool send) {
+  /* The first try of a blocking operation need not tell "full" from
+   * "in flight": either way it waits on the slot. Later tries must (a
+   * closed channel makes can_recv true with the slot never written). */
+  bool exact = deadline == CONC_NOWAIT;
   for (;;) {
-    int rc = send ? ring_push(c, m) : ring_pop(c, m);
+    int rc = send ? ring_push(c, m, exact) : ring_pop(c, m, exact);
     if (rc == CONC_OK) {
       if (!send) count_delivered();
       conc_waiter *w = claim_retry(c, send ? &c->recvq : &c->sendq, false);
@@ -374,6 +387,7 @@ static int buffered_op(conc_chan *c, conc_msg *m, conc_time deadline,
       return rc;
     }
     if (rc != CONC_EAGAIN || deadline == CONC_NOWAIT) return rc;
+    exact = true;
     if (conc__spin_until(send ? can_send : can_recv, c, deadline)) continue;
     if (deadline != CONC_NEVER && conc_now() >= deadline)
       return CONC_ETIMEDOUT;
