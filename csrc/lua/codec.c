@@ -758,11 +758,13 @@ static void release_scratch(scratch *s, int temporary) {
 
 int lconc_encode_protected(lua_State *L, int first, int n, conc_msg *m,
                            const char *fname, lconc_what what, int argbase) {
-  unsigned char small[SMALL_MAX];
   first = lua_absindex(L, first);
-  size_t len = encode_small(L, first, n, small);
-  if (len > 0) return conc_msg_init(m, small, len, NULL, 0) != CONC_OK
-                          ? (lua_pushliteral(L, "not enough memory"), 1) : 0;
+  size_t len = encode_small(L, first, n, m->u.small);  /* in place */
+  if (len > 0) {
+    m->len = (uint32_t)len;
+    m->nrefs = 0;
+    return 0;
+  }
   int temporary;
   int top = lua_gettop(L);  /* restored at the end, whatever happens */
   scratch *s = acquire_scratch(L, &temporary);
@@ -815,11 +817,14 @@ static void need(lua_State *L, decoder *d, size_t n) {
 
 static uint64_t get_varint_slow(lua_State *L, decoder *d) {
   uint64_t v = 0;
-  for (int shift = 0; shift < 64; shift += 7) {
-    need(L, d, 1);
-    unsigned char c = *d->p++;
+  const unsigned char *p = d->p;
+  for (int shift = 0; shift < 64 && p < d->end; shift += 7) {
+    unsigned char c = *p++;
     v |= (uint64_t)(c & 0x7f) << shift;
-    if (!(c & 0x80)) return v;
+    if (!(c & 0x80)) {
+      d->p = p;
+      return v;
+    }
   }
   corrupt(L);
   return 0;
@@ -857,6 +862,7 @@ static void remember(lua_State *L, decoder *d) {
 
 /* Pushes require(mod)[key] (or the module itself). */
 static void push_module(lua_State *L, decoder *d) {
+  luaL_checkstack(L, 4, "conc: message nested too deeply");
   size_t len, klen = 0;
   const char *mod = get_string(L, d, &len);
   need(L, d, 1);
@@ -880,7 +886,12 @@ static void push_module(lua_State *L, decoder *d) {
 
 static void decode_value(lua_State *L, decoder *d, int depth);
 
+/* Room on the stack for a table, its id entry, and a key and a value
+ * (a nested table checks again for itself). */
+#define ROOM_PER_LEVEL 4
+
 static void decode_table(lua_State *L, decoder *d, int depth) {
+  luaL_checkstack(L, ROOM_PER_LEVEL, "conc: message nested too deeply");
   uint64_t narr = get_varint(L, d), nhash = get_varint(L, d);
   size_t left = (size_t)(d->end - d->p);
   if (narr > left || nhash > left / 2 || narr > 0x7fffffff) corrupt(L);
@@ -901,6 +912,7 @@ static void decode_table(lua_State *L, decoder *d, int depth) {
 }
 
 static void decode_function(lua_State *L, decoder *d, int depth) {
+  luaL_checkstack(L, ROOM_PER_LEVEL, "conc: message nested too deeply");
   uint32_t len = get_u32(L, d);
   need(L, d, len);
   if (luaL_loadbufferx(L, (const char *)d->p, len, "=conc", "b") != LUA_OK)
@@ -914,9 +926,10 @@ static void decode_function(lua_State *L, decoder *d, int depth) {
   }
 }
 
+/* Pushes one value. The caller made room for it; a table or function
+ * makes room for what it pushes inside. */
 static void decode_value(lua_State *L, decoder *d, int depth) {
   if (depth > MAX_DEPTH + 1) corrupt(L);
-  luaL_checkstack(L, 4, "conc: message nested too deeply");
   need(L, d, 1);
   int tag = *d->p++;
   switch (tag) {
@@ -971,11 +984,18 @@ static int decode_all(lua_State *L, const conc_msg *m) {
   d.next_id = 0;
   d.ids = 0;
   int base = lua_gettop(L);
+  /* Each value takes a byte at least: a small message makes room for
+   * all of its values at once, a big one value by value. */
+  int small = m->len <= CONC_MSG_INLINE;
+  luaL_checkstack(L, small ? (int)m->len + 1 : 2, "conc: too many values");
   if (data[0] & F_BACKREFS) {
     lua_newtable(L);  /* below the values; removed at the end */
     d.ids = base + 1;
   }
-  while (d.p < d.end) decode_value(L, &d, 0);
+  while (d.p < d.end) {
+    if (!small) luaL_checkstack(L, 1, "conc: too many values");
+    decode_value(L, &d, 0);
+  }
   if (d.ids) lua_remove(L, d.ids);
   return lua_gettop(L) - base;
 }
