@@ -527,9 +527,10 @@ static const char *encode_table(lua_State *L, scratch *s, int idx, int depth) {
   put_varint(s, n);
   size_t at = s->len;
   put_byte(s, 0);  /* the hash part's count, known at the end */
+  int base = lua_gettop(L);  /* an element, or a key and its value, above */
   for (lua_Unsigned i = 1; i <= n; i++) {
     lua_rawgeti(L, idx, (lua_Integer)i);
-    const char *err = encode_value(L, s, lua_gettop(L), depth + 1);
+    const char *err = encode_value(L, s, base + 1, depth + 1);
     lua_pop(L, 1);
     if (err) {
       add_segment(s, 'f', "[%lld]", (long long)i);
@@ -539,7 +540,7 @@ static const char *encode_table(lua_State *L, scratch *s, int idx, int depth) {
   uint32_t nhash = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    int top = lua_gettop(L);
+    int top = base + 2;
     if (n > 0 && lua_isinteger(L, top - 1)) {  /* done with the array? */
       lua_Integer k = lua_tointeger(L, top - 1);
       if (k >= 1 && (lua_Unsigned)k <= n) {
