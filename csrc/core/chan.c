@@ -105,9 +105,10 @@ static void wait_in_flight(unsigned *spins) {
  * stall is most of a streaming channel's cost between cores: each
  * push or pop ends in a locked instruction, which waits for the slot's
  * line (B2, cores ~0.5 us apart: 5.0 M msg/s without, 9.5 M with).
- * Only when the ring was neither full (push) nor empty (pop), so the
- * next slot is not the one the other side works on; and not in a small
- * ring, where the next slot soon is.
+ * Called only by a first try that found its slot ready, so the ring was
+ * not full (empty) just before and the next slot is seldom the one the
+ * other side works on (when this push fills the ring it is: a hint
+ * wasted, nothing worse); and not in a small ring, where it soon is.
  */
 static inline void prefetch_next(const conc_chan *c, size_t pos) {
   if (c->cap < 16) return;
@@ -392,30 +393,49 @@ static int park_buffered(conc_chan *c, conc_waitq *q, conc_msg *m,
 
 /*
  * A full (send) or empty (receive) ring: the other side is usually a
- * moment away, so spin on the positions first; then park. Every push
- * or pop that finds a waiter on the other side wakes one to retry.
+ * moment away, so spin on the slot first; then park. Every push or pop
+ * that finds a waiter on the other side wakes one to retry.
+ *
+ * The first try of a blocking operation is not exact: it does not tell
+ * "full" from "an operation in flight" (see ring_push). Every later try
+ * is, so the decision to time out or to park is made on an exact look,
+ * which waits for an operation in flight: a timeout never leaves behind
+ * a value that a completed send had buffered.
+ *
+ * A waiter can still park behind an operation in flight while later ones
+ * are complete (the spin and park conditions look at one slot, and a
+ * completed push wakes only waiters already linked); the one in flight
+ * then wakes a single waiter. So a waiter that was woken and succeeds
+ * passes the wake-up on, to the next waiter of its side, if the ring is
+ * still ready for it.
  */
 static int buffered_op(conc_chan *c, conc_msg *m, conc_time deadline,
                        bool send) {
-  /* The first try of a blocking operation need not tell "full" from
-   * "in flight": either way it waits on the slot. Later tries must (a
-   * closed channel makes can_recv true with the slot never written). */
-  bool exact = deadline == CONC_NOWAIT;
+  bool exact = deadline == CONC_NOWAIT, spun = false, woken = false;
   for (;;) {
     int rc = send ? ring_push(c, m, exact) : ring_pop(c, m, exact);
     if (rc == CONC_OK) {
       if (!send) count_delivered();
       conc_waiter *w = claim_retry(c, send ? &c->recvq : &c->sendq, false);
       if (w != NULL) conc__waiter_wake(w);
+      if (woken) conc__chan_kick(c, send ? CONC_SEND : CONC_RECV);
       return rc;
     }
     if (rc != CONC_EAGAIN || deadline == CONC_NOWAIT) return rc;
-    exact = true;
-    if (conc__spin_until(send ? can_send : can_recv, c, deadline)) continue;
+    if (!spun) {
+      spun = true;
+      bool ready = conc__spin_until(send ? can_send : can_recv, c, deadline);
+      if (ready || !exact) {
+        exact = true;
+        continue;
+      }
+    }
     if (deadline != CONC_NEVER && conc_now() >= deadline)
       return CONC_ETIMEDOUT;
     rc = park_buffered(c, send ? &c->sendq : &c->recvq, m, deadline);
     if (rc != CONC_EAGAIN) return rc;
+    woken = true;
+    spun = false;
   }
 }
 

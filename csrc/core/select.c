@@ -140,14 +140,14 @@ static int park_on_all(conc_case *cases, const int *order, int n,
   return result;
 }
 
-/* A select that was woken to retry and then did case `done` (or none)
- * passes the wake-up on for its other buffered cases. */
-static void kick_others(const conc_case *cases, const int *order, int n,
-                        int done) {
+/* A select that was woken to retry passes the wake-up on, for each of
+ * its buffered cases that is ready for someone else: the ones it did
+ * not do, which its wake-up may have been meant for, and the one it did
+ * (as a plain operation does, see chan.c buffered_op). */
+static void pass_on(const conc_case *cases, const int *order, int n) {
   for (int k = 0; k < n; k++) {
     int i = order[k];
-    if (i != done && cases[i].chan->cap > 0)
-      conc__chan_kick(cases[i].chan, cases[i].op);
+    if (cases[i].chan->cap > 0) conc__chan_kick(cases[i].chan, cases[i].op);
   }
 }
 
@@ -190,7 +190,7 @@ static int select_with(conc_case *cases, int n, conc_time deadline,
       if (wake) conc__waiter_wake(wake);
       if (rc == CONC_EAGAIN && deadline != CONC_NOWAIT) rc = CONC_ETIMEDOUT;
     }
-    if (retried) kick_others(cases, order, live, rc);
+    if (retried) pass_on(cases, order, live);
     return rc;
   }
 }
