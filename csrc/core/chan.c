@@ -399,8 +399,10 @@ static int park_buffered(conc_chan *c, conc_waitq *q, conc_msg *m,
  * The first try of a blocking operation is not exact: it does not tell
  * "full" from "an operation in flight" (see ring_push). Every later try
  * is, so the decision to time out or to park is made on an exact look,
- * which waits for an operation in flight: a timeout never leaves behind
- * a value that a completed send had buffered.
+ * which waits for an operation in flight (yielding, and past the
+ * deadline if that operation's thread was preempted): a timeout is
+ * reported only when the ring was empty (full) at a look made after
+ * the deadline.
  *
  * A waiter can still park behind an operation in flight while later ones
  * are complete (the spin and park conditions look at one slot, and a
@@ -433,9 +435,12 @@ static int buffered_op(conc_chan *c, conc_msg *m, conc_time deadline,
     if (deadline != CONC_NEVER && conc_now() >= deadline)
       return CONC_ETIMEDOUT;
     rc = park_buffered(c, send ? &c->sendq : &c->recvq, m, deadline);
-    if (rc != CONC_EAGAIN) return rc;
-    woken = true;
-    spun = false;
+    if (rc != CONC_EAGAIN && rc != CONC_ETIMEDOUT) return rc;
+    /* Woken to retry: try again. Timed out: one exact try first, which
+     * finds a value (room) that came just before the deadline, and then
+     * the deadline check above reports the timeout. */
+    woken = rc == CONC_EAGAIN;
+    spun = rc == CONC_ETIMEDOUT;
   }
 }
 

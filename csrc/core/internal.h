@@ -272,9 +272,13 @@ CONC_API int conc__chan_try_recv(conc_chan *c, conc_msg *out,
 /* Whether a push (pop) on buffered c could proceed now, or c closed. */
 CONC_API bool conc__chan_can_send(const conc_chan *c);
 CONC_API bool conc__chan_can_recv(const conc_chan *c);
-/* A select woken to retry on c (op: CONC_SEND or CONC_RECV) that did
- * something else passes the wake-up on: if c is ready for op and
- * someone waits for it, one of them is woken to retry. */
+/* A waiter woken to retry passes the wake-up on: if c is ready for op
+ * (CONC_SEND or CONC_RECV) and someone waits for it, one of them is
+ * woken to retry. Called by a plain operation that was woken and then
+ * succeeded (others may have parked behind an operation in flight, which
+ * wakes one waiter only), and by a select that was woken, for each of
+ * its buffered cases (the wake-up may have been meant for one it did
+ * not do). */
 CONC_API void conc__chan_kick(conc_chan *c, int op);
 
 /* Spins while ready(arg) is false, up to the spin budget (and never past

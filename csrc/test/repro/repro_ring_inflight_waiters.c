@@ -9,7 +9,8 @@
  *   completed position 1 when two receivers arrive. They parked, as the
  *   slot at `head` was not ready; P1's completion then woke one, and the
  *   other slept for ever beside a buffered value (found by review after
- *   a blocking operation's first try stopped reading `tail`).
+ *   a blocking operation's first try stopped reading `tail`). Now the
+ *   look that decides to park is exact: they wait for P1 instead.
  * - "parked": two receivers park on an empty ring; then P1 claims
  *   position 0, and P2 completes position 1 having read no waiter (a
  *   legitimate order: its load of the wait count ran before they linked;
