@@ -150,35 +150,24 @@ static int recv_arrive(void) {
   return n;
 }
 
-static int recv_parked(void) {
+/* Two receivers park on an empty ring, `first` (a plain receive or a
+ * select) before the other, so that it is the one woken. */
+static int recv_parked(void *(*first)(void *), const char *what) {
   c = conc_chan_new(CAP);
   pthread_t t[WAITERS];
-  start(t, receiver);
+  for (int k = 0; k < WAITERS; k++) {
+    rcs[k] = -99;
+    got[k] = -1;
+  }
+  CHECK_PT(pthread_create(&t[0], NULL, first, (void *)0));
+  parked(1, 1);
+  CHECK_PT(pthread_create(&t[1], NULL, receiver, (void *)1));
   int np = parked(1, WAITERS);
   size_t p1 = claim_push(), p2 = claim_push();
   finish_push(p2, 2, 0);  /* it read no waiter */
   finish_push(p1, 1, 1);
   int n = stuck(t);
-  printf("recv, parked: %d parked, %d stuck (len %zu)\n", np, n,
-         conc_chan_len(c));
-  return n;
-}
-
-/* recv_parked with a select parked first: it is the one woken, and it
- * passes the wake-up on for the case it did. */
-static int select_parked(void) {
-  c = conc_chan_new(CAP);
-  pthread_t t[WAITERS];
-  rcs[0] = rcs[1] = -99;
-  CHECK_PT(pthread_create(&t[0], NULL, select_receiver, (void *)0));
-  int np = parked(1, 1);
-  CHECK_PT(pthread_create(&t[1], NULL, receiver, (void *)1));
-  np = parked(1, WAITERS);
-  size_t p1 = claim_push(), p2 = claim_push();
-  finish_push(p2, 2, 0);  /* it read no waiter */
-  finish_push(p1, 1, 1);
-  int n = stuck(t);
-  printf("select, parked: %d parked, %d stuck (len %zu)\n", np, n,
+  printf("%s, parked: %d parked, %d stuck (len %zu)\n", what, np, n,
          conc_chan_len(c));
   return n;
 }
@@ -203,7 +192,8 @@ static int send_parked(void) {
 }
 
 int main(void) {
-  int n = recv_arrive() + recv_parked() + select_parked() + send_parked();
+  int n = recv_arrive() + recv_parked(receiver, "recv") +
+          recv_parked(select_receiver, "select") + send_parked();
   fflush(stdout);
   _exit(n ? 1 : 0);  /* stuck threads: do not wait for them */
 }
