@@ -217,6 +217,22 @@ describe("conc.go", function()
           return #t
         end):join()})
       end
+      -- unlimited tasks allocate without the counter; a limited task after
+      -- them is counted from what its state holds then
+      local again = conc.go({memory_limit = 200000}, function()
+        local t = {}
+        for i = 1, 1e7 do t[i] = i end
+        return #t
+      end)
+      local ok2, err2 = again:join()
+      assert.is_false(ok2)
+      assert.are.equal(("conc.go: worker %d ran out of memory: its limit is "
+        .. "200000 bytes"):format(again:id()), err2)
+      assert.are.same({true, 1000}, {conc.go({memory_limit = 200000}, function()
+        local t = {}
+        for i = 1, 1000 do t[i] = i end
+        return #t
+      end):join()})
       assert.has_error(function() conc.go({memory_limit = -1}, print) end,
         "conc.go: memory_limit must be a positive integer (bytes)")
     end)
