@@ -194,45 +194,28 @@ describe("conc.go", function()
 
   it("a memory limit fails the worker with a clear error, not the process",
     function()
-      local h = conc.go({memory_limit = 200000}, function()
+      local function fill(n)  -- travels as bytecode: no upvalues
         local t = {}
-        for i = 1, 1e7 do t[i] = i end
+        for i = 1, n do t[i] = i end
         return #t
-      end)
-      local ok, err = h:join()
-      assert.is_false(ok)
-      assert.are.equal(("conc.go: worker %d ran out of memory: its limit is "
-        .. "200000 bytes"):format(h:id()), err)
+      end
+      local limit = {memory_limit = 200000}
+      local function fails_over_limit(h)
+        local ok, err = h:join()
+        assert.is_false(ok)
+        assert.are.equal(("conc.go: worker %d ran out of memory: its limit "
+          .. "is 200000 bytes"):format(h:id()), err)
+      end
+      fails_over_limit(conc.go(limit, fill, 1e7))
       -- within the limit all is well, and the thread serves later tasks
-      local small = conc.go({memory_limit = 200000}, function()
-        local t = {}
-        for i = 1, 1000 do t[i] = i end
-        return #t
-      end)
-      assert.are.same({true, 1000}, {small:join()})
+      assert.are.same({true, 1000}, {conc.go(limit, fill, 1000):join()})
       for _ = 1, 4 do
-        assert.are.same({true, 100000}, {conc.go(function()
-          local t = {}
-          for i = 1, 100000 do t[i] = i end
-          return #t
-        end):join()})
+        assert.are.same({true, 100000}, {conc.go(fill, 100000):join()})
       end
       -- unlimited tasks allocate without the counter; a limited task after
       -- them is counted from what its state holds then
-      local again = conc.go({memory_limit = 200000}, function()
-        local t = {}
-        for i = 1, 1e7 do t[i] = i end
-        return #t
-      end)
-      local ok2, err2 = again:join()
-      assert.is_false(ok2)
-      assert.are.equal(("conc.go: worker %d ran out of memory: its limit is "
-        .. "200000 bytes"):format(again:id()), err2)
-      assert.are.same({true, 1000}, {conc.go({memory_limit = 200000}, function()
-        local t = {}
-        for i = 1, 1000 do t[i] = i end
-        return #t
-      end):join()})
+      fails_over_limit(conc.go(limit, fill, 1e7))
+      assert.are.same({true, 1000}, {conc.go(limit, fill, 1000):join()})
       assert.has_error(function() conc.go({memory_limit = -1}, print) end,
         "conc.go: memory_limit must be a positive integer (bytes)")
     end)
