@@ -220,6 +220,44 @@ describe("conc.go", function()
         "conc.go: memory_limit must be a positive integer (bytes)")
     end)
 
+  it("an idle worker gives back the heap its garbage took", function()
+    local function build(n)  -- small blocks: a table and a string each
+      local t = {}
+      for i = 1, n do t[i] = {i, "item " .. i} end
+      return #t
+    end
+    local before = conc.stats().heap_bytes
+    assert.are.same({true, 100000}, {conc.go(build, 100000):join()})
+    local grown = conc.stats().heap_bytes
+    assert.is_true(grown > before + 4 * 2^20, grown .. " after, " ..
+      before .. " before")
+    -- the thread gives it back once idle (20 ms), long before an idle
+    -- thread exits (5 s), which would free it too; a bounded poll
+    local t0 = conc.now()
+    while conc.stats().heap_bytes > before + 2^20 and conc.now() - t0 < 4 do
+      conc.sleep(0.01)
+    end
+    assert.is_true(conc.stats().heap_bytes <= before + 2^20,
+      conc.stats().heap_bytes .. " now, " .. before .. " before")
+    -- and the thread goes on serving tasks, in its new state
+    assert.are.same({true, 10}, {conc.go(build, 10):join()})
+  end)
+
+  it("warn in a worker is off until \"@on\", as in lua5.4", function()
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      assert(conc.go(function()
+        warn("hidden")
+        warn("@on")
+        warn("shown ", "in ", "pieces")
+        warn("@off")
+        warn("hidden too")
+      end):join())
+    ]])
+    assert.are.equal(0, rc, out)
+    assert.are.equal("Lua warning: shown in pieces\n", out)
+  end)
+
   it("spawning past what the system allows fails as a return value",
     function()
       if os.getenv("CONC_SANITIZER") then

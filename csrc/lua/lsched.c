@@ -112,12 +112,12 @@ static int workers(lua_State *L) {
   return 1;
 }
 
-/* conc.stats() -> {workers, threads, idle_threads, messages,
+/* conc.stats() -> {workers, threads, idle_threads, messages, heap_bytes,
  * objects = {["conc.chan"] = n, ...}} */
 static int stats(lua_State *L) {
   lconc_pool_stats ps;
   lconc_get_pool_stats(&ps);
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 6);
   lua_pushinteger(L, ps.running);
   lua_setfield(L, -2, "workers");
   lua_pushinteger(L, ps.threads);
@@ -126,6 +126,8 @@ static int stats(lua_State *L) {
   lua_setfield(L, -2, "idle_threads");
   lua_pushinteger(L, (lua_Integer)conc_messages_sent());
   lua_setfield(L, -2, "messages");
+  lua_pushinteger(L, (lua_Integer)ps.heap_bytes);
+  lua_setfield(L, -2, "heap_bytes");
   const char *names[64];
   long counts[64];
   int k = conc_obj_counts(names, counts, 64);

@@ -17,10 +17,14 @@
 #include <unistd.h>
 #include <lualib.h>
 #include "../core/internal.h"
+#include "heap.h"
 #include "worker.h"
 
 #define IDLE_SECONDS 5.0
 #define IDLE_GC_SECONDS 0.02
+/* A heap bigger than this when its worker goes idle is given back (a
+ * fresh state's takes 16-32 KB). */
+#define HEAP_KEEP_BYTES (1u << 20)
 /* Idle threads kept (each ~30 KB until it times out): enough that a
  * burst of workers (a pool, a fan-out) finds threads ready next time. */
 #define MAX_IDLE 256
@@ -99,6 +103,7 @@ void lconc_get_pool_stats(lconc_pool_stats *out) {
   out->threads = pool.threads;
   out->idle = pool.nidle;
   conc__unlock(&pool.lock);
+  out->heap_bytes = lheap_all_chunk_bytes();
 }
 
 void lconc_report_running(void) {
@@ -198,45 +203,39 @@ static const luaL_Reg lazy_string_meta[] = {
  * codec buffers) is made when first used, so a parked worker costs little
  * more than its lua_State. */
 /*
+ * A state's memory: its own heap (heap.h), and the counter of a task's
+ * memory limit.
+ *
  * A task may be given a memory limit (conc.go's memory_limit option):
  * while it runs, its state allocates through a counter, and over the
  * limit the allocator refuses, Lua raises "not enough memory", and the
  * task fails with a message that names the limit. Other tasks allocate
- * with plain realloc/free (the counter cost ~3% of a message-building
- * loop), and a limited task's counter starts from Lua's own count. Only
- * the state's own thread uses its counter.
+ * without counting (the counter cost ~3% of a message-building loop),
+ * and a limited task's counter starts from Lua's own count. Only the
+ * state's own thread uses its counter.
  */
 typedef struct state_mem {
+  lheap *heap;
   size_t used, limit;  /* limit 0: none */
   bool hit;            /* a refusal happened during this task */
+  bool warn_on, warn_cont;  /* warn(): "@on" seen; a message continues */
 } state_mem;
 
 static void *counting_alloc(void *ud, void *ptr, size_t osize,
                             size_t nsize) {
   state_mem *m = (state_mem *)ud;
   size_t old = ptr ? osize : 0;  /* with no block, osize is a type tag */
-  if (nsize == 0) {
-    free(ptr);
-    m->used -= old;
-    return NULL;
-  }
   if (m->limit && nsize > old && m->used + (nsize - old) > m->limit) {
     m->hit = true;
     return NULL;
   }
-  void *p = realloc(ptr, nsize);
-  if (p != NULL) m->used = m->used - old + nsize;
+  void *p = lheap_alloc(m->heap, ptr, osize, nsize);
+  if (p != NULL || nsize == 0) m->used = m->used - old + nsize;
   return p;
 }
 
 static void *plain_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  (void)ud;
-  (void)osize;
-  if (nsize == 0) {
-    free(ptr);
-    return NULL;
-  }
-  return realloc(ptr, nsize);
+  return lheap_alloc(((state_mem *)ud)->heap, ptr, osize, nsize);
 }
 
 /* The bytes L's blocks take now, by Lua's own count. */
@@ -249,6 +248,31 @@ static state_mem *mem_of(lua_State *L) {
   void *ud;
   lua_getallocf(L, &ud);
   return (state_mem *)ud;
+}
+
+/* What luaL_newstate would set (the state is made with lua_newstate, to
+ * have its heap from its first block): a panic message, and warnings
+ * on stderr once "@on" turned them on. */
+static int on_panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "conc: PANIC: unprotected error in a worker's state (%s)\n",
+          msg ? msg : "error object is not a string");
+  return 0;  /* Lua aborts */
+}
+
+static void on_warn(void *ud, const char *msg, int tocont) {
+  state_mem *m = (state_mem *)ud;
+  if (!m->warn_cont && !tocont && msg[0] == '@') {  /* a control message */
+    if (strcmp(msg, "@on") == 0) m->warn_on = true;
+    else if (strcmp(msg, "@off") == 0) m->warn_on = false;
+    return;
+  }
+  if (m->warn_on) {
+    if (!m->warn_cont) fputs("Lua warning: ", stderr);
+    fputs(msg, stderr);
+    if (!tocont) fputs("\n", stderr);
+  }
+  m->warn_cont = tocont != 0;
 }
 
 /* Opens the libraries and conc's registry entries (protected: memory
@@ -281,21 +305,28 @@ static int setup_state(lua_State *L) {
   return 0;
 }
 
+static void close_state(lua_State *L) {
+  state_mem *m = mem_of(L);
+  lua_close(L);
+  lheap_free(m->heap);
+  free(m);
+}
+
 static lua_State *new_state(void) {
-  lua_State *L = luaL_newstate();
-  if (L == NULL) return NULL;
   state_mem *m = calloc(1, sizeof *m);
-  if (m == NULL) {
-    lua_close(L);
+  if (m == NULL) return NULL;
+  m->heap = lheap_new();
+  lua_State *L = m->heap ? lua_newstate(plain_alloc, m) : NULL;
+  if (L == NULL) {
+    lheap_free(m->heap);
+    free(m);
     return NULL;
   }
-  /* luaL_newstate's allocator is realloc/free too: blocks made so far
-   * can be freed through either of ours. */
-  lua_setallocf(L, plain_alloc, m);
+  lua_atpanic(L, on_panic);
+  lua_setwarnf(L, on_warn, m);
   lua_pushcfunction(L, setup_state);  /* no allocation: a light function */
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-    lua_close(L);
-    free(m);
+    close_state(L);
     return NULL;
   }
   return L;
@@ -508,7 +539,9 @@ static lconc_task *idle_park(pool_thread *p, conc_time deadline) {
 /* Idles the thread; returns its next task, or NULL to exit. A thread
  * idle for IDLE_GC_SECONDS collects its state's garbage first, so the
  * objects its last task dropped are released (memory returns to its
- * baseline once a program goes quiet); after IDLE_SECONDS it exits. */
+ * baseline once a program goes quiet), and replaces its state if the
+ * state's heap grew past HEAP_KEEP_BYTES (freed blocks stay in the heap,
+ * see heap.h); after IDLE_SECONDS it exits. */
 static lconc_task *idle_wait(pool_thread *p) {
   conc__lock(&pool.lock);
   bool full = pool.nidle >= MAX_IDLE;
@@ -517,6 +550,11 @@ static lconc_task *idle_wait(pool_thread *p) {
   lconc_task *t = idle_park(p, conc_deadline_in(IDLE_GC_SECONDS));
   if (t != NULL) return t;
   lua_gc(p->L, LUA_GCCOLLECT);
+  if (lheap_chunk_bytes(mem_of(p->L)->heap) > HEAP_KEEP_BYTES) {
+    /* Its heap keeps what the garbage took: start over, smaller. */
+    close_state(p->L);
+    if ((p->L = new_state()) == NULL) return NULL;
+  }
   return idle_park(p, conc_deadline_in(IDLE_SECONDS));
 }
 
@@ -532,9 +570,7 @@ static void *thread_main(void *arg) {
       run_task(p->L, t);
       t = idle_wait(p);
     }
-    state_mem *m = mem_of(p->L);
-    lua_close(p->L);
-    free(m);
+    if (p->L != NULL) close_state(p->L);
   }
   conc__lock(&pool.lock);
   pool.threads--;

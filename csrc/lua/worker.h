@@ -46,6 +46,7 @@ typedef struct lconc_pool_stats {
   int running;   /* workers started and not finished */
   int threads;   /* pool threads, busy or idle */
   int idle;      /* idle pool threads */
+  size_t heap_bytes;  /* the worker states' heaps (heap.h), in chunks */
 } lconc_pool_stats;
 CONC_API void lconc_get_pool_stats(lconc_pool_stats *out);
 

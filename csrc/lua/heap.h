@@ -1,0 +1,39 @@
+/*
+ * heap.h: the allocator of a worker's lua_State.
+ *
+ * Lua allocates and frees small blocks all the time (a table, its array
+ * and hash parts, a string): building the message {id=i, name="task-"..i,
+ * tags={1,2,3}} takes six blocks. Through realloc/free each cost ~100
+ * instructions (callgrind, glibc 2.36); from a free list of the state's
+ * own, about ten. So a worker's state takes its blocks of up to
+ * LHEAP_SMALL bytes from size classes (16 bytes apart) carved out of
+ * chunks it owns, and bigger ones from malloc. Only the state's thread
+ * allocates from it (a lua_State is used by one thread at a time), so it
+ * takes no lock.
+ *
+ * Freed small blocks go back to their class, not to malloc: what a task's
+ * garbage took stays with the state until the state is closed (an idle
+ * worker whose heap grew past a bound closes its state and makes a new
+ * one, see worker.c).
+ */
+#ifndef CONC_LHEAP_H
+#define CONC_LHEAP_H
+
+#include <stddef.h>
+
+#define LHEAP_SMALL 256
+
+typedef struct lheap lheap;
+
+/* A new, empty heap (NULL: out of memory). */
+lheap *lheap_new(void);
+/* Frees the heap and its chunks; after lua_close of its state. */
+void lheap_free(lheap *h);
+/* A lua_Alloc over h (ud: the heap). */
+void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+/* Bytes the heap took from malloc for its chunks. */
+size_t lheap_chunk_bytes(const lheap *h);
+/* The same, summed over every heap alive. */
+size_t lheap_all_chunk_bytes(void);
+
+#endif

@@ -1,0 +1,184 @@
+/*
+ * test_heap.c: a worker state's allocator (csrc/lua/heap.c), built into
+ * this test with malloc, realloc and free wrapped: to count what goes to
+ * malloc and to make it fail on demand. Under ASan, heap.c poisons free
+ * blocks, so a use after free within a class is reported too.
+ */
+#include "check.h"
+
+static int fail_malloc;      /* malloc and realloc return NULL */
+static long big_frees;       /* free() calls that reached the system */
+
+static void *test_malloc(size_t n) { return fail_malloc ? NULL : malloc(n); }
+static void *test_realloc(void *p, size_t n) {
+  return fail_malloc ? NULL : realloc(p, n);
+}
+static void test_free(void *p) {
+  if (p != NULL) big_frees++;
+  free(p);
+}
+
+#define malloc(n) test_malloc(n)
+#define realloc(p, n) test_realloc(p, n)
+#define free(p) test_free(p)
+#include "../lua/heap.c"
+#undef malloc
+#undef realloc
+#undef free
+
+/* Fills n bytes at p with a pattern of seed; checks it. */
+static void fill(void *p, size_t n, unsigned seed) {
+  for (size_t i = 0; i < n; i++)
+    ((unsigned char *)p)[i] = (unsigned char)(seed + i);
+}
+static int filled(const void *p, size_t n, unsigned seed) {
+  for (size_t i = 0; i < n; i++)
+    if (((const unsigned char *)p)[i] != (unsigned char)(seed + i)) return 0;
+  return 1;
+}
+
+static void *alloc(lheap *h, void *p, size_t o, size_t n) {
+  return lheap_alloc(h, p, o, n);
+}
+
+/* Blocks of every small size and some big ones hold their bytes apart;
+ * a freed block is the next one of its class. */
+static void blocks_are_disjoint_and_reused(void) {
+  lheap *h = lheap_new();
+  CHECK(h != NULL);
+  enum { N = 600 };
+  void *p[N];
+  for (unsigned i = 0; i < N; i++) {
+    size_t n = 1 + i % 300;  /* 1..300: every class, and malloc's */
+    p[i] = alloc(h, NULL, 5, n);  /* osize: a type tag (a table) */
+    CHECK(p[i] != NULL);
+    CHECK(((uintptr_t)p[i] & 15) == 0 || n > LHEAP_SMALL);
+    fill(p[i], n, i);
+  }
+  for (unsigned i = 0; i < N; i++) CHECK(filled(p[i], 1 + i % 300, i));
+  void *q = p[100];  /* 101 bytes: class 6 */
+  CHECK(alloc(h, q, 101, 0) == NULL);
+  CHECK(alloc(h, NULL, 0, 97) == q);  /* the same class: reused first */
+  for (unsigned i = 0; i < N; i++) alloc(h, p[i], 1 + i % 300, 0);
+  CHECK(lheap_chunk_bytes(h) >= CHUNK_FIRST);
+  lheap_free(h);
+}
+
+/* Resizing keeps the bytes, across classes and to and from malloc. */
+static void resizing_keeps_content(void) {
+  lheap *h = lheap_new();
+  static const size_t sizes[] = {8, 16, 17, 40, 200, 256, 257, 1000, 64, 3};
+  void *p = alloc(h, NULL, 0, 5);
+  size_t n = 5;
+  fill(p, n, 7);
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    size_t m = sizes[k];
+    void *q = alloc(h, p, n, m);
+    CHECK(q != NULL);
+    CHECK(filled(q, n < m ? n : m, 7));
+    fill(q, m, 7);
+    if (m <= LHEAP_SMALL && n <= LHEAP_SMALL && class_of(m) == class_of(n))
+      CHECK(q == p);  /* the same class: no move */
+    p = q;
+    n = m;
+  }
+  alloc(h, p, n, 0);
+  lheap_free(h);
+}
+
+/* Every block goes back: the heap and its chunks are freed whole, and
+ * the system frees count only what went to malloc. */
+static void free_returns_everything(void) {
+  lheap *h = lheap_new();
+  big_frees = 0;
+  void *small = alloc(h, NULL, 0, 100);
+  void *big = alloc(h, NULL, 0, 5000);
+  alloc(h, small, 100, 0);
+  CHECK_EQ(big_frees, 0);
+  alloc(h, big, 5000, 0);
+  CHECK_EQ(big_frees, 1);
+  size_t before = lheap_all_chunk_bytes();
+  CHECK(before >= lheap_chunk_bytes(h));
+  size_t mine = lheap_chunk_bytes(h);
+  lheap_free(h);  /* ASan: no leak */
+  CHECK_EQ(lheap_all_chunk_bytes(), before - mine);
+}
+
+/* A big block shrinking to a small size when no small block can be had
+ * stays put, and later goes to free(), resized or not. */
+static void shrink_without_memory_keeps_the_block(void) {
+  lheap *h = lheap_new();  /* no chunk yet */
+  void *big = alloc(h, NULL, 0, 1000);
+  fill(big, 1000, 3);
+  fail_malloc = 1;
+  void *p = alloc(h, big, 1000, 100);
+  CHECK(p == big);          /* a shrink never fails */
+  CHECK(filled(p, 100, 3));
+  CHECK(alloc(h, NULL, 0, 10) == NULL);  /* growth may fail */
+  CHECK(alloc(h, p, 100, 200) == NULL);  /* a growth of it too */
+  CHECK(alloc(h, p, 100, 50) == p);      /* a shrink stays */
+  fail_malloc = 0;
+  void *q = alloc(h, p, 50, 120);        /* realloc'd, still malloc's */
+  CHECK(q != NULL && filled(q, 50, 3));
+  big_frees = 0;
+  alloc(h, q, 120, 0);
+  CHECK_EQ(big_frees, 1);   /* free(), not a class */
+  /* Left oversize at the end: lheap_free frees it (ASan: no leak). */
+  void *r = alloc(h, NULL, 0, 600);
+  fail_malloc = 1;
+  CHECK(alloc(h, r, 600, 20) == r);
+  fail_malloc = 0;
+  lheap_free(h);
+}
+
+/* Random allocations, resizes and frees against a record of what each
+ * block must hold. */
+static void random_operations(void) {
+  lheap *h = lheap_new();
+  enum { SLOTS = 512 };
+  void *p[SLOTS] = {0};
+  size_t n[SLOTS] = {0};
+  unsigned seed[SLOTS] = {0};
+  uint32_t x = 12345;
+  for (long op = 0; op < scaled(400000, 4); op++) {
+    x = x * 1664525u + 1013904223u;
+    unsigned i = (x >> 8) % SLOTS;
+    size_t m = (x >> 20) % 8 == 0 ? 257 + (x >> 17) % 2000  /* malloc.s */
+                                  : 1 + (x >> 17) % 256;
+    if (p[i] == NULL) {
+      p[i] = alloc(h, NULL, 0, m);
+    } else if ((x & 3) == 0) {
+      CHECK(filled(p[i], n[i], seed[i]));
+      alloc(h, p[i], n[i], 0);
+      p[i] = NULL;
+      continue;
+    } else {
+      CHECK(filled(p[i], n[i], seed[i]));
+      p[i] = alloc(h, p[i], n[i], m);
+      CHECK(filled(p[i], n[i] < m ? n[i] : m, seed[i]));
+    }
+    CHECK(p[i] != NULL);
+    n[i] = m;
+    seed[i] = (unsigned)op;
+    fill(p[i], m, seed[i]);
+  }
+  for (unsigned i = 0; i < SLOTS; i++)
+    if (p[i]) {
+      CHECK(filled(p[i], n[i], seed[i]));
+      alloc(h, p[i], n[i], 0);
+    }
+  lheap_free(h);
+}
+
+static const check_test tests[] = {
+    {"blocks_are_disjoint_and_reused", blocks_are_disjoint_and_reused},
+    {"resizing_keeps_content", resizing_keeps_content},
+    {"free_returns_everything", free_returns_everything},
+    {"shrink_without_memory_keeps_the_block",
+     shrink_without_memory_keeps_the_block},
+    {"random_operations", random_operations},
+    {NULL, NULL}};
+
+int main(int argc, char **argv) {
+  return check_main("test_heap", tests, argc, argv);
+}
