@@ -88,6 +88,29 @@ describe("the codec", function()
         assert.are.equal(1, r.a.v)
       end)
 
+      it("preserves the identity of many shared tables", function()
+        local parts, t = {}, {}
+        for i = 1, 20 do parts[i] = {i} end
+        for i = 1, 20 do t[i] = parts[i]; t["again" .. i] = parts[21 - i] end
+        local r = roundtrip(t)
+        for i = 1, 20 do
+          assert.are.equal(i, r[i][1])
+          assert.is_true(rawequal(r[i], r["again" .. (21 - i)]))
+        end
+      end)
+
+      it("copies arrays with holes and integer keys in any part", function()
+        local holes = {1, 2, nil, 4, nil, nil, 7, x = "x", [10] = 10}
+        local backwards = {}
+        for i = 5, 1, -1 do backwards[i] = i * 10 end  -- in the hash part
+        backwards.name = "b"
+        local r = roundtrip({holes = holes, backwards = backwards,
+                             neg = {[0] = 0, [-1] = -1, 1}})
+        assert.are.same(holes, r.holes)
+        assert.are.same(backwards, r.backwards)
+        assert.are.same({[0] = 0, [-1] = -1, 1}, r.neg)
+      end)
+
       it("tables as keys", function()
         local k = {}
         local t = {[k] = "v", k = k}

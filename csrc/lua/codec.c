@@ -34,6 +34,8 @@ enum { F_BACKREFS = 1, F_CODE = 2 };  /* flags byte */
 #define MAX_SEGMENTS 24
 #define SEGMENT_LEN 48
 
+#define SEEN_FEW 8
+
 typedef struct seen_entry {
   const void *p;
   int id;  /* > 0: table or function id; < 0: -(object ref index + 1) */
@@ -45,8 +47,13 @@ typedef struct scratch {
   size_t len, size;
   conc_obj **refs;
   uint32_t nrefs, refsize;
+  /* Tables, functions and objects met so far: the first SEEN_FEW in an
+   * array (most messages have no more: no hashing, no clearing), the
+   * rest in `seen`, open addressing, its size a power of 2. */
+  seen_entry few[SEEN_FEW];
+  int nfew;
   seen_entry *seen;
-  size_t seen_size, seen_used;  /* open addressing, size a power of 2 */
+  size_t seen_size, seen_used;
   int next_id;
   int flags;
   int oom;
@@ -137,8 +144,12 @@ static lua_Integer unzigzag(uint64_t z) {
  * follows when v needs more than one byte. */
 static void put_varint_at(scratch *s, size_t at, uint64_t v) {
   unsigned char tmp[10];
-  size_t n = write_varint(tmp, v);
   if (s->oom) return;
+  if (v < 0x80) {  /* fits its byte: most counts */
+    s->buf[at] = (unsigned char)v;
+    return;
+  }
+  size_t n = write_varint(tmp, v);
   if (n > 1) {
     reserve(s, n - 1);
     if (s->oom) return;
@@ -163,6 +174,8 @@ static size_t hash_ptr(const void *p, size_t size) {
 }
 
 static int seen_find(scratch *s, const void *p) {
+  for (int i = 0; i < s->nfew; i++)
+    if (s->few[i].p == p) return s->few[i].id;
   if (s->seen_used == 0) return 0;
   for (size_t i = hash_ptr(p, s->seen_size);; i = (i + 1) & (s->seen_size - 1)) {
     if (s->seen[i].p == p) return s->seen[i].id;
@@ -178,6 +191,11 @@ static void seen_insert(seen_entry *t, size_t size, const void *p, int id) {
 }
 
 static void seen_add(scratch *s, const void *p, int id) {
+  if (s->nfew < SEEN_FEW) {
+    s->few[s->nfew].p = p;
+    s->few[s->nfew++].id = id;
+    return;
+  }
   if ((s->seen_used + 1) * 2 > s->seen_size) {
     size_t size = s->seen_size ? s->seen_size * 2 : 64;
     seen_entry *t = calloc(size, sizeof *t);
@@ -238,6 +256,7 @@ static void mods_add(scratch *s, const void *p) {
 }
 
 static void scratch_reset(scratch *s) {
+  s->nfew = 0;
   if (s->seen_used) memset(s->seen, 0, s->seen_size * sizeof *s->seen);
   s->seen_used = 0;
   s->len = 0;
@@ -521,32 +540,38 @@ static const char *encode_table(lua_State *L, scratch *s, int idx, int depth) {
   if (depth > MAX_DEPTH) return "a table nested too deeply";
   if (!lua_checkstack(L, 6)) return "a table nested too deeply";
   seen_add(s, lua_topointer(L, idx), ++s->next_id);
-  lua_Unsigned n = lua_rawlen(L, idx);
-  if (n > 0x7fffffff) return "a table this large";
   put_byte(s, T_TABLE);
-  put_varint(s, n);
-  size_t at = s->len;
-  put_byte(s, 0);  /* the hash part's count, known at the end */
-  int base = lua_gettop(L);  /* an element, or a key and its value, above */
-  for (lua_Unsigned i = 1; i <= n; i++) {
-    lua_rawgeti(L, idx, (lua_Integer)i);
-    const char *err = encode_value(L, s, base + 1, depth + 1);
-    lua_pop(L, 1);
-    if (err) {
-      add_segment(s, 'f', "[%lld]", (long long)i);
-      return err;
-    }
-  }
+  /* One traversal: the keys 1, 2, 3... that lua_next gives first (the
+   * array part, in order) are the array section; every other pair goes
+   * to the hash section. Both counts are known at the end: a byte is
+   * reserved for each. (Walking 1..#t with lua_rawgeti, then lua_next
+   * for the rest, went over the array part twice.) */
+  size_t at_narr = s->len;
+  put_byte(s, 0);
+  size_t at_nhash = s->len;
+  put_byte(s, 0);
+  int top = lua_gettop(L) + 2;  /* a key at top - 1, its value at top */
+  lua_Integer narr = 0;
   uint32_t nhash = 0;
+  int in_array = 1;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    int top = base + 2;
-    if (n > 0 && lua_isinteger(L, top - 1)) {  /* done with the array? */
-      lua_Integer k = lua_tointeger(L, top - 1);
-      if (k >= 1 && (lua_Unsigned)k <= n) {
+    if (in_array) {
+      int isint = lua_isinteger(L, top - 1);
+      if (isint && lua_tointeger(L, top - 1) == narr + 1 && narr < 0x7fffffff) {
+        const char *err = encode_value(L, s, top, depth + 1);
+        if (err) {
+          add_segment(s, 'f', "[%lld]", (long long)(narr + 1));
+          lua_pop(L, 2);
+          return err;
+        }
+        narr++;
         lua_pop(L, 1);
         continue;
       }
+      /* The first pair out of sequence: the hash section starts here.
+       * Its byte offset is known now, and the array's count with it. */
+      in_array = 0;
     }
     const char *err = encode_value(L, s, top - 1, depth + 1);
     if (err) {
@@ -561,9 +586,15 @@ static const char *encode_table(lua_State *L, scratch *s, int idx, int depth) {
       return err;
     }
     lua_pop(L, 1);
-    nhash++;
+    if (++nhash > 0x7fffffff) {
+      lua_pop(L, 1);
+      return "a table this large";
+    }
   }
-  put_varint_at(s, at, nhash);
+  /* The later count first: a count longer than its byte moves what
+   * follows it. */
+  put_varint_at(s, at_nhash, nhash);
+  put_varint_at(s, at_narr, (uint64_t)narr);
   return NULL;
 }
 
