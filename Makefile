@@ -69,11 +69,12 @@ tsan: build-tsan/conc/core.so build-tsan/lua_host
 	  --cpath=./build-tsan/?.so
 
 # Memcheck over the core specs (the module built without sanitizers);
-# any error fails the run.
+# any error fails the run. CONC_HEAP=off: worker states allocate every
+# block with malloc, for memcheck to see it (ASan checks the heap).
 VALGRIND_SPECS = spec/chan_spec.lua spec/select_spec.lua spec/codec_spec.lua \
                  spec/sync_spec.lua spec/ctx_spec.lua spec/time_spec.lua
 valgrind: $(MODULE)
-	CONC_SANITIZER=valgrind \
+	CONC_SANITIZER=valgrind CONC_HEAP=off \
 	CONC_LUA="valgrind -q --error-exitcode=3 --leak-check=full \
 	  --errors-for-leak-kinds=definite --show-leak-kinds=definite lua5.4" \
 	valgrind -q --error-exitcode=3 --leak-check=full \
@@ -96,7 +97,8 @@ build-helgrind/conc/core.so: $(CORE_SRC) $(LUA_SRC) $(HEADERS)
 	  $(LUA_SRC) $(SO_LDFLAGS) -o $@
 
 helgrind: build-helgrind/conc/core.so
-	CONC_SANITIZER=helgrind CONC_CPATH=$(CURDIR)/build-helgrind/?.so \
+	CONC_SANITIZER=helgrind CONC_HEAP=off \
+	CONC_CPATH=$(CURDIR)/build-helgrind/?.so \
 	CONC_LUA="$(HELGRIND) $(LUA)" \
 	  $(HELGRIND) $(LUA) $(BUSTED) --ignore-lua -o utfTerminal \
 	  --cpath=./build-helgrind/?.so $(HELGRIND_SPECS)

@@ -216,6 +216,20 @@ describe("conc.go", function()
       -- them is counted from what its state holds then
       fails_over_limit(conc.go(limit, fill, 1e7))
       assert.are.same({true, 1000}, {conc.go(limit, fill, 1000):join()})
+      -- blocks freed into one size class serve another (the heap's
+      -- chunks are bounded by the limit too, and given back to serve it)
+      local before = conc.stats().heap_bytes
+      local cycled = conc.go({memory_limit = 2 * 2^20}, function()
+        for class = 0, 13 do
+          local t, pad = {}, string.rep("x", class * 16 + 8)
+          for i = 1, 6000 do t[i] = pad .. i end
+          t = nil
+          collectgarbage()
+        end
+        return true
+      end)
+      assert.are.same({true, true}, {cycled:join()})
+      assert.is_true(conc.stats().heap_bytes - before <= 2 * 2^20)
       assert.has_error(function() conc.go({memory_limit = -1}, print) end,
         "conc.go: memory_limit must be a positive integer (bytes)")
     end)

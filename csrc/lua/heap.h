@@ -12,9 +12,9 @@
  * takes no lock.
  *
  * Freed small blocks go back to their class, not to malloc: what a task's
- * garbage took stays with the state until the state is closed (an idle
- * worker whose heap grew past a bound closes its state and makes a new
- * one, see worker.c).
+ * garbage took stays with the state until lheap_trim gives back the
+ * chunks that hold nothing (an idle worker trims after its garbage
+ * collection, see worker.c).
  */
 #ifndef CONC_LHEAP_H
 #define CONC_LHEAP_H
@@ -31,6 +31,13 @@ lheap *lheap_new(void);
 void lheap_free(lheap *h);
 /* A lua_Alloc over h (ud: the heap). */
 void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+/* Bounds the chunks the heap may take from now on to `more` bytes (a
+ * task's memory limit: Lua's count bounds the bytes in use, this bounds
+ * what freed blocks keep); 0 lifts it. */
+void lheap_limit(lheap *h, size_t more);
+/* Gives back to malloc every chunk none of whose blocks is in use;
+ * returns the bytes given back. */
+size_t lheap_trim(lheap *h);
 /* Bytes the heap took from malloc for its chunks. */
 size_t lheap_chunk_bytes(const lheap *h);
 /* The same, summed over every heap alive. */

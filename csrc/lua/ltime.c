@@ -66,6 +66,7 @@ static int t_sleep(lua_State *L) {
   if (w.ctx == NULL) {
     if (s > 0) conc_sleep_until(deadline);
   } else {
+    lconc_blocking(L);
     conc_case cs = {conc_ctx_done(w.ctx), CONC_RECV, {0}, 0};
     int closed_send;
     int err = conc_ctx_err(w.ctx);

@@ -22,9 +22,6 @@
 
 #define IDLE_SECONDS 5.0
 #define IDLE_GC_SECONDS 0.02
-/* A heap bigger than this when its worker goes idle is given back (a
- * fresh state's takes 16-32 KB). */
-#define HEAP_KEEP_BYTES (1u << 20)
 /* Idle threads kept (each ~30 KB until it times out): enough that a
  * burst of workers (a pool, a fan-out) finds threads ready next time. */
 #define MAX_IDLE 256
@@ -209,7 +206,9 @@ static const luaL_Reg lazy_string_meta[] = {
  * A task may be given a memory limit (conc.go's memory_limit option):
  * while it runs, its state allocates through a counter, and over the
  * limit the allocator refuses, Lua raises "not enough memory", and the
- * task fails with a message that names the limit. Other tasks allocate
+ * task fails with a message that names the limit. The heap's chunks may
+ * grow by the limit too (blocks freed into one size class do not serve
+ * another, so Lua's count alone would not bound them). Other tasks allocate
  * without counting (the counter cost ~3% of a message-building loop),
  * and a limited task's counter starts from Lua's own count. Only the
  * state's own thread uses its counter.
@@ -231,6 +230,7 @@ static void *counting_alloc(void *ud, void *ptr, size_t osize,
   }
   void *p = lheap_alloc(m->heap, ptr, osize, nsize);
   if (p != NULL || nsize == 0) m->used = m->used - old + nsize;
+  else if (m->limit) m->hit = true;  /* the heap's bound (lheap_limit) */
   return p;
 }
 
@@ -260,6 +260,8 @@ static int on_panic(lua_State *L) {
   return 0;  /* Lua aborts */
 }
 
+/* As lauxlib's: off, only a one-piece "@on" counts; on, a message's first
+ * piece may be "@off" or "@on"; the rest is written out. */
 static void on_warn(void *ud, const char *msg, int tocont) {
   state_mem *m = (state_mem *)ud;
   if (!m->warn_cont && !tocont && msg[0] == '@') {  /* a control message */
@@ -267,11 +269,10 @@ static void on_warn(void *ud, const char *msg, int tocont) {
     else if (strcmp(msg, "@off") == 0) m->warn_on = false;
     return;
   }
-  if (m->warn_on) {
-    if (!m->warn_cont) fputs("Lua warning: ", stderr);
-    fputs(msg, stderr);
-    if (!tocont) fputs("\n", stderr);
-  }
+  if (!m->warn_on) return;
+  if (!m->warn_cont) fputs("Lua warning: ", stderr);
+  fputs(msg, stderr);
+  if (!tocont) fputs("\n", stderr);
   m->warn_cont = tocont != 0;
 }
 
@@ -488,17 +489,20 @@ static void run_task(lua_State *L, lconc_task *t) {
   if (t->memory_limit) {
     m->used = bytes_in_use(L);
     m->limit = m->used + t->memory_limit;
+    lheap_limit(m->heap, t->memory_limit);
     lua_setallocf(L, counting_alloc, m);
   }
   int ok = lua_pcall(L, 1, LUA_MULTRET, 1) == LUA_OK;
   lua_setallocf(L, plain_alloc, m);  /* lifted: reporting needs memory */
   m->limit = 0;
+  lheap_limit(m->heap, 0);
   free(t->path);
   free(t->cpath);
   t->path = t->cpath = NULL;
   ok = finish(L, t, ok, m->hit, 1);
   lua_settop(L, 0);
   current_id = 0;
+  lconc_blocking(NULL);  /* the state may be closed before the next task */
   conc__thread_leave();
   if (t->memory_limit) lua_gc(L, LUA_GCCOLLECT);  /* give it back now */
   end_task(t, ok ? TASK_DONE : TASK_FAILED);
@@ -539,9 +543,9 @@ static lconc_task *idle_park(pool_thread *p, conc_time deadline) {
 /* Idles the thread; returns its next task, or NULL to exit. A thread
  * idle for IDLE_GC_SECONDS collects its state's garbage first, so the
  * objects its last task dropped are released (memory returns to its
- * baseline once a program goes quiet), and replaces its state if the
- * state's heap grew past HEAP_KEEP_BYTES (freed blocks stay in the heap,
- * see heap.h); after IDLE_SECONDS it exits. */
+ * baseline once a program goes quiet), and gives back its heap's chunks
+ * that hold nothing any more (freed blocks stay in the heap, see
+ * heap.h); after IDLE_SECONDS it exits. */
 static lconc_task *idle_wait(pool_thread *p) {
   conc__lock(&pool.lock);
   bool full = pool.nidle >= MAX_IDLE;
@@ -550,11 +554,7 @@ static lconc_task *idle_wait(pool_thread *p) {
   lconc_task *t = idle_park(p, conc_deadline_in(IDLE_GC_SECONDS));
   if (t != NULL) return t;
   lua_gc(p->L, LUA_GCCOLLECT);
-  if (lheap_chunk_bytes(mem_of(p->L)->heap) > HEAP_KEEP_BYTES) {
-    /* Its heap keeps what the garbage took: start over, smaller. */
-    close_state(p->L);
-    if ((p->L = new_state()) == NULL) return NULL;
-  }
+  lheap_trim(mem_of(p->L)->heap);
   return idle_park(p, conc_deadline_in(IDLE_SECONDS));
 }
 
@@ -570,7 +570,7 @@ static void *thread_main(void *arg) {
       run_task(p->L, t);
       t = idle_wait(p);
     }
-    if (p->L != NULL) close_state(p->L);
+    close_state(p->L);
   }
   conc__lock(&pool.lock);
   pool.threads--;

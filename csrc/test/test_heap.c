@@ -131,6 +131,117 @@ static void shrink_without_memory_keeps_the_block(void) {
   lheap_free(h);
 }
 
+/* Every shrink succeeds: a big block whose realloc fails stays; a small
+ * one that cannot move keeps its own; past NOVERSIZE oversize blocks,
+ * memory gone each time, the shrink fails (Lua copes) and nothing else
+ * breaks. A block that is not Lua's (osize 0) is left alone. */
+static void shrinks_do_not_fail(void) {
+  lheap *h = lheap_new();
+  void *big = alloc(h, NULL, 0, 4000);
+  fill(big, 4000, 9);
+  fail_malloc = 1;
+  CHECK(alloc(h, big, 4000, 1000) == big);  /* realloc failed: kept */
+  CHECK(filled(big, 1000, 9));
+  void *ov[NOVERSIZE + 1];
+  fail_malloc = 0;
+  for (int i = 0; i <= NOVERSIZE; i++) ov[i] = alloc(h, NULL, 0, 300);
+  fail_malloc = 1;
+  for (int i = 0; i < NOVERSIZE; i++) CHECK(alloc(h, ov[i], 300, 200) == ov[i]);
+  CHECK(alloc(h, ov[NOVERSIZE], 300, 200) == NULL);  /* the 9th */
+  fail_malloc = 0;
+  CHECK(alloc(h, ov[NOVERSIZE], 300, 0) == NULL);     /* still big: freed */
+  big_frees = 0;
+  for (int i = 0; i < NOVERSIZE; i++) alloc(h, ov[i], 200, 0);
+  CHECK_EQ(big_frees, NOVERSIZE);
+  alloc(h, big, 1000, 0);
+  int x;
+  CHECK(alloc(h, &x, 0, 0) == NULL);  /* osize 0: left alone */
+  lheap_free(h);
+}
+
+/* With no memory for a chunk, a block comes from a bigger class; a block
+ * growing within its class stays (and, under ASan, becomes addressable
+ * up to its new size). */
+static void borrows_from_bigger_classes(void) {
+  lheap *h = lheap_new();
+  void *b = alloc(h, NULL, 0, 250);
+  CHECK(alloc(h, b, 250, 0) == NULL);  /* class 15 now holds one */
+  while (h->bump != NULL && (size_t)(h->end - h->bump) >= 16)
+    alloc(h, NULL, 0, 16);             /* use up the chunk */
+  fail_malloc = 1;
+  void *p = alloc(h, NULL, 0, 20);
+  CHECK(p == b);
+  CHECK(alloc(h, NULL, 0, 20) == NULL);  /* nothing left */
+  fail_malloc = 0;
+  void *q = alloc(h, NULL, 0, 17);
+  fill(q, 17, 1);
+  CHECK(alloc(h, q, 17, 32) == q);  /* class 1 still */
+  fill(q, 32, 1);
+  CHECK(filled(q, 32, 1));
+  lheap_free(h);
+}
+
+/* Trimming gives back the chunks whose blocks are all free and keeps the
+ * others, their blocks usable. */
+static void trim_gives_back_free_chunks(void) {
+  lheap *h = lheap_new();
+  enum { N = 20000 };
+  static void *p[N];
+  for (int i = 0; i < N; i++) {
+    p[i] = alloc(h, NULL, 0, 48);
+    fill(p[i], 48, (unsigned)i);
+  }
+  size_t all = lheap_chunk_bytes(h);
+  CHECK(all > 900000);
+  CHECK_EQ(lheap_trim(h), 0);  /* nothing free */
+  for (int i = 100; i < N; i++) alloc(h, p[i], 48, 0);
+  size_t given = lheap_trim(h);
+  CHECK(given > all / 2);
+  CHECK_EQ(lheap_chunk_bytes(h), all - given);
+  for (int i = 0; i < 100; i++) CHECK(filled(p[i], 48, (unsigned)i));
+  for (int i = 100; i < N; i++) {  /* the rest serves again */
+    p[i] = alloc(h, NULL, 0, 48);
+    fill(p[i], 48, (unsigned)i);
+  }
+  for (int i = 0; i < N; i++) CHECK(filled(p[i], 48, (unsigned)i));
+  for (int i = 0; i < N; i++) alloc(h, p[i], 48, 0);
+  lheap_trim(h);
+  CHECK(lheap_chunk_bytes(h) <= CHUNK_MAX);  /* the current chunk only */
+  lheap_free(h);
+}
+
+/* Under a limit the chunks grow by at most that much; blocks freed into
+ * one class serve another once a trim gave their chunks back. */
+static void limit_bounds_growth(void) {
+  lheap *h = lheap_new();
+  size_t start = lheap_chunk_bytes(h);
+  lheap_limit(h, 300000);
+  enum { N = 4000 };
+  static void *p[N];
+  for (int size = 16; size <= 256; size += 16) {  /* each class in turn */
+    int n = 0;
+    while (n < N && (p[n] = alloc(h, NULL, 0, (size_t)size)) != NULL) n++;
+    CHECK(lheap_chunk_bytes(h) <= start + 300000);
+    CHECK(n == N || (size_t)n * (size_t)size >= 100000);  /* 1/3 at least */
+    for (int i = 0; i < n; i++) alloc(h, p[i], (size_t)size, 0);
+  }
+  lheap_limit(h, 0);
+  CHECK(alloc(h, NULL, 0, 8) != NULL);
+  lheap_free(h);
+}
+
+/* CONC_HEAP=off: every block goes to malloc and free. */
+static void passthrough_when_off(void) {
+  setenv("CONC_HEAP", "off", 1);
+  lheap *h = lheap_new();
+  void *p = alloc(h, NULL, 0, 24);
+  big_frees = 0;
+  alloc(h, p, 24, 0);
+  CHECK_EQ(big_frees, 1);
+  CHECK_EQ(lheap_chunk_bytes(h), 0);
+  lheap_free(h);
+}
+
 /* Random allocations, resizes and frees against a record of what each
  * block must hold. */
 static void random_operations(void) {
@@ -145,6 +256,7 @@ static void random_operations(void) {
     unsigned i = (x >> 8) % SLOTS;
     size_t m = (x >> 20) % 8 == 0 ? 257 + (x >> 17) % 2000  /* malloc.s */
                                   : 1 + (x >> 17) % 256;
+    if (op % 50000 == 0) lheap_trim(h);
     if (p[i] == NULL) {
       p[i] = alloc(h, NULL, 0, m);
     } else if ((x & 3) == 0) {
@@ -176,6 +288,11 @@ static const check_test tests[] = {
     {"free_returns_everything", free_returns_everything},
     {"shrink_without_memory_keeps_the_block",
      shrink_without_memory_keeps_the_block},
+    {"shrinks_do_not_fail", shrinks_do_not_fail},
+    {"borrows_from_bigger_classes", borrows_from_bigger_classes},
+    {"trim_gives_back_free_chunks", trim_gives_back_free_chunks},
+    {"limit_bounds_growth", limit_bounds_growth},
+    {"passthrough_when_off", passthrough_when_off},
     {"random_operations", random_operations},
     {NULL, NULL}};
 
