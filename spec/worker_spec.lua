@@ -257,19 +257,23 @@ describe("conc.go", function()
     assert.are.same({true, 10}, {conc.go(build, 10):join()})
   end)
 
-  it("warn in a worker is off until \"@on\", as in lua5.4", function()
-    local out, rc = support.run_script([[
+  it("warn in a worker behaves as in lua5.4", function()
+    local calls = [[
+      warn("hidden")
+      warn("x", "@on")      -- off: a last piece "@on" turns them on
+      warn("shown ", "in ", "pieces")
+      warn("@on", "!")      -- on: a first piece of several is no control
+      warn("@off")
+      warn("hidden too")
+    ]]
+    local plain = support.run_script(calls)
+    local out, rc = support.run_script(([[
       local conc = require("conc")
-      assert(conc.go(function()
-        warn("hidden")
-        warn("@on")
-        warn("shown ", "in ", "pieces")
-        warn("@off")
-        warn("hidden too")
-      end):join())
-    ]])
+      assert(conc.go(load(%q)):join())
+    ]]):format(calls))
     assert.are.equal(0, rc, out)
-    assert.are.equal("Lua warning: shown in pieces\n", out)
+    assert.are.equal("Lua warning: shown in pieces\nLua warning: @on!\n", plain)
+    assert.are.equal(plain, out)
   end)
 
   it("spawning past what the system allows fails as a return value",
