@@ -4,23 +4,25 @@
  * Lua tells the allocator the size of every block it frees or resizes
  * (osize), so a block needs no header: its class is osize's. A class is
  * a free list threaded through its free blocks; an empty one takes the
- * next bytes of the current chunk. Chunks grow from 8 KB to 256 KB.
+ * next bytes of the current chunk. Chunks grow from 8 KB to 256 KB; the
+ * heap keeps their addresses sorted (`index`), to find a block's chunk.
+ * A block's real size is always its class's size (a bigger block lent
+ * to a smaller class gives the rest back as a block of its own), so a
+ * chunk whose carved bytes are all on free lists holds nothing.
  *
  * Freed blocks stay in their class, so a heap keeps the most it ever
  * held of each class. lheap_trim gives back the chunks all of whose
  * blocks are free: it counts each chunk's free bytes by walking the free
- * lists (O(free blocks x log chunks)), so it runs when it pays: when an
- * idle worker has collected its garbage, and when a task's memory limit
- * stops the heap's growth after enough was freed.
+ * lists (O(free blocks x log chunks)); an idle worker calls it once its
+ * garbage is collected.
  *
- * The one case that could fail where Lua forbids it: shrinking a big
- * block (from malloc) to a small size, which moves it into a class
- * (Lua assumes a shrink never fails). If no block of that class or a
- * bigger one can be had, the big block stays where it is and is
- * remembered as `oversize`, so that its eventual free goes to free().
- * Only past NOVERSIZE such blocks at once, memory exhausted each time,
- * does the shrink fail (Lua 5.4 copes: it raises a memory error or
- * keeps the old block, which stays valid).
+ * Small blocks from malloc: while lheap_use_malloc is on (a task with a
+ * memory limit, which must behave as malloc does: a block freed in one
+ * class serves another) small blocks come from malloc, and when a big
+ * block shrinks to a small size and no small block can be had, it stays
+ * where it is (Lua assumes a shrink never fails). Either way the heap
+ * becomes `mixed` for good: from then on, a small block is freed into a
+ * class only if it lies in a chunk, else with free().
  *
  * CONC_HEAP=off in the environment makes every heap plain malloc,
  * realloc and free (`make valgrind` and `make helgrind` set it, so that
@@ -45,7 +47,6 @@
 #define NCLASS (LHEAP_SMALL / GRAIN)
 #define CHUNK_FIRST (8u << 10)
 #define CHUNK_MAX (256u << 10)
-#define NOVERSIZE 8
 
 typedef struct free_block {
   struct free_block *next;
@@ -63,15 +64,15 @@ typedef struct chunk {
 
 struct lheap {
   int passthrough;           /* CONC_HEAP=off: malloc for every block */
+  int use_malloc;            /* small blocks from malloc for now */
+  int mixed;                 /* some small blocks are malloc's */
   free_block *free[NCLASS];  /* class c: blocks of (c + 1) * GRAIN bytes */
   char *bump, *end;          /* the current chunk's bytes not yet carved */
   chunk *chunks;             /* the current one first */
+  chunk **index;             /* every chunk, by address */
+  size_t nchunks, index_cap;
   size_t next_size;          /* the next chunk's size */
   size_t chunk_bytes;
-  size_t chunk_limit;        /* chunk_bytes may not pass it (0: none) */
-  size_t freed;              /* bytes freed into classes since a trim */
-  int noversize;
-  void *oversize[NOVERSIZE]; /* big blocks Lua takes for small ones */
 };
 
 static atomic_size_t all_chunk_bytes;  /* every heap's, for conc.stats */
@@ -107,7 +108,6 @@ static void count_chunk_bytes(lheap *h, size_t add, size_t sub) {
 
 void lheap_free(lheap *h) {
   if (h == NULL) return;
-  for (int i = 0; i < h->noversize; i++) free(h->oversize[i]);
   count_chunk_bytes(h, 0, h->chunk_bytes);
   chunk *c = h->chunks;
   while (c != NULL) {
@@ -116,11 +116,13 @@ void lheap_free(lheap *h) {
     free(c);
     c = next;
   }
+  free(h->index);
   free(h);
 }
 
-void lheap_limit(lheap *h, size_t more) {
-  h->chunk_limit = more ? h->chunk_bytes + more : 0;
+void lheap_use_malloc(lheap *h, int on) {
+  h->use_malloc = on;
+  if (on) h->mixed = 1;
 }
 
 size_t lheap_chunk_bytes(const lheap *h) { return h->chunk_bytes; }
@@ -129,109 +131,45 @@ size_t lheap_all_chunk_bytes(void) {
   return atomic_load_explicit(&all_chunk_bytes, memory_order_relaxed);
 }
 
-/* ---- giving chunks back ------------------------------------------------- */
+/* ---- chunks ---------------------------------------------------------------- */
 
-static int by_address(const void *a, const void *b) {
-  uintptr_t x = (uintptr_t) * (chunk *const *)a;
-  uintptr_t y = (uintptr_t) * (chunk *const *)b;
-  return x < y ? -1 : x > y;
-}
-
-/* The index in v (n chunks, by address) of the chunk holding p. */
-static size_t chunk_index(chunk *const *v, size_t n, const void *p) {
-  size_t lo = 0, hi = n;  /* v[lo] <= p < v[hi] */
+/* The position in the index of the last chunk at or below p (0 if none). */
+static size_t index_of(const lheap *h, const void *p) {
+  size_t lo = 0, hi = h->nchunks;  /* index[lo] <= p < index[hi] */
   while (hi - lo > 1) {
     size_t mid = lo + (hi - lo) / 2;
-    if ((uintptr_t)v[mid] <= (uintptr_t)p) lo = mid;
+    if ((uintptr_t)h->index[mid] <= (uintptr_t)p) lo = mid;
     else hi = mid;
   }
   return lo;
 }
 
-/* The next free block after b (its link read under ASan's poison). */
-static free_block *next_of(free_block *b) {
-  UNPOISON(b, sizeof *b);
-  free_block *next = b->next;
-  POISON(b, sizeof *b);
-  return next;
+/* Whether p lies in one of the heap's chunks. */
+static int in_chunks(const lheap *h, const void *p) {
+  if (h->nchunks == 0) return 0;
+  const chunk *c = h->index[index_of(h, p)];
+  return (uintptr_t)p >= (uintptr_t)c && (uintptr_t)p < (uintptr_t)c + c->size;
 }
 
-size_t lheap_trim(lheap *h) {
-  h->freed = 0;
-  if (h->passthrough || h->chunks == NULL) return 0;
-  h->chunks->carved_end = h->bump;
-  size_t n = 0;
-  for (chunk *c = h->chunks; c; c = c->next) n++;
-  chunk **v = malloc(n * sizeof *v);
-  size_t *free_bytes = calloc(n, sizeof *free_bytes);
-  if (v == NULL || free_bytes == NULL) {
-    free(v);
-    free(free_bytes);
-    return 0;
+/* A new chunk to carve from (the old one's tail, under one block of the
+ * class asked for, stays unused). */
+static int grow(lheap *h) {
+  if (h->nchunks == h->index_cap) {
+    size_t cap = h->index_cap ? h->index_cap * 2 : 16;
+    chunk **ix = realloc(h->index, cap * sizeof *ix);
+    if (ix == NULL) return 0;
+    h->index = ix;
+    h->index_cap = cap;
   }
-  n = 0;
-  for (chunk *c = h->chunks; c; c = c->next) v[n++] = c;
-  qsort(v, n, sizeof *v, by_address);
-  for (int k = 0; k < NCLASS; k++)
-    for (free_block *b = h->free[k]; b; b = next_of(b))
-      free_bytes[chunk_index(v, n, b)] += class_size(k);
-  /* Wholly free: every byte carved from it is in a free list. Marked by
-   * setting its count to SIZE_MAX. */
-  size_t given = 0;
-  for (size_t i = 0; i < n; i++) {
-    size_t carved = (size_t)(v[i]->carved_end - (char *)v[i]) - CHUNK_HEAD;
-    if (free_bytes[i] == carved) free_bytes[i] = SIZE_MAX;
-  }
-  for (int k = 0; k < NCLASS; k++) {
-    free_block **link = &h->free[k];
-    for (free_block *b = *link; b; b = next_of(b)) {
-      if (free_bytes[chunk_index(v, n, b)] == SIZE_MAX) continue;
-      UNPOISON(link, sizeof *link);  /* a block's link, or the list head */
-      *link = b;
-      if (link != &h->free[k]) POISON(link, sizeof *link);
-      link = &b->next;
-    }
-    UNPOISON(link, sizeof *link);
-    *link = NULL;
-    if (link != &h->free[k]) POISON(link, sizeof *link);
-  }
-  /* Free them, except the current chunk, which starts over. */
-  for (chunk **link = &h->chunks; *link;) {
-    chunk *c = *link;
-    if (free_bytes[chunk_index(v, n, c)] != SIZE_MAX) {
-      link = &c->next;
-    } else if (c == h->chunks) {
-      h->bump = (char *)c + CHUNK_HEAD;
-      POISON(h->bump, (size_t)(h->end - h->bump));
-      link = &c->next;
-    } else {
-      *link = c->next;
-      given += c->size;
-      UNPOISON(c, c->size);
-      free(c);
-    }
-  }
-  free(v);
-  free(free_bytes);
-  count_chunk_bytes(h, 0, given);
-  return given;
-}
-
-/* ---- blocks ----------------------------------------------------------------- */
-
-/* A new chunk to carve from, with room for a block of `need` bytes (the
- * old one's tail, under one block of the class asked for, is left
- * unused); within chunk_limit, if one is set. */
-static int grow(lheap *h, size_t need) {
   size_t size = h->next_size;
-  if (h->chunk_limit) {
-    size_t room = h->chunk_limit > h->chunk_bytes
-                      ? h->chunk_limit - h->chunk_bytes : 0;
-    if (room < size) size = room;
-    if (size < CHUNK_HEAD + need) return 0;
-  }
   chunk *c = malloc(size);
   if (c == NULL) return 0;
+  size_t at = h->nchunks == 0 ? 0 : index_of(h, c) + 1;
+  if (at == 1 && (uintptr_t)c < (uintptr_t)h->index[0]) at = 0;
+  memmove(h->index + at + 1, h->index + at,
+          (h->nchunks - at) * sizeof *h->index);
+  h->index[at] = c;
+  h->nchunks++;
   if (h->chunks != NULL) h->chunks->carved_end = h->bump;
   c->size = size;
   c->next = h->chunks;
@@ -244,7 +182,24 @@ static int grow(lheap *h, size_t need) {
   return 1;
 }
 
-/* Takes the first block of class c; NULL if there is none. */
+/* ---- free lists ------------------------------------------------------------- */
+
+/* The next free block after b (its link read under ASan's poison). */
+static free_block *next_of(free_block *b) {
+  UNPOISON(b, sizeof *b);
+  free_block *next = b->next;
+  POISON(b, sizeof *b);
+  return next;
+}
+
+static void push_class(lheap *h, void *p, int c) {
+  free_block *b = (free_block *)p;
+  UNPOISON(b, sizeof *b);
+  b->next = h->free[c];
+  h->free[c] = b;
+  POISON(p, class_size(c));
+}
+
 static void *pop_class(lheap *h, int c) {
   free_block *b = h->free[c];
   if (b == NULL) return NULL;
@@ -252,25 +207,27 @@ static void *pop_class(lheap *h, int c) {
   return b;
 }
 
+/* A block of class `have` now serves class `c` (smaller): the rest of it
+ * becomes a free block of its own size. */
+static void split(lheap *h, void *p, int have, int c) {
+  if (have > c)
+    push_class(h, (char *)p + class_size(c), have - c - 1);
+}
+
 /* A block of n bytes: from its class, else carved, else from a new
- * chunk, else from a bigger class. Under a chunk limit, a heap that
- * freed enough since its last trim trims before it gives up. Under
- * ASan only its n bytes are addressable. */
+ * chunk, else from a bigger class. Under ASan only its n bytes are
+ * addressable. */
 static void *small_alloc(lheap *h, size_t n) {
   int c = class_of(n);
   size_t size = class_size(c);
   void *p = pop_class(h, c);
   if (p == NULL) {
-    if (h->bump != NULL && (size_t)(h->end - h->bump) >= size) {
-      p = h->bump;
-      h->bump += size;
-    } else if (grow(h, size) ||
-               (h->chunk_limit && h->freed >= h->chunk_bytes / 4 &&
-                lheap_trim(h) > 0 && grow(h, size))) {
+    if ((h->bump != NULL && (size_t)(h->end - h->bump) >= size) || grow(h)) {
       p = h->bump;
       h->bump += size;
     } else {
-      for (int k = c + 1; k < NCLASS && p == NULL; k++) p = pop_class(h, k);
+      for (int k = c + 1; k < NCLASS && p == NULL; k++)
+        if ((p = pop_class(h, k)) != NULL) split(h, p, k, c);
       if (p == NULL) return NULL;
     }
   }
@@ -278,33 +235,80 @@ static void *small_alloc(lheap *h, size_t n) {
   return p;
 }
 
-/* Where p is among the oversize blocks, or -1. */
-static int find_oversize(const lheap *h, const void *p) {
-  for (int i = 0; i < h->noversize; i++)
-    if (h->oversize[i] == p) return i;
-  return -1;
+/* ---- giving chunks back ---------------------------------------------------- */
+
+size_t lheap_trim(lheap *h) {
+  if (h->passthrough || h->chunks == NULL) return 0;
+  h->chunks->carved_end = h->bump;
+  size_t n = h->nchunks;
+  size_t *free_bytes = calloc(n, sizeof *free_bytes);
+  if (free_bytes == NULL) return 0;
+  for (int k = 0; k < NCLASS; k++)
+    for (free_block *b = h->free[k]; b; b = next_of(b))
+      free_bytes[index_of(h, b)] += class_size(k);
+  /* Wholly free: every byte carved from it is on a free list. Marked by
+   * setting its count to SIZE_MAX. */
+  for (size_t i = 0; i < n; i++) {
+    const chunk *c = h->index[i];
+    size_t carved = (size_t)(c->carved_end - (const char *)c) - CHUNK_HEAD;
+    if (free_bytes[i] == carved) free_bytes[i] = SIZE_MAX;
+  }
+  for (int k = 0; k < NCLASS; k++) {
+    free_block **link = &h->free[k];
+    for (free_block *b = *link; b; b = next_of(b)) {
+      if (free_bytes[index_of(h, b)] == SIZE_MAX) continue;
+      UNPOISON(link, sizeof *link);  /* a block's link, or the list head */
+      *link = b;
+      if (link != &h->free[k]) POISON(link, sizeof *link);
+      link = &b->next;
+    }
+    UNPOISON(link, sizeof *link);
+    *link = NULL;
+    if (link != &h->free[k]) POISON(link, sizeof *link);
+  }
+  /* Free them, except the current chunk, which starts over. */
+  size_t given = 0;
+  for (chunk **link = &h->chunks; *link;) {
+    chunk *c = *link;
+    if (free_bytes[index_of(h, c)] != SIZE_MAX) {
+      link = &c->next;
+    } else if (c == h->chunks) {
+      h->bump = (char *)c + CHUNK_HEAD;
+      POISON(h->bump, (size_t)(h->end - h->bump));
+      link = &c->next;
+    } else {
+      *link = c->next;
+      given += c->size;
+      c->size = 0;  /* dropped from the index below */
+    }
+  }
+  size_t kept = 0;
+  for (size_t i = 0; i < n; i++) {
+    chunk *c = h->index[i];
+    if (c->size == 0) {
+      UNPOISON(c, sizeof *c);
+      free(c);
+    } else {
+      h->index[kept++] = c;
+    }
+  }
+  h->nchunks = kept;
+  free(free_bytes);
+  count_chunk_bytes(h, 0, given);
+  return given;
 }
 
-static void small_free(lheap *h, void *p, size_t n) {
-  int i;
-  if (h->noversize > 0 && (i = find_oversize(h, p)) >= 0) {
-    h->oversize[i] = h->oversize[--h->noversize];
-    free(p);
-    return;
-  }
-  int c = class_of(n);
-  free_block *b = (free_block *)p;
-  UNPOISON(b, sizeof *b);
-  b->next = h->free[c];
-  h->free[c] = b;
-  h->freed += class_size(c);
-  POISON(p, class_size(c));
-}
+/* ---- the allocator --------------------------------------------------------- */
 
 /* realloc, except that a failed shrink keeps the block. */
 static void *big_realloc(void *ptr, size_t osize, size_t nsize) {
   void *p = realloc(ptr, nsize);
   return p != NULL || nsize > osize ? p : ptr;
+}
+
+/* Whether a small-sized block is malloc's (see the top). */
+static inline int is_malloced(const lheap *h, const void *p) {
+  return h->mixed && !in_chunks(h, p);
 }
 
 void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -316,7 +320,8 @@ void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   if (ptr == NULL) {  /* osize is a type tag then */
     if (nsize == 0) return NULL;
-    return nsize <= LHEAP_SMALL ? small_alloc(h, nsize) : malloc(nsize);
+    if (nsize > LHEAP_SMALL || h->use_malloc) return malloc(nsize);
+    return small_alloc(h, nsize);
   }
   if (osize == 0) {
     /* Not Lua (it always says a block's size): a C module that frees
@@ -324,50 +329,54 @@ void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
      * unknown; it is left alone, and cannot be resized. */
     return NULL;
   }
-  int osmall = osize <= LHEAP_SMALL;
-  if (nsize == 0) {
-    if (osmall) small_free(h, ptr, osize);
-    else free(ptr);
-    return NULL;
-  }
-  int i;
-  if (osmall && h->noversize > 0 && (i = find_oversize(h, ptr)) >= 0) {
-    /* An oversize block resized: it is malloc's, whatever its size. */
-    void *p = big_realloc(ptr, osize, nsize);
-    if (p == NULL) return NULL;  /* a growth that failed: still oversize */
-    if (nsize <= LHEAP_SMALL) h->oversize[i] = p;
-    else h->oversize[i] = h->oversize[--h->noversize];
-    return p;
-  }
-  if (nsize > LHEAP_SMALL) {
-    if (!osmall) return big_realloc(ptr, osize, nsize);
-    void *p = malloc(nsize);  /* a small block outgrows the classes */
-    if (p == NULL) return NULL;
-    memcpy(p, ptr, osize);
-    small_free(h, ptr, osize);
-    return p;
-  }
-  if (osmall) {
-    /* Within the classes: a block changing class moves; a shrink that
-     * finds no block keeps its own (big enough, only wasteful). */
-    if (class_of(nsize) == class_of(osize)) {
-      UNPOISON(ptr, nsize);
+  if (osize > LHEAP_SMALL) {
+    if (nsize == 0) {
+      free(ptr);
+      return NULL;
+    }
+    if (nsize > LHEAP_SMALL || h->use_malloc)
+      return big_realloc(ptr, osize, nsize);
+    void *p = small_alloc(h, nsize);  /* a shrink into the classes */
+    if (p == NULL) {
+      h->mixed = 1;  /* it stays malloc's (see the top) */
       return ptr;
     }
-    void *p = small_alloc(h, nsize);
-    if (p == NULL) return nsize < osize ? ptr : NULL;
-    memcpy(p, ptr, nsize < osize ? nsize : osize);
-    small_free(h, ptr, osize);
+    memcpy(p, ptr, nsize);
+    free(ptr);
     return p;
   }
-  /* A big block shrinks into the classes. */
-  void *p = small_alloc(h, nsize);
-  if (p == NULL) {
-    if (h->noversize == NOVERSIZE) return NULL;  /* see the top */
-    h->oversize[h->noversize++] = ptr;
+  if (is_malloced(h, ptr)) {
+    if (nsize == 0) {
+      free(ptr);
+      return NULL;
+    }
+    return big_realloc(ptr, osize, nsize);  /* stays malloc's */
+  }
+  /* A block of the classes. */
+  int oc = class_of(osize);
+  if (nsize == 0) {
+    push_class(h, ptr, oc);
+    return NULL;
+  }
+  if (nsize > LHEAP_SMALL || h->use_malloc) {
+    void *p = malloc(nsize);  /* a small block outgrows the classes */
+    if (p == NULL) return nsize < osize ? ptr : NULL;
+    memcpy(p, ptr, nsize < osize ? nsize : osize);
+    push_class(h, ptr, oc);
+    return p;
+  }
+  int nc = class_of(nsize);
+  if (nc == oc) {
+    UNPOISON(ptr, nsize);
     return ptr;
   }
-  memcpy(p, ptr, nsize);
-  free(ptr);
+  void *p = small_alloc(h, nsize);
+  if (p == NULL) {
+    if (nc > oc) return NULL;
+    split(h, ptr, oc, nc);  /* a shrink keeps its block's front */
+    return ptr;
+  }
+  memcpy(p, ptr, nsize < osize ? nsize : osize);
+  push_class(h, ptr, oc);
   return p;
 }

@@ -31,10 +31,10 @@ lheap *lheap_new(void);
 void lheap_free(lheap *h);
 /* A lua_Alloc over h (ud: the heap). */
 void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
-/* Bounds the chunks the heap may take from now on to `more` bytes (a
- * task's memory limit: Lua's count bounds the bytes in use, this bounds
- * what freed blocks keep); 0 lifts it. */
-void lheap_limit(lheap *h, size_t more);
+/* While on, small blocks come from malloc, as malloc's reuse suits a
+ * memory limit (a block freed in one class serves no other); after, the
+ * heap tells malloc's small blocks from its own by address. */
+void lheap_use_malloc(lheap *h, int on);
 /* Gives back to malloc every chunk none of whose blocks is in use;
  * returns the bytes given back. */
 size_t lheap_trim(lheap *h);

@@ -206,9 +206,9 @@ static const luaL_Reg lazy_string_meta[] = {
  * A task may be given a memory limit (conc.go's memory_limit option):
  * while it runs, its state allocates through a counter, and over the
  * limit the allocator refuses, Lua raises "not enough memory", and the
- * task fails with a message that names the limit. The heap's chunks may
- * grow by the limit too (blocks freed into one size class do not serve
- * another, so Lua's count alone would not bound them). Other tasks allocate
+ * task fails with a message that names the limit. Its small blocks come
+ * from malloc meanwhile (heap.h): blocks freed into one of the heap's
+ * size classes serve no other, so Lua's count would not bound the heap. Other tasks allocate
  * without counting (the counter cost ~3% of a message-building loop),
  * and a limited task's counter starts from Lua's own count. Only the
  * state's own thread uses its counter.
@@ -230,7 +230,6 @@ static void *counting_alloc(void *ud, void *ptr, size_t osize,
   }
   void *p = lheap_alloc(m->heap, ptr, osize, nsize);
   if (p != NULL || nsize == 0) m->used = m->used - old + nsize;
-  else if (m->limit) m->hit = true;  /* the heap's bound (lheap_limit) */
   return p;
 }
 
@@ -489,17 +488,22 @@ static void run_task(lua_State *L, lconc_task *t) {
   if (t->memory_limit) {
     m->used = bytes_in_use(L);
     m->limit = m->used + t->memory_limit;
-    lheap_limit(m->heap, t->memory_limit);
+    lheap_use_malloc(m->heap, 1);
     lua_setallocf(L, counting_alloc, m);
   }
-  int ok = lua_pcall(L, 1, LUA_MULTRET, 1) == LUA_OK;
+  int status = lua_pcall(L, 1, LUA_MULTRET, 1);
   lua_setallocf(L, plain_alloc, m);  /* lifted: reporting needs memory */
   m->limit = 0;
-  lheap_limit(m->heap, 0);
+  lheap_use_malloc(m->heap, 0);
+  /* Out of memory if the task ended with a memory error (the message
+   * handler is not called for one) after a refusal: a refusal the
+   * emergency collection made good, then another error, is that error. */
+  bool oom = m->hit && status == LUA_ERRMEM;
+  int ok = status == LUA_OK;
   free(t->path);
   free(t->cpath);
   t->path = t->cpath = NULL;
-  ok = finish(L, t, ok, m->hit, 1);
+  ok = finish(L, t, ok, oom, 1);
   lua_settop(L, 0);
   current_id = 0;
   lconc_blocking(NULL);  /* the state may be closed before the next task */

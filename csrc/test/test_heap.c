@@ -105,17 +105,20 @@ static void free_returns_everything(void) {
 }
 
 /* A big block shrinking to a small size when no small block can be had
- * stays put, and later goes to free(), resized or not. */
+ * stays put (a shrink never fails), and later goes to free(), resized or
+ * not; the heap tells it from its own blocks by address. */
 static void shrink_without_memory_keeps_the_block(void) {
-  lheap *h = lheap_new();  /* no chunk yet */
+  lheap *h = lheap_new();
+  void *mine = alloc(h, NULL, 0, 40);  /* a chunk, and a block of it */
+  while ((size_t)(h->end - h->bump) >= 16) alloc(h, NULL, 0, 16);
   void *big = alloc(h, NULL, 0, 1000);
   fill(big, 1000, 3);
   fail_malloc = 1;
   void *p = alloc(h, big, 1000, 100);
   CHECK(p == big);          /* a shrink never fails */
   CHECK(filled(p, 100, 3));
-  CHECK(alloc(h, NULL, 0, 10) == NULL);  /* growth may fail */
-  CHECK(alloc(h, p, 100, 200) == NULL);  /* a growth of it too */
+  CHECK(h->mixed);
+  CHECK(alloc(h, p, 100, 200) == NULL);  /* a growth may fail */
   CHECK(alloc(h, p, 100, 50) == p);      /* a shrink stays */
   fail_malloc = 0;
   void *q = alloc(h, p, 50, 120);        /* realloc'd, still malloc's */
@@ -123,18 +126,15 @@ static void shrink_without_memory_keeps_the_block(void) {
   big_frees = 0;
   alloc(h, q, 120, 0);
   CHECK_EQ(big_frees, 1);   /* free(), not a class */
-  /* Left oversize at the end: lheap_free frees it (ASan: no leak). */
-  void *r = alloc(h, NULL, 0, 600);
-  fail_malloc = 1;
-  CHECK(alloc(h, r, 600, 20) == r);
-  fail_malloc = 0;
+  alloc(h, mine, 40, 0);
+  CHECK_EQ(big_frees, 1);   /* the heap's own: its class */
+  CHECK(alloc(h, NULL, 0, 33) == mine);
   lheap_free(h);
 }
 
-/* Every shrink succeeds: a big block whose realloc fails stays; a small
- * one that cannot move keeps its own; past NOVERSIZE oversize blocks,
- * memory gone each time, the shrink fails (Lua copes) and nothing else
- * breaks. A block that is not Lua's (osize 0) is left alone. */
+/* Every shrink succeeds: a big block whose realloc fails stays, a small
+ * one that cannot move keeps its block's front (the rest becomes a free
+ * block). A block that is not Lua's (osize 0) is left alone. */
 static void shrinks_do_not_fail(void) {
   lheap *h = lheap_new();
   void *big = alloc(h, NULL, 0, 4000);
@@ -142,35 +142,32 @@ static void shrinks_do_not_fail(void) {
   fail_malloc = 1;
   CHECK(alloc(h, big, 4000, 1000) == big);  /* realloc failed: kept */
   CHECK(filled(big, 1000, 9));
-  void *ov[NOVERSIZE + 1];
   fail_malloc = 0;
-  for (int i = 0; i <= NOVERSIZE; i++) ov[i] = alloc(h, NULL, 0, 300);
-  fail_malloc = 1;
-  for (int i = 0; i < NOVERSIZE; i++) CHECK(alloc(h, ov[i], 300, 200) == ov[i]);
-  CHECK(alloc(h, ov[NOVERSIZE], 300, 200) == NULL);  /* the 9th */
-  fail_malloc = 0;
-  CHECK(alloc(h, ov[NOVERSIZE], 300, 0) == NULL);     /* still big: freed */
-  big_frees = 0;
-  for (int i = 0; i < NOVERSIZE; i++) alloc(h, ov[i], 200, 0);
-  CHECK_EQ(big_frees, NOVERSIZE);
   alloc(h, big, 1000, 0);
+  void *s = alloc(h, NULL, 0, 200);          /* class 12 */
+  fill(s, 200, 4);
+  while ((size_t)(h->end - h->bump) >= 16) alloc(h, NULL, 0, 16);
+  fail_malloc = 1;
+  CHECK(alloc(h, s, 200, 40) == s);          /* class 2: no block, kept */
+  CHECK(filled(s, 40, 4));
+  CHECK(alloc(h, NULL, 0, 150) == (char *)s + 48);  /* its rest, 9 */
+  fail_malloc = 0;
   int x;
   CHECK(alloc(h, &x, 0, 0) == NULL);  /* osize 0: left alone */
   lheap_free(h);
 }
 
-/* With no memory for a chunk, a block comes from a bigger class; a block
- * growing within its class stays (and, under ASan, becomes addressable
- * up to its new size). */
+/* With no memory for a chunk, a block comes from a bigger class, whose
+ * rest becomes a free block; a block growing within its class stays
+ * (and, under ASan, becomes addressable up to its new size). */
 static void borrows_from_bigger_classes(void) {
   lheap *h = lheap_new();
   void *b = alloc(h, NULL, 0, 250);
   CHECK(alloc(h, b, 250, 0) == NULL);  /* class 15 now holds one */
-  while (h->bump != NULL && (size_t)(h->end - h->bump) >= 16)
-    alloc(h, NULL, 0, 16);             /* use up the chunk */
+  while ((size_t)(h->end - h->bump) >= 16) alloc(h, NULL, 0, 16);
   fail_malloc = 1;
-  void *p = alloc(h, NULL, 0, 20);
-  CHECK(p == b);
+  CHECK(alloc(h, NULL, 0, 20) == b);   /* class 1, from 15 */
+  CHECK(alloc(h, NULL, 0, 224) == (char *)b + 32);  /* the rest: 13 */
   CHECK(alloc(h, NULL, 0, 20) == NULL);  /* nothing left */
   fail_malloc = 0;
   void *q = alloc(h, NULL, 0, 17);
@@ -182,7 +179,7 @@ static void borrows_from_bigger_classes(void) {
 }
 
 /* Trimming gives back the chunks whose blocks are all free and keeps the
- * others, their blocks usable. */
+ * others, their blocks usable; lent and split blocks count right. */
 static void trim_gives_back_free_chunks(void) {
   lheap *h = lheap_new();
   enum { N = 20000 };
@@ -204,29 +201,53 @@ static void trim_gives_back_free_chunks(void) {
     fill(p[i], 48, (unsigned)i);
   }
   for (int i = 0; i < N; i++) CHECK(filled(p[i], 48, (unsigned)i));
-  for (int i = 0; i < N; i++) alloc(h, p[i], 48, 0);
-  lheap_trim(h);
+  /* Split blocks: shrink some within the classes, with no memory for a
+   * chunk: a block of a bigger class is lent, or the block kept. */
+  static void *rest[CHUNK_MAX / 16];
+  int nrest = 0;
+  while ((size_t)(h->end - h->bump) >= 16) rest[nrest++] = alloc(h, NULL, 0, 16);
+  fail_malloc = 1;
+  for (int i = 0; i < 50; i++) {  /* kept and split, or lent and split */
+    p[i] = alloc(h, p[i], 48, 16);
+    CHECK(p[i] != NULL && filled(p[i], 16, (unsigned)i));
+  }
+  fail_malloc = 0;
+  for (int i = 0; i < N; i++) alloc(h, p[i], i < 50 ? 16 : 48, 0);
+  for (int i = 0; i < nrest; i++) alloc(h, rest[i], 16, 0);
+  for (int i = 0; i < 10; i++) lheap_trim(h);
   CHECK(lheap_chunk_bytes(h) <= CHUNK_MAX);  /* the current chunk only */
   lheap_free(h);
 }
 
-/* Under a limit the chunks grow by at most that much; blocks freed into
- * one class serve another once a trim gave their chunks back. */
-static void limit_bounds_growth(void) {
+/* While use_malloc is on, small blocks are malloc's; after, they are
+ * still freed to malloc, and the heap's own blocks to their classes. */
+static void malloc_while_limited(void) {
   lheap *h = lheap_new();
-  size_t start = lheap_chunk_bytes(h);
-  lheap_limit(h, 300000);
-  enum { N = 4000 };
+  void *mine = alloc(h, NULL, 0, 64);
+  size_t chunks = lheap_chunk_bytes(h);
+  lheap_use_malloc(h, 1);
+  enum { N = 1000 };
   static void *p[N];
-  for (int size = 16; size <= 256; size += 16) {  /* each class in turn */
-    int n = 0;
-    while (n < N && (p[n] = alloc(h, NULL, 0, (size_t)size)) != NULL) n++;
-    CHECK(lheap_chunk_bytes(h) <= start + 300000);
-    CHECK(n == N || (size_t)n * (size_t)size >= 100000);  /* 1/3 at least */
-    for (int i = 0; i < n; i++) alloc(h, p[i], (size_t)size, 0);
+  for (int i = 0; i < N; i++) {
+    p[i] = alloc(h, NULL, 0, 1 + (size_t)i % 256);
+    fill(p[i], 1 + (size_t)i % 256, (unsigned)i);
   }
-  lheap_limit(h, 0);
-  CHECK(alloc(h, NULL, 0, 8) != NULL);
+  CHECK_EQ(lheap_chunk_bytes(h), chunks);  /* no chunk grew */
+  void *moved = alloc(h, mine, 64, 100);   /* out of the classes */
+  CHECK(moved != mine);
+  lheap_use_malloc(h, 0);
+  big_frees = 0;
+  for (int i = 0; i < N; i++) {
+    size_t n = 1 + (size_t)i % 256;
+    CHECK(filled(p[i], n, (unsigned)i));
+    if (i % 2) p[i] = alloc(h, p[i], n, n / 2 + 1);  /* stays malloc's */
+    CHECK(filled(p[i], i % 2 ? n / 2 + 1 : n, (unsigned)i));
+    alloc(h, p[i], i % 2 ? n / 2 + 1 : n, 0);
+  }
+  CHECK_EQ(big_frees, N);
+  alloc(h, moved, 100, 0);
+  CHECK_EQ(big_frees, N + 1);
+  CHECK(alloc(h, NULL, 0, 60) == mine);   /* its class kept it */
   lheap_free(h);
 }
 
@@ -243,7 +264,9 @@ static void passthrough_when_off(void) {
 }
 
 /* Random allocations, resizes and frees against a record of what each
- * block must hold. */
+ * block must hold, in phases with small blocks from malloc, with malloc
+ * failing now and then, trimming now and then; at the end, with
+ * everything freed, a trim leaves the current chunk only. */
 static void random_operations(void) {
   lheap *h = lheap_new();
   enum { SLOTS = 512 };
@@ -257,8 +280,14 @@ static void random_operations(void) {
     size_t m = (x >> 20) % 8 == 0 ? 257 + (x >> 17) % 2000  /* malloc.s */
                                   : 1 + (x >> 17) % 256;
     if (op % 50000 == 0) lheap_trim(h);
+    if (op % 30000 == 0) lheap_use_malloc(h, (int)(op / 30000) % 3 == 1);
+    fail_malloc = (x >> 4) % 64 == 0;
     if (p[i] == NULL) {
       p[i] = alloc(h, NULL, 0, m);
+      if (p[i] == NULL) {
+        CHECK(fail_malloc);
+        continue;
+      }
     } else if ((x & 3) == 0) {
       CHECK(filled(p[i], n[i], seed[i]));
       alloc(h, p[i], n[i], 0);
@@ -266,19 +295,26 @@ static void random_operations(void) {
       continue;
     } else {
       CHECK(filled(p[i], n[i], seed[i]));
-      p[i] = alloc(h, p[i], n[i], m);
+      void *q = alloc(h, p[i], n[i], m);
+      if (q == NULL) {  /* only a growth may fail, keeping the block */
+        CHECK(fail_malloc && m > n[i]);
+        continue;
+      }
+      p[i] = q;
       CHECK(filled(p[i], n[i] < m ? n[i] : m, seed[i]));
     }
-    CHECK(p[i] != NULL);
     n[i] = m;
     seed[i] = (unsigned)op;
     fill(p[i], m, seed[i]);
   }
+  fail_malloc = 0;
   for (unsigned i = 0; i < SLOTS; i++)
     if (p[i]) {
       CHECK(filled(p[i], n[i], seed[i]));
       alloc(h, p[i], n[i], 0);
     }
+  lheap_trim(h);
+  CHECK(lheap_chunk_bytes(h) <= CHUNK_MAX);
   lheap_free(h);
 }
 
@@ -291,7 +327,7 @@ static const check_test tests[] = {
     {"shrinks_do_not_fail", shrinks_do_not_fail},
     {"borrows_from_bigger_classes", borrows_from_bigger_classes},
     {"trim_gives_back_free_chunks", trim_gives_back_free_chunks},
-    {"limit_bounds_growth", limit_bounds_growth},
+    {"malloc_while_limited", malloc_while_limited},
     {"passthrough_when_off", passthrough_when_off},
     {"random_operations", random_operations},
     {NULL, NULL}};
