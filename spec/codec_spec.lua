@@ -125,6 +125,25 @@ describe("the codec", function()
         assert.are.equal(16, f(1))
       end)
 
+      it("sends a function again with its upvalues as they are then, and "
+         .. "does not keep it alive", function()
+        local n = 1
+        local function add(x) return x + n end
+        assert.are.equal(2, roundtrip(add)(1))
+        n = 5
+        assert.are.equal(6, roundtrip(add)(1))  -- the same closure again
+        assert.are.equal(7, roundtrip(function(x) return x + n + 1 end)(1))
+        local watch = setmetatable({}, {__mode = "k"})
+        do
+          local function temp() return n end
+          watch[temp] = true
+          assert.are.equal(5, roundtrip(temp)())
+        end
+        collectgarbage()
+        collectgarbage()
+        assert.is_nil(next(watch))  -- sent, then collected
+      end)
+
       it("copies recursive local functions", function()
         local function fact(k) return k <= 1 and 1 or k * fact(k - 1) end
         assert.are.equal(120, roundtrip(fact)(5))

@@ -73,6 +73,7 @@ typedef struct scratch {
 
 static const char scratch_key = 's';
 static const char modnames_key = 'm';
+static const char dumps_key = 'd';
 
 /* ---- buffers ------------------------------------------------------------- */
 
@@ -604,6 +605,42 @@ static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
   return 0;
 }
 
+/* Puts the bytecode of the Lua function at idx. A closure's bytecode
+ * never changes, so the state keeps each dump in a weak-keyed table:
+ * spawning the same function again (a pool's workers, B4) copies bytes
+ * instead of running lua_dump (~3,000 instructions for a small one). */
+static void put_dump(lua_State *L, scratch *s, int idx) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &dumps_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &dumps_key);
+  }
+  lua_pushvalue(L, idx);                          /* dumps, f */
+  if (lua_rawget(L, -2) == LUA_TSTRING) {         /* dumps, bytes */
+    size_t len;
+    const char *p = lua_tolstring(L, -1, &len);
+    put(s, p, len);
+    lua_pop(L, 2);
+    return;
+  }
+  lua_pop(L, 1);
+  size_t start = s->len;
+  lua_pushvalue(L, idx);
+  lua_dump(L, dump_writer, s, 0);
+  lua_pop(L, 1);
+  if (!s->oom) {
+    lua_pushvalue(L, idx);
+    lua_pushlstring(L, (const char *)s->buf + start, s->len - start);
+    lua_rawset(L, -3);
+  }
+  lua_pop(L, 1);
+}
+
 static const char *encode_function(lua_State *L, scratch *s, int idx,
                                    int depth) {
   if (lua_iscfunction(L, idx)) {
@@ -617,16 +654,14 @@ static const char *encode_function(lua_State *L, scratch *s, int idx,
     return "a C function (it belongs to no loaded module)";
   }
   if (encode_known(L, s, idx)) return NULL;
-  if (depth > MAX_DEPTH || !lua_checkstack(L, 4))
+  if (depth > MAX_DEPTH || !lua_checkstack(L, 5))
     return "a function nested too deeply";
   seen_add(s, lua_topointer(L, idx), ++s->next_id);
   s->flags |= F_CODE;
   put_byte(s, T_FUNC);
   size_t at = s->len;
   put(s, "\0\0\0\0", 4);
-  lua_pushvalue(L, idx);
-  lua_dump(L, dump_writer, s, 0);
-  lua_pop(L, 1);
+  put_dump(L, s, idx);
   put_u32_at(s, at, (uint32_t)(s->len - at - 4));
   lua_Debug ar;
   lua_pushvalue(L, idx);
