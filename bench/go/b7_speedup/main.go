@@ -1,6 +1,7 @@
 // B7 parallel speed-up: 16 CPU-bound jobs (2M iterations of integer
-// arithmetic each) taken from a channel by 1 goroutine, then by 2.
-// Prints time(1 worker) / time(2 workers).
+// arithmetic each) taken from a channel by 1 goroutine, then by 2, three
+// times in turn. Prints the best time with 1 over the best with 2 (as
+// the Lua script does).
 package main
 
 import (
@@ -43,8 +44,20 @@ func run(nw, iter int) (time.Duration, int64) {
 
 func main() {
 	iter := benchutil.Sized(2000000)
-	t1, x1 := run(1, iter)
-	t2, x2 := run(2, iter)
+	var t1, t2 time.Duration
+	var x1, x2 int64
+	for r := 0; r < 3; r++ {
+		t, x := run(1, iter)
+		if r == 0 || t < t1 {
+			t1 = t
+		}
+		x1 = x
+		t, x = run(2, iter)
+		if r == 0 || t < t2 {
+			t2 = t
+		}
+		x2 = x
+	}
 	if x1 != x2 {
 		fmt.Fprintln(os.Stderr, "runs disagree")
 		os.Exit(1)
