@@ -1,0 +1,25 @@
+-- The rockspec builds what the Makefile builds: every C source of the
+-- module (luarocks compiles only the files it lists, and a missing one
+-- shows only when the installed module fails to load).
+
+local function lines_of(cmd)
+  local p = assert(io.popen(cmd))
+  local out = {}
+  for line in p:lines() do out[#out + 1] = line end
+  p:close()
+  return out
+end
+
+describe("conc-scm-1.rockspec", function()
+  it("lists every C source of the module, and nothing else", function()
+    local f = assert(io.open("conc-scm-1.rockspec"))
+    local text = f:read("a")
+    f:close()
+    local listed = {}
+    for path in text:gmatch('"(csrc/[%w_/]+%.c)"') do listed[#listed + 1] = path end
+    table.sort(listed)
+    local sources = lines_of("ls csrc/core/*.c csrc/lua/*.c | sort")
+    assert.is_true(#sources > 20)
+    assert.are.same(sources, listed)
+  end)
+end)
