@@ -558,8 +558,8 @@ static const char *encode_table(lua_State *L, scratch *s, int idx, int depth) {
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     if (in_array) {
-      int isint = lua_isinteger(L, top - 1);
-      if (isint && lua_tointeger(L, top - 1) == narr + 1 && narr < 0x7fffffff) {
+      if (lua_isinteger(L, top - 1) &&
+          lua_tointeger(L, top - 1) == narr + 1 && narr < 0x7fffffff) {
         const char *err = encode_value(L, s, top, depth + 1);
         if (err) {
           add_segment(s, 'f', "[%lld]", (long long)(narr + 1));
@@ -570,9 +570,7 @@ static const char *encode_table(lua_State *L, scratch *s, int idx, int depth) {
         lua_pop(L, 1);
         continue;
       }
-      /* The first pair out of sequence: the hash section starts here.
-       * Its byte offset is known now, and the array's count with it. */
-      in_array = 0;
+      in_array = 0;  /* the first pair out of sequence: the hash section */
     }
     const char *err = encode_value(L, s, top - 1, depth + 1);
     if (err) {

@@ -276,14 +276,14 @@ size_t lheap_trim(lheap *h) {
     } else {
       *link = c->next;
       given += c->size;
-      c->size = 0;  /* dropped from the index below */
+      c->carved_end = NULL;  /* dropped from the index below */
     }
   }
   size_t kept = 0;
   for (size_t i = 0; i < n; i++) {
     chunk *c = h->index[i];
-    if (c->size == 0) {
-      UNPOISON(c, sizeof *c);
+    if (c->carved_end == NULL) {
+      UNPOISON(c, c->size);
       free(c);
     } else {
       h->index[kept++] = c;

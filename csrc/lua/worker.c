@@ -208,10 +208,10 @@ static const luaL_Reg lazy_string_meta[] = {
  * limit the allocator refuses, Lua raises "not enough memory", and the
  * task fails with a message that names the limit. Its small blocks come
  * from malloc meanwhile (heap.h): blocks freed into one of the heap's
- * size classes serve no other, so Lua's count would not bound the heap. Other tasks allocate
- * without counting (the counter cost ~3% of a message-building loop),
- * and a limited task's counter starts from Lua's own count. Only the
- * state's own thread uses its counter.
+ * size classes serve no other, so Lua's count would not bound the heap.
+ * Other tasks allocate without counting (the counter cost ~3% of a
+ * message-building loop), and a limited task's counter starts from
+ * Lua's own count. Only the state's own thread uses its counter.
  */
 typedef struct state_mem {
   lheap *heap;
@@ -233,7 +233,7 @@ static void *counting_alloc(void *ud, void *ptr, size_t osize,
   return p;
 }
 
-static void *plain_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+static void *heap_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return lheap_alloc(((state_mem *)ud)->heap, ptr, osize, nsize);
 }
 
@@ -316,7 +316,7 @@ static lua_State *new_state(void) {
   state_mem *m = calloc(1, sizeof *m);
   if (m == NULL) return NULL;
   m->heap = lheap_new();
-  lua_State *L = m->heap ? lua_newstate(plain_alloc, m) : NULL;
+  lua_State *L = m->heap ? lua_newstate(heap_alloc, m) : NULL;
   if (L == NULL) {
     lheap_free(m->heap);
     free(m);
@@ -492,7 +492,7 @@ static void run_task(lua_State *L, lconc_task *t) {
     lua_setallocf(L, counting_alloc, m);
   }
   int status = lua_pcall(L, 1, LUA_MULTRET, 1);
-  lua_setallocf(L, plain_alloc, m);  /* lifted: reporting needs memory */
+  lua_setallocf(L, heap_alloc, m);  /* lifted: reporting needs memory */
   m->limit = 0;
   lheap_use_malloc(m->heap, 0);
   /* Out of memory if the task ended with a memory error (the message
