@@ -112,7 +112,8 @@ stress: $(MODULE)
 stress-short: $(MODULE)
 	STRESS_SCALE=1 $(LUA) $(BUSTED) -o utfTerminal --run=stress
 
-# C tests of the core without Lua, under ASan+UBSan and TSan, then the
+# C tests of the core and of the workers' heap, without Lua, under
+# ASan+UBSan and TSan, then the
 # reproductions of core bugs found and fixed (each must not reproduce).
 ctest:
 	csrc/test/run.sh
