@@ -113,8 +113,8 @@ stress-short: $(MODULE)
 	STRESS_SCALE=1 $(LUA) $(BUSTED) -o utfTerminal --run=stress
 
 # C tests of the core and of the workers' heap, without Lua, under
-# ASan+UBSan and TSan, then the
-# reproductions of core bugs found and fixed (each must not reproduce).
+# ASan+UBSan and TSan, then the reproductions of core bugs found and
+# fixed (each must not reproduce).
 ctest:
 	csrc/test/run.sh
 	csrc/test/repro/run.sh

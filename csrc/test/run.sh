@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # csrc/test/run.sh: builds the C tests of the core and of the workers'
 # heap (csrc/test/test_*.c) with ASan+UBSan into build-ctest-asan/ and
-# with TSan into
-# build-ctest-tsan/, runs them all, and prints
+# with TSan into build-ctest-tsan/, runs them all, and prints
 #   ctest: N passed, M failed
 # Exits non-zero if a build or any test fails.
 #
