@@ -260,6 +260,16 @@ static bool ring_empty(const conc_chan *c) {
   return tail == atomic_load(&c->head);
 }
 
+/* A plain wait (see struct conc_waiter) that this thread completed is
+ * woken at once, while the lock is held, if it still spins: the wake is
+ * one more write to the line just written, and the waiting thread then
+ * reads that line back once (waking it after unlocking let its polling
+ * take the line in between). True if so; a sleeper is woken the usual
+ * way, after unlocking. */
+static bool done_plain(conc_sudog *s) {
+  return conc__sudog_plain(s) && conc__waiter_wake_spinning(s->w);
+}
+
 /* Called with c->lock held. */
 int conc__chan_try_send(conc_chan *c, conc_msg *m, conc_waiter **wake) {
   *wake = NULL;
@@ -276,7 +286,7 @@ int conc__chan_try_send(conc_chan *c, conc_msg *m, conc_waiter **wake) {
     if (s != NULL) {
       conc__msg_move(s->elem, m);
       s->ok = CONC_SUDOG_DONE;
-      *wake = s->w;
+      *wake = done_plain(s) ? NULL : s->w;
       count_delivered();
       return CONC_OK;
     }
@@ -304,44 +314,46 @@ int conc__chan_try_recv(conc_chan *c, conc_msg *out, conc_waiter **wake) {
                ? CONC_ECLOSED : CONC_EAGAIN;
   conc__msg_move(out, s->elem);  /* rendezvous: from the sender */
   s->ok = CONC_SUDOG_DONE;
-  *wake = s->w;
+  *wake = done_plain(s) ? NULL : s->w;
   count_delivered();
   return CONC_OK;
 }
 
 /* ---- unbuffered: the lock, and a rendezvous ----------------------------- */
 
-/* Links a sudog on q (lock held), unlocks, parks; returns the result. */
+/* Links the thread's own sudog on q (lock held), unlocks, parks; returns
+ * the result. A plain wait: nobody claims it, the waker unlinks it under
+ * the lock (see conc__waiter_park_plain). */
 static int wait_on(conc_chan *c, conc_waitq *q, conc_msg *elem,
                    conc_time deadline) {
   conc_waiter *w = conc__waiter_self();
-  /* The sudog and a receive slot side by side, on a cache line of their
-   * own: a small message (an integer, a short string) and everything
-   * the waker writes land in that one line, which the receiver then
-   * reads back. */
-  struct {
-    conc_sudog sd;
-    conc_msg slot;
-  } __attribute__((aligned(64))) local;
-  _Static_assert(sizeof(conc_sudog) == 40, "the sudog packs into 40 bytes");
-  conc_sudog *sdp = &local.sd;
+  conc_sudog *sdp = &w->sd;
   memset(sdp, 0, sizeof *sdp);
   bool recv = q == &c->recvq;
   sdp->w = w;
-  sdp->elem = recv ? &local.slot : elem;
+  sdp->elem = &w->slot;  /* a send's message waits there too (a copy:
+                          * *elem is the caller's until it is taken) */
+  if (!recv) conc__msg_move(&w->slot, elem);
   conc__waiter_arm(w);
   conc__waiting_on(w, recv ? "chan receive" : "chan send", c, true);
   conc__waitq_push(q, sdp);
   conc__unlock(&c->lock);
-  int fired = conc__waiter_park(w, deadline);
+  int fired = conc__waiter_park_plain(w, deadline);
   if (fired < 0) {  /* timed out, or a deadlock ended the wait */
     conc__lock(&c->lock);
+    bool taken = !sdp->linked;  /* by a waker, or dropped as stale */
     conc__waitq_remove(q, sdp);
     conc__unlock(&c->lock);
-    return fired == CONC_SEL_TIMEOUT ? CONC_ETIMEDOUT : CONC_EDEADLOCK;
+    /* A deadlock abort claimed it: no waker can have. */
+    if (fired == CONC_SEL_DEADLOCK) return CONC_EDEADLOCK;
+    if (!taken) return CONC_ETIMEDOUT;
+    /* A waker claimed it before the deadline passed here: its wake is on
+     * the way (it may wait until the waker unlocks). */
+    conc__waiting_on(w, recv ? "chan receive" : "chan send", c, true);
+    conc__waiter_park(w, CONC_NEVER);
   }
   if (sdp->ok == CONC_SUDOG_CLOSED) return CONC_ECLOSED;
-  if (recv) conc__msg_move(elem, &local.slot);
+  if (recv) conc__msg_move(elem, &w->slot);
   return CONC_OK;
 }
 

@@ -7,7 +7,9 @@
  * Whoever makes progress possible claims the waiter with a compare-and-
  * swap on `selected` (only one claim ever wins, which is what makes
  * select pick exactly one case), completes the operation for it while
- * holding the queue's lock, and wakes it after releasing that lock.
+ * holding the queue's lock, and wakes it after releasing that lock. A
+ * plain channel wait (not a select) is neither claimed nor, while it
+ * spins, woken after the lock: see struct conc_waiter.
  */
 #ifndef CONC_INTERNAL_H
 #define CONC_INTERNAL_H
@@ -97,6 +99,24 @@ static inline void conc__cpu_relax(void) {
 
 /* ---- waiter ----------------------------------------------------------- */
 
+typedef struct conc_sudog conc_sudog;
+struct conc_sudog {
+  conc_sudog *prev, *next;  /* links in one wait queue (its lock guards) */
+  conc_waiter *w;
+  conc_msg *elem;           /* send: the message; recv: where it goes */
+  int32_t index;            /* the case index claimed on success */
+  unsigned char ok;         /* set by the waker: a CONC_SUDOG_ value */
+  bool linked;              /* in a queue now (guarded by the queue lock) */
+};  /* 40 bytes: see struct conc_waiter's first line */
+
+/* What a waker tells the sudog's owner. */
+enum {
+  CONC_SUDOG_CLOSED = 0,  /* the channel closed */
+  CONC_SUDOG_DONE = 1,    /* the operation was done for it */
+  CONC_SUDOG_RETRY = 2    /* buffered channel: try the operation again */
+};
+
+
 enum {
   CONC_SEL_NONE = -1,
   CONC_SEL_TIMEOUT = -2,
@@ -110,21 +130,33 @@ enum {
  * "counted" thread is the main script's or a worker's. Only the owner
  * writes them: `what`, `obj` and `abortable` as relaxed atomics, the
  * others under the sched lock, where other threads read them.
+ *
+ * A plain wait (an unbuffered channel operation, not a select) uses the
+ * waiter's own sudog `sd` and message slot `slot`: with `state` and
+ * `selected` they start the waiter's first cache line (with the first 8
+ * bytes of the message: an integer), so that the thread that completes
+ * the wait writes one line, in one burst, and the waiting thread, which
+ * polls `state`, reads that line back once. (A hand-off through the
+ * sudog and slot on the waiter's stack, plus its waiter, touched three
+ * lines.) Fields the owner writes at every wait (`what`, `obj`,
+ * `abortable`) are kept off the lines a waker reads.
  */
 struct conc_waiter {
   atomic_uint state;     /* futex word: WAITING, SLEEPING or WOKEN */
   atomic_int selected;   /* CONC_SEL_NONE until one claim wins */
+  conc_sudog sd;         /* a plain wait's sudog (see above) */
+  conc_msg slot;         /* where a plain receive's message lands */
   atomic_int asleep;     /* counted as blocked for good right now */
   bool counted;
-  atomic_bool abortable; /* its wait can end with CONC_SEL_DEADLOCK */
   int64_t id;            /* 0: the main script, else the worker's id */
   conc_time since;       /* when its task started */
-  _Atomic(const char *) what;  /* what it waits in ("chan receive"...) */
-  _Atomic(const void *) obj;   /* on which object, or NULL */
   char where[200];       /* the Lua location, filled by the sleep hook */
   conc_waiter *next_all, *prev_all;  /* counted threads (sched lock) */
   conc_waiter *next_free;
-};
+  _Atomic(const char *) what;  /* what it waits in ("chan receive"...) */
+  _Atomic(const void *) obj;   /* on which object, or NULL */
+  atomic_bool abortable; /* its wait can end with CONC_SEL_DEADLOCK */
+} __attribute__((aligned(64)));
 
 /* A waiter for a thread about to start (NULL: out of memory), which the
  * thread makes its own with conc__waiter_adopt before anything else: a
@@ -141,6 +173,15 @@ CONC_API void conc__waiter_arm(conc_waiter *w);
 CONC_API bool conc__waiter_claim(conc_waiter *w, int index);
 /* Wakes a claimed waiter. Call with no lock held; touches only *w. */
 CONC_API void conc__waiter_wake(conc_waiter *w);
+/* Wakes a claimed waiter that has not gone to sleep (it spins): true;
+ * false if it sleeps, and then conc__waiter_wake is still to be called,
+ * with no lock held. May be called with a lock held: no system call. */
+CONC_API bool conc__waiter_wake_spinning(conc_waiter *w);
+/* Whether s is its waiter's own sudog, for a plain wait (its completer
+ * wakes it under the queue's lock if it spins: chan.c). */
+static inline bool conc__sudog_plain(const conc_sudog *s) {
+  return s == &s->w->sd;
+}
 /*
  * Parks until woken or deadline. Returns the index that claimed it, or
  * CONC_SEL_TIMEOUT when the deadline passed and the waiter claimed itself
@@ -157,6 +198,15 @@ CONC_API int conc__waiter_park(conc_waiter *w, conc_time deadline);
 CONC_API int conc__waiter_park_or(conc_waiter *w, conc_time deadline,
                                   bool (*ready)(const void *arg),
                                   const void *arg);
+/*
+ * As park, for a plain wait (see struct conc_waiter), which never claims
+ * itself: its completer claims it while holding the lock of the queue
+ * it is on. At the deadline this returns CONC_SEL_TIMEOUT unclaimed; the
+ * caller then takes the queue's lock: if the sudog is still linked it
+ * unlinks it (a timeout), else a waker took it and its wake is on the
+ * way (conc__waiter_park with CONC_NEVER waits for it).
+ */
+CONC_API int conc__waiter_park_plain(conc_waiter *w, conc_time deadline);
 
 /* Says what the calling thread is about to wait on (for the dump). */
 static inline void conc__waiting_on(conc_waiter *w, const char *what,
@@ -191,24 +241,6 @@ CONC_API void conc__sleep_end(conc_waiter *w);
 static inline void conc__claimed(conc_waiter *w);
 
 /* ---- wait queues -------------------------------------------------------- */
-
-typedef struct conc_sudog conc_sudog;
-struct conc_sudog {
-  conc_sudog *prev, *next;  /* links in one wait queue (its lock guards) */
-  conc_waiter *w;
-  conc_msg *elem;           /* send: the message; recv: where it goes */
-  int32_t index;            /* the case index claimed on success */
-  unsigned char ok;         /* set by the waker: a CONC_SUDOG_ value */
-  bool linked;              /* in a queue now (guarded by the queue lock) */
-};  /* 40 bytes: with a receive slot's header and 16 bytes of its data, it
-     * fills one cache line (chan.c wait_on) */
-
-/* What a waker tells the sudog's owner. */
-enum {
-  CONC_SUDOG_CLOSED = 0,  /* the channel closed */
-  CONC_SUDOG_DONE = 1,    /* the operation was done for it */
-  CONC_SUDOG_RETRY = 2    /* buffered channel: try the operation again */
-};
 
 typedef struct conc_waitq {
   conc_sudog *head, *tail;

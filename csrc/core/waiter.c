@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -32,6 +33,12 @@ enum { W_WAITING = 0, W_SLEEPING = 1, W_WOKEN = 2 };
 
 /* How long a parking thread spins before it sleeps, in nanoseconds. */
 #define SPIN_NS 20000
+
+/* A plain wait's hand-off stays on the waiter's first line for messages
+ * of up to 8 bytes (an integer; see struct conc_waiter). */
+_Static_assert(sizeof(conc_sudog) == 40, "the sudog packs into 40 bytes");
+_Static_assert(offsetof(conc_waiter, slot.u) == 56,
+               "the waiter's first line ends with 8 bytes of the slot");
 
 static CONC_TLS conc_waiter *tls_waiter;
 static pthread_key_t waiter_key;
@@ -125,8 +132,11 @@ conc_waiter *conc__waiter_new(void) {
   if (w) free_waiters = w->next_free;
   conc__unlock(&free_lock);
   if (w == NULL) {
-    w = calloc(1, sizeof *w);
-    if (w != NULL) CONC_HB_FUTEX_WORD(&w->state);  /* never freed */
+    w = aligned_alloc(_Alignof(conc_waiter), sizeof *w);  /* its lines */
+    if (w != NULL) {
+      memset(w, 0, sizeof *w);
+      CONC_HB_FUTEX_WORD(&w->state);  /* never freed */
+    }
   }
   return w;
 }
@@ -140,7 +150,7 @@ conc_waiter *conc__waiter_self(void) {
   conc_waiter *w = tls_waiter;
   if (w != NULL) return w;
   w = conc__waiter_new();
-  if (w == NULL) conc__fatal("conc__waiter_self: calloc", 12);
+  if (w == NULL) conc__fatal("conc__waiter_self: aligned_alloc", 12);
   conc__waiter_adopt(w);
   return w;
 }
@@ -206,6 +216,14 @@ void conc__waiter_wake(conc_waiter *w) {
   if (old == W_SLEEPING) futex_wake(&w->state);
 }
 
+bool conc__waiter_wake_spinning(conc_waiter *w) {
+  CONC_HB_BEFORE(w);  /* as in conc__waiter_wake */
+  unsigned waiting = W_WAITING;
+  return atomic_compare_exchange_strong_explicit(
+      &w->state, &waiting, W_WOKEN, memory_order_acq_rel,
+      memory_order_acquire);
+}
+
 static bool woken(conc_waiter *w) {
   return atomic_load_explicit(&w->state, memory_order_acquire) == W_WOKEN;
 }
@@ -269,8 +287,13 @@ static bool woken_or_ready(const void *p) {
   return woken(k->w) || (k->ready != NULL && k->ready(k->arg));
 }
 
-int conc__waiter_park_or(conc_waiter *w, conc_time deadline,
-                         bool (*ready)(const void *arg), const void *arg) {
+/* Parks (see conc__waiter_park_or). At the deadline: if claim_timeout,
+ * claims the waiter with CONC_SEL_TIMEOUT (or, claimed by a waker, waits
+ * for its wake); if not, returns CONC_SEL_TIMEOUT unclaimed (a plain
+ * wait: see conc__waiter_park_plain). */
+static int park(conc_waiter *w, conc_time deadline,
+                bool (*ready)(const void *arg), const void *arg,
+                bool claim_timeout) {
   park_poll k = {w, ready, arg};
   conc__spin_until(woken_or_ready, &k, deadline);
   /* Checked at least once after the caller linked its sudogs: a waker
@@ -291,6 +314,11 @@ int conc__waiter_park_or(conc_waiter *w, conc_time deadline,
               memory_order_acquire) && s == W_WOKEN)
         break;
       if (deadline != CONC_NEVER && conc_now() >= deadline) {
+        if (!claim_timeout) {
+          conc__sleep_end(w);
+          conc__waiting_done(w);
+          return CONC_SEL_TIMEOUT;  /* unclaimed: the caller looks */
+        }
         if (conc__waiter_claim(w, CONC_SEL_TIMEOUT)) break;
         deadline = CONC_NEVER;  /* claimed by a waker: its wake is near */
         continue;
@@ -306,8 +334,17 @@ int conc__waiter_park_or(conc_waiter *w, conc_time deadline,
   return fired;
 }
 
+int conc__waiter_park_or(conc_waiter *w, conc_time deadline,
+                         bool (*ready)(const void *arg), const void *arg) {
+  return park(w, deadline, ready, arg, true);
+}
+
 int conc__waiter_park(conc_waiter *w, conc_time deadline) {
-  return conc__waiter_park_or(w, deadline, NULL, NULL);
+  return park(w, deadline, NULL, NULL, true);
+}
+
+int conc__waiter_park_plain(conc_waiter *w, conc_time deadline) {
+  return park(w, deadline, NULL, NULL, false);
 }
 
 /* ---- wait queues (the caller holds the queue's lock) ---------------------- */
@@ -339,7 +376,13 @@ void conc__waitq_remove(conc_waitq *q, conc_sudog *s) {
 conc_sudog *conc__waitq_claim(conc_waitq *q) {
   conc_sudog *s;
   while ((s = q->head) != NULL) {
+#if defined(__x86_64__) || defined(__i386__)
+    /* Its line, to write: a plain wait's whole hand-off is on it. */
+    __asm__ __volatile__("prefetchw %0" : : "m"(*(const char *)s));
+#endif
     conc__waitq_remove(q, s);
+    /* A plain wait (see struct conc_waiter) never claims itself, but a
+     * deadlock abort may have claimed it (sched.c): then it is stale. */
     if (conc__waiter_claim(s->w, s->index)) return s;
     /* Stale: its select fired elsewhere or timed out. Dropped. */
   }

@@ -429,6 +429,52 @@ static void deadline_races_handover(void) {
   free(r);
 }
 
+static void *race_receiver(void *p) {
+  race *r = (race *)p;
+  while (!atomic_load(&r->stop)) {
+    conc_msg m;
+    if (conc_chan_recv(r->c, &m, CONC_NOWAIT) == CONC_OK) {
+      r->got++;
+      r->got_sum += msg_take_int(&m);
+    }
+  }
+  return NULL;
+}
+
+/*
+ * The mirror: senders with deadlines a few microseconds away against a
+ * receiver that polls. Every send that reported success was received
+ * exactly once, and no timed-out send's value arrived (a parked sender
+ * is a plain wait: its timeout and a hand-off race for the channel
+ * lock, not for a claim).
+ */
+static void deadline_races_handover_send(void) {
+  race *r = calloc(1, sizeof *r);
+  r->c = conc_chan_new(0);
+  r->rounds = scaled(20000, 4);
+  pthread_t t = spawn(race_receiver, r);
+  for (long i = 0; i < r->rounds; i++) {
+    conc_msg m;
+    int64_t v = i + 1;
+    msg_int(&m, v);
+    int rc = conc_chan_send(r->c, &m, conc_now() + (i % 50) * 1000);
+    if (rc == CONC_OK) {
+      r->sent++;
+      r->sent_sum += v;
+    } else {
+      CHECK_RC(rc, CONC_ETIMEDOUT);
+      conc_msg_free(&m);
+    }
+  }
+  atomic_store(&r->stop, 1);
+  join(t);
+  CHECK(r->sent > 0);
+  CHECK_EQ(r->sent, r->got);
+  CHECK_EQ(r->sent_sum, r->got_sum);
+  conc_release((conc_obj *)r->c);
+  free(r);
+}
+
 /*
  * A receive that does not wait must succeed whenever a completed send's
  * value is still in the buffer, even while another sender's push is
@@ -492,6 +538,7 @@ static const check_test tests[] = {
     {"mpmc_buffered_1", mpmc_buffered_1},
     {"mpmc_buffered_64", mpmc_buffered_64},
     {"deadline_timeouts", deadline_timeouts},
+    {"deadline_races_handover_send", deadline_races_handover_send},
     {"deadline_races_handover", deadline_races_handover},
     {"nowait_recv_sees_completed_sends", nowait_recv_sees_completed_sends},
     {NULL, NULL}};
