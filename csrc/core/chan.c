@@ -2,7 +2,7 @@
  * chan.c: channels with Go's semantics.
  *
  * An unbuffered channel is a rendezvous: a sender returns only once a
- * receiver has taken its message (directly from the sender's sudog).
+ * receiver has taken its message (straight from the sender's waiter).
  * A buffered channel is a FIFO ring of `cap` messages that pushes and
  * pops without a lock (see struct conc_chan in internal.h); only waiting
  * takes the lock. Close wakes every waiter: receivers see "closed" once
