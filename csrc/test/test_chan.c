@@ -383,57 +383,24 @@ static void deadline_timeouts(void) {
 typedef struct race {
   conc_chan *c;
   long rounds;
+  int waiter_recv;  /* the timed side receives (else it sends) */
   atomic_int stop;
   long sent, got;
   int64_t sent_sum, got_sum;
 } race;
 
-static void *race_sender(void *p) {
+/* The polling side: sends (or receives) without waiting, until told. */
+static void *race_poller(void *p) {
   race *r = (race *)p;
   for (int64_t v = 1; !atomic_load(&r->stop); v++) {
     conc_msg m;
-    msg_int(&m, v);
-    if (conc_chan_send(r->c, &m, CONC_NOWAIT) == CONC_OK) {
-      r->sent++;
-      r->sent_sum += v;
-    }
-  }
-  return NULL;
-}
-
-/*
- * Timeouts race hand-overs: receivers with deadlines a few microseconds
- * away against a sender that polls. Every value the sender delivered was
- * received exactly once: no timed-out receiver swallowed one.
- */
-static void deadline_races_handover(void) {
-  race *r = calloc(1, sizeof *r);
-  r->c = conc_chan_new(0);
-  r->rounds = scaled(20000, 4);
-  pthread_t t = spawn(race_sender, r);
-  for (long i = 0; i < r->rounds; i++) {
-    conc_msg m;
-    int rc = conc_chan_recv(r->c, &m, conc_now() + (i % 50) * 1000);
-    if (rc == CONC_OK) {
-      r->got++;
-      r->got_sum += msg_take_int(&m);
-    } else {
-      CHECK_RC(rc, CONC_ETIMEDOUT);
-    }
-  }
-  atomic_store(&r->stop, 1);
-  join(t);
-  CHECK_EQ(r->sent, r->got);
-  CHECK_EQ(r->sent_sum, r->got_sum);
-  conc_release((conc_obj *)r->c);
-  free(r);
-}
-
-static void *race_receiver(void *p) {
-  race *r = (race *)p;
-  while (!atomic_load(&r->stop)) {
-    conc_msg m;
-    if (conc_chan_recv(r->c, &m, CONC_NOWAIT) == CONC_OK) {
+    if (r->waiter_recv) {
+      msg_int(&m, v);
+      if (conc_chan_send(r->c, &m, CONC_NOWAIT) == CONC_OK) {
+        r->sent++;
+        r->sent_sum += v;
+      }
+    } else if (conc_chan_recv(r->c, &m, CONC_NOWAIT) == CONC_OK) {
       r->got++;
       r->got_sum += msg_take_int(&m);
     }
@@ -442,38 +409,49 @@ static void *race_receiver(void *p) {
 }
 
 /*
- * The mirror: senders with deadlines a few microseconds away against a
- * receiver that polls. Every send that reported success was received
- * exactly once, and no timed-out send's value arrived (a parked sender
- * is a plain wait: its timeout and a hand-off race for the channel
- * lock, not for a claim).
+ * Timeouts race hand-overs: one side waits with deadlines a few
+ * microseconds away, the other polls. Every value a send delivered was
+ * received exactly once: no timed-out receiver swallowed one, no
+ * timed-out sender's value arrived. (Both sides' waits are plain: a
+ * timeout and a hand-off race for the channel lock, not for a claim.)
  */
-static void deadline_races_handover_send(void) {
+static void deadline_race(int waiter_recv) {
   race *r = calloc(1, sizeof *r);
   r->c = conc_chan_new(0);
   r->rounds = scaled(20000, 4);
-  pthread_t t = spawn(race_receiver, r);
+  r->waiter_recv = waiter_recv;
+  pthread_t t = spawn(race_poller, r);
   for (long i = 0; i < r->rounds; i++) {
+    conc_time deadline = conc_now() + (i % 50) * 1000;
     conc_msg m;
-    int64_t v = i + 1;
-    msg_int(&m, v);
-    int rc = conc_chan_send(r->c, &m, conc_now() + (i % 50) * 1000);
-    if (rc == CONC_OK) {
-      r->sent++;
-      r->sent_sum += v;
+    int rc;
+    if (waiter_recv) {
+      if ((rc = conc_chan_recv(r->c, &m, deadline)) == CONC_OK) {
+        r->got++;
+        r->got_sum += msg_take_int(&m);
+      }
     } else {
-      CHECK_RC(rc, CONC_ETIMEDOUT);
-      conc_msg_free(&m);
+      msg_int(&m, i + 1);
+      if ((rc = conc_chan_send(r->c, &m, deadline)) == CONC_OK) {
+        r->sent++;
+        r->sent_sum += i + 1;
+      } else {
+        conc_msg_free(&m);
+      }
     }
+    if (rc != CONC_OK) CHECK_RC(rc, CONC_ETIMEDOUT);
   }
   atomic_store(&r->stop, 1);
   join(t);
-  CHECK(r->sent > 0);
+  CHECK(r->got > 0);
   CHECK_EQ(r->sent, r->got);
   CHECK_EQ(r->sent_sum, r->got_sum);
   conc_release((conc_obj *)r->c);
   free(r);
 }
+
+static void deadline_races_handover(void) { deadline_race(1); }
+static void deadline_races_handover_send(void) { deadline_race(0); }
 
 /*
  * A receive that does not wait must succeed whenever a completed send's
