@@ -112,12 +112,7 @@ static void wait_in_flight(unsigned *spins) {
  */
 static inline void prefetch_next(const conc_chan *c, size_t pos) {
   if (c->cap < 16) return;
-  const conc_slot *next = &c->slots[slot_of(c, pos + 1)];
-#if defined(__x86_64__) || defined(__i386__)
-  __asm__ __volatile__("prefetchw %0" : : "m"(*(const char *)next));
-#else
-  __builtin_prefetch(next, 1, 3);
-#endif
+  conc__prefetch_write(&c->slots[slot_of(c, pos + 1)]);
 }
 
 /* OK, EAGAIN (full) or ECLOSED. On OK the ring owns *m.
@@ -322,8 +317,9 @@ int conc__chan_try_recv(conc_chan *c, conc_msg *out, conc_waiter **wake) {
 /* ---- unbuffered: the lock, and a rendezvous ----------------------------- */
 
 /* Links the thread's own sudog on q (lock held), unlocks, parks; returns
- * the result. A plain wait: nobody claims it, the waker unlinks it under
- * the lock (see conc__waiter_park_plain). */
+ * the result. A plain wait: it never claims itself, and at its deadline
+ * looks under the lock whether a waker took it (see
+ * conc__waiter_park_plain). */
 static int wait_on(conc_chan *c, conc_waitq *q, conc_msg *elem,
                    conc_time deadline) {
   conc_waiter *w = conc__waiter_self();

@@ -8,8 +8,8 @@
  * swap on `selected` (only one claim ever wins, which is what makes
  * select pick exactly one case), completes the operation for it while
  * holding the queue's lock, and wakes it after releasing that lock. A
- * plain channel wait (not a select) is neither claimed nor, while it
- * spins, woken after the lock: see struct conc_waiter.
+ * plain channel wait (not a select) that still spins is woken under the
+ * lock instead, and never claims itself: see struct conc_waiter.
  */
 #ifndef CONC_INTERNAL_H
 #define CONC_INTERNAL_H
@@ -88,6 +88,15 @@ static inline void conc__unlock(conc__lock_t *l) {
     conc__unlock_wake(l);
 }
 
+/* Asks for p's cache line, to write it, without waiting for it. */
+static inline void conc__prefetch_write(const void *p) {
+#if defined(__x86_64__) || defined(__i386__)
+  __asm__ __volatile__("prefetchw %0" : : "m"(*(const char *)p));
+#else
+  __builtin_prefetch(p, 1, 3);
+#endif
+}
+
 /* A spin-wait hint to the processor. */
 static inline void conc__cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -115,7 +124,6 @@ enum {
   CONC_SUDOG_DONE = 1,    /* the operation was done for it */
   CONC_SUDOG_RETRY = 2    /* buffered channel: try the operation again */
 };
-
 
 enum {
   CONC_SEL_NONE = -1,

@@ -376,10 +376,8 @@ void conc__waitq_remove(conc_waitq *q, conc_sudog *s) {
 conc_sudog *conc__waitq_claim(conc_waitq *q) {
   conc_sudog *s;
   while ((s = q->head) != NULL) {
-#if defined(__x86_64__) || defined(__i386__)
     /* Its line, to write: a plain wait's whole hand-off is on it. */
-    __asm__ __volatile__("prefetchw %0" : : "m"(*(const char *)s));
-#endif
+    conc__prefetch_write(s);
     conc__waitq_remove(q, s);
     /* A plain wait (see struct conc_waiter) never claims itself, but a
      * deadlock abort may have claimed it (sched.c): then it is stale. */

@@ -122,8 +122,6 @@ void lheap_use_malloc(lheap *h, int on) {
   if (on) h->mixed = 1;
 }
 
-size_t lheap_chunk_bytes(const lheap *h) { return h->chunk_bytes; }
-
 size_t lheap_all_chunk_bytes(void) {
   return atomic_load_explicit(&all_chunk_bytes, memory_order_relaxed);
 }

@@ -38,9 +38,7 @@ void lheap_use_malloc(lheap *h, int on);
 /* Gives back to malloc every chunk none of whose blocks is in use;
  * returns the bytes given back. */
 size_t lheap_trim(lheap *h);
-/* Bytes the heap took from malloc for its chunks. */
-size_t lheap_chunk_bytes(const lheap *h);
-/* The same, summed over every heap alive. */
+/* Bytes every heap alive took from malloc for its chunks. */
 size_t lheap_all_chunk_bytes(void);
 
 #endif

@@ -60,7 +60,7 @@ static void blocks_are_disjoint_and_reused(void) {
   CHECK(alloc(h, q, 101, 0) == NULL);
   CHECK(alloc(h, NULL, 0, 97) == q);  /* the same class: reused first */
   for (unsigned i = 0; i < N; i++) alloc(h, p[i], 1 + i % 300, 0);
-  CHECK(lheap_chunk_bytes(h) >= CHUNK_FIRST);
+  CHECK(h->chunk_bytes >= CHUNK_FIRST);
   lheap_free(h);
 }
 
@@ -98,8 +98,8 @@ static void free_returns_everything(void) {
   alloc(h, big, 5000, 0);
   CHECK_EQ(big_frees, 1);
   size_t before = lheap_all_chunk_bytes();
-  CHECK(before >= lheap_chunk_bytes(h));
-  size_t mine = lheap_chunk_bytes(h);
+  CHECK(before >= h->chunk_bytes);
+  size_t mine = h->chunk_bytes;
   lheap_free(h);  /* ASan: no leak */
   CHECK_EQ(lheap_all_chunk_bytes(), before - mine);
 }
@@ -188,13 +188,13 @@ static void trim_gives_back_free_chunks(void) {
     p[i] = alloc(h, NULL, 0, 48);
     fill(p[i], 48, (unsigned)i);
   }
-  size_t all = lheap_chunk_bytes(h);
+  size_t all = h->chunk_bytes;
   CHECK(all > 900000);
   CHECK_EQ(lheap_trim(h), 0);  /* nothing free */
   for (int i = 100; i < N; i++) alloc(h, p[i], 48, 0);
   size_t given = lheap_trim(h);
   CHECK(given > all / 2);
-  CHECK_EQ(lheap_chunk_bytes(h), all - given);
+  CHECK_EQ(h->chunk_bytes, all - given);
   for (int i = 0; i < 100; i++) CHECK(filled(p[i], 48, (unsigned)i));
   for (int i = 100; i < N; i++) {  /* the rest serves again */
     p[i] = alloc(h, NULL, 0, 48);
@@ -215,7 +215,7 @@ static void trim_gives_back_free_chunks(void) {
   for (int i = 0; i < N; i++) alloc(h, p[i], i < 50 ? 16 : 48, 0);
   for (int i = 0; i < nrest; i++) alloc(h, rest[i], 16, 0);
   for (int i = 0; i < 10; i++) lheap_trim(h);
-  CHECK(lheap_chunk_bytes(h) <= CHUNK_MAX);  /* the current chunk only */
+  CHECK(h->chunk_bytes <= CHUNK_MAX);  /* the current chunk only */
   lheap_free(h);
 }
 
@@ -224,7 +224,7 @@ static void trim_gives_back_free_chunks(void) {
 static void malloc_while_limited(void) {
   lheap *h = lheap_new();
   void *mine = alloc(h, NULL, 0, 64);
-  size_t chunks = lheap_chunk_bytes(h);
+  size_t chunks = h->chunk_bytes;
   lheap_use_malloc(h, 1);
   enum { N = 1000 };
   static void *p[N];
@@ -232,7 +232,7 @@ static void malloc_while_limited(void) {
     p[i] = alloc(h, NULL, 0, 1 + (size_t)i % 256);
     fill(p[i], 1 + (size_t)i % 256, (unsigned)i);
   }
-  CHECK_EQ(lheap_chunk_bytes(h), chunks);  /* no chunk grew */
+  CHECK_EQ(h->chunk_bytes, chunks);  /* no chunk grew */
   void *moved = alloc(h, mine, 64, 100);   /* out of the classes */
   CHECK(moved != mine);
   lheap_use_malloc(h, 0);
@@ -259,7 +259,7 @@ static void passthrough_when_off(void) {
   big_frees = 0;
   alloc(h, p, 24, 0);
   CHECK_EQ(big_frees, 1);
-  CHECK_EQ(lheap_chunk_bytes(h), 0);
+  CHECK_EQ(h->chunk_bytes, 0);
   lheap_free(h);
 }
 
@@ -314,7 +314,7 @@ static void random_operations(void) {
       alloc(h, p[i], n[i], 0);
     }
   lheap_trim(h);
-  CHECK(lheap_chunk_bytes(h) <= CHUNK_MAX);
+  CHECK(h->chunk_bytes <= CHUNK_MAX);
   lheap_free(h);
 }
 
