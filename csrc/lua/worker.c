@@ -125,14 +125,39 @@ void lconc_report_running(void) {
  * Libraries opened when a task first names them (through the __index of
  * its globals) rather than when the state is made: most workers never
  * touch most of them, and a parked worker's memory is mostly its
- * lua_State. Strings find theirs through a stand-in string metatable
- * (lazy_string_meta). Only base and package are open from the start.
+ * lua_State. Only base, package and string are open from the start
+ * (string because every string reaches it through its metatable, whose
+ * __index must be the string table itself, as in a fresh lua5.4).
+ * Each opener also takes the library's fingerprint (see watch below).
  */
+enum {
+  W_STRING, W_TABLE, W_COROUTINE, W_MATH, W_IO, W_OS, W_UTF8, W_DEBUG,
+  W_STRING_META, W_COUNT
+};
+
+static void watch_lib(lua_State *L, int which);
+
+#define WATCHED_OPENER(fname, opener, which) \
+  static int fname(lua_State *L) {           \
+    opener(L);                               \
+    watch_lib(L, which);                     \
+    return 1;                                \
+  }
+WATCHED_OPENER(open_string, luaopen_string, W_STRING)
+WATCHED_OPENER(open_table, luaopen_table, W_TABLE)
+WATCHED_OPENER(open_coroutine, luaopen_coroutine, W_COROUTINE)
+WATCHED_OPENER(open_math, luaopen_math, W_MATH)
+WATCHED_OPENER(open_io, luaopen_io, W_IO)
+WATCHED_OPENER(open_os, luaopen_os, W_OS)
+WATCHED_OPENER(open_utf8, luaopen_utf8, W_UTF8)
+WATCHED_OPENER(open_debug, luaopen_debug, W_DEBUG)
+
+/* In W_ order: lazy_libs[i] is watched as W_i. */
 static const luaL_Reg lazy_libs[] = {
-    {LUA_STRLIBNAME, luaopen_string}, {LUA_TABLIBNAME, luaopen_table},
-    {LUA_COLIBNAME, luaopen_coroutine}, {LUA_MATHLIBNAME, luaopen_math},
-    {LUA_IOLIBNAME, luaopen_io},      {LUA_OSLIBNAME, luaopen_os},
-    {LUA_UTF8LIBNAME, luaopen_utf8},  {LUA_DBLIBNAME, luaopen_debug},
+    {LUA_STRLIBNAME, open_string},    {LUA_TABLIBNAME, open_table},
+    {LUA_COLIBNAME, open_coroutine},  {LUA_MATHLIBNAME, open_math},
+    {LUA_IOLIBNAME, open_io},         {LUA_OSLIBNAME, open_os},
+    {LUA_UTF8LIBNAME, open_utf8},     {LUA_DBLIBNAME, open_debug},
     {NULL, NULL}};
 
 /* What luaopen_base puts in the globals (Lua 5.4: 24 functions, _G and
@@ -141,6 +166,7 @@ static const luaL_Reg lazy_libs[] = {
 
 static const char lazy_mt_key = 'l';  /* registry: the globals' metatable */
 static const char require_key = 'r';  /* registry: package's require */
+static const char io_files_key = 'f'; /* registry: io's default files */
 
 /* __index(env, k) of task globals: opens a lazy library on first use. */
 static int lazy_index(lua_State *L) {
@@ -155,44 +181,6 @@ static int lazy_index(lua_State *L) {
   }
   return 0;
 }
-
-/* The stand-in string metatable: its events open the string library
- * (which installs the real metatable), then do what was asked. */
-static void open_string_lib(lua_State *L) {
-  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 0);
-  lua_pop(L, 1);
-}
-
-static int lazy_string_index(lua_State *L) {
-  open_string_lib(L);
-  lua_settop(L, 2);
-  lua_gettable(L, 1);
-  return 1;
-}
-
-#define LAZY_STRING_ARITH(fname, op, nargs) \
-  static int fname(lua_State *L) {          \
-    open_string_lib(L);                     \
-    lua_settop(L, nargs);                   \
-    lua_arith(L, op);                       \
-    return 1;                               \
-  }
-LAZY_STRING_ARITH(lazy_string_add, LUA_OPADD, 2)
-LAZY_STRING_ARITH(lazy_string_sub, LUA_OPSUB, 2)
-LAZY_STRING_ARITH(lazy_string_mul, LUA_OPMUL, 2)
-LAZY_STRING_ARITH(lazy_string_mod, LUA_OPMOD, 2)
-LAZY_STRING_ARITH(lazy_string_pow, LUA_OPPOW, 2)
-LAZY_STRING_ARITH(lazy_string_div, LUA_OPDIV, 2)
-LAZY_STRING_ARITH(lazy_string_idiv, LUA_OPIDIV, 2)
-LAZY_STRING_ARITH(lazy_string_unm, LUA_OPUNM, 1)
-
-/* The events the string library's own metatable answers (Lua 5.4). */
-static const luaL_Reg lazy_string_meta[] = {
-    {"__index", lazy_string_index}, {"__add", lazy_string_add},
-    {"__sub", lazy_string_sub},     {"__mul", lazy_string_mul},
-    {"__mod", lazy_string_mod},     {"__pow", lazy_string_pow},
-    {"__div", lazy_string_div},     {"__idiv", lazy_string_idiv},
-    {"__unm", lazy_string_unm},     {NULL, NULL}};
 
 /*
  * A state's memory: its own heap (heap.h), and the counter of a task's
@@ -213,6 +201,10 @@ typedef struct state_mem {
   size_t used, limit;  /* limit 0: none */
   bool hit;            /* a refusal happened during this task */
   bool warn_on, warn_cont;  /* warn(): "@on" seen; a message continues */
+  /* The standard libraries as opened, and the string metatable: each
+   * table's address (NULL: not open) and the fingerprint of its
+   * contents then, to tell whether a task changed them. */
+  struct { const void *table; uint64_t print; } watch[W_COUNT];
 } state_mem;
 
 static void *counting_alloc(void *ud, void *ptr, size_t osize,
@@ -242,6 +234,180 @@ static state_mem *mem_of(lua_State *L) {
   void *ud;
   lua_getallocf(L, &ud);
   return (state_mem *)ud;
+}
+
+/* ---- what a task may leave behind ------------------------------------------ */
+
+/*
+ * A task must start as in a fresh state, whatever the last task on its
+ * thread did. What is cheap to put back is put back after every task
+ * (reset_state): the collector's mode and parameters and whether it runs,
+ * the debug hook, io's default input and output, warn()'s switch, the
+ * metatables of the types other than string and userdata, math.random's
+ * seed. What is not (the contents of a standard library table, which
+ * every later task would see, or the string metatable) is detected
+ * instead (state_changed), and the thread replaces its state.
+ *
+ * Detection compares fingerprints: a sum over a table's entries of a
+ * hash of each key and value by identity (address for collectable
+ * values, bits for the others), so adding, removing or replacing an
+ * entry changes it. A false alarm only costs a new state. Only the
+ * libraries a state has opened are checked (string and its metatable:
+ * 27 entries, ~0.5 us a task).
+ */
+/* Lua 5.4's defaults (lgc.h; not in its public headers). */
+#define GC_PAUSE 200
+#define GC_STEPMUL 100
+#define GC_STEPSIZE 13
+
+static uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9u;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebu;
+  return x ^ (x >> 31);
+}
+
+static uint64_t value_bits(lua_State *L, int idx) {
+  int type = lua_type(L, idx);
+  uint64_t bits = 0;
+  if (type == LUA_TNUMBER) {
+    if (lua_isinteger(L, idx)) {
+      bits = (uint64_t)lua_tointeger(L, idx);
+    } else {
+      lua_Number n = lua_tonumber(L, idx);
+      memcpy(&bits, &n, sizeof bits < sizeof n ? sizeof bits : sizeof n);
+      type += 16;
+    }
+  } else if (type == LUA_TBOOLEAN) {
+    bits = (uint64_t)lua_toboolean(L, idx);
+  } else {
+    bits = (uint64_t)(uintptr_t)lua_topointer(L, idx);
+  }
+  return mix64(bits ^ ((uint64_t)type << 56));
+}
+
+/* The fingerprint of the table at idx (order-independent). */
+static uint64_t fingerprint(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  uint64_t sum = 0, n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    sum += mix64(value_bits(L, -2) * 31 + value_bits(L, -1));
+    n++;
+    lua_pop(L, 1);
+  }
+  return sum + mix64(n);
+}
+
+static void watch_table(lua_State *L, int idx, int which) {
+  state_mem *m = mem_of(L);
+  m->watch[which].table = lua_topointer(L, idx);
+  m->watch[which].print = fingerprint(L, idx);
+}
+
+/* Called by each library's opener with the library on top. The string
+ * library also sets the string metatable, watched with it. */
+static void watch_lib(lua_State *L, int which) {
+  if (!lua_istable(L, -1)) return;
+  watch_table(L, -1, which);
+  if (which == W_STRING) {
+    lua_pushliteral(L, "");
+    if (lua_getmetatable(L, -1)) {
+      watch_table(L, -1, W_STRING_META);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  if (which == W_IO) {  /* its default files, to put them back */
+    lua_createtable(L, 2, 0);
+    lua_getfield(L, LUA_REGISTRYINDEX, "_IO_input");
+    lua_rawseti(L, -2, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, "_IO_output");
+    lua_rawseti(L, -2, 2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &io_files_key);
+  }
+}
+
+/* Whether the table at idx (or none, if it is not a table) is the one
+ * watched as `which`, unchanged. Pops it. */
+static bool same_as_watched(lua_State *L, state_mem *m, int which) {
+  bool same = lua_istable(L, -1)
+      ? m->watch[which].table == lua_topointer(L, -1) &&
+            m->watch[which].print == fingerprint(L, -1)
+      : m->watch[which].table == NULL && lua_isnil(L, -1);
+  lua_pop(L, 1);
+  return same;
+}
+
+/* Whether the task changed what cannot be put back cheaply: a standard
+ * library table (in package.loaded under its name) or the string
+ * metatable. */
+static bool state_changed(lua_State *L) {
+  state_mem *m = mem_of(L);
+  bool changed = false;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  for (int i = 0; !changed && lazy_libs[i].name; i++) {
+    lua_getfield(L, -1, lazy_libs[i].name);
+    changed = !same_as_watched(L, m, i);
+  }
+  lua_pop(L, 1);
+  lua_pushliteral(L, "");
+  if (!lua_getmetatable(L, -1)) lua_pushnil(L);
+  changed = changed || !same_as_watched(L, m, W_STRING_META);
+  lua_pop(L, 1);
+  return changed;
+}
+
+/* Puts back what a task may have changed that is cheap to put back
+ * (see above). Runs protected (math.randomseed may raise). */
+static int reset_state(lua_State *L) {
+  state_mem *m = mem_of(L);
+  lua_sethook(L, NULL, 0, 0);
+  lua_gc(L, LUA_GCRESTART);
+  lua_gc(L, LUA_GCINC, GC_PAUSE, GC_STEPMUL, GC_STEPSIZE);
+  m->warn_on = m->warn_cont = false;
+  static const int types[] = {LUA_TNIL, LUA_TBOOLEAN, LUA_TNUMBER,
+                              LUA_TFUNCTION, LUA_TLIGHTUSERDATA, LUA_TTHREAD};
+  for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+    switch (types[i]) {  /* a value of each type, to reach its metatable */
+      case LUA_TNIL: lua_pushnil(L); break;
+      case LUA_TBOOLEAN: lua_pushboolean(L, 0); break;
+      case LUA_TNUMBER: lua_pushinteger(L, 0); break;
+      case LUA_TFUNCTION: lua_pushcfunction(L, reset_state); break;
+      case LUA_TLIGHTUSERDATA: lua_pushlightuserdata(L, NULL); break;
+      default: lua_pushthread(L); break;
+    }
+    if (lua_getmetatable(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushnil(L);
+      lua_setmetatable(L, -2);
+    }
+    lua_pop(L, 1);
+  }
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &io_files_key) == LUA_TTABLE) {
+    lua_rawgeti(L, -1, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "_IO_input");
+    lua_rawgeti(L, -1, 2);
+    lua_setfield(L, LUA_REGISTRYINDEX, "_IO_output");
+  }
+  lua_pop(L, 1);
+  if (m->watch[W_MATH].table != NULL) {  /* a fresh state seeds randomly */
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, LUA_MATHLIBNAME);
+    lua_getfield(L, -1, "randomseed");
+    lua_call(L, 0, 0);
+    lua_pop(L, 2);
+  }
+  return 0;
+}
+
+/* After a task: true if the thread must replace its state. */
+static bool clean_state(lua_State *L) {
+  lua_settop(L, 0);
+  if (state_changed(L)) return true;
+  lua_pushcfunction(L, reset_state);
+  return lua_pcall(L, 0, 0, 0) != LUA_OK;  /* memory ran out: replace */
 }
 
 /* What luaL_newstate would set (the state is made with lua_newstate, to
@@ -286,10 +452,7 @@ static int setup_state(lua_State *L) {
   lua_pushcfunction(L, luaopen_conc_core);
   lua_setfield(L, -2, "conc.core");
   lua_pop(L, 1);
-  lua_pushliteral(L, "");
-  luaL_newlibtable(L, lazy_string_meta);
-  luaL_setfuncs(L, lazy_string_meta, 0);
-  lua_setmetatable(L, -2);  /* every string's, until string opens */
+  luaL_requiref(L, LUA_STRLIBNAME, open_string, 0);
   lua_pop(L, 1);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, lazy_index);
@@ -476,7 +639,9 @@ static int finish(lua_State *L, lconc_task *t, int ok, bool oom, int base) {
   return o.ok;
 }
 
-static void run_task(lua_State *L, lconc_task *t) {
+/* Runs t in L; true if L must be replaced before the next task (the
+ * task changed what a fresh state would not have, see clean_state). */
+static bool run_task(lua_State *L, lconc_task *t) {
   current_id = t->id;
   conc__thread_enter(t->id);
   lua_settop(L, 0);
@@ -509,7 +674,11 @@ static void run_task(lua_State *L, lconc_task *t) {
   lconc_blocking(NULL);  /* the state may be closed before the next task */
   conc__thread_leave();
   if (t->memory_limit) lua_gc(L, LUA_GCCOLLECT);  /* give it back now */
+  /* Before the task ends: its spawner may hand the thread the next one
+   * at once, and a thread still busy here would not be found idle. */
+  bool replace = clean_state(L);
   end_task(t, ok ? TASK_DONE : TASK_FAILED);
+  return replace;
 }
 
 /* A task that could not start (no state): it fails with a message. */
@@ -571,10 +740,13 @@ static void *thread_main(void *arg) {
     fail_task(t, "conc.go: cannot create a lua_State");
   } else {
     while (t != NULL) {
-      run_task(p->L, t);
+      if (run_task(p->L, t)) {
+        close_state(p->L);
+        if ((p->L = new_state()) == NULL) break;
+      }
       t = idle_wait(p);
     }
-    close_state(p->L);
+    if (p->L != NULL) close_state(p->L);
   }
   conc__lock(&pool.lock);
   pool.threads--;

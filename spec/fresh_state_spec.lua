@@ -1,0 +1,164 @@
+-- A task starts as a fresh state would, whatever the task before it on
+-- the same pooled thread did (issue 11, point 2). Each case runs a task
+-- that changes something state-wide, then tasks that must not see it.
+-- Tasks run one after another, so the pool hands each to the same idle
+-- thread (ROUNDS pairs make sure a thread that carried a change over
+-- would be met).
+local conc = require("conc")
+local support = require("support")
+
+local ROUNDS = 20
+
+-- Runs fn in a worker and returns its results (fails on a worker error).
+local function run(fn, ...)
+  return support.join_ok(conc.go(fn, ...))
+end
+
+-- Runs `change` then `probe` ROUNDS times; probe must return true.
+local function carries_nothing(change, probe)
+  for round = 1, ROUNDS do
+    run(change)
+    local ok, what = run(probe)
+    assert(ok == true, ("round %d: %s"):format(round, tostring(what)))
+  end
+end
+
+describe("a task starts as a fresh state would", function()
+  it("getmetatable('').__index is the string table", function()
+    assert.is_true(run(function()
+      return getmetatable("").__index == string
+    end))
+  end)
+
+  it("the idiom getmetatable('').__index.f = fn works in a task", function()
+    assert.equal("x", run(function()
+      getmetatable("").__index.trim = function(s)
+        return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+      end
+      return ("  x "):trim()
+    end))
+  end)
+
+  it("a method added to the string table does not reach the next task",
+    function()
+      carries_nothing(function()
+        string.shout = function(s) return s:upper() .. "!" end
+      end, function()
+        return string.shout == nil and ("x").shout == nil, "string.shout"
+      end)
+    end)
+
+  it("a changed string metatable does not reach the next task", function()
+    carries_nothing(function()
+      getmetatable("").__call = function() return "called" end
+    end, function()
+      return not pcall(function() return ("x")() end), "__call"
+    end)
+    carries_nothing(function()
+      debug.setmetatable("", {__index = {len = function() return -1 end}})
+    end, function()
+      return ("abc"):len() == 3 and getmetatable("").__index == string,
+        "replaced metatable"
+    end)
+  end)
+
+  it("a change to another standard library table does not carry over",
+    function()
+      carries_nothing(function() math.pi = 3 end, function()
+        return math.pi > 3.14, "math.pi"
+      end)
+      carries_nothing(function() table.insert = nil end, function()
+        return type(table.insert) == "function", "table.insert"
+      end)
+      carries_nothing(function() package.loaded.os = {} end, function()
+        return type(os.time) == "function", "package.loaded.os"
+      end)
+    end)
+
+  it("collectgarbage('stop') does not carry over", function()
+    carries_nothing(function() collectgarbage("stop") end, function()
+      return collectgarbage("isrunning"), "collector stopped"
+    end)
+  end)
+
+  it("the collector's mode and parameters do not carry over", function()
+    carries_nothing(function()
+      collectgarbage("generational")
+    end, function()
+      return collectgarbage("incremental") == "incremental", "mode"
+    end)
+    carries_nothing(function()
+      collectgarbage("setpause", 1000)
+      collectgarbage("setstepmul", 400)
+    end, function()
+      local pause = collectgarbage("setpause", 200)
+      local mul = collectgarbage("setstepmul", 100)
+      return pause == 200 and mul == 100, ("pause %d, stepmul %d"):format(
+        pause, mul)
+    end)
+  end)
+
+  it("debug.sethook does not carry over", function()
+    carries_nothing(function()
+      debug.sethook(function() end, "l")
+    end, function()
+      return debug.gethook() == nil, "hook still set"
+    end)
+  end)
+
+  it("io.output(file) and io.input(file) do not carry over", function()
+    carries_nothing(function()
+      io.output(io.tmpfile())
+      io.input(io.tmpfile())
+    end, function()
+      return io.output() == io.stdout and io.input() == io.stdin,
+        "default files"
+    end)
+  end)
+
+  it("metatables of other types do not carry over", function()
+    carries_nothing(function()
+      debug.setmetatable(0, {__index = math})
+      debug.setmetatable(nil, {__index = function() return 1 end})
+      debug.setmetatable(print, {__index = {x = 1}})
+      debug.setmetatable(true, {__len = function() return 1 end})
+    end, function()
+      return getmetatable(0) == nil and getmetatable(nil) == nil and
+        getmetatable(print) == nil and getmetatable(true) == nil,
+        "a type metatable is still set"
+    end)
+  end)
+
+  it("math.randomseed does not carry over", function()
+    math.randomseed(42)
+    local seeded = math.random(1 << 40)
+    for _ = 1, ROUNDS do
+      run(function() math.randomseed(42) end)
+      assert.not_equal(seeded, run(function()
+        return math.random(1 << 40)
+      end))
+    end
+  end)
+
+  it("warn('@on') does not carry over", function()
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      for _ = 1, 5 do
+        assert(conc.go(function() warn("@on") end):join())
+        assert(conc.go(function() warn("leaked warning") end):join())
+      end
+      print("done")
+    ]])
+    assert.equal(0, rc)
+    assert.equal("done\n", out)
+  end)
+
+  it("a replaced state still serves tasks, with modules loadable", function()
+    for _ = 1, ROUNDS do
+      run(function() string.x = 1 end)
+      assert.equal(3, run(function()
+        return require("conc").chan(3):cap() + #string.rep("", 0)
+      end))
+    end
+  end)
+end)
