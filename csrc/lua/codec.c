@@ -1104,6 +1104,18 @@ const char *lconc_msg_string(const conc_msg *m, size_t *len) {
   return (const char *)d + i;
 }
 
+const char *lconc_msg_type_name(const conc_msg *m) {
+  static const char *const names[] = {
+      [T_NIL] = "nil", [T_FALSE] = "boolean", [T_TRUE] = "boolean",
+      [T_INT] = "number", [T_FLOAT] = "number", [T_STR] = "string",
+      [T_TABLE] = "table", [T_REF] = "table", [T_FUNC] = "function",
+      [T_MODULE] = "module member", [T_OBJ] = "conc object",
+      [T_ENV] = "table"};
+  const unsigned char *d = conc_msg_data(m);
+  if (m->len < 2 || d[1] >= sizeof names / sizeof names[0]) return "no";
+  return names[d[1]];
+}
+
 void lconc_msg_from_number(conc_msg *m, lua_Number n) {
   unsigned char buf[1 + 1 + sizeof n];
   buf[0] = 0;

@@ -4,10 +4,15 @@
 #include <dlfcn.h>
 #include "worker.h"
 
-/* The program ends with the main state: say which workers it abandons. */
+/*
+ * The program ends with the main state: say which workers it abandons.
+ * The main thread keeps counting as a live thread until the process
+ * ends: finalizers still to run (those of objects made before conc was
+ * loaded run after this one) may wait in conc, and a wait that nothing
+ * can end must be reported as a deadlock, not hang the exit silently.
+ */
 static int main_state_closing(lua_State *L) {
   (void)L;
-  lconc_main_leave();
   lconc_report_running();
   return 0;
 }

@@ -97,6 +97,8 @@ CONC_API int lconc_decode(lua_State *L, conc_msg *m);
 
 /* The string of a message holding exactly one string, or NULL. */
 CONC_API const char *lconc_msg_string(const conc_msg *m, size_t *len);
+/* The Lua type of the first value of *m ("table", "conc object"...). */
+CONC_API const char *lconc_msg_type_name(const conc_msg *m);
 /* A message holding one number (what timers send). */
 CONC_API void lconc_msg_from_number(conc_msg *m, lua_Number n);
 /* A message holding one short string (an error text); never fails for
@@ -128,9 +130,9 @@ CONC_API void lconc_open_sched(lua_State *L);    /* lsched.c */
 CONC_API void lconc_blocking(lua_State *L);
 /* Raises "fname: all workers are asleep - deadlock!" and the report. */
 CONC_API int lconc_raise_deadlock(lua_State *L, const char *fname);
-/* The main script's thread starts / stops counting as a Lua thread. */
+/* The main script's thread starts counting as a Lua thread (for good:
+ * see main_state_closing in lconc.c). */
 CONC_API void lconc_main_enter(void);
-CONC_API void lconc_main_leave(void);
 
 __attribute__((visibility("default"))) int luaopen_conc_core(lua_State *L);
 

@@ -60,13 +60,6 @@ void lconc_main_enter(void) {
   conc__thread_enter(0);
 }
 
-void lconc_main_leave(void) {
-  conc__main_ended();
-  if (!conc__waiter_self()->counted) return;
-  conc__thread_leave();
-  conc__live_add(-1);
-}
-
 /* conc.set_deadlock_mode("exit" | "error" | "off") */
 static int set_deadlock_mode(lua_State *L) {
   static const char *const modes[] = {"exit", "error", "off", NULL};
