@@ -124,3 +124,156 @@ describe("the end of the program", function()
     assert.matches("still running (id 1)", out, 1, true)
   end)
 end)
+
+describe("once:call always finishes", function()
+  -- Point 6: whatever fails while the outcome is shared, the once ends.
+  it("results that cannot travel: the runner gets them, others an error",
+    function()
+      local once = conc.once()
+      local co = coroutine.create(print)
+      local got = once:call(function() return co end)
+      assert.equal(co, got)  -- the runner's own value
+      local h = conc.go(function(o)
+        return pcall(o.call, o, function() return "not run" end)
+      end, once)
+      assert.is_true(h:wait(5), "a later caller waits forever")
+      local ok, pok, err = h:join()
+      assert.is_true(ok)
+      assert.is_false(pok)
+      assert.matches("conc.once:call: result #1: cannot transfer a coroutine",
+        err, 1, true)
+    end)
+
+  it("an error value that cannot travel: later callers get its text",
+    function()
+      local once = conc.once()
+      local co = coroutine.create(print)
+      local ok, err = pcall(once.call, once, function() error(co) end)
+      assert.is_false(ok)
+      assert.equal(co, err)  -- the runner's own error value
+      local h = conc.go(function(o)
+        return pcall(o.call, o, function() end)
+      end, once)
+      assert.is_true(h:wait(5), "a later caller waits forever")
+      local _, pok, err2 = h:join()
+      assert.is_false(pok)
+      assert.matches("^thread: ", err2)
+    end)
+
+  it("sharing that runs out of memory still ends the once", function()
+    -- In a worker near its memory limit, each round fills the heap to
+    -- the limit, frees a little more than the round before, then runs a
+    -- once whose results need memory to be encoded; another caller must
+    -- always get an outcome.
+    local h = conc.go({memory_limit = 300000}, function()
+      local c = require("conc")
+      local hung, rounds = 0, 0
+      for i = 1, 300 do
+        local o = c.once()
+        local ballast = {}
+        pcall(function() while true do ballast[#ballast + 1] = {} end end)
+        for _ = 1, i do ballast[#ballast] = nil end
+        pcall(o.call, o, function()
+          return {print, {1, 2, 3}, function() return 1 end}
+        end)
+        ballast = nil
+        collectgarbage()
+        local other = c.go(function(oo)
+          return pcall(oo.call, oo, function() return "again" end)
+        end, o)
+        if other:wait(5) then rounds = rounds + 1 else hung = hung + 1 end
+      end
+      return hung, rounds
+    end)
+    local ok, hung, rounds = h:join()
+    assert.is_true(ok, hung)
+    assert.equal(0, hung)
+    assert.equal(300, rounds)
+  end)
+end)
+
+describe("guards never leave a lock held", function()
+  -- Point 7: a guard that cannot be made (out of memory) locks nothing.
+  for _, case in ipairs({
+    {"mutex", "guard", function(mu) return mu:try_lock() end},
+    {"rwmutex", "guard", function(rw) return rw:try_lock() end},
+    {"rwmutex", "rguard", function(rw) return rw:try_lock() end},
+  }) do
+    local kind, method, free = case[1], case[2], case[3]
+    it(("%s:%s out of memory leaves it unlocked"):format(kind, method),
+      function()
+        local h = conc.go({memory_limit = 200000}, function(k, m, is_free)
+          local c = require("conc")
+          local lock = c[k]()
+          local failures = 0
+          -- One round: a list of small tables fills the heap, short
+          -- strings take what is left (< 32 bytes stay free), i % 4 list
+          -- nodes (72 bytes each) are let go, then the guard is asked
+          -- for. Made before the heap is full (a closure allocates); no
+          -- collection cycle meanwhile (one would shrink the Lua stack).
+          -- Memory may also run out outside the guard call (growing the
+          -- stack): the lock must be free after the round all the same.
+          local function round(i, out)
+            local spare, ballast = {}, nil
+            for j = 1, 32 do spare[j] = false end
+            local function fill() while true do ballast = {ballast} end end
+            local function put(j) spare[j] = ("%d.%d"):format(i, j) end
+            collectgarbage("stop")
+            pcall(fill)
+            for j = 1, 32 do pcall(put, j) end
+            for _ = 1, i % 4 do ballast = ballast[1] end
+            local ok, g = pcall(lock[m], lock)
+            if ok then out.guard = g else out.err = g end
+          end
+          for i = 1, 200 do
+            local out = {guard = false, err = false}
+            pcall(round, i, out)
+            collectgarbage("restart")
+            collectgarbage()
+            if out.guard then
+              getmetatable(out.guard).__close(out.guard)
+            elseif out.err then
+              assert(tostring(out.err):find("not enough memory"), out.err)
+              failures = failures + 1
+            end
+            if not is_free(lock) then return false, "held after round " .. i end
+            lock:unlock()
+          end
+          return true, failures
+        end, kind, method, free)
+        local ok, held_ok, failures = h:join()
+        assert.is_true(ok, held_ok)
+        assert.is_true(held_ok, failures)
+        assert.is_true(failures > 0, "no guard ever failed: test proves nothing")
+      end)
+  end
+end)
+
+describe("conc.go's options", function()
+  -- Point 11.
+  it("raises for an unknown option, naming it", function()
+    local ok, err = pcall(conc.go, {memory_limt = 1e6}, function() end)
+    assert.is_false(ok)
+    assert.matches("conc.go: unknown option 'memory_limt'", err, 1, true)
+    ok, err = pcall(conc.go, {true}, function() end)
+    assert.is_false(ok)
+    assert.matches("conc.go: unknown option '1'", err, 1, true)
+  end)
+
+  it("does not take a callable table for options", function()
+    local callable = setmetatable({}, {__call = function() return 1 end})
+    local ok, err = pcall(conc.go, callable, 1)
+    assert.is_false(ok)
+    assert.matches("conc.go: argument #1 is a callable table", err, 1, true)
+    ok, err = pcall(conc.go, setmetatable({}, {}), function() end)
+    assert.is_false(ok)
+    assert.matches("options table must be a plain table", err, 1, true)
+  end)
+
+  it("still takes memory_limit, as an integer or an integral float",
+    function()
+      assert.same({true, 7}, {conc.go({memory_limit = 1e6}, function()
+        return 7
+      end):join()})
+    end)
+end)

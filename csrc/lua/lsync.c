@@ -177,33 +177,52 @@ static int once_new(lua_State *L) {
   return 1;
 }
 
+/* What the runner shares with the other callers. */
+typedef struct once_outcome {
+  conc_msg msg;
+  int failed;
+} once_outcome;
+
+/* Protected: encodes the values at 2.. (fn's results, or its error if
+ * out->failed) for the other callers. Values that cannot travel make the
+ * outcome an error naming them (an error value that cannot travel: its
+ * text). Raises only when memory runs out. */
+static int once_share(lua_State *L) {
+  once_outcome *out = (once_outcome *)lua_touserdata(L, 1);
+  int n = lua_gettop(L) - 1;
+  if (lconc_encode_protected(L, 2, n, &out->msg, "conc.once:call",
+                             out->failed ? LCONC_VALUE : LCONC_RESULT, 1) == 0)
+    return 0;
+  if (out->failed) lconc_tostring_safe(L, 2);  /* the error's own text */
+  out->failed = 1;
+  lconc_encode(L, -1, 1, &out->msg, "conc.once:call", LCONC_VALUE, 1);
+  return 0;
+}
+
 /* Runs fn(...) at stack 2.. as the once's runner and publishes the
- * outcome; returns the results, or raises fn's error. */
+ * outcome; returns fn's results, or raises its error. Whatever happens
+ * the once finishes, or every later caller would wait forever: sharing
+ * runs protected, with a fixed text as the last resort. The runner
+ * gets fn's values themselves, even those that cannot travel (the other
+ * callers then get the error that says so). */
 static int once_run(lua_State *L, conc_once *o) {
   int nargs = lua_gettop(L) - 2;
   int ok = lua_pcall(L, nargs, LUA_MULTRET, 0) == LUA_OK;
-  int n = lua_gettop(L) - 1;
-  conc_msg outcome;
-  /* Whatever happens here, the once must finish, or its waiters hang:
-   * every encode is protected, with a plain text as the last resort. */
-  if (lconc_encode_protected(L, 2, n, &outcome, "conc.once:call",
-                             LCONC_RESULT, 1)) {
-    if (ok) {  /* results that cannot be shared: that is the error */
-      ok = 0;
-      lua_replace(L, 2);
-      lua_settop(L, 2);
-    } else {  /* an error value that cannot be shared: share its text */
-      lua_pop(L, 1);
-      lconc_tostring_safe(L, 2);
-    }
-    if (lconc_encode_protected(L, -1, 1, &outcome, "conc.once:call",
-                               LCONC_VALUE, 1)) {
-      lua_pop(L, 1);
-      lconc_msg_from_string(&outcome, "conc.once:call: fn failed");
-    }
-    if (lua_gettop(L) > 2) lua_pop(L, 1);  /* the runner gets its value */
+  int n = lua_gettop(L) - 1;  /* results, or the error, at 2.. */
+  once_outcome out = {.failed = !ok};
+  int shared = lua_checkstack(L, n + 2);
+  if (shared) {
+    lua_pushcfunction(L, once_share);
+    lua_pushlightuserdata(L, &out);
+    for (int i = 2; i <= n + 1; i++) lua_pushvalue(L, i);
+    shared = lua_pcall(L, n + 1, 0, 0) == LUA_OK;
+    if (!shared) lua_pop(L, 1);
   }
-  conc_once_finish(o, &outcome, !ok);
+  if (!shared) {
+    out.failed = 1;
+    lconc_msg_from_string(&out.msg, "conc.once:call: not enough memory");
+  }
+  conc_once_finish(o, &out.msg, out.failed);
   if (!ok) return lua_error(L);
   return n;
 }
@@ -256,9 +275,11 @@ static int guard_close(lua_State *L) {
   return unlock(L);
 }
 
-static int push_guard(lua_State *L, unlock_fn unlock) {
+/* Pushes an unarmed guard of the object at 1 (it unlocks nothing until
+ * its `unlock` is set). */
+static guard *push_guard(lua_State *L) {
   guard *g = (guard *)lua_newuserdatauv(L, sizeof *g, 1);
-  g->unlock = unlock;
+  g->unlock = NULL;
   if (luaL_newmetatable(L, guard_name)) {  /* first guard in this state */
     lua_pushcfunction(L, guard_close);
     lua_setfield(L, -2, "__close");
@@ -266,23 +287,30 @@ static int push_guard(lua_State *L, unlock_fn unlock) {
   lua_setmetatable(L, -2);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
+  return g;
+}
+
+/* mu:guard(), rw:guard(), rw:rguard(): lock, return the guard. The
+ * guard is made first, unarmed: making it may fail (out of memory),
+ * and a failure after locking would leave the lock held. */
+static int lock_guarded(lua_State *L, lua_CFunction lock, unlock_fn unlock) {
+  lua_settop(L, 1);
+  guard *g = push_guard(L);  /* self, guard */
+  lock(L);                   /* locks self; allocates nothing */
+  g->unlock = unlock;
   return 1;
 }
 
-/* mu:guard(), rw:guard(), rw:rguard(): lock, return the guard. */
 static int mu_guard(lua_State *L) {
-  mu_lock(L);
-  return push_guard(L, mu_unlock);
+  return lock_guarded(L, mu_lock, mu_unlock);
 }
 
 static int rw_guard(lua_State *L) {
-  rw_lock(L);
-  return push_guard(L, rw_unlock);
+  return lock_guarded(L, rw_lock, rw_unlock);
 }
 
 static int rw_rguard(lua_State *L) {
-  rw_rlock(L);
-  return push_guard(L, rw_runlock);
+  return lock_guarded(L, rw_rlock, rw_runlock);
 }
 
 /* ---- registration ---------------------------------------------------------------- */

@@ -1,6 +1,7 @@
 /*
  * lworker.c: conc.go and the worker handle (conc.worker).
  */
+#include <stdbool.h>
 #include <string.h>
 #include "worker.h"
 
@@ -19,8 +20,28 @@ static char *package_field(lua_State *L, const char *field) {
   return copy;
 }
 
+/* Raises for a key of the options table at index 1 that conc.go does
+ * not know (a misspelt `memory_limt` would otherwise run unlimited). */
+static void check_option_keys(lua_State *L) {
+  static const char *const known[] = {"memory_limit", NULL};
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    bool found = false;
+    if (lua_type(L, -1) == LUA_TSTRING)
+      for (int i = 0; known[i] && !found; i++)
+        found = strcmp(lua_tostring(L, -1), known[i]) == 0;
+    if (!found) {
+      lconc_tostring_safe(L, -1);
+      luaL_error(L, "conc.go: unknown option '%s' (options are: "
+                 "memory_limit)", lua_tostring(L, -1));
+    }
+  }
+}
+
 /* Reads conc.go's options table at index 1: the memory limit. */
 static size_t go_options(lua_State *L) {
+  check_option_keys(L);
   lua_getfield(L, 1, "memory_limit");
   lua_Integer limit = 0;
   if (!lua_isnil(L, -1)) {
@@ -39,6 +60,16 @@ static int go(lua_State *L) {
   size_t memory_limit = 0;
   int first = 1;
   if (lua_istable(L, 1)) {  /* options first */
+    /* A callable table is a function to run to a Go reader, but it
+     * cannot travel (a table with a metatable): say so rather than
+     * take it for options. */
+    if (luaL_getmetafield(L, 1, "__call") != LUA_TNIL)
+      return luaL_error(L, "conc.go: argument #1 is a callable table, "
+                        "which cannot be run in a worker (it has a "
+                        "metatable); wrap it in a function");
+    if (lua_getmetatable(L, 1))
+      return luaL_error(L, "conc.go: the options table must be a plain "
+                        "table (it has a metatable)");
     memory_limit = go_options(L);
     first = 2;
   }
