@@ -956,12 +956,15 @@ describe("bad input: conc.go and worker handles", function()
   end)
 
   it("conc.go(options) without a function blames argument #2", function()
-    for _, opts in ipairs({{}, {memory_limit = 1 << 20}, conc.pool()}) do
+    for _, opts in ipairs({{}, {memory_limit = 1 << 20}}) do
       assert.has_error(function() conc.go(opts) end,
         "bad argument #2 to 'go' (function expected, got no value)")
       assert.has_error(function() conc.go(opts, {}) end,
         "bad argument #2 to 'go' (function expected, got table)")
     end
+    -- an object of conc's Lua part is no options table
+    assert.has_error(function() conc.go(conc.pool(), print) end,
+      "conc.go: the options table must be a plain table (it has a metatable)")
   end)
 
   it("conc.go{memory_limit = n}: n is nil or a positive integer", function()
@@ -1794,8 +1797,8 @@ describe("bad input: conc.once", function()
       end
     end)
 
-  it("once:call(fn, v): results must be transferable; otherwise every " ..
-     "caller gets the error", function()
+  it("once:call(fn, v): the runner gets its values; results that cannot " ..
+     "travel are an error for every other caller", function()
       sweep{label = "once:call(function(x) return x end, v)", short = "call",
             qual = "conc.once:call",
             call = function(o, ...)
@@ -1805,9 +1808,6 @@ describe("bad input: conc.once", function()
                        check = function() end},
             args = {}, pos = 1,
             accept = function(r)
-              if not transferable(r) and r.kind ~= "none" then
-                return nil
-              end
               return function(res, o)
                 if r.kind == "none" then
                   returns()(res)
@@ -1815,20 +1815,28 @@ describe("bad input: conc.once", function()
                   expect(res.n == 1 and same(res[1], r.v),
                          "the runner got %s, not the value itself", show(res))
                 end
-                local again = table.pack(o:call(function() return "x" end))
-                expect(again.n == res.n and (res.n == 0 or
-                       copy_of(r, again[1])), "a later call got %s",
-                       show(again))
+                if transferable(r) or r.kind == "none" then
+                  local again = table.pack(o:call(function() return "x" end))
+                  expect(again.n == res.n and (res.n == 0 or
+                         copy_of(r, again[1])), "a later call got %s",
+                         show(again))
+                else
+                  local ok, err = pcall(o.call, o, function() return "x" end)
+                  expect(not ok and tostring(err):find(
+                         "conc.once:call: result #1: cannot transfer", 1,
+                         true), "a later call got %s", tostring(err))
+                end
               end
             end}
     end)
 
-  it("a refused result is raised to later callers too", function()
+  it("a refused result is raised to later callers", function()
     local o = conc.once()
     local msg = "conc.once:call: result #1: cannot transfer a coroutine"
-    local ok, err = pcall(o.call, o, coroutine.create, print)
-    assert.is_false(ok)
-    assert.is_truthy(tostring(err):find(msg, 1, true), err)
+    local ok, co = pcall(o.call, o, coroutine.create, print)
+    assert.is_true(ok)
+    assert.equal("thread", type(co))  -- the runner's own value
+    local err
     ok, err = pcall(o.call, o, function() return 1 end)
     assert.is_false(ok)
     assert.is_truthy(tostring(err):find(msg, 1, true), err)

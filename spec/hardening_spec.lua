@@ -206,21 +206,29 @@ describe("guards never leave a lock held", function()
           local c = require("conc")
           local lock = c[k]()
           local failures = 0
-          -- One round: a list of small tables fills the heap, short
-          -- strings take what is left (< 32 bytes stay free), i % 4 list
-          -- nodes (72 bytes each) are let go, then the guard is asked
-          -- for. Made before the heap is full (a closure allocates); no
-          -- collection cycle meanwhile (one would shrink the Lua stack).
-          -- Memory may also run out outside the guard call (growing the
-          -- stack): the lock must be free after the round all the same.
+          -- One round: a list of small tables fills the heap, then short
+          -- strings take what is left (< 30 bytes stay free), i % 4
+          -- list nodes (72 bytes each) are let go, and the guard is asked
+          -- for (it needs ~56 bytes). Everything is made before the heap
+          -- is full (a closure allocates), and no collection cycle runs
+          -- meanwhile. Each error caught by pcall shrinks the Lua stack,
+          -- freeing memory: the strings are made until a whole pass makes
+          -- none. Memory may also run out outside the guard call: the
+          -- lock must be free after the round all the same.
           local function round(i, out)
-            local spare, ballast = {}, nil
-            for j = 1, 32 do spare[j] = false end
+            local spare, ballast, n = {}, nil, 1
+            for j = 1, 512 do spare[j] = false end
             local function fill() while true do ballast = {ballast} end end
-            local function put(j) spare[j] = ("%d.%d"):format(i, j) end
+            local function put()
+              spare[n] = ("%d.%d"):format(i, n)
+              n = n + 1
+            end
             collectgarbage("stop")
             pcall(fill)
-            for j = 1, 32 do pcall(put, j) end
+            repeat
+              local made = n
+              while n <= 512 and pcall(put) do end
+            until n == made or n > 512
             for _ = 1, i % 4 do ballast = ballast[1] end
             local ok, g = pcall(lock[m], lock)
             if ok then out.guard = g else out.err = g end
