@@ -29,7 +29,8 @@
 --   stress: seed S, N operations, F failures
 -- and the exit code is 0 only if F is 0. A round that does not finish
 -- in ROUND_LIMIT seconds is a failure that ends the run (its workers
--- are stuck). STRESS_BREAK=1 makes one consumer drop a message, to show
+-- are stuck). STRESS_VERBOSE=1 prints each round's scenario and sizes
+-- (the same for a seed, run after run). STRESS_BREAK=1 makes one consumer drop a message, to show
 -- that the accounting catches it (spec/stress_spec.lua runs that).
 local conc = require("conc")
 
@@ -42,6 +43,7 @@ end
 local target = math.tointeger(tonumber(arg[2] or os.getenv("STRESS_OPS")))
   or 10000000
 local break_one = os.getenv("STRESS_BREAK") == "1"
+local verbose = os.getenv("STRESS_VERBOSE") == "1"  -- a line per round
 
 -- ==== accounting ============================================================
 
@@ -547,6 +549,7 @@ while ops < target or rounds < #names do
       ops = ops + n + 2
       local k = by_kind[name]
       k[1], k[2], k[3] = k[1] + 1, k[2] + n, k[3] + events
+      if verbose then print(("stress: round %d, %s"):format(ids[i], what)) end
       for _, note in ipairs(notes) do report(ids[i], what, note) end
     end
   end
