@@ -29,30 +29,22 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 targets=(fuzz_decode fuzz_roundtrip)
 [ $# -gt 0 ] && targets=("$@")
 
-# Sources: the core and the binding. cmap.c and lmap.c may be mid-edit by
-# another engineer: a file of those two that does not compile is left
-# out (the other goes with it, as lmap.c needs cmap.c).
-src=()
-skip_map=0
-for f in csrc/core/cmap.c csrc/lua/lmap.c; do
-  if ! $CC -std=c11 -D_GNU_SOURCE -I"$LUA_INC" -fsyntax-only "$f" \
-       2>/dev/null; then
-    echo "fuzz: note: $f does not compile; building without the map" >&2
-    skip_map=1
-  fi
-done
-for f in csrc/core/*.c csrc/lua/*.c; do
-  case $(basename "$f") in
-    cmap.c|lmap.c) [ $skip_map = 1 ] && continue ;;
-  esac
-  src+=("$f")
-done
-mkdir -p "$OUT"
-if [ $skip_map = 1 ]; then  # lconc.c still calls lconc_open_map
-  printf '%s\n' '#include "../csrc/lua/lconc.h"' \
-    'void lconc_open_map(lua_State *L) { (void)L; }' >"$OUT/map_stub.c"
-  src+=("$OUT/map_stub.c")
+# Sources: every file of the core and of the binding, always. One that
+# does not compile fails the build of every target, and the run.
+src=(csrc/core/*.c csrc/lua/*.c)
+n_core=0
+n_lua=0
+for f in csrc/core/*.c; do [ -e "$f" ] && n_core=$((n_core + 1)); done
+for f in csrc/lua/*.c; do [ -e "$f" ] && n_lua=$((n_lua + 1)); done
+# A guard against a filter coming back: all of them, and nothing else.
+if [ "${#src[@]}" -ne $((n_core + n_lua)) ] || [ "$n_core" -eq 0 ] ||
+   [ "$n_lua" -eq 0 ]; then
+  echo "fuzz: ${#src[@]} sources, but $n_core core and $n_lua binding" \
+    "files exist" >&2
+  exit 2
 fi
+echo "fuzz: building with all $n_core core and $n_lua binding sources"
+mkdir -p "$OUT"
 
 mkdir -p "$OUT/artifacts"
 
@@ -90,6 +82,12 @@ for t in "${targets[@]}"; do
           "$log" | tail -1)
   [ -z "$execs" ] && execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 |
                              tr -d '#')
+  # run by count, a run that stops short (no crash reported) still fails
+  if [ -z "${FUZZ_TIME:-}" ] && [ "${execs:-0}" -lt "$RUNS" ] &&
+     [ $crashes -eq 0 ]; then
+    echo "fuzz: $t stopped after ${execs:-0} of $RUNS execs" >&2
+    crashes=1
+  fi
   echo "fuzz: $t ${execs:-0} execs, $crashes crashes"
   if [ $crashes -ne 0 ]; then
     status=1

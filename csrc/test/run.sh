@@ -16,7 +16,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 2
 
 CC=${CC:-cc}
-JOBS=$(nproc 2>/dev/null || echo 2)
+JOBS=$(nproc)
 WARN="-Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes"
 BASE="-std=c11 -D_GNU_SOURCE -pthread $WARN -g -O1 -fno-omit-frame-pointer"
 export CONC_TEST_TIMEOUT=${CONC_TEST_TIMEOUT:-20}
@@ -37,18 +37,10 @@ san_flags() {
   esac
 }
 
-# The core's sources. cmap.c may be mid-edit by another engineer: if it
-# does not compile on its own, the tests are built without it.
-core_src=()
-# shellcheck disable=SC2086
-for f in csrc/core/*.c; do
-  if [ "$(basename "$f")" = cmap.c ] &&
-     ! $CC $BASE -fsyntax-only "$f" 2>/dev/null; then
-    echo "ctest: note: $f does not compile; building without it" >&2
-    continue
-  fi
-  core_src+=("$f")
-done
+# The core's sources: every csrc/core/*.c, always. One that does not
+# compile fails the build (and the run): a test must never pass over a
+# source it left out. check_sources below counts them again.
+core_src=(csrc/core/*.c)
 
 if [ ${#only[@]} -gt 0 ]; then
   tests=()
@@ -72,10 +64,22 @@ run_parallel() {
   return $failed
 }
 
+# Fails unless the objects of $1 are exactly one per csrc/core/*.c (counted
+# afresh with ls, apart from core_src): a guard against a filter that
+# would quietly build the tests without a source.
+check_sources() {
+  local want=0 got=0 f
+  for f in csrc/core/*.c; do [ -e "$f" ] && want=$((want + 1)); done
+  for f in "$1"/obj/*.o; do [ -e "$f" ] && got=$((got + 1)); done
+  echo "ctest: $got of $want core sources built into $1"
+  [ "$want" -gt 0 ] && [ "$got" -eq "$want" ]
+}
+
 # Builds the core once per sanitizer, then links each test against it.
 build() {
   local san=$1 dir=build-ctest-$1 flags cmds=() objs=() f o t
   flags="$BASE $(san_flags "$san")"
+  rm -rf "$dir/obj"  # no object of an earlier build may count as built
   mkdir -p "$dir/obj"
   for f in "${core_src[@]}"; do
     o="$dir/obj/$(basename "${f%.c}").o"
@@ -83,6 +87,7 @@ build() {
     cmds+=("$CC $flags -c $f -o $o")
   done
   run_parallel "${cmds[@]}" || return 1
+  check_sources "$dir" || return 1
   cmds=()
   for t in "${tests[@]}"; do
     cmds+=("$CC $flags ${objs[*]} $t -o $dir/$(basename "${t%.c}")")
