@@ -120,9 +120,9 @@ static int select_(lua_State *L) {
   conc_time deadline = select_deadline(L, &has_default);
   lua_getfield(L, 1, "n");
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
-  if (!lua_isnil(L, -1)) {  /* a count: 2.0 is 2, as for luaL_checkinteger */
-    int isint;
-    n = lua_tointegerx(L, -1, &isint);
+  if (!lua_isnil(L, -1)) {  /* a number (not a string); 2.0 is 2 */
+    int isint = 0;
+    if (lua_type(L, -1) == LUA_TNUMBER) n = lua_tointegerx(L, -1, &isint);
     if (!isint || n < 0)
       luaL_error(L, "conc.select: n must be a non-negative integer");
   }
