@@ -150,7 +150,8 @@ typedef struct conc_thread_info {
   const void *obj;
   char where[200];       /* its Lua location when it went to sleep */
 } conc_thread_info;
-/* Describes up to max main/worker threads; returns how many there are. */
+/* Describes up to max main/worker threads; returns how many there are
+ * (out may be NULL when max is 0: a count). */
 CONC_API int conc_threads(conc_thread_info *out, int max);
 /* Live objects per type: up to max (name, count) pairs; returns count. */
 CONC_API int conc_obj_counts(const char **names, long *counts, int max);

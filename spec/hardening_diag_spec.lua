@@ -56,3 +56,37 @@ describe("limits are named", function()
     raises("200 levels at most", conc.go, f)
   end)
 end)
+
+describe("conc.workers()", function()
+  it("lists every worker and the main script, past 256", function()
+    local n = 300
+    local wg, gate = conc.waitgroup(), conc.chan()
+    local hs, want = {}, {}
+    wg:add(n)
+    for k = 1, n do
+      hs[k] = conc.go(function(g, w)
+        w:done()
+        g:recv()
+      end, gate, wg)
+      want[hs[k]:id()] = true
+    end
+    wg:wait()
+    local seen, main = {}, 0
+    for _, w in ipairs(conc.workers()) do
+      if w.id == 0 then main = main + 1
+      elseif want[w.id] then
+        assert.is_nil(seen[w.id], "worker " .. w.id .. " listed twice")
+        seen[w.id] = true
+      end
+    end
+    gate:close()
+    for k = 1, n do support.join_ok(hs[k]) end
+    local count = 0
+    for id in pairs(want) do
+      assert.is_true(seen[id], "worker " .. id .. " missing")
+      count = count + 1
+    end
+    assert.equals(n, count)
+    assert.equals(1, main)
+  end)
+end)
