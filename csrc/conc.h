@@ -141,6 +141,13 @@ CONC_API const char *conc_deadlock_report(void);
 typedef void (*conc_sleep_hook)(char *where, size_t size);
 CONC_API void conc_set_sleep_hook(conc_sleep_hook hook);
 
+/* Names the calling thread's waits from now on, for the deadlock report
+ * and conc_threads (`label` must be a static string; NULL: the core's own
+ * names, "chan receive"...). A binding whose blocking call is made of
+ * core waits ("worker join" is a receive on a done channel) names it
+ * before each call, so the report says what the program called. */
+CONC_API void conc_wait_label(const char *label);
+
 enum { CONC_THREAD_RUNNING, CONC_THREAD_BLOCKED, CONC_THREAD_WAITING };
 typedef struct conc_thread_info {
   int64_t id;            /* 0: the main script */

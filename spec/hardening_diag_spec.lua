@@ -90,3 +90,98 @@ describe("conc.workers()", function()
     assert.equals(1, main)
   end)
 end)
+
+describe("each blocking call names itself", function()
+  -- Waits until worker id is asleep; returns its conc.workers() entry.
+  local function asleep(id)
+    while true do
+      for _, w in ipairs(conc.workers()) do
+        if w.id == id and (w.state == "blocked" or w.state == "sleeping") then
+          return w
+        end
+      end
+      conc.sleep(0.001)  -- polling a condition, not ordering by time
+    end
+  end
+
+  it("in conc.workers()", function()
+    local gate = conc.chan()
+    local mu, rw, rw2 = conc.mutex(), conc.rwmutex(), conc.rwmutex()
+    local cmu = conc.mutex()
+    local cond = conc.cond(cmu)
+    local wg, once = conc.waitgroup(), conc.once()
+    local ctx, cancel = conc.with_cancel(conc.background())
+    local full = conc.chan()
+    wg:add(1)
+    mu:lock()
+    rw:rlock()
+    rw2:lock()
+    local holder = conc.go(function(g) g:recv() end, gate)
+    local runner = conc.go(function(o, g)
+      return o:call(function() return g:recv() end)
+    end, once, gate)
+    local seen = asleep(runner:id())
+    assert.equals("chan receive", seen.waiting_in)
+    local cases = {
+      {"worker join", function(h) h:join() end, holder},
+      {"worker wait", function(h) h:wait() end, holder},
+      {"waitgroup wait", function(w) w:wait() end, wg},
+      {"once call", function(o) o:call(function() end) end, once},
+      {"mutex lock", function(m) m:lock(); m:unlock() end, mu},
+      {"rwmutex lock", function(m) m:lock(); m:unlock() end, rw},
+      {"rwmutex rlock", function(m) m:rlock(); m:runlock() end, rw2},
+      {"cond wait", function(c)
+        c.L:lock(); c:wait(); c.L:unlock()
+      end, cond},
+      {"chan send", function(c) c:send(1) end, full},
+      {"chan receive", function(g) g:recv() end, gate},
+      {"chan range", function(g) for _ in g:range() do end end, gate},
+      {"select", function(g) conc.select{{"recv", g}} end, gate},
+      {"sleep", function(c) conc.sleep(3600, c) end, ctx},
+    }
+    local hs = {}
+    for k, c in ipairs(cases) do
+      hs[k] = conc.go(c[2], c[3])
+      local w = asleep(hs[k]:id())
+      assert.equals(c[1], w.waiting_in)
+    end
+    assert.equals("sleeping", asleep(hs[#cases]:id()).state)
+    -- let everyone go
+    cancel()
+    wg:done()
+    mu:unlock()
+    rw:runlock()
+    rw2:unlock()
+    full:recv()
+    cmu:lock()
+    cond:broadcast()
+    cmu:unlock()
+    gate:close()
+    for k = 1, #cases do support.join_ok(hs[k]) end
+    support.join_ok(holder)
+    support.join_ok(runner)
+  end)
+
+  it("in the deadlock report", function()
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local wg, once, never = conc.waitgroup(), conc.once(), conc.chan()
+      local started = conc.chan(1)
+      wg:add(1)
+      local h = conc.go(function(o, c, s)
+        o:call(function() s:send(true); c:recv() end)
+      end, once, never, started)
+      started:recv()  -- worker 1 runs the once: worker 2 must wait
+      local h2 = conc.go(function(o) o:call(function() end) end, once)
+      local h3 = conc.go(function(x) x:join() end, h2)
+      local h4 = conc.go(function(c) for _ in c:range() do end end, never)
+      wg:wait()
+    ]])
+    assert.equals(2, rc)
+    assert.matches("main: waits in waitgroup wait", out, 1, true)
+    assert.matches("worker 1: waits in chan receive", out, 1, true)
+    assert.matches("worker 2: waits in once call", out, 1, true)
+    assert.matches("worker 3: waits in worker join", out, 1, true)
+    assert.matches("worker 4: waits in chan range", out, 1, true)
+  end)
+end)

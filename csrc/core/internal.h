@@ -163,6 +163,8 @@ struct conc_waiter {
   conc_waiter *next_free;
   _Atomic(const char *) what;  /* what it waits in ("chan receive"...) */
   _Atomic(const void *) obj;   /* on which object, or NULL */
+  const char *label;     /* the caller's name for its waits, or NULL
+                          * (conc_wait_label; only the owner uses it) */
   atomic_bool abortable; /* its wait can end with CONC_SEL_DEADLOCK */
 } __attribute__((aligned(64)));
 
@@ -216,9 +218,11 @@ CONC_API int conc__waiter_park_or(conc_waiter *w, conc_time deadline,
  */
 CONC_API int conc__waiter_park_plain(conc_waiter *w, conc_time deadline);
 
-/* Says what the calling thread is about to wait on (for the dump). */
+/* Says what the calling thread is about to wait on (for the dump): the
+ * name its caller gave (conc_wait_label), else the core's own `what`. */
 static inline void conc__waiting_on(conc_waiter *w, const char *what,
                                     const void *obj, bool abortable) {
+  if (w->label) what = w->label;
   atomic_store_explicit(&w->what, what, memory_order_relaxed);
   atomic_store_explicit(&w->obj, obj, memory_order_relaxed);
   atomic_store_explicit(&w->abortable, abortable, memory_order_relaxed);

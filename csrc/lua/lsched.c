@@ -5,6 +5,7 @@
  * conc.set_deadlock_mode().
  */
 #include <stdio.h>
+#include <string.h>
 #include "../core/internal.h"
 #include "lconc.h"
 #include "worker.h"
@@ -12,7 +13,10 @@
 /* The Lua state of the blocking call the calling thread is in. */
 static CONC_TLS lua_State *blocking_state;
 
-void lconc_blocking(lua_State *L) { blocking_state = L; }
+void lconc_blocking(lua_State *L, const char *label) {
+  blocking_state = L;
+  conc_wait_label(label);
+}
 
 /* Appends s to buf (size bytes, *n used), truncating; keeps it ended. */
 static void append(char *buf, size_t size, size_t *n, const char *s) {
@@ -104,7 +108,7 @@ static int workers(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)info[i].id);
     lua_setfield(L, -2, "id");
     lua_pushstring(L, info[i].what && info[i].state == CONC_THREAD_WAITING &&
-                              info[i].what[0] == 's' && info[i].what[1] == 'l'
+                              strcmp(info[i].what, "sleep") == 0
                           ? "sleeping" : states[info[i].state]);
     lua_setfield(L, -2, "state");
     if (info[i].what) {

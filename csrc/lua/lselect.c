@@ -141,7 +141,7 @@ static int select_(lua_State *L) {
     lua_pop(L, 1);
   }
   int closed_send = 0;
-  lconc_blocking(L);
+  lconc_blocking(L, "select");
   int r = conc_select(cases, (int)n, deadline, &closed_send);
   return select_results(L, cases, (int)n, r, closed_send, has_default);
 }

@@ -63,10 +63,10 @@ static int t_sleep(lua_State *L) {
   lconc_wait w;
   lconc_check_wait(L, 2, &w);
   conc_time deadline = conc_deadline_in(s);
+  lconc_blocking(L, "sleep");
   if (w.ctx == NULL) {
     if (s > 0) conc_sleep_until(deadline);
   } else {
-    lconc_blocking(L);
     conc_case cs = {conc_ctx_done(w.ctx), CONC_RECV, {0}, 0};
     int closed_send;
     int err = conc_ctx_err(w.ctx);

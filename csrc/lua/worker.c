@@ -506,7 +506,7 @@ static void run_task(lua_State *L, lconc_task *t) {
   ok = finish(L, t, ok, oom, 1);
   lua_settop(L, 0);
   current_id = 0;
-  lconc_blocking(NULL);  /* the state may be closed before the next task */
+  lconc_blocking(NULL, NULL);  /* the state may be closed before the next task */
   conc__thread_leave();
   if (t->memory_limit) lua_gc(L, LUA_GCCOLLECT);  /* give it back now */
   end_task(t, ok ? TASK_DONE : TASK_FAILED);
