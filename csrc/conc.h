@@ -53,10 +53,22 @@ CONC_API const char *conc_strerror(int code);
 typedef int64_t conc_time;           /* monotonic nanoseconds */
 #define CONC_NEVER INT64_MAX         /* a deadline that never comes */
 #define CONC_NOWAIT ((conc_time)0)   /* a deadline already past: poll */
+/* The latest finite deadline (~292 years of uptime). A timeout too long
+ * for int64 nanoseconds is clamped to it, never taken as CONC_NEVER: a
+ * wait with a timeout, however long, is a wait with a deadline (it is
+ * never part of a deadlock). */
+#define CONC_LATEST (INT64_MAX - 1)
 
 CONC_API conc_time conc_now(void);
-/* Seconds (a Lua number) from now as a deadline; <= 0 means CONC_NOWAIT. */
+/* Seconds from now as a deadline: <= 0, -inf and NaN mean CONC_NOWAIT;
+ * past CONC_LATEST (+inf included) it is CONC_LATEST. */
 CONC_API conc_time conc_deadline_in(double seconds);
+/* A time in seconds of conc_now's clock as a deadline, clamped the same
+ * way (<= 0 and NaN: CONC_NOWAIT; past CONC_LATEST: CONC_LATEST). */
+CONC_API conc_time conc_deadline_at(double seconds);
+/* Seconds as a duration in nanoseconds: 0 for <= 0 and NaN, at least 1
+ * for any positive value, at most CONC_LATEST. */
+CONC_API conc_time conc_duration(double seconds);
 
 /* ---- reference-counted objects ------------------------------------- */
 

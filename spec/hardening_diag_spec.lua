@@ -185,3 +185,76 @@ describe("each blocking call names itself", function()
     assert.matches("worker 4: waits in chan range", out, 1, true)
   end)
 end)
+
+describe("huge timeouts are clamped, never forever", function()
+  -- Run by a worker: waits until the main script waits, notes its
+  -- state, then lets it go (how depends on mode); returns the state.
+  local function watch(mode, c, wg)
+    local state
+    repeat
+      for _, w in ipairs(conc.workers()) do
+        if w.id == 0 and w.waiting_in and w.state ~= "running" then
+          state = w.state
+        end
+      end
+      if not state then conc.sleep(0.001) end  -- polls a condition
+    until state
+    if mode == "recv" then c:send(1)
+    elseif mode == "send" then c:recv()
+    elseif mode == "wg" then wg:done()
+    end
+    return state
+  end
+
+  for _, t in ipairs({1e10, 9.3e9, math.huge}) do
+    it(("a wait of %g s has a deadline, not none"):format(t), function()
+      local waits = {
+        recv = function(c) return c:recv(t) end,
+        send = function(c) return c:send(1, t) end,
+        select = function(c)
+          return conc.select{{"recv", c}, timeout = t}
+        end,
+        wg = function(_, wg) return wg:wait(t) end,
+        worker = function(c)
+          local h = conc.go(function(ch) ch:recv() end, c)
+          return h:wait(t)
+        end,
+      }
+      for name, wait in pairs(waits) do
+        local c, wg = conc.chan(), conc.waitgroup()
+        wg:add(1)
+        local mode = (name == "select" or name == "worker") and "recv"
+                     or name
+        local h = conc.go(watch, mode, c, wg)
+        assert.truthy(wait(c, wg), name)
+        assert.equals("waiting", support.join_ok(h), name)
+      end
+    end)
+  end
+
+  it("is no deadlock even when everyone else is blocked", function()
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local never = conc.chan()
+      conc.go(function(c) c:recv() end, never)
+      print(conc.chan():recv(1e10))
+    ]], 1)
+    assert.is_nil(out:find("deadlock"), out)
+    assert.equals(124, rc)  -- still waiting when timeout(1) stopped it
+  end)
+
+  it("gives contexts a deadline, whatever the size", function()
+    for _, t in ipairs({1e10, math.huge}) do
+      local ctx = conc.with_timeout(conc.background(), t)
+      local d, ok = ctx:deadline()
+      assert.is_true(ok)
+      assert.is_true(d > conc.now() + 1e9)
+      local ctx2 = conc.with_deadline(conc.background(), t)
+      d, ok = ctx2:deadline()
+      assert.is_true(ok)
+      assert.is_true(d >= 9e9)
+      assert.is_nil(ctx:err())
+      assert.is_nil(ctx2:err())
+    end
+  end)
+end)

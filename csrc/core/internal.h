@@ -97,6 +97,12 @@ static inline void conc__prefetch_write(const void *p) {
 #endif
 }
 
+/* t + d (d >= 0), clamped to CONC_LATEST instead of overflowing: a
+ * deadline far away stays a deadline (never CONC_NEVER). */
+static inline conc_time conc__time_add(conc_time t, conc_time d) {
+  return d > CONC_LATEST - t ? CONC_LATEST : t + d;
+}
+
 /* A spin-wait hint to the processor. */
 static inline void conc__cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)

@@ -153,8 +153,8 @@ static int pop_due(conc_time now, conc_timer **batch, uint64_t *gens,
     atomic_store_explicit(&t->sent, false, memory_order_relaxed);
     batch[n++] = t;
     if (t->period > 0) {  /* a ticker: next tick, skipping missed ones */
-      t->when += t->period;
-      if (t->when <= now) t->when = now + t->period;
+      t->when = conc__time_add(t->when, t->period);
+      if (t->when <= now) t->when = conc__time_add(now, t->period);
       sift_down(0);
       timer_retain(t);  /* the batch's reference; the heap keeps its own */
     } else {

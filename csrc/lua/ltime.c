@@ -37,14 +37,6 @@ static lua_Number check_seconds(lua_State *L, int idx) {
   return s;
 }
 
-/* Seconds as nanoseconds: 0 for none, at least 1 for any positive. */
-static conc_time ns(lua_Number s) {
-  if (s <= 0) return 0;
-  if (s >= 9.0e9) return CONC_NEVER / 2;
-  conc_time t = (conc_time)(s * 1e9);
-  return t > 0 ? t : 1;
-}
-
 static int push_time_error(lua_State *L, const char *fname, int rc) {
   return luaL_error(L, "%s: %s", fname, conc_strerror(rc));
 }
@@ -87,7 +79,7 @@ static int t_after(lua_State *L) {
     if (c) conc_release((conc_obj *)c);
     return luaL_error(L, "conc.after: not enough memory");
   }
-  int rc = conc_timer_start(t, conc_now() + ns(s), 0);
+  int rc = conc_timer_start(t, conc_deadline_in(s), 0);
   conc_timer_release(t);  /* the schedule holds it until it fires */
   if (rc < 0) {
     conc_release((conc_obj *)c);
@@ -110,7 +102,7 @@ static int new_timer(lua_State *L, const conc_type *type, lua_Number s,
   conc_obj_init(&lt->hdr, type);
   lt->t = t;
   lt->c = c;
-  int rc = conc_timer_start(t, conc_now() + ns(s), period);
+  int rc = conc_timer_start(t, conc_deadline_in(s), period);
   if (rc < 0) {
     conc_release(&lt->hdr);
     return push_time_error(L, type->name, rc);
@@ -128,7 +120,7 @@ static int t_timer(lua_State *L) {
 static int t_ticker(lua_State *L) {
   lua_Number s = check_seconds(L, 1);
   luaL_argcheck(L, s > 0, 1, "non-positive interval for conc.ticker");
-  return new_timer(L, &ticker_type, s, ns(s));
+  return new_timer(L, &ticker_type, s, conc_duration(s));
 }
 
 static ltimer *check_any_timer(lua_State *L) {
@@ -154,7 +146,8 @@ static int t_reset(lua_State *L) {
   luaL_argcheck(L, !ticker || s > 0, 2,
                 "non-positive interval for conc.ticker:reset");
   int was = conc_timer_stop_chan(lt->t, lt->c);
-  int rc = conc_timer_start(lt->t, conc_now() + ns(s), ticker ? ns(s) : 0);
+  int rc = conc_timer_start(lt->t, conc_deadline_in(s),
+                            ticker ? conc_duration(s) : 0);
   if (rc < 0) return push_time_error(L, lt->hdr.type->name, rc);
   lua_pushboolean(L, was);
   return 1;
