@@ -244,7 +244,10 @@ CONC_API uint64_t conc_timer_gen(conc_timer *t);
 
 /* A timer that sends on a channel: make(&m, now) builds each message,
  * which is sent only if the channel has room (a slow reader misses ticks,
- * as in Go). The timer holds a reference to c. */
+ * as in Go). As in Go, c owns the timer: whoever holds c keeps the timer
+ * running, and when c is freed the timer stops. The timer holds c only
+ * weakly, so dropping c (and the returned reference) frees both. A
+ * channel owns at most one timer. */
 typedef void (*conc_tick_fn)(conc_msg *m, conc_time now);
 CONC_API conc_timer *conc_timer_new_chan(conc_chan *c, conc_tick_fn make);
 /* Stops it and drops a value it sent that nobody has received yet, so no

@@ -258,3 +258,69 @@ describe("huge timeouts are clamped, never forever", function()
     end
   end)
 end)
+
+describe("a timer's channel keeps it alive", function()
+  local function count(name)
+    return conc.stats().objects[name] or 0
+  end
+  local function gc()
+    for _ = 1, 4 do collectgarbage() end
+  end
+
+  it("a worker given only t.C receives after the timer is dropped",
+     function()
+    local before = count("conc.timer")
+    local t = conc.timer(0.2)
+    local h = conc.go(function(c) return c:recv(5) end, t.C)
+    t = nil  -- luacheck: ignore
+    gc()
+    assert.equals(before, count("conc.timer"))  -- the Lua object is gone
+    local v, ok = support.join_ok(h)
+    assert.is_true(ok)
+    assert.equals("float", math.type(v))
+  end)
+
+  it("a worker given only ticker.C receives every tick", function()
+    local before = count("conc.ticker")
+    local tk = conc.ticker(0.02)
+    local h = conc.go(function(c)
+      local n = 0
+      for _ = 1, 3 do
+        if c:recv(5) then n = n + 1 end
+      end
+      return n
+    end, tk.C)
+    tk = nil  -- luacheck: ignore
+    gc()
+    assert.equals(before, count("conc.ticker"))
+    assert.equals(3, support.join_ok(h))
+  end)
+
+  it("frees a dropped timer, ticker or after with its channel", function()
+    gc()
+    local chans = count("conc.chan")
+    local timers, tickers = count("conc.timer"), count("conc.ticker")
+    do
+      local a = conc.after(3600)
+      local t, tk = conc.timer(3600), conc.ticker(3600)
+      local c1, c2 = t.C, tk.C
+      assert.equals(chans + 3, count("conc.chan"))
+      a, t, tk, c1, c2 = nil, nil, nil, nil, nil  -- luacheck: ignore
+    end
+    gc()
+    assert.equals(chans, count("conc.chan"))
+    assert.equals(timers, count("conc.timer"))
+    assert.equals(tickers, count("conc.ticker"))
+  end)
+
+  it("a context held only through its done channel still times out",
+     function()
+    local ctx = conc.with_timeout(conc.background(), 0.05)
+    local h = conc.go(function(done) return done:recv(5) end, ctx:done())
+    ctx = nil  -- luacheck: ignore
+    gc()
+    local v, ok = support.join_ok(h)
+    assert.is_nil(v)
+    assert.is_false(ok)  -- closed: the deadline canceled it
+  end)
+end)

@@ -305,6 +305,7 @@ struct conc_chan {
   bool pow2;                /* cap is a power of two: pos & (cap - 1) */
   conc_slot *slots;         /* cap slots (aligned), or NULL */
   void *slots_raw;          /* what was allocated for them */
+  conc_timer *timer;        /* a timer sending on it, owned (or NULL) */
   /* Written by every push / every pop: one cache line each. */
   _Alignas(64) atomic_size_t tail;
   _Alignas(64) atomic_size_t head;
@@ -350,6 +351,10 @@ static inline void conc__msg_move(conc_msg *dst, const conc_msg *src) {
   dst->nrefs = src->nrefs;
   memcpy(&dst->u, &src->u, n);
 }
+
+/* The channel of timer t is being destroyed: t stops and the channel's
+ * reference to it is dropped (chan.c's destroy). */
+CONC_API void conc__timer_chan_gone(conc_timer *t);
 
 /* ---- small random numbers for select's fairness ------------------------ */
 CONC_API uint32_t conc__rand(void);

@@ -3,9 +3,11 @@
  * conc.ticker, all served by the core's one timer thread.
  *
  * A timer or ticker is a conc object holding a core timer and its
- * channel `C` (capacity 1). It stops, releasing what it holds, when
- * stopped or when the last reference to it is dropped. Timer channels
- * receive conc.now() at the moment they fire.
+ * channel `C` (capacity 1). As in Go, the channel owns the timer: the
+ * timer runs while anyone holds C (a worker given only t.C still
+ * receives), and stops when C is freed; the timer holds C only weakly,
+ * so dropping both frees both. Timer channels receive conc.now() at the
+ * moment they fire.
  */
 #include <math.h>
 #include "lconc.h"
@@ -16,9 +18,10 @@ typedef struct ltimer {
   conc_chan *c;
 } ltimer;
 
+/* The timer keeps running while its channel lives (a worker holding only
+ * t.C still receives, as in Go): the channel owns it and stops it. */
 static void ltimer_destroy(conc_obj *o) {
   ltimer *lt = (ltimer *)o;
-  conc_timer_stop(lt->t);
   conc_timer_release(lt->t);
   conc_release((conc_obj *)lt->c);
   free(lt);
@@ -80,7 +83,7 @@ static int t_after(lua_State *L) {
     return luaL_error(L, "conc.after: not enough memory");
   }
   int rc = conc_timer_start(t, conc_deadline_in(s), 0);
-  conc_timer_release(t);  /* the schedule holds it until it fires */
+  conc_timer_release(t);  /* the channel owns it: dropping c stops it */
   if (rc < 0) {
     conc_release((conc_obj *)c);
     return push_time_error(L, "conc.after", rc);
