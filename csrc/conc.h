@@ -53,10 +53,22 @@ CONC_API const char *conc_strerror(int code);
 typedef int64_t conc_time;           /* monotonic nanoseconds */
 #define CONC_NEVER INT64_MAX         /* a deadline that never comes */
 #define CONC_NOWAIT ((conc_time)0)   /* a deadline already past: poll */
+/* The latest finite deadline (~292 years of uptime). A timeout too long
+ * for int64 nanoseconds is clamped to it, never taken as CONC_NEVER: a
+ * wait with a timeout, however long, is a wait with a deadline (it is
+ * never part of a deadlock). */
+#define CONC_LATEST (INT64_MAX - 1)
 
 CONC_API conc_time conc_now(void);
-/* Seconds (a Lua number) from now as a deadline; <= 0 means CONC_NOWAIT. */
+/* Seconds from now as a deadline: <= 0, -inf and NaN mean CONC_NOWAIT;
+ * past CONC_LATEST (+inf included) it is CONC_LATEST. */
 CONC_API conc_time conc_deadline_in(double seconds);
+/* A time in seconds of conc_now's clock as a deadline, clamped the same
+ * way (<= 0 and NaN: CONC_NOWAIT; past CONC_LATEST: CONC_LATEST). */
+CONC_API conc_time conc_deadline_at(double seconds);
+/* Seconds as a duration in nanoseconds: 0 for <= 0 and NaN, at least 1
+ * for any positive value, at most CONC_LATEST. */
+CONC_API conc_time conc_duration(double seconds);
 
 /* ---- reference-counted objects ------------------------------------- */
 
@@ -141,6 +153,13 @@ CONC_API const char *conc_deadlock_report(void);
 typedef void (*conc_sleep_hook)(char *where, size_t size);
 CONC_API void conc_set_sleep_hook(conc_sleep_hook hook);
 
+/* Names the calling thread's waits from now on, for the deadlock report
+ * and conc_threads (`label` must be a static string; NULL: the core's own
+ * names, "chan receive"...). A binding whose blocking call is made of
+ * core waits ("worker join" is a receive on a done channel) names it
+ * before each call, so the report says what the program called. */
+CONC_API void conc_wait_label(const char *label);
+
 enum { CONC_THREAD_RUNNING, CONC_THREAD_BLOCKED, CONC_THREAD_WAITING };
 typedef struct conc_thread_info {
   int64_t id;            /* 0: the main script */
@@ -150,7 +169,8 @@ typedef struct conc_thread_info {
   const void *obj;
   char where[200];       /* its Lua location when it went to sleep */
 } conc_thread_info;
-/* Describes up to max main/worker threads; returns how many there are. */
+/* Describes up to max main/worker threads; returns how many there are
+ * (out may be NULL when max is 0: a count). */
 CONC_API int conc_threads(conc_thread_info *out, int max);
 /* Live objects per type: up to max (name, count) pairs; returns count. */
 CONC_API int conc_obj_counts(const char **names, long *counts, int max);
@@ -224,7 +244,10 @@ CONC_API uint64_t conc_timer_gen(conc_timer *t);
 
 /* A timer that sends on a channel: make(&m, now) builds each message,
  * which is sent only if the channel has room (a slow reader misses ticks,
- * as in Go). The timer holds a reference to c. */
+ * as in Go). As in Go, c owns the timer: whoever holds c keeps the timer
+ * running, and when c is freed the timer stops. The timer holds c only
+ * weakly, so dropping c (and the returned reference) frees both. A
+ * channel owns at most one timer. */
 typedef void (*conc_tick_fn)(conc_msg *m, conc_time now);
 CONC_API conc_timer *conc_timer_new_chan(conc_chan *c, conc_tick_fn make);
 /* Stops it and drops a value it sent that nobody has received yet, so no

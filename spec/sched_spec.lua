@@ -41,7 +41,7 @@ describe("deadlock detection", function()
     ]])
     assert.are.equal(2, rc)
     assert.matches("worker 1: waits in mutex lock", out, 1, true)
-    assert.matches("main: waits in chan receive", out, 1, true)
+    assert.matches("main: waits in worker join", out, 1, true)
   end)
 
   it("no false positive while a timer can still wake someone", function()

@@ -27,6 +27,7 @@
 
 static void chan_destroy(conc_obj *o) {
   conc_chan *c = (conc_chan *)o;
+  if (c->timer) conc__timer_chan_gone(c->timer);  /* nobody can receive */
   size_t head = atomic_load_explicit(&c->head, memory_order_relaxed);
   size_t tail = atomic_load_explicit(&c->tail, memory_order_relaxed);
   for (size_t pos = head; pos != (tail & ~RING_CLOSED); pos++)

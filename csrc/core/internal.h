@@ -97,6 +97,12 @@ static inline void conc__prefetch_write(const void *p) {
 #endif
 }
 
+/* t + d (d >= 0), clamped to CONC_LATEST instead of overflowing: a
+ * deadline far away stays a deadline (never CONC_NEVER). */
+static inline conc_time conc__time_add(conc_time t, conc_time d) {
+  return d > CONC_LATEST - t ? CONC_LATEST : t + d;
+}
+
 /* A spin-wait hint to the processor. */
 static inline void conc__cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -163,6 +169,8 @@ struct conc_waiter {
   conc_waiter *next_free;
   _Atomic(const char *) what;  /* what it waits in ("chan receive"...) */
   _Atomic(const void *) obj;   /* on which object, or NULL */
+  const char *label;     /* the caller's name for its waits, or NULL
+                          * (conc_wait_label; only the owner uses it) */
   atomic_bool abortable; /* its wait can end with CONC_SEL_DEADLOCK */
 } __attribute__((aligned(64)));
 
@@ -216,9 +224,11 @@ CONC_API int conc__waiter_park_or(conc_waiter *w, conc_time deadline,
  */
 CONC_API int conc__waiter_park_plain(conc_waiter *w, conc_time deadline);
 
-/* Says what the calling thread is about to wait on (for the dump). */
+/* Says what the calling thread is about to wait on (for the dump): the
+ * name its caller gave (conc_wait_label), else the core's own `what`. */
 static inline void conc__waiting_on(conc_waiter *w, const char *what,
                                     const void *obj, bool abortable) {
+  if (w->label) what = w->label;
   atomic_store_explicit(&w->what, what, memory_order_relaxed);
   atomic_store_explicit(&w->obj, obj, memory_order_relaxed);
   atomic_store_explicit(&w->abortable, abortable, memory_order_relaxed);
@@ -295,6 +305,7 @@ struct conc_chan {
   bool pow2;                /* cap is a power of two: pos & (cap - 1) */
   conc_slot *slots;         /* cap slots (aligned), or NULL */
   void *slots_raw;          /* what was allocated for them */
+  conc_timer *timer;        /* a timer sending on it, owned (or NULL) */
   /* Written by every push / every pop: one cache line each. */
   _Alignas(64) atomic_size_t tail;
   _Alignas(64) atomic_size_t head;
@@ -340,6 +351,10 @@ static inline void conc__msg_move(conc_msg *dst, const conc_msg *src) {
   dst->nrefs = src->nrefs;
   memcpy(&dst->u, &src->u, n);
 }
+
+/* The channel of timer t is being destroyed: t stops and the channel's
+ * reference to it is dropped (chan.c's destroy). */
+CONC_API void conc__timer_chan_gone(conc_timer *t);
 
 /* ---- small random numbers for select's fairness ------------------------ */
 CONC_API uint32_t conc__rand(void);

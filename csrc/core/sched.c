@@ -34,6 +34,10 @@ static char report[4096];             /* the last deadlock (sched_lock) */
 
 void conc_deadlock_mode(int m) { atomic_store(&mode, m); }
 
+void conc_wait_label(const char *label) {
+  conc__waiter_self()->label = label;
+}
+
 void conc_set_sleep_hook(conc_sleep_hook hook) {
   atomic_store(&sleep_hook, hook);
 }
@@ -74,6 +78,7 @@ void conc__thread_enter(int64_t id) {
   w->id = id;
   w->since = conc_now();
   atomic_store(&w->what, NULL);
+  w->label = NULL;  /* a reused waiter: no name left from before */
   w->where[0] = '\0';
   w->counted = true;
   w->prev_all = NULL;

@@ -30,6 +30,8 @@ struct conc_timer {
   void *arg;
   void (*drop)(void *arg);
   conc_tick_fn tick;        /* channel timers: builds the message */
+  conc_chan *chan;          /* channel timers: weak (timers.lock), NULL
+                             * once the channel is being destroyed */
   /* A firing popped but not done (timers.lock), and whether a channel
    * firing sent its value (the channel's lock). */
   bool in_flight;
@@ -153,8 +155,8 @@ static int pop_due(conc_time now, conc_timer **batch, uint64_t *gens,
     atomic_store_explicit(&t->sent, false, memory_order_relaxed);
     batch[n++] = t;
     if (t->period > 0) {  /* a ticker: next tick, skipping missed ones */
-      t->when += t->period;
-      if (t->when <= now) t->when = now + t->period;
+      t->when = conc__time_add(t->when, t->period);
+      if (t->when <= now) t->when = conc__time_add(now, t->period);
       sift_down(0);
       timer_retain(t);  /* the batch's reference; the heap keeps its own */
     } else {
@@ -260,8 +262,21 @@ int conc_timer_stop(conc_timer *t) {
 
 /* ---- channel timers ------------------------------------------------------------- */
 
+/* The channel of t, retained, or NULL if it is gone: a channel being
+ * destroyed clears t->chan under timers.lock before it is freed, and
+ * until then its count is zero, which conc_try_retain sees. */
+static conc_chan *chan_of(conc_timer *t) {
+  conc__lock(&timers.lock);
+  conc_chan *c = t->chan;
+  if (c && !conc_try_retain((conc_obj *)c)) c = NULL;
+  conc__unlock(&timers.lock);
+  return c;
+}
+
 static void chan_fire(conc_timer *t, void *arg, conc_time now, uint64_t gen) {
-  conc_chan *c = (conc_chan *)arg;
+  (void)arg;
+  conc_chan *c = chan_of(t);
+  if (c == NULL) return;  /* nobody can receive it any more */
   conc_msg m;
   conc_waiter *wake = NULL;
   t->tick(&m, now);
@@ -274,16 +289,26 @@ static void chan_fire(conc_timer *t, void *arg, conc_time now, uint64_t gen) {
   conc__unlock(&c->lock);
   if (rc != CONC_OK) conc_msg_free(&m);
   if (wake) conc__waiter_wake(wake);
+  conc_release((conc_obj *)c);  /* may destroy it: no lock held */
 }
 
-static void chan_drop(void *arg) { conc_release((conc_obj *)arg); }
-
 conc_timer *conc_timer_new_chan(conc_chan *c, conc_tick_fn make) {
-  conc_timer *t = conc_timer_new(chan_fire, c, chan_drop);
+  conc_timer *t = conc_timer_new(chan_fire, NULL, NULL);
   if (t == NULL) return NULL;
   t->tick = make;
-  conc_retain((conc_obj *)c);
+  t->chan = c;       /* weak: a ticker nobody can receive from stops */
+  timer_retain(t);   /* the channel's reference */
+  c->timer = t;
   return t;
+}
+
+void conc__timer_chan_gone(conc_timer *t) {
+  conc__lock(&timers.lock);
+  t->chan = NULL;
+  int was = unschedule(t);
+  conc__unlock(&timers.lock);
+  if (was) conc_timer_release(t);  /* the heap's reference */
+  conc_timer_release(t);           /* the channel's */
 }
 
 int conc_timer_stop_chan(conc_timer *t, conc_chan *c) {

@@ -71,10 +71,24 @@ conc_time conc_now(void) {
   return (conc_time)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Below this many seconds, seconds * 1e9 fits int64 (9.2e18 < 2^63). */
+#define SECONDS_FIT 9.2e9
+
+conc_time conc_duration(double seconds) {
+  if (!(seconds > 0)) return 0;  /* NaN too */
+  if (seconds >= SECONDS_FIT) return CONC_LATEST;  /* +inf too */
+  conc_time ns = (conc_time)(seconds * 1e9);
+  return ns > 0 ? ns : 1;
+}
+
+conc_time conc_deadline_at(double seconds) {
+  if (!(seconds > 0)) return CONC_NOWAIT;
+  return conc_duration(seconds);
+}
+
 conc_time conc_deadline_in(double seconds) {
   if (!(seconds > 0)) return CONC_NOWAIT;
-  if (seconds >= 9.0e9) return CONC_NEVER;  /* ~285 years: forever */
-  return conc_now() + (conc_time)(seconds * 1e9);
+  return conc__time_add(conc_now(), conc_duration(seconds));
 }
 
 static struct timespec to_timespec(conc_time t) {

@@ -31,6 +31,7 @@ enum {
 enum { F_BACKREFS = 1, F_CODE = 2 };  /* flags byte */
 
 #define MAX_DEPTH 200
+_Static_assert(MAX_DEPTH == 200, "the refusals below name the limit");
 #define MAX_SEGMENTS 24
 #define SEGMENT_LEN 48
 
@@ -538,8 +539,8 @@ static const char *encode_table(lua_State *L, scratch *s, int idx, int depth) {
     lua_pop(L, 1);
     return "a table with a metatable";
   }
-  if (depth > MAX_DEPTH) return "a table nested too deeply";
-  if (!lua_checkstack(L, 6)) return "a table nested too deeply";
+  if (depth > MAX_DEPTH || !lua_checkstack(L, 6))
+    return "a table nested too deeply (200 levels at most)";
   seen_add(s, lua_topointer(L, idx), ++s->next_id);
   put_byte(s, T_TABLE);
   /* One traversal: the keys 1, 2, 3... that lua_next gives first (the
@@ -587,7 +588,7 @@ static const char *encode_table(lua_State *L, scratch *s, int idx, int depth) {
     lua_pop(L, 1);
     if (++nhash > 0x7fffffff) {
       lua_pop(L, 1);
-      return "a table this large";
+      return "a table this large (2^31-1 hash entries at most)";
     }
   }
   /* The later count first: a count longer than its byte moves what
@@ -653,7 +654,7 @@ static const char *encode_function(lua_State *L, scratch *s, int idx,
   }
   if (encode_known(L, s, idx)) return NULL;
   if (depth > MAX_DEPTH || !lua_checkstack(L, 5))
-    return "a function nested too deeply";
+    return "a function nested too deeply (200 levels at most)";
   seen_add(s, lua_topointer(L, idx), ++s->next_id);
   s->flags |= F_CODE;
   put_byte(s, T_FUNC);

@@ -29,7 +29,7 @@ static int do_send(lua_State *L, const char *fname, const lconc_wait *w) {
   cs.op = CONC_SEND;
   if (lua_isnone(L, 2)) return luaL_error(L, "%s: value expected", fname);
   lconc_encode(L, 2, 1, &cs.msg, fname, LCONC_VALUE, 1);
-  lconc_blocking(L);
+  lconc_blocking(L, "chan send");
   int rc = lconc_wait_op(&cs, w);
   if (rc == CONC_OK) return CONC_OK;
   conc_msg_free(&cs.msg);
@@ -60,7 +60,7 @@ static int do_recv(lua_State *L, const lconc_wait *w, const char *reason) {
   conc_case cs;
   cs.chan = checkchan(L);
   cs.op = CONC_RECV;
-  lconc_blocking(L);
+  lconc_blocking(L, "chan receive");
   int rc = lconc_wait_op(&cs, w);
   if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.chan:recv");
   if (rc == CONC_OK) {
@@ -117,7 +117,7 @@ static int chan_cap(lua_State *L) {
 static int chan_next(lua_State *L) {
   conc_chan *c = checkchan(L);
   conc_msg m;
-  lconc_blocking(L);
+  lconc_blocking(L, "chan range");
   int rc = conc_chan_recv(c, &m, CONC_NEVER);
   if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.chan:range");
   if (rc != CONC_OK) return 0;

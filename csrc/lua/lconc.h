@@ -65,8 +65,8 @@ CONC_API int lconc_wait_op(conc_case *cs, const lconc_wait *w);
  * ctx.Err() first); c NULL means done. CONC_OK once closed, else the
  * code as lconc_wait_op gives it (CONC_EDEADLOCK included: the caller
  * raises it, after letting go of what it holds). */
-CONC_API int lconc_wait_closed(lua_State *L, conc_chan *c,
-                               const lconc_wait *w);
+CONC_API int lconc_wait_closed(lua_State *L, const char *label,
+                               conc_chan *c, const lconc_wait *w);
 /* Pushes the fail tuple for a wait that ended without success:
  * nil, "timeout" | "context canceled" | "context deadline exceeded";
  * raises for a deadlock (CONC_EDEADLOCK, the main script's wait). */
@@ -125,9 +125,13 @@ CONC_API void lconc_open_sched(lua_State *L);    /* lsched.c */
 
 /* ---- threads (lsched.c) ---------------------------------------------------- */
 
-/* Call at the start of a binding function that may block: the sleep hook
- * reads where in this state the thread waits. */
-CONC_API void lconc_blocking(lua_State *L);
+/* Call at the start of every binding function that may block, with the
+ * name its waits show in the deadlock report and conc.workers() ("worker
+ * join", "mutex lock"...; a static string): the name stays until the next
+ * call, so a blocking call that did not name itself would show another's.
+ * The sleep hook reads where in L the thread waits. (NULL, NULL: the
+ * thread leaves its task.) */
+CONC_API void lconc_blocking(lua_State *L, const char *label);
 /* Raises "fname: all workers are asleep - deadlock!" and the report. */
 CONC_API int lconc_raise_deadlock(lua_State *L, const char *fname);
 /* The main script's thread starts counting as a Lua thread (for good:

@@ -58,7 +58,7 @@ static int c_with_deadline(lua_State *L) {
   conc_ctx *parent = checkctx(L, 1);
   lua_Number t = luaL_checknumber(L, 2);
   luaL_argcheck(L, t == t, 2, "deadline is NaN");
-  conc_time d = t >= 9.0e9 ? CONC_NEVER : t <= 0 ? 0 : (conc_time)(t * 1e9);
+  conc_time d = conc_deadline_at(t);  /* clamped: a deadline stays one */
   return push_with_cancel(L, conc_ctx_new(parent, d, NULL, NULL),
                           "conc.with_deadline");
 }

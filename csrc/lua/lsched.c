@@ -5,6 +5,7 @@
  * conc.set_deadlock_mode().
  */
 #include <stdio.h>
+#include <string.h>
 #include "../core/internal.h"
 #include "lconc.h"
 #include "worker.h"
@@ -12,7 +13,10 @@
 /* The Lua state of the blocking call the calling thread is in. */
 static CONC_TLS lua_State *blocking_state;
 
-void lconc_blocking(lua_State *L) { blocking_state = L; }
+void lconc_blocking(lua_State *L, const char *label) {
+  blocking_state = L;
+  conc_wait_label(label);
+}
 
 /* Appends s to buf (size bytes, *n used), truncating; keeps it ended. */
 static void append(char *buf, size_t size, size_t *n, const char *s) {
@@ -69,13 +73,27 @@ static int set_deadlock_mode(lua_State *L) {
   return 0;
 }
 
+/* Describes every counted thread, however many: returns the array (a
+ * userdata left on the stack, so an error frees it) and its length. The
+ * count may grow between looking and copying: then it looks again. */
+static conc_thread_info *thread_infos(lua_State *L, int *n) {
+  int room = conc_threads(NULL, 0) + 16;
+  for (;;) {
+    conc_thread_info *info =
+        lua_newuserdatauv(L, (size_t)room * sizeof *info, 0);
+    *n = conc_threads(info, room);
+    if (*n <= room) return info;
+    lua_pop(L, 1);
+    room = *n + 16;
+  }
+}
+
 /* conc.workers() -> an array of {id, state, waiting_in, object, where,
  * age}, one per live worker and the main script (id 0). */
 static int workers(lua_State *L) {
   static const char *const states[] = {"running", "blocked", "waiting"};
-  conc_thread_info info[256];
-  int n = conc_threads(info, 256);
-  if (n > 256) n = 256;
+  int n;
+  conc_thread_info *info = thread_infos(L, &n);
   conc_time now = conc_now();
   lua_createtable(L, n, 0);
   for (int i = 0; i < n; i++) {
@@ -83,7 +101,7 @@ static int workers(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)info[i].id);
     lua_setfield(L, -2, "id");
     lua_pushstring(L, info[i].what && info[i].state == CONC_THREAD_WAITING &&
-                              info[i].what[0] == 's' && info[i].what[1] == 'l'
+                              strcmp(info[i].what, "sleep") == 0
                           ? "sleeping" : states[info[i].state]);
     lua_setfield(L, -2, "state");
     if (info[i].what) {

@@ -15,6 +15,9 @@
 #include "lconc.h"
 
 #define SMALL 8
+/* The most cases a select takes (docs/API.md names it). */
+#define MAX_CASES 4096
+_Static_assert(MAX_CASES == 4096, "select_ names the limit");
 
 static void free_sends(conc_case *cases, int n, int except) {
   for (int i = 0; i < n; i++)
@@ -117,12 +120,14 @@ static int select_(lua_State *L) {
   conc_time deadline = select_deadline(L, &has_default);
   lua_getfield(L, 1, "n");
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
-  if (!lua_isnil(L, -1)) {
-    if (!lua_isinteger(L, -1) || (n = lua_tointeger(L, -1)) < 0)
+  if (!lua_isnil(L, -1)) {  /* a number (not a string); 2.0 is 2 */
+    int isint = 0;
+    if (lua_type(L, -1) == LUA_TNUMBER) n = lua_tointegerx(L, -1, &isint);
+    if (!isint || n < 0)
       luaL_error(L, "conc.select: n must be a non-negative integer");
   }
   lua_pop(L, 1);
-  luaL_argcheck(L, n <= 4096, 1, "too many cases (4096 at most)");
+  luaL_argcheck(L, n <= MAX_CASES, 1, "too many cases (4096 at most)");
   conc_case small[SMALL];
   conc_case *cases = small;
   if (n > SMALL)  /* a userdata: collected even if an error is raised */
@@ -136,7 +141,7 @@ static int select_(lua_State *L) {
     lua_pop(L, 1);
   }
   int closed_send = 0;
-  lconc_blocking(L);
+  lconc_blocking(L, "select");
   int r = conc_select(cases, (int)n, deadline, &closed_send);
   return select_results(L, cases, (int)n, r, closed_send, has_default);
 }

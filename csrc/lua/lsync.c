@@ -44,7 +44,7 @@ static int wg_wait(lua_State *L) {
   lconc_wait w;
   lconc_check_wait(L, 2, &w);
   conc_chan *zero = conc_wg_wait_chan(wg);  /* NULL: the counter is zero */
-  int rc = lconc_wait_closed(L, zero, &w);
+  int rc = lconc_wait_closed(L, "waitgroup wait", zero, &w);
   if (zero) conc_release((conc_obj *)zero);
   if (rc != CONC_OK) return lconc_push_fail(L, rc, "conc.waitgroup:wait");
   lua_pushboolean(L, 1);
@@ -65,7 +65,7 @@ static int mu_new(lua_State *L) {
 }
 
 static int mu_lock(lua_State *L) {
-  lconc_blocking(L);
+  lconc_blocking(L, "mutex lock");
   conc_mutex_lock(CHECK(L, conc_mutex, conc_mutex_type));
   return 0;
 }
@@ -91,13 +91,13 @@ static int rw_new(lua_State *L) {
 #define RW(L) CHECK(L, conc_rwmutex, conc_rwmutex_type)
 
 static int rw_lock(lua_State *L) {
-  lconc_blocking(L);
+  lconc_blocking(L, "rwmutex lock");
   conc_rwmutex_lock(RW(L));
   return 0;
 }
 
 static int rw_rlock(lua_State *L) {
-  lconc_blocking(L);
+  lconc_blocking(L, "rwmutex rlock");
   conc_rwmutex_rlock(RW(L));
   return 0;
 }
@@ -139,7 +139,7 @@ static int cond_new(lua_State *L) {
 
 /* c:wait(): unlocks c.L, waits for signal or broadcast, locks c.L */
 static int cond_wait(lua_State *L) {
-  lconc_blocking(L);
+  lconc_blocking(L, "cond wait");
   if (conc_cond_wait(COND(L)) != CONC_OK)
     return luaL_error(L, "conc.cond:wait: sync: unlock of unlocked mutex");
   return 0;
@@ -237,7 +237,7 @@ static int once_call(lua_State *L) {
   if (state == CONC_ONCE_RUN) return once_run(L, o);
   if (state == CONC_ONCE_WAIT) {
     lconc_wait forever = {CONC_NEVER, NULL};
-    int rc = lconc_wait_closed(L, wait, &forever);
+    int rc = lconc_wait_closed(L, "once call", wait, &forever);
     conc_release((conc_obj *)wait);
     if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.once:call");
   }

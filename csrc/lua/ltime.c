@@ -3,9 +3,11 @@
  * conc.ticker, all served by the core's one timer thread.
  *
  * A timer or ticker is a conc object holding a core timer and its
- * channel `C` (capacity 1). It stops, releasing what it holds, when
- * stopped or when the last reference to it is dropped. Timer channels
- * receive conc.now() at the moment they fire.
+ * channel `C` (capacity 1). As in Go, the channel owns the timer: the
+ * timer runs while anyone holds C (a worker given only t.C still
+ * receives), and stops when C is freed; the timer holds C only weakly,
+ * so dropping both frees both. Timer channels receive conc.now() at the
+ * moment they fire.
  */
 #include <math.h>
 #include "lconc.h"
@@ -16,9 +18,10 @@ typedef struct ltimer {
   conc_chan *c;
 } ltimer;
 
+/* The timer keeps running while its channel lives (a worker holding only
+ * t.C still receives, as in Go): the channel owns it and stops it. */
 static void ltimer_destroy(conc_obj *o) {
   ltimer *lt = (ltimer *)o;
-  conc_timer_stop(lt->t);
   conc_timer_release(lt->t);
   conc_release((conc_obj *)lt->c);
   free(lt);
@@ -35,14 +38,6 @@ static lua_Number check_seconds(lua_State *L, int idx) {
   lua_Number s = luaL_checknumber(L, idx);
   luaL_argcheck(L, !isnan(s), idx, "duration is NaN");
   return s;
-}
-
-/* Seconds as nanoseconds: 0 for none, at least 1 for any positive. */
-static conc_time ns(lua_Number s) {
-  if (s <= 0) return 0;
-  if (s >= 9.0e9) return CONC_NEVER / 2;
-  conc_time t = (conc_time)(s * 1e9);
-  return t > 0 ? t : 1;
 }
 
 static int push_time_error(lua_State *L, const char *fname, int rc) {
@@ -63,10 +58,10 @@ static int t_sleep(lua_State *L) {
   lconc_wait w;
   lconc_check_wait(L, 2, &w);
   conc_time deadline = conc_deadline_in(s);
+  lconc_blocking(L, "sleep");
   if (w.ctx == NULL) {
     if (s > 0) conc_sleep_until(deadline);
   } else {
-    lconc_blocking(L);
     conc_case cs = {conc_ctx_done(w.ctx), CONC_RECV, {0}, 0};
     int closed_send;
     int err = conc_ctx_err(w.ctx);
@@ -87,8 +82,8 @@ static int t_after(lua_State *L) {
     if (c) conc_release((conc_obj *)c);
     return luaL_error(L, "conc.after: not enough memory");
   }
-  int rc = conc_timer_start(t, conc_now() + ns(s), 0);
-  conc_timer_release(t);  /* the schedule holds it until it fires */
+  int rc = conc_timer_start(t, conc_deadline_in(s), 0);
+  conc_timer_release(t);  /* the channel owns it: dropping c stops it */
   if (rc < 0) {
     conc_release((conc_obj *)c);
     return push_time_error(L, "conc.after", rc);
@@ -110,7 +105,7 @@ static int new_timer(lua_State *L, const conc_type *type, lua_Number s,
   conc_obj_init(&lt->hdr, type);
   lt->t = t;
   lt->c = c;
-  int rc = conc_timer_start(t, conc_now() + ns(s), period);
+  int rc = conc_timer_start(t, conc_deadline_in(s), period);
   if (rc < 0) {
     conc_release(&lt->hdr);
     return push_time_error(L, type->name, rc);
@@ -128,7 +123,7 @@ static int t_timer(lua_State *L) {
 static int t_ticker(lua_State *L) {
   lua_Number s = check_seconds(L, 1);
   luaL_argcheck(L, s > 0, 1, "non-positive interval for conc.ticker");
-  return new_timer(L, &ticker_type, s, ns(s));
+  return new_timer(L, &ticker_type, s, conc_duration(s));
 }
 
 static ltimer *check_any_timer(lua_State *L) {
@@ -154,7 +149,8 @@ static int t_reset(lua_State *L) {
   luaL_argcheck(L, !ticker || s > 0, 2,
                 "non-positive interval for conc.ticker:reset");
   int was = conc_timer_stop_chan(lt->t, lt->c);
-  int rc = conc_timer_start(lt->t, conc_now() + ns(s), ticker ? ns(s) : 0);
+  int rc = conc_timer_start(lt->t, conc_deadline_in(s),
+                            ticker ? conc_duration(s) : 0);
   if (rc < 0) return push_time_error(L, lt->hdr.type->name, rc);
   lua_pushboolean(L, was);
   return 1;

@@ -47,11 +47,12 @@ int lconc_wait_op(conc_case *cs, const lconc_wait *w) {
   return r;
 }
 
-int lconc_wait_closed(lua_State *L, conc_chan *c, const lconc_wait *w) {
+int lconc_wait_closed(lua_State *L, const char *label, conc_chan *c,
+                      const lconc_wait *w) {
   if (w->ctx && conc_ctx_err(w->ctx)) return conc_ctx_err(w->ctx);
   if (c == NULL) return CONC_OK;
   conc_case cs = {c, CONC_RECV, {0}, 0};
-  lconc_blocking(L);
+  lconc_blocking(L, label);
   int rc = lconc_wait_op(&cs, w);
   if (rc == CONC_OK) conc_msg_free(&cs.msg);  /* never sent on: defensive */
   return rc == CONC_OK || rc == CONC_ECLOSED ? CONC_OK : rc;

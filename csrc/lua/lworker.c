@@ -111,7 +111,8 @@ static int go(lua_State *L) {
 static int w_join(lua_State *L) {
   lconc_task *t = checktask(L);
   lconc_wait forever = {CONC_NEVER, NULL};
-  if (lconc_wait_closed(L, t->done, &forever) == CONC_EDEADLOCK)
+  if (lconc_wait_closed(L, "worker join", t->done, &forever) ==
+      CONC_EDEADLOCK)
     return lconc_raise_deadlock(L, "conc.worker:join");
   atomic_store(&t->observed, 1);
   int ok = atomic_load(&t->state) == TASK_DONE;
@@ -129,7 +130,7 @@ static int w_wait(lua_State *L) {
   lconc_task *t = checktask(L);
   lconc_wait w;
   lconc_check_wait(L, 2, &w);
-  int rc = lconc_wait_closed(L, t->done, &w);
+  int rc = lconc_wait_closed(L, "worker wait", t->done, &w);
   if (rc == CONC_EDEADLOCK)
     return lconc_raise_deadlock(L, "conc.worker:wait");
   if (rc == CONC_OK) {

@@ -707,7 +707,7 @@ static bool run_task(lua_State *L, lconc_task *t) {
   ok = finish(L, t, ok, oom, 1);
   lua_settop(L, 0);
   current_id = 0;
-  lconc_blocking(NULL);  /* the state may be closed before the next task */
+  lconc_blocking(NULL, NULL);  /* the state may be closed before the next task */
   conc__thread_leave();
   if (t->memory_limit) lua_gc(L, LUA_GCCOLLECT);  /* give it back now */
   /* Before the task ends: its spawner may hand the thread the next one

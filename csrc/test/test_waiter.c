@@ -39,8 +39,21 @@ static void clock_and_deadline_in(void) {
   CHECK_EQ(conc_deadline_in(0), CONC_NOWAIT);
   CHECK_EQ(conc_deadline_in(-1), CONC_NOWAIT);
   CHECK_EQ(conc_deadline_in(__builtin_nan("")), CONC_NOWAIT);  /* NaN */
-  CHECK_EQ(conc_deadline_in(1e10), CONC_NEVER);
-  CHECK_EQ(conc_deadline_in(__builtin_inf()), CONC_NEVER);
+  /* Clamped, never "forever": a long timeout is still a deadline. */
+  CHECK(conc_deadline_in(9e9) < CONC_LATEST);  /* fits: a plain one */
+  CHECK(conc_deadline_in(9e9) > conc_now());
+  CHECK_EQ(conc_deadline_in(1e10), CONC_LATEST);
+  CHECK_EQ(conc_deadline_in(1e300), CONC_LATEST);
+  CHECK_EQ(conc_deadline_in(__builtin_inf()), CONC_LATEST);
+  CHECK_EQ(conc_deadline_in(-__builtin_inf()), CONC_NOWAIT);
+  CHECK_EQ(conc_deadline_at(1e10), CONC_LATEST);
+  CHECK_EQ(conc_deadline_at(__builtin_inf()), CONC_LATEST);
+  CHECK_EQ(conc_deadline_at(__builtin_nan("")), CONC_NOWAIT);
+  CHECK_EQ(conc_deadline_at(2.5), (conc_time)2500000000);
+  CHECK_EQ(conc_duration(1e-12), 1);
+  CHECK_EQ(conc_duration(-1), 0);
+  CHECK_EQ(conc_duration(__builtin_inf()), CONC_LATEST);
+  CHECK_EQ(conc__time_add(CONC_LATEST - 5, 10), CONC_LATEST);
   conc_time before = conc_now();
   conc_time d = conc_deadline_in(0.5);
   conc_time after = conc_now();
