@@ -47,10 +47,16 @@ static int read_case(lua_State *L, conc_case *cs, int k) {
     lua_pop(L, 1);
     return 0;
   }
-  conc_obj *o = lconc_test_obj(L, -1, &conc_chan_type);
+  int recv_only;
+  conc_chan *c = lconc_test_chan(L, -1, &recv_only);
   lua_pop(L, 1);
-  if (o == NULL) {
+  if (c == NULL) {
     lua_pushfstring(L, "conc.select: case #%d: conc.chan expected", k);
+    return 1;
+  }
+  if (cs->op == CONC_SEND && recv_only) {  /* Go does not compile it */
+    lua_pushfstring(L, "conc.select: case #%d: send on receive-only "
+                    "channel", k);
     return 1;
   }
   if (cs->op == CONC_SEND) {
@@ -64,7 +70,7 @@ static int read_case(lua_State *L, conc_case *cs, int k) {
     }
     lua_pop(L, 1);
   }
-  cs->chan = (conc_chan *)o;  /* kept alive by the case table */
+  cs->chan = c;  /* kept alive by the case table (or its view) */
   return 0;
 }
 
