@@ -37,7 +37,8 @@
   X(ENEGATIVE, -9, "negative WaitGroup counter")                 \
   X(ENOTLOCKED, -10, "unlock of unlocked mutex")                 \
   X(EDEADLOCK, -11, "all workers are asleep - deadlock!")         \
-  X(EOVERFLOW, -12, "WaitGroup counter overflow")
+  X(EOVERFLOW, -12, "WaitGroup counter overflow")                \
+  X(ERECVONLY, -13, "receive-only channel")
 
 enum {
   CONC_OK = 0,
@@ -192,9 +193,29 @@ CONC_API int conc_chan_send(conc_chan *c, conc_msg *m, conc_time deadline);
 CONC_API int conc_chan_recv(conc_chan *c, conc_msg *out, conc_time deadline);
 /* ECLOSED if it was closed already. */
 CONC_API int conc_chan_close(conc_chan *c);
+/*
+ * Whether c is receive-only: a channel conc owns and hands out (a
+ * context's done channel, a timer's, a wait channel of a WaitGroup or a
+ * Once). Only conc sends on it or closes it, when what it announces has
+ * happened; conc_chan_send, conc_chan_close and select's send cases
+ * refuse it with ERECVONLY, so no host can fake that event.
+ */
+CONC_API int conc_chan_recv_only(const conc_chan *c);
 CONC_API size_t conc_chan_len(conc_chan *c);
 CONC_API size_t conc_chan_cap(const conc_chan *c);
 CONC_API int conc_chan_closed(conc_chan *c);
+
+/*
+ * A receive-only view of a channel, Go's `<-chan T`: an object of its
+ * own type that holds (retains) the channel, for an API that hands out a
+ * channel only to receive from. The binding refuses sends and closes
+ * through it; a C host gets the channel back with conc_chan_view_chan
+ * (borrowed: it lives as long as the view).
+ */
+typedef struct conc_chan_view conc_chan_view;
+CONC_API extern const conc_type conc_chan_view_type;
+CONC_API conc_chan_view *conc_chan_view_new(conc_chan *c);  /* NULL: ENOMEM */
+CONC_API conc_chan *conc_chan_view_chan(const conc_chan_view *v);
 
 /* ---- select ------------------------------------------------------------ */
 
@@ -213,7 +234,8 @@ typedef struct conc_case {
  * (deadline == CONC_NOWAIT, Go's default) or ETIMEDOUT. A send case that
  * fired owns nothing any more; the others keep their messages. A send
  * case on a closed channel returns its index with *closed_send set (Go
- * panics there).
+ * panics there). ERECVONLY, before anything is done, if a send case is on
+ * a receive-only channel.
  */
 CONC_API int conc_select(conc_case *cases, int n, conc_time deadline,
                          int *closed_send);
@@ -272,7 +294,8 @@ CONC_API conc_ctx *conc_ctx_new(conc_ctx *parent, conc_time deadline,
 CONC_API int conc_ctx_cancel(conc_ctx *ctx, int err, conc_msg *cause);
 /* 0 while live, else ECANCELED or EDEADLINE. */
 CONC_API int conc_ctx_err(conc_ctx *ctx);
-/* The channel closed on cancellation (borrowed: lives as long as ctx). */
+/* The channel closed on cancellation (borrowed: lives as long as ctx;
+ * receive-only). */
 CONC_API conc_chan *conc_ctx_done(conc_ctx *ctx);
 CONC_API conc_time conc_ctx_deadline(conc_ctx *ctx);
 /* Copies the cause into *out: 1 if there is one. */
@@ -299,8 +322,11 @@ CONC_API conc_wg *conc_wg_new(void);
 CONC_API int conc_wg_add(conc_wg *wg, int64_t delta);
 CONC_API int64_t conc_wg_count(conc_wg *wg);
 /* NULL if the counter is zero, else a channel closed when it reaches
- * zero (retained for the caller). */
+ * zero (retained for the caller; receive-only). */
 CONC_API conc_chan *conc_wg_wait_chan(conc_wg *wg);
+/* Whether c, from conc_wg_wait_chan, was released by the counter
+ * reaching zero: what a waiter that saw c closed checks. */
+CONC_API int conc_wg_released(conc_wg *wg, conc_chan *c);
 
 CONC_API conc_mutex *conc_mutex_new(void);
 CONC_API void conc_mutex_lock(conc_mutex *m);
@@ -327,8 +353,8 @@ CONC_API void conc_cond_broadcast(conc_cond *c);
 enum { CONC_ONCE_RUN = 0, CONC_ONCE_DONE = 1, CONC_ONCE_WAIT = 2 };
 CONC_API conc_once *conc_once_new(void);
 /* RUN: the caller must run the function, then conc_once_finish. DONE:
- * the outcome is ready. WAIT: *wait is a channel (retained) closed when
- * the runner finishes. */
+ * the outcome is ready. WAIT: *wait is a channel (retained,
+ * receive-only) closed when the runner finishes. */
 CONC_API int conc_once_begin(conc_once *o, conc_chan **wait);
 /* Stores the outcome (taken over) and wakes the waiters. */
 CONC_API void conc_once_finish(conc_once *o, conc_msg *outcome, int failed);

@@ -63,6 +63,40 @@ conc_chan *conc_chan_new(size_t cap) {
   return c;
 }
 
+conc_chan *conc__chan_new_owned(size_t cap) {
+  conc_chan *c = conc_chan_new(cap);
+  if (c) c->recv_only = true;  /* before anyone else can see c */
+  return c;
+}
+
+int conc_chan_recv_only(const conc_chan *c) { return c->recv_only; }
+
+/* ---- receive-only views ------------------------------------------------ */
+
+struct conc_chan_view {
+  conc_obj hdr;
+  conc_chan *c;             /* retained; never changes */
+};
+
+static void view_destroy(conc_obj *o) {
+  conc_chan_view *v = (conc_chan_view *)o;
+  conc_release(&v->c->hdr);
+  free(v);
+}
+
+const conc_type conc_chan_view_type = {"conc.chan.recv_only", view_destroy};
+
+conc_chan_view *conc_chan_view_new(conc_chan *c) {
+  conc_chan_view *v = malloc(sizeof *v);
+  if (v == NULL) return NULL;
+  conc_obj_init(&v->hdr, &conc_chan_view_type);
+  conc_retain(&c->hdr);
+  v->c = c;
+  return v;
+}
+
+conc_chan *conc_chan_view_chan(const conc_chan_view *v) { return v->c; }
+
 /* Messages delivered (taken by a receiver): counted per thread, added to
  * the total in batches so that channels share no counter cache line. */
 static atomic_llong sent_total;
@@ -454,6 +488,7 @@ static int buffered_op(conc_chan *c, conc_msg *m, conc_time deadline,
 }
 
 int conc_chan_send(conc_chan *c, conc_msg *m, conc_time deadline) {
+  if (c->recv_only) return CONC_ERECVONLY;
   return c->cap > 0 ? buffered_op(c, m, deadline, true)
                     : unbuffered_op(c, m, deadline, true);
 }
@@ -474,6 +509,10 @@ static void claim_all(conc_waitq *q, int ok, conc_sudog **list) {
 }
 
 int conc_chan_close(conc_chan *c) {
+  return c->recv_only ? CONC_ERECVONLY : conc__chan_close_owned(c);
+}
+
+int conc__chan_close_owned(conc_chan *c) {
   conc_sudog *list = NULL;
   conc__lock(&c->lock);
   if (atomic_load_explicit(&c->closed, memory_order_relaxed)) {

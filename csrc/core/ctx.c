@@ -44,7 +44,7 @@ static pthread_once_t background_once = PTHREAD_ONCE_INIT;
 static conc_ctx *ctx_alloc(void) {
   conc_ctx *c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
-  c->done = conc_chan_new(0);
+  c->done = conc__chan_new_owned(0);  /* closed by cancel alone */
   if (c->done == NULL) {
     free(c);
     return NULL;
@@ -207,7 +207,7 @@ int conc_ctx_cancel(conc_ctx *c, int err, conc_msg *cause) {
     c->has_cause = true;
   }
   conc__unlock(&c->lock);
-  conc_chan_close(c->done);
+  conc__chan_close_owned(c->done);
   if (c->timer && conc_timer_stop(c->timer))
     conc_release(&c->hdr);  /* the timer will not fire: its reference */
   for (int i = 0; i < n; i++) {

@@ -303,6 +303,7 @@ struct conc_chan {
   conc_waitq recvq, sendq;
   size_t cap;
   bool pow2;                /* cap is a power of two: pos & (cap - 1) */
+  bool recv_only;           /* conc owns it: set at creation, then read */
   conc_slot *slots;         /* cap slots (aligned), or NULL */
   void *slots_raw;          /* what was allocated for them */
   conc_timer *timer;        /* a timer sending on it, owned (or NULL) */
@@ -311,6 +312,13 @@ struct conc_chan {
   _Alignas(64) atomic_size_t head;
   char pad_[64 - sizeof(atomic_size_t)];
 };
+
+/* A receive-only channel (conc_chan_recv_only): conc alone closes it,
+ * with conc__chan_close_owned, or sends on it, with conc__chan_try_send
+ * (a timer). NULL: ENOMEM. */
+CONC_API conc_chan *conc__chan_new_owned(size_t cap);
+/* Closes c, receive-only or not; ECLOSED if it was closed already. */
+CONC_API int conc__chan_close_owned(conc_chan *c);
 
 /* Tries the operation with c->lock held. Returns CONC_OK (done),
  * CONC_ECLOSED (closed: recv drained / send on closed) or CONC_EAGAIN.

@@ -198,7 +198,11 @@ static int select_with(conc_case *cases, int n, conc_time deadline,
 int conc_select(conc_case *cases, int n, conc_time deadline,
                 int *closed_send) {
   *closed_send = 0;
-  for (int i = 0; i < n; i++) cases[i].ok = 0;
+  for (int i = 0; i < n; i++) {
+    cases[i].ok = 0;
+    if (cases[i].chan && cases[i].op == CONC_SEND && cases[i].chan->recv_only)
+      return CONC_ERECVONLY;
+  }
   if (n <= SMALL) {
     sel_scratch s;
     return select_with(cases, n, deadline, closed_send, s.order, s.locks,

@@ -57,7 +57,7 @@ int conc_wg_add(conc_wg *wg, int64_t delta) {
   }
   conc__unlock(&wg->lock);
   if (zero) {
-    conc_chan_close(zero);
+    conc__chan_close_owned(zero);
     conc_release((conc_obj *)zero);
   }
   return CONC_OK;
@@ -65,12 +65,22 @@ int conc_wg_add(conc_wg *wg, int64_t delta) {
 
 int64_t conc_wg_count(conc_wg *wg) { return atomic_load(&wg->count); }
 
+/* The counter's reaching zero detaches `zero` under the lock before it
+ * closes it, and a waiter's reference keeps its address from being
+ * reused: a detached c was released. */
+int conc_wg_released(conc_wg *wg, conc_chan *c) {
+  conc__lock(&wg->lock);
+  int released = wg->zero != c;
+  conc__unlock(&wg->lock);
+  return released;
+}
+
 conc_chan *conc_wg_wait_chan(conc_wg *wg) {
   conc_chan *c = NULL;
   conc__lock(&wg->lock);
   atomic_store(&wg->waiting, true);
   if (atomic_load(&wg->count) != 0) {
-    if (wg->zero == NULL && (wg->zero = conc_chan_new(0)) == NULL)
+    if (wg->zero == NULL && (wg->zero = conc__chan_new_owned(0)) == NULL)
       conc__fatal("conc_wg_wait_chan: malloc", 12);
     c = wg->zero;
     conc_retain((conc_obj *)c);
@@ -368,7 +378,7 @@ const conc_type conc_once_type = {"conc.once", once_destroy};
 conc_once *conc_once_new(void) {
   conc_once *x = calloc(1, sizeof *x);
   if (x == NULL) return NULL;
-  x->done = conc_chan_new(0);
+  x->done = conc__chan_new_owned(0);
   if (x->done == NULL) {
     free(x);
     return NULL;
@@ -395,7 +405,7 @@ void conc_once_finish(conc_once *x, conc_msg *outcome, int failed) {
   x->failed = failed;
   x->state = ONCE_DONE;
   conc__unlock(&x->lock);
-  conc_chan_close(x->done);
+  conc__chan_close_owned(x->done);
 }
 
 int conc_once_outcome(conc_once *x, conc_msg *out) {

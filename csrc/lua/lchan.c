@@ -3,11 +3,47 @@
  *
  * Outcomes are return values (a closed channel, a timeout); what Go
  * panics on raises, worded as Go words it.
+ *
+ * Receive-only channels: those conc owns and hands out (h:done(),
+ * ctx:done(), timer.C...; flagged in the core) and views
+ * (ch:recv_only(), Go's <-chan T: an object of their own type, so that
+ * they stay receive-only wherever they travel). Both take every method
+ * of a channel; send, try_send, close and <close> raise on them.
  */
 #include "lconc.h"
 
-static conc_chan *checkchan(lua_State *L) {
-  return (conc_chan *)lconc_check_obj(L, 1, &conc_chan_type);
+conc_chan *lconc_test_chan(lua_State *L, int idx, int *recv_only) {
+  conc_chan *c = (conc_chan *)lconc_test_obj(L, idx, &conc_chan_type);
+  int view = 0;
+  if (c == NULL) {
+    conc_obj *v = lconc_test_obj(L, idx, &conc_chan_view_type);
+    if (v != NULL) c = conc_chan_view_chan((conc_chan_view *)v);
+    view = v != NULL;
+  }
+  if (recv_only) *recv_only = view || (c && conc_chan_recv_only(c));
+  return c;
+}
+
+/* Argument 1 as a channel (a channel or a view); *recv_only as
+ * lconc_test_chan sets it. */
+static conc_chan *checkchan_ro(lua_State *L, int *recv_only) {
+  conc_chan *c = lconc_test_chan(L, 1, recv_only);
+  if (c == NULL)  /* raises the type error (or "already released") */
+    c = (conc_chan *)lconc_check_obj(L, 1, &conc_chan_type);
+  return c;
+}
+
+/* Argument 1 as a channel to receive from. */
+static conc_chan *checkchan(lua_State *L) { return checkchan_ro(L, NULL); }
+
+/* Argument 1 as a channel to send on or close ("send on", "close of"):
+ * raises, as Go's compiler refuses it, on a receive-only one. */
+static conc_chan *check_writable(lua_State *L, const char *fname,
+                                 const char *what) {
+  int recv_only;
+  conc_chan *c = checkchan_ro(L, &recv_only);
+  if (recv_only) luaL_error(L, "%s: %s receive-only channel", fname, what);
+  return c;
 }
 
 /* conc.chan([capacity]) */
@@ -25,7 +61,7 @@ static int chan_new(lua_State *L) {
  * failure code (timeout, would block, a canceled context). */
 static int do_send(lua_State *L, const char *fname, const lconc_wait *w) {
   conc_case cs;
-  cs.chan = checkchan(L);
+  cs.chan = check_writable(L, fname, "send on");
   cs.op = CONC_SEND;
   if (lua_isnone(L, 2)) return luaL_error(L, "%s: value expected", fname);
   lconc_encode(L, 2, 1, &cs.msg, fname, LCONC_VALUE, 1);
@@ -91,16 +127,45 @@ static int chan_try_recv(lua_State *L) {
 }
 
 static int chan_close(lua_State *L) {
-  if (conc_chan_close(checkchan(L)) == CONC_ECLOSED)
+  conc_chan *c = check_writable(L, "conc.chan:close", "close of");
+  if (conc_chan_close(c) == CONC_ECLOSED)
     return luaL_error(L, "conc.chan:close: close of closed channel");
   return 0;
 }
 
 /* __close: a <close> channel is closed at the end of its scope (Go's
- * `defer close(ch)`); one closed already is left as it is. */
+ * `defer close(ch)`); one closed already is left as it is. A
+ * receive-only one raises as close does: Go would not compile
+ * `defer close(ro)`, and a silent no-op would hide the mistake. */
 static int chan_scope_close(lua_State *L) {
-  conc_chan_close(checkchan(L));
+  conc_chan_close(check_writable(L, "conc.chan:close", "close of"));
   return 0;
+}
+
+/* ch:recv_only() -> a receive-only view of ch (ch itself if it is one
+ * already, or a channel conc owns) */
+static int chan_recv_only(lua_State *L) {
+  int recv_only;
+  conc_chan *c = checkchan_ro(L, &recv_only);
+  lua_settop(L, 1);
+  if (recv_only) return 1;
+  conc_chan_view *v = conc_chan_view_new(c);
+  if (v == NULL) return luaL_error(L, "conc.chan:recv_only: not enough memory");
+  lconc_push_obj(L, (conc_obj *)v);
+  return 1;
+}
+
+/* What __eq compares: a view's channel, else the object itself. */
+static conc_obj *identity(lua_State *L, int idx) {
+  conc_chan *c = lconc_test_chan(L, idx, NULL);
+  return c ? (conc_obj *)c : lconc_to_obj(L, idx);
+}
+
+/* __eq: a view equals its channel (and every other view of it). */
+static int chan_eq(lua_State *L) {
+  conc_obj *a = identity(L, 1);
+  lua_pushboolean(L, a != NULL && a == identity(L, 2));
+  return 1;
 }
 
 static int chan_len(lua_State *L) {
@@ -138,10 +203,12 @@ void lconc_open_chan(lua_State *L) {
       {"try_send", chan_try_send}, {"try_recv", chan_try_recv},
       {"close", chan_close},       {"len", chan_len},
       {"cap", chan_cap},           {"range", chan_range},
-      {NULL, NULL}};
+      {"recv_only", chan_recv_only}, {NULL, NULL}};
   static const luaL_Reg meta[] = {
-      {"__len", chan_len}, {"__close", chan_scope_close}, {NULL, NULL}};
+      {"__len", chan_len}, {"__close", chan_scope_close},
+      {"__eq", chan_eq}, {NULL, NULL}};
   lconc_declare(&conc_chan_type, methods, meta, NULL);
+  lconc_declare(&conc_chan_view_type, methods, meta, NULL);
   lua_pushcfunction(L, chan_new);
   lua_setfield(L, -2, "chan");
 }

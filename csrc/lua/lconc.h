@@ -42,6 +42,14 @@ CONC_API conc_obj *lconc_test_obj(lua_State *L, int idx,
 /* The object at idx if it is any conc object, else NULL. */
 CONC_API conc_obj *lconc_to_obj(lua_State *L, int idx);
 
+/* ---- channels (lchan.c) -------------------------------------------------- */
+
+/* The channel at idx if it is a conc.chan or a receive-only view of one
+ * (conc.chan.recv_only), else NULL. *recv_only (if not NULL) is set when
+ * user code may not send on it or close it: a view, or a channel conc
+ * owns (conc_chan_recv_only). */
+CONC_API conc_chan *lconc_test_chan(lua_State *L, int idx, int *recv_only);
+
 
 /* ---- bounded waits (lwait.c) --------------------------------------------- */
 
@@ -67,6 +75,10 @@ CONC_API int lconc_wait_op(conc_case *cs, const lconc_wait *w);
  * raises it, after letting go of what it holds). */
 CONC_API int lconc_wait_closed(lua_State *L, const char *label,
                                conc_chan *c, const lconc_wait *w);
+/* A wait saw an owned channel fire while what it announces has not
+ * happened (so it was closed by something other than its owner): prints
+ * "conc: internal error: <what>" and aborts. Never returns. */
+CONC_API _Noreturn void lconc_internal_error(const char *what);
 /* Pushes the fail tuple for a wait that ended without success:
  * nil, "timeout" | "context canceled" | "context deadline exceeded";
  * raises for a deadlock (CONC_EDEADLOCK, the main script's wait). */

@@ -50,10 +50,16 @@ static int read_case(lua_State *L, conc_case *cs, int k) {
     lua_pop(L, 1);
     return 0;
   }
-  conc_obj *o = lconc_test_obj(L, -1, &conc_chan_type);
+  int recv_only;
+  conc_chan *c = lconc_test_chan(L, -1, &recv_only);
   lua_pop(L, 1);
-  if (o == NULL) {
+  if (c == NULL) {
     lua_pushfstring(L, "conc.select: case #%d: conc.chan expected", k);
+    return 1;
+  }
+  if (cs->op == CONC_SEND && recv_only) {  /* Go does not compile it */
+    lua_pushfstring(L, "conc.select: case #%d: send on receive-only "
+                    "channel", k);
     return 1;
   }
   if (cs->op == CONC_SEND) {
@@ -67,7 +73,7 @@ static int read_case(lua_State *L, conc_case *cs, int k) {
     }
     lua_pop(L, 1);
   }
-  cs->chan = (conc_chan *)o;  /* kept alive by the case table */
+  cs->chan = c;  /* kept alive by the case table (or its view) */
   return 0;
 }
 
@@ -95,6 +101,8 @@ static int select_results(lua_State *L, conc_case *cases, int n, int r,
     free_sends(cases, n, -1);
     if (r == CONC_ENOMEM) return luaL_error(L, "conc.select: not enough memory");
     if (r == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.select");
+    if (r == CONC_ERECVONLY)  /* read_case refuses those first */
+      return luaL_error(L, "conc.select: send on receive-only channel");
     lua_pushstring(L, has_default ? "default" : "timeout");
     return 1;
   }

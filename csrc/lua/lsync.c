@@ -45,6 +45,12 @@ static int wg_wait(lua_State *L) {
   lconc_check_wait(L, 2, &w);
   conc_chan *zero = conc_wg_wait_chan(wg);  /* NULL: the counter is zero */
   int rc = lconc_wait_closed(L, "waitgroup wait", zero, &w);
+  /* The counter's reaching zero closes `zero`, and nothing else can (it
+   * is receive-only); had something else, wait would return true with
+   * work still counted. (The counter itself may be above zero again by
+   * now: a new round of add.) */
+  if (zero && rc == CONC_OK && !conc_wg_released(wg, zero))
+    lconc_internal_error("a WaitGroup's wait channel closed before zero");
   if (zero) conc_release((conc_obj *)zero);
   if (rc != CONC_OK) return lconc_push_fail(L, rc, "conc.waitgroup:wait");
   lua_pushboolean(L, 1);
@@ -240,6 +246,10 @@ static int once_call(lua_State *L) {
     int rc = lconc_wait_closed(L, "once call", wait, &forever);
     conc_release((conc_obj *)wait);
     if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.once:call");
+    /* The runner's finish closes it, once the outcome is stored; had
+     * something else, the outcome read below would not be there yet. */
+    if (conc_once_begin(o, &wait) != CONC_ONCE_DONE)
+      lconc_internal_error("a Once's wait channel closed while it runs");
   }
   conc_msg outcome;
   int failed = conc_once_outcome(o, &outcome);

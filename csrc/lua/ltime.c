@@ -10,6 +10,7 @@
  * moment they fire.
  */
 #include <math.h>
+#include "../core/internal.h"
 #include "lconc.h"
 
 typedef struct ltimer {
@@ -65,8 +66,12 @@ static int t_sleep(lua_State *L) {
     conc_case cs = {conc_ctx_done(w.ctx), CONC_RECV, {0}, 0};
     int closed_send;
     int err = conc_ctx_err(w.ctx);
-    if (!err && s > 0 && conc_select(&cs, 1, deadline, &closed_send) == 0)
+    if (!err && s > 0 && conc_select(&cs, 1, deadline, &closed_send) == 0) {
+      /* Done fired: cancel closes it, after setting err, and nobody
+       * else can. With no error the sleep would end early as a success. */
       err = conc_ctx_err(w.ctx);
+      if (err == 0) lconc_internal_error("a live context's done channel fired");
+    }
     if (err) return lconc_push_fail(L, err, "conc.sleep");
   }
   lua_pushboolean(L, 1);
@@ -76,7 +81,7 @@ static int t_sleep(lua_State *L) {
 /* conc.after(seconds) -> a channel that receives conc.now() once */
 static int t_after(lua_State *L) {
   lua_Number s = check_seconds(L, 1);
-  conc_chan *c = conc_chan_new(1);
+  conc_chan *c = conc__chan_new_owned(1);  /* only the timer sends */
   conc_timer *t = c ? conc_timer_new_chan(c, tick_now) : NULL;
   if (t == NULL) {
     if (c) conc_release((conc_obj *)c);
@@ -95,7 +100,7 @@ static int t_after(lua_State *L) {
 static int new_timer(lua_State *L, const conc_type *type, lua_Number s,
                      conc_time period) {
   ltimer *lt = calloc(1, sizeof *lt);
-  conc_chan *c = lt ? conc_chan_new(1) : NULL;
+  conc_chan *c = lt ? conc__chan_new_owned(1) : NULL;  /* the timer's */
   conc_timer *t = c ? conc_timer_new_chan(c, tick_now) : NULL;
   if (t == NULL) {
     if (c) conc_release((conc_obj *)c);

@@ -5,7 +5,13 @@
  * done channel, so it wakes the moment the context is canceled.
  */
 #include <math.h>
+#include <stdio.h>
 #include "lconc.h"
+
+void lconc_internal_error(const char *what) {
+  fprintf(stderr, "conc: internal error: %s\n", what);
+  abort();
+}
 
 void lconc_check_wait(lua_State *L, int idx, lconc_wait *w) {
   w->ctx = NULL;
@@ -37,8 +43,15 @@ int lconc_wait_op(conc_case *cs, const lconc_wait *w) {
   /* An already canceled context wins over a ready operation, as the
    * caller would check ctx:err() first in Go. */
   int r = err ? err : conc_select(cases, 2, w->deadline, &closed_send);
-  if (r == 1) r = conc_ctx_err(w->ctx);
-  else if (r == 0) {
+  if (r == 1) {
+    /* Cancel sets err before it closes done, and nobody else can close
+     * done (it is receive-only). Had something else closed it, going on
+     * would report a failure with no error, or, worse, an operation never
+     * done as done; better to stop here. */
+    r = conc_ctx_err(w->ctx);
+    if (r == 0)
+      lconc_internal_error("a live context's done channel fired");
+  } else if (r == 0) {
     cs->msg = cases[0].msg;
     cs->ok = cases[0].ok;
     r = closed_send || (cs->op == CONC_RECV && !cs->ok) ? CONC_ECLOSED

@@ -3,6 +3,7 @@
  */
 #include <stdbool.h>
 #include <string.h>
+#include "../core/internal.h"
 #include "worker.h"
 
 static lconc_task *checktask(lua_State *L) {
@@ -78,7 +79,7 @@ static int go(lua_State *L) {
   lconc_encode(L, first, lua_gettop(L) - first + 1, &call, "conc.go",
                LCONC_ARG, first);
   lconc_task *t = calloc(1, sizeof *t);
-  conc_chan *done = t ? conc_chan_new(0) : NULL;
+  conc_chan *done = t ? conc__chan_new_owned(0) : NULL;  /* end_task's */
   if (done == NULL) {  /* as a spawn the system refuses: a return value */
     free(t);
     conc_msg_free(&call);
@@ -107,6 +108,15 @@ static int go(lua_State *L) {
   return 1;
 }
 
+/* After t's done channel was seen closed. end_task sets the state
+ * before it closes done, and nobody else can close it (it is
+ * receive-only); had something else closed it, join would decode a
+ * result not yet written. */
+static void check_finished(lconc_task *t) {
+  if (atomic_load(&t->state) == TASK_RUNNING)
+    lconc_internal_error("a running worker's done channel was closed");
+}
+
 /* h:join() -> true, results... | false, error (with the traceback) */
 static int w_join(lua_State *L) {
   lconc_task *t = checktask(L);
@@ -114,6 +124,7 @@ static int w_join(lua_State *L) {
   if (lconc_wait_closed(L, "worker join", t->done, &forever) ==
       CONC_EDEADLOCK)
     return lconc_raise_deadlock(L, "conc.worker:join");
+  check_finished(t);
   atomic_store(&t->observed, 1);
   int ok = atomic_load(&t->state) == TASK_DONE;
   lua_settop(L, 1);
@@ -134,6 +145,7 @@ static int w_wait(lua_State *L) {
   if (rc == CONC_EDEADLOCK)
     return lconc_raise_deadlock(L, "conc.worker:wait");
   if (rc == CONC_OK) {
+    check_finished(t);
     lua_pushboolean(L, 1);
     return 1;
   }

@@ -596,7 +596,7 @@ static void end_task(lconc_task *t, int state) {
   atomic_store(&t->state, state);
   list_remove(t);
   conc_release(&t->hdr);
-  conc_chan_close(done);
+  conc__chan_close_owned(done);
   conc_release((conc_obj *)done);
   conc__live_add(-1);  /* after its wake-ups: see sched.c */
 }
