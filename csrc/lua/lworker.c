@@ -89,7 +89,11 @@ static int w_join(lua_State *L) {
   conc_msg copy;
   if (conc_msg_copy(&copy, &t->result) != CONC_OK)
     return luaL_error(L, "conc.worker:join: not enough memory");
-  return 1 + lconc_decode(L, &copy);
+  int n = lconc_decode_protected(L, &copy, "conc.worker:join", LCONC_RESULT);
+  if (n >= 0) return 1 + n;
+  lua_pushboolean(L, 0);  /* results that cannot arrive: a failure */
+  lua_replace(L, 2);
+  return 2;
 }
 
 /* h:wait([timeout | ctx]) -> true when finished; false, reason when
