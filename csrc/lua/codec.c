@@ -916,19 +916,13 @@ static void release_scratch(scratch *s, int temporary) {
   }
 }
 
-int lconc_encode_protected(lua_State *L, int first, int n, conc_msg *m,
-                           const char *fname, lconc_what what, int argbase) {
-  first = lua_absindex(L, first);
-  size_t len = encode_small(L, first, n, m->u.small);  /* in place */
-  if (len > 0) {
-    m->len = (uint32_t)len;
-    m->nrefs = 0;
-    return 0;
-  }
-  int temporary;
+/* Encodes the n values at first after what s holds already (its flags
+ * byte at least) into *m, and releases s. 0, or 1 with the message
+ * pushed. */
+static int encode_into(lua_State *L, scratch *s, int temporary, int first,
+                       int n, conc_msg *m, const char *fname,
+                       lconc_what what, int argbase) {
   int top = lua_gettop(L);  /* restored at the end, whatever happens */
-  scratch *s = acquire_scratch(L, &temporary);
-  put_byte(s, 0);
   for (int k = 0; k < n; k++) {
     const char *err = encode_value(L, s, first + k, 0);
     if (err == NULL && s->oom) err = "a value this large (out of memory)";
@@ -952,10 +946,102 @@ int lconc_encode_protected(lua_State *L, int first, int n, conc_msg *m,
   return rc != CONC_OK;
 }
 
+int lconc_encode_protected(lua_State *L, int first, int n, conc_msg *m,
+                           const char *fname, lconc_what what, int argbase) {
+  first = lua_absindex(L, first);
+  size_t len = encode_small(L, first, n, m->u.small);  /* in place */
+  if (len > 0) {
+    m->len = (uint32_t)len;
+    m->nrefs = 0;
+    return 0;
+  }
+  int temporary;
+  scratch *s = acquire_scratch(L, &temporary);
+  put_byte(s, 0);
+  return encode_into(L, s, temporary, first, n, m, fname, what, argbase);
+}
+
 void lconc_encode(lua_State *L, int first, int n, conc_msg *m,
                   const char *fname, lconc_what what, int argbase) {
   if (lconc_encode_protected(L, first, n, m, fname, what, argbase))
     lua_error(L);
+}
+
+/* Pushes a table of package.preload's Lua functions (C functions cannot
+ * travel) and returns 1; pushes nothing and returns 0 if there are
+ * none. */
+static int push_preload(lua_State *L) {
+  lua_pushnil(L);                                   /* P (nil so far) */
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE) == LUA_TTABLE) {
+    lua_pushnil(L);                                 /* P, preload, k */
+    while (lua_next(L, -2)) {                       /* P, preload, k, v */
+      if (lua_type(L, -2) == LUA_TSTRING && lua_isfunction(L, -1) &&
+          !lua_iscfunction(L, -1)) {
+        if (lua_isnil(L, -4)) {
+          lua_newtable(L);
+          lua_replace(L, -5);
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);                          /* P, preload, k, k, v */
+        lua_rawset(L, -5);
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+  }
+  lua_pop(L, 1);                                    /* P */
+  if (!lua_isnil(L, -1)) return 1;
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Starts s with the flags byte and the preload table P at p, dropping
+ * first the entries that cannot travel (skipped, as C functions are: a
+ * loader the worker lacks fails only if required); if P still fails
+ * (out of memory), s holds no preload at all. */
+static void put_preload(lua_State *L, scratch *s, int p) {
+  int top = lua_gettop(L);
+  put_byte(s, 0);
+  if (encode_value(L, s, p, 0) == NULL && !s->oom) {
+    s->flags |= F_PRELOAD;
+    return;
+  }
+  lua_settop(L, top);
+  lua_pushnil(L);
+  while (lua_next(L, p)) {                          /* ..., k, fn */
+    scratch_reset(s);
+    put_byte(s, 0);
+    if (encode_value(L, s, top + 2, 0) != NULL || s->oom) {
+      lua_pushvalue(L, top + 1);
+      lua_pushnil(L);
+      lua_rawset(L, p);                             /* drops it */
+    }
+    lua_settop(L, top + 1);
+  }
+  scratch_reset(s);
+  put_byte(s, 0);
+  if (encode_value(L, s, p, 0) == NULL && !s->oom) {
+    s->flags |= F_PRELOAD;
+    return;
+  }
+  lua_settop(L, top);
+  scratch_reset(s);
+  put_byte(s, 0);
+}
+
+void lconc_encode_call(lua_State *L, int first, int n, conc_msg *m) {
+  first = lua_absindex(L, first);
+  if (!push_preload(L)) {
+    lconc_encode(L, first, n, m, "conc.go", LCONC_ARG, first);
+    return;
+  }
+  int temporary;
+  scratch *s = acquire_scratch(L, &temporary);
+  put_preload(L, s, lua_gettop(L));
+  int failed = encode_into(L, s, temporary, first, n, m, "conc.go",
+                           LCONC_ARG, first);
+  lua_remove(L, failed ? -2 : -1);                  /* P */
+  if (failed) lua_error(L);
 }
 
 /* ---- decoding ------------------------------------------------------------------ */

@@ -93,6 +93,12 @@ CONC_API void lconc_encode(lua_State *L, int first, int n, conc_msg *m,
 CONC_API int lconc_encode_protected(lua_State *L, int first, int n,
                                     conc_msg *m, const char *fname,
                                     lconc_what what, int argbase);
+/* Encodes conc.go's call, fn and its n - 1 arguments at first, as
+ * lconc_encode does, with the Lua functions of package.preload (those
+ * that can travel) ahead of them: decoding the call installs them in the
+ * worker's package.preload before anything else arrives. */
+CONC_API void lconc_encode_call(lua_State *L, int first, int n,
+                                conc_msg *m);
 /* Pushes the values of *m and frees it; returns how many it pushed. A
  * module value the receiver cannot load frees *m and raises
  * `fname: value, field 'f': module 'util' cannot be loaded here: ...`

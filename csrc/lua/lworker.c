@@ -44,8 +44,7 @@ static int go(lua_State *L) {
   }
   luaL_checktype(L, first, LUA_TFUNCTION);
   conc_msg call;
-  lconc_encode(L, first, lua_gettop(L) - first + 1, &call, "conc.go",
-               LCONC_ARG, first);
+  lconc_encode_call(L, first, lua_gettop(L) - first + 1, &call);
   lconc_task *t = calloc(1, sizeof *t);
   conc_chan *done = t ? conc_chan_new(0) : NULL;
   if (done == NULL) {  /* as a spawn the system refuses: a return value */
