@@ -10,14 +10,25 @@
  * survive). What travels:
  *   nil, booleans, integers and floats (distinct), strings (binary-safe);
  *   tables without metatables, nested, with shared references and cycles;
- *   Lua functions as bytecode (with debug info) plus their upvalues;
- *   the sender's globals table as "the receiver's globals" (so _ENV
- *   binds to the receiving state's globals);
+ *   Lua functions as bytecode (with debug info) plus their upvalues; an
+ *   upvalue met before in the same message (closures over one local) is
+ *   a reference to it, joined on arrival (lua_upvaluejoin);
+ *   the sender's globals table as "the receiver's globals" (so an _ENV
+ *   that is the globals binds to the receiving state's; any other _ENV,
+ *   a sandbox, is a table like any other and is copied);
  *   functions and tables of loaded modules by name: module "m" itself,
  *   or field m.k, where m is a key of package.loaded (in _G only C
  *   functions count, so user globals are copied, never looked up);
  *   conc objects by reference (the message retains each once).
  * Everything else is refused before anything is sent.
+ *
+ * Decoding a module's value runs `require` in the receiver. It is the
+ * one decode step that can fail on a well-formed message: the failure
+ * unwinds (d->failed) collecting where the value sat, and the error
+ * names the function, the value and the module. conc.go's call message
+ * also carries package.preload's Lua functions (F_PRELOAD), installed
+ * before anything else is decoded, so the worker can require what its
+ * creator could.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,9 +37,9 @@
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_FUNC,
-  T_MODULE, T_OBJ, T_ENV
+  T_MODULE, T_OBJ, T_ENV, T_UPVAL
 };
-enum { F_BACKREFS = 1, F_CODE = 2 };  /* flags byte */
+enum { F_BACKREFS = 1, F_CODE = 2, F_PRELOAD = 4 };  /* flags byte */
 
 #define MAX_DEPTH 200
 _Static_assert(MAX_DEPTH == 200, "the refusals below name the limit");
@@ -42,19 +53,36 @@ typedef struct seen_entry {
   int id;  /* > 0: table or function id; < 0: -(object ref index + 1) */
 } seen_entry;
 
+/* Addresses met so far: the first SEEN_FEW in an array (most messages
+ * have no more: no hashing, no clearing), the rest in `t`, open
+ * addressing, its size a power of 2. */
+typedef struct ptrmap {
+  seen_entry few[SEEN_FEW];
+  int nfew;
+  seen_entry *t;
+  size_t size, used;
+} ptrmap;
+
+/* Where a failing value sits, innermost segment first. */
+typedef struct errpath {
+  int nseg;
+  char seg[MAX_SEGMENTS][SEGMENT_LEN];
+  char kind[MAX_SEGMENTS];  /* 'f' field, 'u' upvalue, 'k' a key */
+} errpath;
+
+/* An upvalue's place in a message: its function's id and its number
+ * (at most 255), packed in one int; functions past UPVAL_MAX_FID share
+ * nothing (no message has that many). */
+#define UPVAL_MAX_FID (1 << 22)
+
 /* Per-state scratch: buffers reused by every encode of that state. */
 typedef struct scratch {
   unsigned char *buf;
   size_t len, size;
   conc_obj **refs;
   uint32_t nrefs, refsize;
-  /* Tables, functions and objects met so far: the first SEEN_FEW in an
-   * array (most messages have no more: no hashing, no clearing), the
-   * rest in `seen`, open addressing, its size a power of 2. */
-  seen_entry few[SEEN_FEW];
-  int nfew;
-  seen_entry *seen;
-  size_t seen_size, seen_used;
+  ptrmap seen;    /* tables, functions and objects -> their id */
+  ptrmap upvals;  /* upvalue ids (lua_upvalueid) -> their place */
   int next_id;
   int flags;
   int oom;
@@ -66,10 +94,7 @@ typedef struct scratch {
   const void **mods;
   size_t mods_size, mods_used;  /* open addressing, size a power of 2 */
   int mods_valid, oom_mods;
-  /* Where the failing value sits, innermost segment first. */
-  int nseg;
-  char seg[MAX_SEGMENTS][SEGMENT_LEN];
-  char seg_kind[MAX_SEGMENTS];  /* 'f' field, 'u' upvalue, 'k' a key */
+  errpath path;
 } scratch;
 
 static const char scratch_key = 's';
@@ -175,44 +200,59 @@ static size_t hash_ptr(const void *p, size_t size) {
   return (size_t)x & (size - 1);
 }
 
-static int seen_find(scratch *s, const void *p) {
-  for (int i = 0; i < s->nfew; i++)
-    if (s->few[i].p == p) return s->few[i].id;
-  if (s->seen_used == 0) return 0;
-  for (size_t i = hash_ptr(p, s->seen_size);; i = (i + 1) & (s->seen_size - 1)) {
-    if (s->seen[i].p == p) return s->seen[i].id;
-    if (s->seen[i].p == NULL) return 0;
+static int map_find(const ptrmap *m, const void *p) {
+  for (int i = 0; i < m->nfew; i++)
+    if (m->few[i].p == p) return m->few[i].id;
+  if (m->used == 0) return 0;
+  for (size_t i = hash_ptr(p, m->size);; i = (i + 1) & (m->size - 1)) {
+    if (m->t[i].p == p) return m->t[i].id;
+    if (m->t[i].p == NULL) return 0;
   }
 }
 
-static void seen_insert(seen_entry *t, size_t size, const void *p, int id) {
+static void map_insert(seen_entry *t, size_t size, const void *p, int id) {
   size_t i = hash_ptr(p, size);
   while (t[i].p != NULL) i = (i + 1) & (size - 1);
   t[i].p = p;
   t[i].id = id;
 }
 
-static void seen_add(scratch *s, const void *p, int id) {
-  if (s->nfew < SEEN_FEW) {
-    s->few[s->nfew].p = p;
-    s->few[s->nfew++].id = id;
+/* Adds p -> id; sets *oom if memory runs out. */
+static void map_add(ptrmap *m, const void *p, int id, int *oom) {
+  if (m->nfew < SEEN_FEW) {
+    m->few[m->nfew].p = p;
+    m->few[m->nfew++].id = id;
     return;
   }
-  if ((s->seen_used + 1) * 2 > s->seen_size) {
-    size_t size = s->seen_size ? s->seen_size * 2 : 64;
+  if ((m->used + 1) * 2 > m->size) {
+    size_t size = m->size ? m->size * 2 : 64;
     seen_entry *t = calloc(size, sizeof *t);
     if (t == NULL) {
-      s->oom = 1;
+      *oom = 1;
       return;
     }
-    for (size_t i = 0; i < s->seen_size; i++)
-      if (s->seen[i].p) seen_insert(t, size, s->seen[i].p, s->seen[i].id);
-    free(s->seen);
-    s->seen = t;
-    s->seen_size = size;
+    for (size_t i = 0; i < m->size; i++)
+      if (m->t[i].p) map_insert(t, size, m->t[i].p, m->t[i].id);
+    free(m->t);
+    m->t = t;
+    m->size = size;
   }
-  seen_insert(s->seen, s->seen_size, p, id);
-  s->seen_used++;
+  map_insert(m->t, m->size, p, id);
+  m->used++;
+}
+
+static void map_clear(ptrmap *m) {
+  m->nfew = 0;
+  if (m->used) memset(m->t, 0, m->size * sizeof *m->t);
+  m->used = 0;
+}
+
+static int seen_find(scratch *s, const void *p) {
+  return map_find(&s->seen, p);
+}
+
+static void seen_add(scratch *s, const void *p, int id) {
+  map_add(&s->seen, p, id, &s->oom);
 }
 
 /* ---- the module address set (see scratch.mods) ---------------------------- */
@@ -258,22 +298,22 @@ static void mods_add(scratch *s, const void *p) {
 }
 
 static void scratch_reset(scratch *s) {
-  s->nfew = 0;
-  if (s->seen_used) memset(s->seen, 0, s->seen_size * sizeof *s->seen);
-  s->seen_used = 0;
+  map_clear(&s->seen);
+  map_clear(&s->upvals);
   s->len = 0;
   s->nrefs = 0;
   s->next_id = 0;
   s->flags = 0;
   s->oom = 0;
-  s->nseg = 0;
+  s->path.nseg = 0;
   s->env_ptr = NULL;
 }
 
 static void scratch_free(scratch *s) {
   free(s->buf);
   free(s->refs);
-  free(s->seen);
+  free(s->seen.t);
+  free(s->upvals.t);
   free(s->mods);
   memset(s, 0, sizeof *s);
 }
@@ -286,13 +326,13 @@ static int scratch_gc(lua_State *L) {
 /* ---- error paths ------------------------------------------------------------ */
 
 /* Records where the failing value was, as the recursion unwinds. */
-static void add_segment(scratch *s, char kind, const char *fmt, ...) {
-  if (s->nseg >= MAX_SEGMENTS) return;
+static void add_segment(errpath *e, char kind, const char *fmt, ...) {
+  if (e->nseg >= MAX_SEGMENTS) return;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(s->seg[s->nseg], SEGMENT_LEN, fmt, ap);
+  vsnprintf(e->seg[e->nseg], SEGMENT_LEN, fmt, ap);
   va_end(ap);
-  s->seg_kind[s->nseg++] = kind;
+  e->kind[e->nseg++] = kind;
 }
 
 static int is_identifier(const char *k, size_t len) {
@@ -307,62 +347,81 @@ static int is_identifier(const char *k, size_t len) {
 }
 
 /* Describes the key at idx as a path segment. */
-static void add_key_segment(lua_State *L, scratch *s, int idx) {
+static void add_key_segment(lua_State *L, errpath *e, int idx) {
   switch (lua_type(L, idx)) {
     case LUA_TSTRING: {
       size_t len;
       const char *k = lua_tolstring(L, idx, &len);
-      if (is_identifier(k, len)) add_segment(s, 'f', "%s", k);
-      else add_segment(s, 'f', "[\"%.30s\"]", k);
+      if (is_identifier(k, len)) add_segment(e, 'f', "%s", k);
+      else add_segment(e, 'f', "[\"%.30s\"]", k);
       break;
     }
     case LUA_TNUMBER:
       if (lua_isinteger(L, idx))
-        add_segment(s, 'f', "[%lld]", (long long)lua_tointeger(L, idx));
+        add_segment(e, 'f', "[%lld]", (long long)lua_tointeger(L, idx));
       else
-        add_segment(s, 'f', "[%g]", (double)lua_tonumber(L, idx));
+        add_segment(e, 'f', "[%g]", (double)lua_tonumber(L, idx));
       break;
     case LUA_TBOOLEAN:
-      add_segment(s, 'f', "[%s]", lua_toboolean(L, idx) ? "true" : "false");
+      add_segment(e, 'f', "[%s]", lua_toboolean(L, idx) ? "true" : "false");
       break;
     default:
-      add_segment(s, 'f', "[%s]", luaL_typename(L, idx));
+      add_segment(e, 'f', "[%s]", luaL_typename(L, idx));
   }
 }
 
-/* Pushes "fname: argument #k, field 'a.b': cannot transfer <what>". */
-static void push_error(lua_State *L, scratch *s, const char *fname,
-                       lconc_what what, int k, const char *problem) {
+/* Names the k-th value of a message: "argument #k", "result #k", ...;
+ * value 0 of a call message is its package.preload table. */
+static void push_what(lua_State *L, lconc_what what, int k) {
+  if (k == 0) lua_pushliteral(L, "package.preload");
+  else if (what == LCONC_ARG) lua_pushfstring(L, "argument #%d", k);
+  else if (what == LCONC_RESULT) lua_pushfstring(L, "result #%d", k);
+  else if (what == LCONC_ERROR) lua_pushliteral(L, "error value");
+  else lua_pushliteral(L, "value");
+}
+
+/* Replaces the message at the top by "fname: argument #k, field 'a.b':
+ * message". */
+static void locate_error(lua_State *L, const errpath *e, const char *fname,
+                         lconc_what what, int k) {
+  int msg = lua_gettop(L);
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   luaL_addstring(&b, fname);
   luaL_addstring(&b, ": ");
-  if (what == LCONC_ARG) lua_pushfstring(L, "argument #%d", k);
-  else if (what == LCONC_RESULT) lua_pushfstring(L, "result #%d", k);
-  else lua_pushliteral(L, "value");
+  push_what(L, what, k);
   luaL_addvalue(&b);
   int in_field = 0;
-  for (int i = s->nseg - 1; i >= 0; i--) {
-    if (s->seg_kind[i] == 'u') {
+  for (int i = e->nseg - 1; i >= 0; i--) {
+    if (e->kind[i] == 'u') {
       if (in_field) luaL_addchar(&b, '\'');
       in_field = 0;
-      lua_pushfstring(L, ", upvalue '%s'", s->seg[i]);
+      lua_pushfstring(L, ", upvalue '%s'", e->seg[i]);
       luaL_addvalue(&b);
-    } else if (s->seg_kind[i] == 'k') {
+    } else if (e->kind[i] == 'k') {
       if (in_field) luaL_addchar(&b, '\'');
       in_field = 0;
       luaL_addstring(&b, ", a key");
     } else {
       if (!in_field) luaL_addstring(&b, ", field '");
-      else if (s->seg[i][0] != '[') luaL_addchar(&b, '.');
-      luaL_addstring(&b, s->seg[i]);
+      else if (e->seg[i][0] != '[') luaL_addchar(&b, '.');
+      luaL_addstring(&b, e->seg[i]);
       in_field = 1;
     }
   }
   if (in_field) luaL_addchar(&b, '\'');
-  luaL_addstring(&b, ": cannot transfer ");
-  luaL_addstring(&b, problem);
+  luaL_addstring(&b, ": ");
+  lua_pushvalue(L, msg);
+  luaL_addvalue(&b);
   luaL_pushresult(&b);
+  lua_replace(L, msg);
+}
+
+/* Pushes "fname: argument #k, field 'a.b': cannot transfer <what>". */
+static void push_error(lua_State *L, scratch *s, const char *fname,
+                       lconc_what what, int k, const char *problem) {
+  lua_pushfstring(L, "cannot transfer %s", problem);
+  locate_error(L, &s->path, fname, what, k);
 }
 
 /* ---- module lookup ------------------------------------------------------------ */
@@ -563,7 +622,7 @@ static const char *encode_table(lua_State *L, scratch *s, int idx, int depth) {
           lua_tointeger(L, top - 1) == narr + 1 && narr < 0x7fffffff) {
         const char *err = encode_value(L, s, top, depth + 1);
         if (err) {
-          add_segment(s, 'f', "[%lld]", (long long)(narr + 1));
+          add_segment(&s->path, 'f', "[%lld]", (long long)(narr + 1));
           lua_pop(L, 2);
           return err;
         }
@@ -575,13 +634,13 @@ static const char *encode_table(lua_State *L, scratch *s, int idx, int depth) {
     }
     const char *err = encode_value(L, s, top - 1, depth + 1);
     if (err) {
-      add_segment(s, 'k', "");
+      add_segment(&s->path, 'k', "");
       lua_pop(L, 2);
       return err;
     }
     err = encode_value(L, s, top, depth + 1);
     if (err) {
-      add_key_segment(L, s, top - 1);
+      add_key_segment(L, &s->path, top - 1);
       lua_pop(L, 2);
       return err;
     }
@@ -640,6 +699,40 @@ static void put_dump(lua_State *L, scratch *s, int idx) {
   lua_pop(L, 1);
 }
 
+/* An _ENV upvalue (the value at -1, named name) that cannot be copied:
+ * a table with a metatable (a test runner's or a module's environment
+ * that reads through to the globals). It binds to the receiver's
+ * globals, as every _ENV once did. Any other _ENV travels as its value:
+ * the globals as the receiver's (encode_known), a sandbox as a copy. */
+static int is_unsendable_env(lua_State *L, const char *name) {
+  if (name == NULL || strcmp(name, "_ENV") != 0 || !lua_istable(L, -1) ||
+      !lua_getmetatable(L, -1))
+    return 0;
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* Upvalue i of the function at idx (id fid): if a function of this
+ * message met its cell before, puts a reference to that place and
+ * returns 1; else records this place (before the value is encoded, so a
+ * closure inside the value that shares the cell refers to it) and
+ * returns 0. */
+static int put_shared_upvalue(lua_State *L, scratch *s, int idx, int i,
+                              int fid) {
+  const void *cell = lua_upvalueid(L, idx, i);
+  int place = map_find(&s->upvals, cell);
+  if (place) {
+    put_byte(s, T_UPVAL);
+    put_varint(s, (uint64_t)(place >> 8));
+    put_byte(s, place & 0xff);
+    s->flags |= F_BACKREFS;
+    return 1;
+  }
+  if (cell != NULL && fid < UPVAL_MAX_FID)
+    map_add(&s->upvals, cell, fid << 8 | i, &s->oom);
+  return 0;
+}
+
 static const char *encode_function(lua_State *L, scratch *s, int idx,
                                    int depth) {
   if (lua_iscfunction(L, idx)) {
@@ -655,7 +748,8 @@ static const char *encode_function(lua_State *L, scratch *s, int idx,
   if (encode_known(L, s, idx)) return NULL;
   if (depth > MAX_DEPTH || !lua_checkstack(L, 5))
     return "a function nested too deeply (200 levels at most)";
-  seen_add(s, lua_topointer(L, idx), ++s->next_id);
+  int fid = ++s->next_id;
+  seen_add(s, lua_topointer(L, idx), fid);
   s->flags |= F_CODE;
   put_byte(s, T_FUNC);
   size_t at = s->len;
@@ -667,8 +761,9 @@ static const char *encode_function(lua_State *L, scratch *s, int idx,
   lua_getinfo(L, ">u", &ar);
   put_varint(s, ar.nups);
   for (int i = 1; i <= ar.nups; i++) {
+    if (put_shared_upvalue(L, s, idx, i, fid)) continue;
     const char *name = lua_getupvalue(L, idx, i);
-    if (name && strcmp(name, "_ENV") == 0) {  /* the receiver's globals */
+    if (is_unsendable_env(L, name)) {
       lua_pop(L, 1);
       put_byte(s, T_ENV);
       continue;
@@ -676,7 +771,7 @@ static const char *encode_function(lua_State *L, scratch *s, int idx,
     const char *err = encode_value(L, s, lua_gettop(L), depth + 1);
     lua_pop(L, 1);
     if (err) {
-      add_segment(s, 'u', "%s", name && *name ? name : "?");
+      add_segment(&s->path, 'u', "%s", name && *name ? name : "?");
       return err;
     }
   }
@@ -822,19 +917,13 @@ static void release_scratch(scratch *s, int temporary) {
   }
 }
 
-int lconc_encode_protected(lua_State *L, int first, int n, conc_msg *m,
-                           const char *fname, lconc_what what, int argbase) {
-  first = lua_absindex(L, first);
-  size_t len = encode_small(L, first, n, m->u.small);  /* in place */
-  if (len > 0) {
-    m->len = (uint32_t)len;
-    m->nrefs = 0;
-    return 0;
-  }
-  int temporary;
+/* Encodes the n values at first after what s holds already (its flags
+ * byte at least) into *m, and releases s. 0, or 1 with the message
+ * pushed. */
+static int encode_into(lua_State *L, scratch *s, int temporary, int first,
+                       int n, conc_msg *m, const char *fname,
+                       lconc_what what, int argbase) {
   int top = lua_gettop(L);  /* restored at the end, whatever happens */
-  scratch *s = acquire_scratch(L, &temporary);
-  put_byte(s, 0);
   for (int k = 0; k < n; k++) {
     const char *err = encode_value(L, s, first + k, 0);
     if (err == NULL && s->oom) err = "a value this large (out of memory)";
@@ -858,10 +947,102 @@ int lconc_encode_protected(lua_State *L, int first, int n, conc_msg *m,
   return rc != CONC_OK;
 }
 
+int lconc_encode_protected(lua_State *L, int first, int n, conc_msg *m,
+                           const char *fname, lconc_what what, int argbase) {
+  first = lua_absindex(L, first);
+  size_t len = encode_small(L, first, n, m->u.small);  /* in place */
+  if (len > 0) {
+    m->len = (uint32_t)len;
+    m->nrefs = 0;
+    return 0;
+  }
+  int temporary;
+  scratch *s = acquire_scratch(L, &temporary);
+  put_byte(s, 0);
+  return encode_into(L, s, temporary, first, n, m, fname, what, argbase);
+}
+
 void lconc_encode(lua_State *L, int first, int n, conc_msg *m,
                   const char *fname, lconc_what what, int argbase) {
   if (lconc_encode_protected(L, first, n, m, fname, what, argbase))
     lua_error(L);
+}
+
+/* Pushes a table of package.preload's Lua functions (C functions cannot
+ * travel) and returns 1; pushes nothing and returns 0 if there are
+ * none. */
+static int push_preload(lua_State *L) {
+  lua_pushnil(L);                                   /* P (nil so far) */
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE) == LUA_TTABLE) {
+    lua_pushnil(L);                                 /* P, preload, k */
+    while (lua_next(L, -2)) {                       /* P, preload, k, v */
+      if (lua_type(L, -2) == LUA_TSTRING && lua_isfunction(L, -1) &&
+          !lua_iscfunction(L, -1)) {
+        if (lua_isnil(L, -4)) {
+          lua_newtable(L);
+          lua_replace(L, -5);
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);                          /* P, preload, k, k, v */
+        lua_rawset(L, -5);
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+  }
+  lua_pop(L, 1);                                    /* P */
+  if (!lua_isnil(L, -1)) return 1;
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Starts s with the flags byte and the preload table P at p, dropping
+ * first the entries that cannot travel (skipped, as C functions are: a
+ * loader the worker lacks fails only if required); if P still fails
+ * (out of memory), s holds no preload at all. */
+static void put_preload(lua_State *L, scratch *s, int p) {
+  int top = lua_gettop(L);
+  put_byte(s, 0);
+  if (encode_value(L, s, p, 0) == NULL && !s->oom) {
+    s->flags |= F_PRELOAD;
+    return;
+  }
+  lua_settop(L, top);
+  lua_pushnil(L);
+  while (lua_next(L, p)) {                          /* ..., k, fn */
+    scratch_reset(s);
+    put_byte(s, 0);
+    if (encode_value(L, s, top + 2, 0) != NULL || s->oom) {
+      lua_pushvalue(L, top + 1);
+      lua_pushnil(L);
+      lua_rawset(L, p);                             /* drops it */
+    }
+    lua_settop(L, top + 1);
+  }
+  scratch_reset(s);
+  put_byte(s, 0);
+  if (encode_value(L, s, p, 0) == NULL && !s->oom) {
+    s->flags |= F_PRELOAD;
+    return;
+  }
+  lua_settop(L, top);
+  scratch_reset(s);
+  put_byte(s, 0);
+}
+
+void lconc_encode_call(lua_State *L, int first, int n, conc_msg *m) {
+  first = lua_absindex(L, first);
+  if (!push_preload(L)) {
+    lconc_encode(L, first, n, m, "conc.go", LCONC_ARG, first);
+    return;
+  }
+  int temporary;
+  scratch *s = acquire_scratch(L, &temporary);
+  put_preload(L, s, lua_gettop(L));
+  int failed = encode_into(L, s, temporary, first, n, m, "conc.go",
+                           LCONC_ARG, first);
+  lua_remove(L, failed ? -2 : -1);                  /* P */
+  if (failed) lua_error(L);
 }
 
 /* ---- decoding ------------------------------------------------------------------ */
@@ -871,6 +1052,9 @@ typedef struct decoder {
   const conc_msg *m;
   int ids;       /* stack index of the id -> value table, 0: none */
   int next_id;
+  int errslot;   /* stack index for a module's load error, 0: none */
+  int failed;    /* a module could not be loaded: unwinding */
+  errpath path;  /* where the failing value sits (when failed) */
 } decoder;
 
 static int corrupt(lua_State *L) {
@@ -926,7 +1110,56 @@ static void remember(lua_State *L, decoder *d) {
   }
 }
 
-/* Pushes require(mod)[key] (or the module itself). */
+/* Protected: pushes require(mod)[key], or the module itself if key is
+ * nil (arguments 1 and 2); raises a message naming the module. */
+static int load_member(lua_State *L) {
+  const char *mod = lua_tostring(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, -2) == LUA_TNIL) {   /* not loaded here yet */
+    lua_getglobal(L, "require");
+    lua_pushvalue(L, 1);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+      lconc_tostring_safe(L, -1);
+      return luaL_error(L, "module '%s' cannot be loaded here: %s", mod,
+                        lua_tostring(L, -1));
+    }
+  }
+  if (lua_isnil(L, 2)) return 1;
+  lua_pushvalue(L, 2);
+  if (!lua_istable(L, -2) || lua_gettable(L, -2) == LUA_TNIL)
+    return luaL_error(L, "module '%s' has no field '%s' here", mod,
+                      lua_tostring(L, 2));
+  return 1;
+}
+
+/* The usual case without a protected call: the module is loaded and
+ * has the field as a raw field. Pushes it and returns 1, or pushes
+ * nothing and returns 0. */
+static int push_loaded_member(lua_State *L, const char *mod, size_t len,
+                              const char *key, size_t klen) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushlstring(L, mod, len);
+  int t = lua_rawget(L, -2);                       /* loaded, module */
+  if (t != LUA_TNIL && key == NULL) {
+    lua_remove(L, -2);
+    return 1;
+  }
+  if (t == LUA_TTABLE) {
+    lua_pushlstring(L, key, klen);
+    if (lua_rawget(L, -2) != LUA_TNIL) {           /* loaded, module, v */
+      lua_replace(L, -3);
+      lua_pop(L, 1);
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  return 0;
+}
+
+/* Pushes require(mod)[key] (or the module itself). If that fails, pushes
+ * nothing, leaves the message in d->errslot and sets d->failed. */
 static void push_module(lua_State *L, decoder *d) {
   luaL_checkstack(L, 4, "conc: message nested too deeply");
   size_t len, klen = 0;
@@ -934,20 +1167,15 @@ static void push_module(lua_State *L, decoder *d) {
   need(L, d, 1);
   int haskey = *d->p++;
   const char *key = haskey ? get_string(L, d, &klen) : NULL;
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (push_loaded_member(L, mod, len, key, klen)) return;
+  lua_pushcfunction(L, load_member);
   lua_pushlstring(L, mod, len);
-  if (lua_rawget(L, -2) == LUA_TNIL) {  /* not loaded here yet */
-    lua_pop(L, 1);
-    lua_getglobal(L, "require");
-    lua_pushlstring(L, mod, len);
-    lua_call(L, 1, 1);
-  }
-  lua_remove(L, -2);
-  if (key) {
-    lua_pushlstring(L, key, klen);
-    lua_gettable(L, -2);
-    lua_remove(L, -2);
-  }
+  if (key) lua_pushlstring(L, key, klen);
+  else lua_pushnil(L);
+  if (lua_pcall(L, 2, 1, 0) == LUA_OK) return;
+  if (d->errslot == 0) lua_error(L);  /* cannot happen: F_CODE is set */
+  lua_replace(L, d->errslot);
+  d->failed = 1;
 }
 
 static void decode_value(lua_State *L, decoder *d, int depth);
@@ -965,16 +1193,45 @@ static void decode_table(lua_State *L, decoder *d, int depth) {
   remember(L, d);
   for (uint64_t i = 1; i <= narr; i++) {
     decode_value(L, d, depth + 1);
+    if (d->failed) {
+      add_segment(&d->path, 'f', "[%lld]", (long long)i);
+      return;
+    }
     lua_rawseti(L, -2, (lua_Integer)i);
   }
   for (uint64_t i = 0; i < nhash; i++) {
     decode_value(L, d, depth + 1);
+    if (d->failed) {
+      add_segment(&d->path, 'k', "");
+      return;
+    }
     if (lua_isnil(L, -1) ||
         (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1)))
       corrupt(L);
+    int key = lua_gettop(L);
     decode_value(L, d, depth + 1);
+    if (d->failed) {
+      add_key_segment(L, &d->path, key);
+      return;
+    }
     lua_rawset(L, -3);
   }
+}
+
+/* Makes upvalue i of the function at -1 the cell of upvalue n of the
+ * function with id fid (decoded before, maybe still being decoded). */
+static void join_upvalue(lua_State *L, decoder *d, int i) {
+  uint64_t fid = get_varint(L, d);
+  need(L, d, 1);
+  int n = *d->p++;
+  if (d->ids == 0 || fid == 0 || fid > (uint64_t)d->next_id) corrupt(L);
+  if (lua_rawgeti(L, d->ids, (lua_Integer)fid) != LUA_TFUNCTION ||
+      lua_iscfunction(L, -1) || lua_getupvalue(L, -1, n) == NULL ||
+      lua_getupvalue(L, -3, i) == NULL)
+    corrupt(L);
+  lua_pop(L, 2);                                  /* f, other */
+  lua_upvaluejoin(L, -2, i, -1, n);
+  lua_pop(L, 1);
 }
 
 static void decode_function(lua_State *L, decoder *d, int depth) {
@@ -985,10 +1242,22 @@ static void decode_function(lua_State *L, decoder *d, int depth) {
     lua_error(L);
   d->p += len;
   remember(L, d);
+  int f = lua_gettop(L);
   uint64_t nups = get_varint(L, d);
-  for (uint64_t i = 1; i <= nups; i++) {
+  if (nups > 255) corrupt(L);
+  for (int i = 1; i <= (int)nups; i++) {
+    if (d->p < d->end && *d->p == T_UPVAL) {
+      d->p++;
+      join_upvalue(L, d, i);
+      continue;
+    }
     decode_value(L, d, depth + 1);
-    if (lua_setupvalue(L, -2, (int)i) == NULL) corrupt(L);
+    if (d->failed) {
+      const char *name = lua_getupvalue(L, f, i);
+      add_segment(&d->path, 'u', "%s", name && *name ? name : "?");
+      return;
+    }
+    if (lua_setupvalue(L, f, i) == NULL) corrupt(L);
   }
 }
 
@@ -1039,8 +1308,38 @@ static void decode_value(lua_State *L, decoder *d, int depth) {
   }
 }
 
-/* Pushes every value of m; returns how many. Does not free m. */
-static int decode_all(lua_State *L, const conc_msg *m) {
+/* Pops a call message's preload table into package.preload. */
+static void install_preload(lua_State *L) {
+  if (!lua_istable(L, -1)) corrupt(L);
+  luaL_checkstack(L, 4, "conc: too many values");
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE) == LUA_TTABLE) {
+    lua_pushnil(L);                          /* preload, P, k */
+    while (lua_next(L, -3)) {                /* P, preload, k, fn */
+      if (lua_type(L, -2) == LUA_TSTRING && lua_isfunction(L, -1)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);                   /* P, preload, k, k, fn */
+        lua_rawset(L, -4);
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+  }
+  lua_pop(L, 2);
+}
+
+/* What a decode is for: the names its error gives. */
+typedef struct decode_for {
+  const conc_msg *m;
+  const char *fname;
+  lconc_what what;
+  int failed;
+} decode_for;
+
+/* Pushes every value of m and returns how many; or, when a module cannot
+ * be loaded, pushes only the error naming where and returns -1. Does
+ * not free m. */
+static int decode_all(lua_State *L, decode_for *f) {
+  const conc_msg *m = f->m;
   decoder d;
   const unsigned char *data = conc_msg_data(m);
   if (m->len < 1) return corrupt(L);
@@ -1048,45 +1347,72 @@ static int decode_all(lua_State *L, const conc_msg *m) {
   d.end = data + m->len;
   d.m = m;
   d.next_id = 0;
-  d.ids = 0;
+  d.ids = d.errslot = d.failed = 0;
+  d.path.nseg = 0;
   int base = lua_gettop(L);
   /* Each value takes a byte at least: a small message makes room for
    * all of its values at once, a big one value by value. */
   int small = m->len <= CONC_MSG_INLINE;
-  luaL_checkstack(L, small ? (int)m->len + 1 : 2, "conc: too many values");
+  luaL_checkstack(L, small ? (int)m->len + 3 : 4, "conc: too many values");
+  if (data[0] & F_CODE) {  /* module values: room for a load error */
+    lua_pushnil(L);
+    d.errslot = lua_gettop(L);
+  }
   if (data[0] & F_BACKREFS) {
     lua_newtable(L);  /* below the values; removed at the end */
-    d.ids = base + 1;
+    d.ids = lua_gettop(L);
   }
-  while (d.p < d.end) {
+  int first = lua_gettop(L) + 1;
+  int k = data[0] & F_PRELOAD ? 0 : 1;  /* 0: the preload table */
+  for (; d.p < d.end; k++) {
     if (!small) luaL_checkstack(L, 1, "conc: too many values");
     decode_value(L, &d, 0);
+    if (d.failed) {
+      lua_pushvalue(L, d.errslot);
+      locate_error(L, &d.path, f->fname, f->what, k);
+      lua_replace(L, base + 1);
+      lua_settop(L, base + 1);
+      f->failed = 1;
+      return -1;
+    }
+    if (k == 0) install_preload(L);
   }
-  if (d.ids) lua_remove(L, d.ids);
+  for (int i = first - 1; i > base; i--) lua_remove(L, i);  /* helpers */
   return lua_gettop(L) - base;
 }
 
 static int decode_protected(lua_State *L) {
-  const conc_msg *m = (const conc_msg *)lua_touserdata(L, 1);
+  decode_for *f = (decode_for *)lua_touserdata(L, 1);
   lua_pop(L, 1);
-  return decode_all(L, m);
+  int n = decode_all(L, f);
+  return n < 0 ? 1 : n;  /* the message */
 }
 
-int lconc_decode(lua_State *L, conc_msg *m) {
+int lconc_decode_protected(lua_State *L, conc_msg *m, const char *fname,
+                           lconc_what what) {
+  decode_for f = {m, fname, what, 0};
   const unsigned char *data = conc_msg_data(m);
   if (m->len >= 1 && m->len <= CONC_MSG_INLINE && m->nrefs == 0 &&
       !(data[0] & F_CODE)) {
     /* Inline (nothing to free if an error escapes) and runs no code:
      * the common case, without a protected call. */
-    return decode_all(L, m);
+    return decode_all(L, &f);
   }
   int base = lua_gettop(L);
   lua_pushcfunction(L, decode_protected);
-  lua_pushlightuserdata(L, m);
+  lua_pushlightuserdata(L, &f);
   int status = lua_pcall(L, 1, LUA_MULTRET, 0);
   conc_msg_free(m);
   if (status != LUA_OK) lua_error(L);
+  if (f.failed) return -1;
   return lua_gettop(L) - base;
+}
+
+int lconc_decode(lua_State *L, conc_msg *m, const char *fname,
+                 lconc_what what) {
+  int n = lconc_decode_protected(L, m, fname, what);
+  if (n < 0) lua_error(L);
+  return n;
 }
 
 /* ---- strings without a lua_State (errors made in C) ------------------------ */

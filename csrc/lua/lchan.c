@@ -92,7 +92,8 @@ static int chan_try_send(lua_State *L) {
 }
 
 /* Receives within w: v, true | nil, false (closed) | nil, nil, reason. */
-static int do_recv(lua_State *L, const lconc_wait *w, const char *reason) {
+static int do_recv(lua_State *L, const lconc_wait *w, const char *fname,
+                   const char *reason) {
   conc_case cs;
   cs.chan = checkchan(L);
   cs.op = CONC_RECV;
@@ -100,7 +101,7 @@ static int do_recv(lua_State *L, const lconc_wait *w, const char *reason) {
   int rc = lconc_wait_op(&cs, w);
   if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.chan:recv");
   if (rc == CONC_OK) {
-    lconc_decode(L, &cs.msg);
+    lconc_decode(L, &cs.msg, fname, LCONC_VALUE);
     lua_pushboolean(L, 1);
     return 2;
   }
@@ -118,12 +119,12 @@ static int do_recv(lua_State *L, const lconc_wait *w, const char *reason) {
 static int chan_recv(lua_State *L) {
   lconc_wait w;
   lconc_check_wait(L, 2, &w);
-  return do_recv(L, &w, "timeout");
+  return do_recv(L, &w, "conc.chan:recv", "timeout");
 }
 
 static int chan_try_recv(lua_State *L) {
   lconc_wait w = {CONC_NOWAIT, NULL};
-  return do_recv(L, &w, "would block");
+  return do_recv(L, &w, "conc.chan:try_recv", "would block");
 }
 
 static int chan_close(lua_State *L) {
@@ -186,7 +187,7 @@ static int chan_next(lua_State *L) {
   int rc = conc_chan_recv(c, &m, CONC_NEVER);
   if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.chan:range");
   if (rc != CONC_OK) return 0;
-  return lconc_decode(L, &m);
+  return lconc_decode(L, &m, "conc.chan:range", LCONC_VALUE);
 }
 
 /* for v in ch:range() do ... end: receives until the channel is closed. */

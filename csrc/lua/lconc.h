@@ -86,9 +86,11 @@ CONC_API int lconc_push_fail(lua_State *L, int rc, const char *fname);
 
 /* ---- the codec (codec.c) ------------------------------------------------- */
 
-/* How an encode failure names the value: "argument #k", "result #k" or
- * nothing (a single value, as sent on a channel). */
-typedef enum { LCONC_ARG, LCONC_RESULT, LCONC_VALUE } lconc_what;
+/* How a failure names the value: "argument #k", "result #k", "value" (a
+ * single value, as sent on a channel) or "error value" (a worker's). */
+typedef enum {
+  LCONC_ARG, LCONC_RESULT, LCONC_VALUE, LCONC_ERROR
+} lconc_what;
 
 /*
  * Encodes the n values at stack index first.. into *m. Raises a Lua error
@@ -103,9 +105,22 @@ CONC_API void lconc_encode(lua_State *L, int first, int n, conc_msg *m,
 CONC_API int lconc_encode_protected(lua_State *L, int first, int n,
                                     conc_msg *m, const char *fname,
                                     lconc_what what, int argbase);
-/* Pushes the values of *m and frees it; returns how many it pushed. On an
- * error (a module the receiver cannot load) frees *m and raises. */
-CONC_API int lconc_decode(lua_State *L, conc_msg *m);
+/* Encodes conc.go's call, fn and its n - 1 arguments at first, as
+ * lconc_encode does, with the Lua functions of package.preload (those
+ * that can travel) ahead of them: decoding the call installs them in the
+ * worker's package.preload before anything else arrives. */
+CONC_API void lconc_encode_call(lua_State *L, int first, int n,
+                                conc_msg *m);
+/* Pushes the values of *m and frees it; returns how many it pushed. A
+ * module value the receiver cannot load frees *m and raises
+ * `fname: value, field 'f': module 'util' cannot be loaded here: ...`
+ * (`what` names the values as lconc_encode does). */
+CONC_API int lconc_decode(lua_State *L, conc_msg *m, const char *fname,
+                          lconc_what what);
+/* As lconc_decode, but for that error returns -1 with only the message
+ * pushed (a corrupt message or running out of memory still raises). */
+CONC_API int lconc_decode_protected(lua_State *L, conc_msg *m,
+                                    const char *fname, lconc_what what);
 
 /* The string of a message holding exactly one string, or NULL. */
 CONC_API const char *lconc_msg_string(const conc_msg *m, size_t *len);

@@ -154,14 +154,15 @@ static int c_value(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  return lconc_decode(L, &value);
+  return lconc_decode(L, &value, "conc.ctx:value", LCONC_VALUE);
 }
 
 /* ctx:cause() -> the cause given to cancel, else err(), nil if live */
 static int c_cause(lua_State *L) {
   conc_ctx *ctx = checkctx(L, 1);
   conc_msg cause;
-  if (conc_ctx_cause(ctx, &cause)) return lconc_decode(L, &cause);
+  if (conc_ctx_cause(ctx, &cause))
+    return lconc_decode(L, &cause, "conc.ctx:cause", LCONC_VALUE);
   return c_err(L);
 }
 

@@ -96,8 +96,9 @@ static void checkvalue(lua_State *L, int idx, const char *fname,
 }
 
 /* Pushes v (decoding and freeing *m) and true, or nil and false. */
-static int push_found(lua_State *L, int found, conc_msg *m) {
-  if (found) lconc_decode(L, m);
+static int push_found(lua_State *L, int found, conc_msg *m,
+                      const char *fname) {
+  if (found) lconc_decode(L, m, fname, LCONC_VALUE);
   else lua_pushnil(L);
   lua_pushboolean(L, found);
   return 2;
@@ -120,7 +121,7 @@ static int map_load(lua_State *L) {
   conc_msg v;
   int rc = conc_map_load(m, &k.k, &v);
   if (rc < 0) return nomem(L, fname);
-  return push_found(L, rc, &v);
+  return push_found(L, rc, &v, fname);
 }
 
 /* m:store(k, v) */
@@ -147,7 +148,7 @@ static int map_load_or_store(lua_State *L) {
   int rc = conc_map_load_or_store(m, &k.k, &v, &actual);
   if (rc != 0) conc_msg_free(&v);  /* loaded or failed: v is still ours */
   if (rc < 0) return nomem(L, fname);
-  if (rc == 1) return push_found(L, 1, &actual);
+  if (rc == 1) return push_found(L, 1, &actual, fname);
   lua_pushvalue(L, 3);
   lua_pushboolean(L, 0);
   return 2;
@@ -159,7 +160,8 @@ static int map_load_and_delete(lua_State *L) {
   lkey k;
   checkkey(L, 2, "conc.map:load_and_delete", &k);
   conc_msg v;
-  return push_found(L, conc_map_load_and_delete(m, &k.k, &v), &v);
+  return push_found(L, conc_map_load_and_delete(m, &k.k, &v), &v,
+                    "conc.map:load_and_delete");
 }
 
 /* m:delete(k) */
@@ -180,7 +182,7 @@ static int map_swap(lua_State *L) {
   conc_msg v, prev;
   checkvalue(L, 3, fname, &v);
   int rc = conc_map_swap(m, &k.k, &v, &prev);
-  if (rc >= 0) return push_found(L, rc, &prev);
+  if (rc >= 0) return push_found(L, rc, &prev, fname);
   conc_msg_free(&v);
   return nomem(L, fname);
 }
@@ -270,7 +272,7 @@ static int map_range(lua_State *L) {
     push_key(L, &it->key);                        /* ..., fn, k */
     conc_msg v = it->val;                         /* moved out: */
     it->val.len = it->val.nrefs = 0;              /* decode frees it */
-    lconc_decode(L, &v);                          /* ..., fn, k, v */
+    lconc_decode(L, &v, "conc.map:range", LCONC_VALUE);   /* ..., k, v */
     lua_call(L, 2, 1);                            /* ..., result */
     int stop = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
     lua_pop(L, 1);                                /* m, fn, snap */

@@ -117,7 +117,7 @@ static int select_results(lua_State *L, conc_case *cases, int n, int r,
     lua_pushboolean(L, 0);
     return 3;
   }
-  lconc_decode(L, &cases[r].msg);
+  lconc_decode(L, &cases[r].msg, "conc.select", LCONC_VALUE);
   lua_pushboolean(L, 1);
   return 3;
 }

@@ -254,7 +254,7 @@ static int once_call(lua_State *L) {
   conc_msg outcome;
   int failed = conc_once_outcome(o, &outcome);
   lua_settop(L, 0);
-  int n = lconc_decode(L, &outcome);
+  int n = lconc_decode(L, &outcome, "conc.once:call", LCONC_RESULT);
   if (failed) return lua_error(L);
   return n;
 }

@@ -76,8 +76,7 @@ static int go(lua_State *L) {
   }
   luaL_checktype(L, first, LUA_TFUNCTION);
   conc_msg call;
-  lconc_encode(L, first, lua_gettop(L) - first + 1, &call, "conc.go",
-               LCONC_ARG, first);
+  lconc_encode_call(L, first, lua_gettop(L) - first + 1, &call);
   lconc_task *t = calloc(1, sizeof *t);
   conc_chan *done = t ? conc__chan_new_owned(0) : NULL;  /* end_task's */
   if (done == NULL) {  /* as a spawn the system refuses: a return value */
@@ -132,7 +131,11 @@ static int w_join(lua_State *L) {
   conc_msg copy;
   if (conc_msg_copy(&copy, &t->result) != CONC_OK)
     return luaL_error(L, "conc.worker:join: not enough memory");
-  return 1 + lconc_decode(L, &copy);
+  int n = lconc_decode_protected(L, &copy, "conc.worker:join", LCONC_RESULT);
+  if (n >= 0) return 1 + n;
+  lua_pushboolean(L, 0);  /* results that cannot arrive: a failure */
+  lua_replace(L, 2);
+  return 2;
 }
 
 /* h:wait([timeout | ctx]) -> true when finished; false, reason when

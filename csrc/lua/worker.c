@@ -603,17 +603,22 @@ static void end_task(lconc_task *t, int state) {
 
 /* ---- running a task ------------------------------------------------------------ */
 
-/* The message handler: appends the traceback to string errors (and to
- * errors with __tostring); other error values pass through unchanged. */
+/* The message handler: appends the traceback to a string error. Any
+ * other error value travels as it is (a number stays a number, as a Go
+ * user expects of a value), unless the codec cannot carry it: then the
+ * error is its text, why it could not travel, and the traceback. */
 static int traceback(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      msg = lua_tostring(L, -1);
-    else
+  if (lua_type(L, 1) != LUA_TSTRING) {
+    conc_msg m;
+    if (lconc_encode_protected(L, 1, 1, &m, "conc.go", LCONC_ERROR, 1) == 0) {
+      conc_msg_free(&m);
+      lua_settop(L, 1);
       return 1;
+    }
+    lconc_tostring_safe(L, 1);                  /* err, why, text */
+    lua_pushfstring(L, "%s (%s)", lua_tostring(L, -1), lua_tostring(L, -2));
   }
-  luaL_traceback(L, L, msg, 1);
+  luaL_traceback(L, L, lua_tostring(L, -1), 1);
   return 1;
 }
 
@@ -626,7 +631,7 @@ static int task_body(lua_State *L) {
   set_path(L, "path", t->path);
   set_path(L, "cpath", t->cpath);
   fresh_globals(L);
-  int n = lconc_decode(L, &t->call);
+  int n = lconc_decode(L, &t->call, "conc.go", LCONC_ARG);
   lua_call(L, n - 1, LUA_MULTRET);
   return lua_gettop(L);
 }
