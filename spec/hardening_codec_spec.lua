@@ -132,13 +132,34 @@ describe("_ENV (point 4)", function()
     assert.equal("function", tp)
   end)
 
-  it("that cannot be copied (a table with a metatable, as busted's) binds "
-     .. "to the receiver's globals", function()
-    local env = setmetatable({}, {__index = _G})
-    local f = load("return print ~= nil, _ENV == _G", "=s", "t", env)
-    local has_print, is_g = join_ok(conc.go(f))
-    assert.is_true(has_print)
-    assert.is_true(is_g)
+  it("layered over the globals (its __index chain reaches them, or is a "
+     .. "function, as busted's) binds to the receiver's globals", function()
+    for _, env in ipairs({
+      setmetatable({}, {__index = _G}),
+      setmetatable({}, {__index = setmetatable({}, {__index = _G})}),
+      setmetatable({}, {__index = function(_, k) return _G[k] end}),
+    }) do
+      local f = load("return print ~= nil, _ENV == _G", "=s", "t", env)
+      local has_print, is_g = join_ok(conc.go(f))
+      assert.is_true(has_print)
+      assert.is_true(is_g)
+    end
+  end)
+
+  it("a sandbox whose metatable reads from a table of its own is refused, "
+     .. "never widened to the receiver's globals", function()
+    local safe = {print = print}
+    for _, env in ipairs({
+      setmetatable({}, {__index = safe}),
+      setmetatable({}, {__index = setmetatable({}, {__index = safe})}),
+      setmetatable({}, {}),
+    }) do
+      local f = load("return os", "=s", "t", env)
+      local ok, err = pcall(conc.go, f)
+      assert.is_false(ok)
+      assert.matches("conc.go: argument #1, upvalue '_ENV': cannot transfer "
+        .. "a table with a metatable", err, 1, true)
+    end
   end)
 end)
 

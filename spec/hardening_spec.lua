@@ -285,3 +285,36 @@ describe("conc.go's options", function()
       end):join()})
     end)
 end)
+
+describe("memory_limit", function()
+  -- Point 18: it bounds the worker's Lua heap, not conc objects' memory.
+  it("does not count what the worker puts in channels and maps", function()
+    local ch, m = conc.chan(1000), conc.map()
+    local h = conc.go({memory_limit = 256 * 1024}, function(c, map)
+      local kb = ("x"):rep(1024)
+      for i = 1, 1000 do  -- ~1 MB in the channel's buffer
+        assert(c:try_send(kb))
+        map:store(i, kb)  -- and ~1 MB in the map
+      end
+      return collectgarbage("count") < 256
+    end, ch, m)
+    local ok, small = h:join()
+    assert.is_true(ok, small)
+    assert.is_true(small)
+    assert.equal(1000, #ch)
+    assert.equal(1000, #m)
+    assert.equal(1024, #ch:recv())
+  end)
+
+  it("counts the worker's own Lua values", function()
+    local h = conc.go({memory_limit = 256 * 1024}, function()
+      local t = {}
+      for i = 1, 1000 do t[i] = ("x"):rep(1024) .. i end
+      return #t
+    end)
+    local ok, err = h:join()
+    assert.is_false(ok)
+    assert.matches("ran out of memory: its limit is 262144 bytes", err, 1,
+      true)
+  end)
+end)

@@ -699,17 +699,36 @@ static void put_dump(lua_State *L, scratch *s, int idx) {
   lua_pop(L, 1);
 }
 
-/* An _ENV upvalue (the value at -1, named name) that cannot be copied:
- * a table with a metatable (a test runner's or a module's environment
- * that reads through to the globals). It binds to the receiver's
- * globals, as every _ENV once did. Any other _ENV travels as its value:
- * the globals as the receiver's (encode_known), a sandbox as a copy. */
-static int is_unsendable_env(lua_State *L, const char *name) {
-  if (name == NULL || strcmp(name, "_ENV") != 0 || !lua_istable(L, -1) ||
-      !lua_getmetatable(L, -1))
+/* Whether an _ENV upvalue (the value at -1, named name) is an
+ * environment layered over the sender's globals: a table with a
+ * metatable whose __index chain of tables reaches the globals, or ends
+ * in a function (which cannot be looked into: busted's environments and
+ * many module systems read through to the globals that way). It binds to
+ * the receiver's globals, as the globals themselves do. A table whose
+ * __index chain ends elsewhere (a sandbox over a table of safe
+ * functions) is refused as any table with a metatable, and a plain
+ * sandbox travels as a copy: neither reaches the receiver's globals. */
+#define ENV_CHAIN_MAX 100
+
+static int is_layered_env(lua_State *L, const char *name) {
+  if (name == NULL || strcmp(name, "_ENV") != 0 || !lua_istable(L, -1))
     return 0;
-  lua_pop(L, 1);
-  return 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  const void *globals = lua_topointer(L, -1);
+  lua_pushvalue(L, -2);                         /* env, G, t */
+  int found = 0;
+  for (int n = 0; n < ENV_CHAIN_MAX && !found; n++) {
+    if (!lua_getmetatable(L, -1)) break;        /* env, G, t, mt */
+    lua_pushliteral(L, "__index");
+    int type = lua_rawget(L, -2);               /* env, G, t, mt, i */
+    lua_replace(L, -3);                         /* env, G, i, mt */
+    lua_pop(L, 1);
+    found = type == LUA_TFUNCTION ||
+            (type == LUA_TTABLE && lua_topointer(L, -1) == globals);
+    if (type != LUA_TTABLE) break;
+  }
+  lua_pop(L, 2);
+  return found;
 }
 
 /* Upvalue i of the function at idx (id fid): if a function of this
@@ -763,7 +782,7 @@ static const char *encode_function(lua_State *L, scratch *s, int idx,
   for (int i = 1; i <= ar.nups; i++) {
     if (put_shared_upvalue(L, s, idx, i, fid)) continue;
     const char *name = lua_getupvalue(L, idx, i);
-    if (is_unsendable_env(L, name)) {
+    if (is_layered_env(L, name)) {
       lua_pop(L, 1);
       put_byte(s, T_ENV);
       continue;
