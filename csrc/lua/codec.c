@@ -87,6 +87,12 @@ typedef struct scratch {
   int flags;
   int oom;
   int in_use;
+  /* The encode holding it: its thread and call (see owner_active). */
+  lua_State *owner_L;
+  const void *owner_ci;
+  /* Scratches borrowed by nested encodes and not given back yet (an
+   * error abandoned them): freed with this one. */
+  struct scratch *borrowed;
   const void *env_ptr;     /* the globals' address, once looked up */
   /* Every value the module names table names, by address (a superset
    * once some are collected): a value not here is no module's, which
@@ -319,7 +325,14 @@ static void scratch_free(scratch *s) {
 }
 
 static int scratch_gc(lua_State *L) {
-  scratch_free((scratch *)lua_touserdata(L, 1));
+  scratch *s = (scratch *)lua_touserdata(L, 1);
+  while (s->borrowed != NULL) {
+    scratch *b = s->borrowed;
+    s->borrowed = b->borrowed;
+    scratch_free(b);
+    free(b);
+  }
+  scratch_free(s);
   return 0;
 }
 
@@ -909,6 +922,30 @@ static size_t encode_small(lua_State *L, int first, int n, unsigned char *out) {
 
 /* ---- encoding entry points ---------------------------------------------------- */
 
+/* The call running on L now (a private field of lua_Debug, stable in
+ * Lua 5.4: only compared, never followed), or NULL. */
+static const void *current_call(lua_State *L) {
+  lua_Debug ar;
+  return lua_getstack(L, 0, &ar) ? (const void *)ar.i_ci : NULL;
+}
+
+/*
+ * Whether the encode that holds s still runs. An encode can be abandoned
+ * half-way by an error (memory running out, a stack that cannot grow:
+ * a longjmp), leaving s in use for good. A nested encode (a finalizer
+ * that sends, run by a collection step inside an encode) is legitimate
+ * and must not take s. The holder still runs iff its call is on L's call
+ * chain; a holder on another thread of the state (a coroutine) is taken
+ * to run, as is one that recorded no call.
+ */
+static int owner_active(lua_State *L, const scratch *s) {
+  if (s->owner_L != L || s->owner_ci == NULL) return 1;
+  lua_Debug ar;
+  for (int level = 0; lua_getstack(L, level, &ar); level++)
+    if ((const void *)ar.i_ci == s->owner_ci) return 1;
+  return 0;
+}
+
 static scratch *acquire_scratch(lua_State *L, int *temporary) {
   *temporary = 0;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &scratch_key) == LUA_TNIL) {
@@ -918,22 +955,38 @@ static scratch *acquire_scratch(lua_State *L, int *temporary) {
   }
   scratch *s = (scratch *)lua_touserdata(L, -1);
   lua_pop(L, 1);  /* the registry keeps it alive */
+  if (s != NULL && s->in_use && !owner_active(L, s))
+    s->in_use = 0;  /* abandoned by an error: take it back */
   if (s == NULL || s->in_use) {  /* nested (a __gc that sends): borrow */
-    s = calloc(1, sizeof *s);
+    scratch *b = calloc(1, sizeof *b);
+    if (b == NULL) luaL_error(L, "not enough memory");
+    if (s != NULL) {  /* listed until given back, freed with s anyway */
+      b->borrowed = s->borrowed;
+      s->borrowed = b;
+    }
+    s = b;
     *temporary = 1;
-    if (s == NULL) luaL_error(L, "not enough memory");
   }
   s->in_use = 1;
+  s->owner_L = L;
+  s->owner_ci = current_call(L);
   scratch_reset(s);
   return s;
 }
 
-static void release_scratch(scratch *s, int temporary) {
+static void release_scratch(lua_State *L, scratch *s, int temporary) {
   s->in_use = 0;
-  if (temporary) {
-    scratch_free(s);
-    free(s);
-  }
+  if (!temporary) return;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &scratch_key);
+  scratch *main = (scratch *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  for (scratch **p = main ? &main->borrowed : NULL; p && *p; p = &(*p)->borrowed)
+    if (*p == s) {
+      *p = s->borrowed;
+      break;
+    }
+  scratch_free(s);
+  free(s);
 }
 
 /* Encodes the n values at first after what s holds already (its flags
@@ -949,7 +1002,7 @@ static int encode_into(lua_State *L, scratch *s, int temporary, int first,
     if (err) {
       lua_settop(L, top);
       push_error(L, s, fname, what, argbase + k, err);
-      release_scratch(s, temporary);
+      release_scratch(L, s, temporary);
       return 1;
     }
   }
@@ -962,7 +1015,7 @@ static int encode_into(lua_State *L, scratch *s, int temporary, int first,
     for (uint32_t i = 0; i < s->nrefs; i++) conc_release(s->refs[i]);
     lua_pushfstring(L, "%s: not enough memory", fname);
   }
-  release_scratch(s, temporary);
+  release_scratch(L, s, temporary);
   return rc != CONC_OK;
 }
 
