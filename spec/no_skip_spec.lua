@@ -4,14 +4,7 @@
 -- compile, an `it` that returned early and passed, a fallback that hid a
 -- failure. A skip that is justified is listed here with its reason.
 
--- The lines of a file of the repository.
-local function lines_of(path)
-  local f = assert(io.open(path))
-  local t = {}
-  for line in f:lines() do t[#t + 1] = line end
-  f:close()
-  return t
-end
+local lines_of = require("support").file_lines
 
 -- The spec files, as busted finds them, but this one (its patterns
 -- would match themselves).

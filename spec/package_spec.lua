@@ -2,13 +2,7 @@
 -- module (luarocks compiles only the files it lists, and a missing one
 -- shows only when the installed module fails to load).
 
-local function lines_of(cmd)
-  local p = assert(io.popen(cmd))
-  local out = {}
-  for line in p:lines() do out[#out + 1] = line end
-  p:close()
-  return out
-end
+local lines_of = require("support").command_lines
 
 describe("conc-scm-1.rockspec", function()
   it("lists every C source of the module, and nothing else", function()

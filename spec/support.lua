@@ -28,6 +28,24 @@ function support.run_script(code, timeout_s, shell_prefix)
   return out:gsub("rc=%d+%s*$", ""), rc, conc.now() - t0
 end
 
+-- The lines read from a file handle (closed after), as an array.
+local function lines_from(handle)
+  local t = {}
+  for line in handle:lines() do t[#t + 1] = line end
+  handle:close()
+  return t
+end
+
+-- The lines of a file of the repository.
+function support.file_lines(path)
+  return lines_from(assert(io.open(path)))
+end
+
+-- The lines a shell command prints.
+function support.command_lines(cmd)
+  return lines_from(assert(io.popen(cmd)))
+end
+
 -- Joins h and fails the test with the worker's error if it failed.
 function support.join_ok(h)
   local r = table.pack(h:join())
