@@ -162,3 +162,17 @@ describe("a task starts as a fresh state would", function()
     end
   end)
 end)
+
+describe("cleaning a state between tasks", function()
+  it("runs no code of the task's (a metatable on package.loaded)",
+    function()
+      -- the check reads package.loaded raw: an __index that raises or
+      -- blocks must not crash or stall the thread
+      for _ = 1, 5 do
+        support.join_ok(conc.go(function()
+          setmetatable(package.loaded, {__index = function() error("boom") end})
+        end))
+        assert.equal(3, run(function() return 1 + 2 end))
+      end
+    end)
+end)

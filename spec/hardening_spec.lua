@@ -318,3 +318,19 @@ describe("memory_limit", function()
       true)
   end)
 end)
+
+describe("contexts with a timeout too large to count", function()
+  it("schedule no timer: deadlock detection still works", function()
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local ctx = conc.with_timeout(conc.background(), math.huge)
+      assert(ctx:deadline())  -- recorded, 292 years away
+      ctx = nil
+      collectgarbage()
+      print(conc.stats().objects["conc.ctx"] or 0)
+      conc.chan():recv()
+    ]], 20)
+    assert.equal(2, rc)
+    assert.matches("all workers are asleep - deadlock!", out, 1, true)
+  end)
+end)

@@ -147,7 +147,13 @@ conc_ctx *conc_ctx_new(conc_ctx *parent, conc_time deadline, conc_msg *key,
   c->parent = parent;
   c->deadline = deadline < parent->deadline ? deadline : parent->deadline;
   bool own_deadline = deadline < parent->deadline;  /* else the parent's */
-  if (own_deadline && deadline > conc_now()) {
+  /* A deadline clamped to CONC_LATEST (a timeout too large to count in
+   * nanoseconds, math.huge included: 292 years away) is recorded but not
+   * scheduled: its timer could not fire while the process lives, and a
+   * scheduled timer would hold the context until then and count as
+   * pending, which turns deadlock detection off. */
+  bool timed = own_deadline && deadline < CONC_LATEST;
+  if (timed && deadline > conc_now()) {
     c->timer = conc_timer_new(deadline_fire, c, NULL);
     if (c->timer == NULL) {
       conc_release(&c->hdr);
@@ -159,7 +165,7 @@ conc_ctx *conc_ctx_new(conc_ctx *parent, conc_time deadline, conc_msg *key,
   int err = link_to_parent(c, parent, &cause, &has_cause);
   if (err) {
     conc_ctx_cancel(c, err, has_cause ? &cause : NULL);
-  } else if (own_deadline) {
+  } else if (timed) {
     if (c->timer == NULL) conc_ctx_cancel(c, CONC_EDEADLINE, NULL);  /* past */
     else if (!arm_deadline(c)) {
       conc_release(&c->hdr);

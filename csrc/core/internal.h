@@ -250,6 +250,9 @@ CONC_API void conc__live_add(int delta);
 CONC_API int conc__awake_threads(void);
 /* The main script ended: the program is ending, stop checking. */
 CONC_API void conc__main_ended(void);
+/* A thread that ends while still counted as a Lua thread (w its waiter):
+ * leaves the list of threads and the live count. */
+CONC_API void conc__thread_gone(conc_waiter *w);
 /* Timers that may still wake someone: scheduled or firing. */
 CONC_API void conc__timers_busy_add(int delta);
 /* Park's accounting around a sleep with no deadline. */

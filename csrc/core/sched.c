@@ -88,16 +88,26 @@ void conc__thread_enter(int64_t id) {
   conc__unlock(&sched_lock);
 }
 
+static void unlink_counted(conc_waiter *w) {  /* sched_lock held */
+  if (w->prev_all) w->prev_all->next_all = w->next_all;
+  else all = w->next_all;
+  if (w->next_all) w->next_all->prev_all = w->prev_all;
+  w->counted = false;
+}
+
 void conc__thread_leave(void) {
   conc_waiter *w = conc__waiter_self();
   conc__lock(&sched_lock);
-  if (w->counted) {
-    if (w->prev_all) w->prev_all->next_all = w->next_all;
-    else all = w->next_all;
-    if (w->next_all) w->next_all->prev_all = w->prev_all;
-    w->counted = false;
-  }
+  if (w->counted) unlink_counted(w);
   conc__unlock(&sched_lock);
+}
+
+void conc__thread_gone(conc_waiter *w) {
+  conc__lock(&sched_lock);
+  bool counted = w->counted;
+  if (counted) unlink_counted(w);
+  conc__unlock(&sched_lock);
+  if (counted) conc__live_add(-1);
 }
 
 /* Appends one line per counted thread to buf (sched_lock held). */

@@ -293,6 +293,7 @@ static void chan_fire(conc_timer *t, void *arg, conc_time now, uint64_t gen) {
 }
 
 conc_timer *conc_timer_new_chan(conc_chan *c, conc_tick_fn make) {
+  if (c->timer != NULL) return NULL;  /* a channel owns one timer at most */
   conc_timer *t = conc_timer_new(chan_fire, NULL, NULL);
   if (t == NULL) return NULL;
   t->tick = make;

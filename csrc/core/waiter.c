@@ -124,8 +124,13 @@ uint32_t conc__rand(void) {
 
 /* The thread exits: its waiter goes back on the free list. */
 static void waiter_exit(void *p) {
+  conc_waiter *w = (conc_waiter *)p;
+  /* A thread still counted as a Lua thread (a host's thread that ran a
+   * main state: it counts until it ends) leaves the count and the list
+   * of threads first: its waiter is about to be reused. */
+  if (w->counted) conc__thread_gone(w);
   tls_waiter = NULL;  /* a later destructor must not use the freed one */
-  conc__waiter_release((conc_waiter *)p);
+  conc__waiter_release(w);
 }
 
 void conc__waiter_release(conc_waiter *w) {

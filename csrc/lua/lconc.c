@@ -13,6 +13,7 @@
  */
 static int main_state_closing(lua_State *L) {
   (void)L;
+  lconc_blocking(NULL, NULL);  /* the state it names is closing */
   lconc_report_running();
   return 0;
 }

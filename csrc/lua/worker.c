@@ -168,7 +168,7 @@ void lconc_report_running(void) {
  */
 enum {
   W_STRING, W_TABLE, W_COROUTINE, W_MATH, W_IO, W_OS, W_UTF8, W_DEBUG,
-  W_STRING_META, W_COUNT
+  W_STRING_META, W_LOADED_META, W_COUNT
 };
 
 static void watch_lib(lua_State *L, int which);
@@ -282,7 +282,9 @@ static state_mem *mem_of(lua_State *L) {
  * metatables of the types other than string and userdata, math.random's
  * seed. What is not (the contents of a standard library table, which
  * every later task would see, or the string metatable) is detected
- * instead (state_changed), and the thread replaces its state.
+ * instead (state_changed), and the thread replaces its state; so is a
+ * change to package.loaded's metatable (conc's, which its require and
+ * codec rely on).
  *
  * Detection compares fingerprints: a sum over a table's entries of a
  * hash of each key and value by identity (address for collectable
@@ -384,7 +386,8 @@ static bool state_changed(lua_State *L) {
   bool changed = false;
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   for (int i = 0; !changed && lazy_libs[i].name; i++) {
-    lua_getfield(L, -1, lazy_libs[i].name);
+    lua_pushstring(L, lazy_libs[i].name);
+    lua_rawget(L, -2);  /* raw: a task may have given loaded a metatable */
     changed = !same_as_watched(L, m, i);
   }
   lua_pop(L, 1);
@@ -392,11 +395,15 @@ static bool state_changed(lua_State *L) {
   if (!lua_getmetatable(L, -1)) lua_pushnil(L);
   changed = changed || !same_as_watched(L, m, W_STRING_META);
   lua_pop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (!lua_getmetatable(L, -1)) lua_pushnil(L);
+  changed = changed || !same_as_watched(L, m, W_LOADED_META);
+  lua_pop(L, 1);
   return changed;
 }
 
 /* Puts back what a task may have changed that is cheap to put back
- * (see above). Runs protected (math.randomseed may raise). */
+ * (see above). Runs protected, in clean_body. */
 static int reset_state(lua_State *L) {
   state_mem *m = mem_of(L);
   lua_sethook(L, NULL, 0, 0);
@@ -430,20 +437,35 @@ static int reset_state(lua_State *L) {
   lua_pop(L, 1);
   if (m->watch[W_MATH].table != NULL) {  /* a fresh state seeds randomly */
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    lua_getfield(L, -1, LUA_MATHLIBNAME);
-    lua_getfield(L, -1, "randomseed");
+    lua_pushliteral(L, LUA_MATHLIBNAME);
+    lua_rawget(L, -2);     /* unchanged: state_changed looked */
+    lua_pushliteral(L, "randomseed");
+    lua_rawget(L, -2);
     lua_call(L, 0, 0);
     lua_pop(L, 2);
   }
   return 0;
 }
 
-/* After a task: true if the thread must replace its state. */
-static bool clean_state(lua_State *L) {
+/* Protected: sets *changed (the light userdata at 1) and, if the state
+ * is to be kept, puts back what is cheap to. Reads only raw fields: no
+ * code of the task's runs here. */
+static int clean_body(lua_State *L) {
+  bool *changed = (bool *)lua_touserdata(L, 1);
   lua_settop(L, 0);
-  if (state_changed(L)) return true;
-  lua_pushcfunction(L, reset_state);
-  return lua_pcall(L, 0, 0, 0) != LUA_OK;  /* memory ran out: replace */
+  *changed = state_changed(L);
+  if (!*changed) reset_state(L);
+  return 0;
+}
+
+/* After a task: true if the thread must replace its state (the task
+ * changed it, or memory ran out while looking). */
+static bool clean_state(lua_State *L) {
+  bool changed = true;
+  lua_settop(L, 0);
+  lua_pushcfunction(L, clean_body);
+  lua_pushlightuserdata(L, &changed);
+  return lua_pcall(L, 1, 0, 0) != LUA_OK || changed;
 }
 
 /* What luaL_newstate would set (the state is made with lua_newstate, to
@@ -496,6 +518,19 @@ static int setup_state(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &lazy_mt_key);
   lua_pushboolean(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &worker_key);
+  /* The codec now rather than at the first encode: it gives
+   * package.loaded the metatable that tells it of new modules, watched
+   * from here on (package.loaded persists between tasks: a task that
+   * changed its metatable changed every later task's require). */
+  lua_pushboolean(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "conc.core");
+  lconc_codec_init(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getmetatable(L, -1)) {
+    watch_table(L, -1, W_LOADED_META);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   return 0;
 }
 

@@ -463,7 +463,24 @@ static void fire_goes_to_parked_receiver(void) {
   }
 }
 
+/* A channel owns one timer: a second one for it is refused (it would
+ * take the place of the first, which the channel would then never tell
+ * that it is gone). */
+static void one_timer_per_chan(void) {
+  conc_chan *c = conc_chan_new(1);
+  conc_timer *t = conc_timer_new_chan(c, tick_now);
+  CHECK(t != NULL);
+  CHECK(conc_timer_new_chan(c, tick_now) == NULL);
+  CHECK_EQ(conc_timer_start(t, conc_now(), 0), 0);
+  conc_msg m;
+  CHECK_RC(conc_chan_recv(c, &m, CONC_NEVER), CONC_OK);  /* still fires */
+  conc_msg_free(&m);
+  conc_timer_release(t);
+  conc_release((conc_obj *)c);
+}
+
 static const check_test tests[] = {
+    {"one_timer_per_chan", one_timer_per_chan},
     {"fire_in_deadline_order", fire_in_deadline_order},
     {"chan_timers_fire_in_order", chan_timers_fire_in_order},
     {"stop_before_firing", stop_before_firing},
