@@ -61,7 +61,7 @@ static lua_State *fuzz_state(void) {
 static int fuzz_decode_call(lua_State *L) {
   conc_msg *m = (conc_msg *)lua_touserdata(L, 1);
   lua_settop(L, 0);
-  return lconc_decode(L, m);
+  return lconc_decode(L, m, "fuzz", LCONC_VALUE);
 }
 
 #endif

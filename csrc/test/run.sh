@@ -41,6 +41,11 @@ san_flags() {
 # compile fails the build (and the run): a test must never pass over a
 # source it left out. check_sources below counts them again.
 core_src=(csrc/core/*.c)
+# Tests named test_lua_* test the binding: they are linked with every
+# csrc/lua/*.c and liblua as well (a Lua state of their own, e.g. with an
+# allocator that fails on purpose).
+lua_src=(csrc/lua/*.c)
+LUA_INC=${LUA_INC:-/usr/include/lua5.4}
 
 if [ ${#only[@]} -gt 0 ]; then
   tests=()
@@ -88,9 +93,24 @@ build() {
   done
   run_parallel "${cmds[@]}" || return 1
   check_sources "$dir" || return 1
+  local lobjs=()
+  cmds=()
+  rm -rf "$dir/lobj"
+  mkdir -p "$dir/lobj"
+  for f in "${lua_src[@]}"; do
+    o="$dir/lobj/$(basename "${f%.c}").o"
+    lobjs+=("$o")
+    cmds+=("$CC $flags -fPIC -I$LUA_INC -c $f -o $o")
+  done
+  run_parallel "${cmds[@]}" || return 1
   cmds=()
   for t in "${tests[@]}"; do
-    cmds+=("$CC $flags ${objs[*]} $t -o $dir/$(basename "${t%.c}")")
+    case $(basename "$t") in
+      test_lua_*)
+        cmds+=("$CC $flags -I$LUA_INC ${objs[*]} ${lobjs[*]} $t -o \
+                $dir/$(basename "${t%.c}") -llua5.4 -ldl -lm") ;;
+      *) cmds+=("$CC $flags ${objs[*]} $t -o $dir/$(basename "${t%.c}")") ;;
+    esac
   done
   run_parallel "${cmds[@]}"
 }
