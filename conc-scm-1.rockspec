@@ -21,9 +21,10 @@ build = {
   modules = {
     ["conc.core"] = {
       sources = {
-        "csrc/core/chan.c", "csrc/core/cmap.c", "csrc/core/ctx.c",
-        "csrc/core/msg.c", "csrc/core/sched.c", "csrc/core/select.c",
-        "csrc/core/sync.c", "csrc/core/timer.c", "csrc/core/waiter.c",
+        "csrc/core/breaker.c", "csrc/core/chan.c", "csrc/core/cmap.c",
+        "csrc/core/ctx.c", "csrc/core/limiter.c", "csrc/core/msg.c",
+        "csrc/core/sched.c", "csrc/core/select.c", "csrc/core/sync.c",
+        "csrc/core/timer.c", "csrc/core/waiter.c",
         "csrc/lua/codec.c", "csrc/lua/heap.c", "csrc/lua/lchan.c",
         "csrc/lua/lconc.c", "csrc/lua/lctx.c", "csrc/lua/lmap.c",
         "csrc/lua/lobj.c", "csrc/lua/lsched.c", "csrc/lua/lselect.c",
