@@ -38,7 +38,11 @@
   X(ENOTLOCKED, -10, "unlock of unlocked mutex")                 \
   X(EDEADLOCK, -11, "all workers are asleep - deadlock!")         \
   X(EOVERFLOW, -12, "WaitGroup counter overflow")                \
-  X(ERECVONLY, -13, "receive-only channel")
+  X(ERECVONLY, -13, "receive-only channel")                     \
+  X(ERATEBURST, -40, "rate: Wait(n) exceeds limiter's burst")    \
+  X(ERATEDEADLINE, -41, "rate: Wait(n) would exceed context deadline") \
+  X(EBREAKEROPEN, -42, "circuit breaker is open")                \
+  X(ETOOMANYPROBES, -43, "too many probes")
 
 enum {
   CONC_OK = 0,
@@ -360,5 +364,117 @@ CONC_API int conc_once_begin(conc_once *o, conc_chan **wait);
 CONC_API void conc_once_finish(conc_once *o, conc_msg *outcome, int failed);
 /* Copies the outcome: 1 if fn failed (the copy is the error). */
 CONC_API int conc_once_outcome(conc_once *o, conc_msg *out);
+
+/* ---- rate limiter (x/time/rate) ------------------------------------------ */
+
+/*
+ * A token bucket of `burst` tokens, refilled at `limit` tokens per second,
+ * computed lazily from the clock: no thread, no timer. CONC_RATE_INF is
+ * the infinite limit (every event is allowed, the burst is ignored). The
+ * functions taking `now` compute at that time (conc_now() for callers
+ * that are not tests), as x/time/rate's AllowN, ReserveN... do.
+ */
+typedef struct conc_limiter conc_limiter;
+typedef struct conc_reservation conc_reservation;
+CONC_API extern const conc_type conc_limiter_type, conc_reservation_type;
+#define CONC_RATE_INF 1.7976931348623157e308  /* DBL_MAX, Go's rate.Inf */
+
+/* limit >= 0 (CONC_RATE_INF or more: infinite), burst >= 0. A full
+ * bucket. NULL: ENOMEM. */
+CONC_API conc_limiter *conc_limiter_new(double limit, int64_t burst);
+/* Whether n events may happen at now (takes their tokens if so). */
+CONC_API int conc_limiter_allow(conc_limiter *l, conc_time now, int64_t n);
+/* Reserves n tokens at now, however long they take to come (never fails
+ * for n <= burst: later events wait behind it). NULL: ENOMEM. */
+CONC_API conc_reservation *conc_limiter_reserve(conc_limiter *l,
+                                                conc_time now, int64_t n);
+/*
+ * Waits until n events may happen, within deadline (CONC_NEVER: none)
+ * and ctx (NULL: none). Fails before waiting: ERATEBURST when n exceeds
+ * the burst (and the limit is finite); the context's error if it is
+ * canceled; ERATEDEADLINE (the ctx's deadline) or ETIMEDOUT (deadline)
+ * when the tokens would come after it. Canceled while it waits, it gives
+ * its tokens back and returns the context's error. Parks the calling
+ * thread on its waiter ("limiter wait").
+ */
+CONC_API int conc_limiter_wait(conc_limiter *l, int64_t n,
+                               conc_time deadline, conc_ctx *ctx);
+CONC_API void conc_limiter_set_limit(conc_limiter *l, conc_time now,
+                                     double limit);
+CONC_API void conc_limiter_set_burst(conc_limiter *l, conc_time now,
+                                     int64_t burst);
+CONC_API double conc_limiter_limit(conc_limiter *l);
+CONC_API int64_t conc_limiter_burst(conc_limiter *l);
+/* Tokens available at now (negative while reservations wait). */
+CONC_API double conc_limiter_tokens(conc_limiter *l, conc_time now);
+
+/* Whether the limiter could grant it (n <= burst, or infinite limit). */
+CONC_API int conc_reservation_ok(conc_reservation *r);
+/* Nanoseconds from now until it may act: 0 if it may act now,
+ * CONC_NEVER if it is not ok. */
+CONC_API conc_time conc_reservation_delay(conc_reservation *r,
+                                          conc_time now);
+/* Gives back the tokens that later reservations did not already count
+ * on, unless the time to act has passed. Only the first call does
+ * anything (x/time/rate would give them back twice). */
+CONC_API void conc_reservation_cancel(conc_reservation *r, conc_time now);
+
+/* ---- circuit breaker -------------------------------------------------------- */
+
+/*
+ * Closed: calls run; `failures` consecutive failures open it. Open: every
+ * call is refused (EBREAKEROPEN) until `timeout` has passed since it
+ * opened, then it is half-open. Half-open: at most `probes` calls run at
+ * once (more: ETOOMANYPROBES); any failure opens it again, `successes`
+ * consecutive successes close it. Counts are those of the current state:
+ * a change of state clears them, and the outcome of a call admitted in an
+ * earlier state is ignored (gobreaker's generations).
+ */
+typedef struct conc_breaker conc_breaker;
+CONC_API extern const conc_type conc_breaker_type;
+
+enum { CONC_BREAKER_CLOSED, CONC_BREAKER_OPEN, CONC_BREAKER_HALF_OPEN };
+enum { CONC_CALL_SUCCESS, CONC_CALL_FAILURE, CONC_CALL_ABANDON };
+
+typedef struct conc_breaker_config {
+  int64_t failures;    /* >= 1 */
+  int64_t successes;   /* >= 1 */
+  int64_t probes;      /* >= 1 */
+  conc_time timeout;   /* >= 0 ns */
+} conc_breaker_config;
+
+typedef struct conc_breaker_counts {
+  int64_t requests, successes, failures;
+  int64_t consecutive_successes, consecutive_failures;
+} conc_breaker_counts;
+
+/* A state change that a call made: from -> to (from < 0: none). Whoever
+ * made it reports it (on_change) after the call returns. */
+typedef struct conc_breaker_change {
+  int from, to;
+} conc_breaker_change;
+
+/* A closed breaker; `on_change` (NULL: none) is taken over and kept for
+ * conc_breaker_on_change. NULL: ENOMEM (on_change then freed). */
+CONC_API conc_breaker *conc_breaker_new(const conc_breaker_config *cfg,
+                                        conc_msg *on_change);
+/* Admits a call at now (CONC_OK, *ticket set: pass it to
+ * conc_breaker_end) or refuses it (EBREAKEROPEN, ETOOMANYPROBES). */
+CONC_API int conc_breaker_begin(conc_breaker *b, conc_time now,
+                                uint64_t *ticket, conc_breaker_change *ch);
+/* Records the outcome of an admitted call (CONC_CALL_*; ABANDON: it
+ * never ran, it only gives its place back). */
+CONC_API void conc_breaker_end(conc_breaker *b, conc_time now,
+                               uint64_t ticket, int outcome,
+                               conc_breaker_change *ch);
+/* The state at now (an open breaker whose timeout passed turns
+ * half-open here, as in a call). */
+CONC_API int conc_breaker_state(conc_breaker *b, conc_time now,
+                                conc_breaker_change *ch);
+CONC_API void conc_breaker_counts_get(conc_breaker *b,
+                                      conc_breaker_counts *out);
+/* Copies the on_change message: 1, 0 if there is none, or ENOMEM. */
+CONC_API int conc_breaker_on_change(conc_breaker *b, conc_msg *out);
+CONC_API const char *conc_breaker_state_name(int state);
 
 #endif

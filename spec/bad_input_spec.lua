@@ -2120,6 +2120,202 @@ end)
 
 -- ==== module functions ======================================================
 
+describe("bad input: conc.limiter and conc.breaker", function()
+  -- An integer as luaL_checkinteger reads it (a float with an integer
+  -- value, or a numeric string, too).
+  local function is_int(r)
+    if r.kind == "integer" or r.kind == "numstring" then return true end
+    return r.kind == "float" and r.v == math.floor(r.v) and
+           r.v ~= math.huge and r.v ~= -math.huge
+  end
+  local function nonneg(r) return tonumber(r.v) >= 0 end
+  local function a(tname)
+    return function(res)
+      expect(is_a(res[1], tname), "returned %s", show(res))
+    end
+  end
+  -- A limiter that never refills, holding 5 tokens or fewer.
+  local FXL = {
+    make = function() return conc.limiter(0, 5) end,
+    check = function(lim)
+      expect(lim:burst() == 5 and lim:limit() == 0, "burst %s, limit %s",
+             tostring(lim:burst()), tostring(lim:limit()))
+      expect(lim:tokens() <= 5 and lim:allow(0), "broken: %s tokens",
+             tostring(lim:tokens()))
+    end,
+  }
+  local FXB = {
+    make = function() return conc.breaker{failures = 1} end,
+    check = function(cb)
+      expect(cb:state() == "closed", "state %s", cb:state())
+      expect(cb:call(function() return "x" end) == "x", "call is broken")
+    end,
+  }
+
+  it("conc.limiter(rate, burst): rate >= 0, burst an integer >= 0", function()
+    sweep{label = "conc.limiter(rate, 1)", short = "limiter",
+          qual = "conc.limiter", fn = "limiter", args = {n = 2, nil, 1},
+          pos = 1, accept = function(r)
+            return is_seconds(r) and nonneg(r) and a("conc.limiter") or nil
+          end}
+    sweep{label = "conc.limiter(1, burst)", short = "limiter",
+          qual = "conc.limiter", fn = "limiter", args = {n = 2, 1}, pos = 2,
+          accept = function(r)
+            return is_int(r) and nonneg(r) and a("conc.limiter") or nil
+          end}
+  end)
+
+  it("lim:allow(n) and lim:reserve(n) take nothing or an integer >= 0",
+    function()
+      for _, m in ipairs({"allow", "reserve"}) do
+        sweep{label = "lim:" .. m .. "(n)", short = m,
+              qual = "conc.limiter:" .. m, method = m, fixture = FXL,
+              args = {}, pos = 1, accept = function(r)
+                if not (is_absent(r) or (is_int(r) and nonneg(r))) then
+                  return nil
+                end
+                return function(res)
+                  expect(res.n == 1, "returned %s", show(res))
+                end
+              end}
+      end
+    end)
+
+  it("lim:wait(n, 0): n is an integer >= 0, or the ctx itself", function()
+    sweep{label = "lim:wait(n, 0)", short = "wait", qual = "conc.limiter:wait",
+          method = "wait", fixture = FXL, args = {n = 2, nil, 0}, pos = 1,
+          accept = function(r)
+            if not (is_absent(r) or r.kind == "conc.ctx" or
+                    (is_int(r) and nonneg(r))) then
+              return nil
+            end
+            return function(res)
+              expect(res[1] == true or (res[1] == nil and
+                     type(res[2]) == "string"), "returned %s", show(res))
+            end
+          end}
+  end)
+
+  it("lim:wait(1, w): w is nothing, seconds or a conc.ctx", function()
+    sweep{label = "lim:wait(1, w)", short = "wait", qual = "conc.limiter:wait",
+          method = "wait", fixture = FXL, args = {n = 2, 1}, pos = 2,
+          accept = function(r)
+            if not (is_absent(r) or is_seconds(r) or r.kind == "conc.ctx") then
+              return nil
+            end
+            return function(res)
+              local want = r.canceled and "context canceled" or nil
+              expect(res[1] == (not want or nil) and res[2] == want,
+                     "returned %s", show(res))
+            end
+          end}
+  end)
+
+  it("set_limit takes a rate >= 0, set_burst an integer >= 0", function()
+    sweep{label = "lim:set_limit(rate)", short = "set_limit",
+          qual = "conc.limiter:set_limit", method = "set_limit",
+          fixture = {make = FXL.make, check = function() end},
+          args = {}, pos = 1, accept = function(r)
+            return is_seconds(r) and nonneg(r) and returns() or nil
+          end}
+    sweep{label = "lim:set_burst(b)", short = "set_burst",
+          qual = "conc.limiter:set_burst", method = "set_burst",
+          fixture = {make = FXL.make, check = function() end},
+          args = {}, pos = 1, accept = function(r)
+            return is_int(r) and nonneg(r) and returns() or nil
+          end}
+  end)
+
+  it("conc.breaker(opts) takes nothing or a table of known options",
+    function()
+      sweep{label = "conc.breaker(opts)", short = "breaker",
+            qual = "conc.breaker", fn = "breaker", args = {}, pos = 1,
+            accept = function(r)
+              local ok = is_absent(r) or r.kind == "table" or
+                         (r.kind == "mttable" and r.name ~= "a conc.pool")
+              return ok and a("conc.breaker") or nil
+            end}
+      for _, opt in ipairs({"failures", "successes", "probes"}) do
+        sweep{label = "conc.breaker{" .. opt .. " = v}", short = "breaker",
+              qual = "conc.breaker",
+              call = function(_, ...)
+                return table.pack(conc.breaker{[opt] = ...})
+              end, args = {}, pos = 1, accept = function(r)
+                local ok = is_absent(r) or (is_int(r) and tonumber(r.v) >= 1)
+                return ok and a("conc.breaker") or nil
+              end}
+      end
+      sweep{label = "conc.breaker{timeout = v}", short = "breaker",
+            qual = "conc.breaker",
+            call = function(_, ...)
+              return table.pack(conc.breaker{timeout = ...})
+            end, args = {}, pos = 1, accept = function(r)
+              local ok = is_absent(r) or (is_seconds(r) and nonneg(r))
+              return ok and a("conc.breaker") or nil
+            end}
+      sweep{label = "conc.breaker{on_change = v}", short = "breaker",
+            qual = "conc.breaker",
+            call = function(_, ...)
+              return table.pack(conc.breaker{on_change = ...})
+            end, args = {}, pos = 1, accept = function(r)
+              local ok = is_absent(r) or r.kind == "function"
+              return ok and a("conc.breaker") or nil
+            end}
+    end)
+
+  it("cb:call(fn) takes something callable; a refused call counts nothing",
+    function()
+      sweep{label = "cb:call(fn)", short = "call", qual = "conc.breaker:call",
+            method = "call", fixture = FXB, args = {}, pos = 1,
+            -- callables are run by the call (a conc.cancel too: callable)
+            skip = function(r)
+              return r.kind == "function" or r.kind == "cclosure" or
+                     r.kind == "conc.cancel"
+            end,
+            accept = function() return nil end}
+    end)
+
+  it("every method raises on a self of another type", function()
+    sweep_self(FXL, "conc.limiter", {
+      allow = {n = 0}, wait = {n = 2, 1, 0}, reserve = {n = 0},
+      set_limit = {n = 1, 1}, set_burst = {n = 1, 1}, limit = {n = 0},
+      burst = {n = 0}, tokens = {n = 0}})
+    sweep_self({make = function() return conc.limiter(1, 1):reserve() end,
+                check = function(r) assert(r:ok()) end},
+               "conc.reservation", {ok = {n = 0}, delay = {n = 0},
+                                    cancel = {n = 0}})
+    sweep_self(FXB, "conc.breaker", {
+      call = {n = 1, function() end}, state = {n = 0}, counts = {n = 0}})
+  end)
+
+  it("extra arguments are ignored", function()
+    local lim = conc.limiter(0, 5, extra())
+    local cb = conc.breaker({}, extra())
+    local r = lim:reserve(1, extra())
+    rows{
+      {"lim:allow(1, ...)", function() return lim:allow(1, extra()) end,
+       returns(true)},
+      {"lim:wait(1, 0, ...)", function() return lim:wait(1, 0, extra()) end,
+       returns(true)},
+      {"lim:tokens(...)", function() return lim:tokens(extra()) end,
+       returns(2.0)},
+      {"lim:limit(...)", function() return lim:limit(extra()) end,
+       returns(0.0)},
+      {"lim:burst(...)", function() return lim:burst(extra()) end, returns(5)},
+      {"lim:set_burst(5, ...)", function() return lim:set_burst(5, extra()) end,
+       returns()},
+      {"res:ok(...)", function() return r:ok(extra()) end, returns(true)},
+      {"res:delay(...)", function() return r:delay(extra()) end,
+       returns(0.0)},
+      {"res:cancel(...)", function() return r:cancel(extra()) end, returns()},
+      {"cb:state(...)", function() return cb:state(extra()) end,
+       returns("closed")},
+      {"cb:counts(...)", function() return cb:counts(extra()).requests end,
+       returns(0)},
+    }
+  end)
+end)
+
 describe("bad input: conc module functions", function()
   it("conc.set_deadlock_mode takes only \"exit\", \"error\" or \"off\"",
     function()
@@ -2164,7 +2360,8 @@ describe("bad input: conc module functions", function()
 
   it("every function in the conc table is covered by these specs", function()
     local covered = {
-      "after", "background", "chan", "cond", "go", "id", "map", "mutex",
+      "after", "background", "breaker", "chan", "cond", "go", "id",
+      "limiter", "map", "mutex",
       "now", "once", "pool", "rwmutex", "select", "set_deadlock_mode",
       "sleep", "stats", "ticker", "timer", "todo", "waitgroup", "with_cancel",
       "with_cancel_cause", "with_deadline", "with_timeout", "with_value",

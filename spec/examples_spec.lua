@@ -8,6 +8,40 @@ local expected = {
   ["worker_pool.lua"] = {lines = 20, pattern = "^Job %d+: Worker %d processed: task%-%d+$"},
   ["cond_queue.lua"] = {last = "total\t30"},
   ["buffer_pool.lua"] = {lines = 4, pattern = "^worker %d: %d+ requests, [01] buffers created$"},
+  -- 5 at once (the burst), then one per 100 ms: the last near 1.5 s
+  ["rate_limiter_ticker.lua"] = {lines = 20,
+    pattern = "^Request %d+ at %d+%-%d+%-%d+ %d+:%d+:%d+ UTC m=%+%d+%.%d+$",
+    check = function(lines)
+      local function at(i) return tonumber(lines[i + 1]:match("m=%+([%d.]+)")) end
+      for i = 0, 19 do assert.matches("^Request " .. i .. " ", lines[i + 1]) end
+      assert.is_true(at(4) - at(0) < 0.05, "the burst was paced")
+      assert.is_true(at(19) - at(4) >= 1.4, "15 ticks took " .. at(19) - at(4))
+    end},
+  ["rate_limiter.lua"] = {lines = 20, pattern = "^Request %d+\t%(%+%d+%.%d%ds%)$",
+    check = function(lines)
+      local function at(i) return tonumber(lines[i + 1]:match("%(%+([%d.]+)s%)")) end
+      for i = 0, 19 do assert.matches("^Request " .. i .. "\t", lines[i + 1]) end
+      assert.is_true(at(4) < 0.05, "the burst was paced")
+      assert.is_true(at(19) >= 1.45, "15 more events took " .. at(19))
+    end},
+  ["circuit_breaker.lua"] = {check = function(lines)
+    assert.are.same({
+      "request 1: error: service unavailable (state closed)",
+      "request 2: error: service unavailable (state closed)",
+      "  state: closed -> open (in main)",
+      "request 3: error: service unavailable (state open)",
+      "request 4: error: circuit breaker is open (state open)",
+      "request 5: error: circuit breaker is open (state open)",
+      "service recovers; waiting out the timeout",
+      "request 6: error: circuit breaker is open (state open)",
+      "  state: open -> half-open (in a worker)",
+      "request 7: ok (state half-open)",
+      "  state: half-open -> closed (in a worker)",
+      "request 8: ok (state closed)",
+      "request 9: ok (state closed)",
+      "counts since it closed: 1 requests, 1 successes, 0 failures",
+    }, lines)
+  end},
 }
 
 describe("examples", function()
@@ -34,6 +68,7 @@ describe("examples", function()
       for _, text in ipairs(want.contains or {}) do
         assert.matches(text, out, 1, true)
       end
+      if want.check then want.check(lines, out) end
     end)
   end
   p:close()

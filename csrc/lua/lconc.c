@@ -58,5 +58,7 @@ int luaopen_conc_core(lua_State *L) {
   lconc_open_time(L);
   lconc_open_ctx(L);
   lconc_open_sync(L);
+  lconc_open_limiter(L);
+  lconc_open_breaker(L);
   return 1;
 }

@@ -149,6 +149,8 @@ CONC_API void lconc_open_ctx(lua_State *L);      /* lctx.c */
 CONC_API void lconc_open_sync(lua_State *L);     /* lsync.c */
 CONC_API void lconc_open_map(lua_State *L);      /* lmap.c */
 CONC_API void lconc_open_sched(lua_State *L);    /* lsched.c */
+CONC_API void lconc_open_limiter(lua_State *L);  /* llimiter.c */
+CONC_API void lconc_open_breaker(lua_State *L);  /* lbreaker.c */
 
 /* ---- threads (lsched.c) ---------------------------------------------------- */
 
