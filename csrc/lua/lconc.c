@@ -57,5 +57,8 @@ int luaopen_conc_core(lua_State *L) {
   lconc_open_time(L);
   lconc_open_ctx(L);
   lconc_open_sync(L);
+  lconc_open_sem(L);
+  lconc_open_errgroup(L);
+  lconc_open_atomic(L);
   return 1;
 }
