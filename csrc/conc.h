@@ -21,6 +21,94 @@
 #define CONC_API __attribute__((visibility("hidden")))
 #else
 #define CONC_API
+/* ---- weighted semaphore (x/sync/semaphore) ------------------------------ */
+
+/*
+ * A semaphore of `size` units of weight. Waiters are served in FIFO
+ * order: a request that does not fit blocks every one behind it, so a
+ * large request is never starved by small ones.
+ */
+typedef struct conc_sem conc_sem;
+typedef struct conc_sem_wait conc_sem_wait;  /* one queued acquire */
+CONC_API extern const conc_type conc_sem_type;
+
+CONC_API conc_sem *conc_sem_new(int64_t size);  /* NULL: ENOMEM */
+CONC_API int64_t conc_sem_size(const conc_sem *s);
+/* Weight held now (for diagnostics). */
+CONC_API int64_t conc_sem_held(conc_sem *s);
+/* Acquires n (0 <= n <= size) without waiting if it fits and nobody
+ * waits: CONC_OK. Else CONC_EAGAIN with *wait set to a queued request:
+ * the caller waits until conc_sem_wait_chan(*wait) is closed (then the
+ * weight was granted to it) or gives up, and in both cases ends it with
+ * conc_sem_wait_end. ENOMEM: nothing acquired, nothing queued. */
+CONC_API int conc_sem_acquire(conc_sem *s, int64_t n, conc_sem_wait **wait);
+/* The channel closed when the request is granted (borrowed: it lives
+ * until conc_sem_wait_end; receive-only). */
+CONC_API conc_chan *conc_sem_wait_chan(const conc_sem_wait *wait);
+/* Ends a request, granted or not, and frees it: 1 if the weight was
+ * granted (the caller holds it now), 0 if the request left the queue
+ * unserved (and the requests behind it that now fit are granted). */
+CONC_API int conc_sem_wait_end(conc_sem *s, conc_sem_wait *wait);
+/* 1 if n was acquired at once (it fits and nobody waits), else 0. */
+CONC_API int conc_sem_try_acquire(conc_sem *s, int64_t n);
+/* Gives back n and grants the waiters that now fit, in order. EHELD if
+ * more than is held (nothing is released then). */
+CONC_API int conc_sem_release(conc_sem *s, int64_t n);
+
+/* ---- atomic integer (sync/atomic.Int64) --------------------------------- */
+
+/* An int64 shared by reference; every operation is one sequentially
+ * consistent atomic instruction. Arithmetic wraps around, as Go's. */
+typedef struct conc_atomic conc_atomic;
+CONC_API extern const conc_type conc_atomic_type;
+CONC_API conc_atomic *conc_atomic_new(int64_t v);  /* NULL: ENOMEM */
+CONC_API int64_t conc_atomic_load(conc_atomic *a);
+CONC_API void conc_atomic_store(conc_atomic *a, int64_t v);
+CONC_API int64_t conc_atomic_add(conc_atomic *a, int64_t delta); /* new */
+CONC_API int64_t conc_atomic_swap(conc_atomic *a, int64_t v);    /* old */
+CONC_API int conc_atomic_cas(conc_atomic *a, int64_t old, int64_t v);
+
+/* ---- errgroup (x/sync/errgroup) -------------------------------------------- */
+
+/*
+ * A group of functions run by the binding's workers: it counts them,
+ * keeps every failure (the first wins: it cancels the group's context
+ * with itself as the cause), and optionally limits how many run at once
+ * with a semaphore. Errors are opaque messages to the core.
+ */
+typedef struct conc_errgroup conc_errgroup;
+CONC_API extern const conc_type conc_errgroup_type;
+
+/* A group whose context is a child of parent (NULL: the background). */
+CONC_API conc_errgroup *conc_errgroup_new(conc_ctx *parent);
+/* Its context (borrowed: lives as long as g). */
+CONC_API conc_ctx *conc_errgroup_ctx(conc_errgroup *g);
+/* Counts one more function. *sem is the limit's semaphore (retained),
+ * or NULL: the caller acquires 1 of it before the function runs (and
+ * the function's conc_errgroup_done gives it back). */
+CONC_API void conc_errgroup_begin(conc_errgroup *g, conc_sem **sem);
+/* Counts one more function if the limit allows it now (1), else 0. */
+CONC_API int conc_errgroup_try_begin(conc_errgroup *g);
+/* A counted function ended: err is NULL if it succeeded, else its error
+ * (taken over). `held`: it holds a unit of the limit, given back here. */
+CONC_API void conc_errgroup_done(conc_errgroup *g, conc_msg *err, int held);
+/* n < 0: no limit. EBUSY while functions are counted (nothing changes);
+ * ENOMEM. */
+CONC_API int conc_errgroup_set_limit(conc_errgroup *g, int64_t n);
+CONC_API int64_t conc_errgroup_limit(conc_errgroup *g);   /* -1: none */
+CONC_API int64_t conc_errgroup_running(conc_errgroup *g);
+/* NULL if no function is counted, else a channel (retained, receive-
+ * only) closed when the count reaches zero. */
+CONC_API conc_chan *conc_errgroup_wait_chan(conc_errgroup *g);
+/* What Wait does once the count is zero: cancels the context (cause:
+ * the first error). 1 with a copy of the first error in *first if a
+ * function failed, else 0. */
+CONC_API int conc_errgroup_finish(conc_errgroup *g, conc_msg *first);
+/* Failures so far, in order (the first one first). */
+CONC_API size_t conc_errgroup_nerrors(conc_errgroup *g);
+/* Copies failure i into *out: 1 if there is one. */
+CONC_API int conc_errgroup_error(conc_errgroup *g, size_t i, conc_msg *out);
+
 #endif
 
 /* ---- error codes --------------------------------------------------- */
@@ -38,7 +126,9 @@
   X(ENOTLOCKED, -10, "unlock of unlocked mutex")                 \
   X(EDEADLOCK, -11, "all workers are asleep - deadlock!")         \
   X(EOVERFLOW, -12, "WaitGroup counter overflow")                \
-  X(ERECVONLY, -13, "receive-only channel")                     \
+  X(ERECVONLY, -13, "receive-only channel")                      \
+  X(EHELD, -14, "released more than held")                       \
+  X(EBUSY, -15, "busy")                                          \
   X(ERATEBURST, -40, "rate: Wait(n) exceeds limiter's burst")    \
   X(ERATEDEADLINE, -41, "rate: Wait(n) would exceed context deadline") \
   X(EBREAKEROPEN, -42, "circuit breaker is open")                \
@@ -476,5 +566,92 @@ CONC_API void conc_breaker_counts_get(conc_breaker *b,
 /* Copies the on_change message: 1, 0 if there is none, or ENOMEM. */
 CONC_API int conc_breaker_on_change(conc_breaker *b, conc_msg *out);
 CONC_API const char *conc_breaker_state_name(int state);
+/* ---- weighted semaphore (x/sync/semaphore) ------------------------------ */
+
+/*
+ * A semaphore of `size` units of weight. Waiters are served in FIFO
+ * order: a request that does not fit blocks every one behind it, so a
+ * large request is never starved by small ones.
+ */
+typedef struct conc_sem conc_sem;
+typedef struct conc_sem_wait conc_sem_wait;  /* one queued acquire */
+CONC_API extern const conc_type conc_sem_type;
+
+CONC_API conc_sem *conc_sem_new(int64_t size);  /* NULL: ENOMEM */
+CONC_API int64_t conc_sem_size(const conc_sem *s);
+/* Weight held now (for diagnostics). */
+CONC_API int64_t conc_sem_held(conc_sem *s);
+/* Acquires n (0 <= n <= size) without waiting if it fits and nobody
+ * waits: CONC_OK. Else CONC_EAGAIN with *wait set to a queued request:
+ * the caller waits until conc_sem_wait_chan(*wait) is closed (then the
+ * weight was granted to it) or gives up, and in both cases ends it with
+ * conc_sem_wait_end. ENOMEM: nothing acquired, nothing queued. */
+CONC_API int conc_sem_acquire(conc_sem *s, int64_t n, conc_sem_wait **wait);
+/* The channel closed when the request is granted (borrowed: it lives
+ * until conc_sem_wait_end; receive-only). */
+CONC_API conc_chan *conc_sem_wait_chan(const conc_sem_wait *wait);
+/* Ends a request, granted or not, and frees it: 1 if the weight was
+ * granted (the caller holds it now), 0 if the request left the queue
+ * unserved (and the requests behind it that now fit are granted). */
+CONC_API int conc_sem_wait_end(conc_sem *s, conc_sem_wait *wait);
+/* 1 if n was acquired at once (it fits and nobody waits), else 0. */
+CONC_API int conc_sem_try_acquire(conc_sem *s, int64_t n);
+/* Gives back n and grants the waiters that now fit, in order. EHELD if
+ * more than is held (nothing is released then). */
+CONC_API int conc_sem_release(conc_sem *s, int64_t n);
+
+/* ---- atomic integer (sync/atomic.Int64) --------------------------------- */
+
+/* An int64 shared by reference; every operation is one sequentially
+ * consistent atomic instruction. Arithmetic wraps around, as Go's. */
+typedef struct conc_atomic conc_atomic;
+CONC_API extern const conc_type conc_atomic_type;
+CONC_API conc_atomic *conc_atomic_new(int64_t v);  /* NULL: ENOMEM */
+CONC_API int64_t conc_atomic_load(conc_atomic *a);
+CONC_API void conc_atomic_store(conc_atomic *a, int64_t v);
+CONC_API int64_t conc_atomic_add(conc_atomic *a, int64_t delta); /* new */
+CONC_API int64_t conc_atomic_swap(conc_atomic *a, int64_t v);    /* old */
+CONC_API int conc_atomic_cas(conc_atomic *a, int64_t old, int64_t v);
+
+/* ---- errgroup (x/sync/errgroup) -------------------------------------------- */
+
+/*
+ * A group of functions run by the binding's workers: it counts them,
+ * keeps every failure (the first wins: it cancels the group's context
+ * with itself as the cause), and optionally limits how many run at once
+ * with a semaphore. Errors are opaque messages to the core.
+ */
+typedef struct conc_errgroup conc_errgroup;
+CONC_API extern const conc_type conc_errgroup_type;
+
+/* A group whose context is a child of parent (NULL: the background). */
+CONC_API conc_errgroup *conc_errgroup_new(conc_ctx *parent);
+/* Its context (borrowed: lives as long as g). */
+CONC_API conc_ctx *conc_errgroup_ctx(conc_errgroup *g);
+/* Counts one more function. *sem is the limit's semaphore (retained),
+ * or NULL: the caller acquires 1 of it before the function runs (and
+ * the function's conc_errgroup_done gives it back). */
+CONC_API void conc_errgroup_begin(conc_errgroup *g, conc_sem **sem);
+/* Counts one more function if the limit allows it now (1), else 0. */
+CONC_API int conc_errgroup_try_begin(conc_errgroup *g);
+/* A counted function ended: err is NULL if it succeeded, else its error
+ * (taken over). `held`: it holds a unit of the limit, given back here. */
+CONC_API void conc_errgroup_done(conc_errgroup *g, conc_msg *err, int held);
+/* n < 0: no limit. EBUSY while functions are counted (nothing changes);
+ * ENOMEM. */
+CONC_API int conc_errgroup_set_limit(conc_errgroup *g, int64_t n);
+CONC_API int64_t conc_errgroup_limit(conc_errgroup *g);   /* -1: none */
+CONC_API int64_t conc_errgroup_running(conc_errgroup *g);
+/* NULL if no function is counted, else a channel (retained, receive-
+ * only) closed when the count reaches zero. */
+CONC_API conc_chan *conc_errgroup_wait_chan(conc_errgroup *g);
+/* What Wait does once the count is zero: cancels the context (cause:
+ * the first error). 1 with a copy of the first error in *first if a
+ * function failed, else 0. */
+CONC_API int conc_errgroup_finish(conc_errgroup *g, conc_msg *first);
+/* Failures so far, in order (the first one first). */
+CONC_API size_t conc_errgroup_nerrors(conc_errgroup *g);
+/* Copies failure i into *out: 1 if there is one. */
+CONC_API int conc_errgroup_error(conc_errgroup *g, size_t i, conc_msg *out);
 
 #endif

@@ -2118,6 +2118,87 @@ describe("bad input: conc.map", function()
   end)
 end)
 
+-- ==== issue 12: semaphore, errgroup, atomic, defer =========================
+
+describe("bad input: conc.semaphore, conc.errgroup, conc.atomic, conc.defer",
+  function()
+  local FXS = {  -- a semaphore of 2, nothing held
+    make = function() return conc.semaphore(2) end,
+    check = function(s)
+      expect(s:held() == 0, "holds %d", s:held())
+      expect(s:try_acquire(2), "cannot take its size")
+      s:release(2)
+    end,
+  }
+  local FXG = {  -- an errgroup with nothing running
+    make = function() return (conc.errgroup()) end,
+    check = function(g)
+      expect(g:running() == 0, "%d running", g:running())
+      expect(g:wait() == true, "wait is not true")
+    end,
+  }
+  local FXA = {  -- an atomic holding 7
+    make = function() return conc.atomic(7) end,
+    check = function(a) expect(a:load() == 7, "holds %d", a:load()) end,
+  }
+
+  it("every method raises on a self of another type", function()
+    sweep_self(FXS, "conc.semaphore", {
+      acquire = {n = 0}, try_acquire = {n = 0}, release = {n = 0},
+      guard = {n = 0}, size = {n = 0}, held = {n = 0}})
+    sweep_self(FXG, "conc.errgroup", {
+      go = {n = 1, function() end}, try_go = {n = 1, function() end},
+      set_limit = {n = 1, 1}, wait = {n = 0}, errors = {n = 0},
+      limit = {n = 0}, running = {n = 0}})
+    sweep_self(FXA, "conc.atomic", {
+      load = {n = 0}, store = {n = 1, 1}, add = {n = 1, 1},
+      swap = {n = 1, 1}, compare_and_swap = {n = 2, 1, 2}})
+  end)
+
+  it("weights, sizes and values are integers; waits are nil, s or ctx",
+    function()
+      local s = conc.semaphore(2)
+      for _, bad in ipairs({"x", 1.5, {}, true, -1}) do
+        expect(not pcall(conc.semaphore, bad), "semaphore(%s)", show_value(bad))
+        expect(not pcall(s.acquire, s, bad), "acquire(%s)", show_value(bad))
+        expect(not pcall(s.try_acquire, s, bad), "try_acquire(%s)", show_value(bad))
+        expect(not pcall(s.release, s, bad), "release(%s)", show_value(bad))
+        expect(not pcall(s.guard, s, bad), "guard(%s)", show_value(bad))
+      end
+      for _, bad in ipairs({"x", {}, true, 0 / 0}) do
+        expect(not pcall(s.acquire, s, 1, bad), "acquire(1, %s)", show_value(bad))
+        local g0 = conc.errgroup()
+        expect(not pcall(g0.wait, g0, bad), "wait(%s)", show_value(bad))
+      end
+      FXS.check(s)
+      local a = conc.atomic()
+      for _, bad in ipairs({"x", 1.5, {}, true}) do
+        expect(not pcall(conc.atomic, bad), "atomic(%s)", show_value(bad))
+        expect(not pcall(a.store, a, bad), "store(%s)", show_value(bad))
+        expect(not pcall(a.add, a, bad), "add(%s)", show_value(bad))
+      end
+      local g = conc.errgroup()
+      for _, bad in ipairs({"x", 1, {}, true}) do
+        expect(not pcall(conc.errgroup, bad), "errgroup(%s)", show_value(bad))
+        expect(not pcall(g.go, g, bad), "go(%s)", show_value(bad))
+        expect(not pcall(g.try_go, g, bad), "try_go(%s)", show_value(bad))
+        expect(not pcall(conc.defer, bad), "defer(%s)", show_value(bad))
+      end
+      FXG.check(g)
+    end)
+
+  it("extra arguments are ignored", function()
+    rows{
+      {"conc.semaphore(1, ...)", function()
+         return conc.semaphore(1, extra()):size() end, returns(1)},
+      {"conc.atomic(1, ...)", function()
+         return conc.atomic(1, extra()):load() end, returns(1)},
+      {"g:wait(nil, ...)", function()
+         return conc.errgroup():wait(nil, extra()) end, returns(true)},
+    }
+  end)
+end)
+
 -- ==== module functions ======================================================
 
 describe("bad input: conc.limiter and conc.breaker", function()
@@ -2360,8 +2441,8 @@ describe("bad input: conc module functions", function()
 
   it("every function in the conc table is covered by these specs", function()
     local covered = {
-      "after", "background", "breaker", "chan", "cond", "go", "id",
-      "limiter", "map", "mutex",
+      "after", "atomic", "background", "breaker", "chan", "cond", "defer",
+      "errgroup", "go", "id", "limiter", "map", "mutex", "semaphore",
       "now", "once", "pool", "rwmutex", "select", "set_deadlock_mode",
       "sleep", "stats", "ticker", "timer", "todo", "waitgroup", "with_cancel",
       "with_cancel_cause", "with_deadline", "with_timeout", "with_value",

@@ -42,6 +42,23 @@ local expected = {
       "counts since it closed: 1 requests, 1 successes, 0 failures",
     }, lines)
   end},
+  ["semaphore_chan.lua"] = {contains = {"processed item-1\n",
+    "processed item-10\n", "processed 10 items, at most ",
+    " at once (limit 3)", "TryAcquire on a free semaphore:\ttrue",
+    "TryAcquire on a full semaphore:\tfalse"},
+    count = {"^processed item%-%d+$", 10}, max_at_once = 3},
+  ["semaphore_weighted.lua"] = {contains = {
+    "processWithSemaphore(12 items, 4): <nil> (at most ",
+    "processWithSemaphore(with a bad item): ",
+    "processing bad: invalid item", "granted in order: writer (3), reader"},
+    max_at_once = 4},
+  ["errgroup.lua"] = {contains = {"/a: 13 bytes: hello from /a",
+    "/b: 13 bytes: hello from /b", "/c: 13 bytes: hello from /c",
+    "Error: fetching http://127.0.0.1:", "/b: connection refused"},
+    count = {"^http://127%.0%.0%.1:%d+/%a: 13 bytes: hello from /%a$", 3}},
+  ["errgroup_limit.lua"] = {contains = {"processWithLimit(30 items): <nil>",
+    ", limit 10: true", "processWithLimit(with a bad item): item-bad: HTTP 500"},
+    max_at_once = 10},
 }
 
 describe("examples", function()
@@ -65,6 +82,17 @@ describe("examples", function()
         for _, line in ipairs(lines) do assert.matches(want.pattern, line) end
       end
       if want.last then assert.are.equal(want.last, lines[#lines]) end
+      if want.count then  -- exactly count[2] lines match count[1]
+        local n = 0
+        for _, line in ipairs(lines) do
+          if line:match(want.count[1]) then n = n + 1 end
+        end
+        assert.are.equal(want.count[2], n, out)
+      end
+      if want.max_at_once then  -- "at most N at once": 1 <= N <= limit
+        local n = tonumber(out:match("at most (%d+) at once"))
+        assert(n and n >= 1 and n <= want.max_at_once, out)
+      end
       for _, text in ipairs(want.contains or {}) do
         assert.matches(text, out, 1, true)
       end

@@ -60,5 +60,8 @@ int luaopen_conc_core(lua_State *L) {
   lconc_open_sync(L);
   lconc_open_limiter(L);
   lconc_open_breaker(L);
+  lconc_open_sem(L);
+  lconc_open_errgroup(L);
+  lconc_open_atomic(L);
   return 1;
 }

@@ -151,6 +151,18 @@ CONC_API void lconc_open_map(lua_State *L);      /* lmap.c */
 CONC_API void lconc_open_sched(lua_State *L);    /* lsched.c */
 CONC_API void lconc_open_limiter(lua_State *L);  /* llimiter.c */
 CONC_API void lconc_open_breaker(lua_State *L);  /* lbreaker.c */
+CONC_API void lconc_open_sem(lua_State *L);      /* lsem.c */
+CONC_API void lconc_open_errgroup(lua_State *L); /* lerrgroup.c */
+CONC_API void lconc_open_atomic(lua_State *L);   /* latomic.c */
+
+/* ---- semaphores (lsem.c) --------------------------------------------------- */
+
+/* Acquires n of s within w, waiting (named `label`) through the one
+ * wait path. CONC_OK when acquired; else nothing is held and the code
+ * is the wait's (ETIMEDOUT, EAGAIN, the context's error, EDEADLOCK) or
+ * ENOMEM. n must be in 0..size. */
+CONC_API int lconc_sem_acquire(lua_State *L, const char *label, conc_sem *s,
+                               int64_t n, const lconc_wait *w);
 
 /* ---- threads (lsched.c) ---------------------------------------------------- */
 

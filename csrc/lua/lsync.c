@@ -3,7 +3,7 @@
  * conc.rwmutex, conc.cond, conc.once. Every object is shared by reference
  * between workers. Misuse that Go panics on raises, in Go's words.
  */
-#include "lconc.h"
+#include "worker.h"
 
 #define CHECK(L, T, type) ((T *)lconc_check_obj(L, 1, &(type)))
 
@@ -36,6 +36,41 @@ static int wg_add(lua_State *L) {
 static int wg_done(lua_State *L) {
   conc_wg *wg = CHECK(L, conc_wg, conc_wg_type);
   return wg_add_delta(L, wg, -1, "conc.waitgroup:done");
+}
+
+/* A wg:go worker's on_end hook: wg:done() once fn has ended. */
+static void wg_task_end(lconc_task *t, lua_State *L, int ok, int base) {
+  (void)L, (void)ok, (void)base;
+  conc_wg_add((conc_wg *)t->owner, -1);
+}
+
+/* wg:go(fn, ...) -> handle (Go 1.25's WaitGroup.Go): add(1), then
+ * fn(...) in a worker, done() when it returns or raises. A spawn the
+ * system refuses returns conc.go's fail tuple, with nothing added. */
+static int wg_go(lua_State *L) {
+  conc_wg *wg = CHECK(L, conc_wg, conc_wg_type);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lconc_task *t = lconc_task_new(L, 2, lua_gettop(L) - 1, 0);
+  if (t == NULL) return luaL_error(L, "conc.waitgroup:go: not enough memory");
+  int rc = conc_wg_add(wg, 1);
+  if (rc != CONC_OK) {
+    lconc_task_discard(t);
+    return luaL_error(L, "conc.waitgroup:go: sync: %s", conc_strerror(rc));
+  }
+  conc_retain((conc_obj *)wg);
+  t->owner = (conc_obj *)wg;
+  t->on_end = wg_task_end;
+  rc = lconc_spawn(t);
+  if (rc != CONC_OK) {
+    conc_wg_add(wg, -1);
+    conc_release(&t->hdr);
+    lua_pushnil(L);
+    lua_pushfstring(L, "conc.waitgroup:go: %s", conc_strerror(rc));
+    lua_pushliteral(L, "spawn");
+    return 3;
+  }
+  lconc_push_obj(L, &t->hdr);
+  return 1;
 }
 
 /* wg:wait([timeout | ctx]) -> true | nil, reason */
@@ -328,7 +363,7 @@ static int rw_rguard(lua_State *L) {
 void lconc_open_sync(lua_State *L) {
   static const luaL_Reg wg_m[] = {
       {"add", wg_add}, {"done", wg_done}, {"wait", wg_wait},
-      {"count", wg_count}, {NULL, NULL}};
+      {"count", wg_count}, {"go", wg_go}, {NULL, NULL}};
   static const luaL_Reg mu_m[] = {
       {"lock", mu_lock}, {"unlock", mu_unlock}, {"try_lock", mu_try_lock},
       {"guard", mu_guard}, {NULL, NULL}};

@@ -56,6 +56,36 @@ static size_t go_options(lua_State *L) {
   return (size_t)limit;
 }
 
+lconc_task *lconc_task_new(lua_State *L, int first, int n,
+                           size_t memory_limit) {
+  conc_msg call;
+  lconc_encode_call(L, first, n, &call);
+  lconc_task *t = calloc(1, sizeof *t);
+  conc_chan *done = t ? conc__chan_new_owned(0) : NULL;  /* end_task's */
+  if (done == NULL) {
+    free(t);
+    conc_msg_free(&call);
+    return NULL;
+  }
+  conc_obj_init(&t->hdr, &lconc_task_type);
+  t->call = call;
+  t->memory_limit = memory_limit;
+  t->done = done;
+  t->path = package_field(L, "path");
+  t->cpath = package_field(L, "cpath");
+  static atomic_llong next_id = 1;
+  t->id = atomic_fetch_add(&next_id, 1);
+  return t;
+}
+
+void lconc_task_discard(lconc_task *t) {
+  conc_msg_free(&t->call);
+  free(t->path);
+  free(t->cpath);
+  t->path = t->cpath = NULL;
+  conc_release(&t->hdr);
+}
+
 /* conc.go([options,] fn, ...) -> handle | nil, message, "spawn" */
 static int go(lua_State *L) {
   size_t memory_limit = 0;
@@ -75,26 +105,14 @@ static int go(lua_State *L) {
     first = 2;
   }
   luaL_checktype(L, first, LUA_TFUNCTION);
-  conc_msg call;
-  lconc_encode_call(L, first, lua_gettop(L) - first + 1, &call);
-  lconc_task *t = calloc(1, sizeof *t);
-  conc_chan *done = t ? conc__chan_new_owned(0) : NULL;  /* end_task's */
-  if (done == NULL) {  /* as a spawn the system refuses: a return value */
-    free(t);
-    conc_msg_free(&call);
+  lconc_task *t = lconc_task_new(L, first, lua_gettop(L) - first + 1,
+                                 memory_limit);
+  if (t == NULL) {  /* as a spawn the system refuses: a return value */
     lua_pushnil(L);
     lua_pushliteral(L, "conc.go: not enough memory");
     lua_pushliteral(L, "spawn");
     return 3;
   }
-  conc_obj_init(&t->hdr, &lconc_task_type);
-  t->call = call;
-  t->memory_limit = memory_limit;
-  t->done = done;
-  t->path = package_field(L, "path");
-  t->cpath = package_field(L, "cpath");
-  static atomic_llong next_id = 1;
-  t->id = atomic_fetch_add(&next_id, 1);
   int rc = lconc_spawn(t);
   if (rc != CONC_OK) {
     conc_release(&t->hdr);

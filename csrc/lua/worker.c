@@ -74,6 +74,7 @@ static void task_destroy(conc_obj *o) {
               lconc_msg_type_name(&t->result));
   }
   if (atomic_load(&t->state) != TASK_RUNNING) conc_msg_free(&t->result);
+  if (t->owner) conc_release(t->owner);
   conc_release(&t->done->hdr);
   free(t);
 }
@@ -741,6 +742,7 @@ static bool run_task(lua_State *L, lconc_task *t) {
    * emergency collection made good, then another error, is that error. */
   bool oom = m->hit && status == LUA_ERRMEM;
   int ok = status == LUA_OK;
+  if (t->on_end) t->on_end(t, L, ok, 1);
   free(t->path);
   free(t->cpath);
   t->path = t->cpath = NULL;
@@ -763,6 +765,7 @@ static void fail_task(lconc_task *t, const char *why) {
   free(t->path);
   free(t->cpath);
   lconc_msg_from_string(&t->result, why);
+  if (t->on_end) t->on_end(t, NULL, 0, 0);
   end_task(t, TASK_FAILED);
 }
 

@@ -27,9 +27,24 @@ typedef struct lconc_task {
   atomic_int observed;    /* a join has returned the outcome */
   conc_msg result;        /* the results, or the error */
   struct lconc_task *prev, *next;  /* the list of running tasks */
+  /* Run by the task's thread once fn has returned (ok) or raised, with
+   * its results or its error on L above index base (it may pop them);
+   * L is NULL when the task could not start (t->result says why). For
+   * what owns the task's outcome (errgroup, wg:go), whose state is
+   * `owner` (retained; released with the task). Set before the spawn. */
+  void (*on_end)(struct lconc_task *t, lua_State *L, int ok, int base);
+  conc_obj *owner;
 } lconc_task;
 
 CONC_API extern const conc_type lconc_task_type;
+
+/* A task for conc.go's call: fn and its n - 1 arguments at stack index
+ * first (encoded now: raises if they cannot travel), with the caller's
+ * package paths. NULL when memory runs out (nothing to free then). */
+CONC_API lconc_task *lconc_task_new(lua_State *L, int first, int n,
+                                    size_t memory_limit);
+/* Drops a task that was never spawned (its call and paths with it). */
+CONC_API void lconc_task_discard(lconc_task *t);
 
 /* Starts task on a pooled or new thread; CONC_ETHREAD if none can be had.
  * Takes call, path and cpath over even on failure. */

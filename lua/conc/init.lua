@@ -49,4 +49,27 @@ function conc.pool(opts)
   return setmetatable({new = new, free = {}}, pool_mt)
 end
 
+--- conc.defer(fn, ...): Go's `defer fn(...)` for a <close> variable:
+--   local _ <close> = conc.defer(print, "bye")
+-- calls fn(...) once, when the variable goes out of scope, normally or
+-- by an error (the arguments are evaluated now, as Go's are). A value of
+-- this state only: nothing shared, so it is plain Lua.
+local defer_mt = {__name = "conc.defer"}
+
+function defer_mt.__close(self)
+  local fn = self.fn
+  if fn == nil then return end
+  self.fn = nil
+  fn(table.unpack(self.args, 1, self.args.n))
+end
+
+function conc.defer(fn, ...)
+  local mt = getmetatable(fn)
+  if type(fn) ~= "function" and not (mt and mt.__call) then
+    error(("conc.defer: bad argument #1 (function expected, got %s)")
+      :format(type(fn)), 2)
+  end
+  return setmetatable({fn = fn, args = table.pack(...)}, defer_mt)
+end
+
 return conc

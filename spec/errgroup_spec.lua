@@ -1,0 +1,172 @@
+local conc = require("conc")
+local support = require("support")
+
+describe("conc.errgroup", function()
+  it("runs every function exactly once and waits for them all", function()
+    local g = conc.errgroup()
+    local seen = conc.map()
+    for i = 1, 100 do
+      g:go(function(seen, i) seen:store(i, (seen:load(i) or 0) + 1) end,
+        seen, i)
+    end
+    assert.is_true(g:wait())
+    assert.are.equal(100, seen:len())
+    for i = 1, 100 do assert.are.equal(1, seen:load(i)) end
+    assert.are.equal(0, g:running())
+    assert.are.same({}, g:errors())
+  end)
+
+  it("returns the first error; it cancels ctx with itself as cause",
+    function()
+      local g, ctx = conc.errgroup()
+      local started = conc.waitgroup()
+      started:add(3)
+      for i = 1, 3 do
+        g:go(function(ctx, started)
+          started:done()
+          ctx:done():recv()  -- until the first failure cancels ctx
+          return nil, "late"
+        end, ctx, started)
+      end
+      started:wait()
+      g:go(function() return nil, "first" end)
+      assert.are.same({nil, "first"}, {g:wait()})
+      assert.are.equal("context canceled", ctx:err())
+      assert.are.equal("first", ctx:cause())
+      -- later failures are kept, not lost
+      assert.are.same({"first", "late", "late", "late"}, g:errors())
+      assert.are.same({nil, "first"}, {g:wait()})  -- and stays
+    end)
+
+  it("a raise is a failure too; its value travels by copy", function()
+    local g = conc.errgroup()
+    g:go(function() error({code = 42}) end)
+    local ok, err = g:wait()
+    assert.is_nil(ok)
+    assert.are.same({code = 42}, err)
+    local g2 = conc.errgroup()
+    g2:go(function() error("boom") end)
+    local _, e2 = g2:wait()
+    assert.matches("boom", e2)
+    assert.matches("traceback", e2)  -- as join reports a string error
+    local g3 = conc.errgroup()
+    g3:go(function() error(nil) end)
+    assert.are.same({nil, "errgroup: a function failed with a nil error"},
+      {g3:wait()})
+  end)
+
+  it("returning nil alone, or values, is a success", function()
+    local g = conc.errgroup()
+    g:go(function() return nil end)
+    g:go(function() return 1, "x" end)
+    g:go(function() return coroutine.create(print) end)  -- never encoded
+    assert.is_true(g:wait())
+  end)
+
+  it("ctx is canceled when wait returns, and follows its parent",
+    function()
+      local g, ctx = conc.errgroup()
+      g:go(function() end)
+      assert.is_true(g:wait())
+      assert.are.equal("context canceled", ctx:err())
+      assert.are.equal("context canceled", ctx:cause())  -- no error: Go's Cause
+      local parent, cancel = conc.with_cancel(conc.background())
+      local g2, ctx2 = conc.errgroup(parent)
+      assert.is_nil(ctx2:err())
+      cancel()
+      assert.are.equal("context canceled", ctx2:err())
+      assert.is_true(g2:wait())
+    end)
+
+  it("set_limit bounds the functions running at once", function()
+    local g = conc.errgroup()
+    g:set_limit(3)
+    assert.are.equal(3, g:limit())
+    local cur, max, done = conc.atomic(), conc.atomic(), conc.atomic()
+    for _ = 1, 30 do
+      g:go(function(cur, max, done)
+        local n = cur:add(1)
+        repeat
+          local m = max:load()
+        until n <= m or max:compare_and_swap(m, n)
+        conc.sleep(0.001)
+        cur:add(-1)
+        done:add(1)
+      end, cur, max, done)
+    end
+    assert.is_true(g:wait())
+    assert.are.equal(30, done:load())
+    assert.is_true(max:load() <= 3)
+  end)
+
+  it("try_go is false at the limit; set_limit raises while running",
+    function()
+      local g = conc.errgroup()
+      g:set_limit(1)
+      local gate = conc.chan()
+      assert.is_true(g:try_go(function(gate) gate:recv() end, gate))
+      assert.is_false(g:try_go(function() end))
+      assert.has_error(function() g:set_limit(5) end,
+        "conc.errgroup:set_limit: errgroup: modify limit while 1 workers "
+        .. "in the group are still active")
+      gate:send(true)
+      assert.is_true(g:wait())
+      g:set_limit(-1)
+      assert.are.equal(-1, g:limit())
+      assert.is_true(g:try_go(function() end))
+      assert.is_true(g:wait())
+    end)
+
+  it("wait with a timeout or a context leaves the group running",
+    function()
+      local g, ctx = conc.errgroup()
+      local gate = conc.chan()
+      g:go(function(gate) gate:recv() end, gate)
+      assert.are.same({nil, "timeout"}, {g:wait(0.02)})
+      local c = conc.with_timeout(conc.background(), 0.02)
+      assert.are.same({nil, "context deadline exceeded"}, {g:wait(c)})
+      assert.is_nil(ctx:err())
+      gate:send(true)
+      assert.is_true(g:wait(10))
+    end)
+
+  it("misuse raises", function()
+    local g = conc.errgroup()
+    assert.has_error(function() g:go(42) end)
+    assert.has_error(function() g:go(function() end, coroutine.create(print)) end)
+    assert.are.equal(0, g:running())  -- nothing counted
+    assert.has_error(function() g:set_limit("x") end)
+    assert.has_error(function() conc.errgroup(42) end)
+    assert.has_error(function() g.wait(conc.mutex()) end)
+  end)
+
+  it("is shared: g:go from a worker, wait from another", function()
+    local g, ctx = conc.errgroup()
+    local n = conc.atomic()
+    local wg = conc.waitgroup()
+    for _ = 1, 4 do
+      wg:go(function(g, n)
+        for _ = 1, 25 do g:go(function(n) n:add(1) end, n) end
+      end, g, n)
+    end
+    assert.is_true(wg:wait())
+    local h = conc.go(function(g) return g:wait() end, g)
+    assert.are.same({true, true}, {h:join()})
+    assert.are.equal(100, n:load())
+    assert.are.equal("context canceled", ctx:err())
+  end)
+
+  it("g:go waiting at the limit is named for deadlock detection",
+    function()
+      local out, rc = support.run_script([[
+        local conc = require("conc")
+        local g = conc.errgroup()
+        g:set_limit(1)
+        local never = conc.chan()
+        g:go(function(c) c:recv() end, never)
+        g:go(function() end)
+      ]], 10)
+      assert.are.equal(2, rc)
+      assert.matches("errgroup go", out)
+    end)
+end)
