@@ -35,6 +35,7 @@ build = {
       incdirs = { "csrc" },
     },
     conc = "lua/conc/init.lua",
+    ["conc.socket"] = "lua/conc/socket.lua",
   },
 }
 test = {

@@ -37,7 +37,7 @@
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_FUNC,
-  T_MODULE, T_OBJ, T_ENV, T_UPVAL
+  T_MODULE, T_OBJ, T_ENV, T_UPVAL, T_CLASS, T_EXPORT
 };
 enum { F_BACKREFS = 1, F_CODE = 2, F_PRELOAD = 4 };  /* flags byte */
 
@@ -87,6 +87,7 @@ typedef struct scratch {
   int flags;
   int oom;
   int in_use;
+  char errmsg[256];        /* a refusal worded at run time (exports) */
   const void *env_ptr;     /* the globals' address, once looked up */
   /* Every value the module names table names, by address (a superset
    * once some are collected): a value not here is no module's, which
@@ -592,16 +593,121 @@ static int encode_known(lua_State *L, scratch *s, int idx) {
   return 0;
 }
 
+/* ---- user objects: classes of modules, __conc_export ------------------- */
+
+/* Calls the __conc_export hook at -1 on the value at idx (protected: a
+ * raising hook is a refusal, never an escape from the encoder). Returns
+ * NULL with the exported value and the rebuilder's name "mod.fn" left
+ * on the stack (the hook replaced), or the refusal with the stack as it
+ * was before the hook was pushed. */
+static const char *call_export(lua_State *L, scratch *s, int idx,
+                               const char *what) {
+  lua_pushvalue(L, idx);                          /* hook, v */
+  if (lua_pcall(L, 1, 2, 0) != LUA_OK) {          /* err */
+    lconc_tostring_safe(L, -1);
+    snprintf(s->errmsg, sizeof s->errmsg,
+             "%s (its __conc_export raised: %s)", what, lua_tostring(L, -1));
+    lua_pop(L, 2);
+    return s->errmsg;
+  }
+  const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                    : NULL;
+  const char *dot = name ? strrchr(name, '.') : NULL;
+  if (dot == NULL || dot == name || dot[1] == '\0' ||
+      strlen(name) != lua_rawlen(L, -1)) {
+    lua_pop(L, 2);
+    snprintf(s->errmsg, sizeof s->errmsg,
+             "%s (its __conc_export must return a value and the name of "
+             "the function that rebuilds it, \"module.function\")", what);
+    return s->errmsg;
+  }
+  return NULL;
+}
+
+/* Encodes the value at idx, whose metatable's __conc_export is at -1
+ * (popped), as T_EXPORT: the rebuilder's module and function, then the
+ * value the hook returned. The value takes its id after what it
+ * contains, as the decoder can only remember it once rebuilt. */
+static const char *encode_export(lua_State *L, scratch *s, int idx,
+                                 int depth, const char *what) {
+  if (depth > MAX_DEPTH || !lua_checkstack(L, 4)) {
+    lua_pop(L, 1);
+    return "a value nested too deeply (200 levels at most)";
+  }
+  const char *err = call_export(L, s, idx, what);  /* value, name */
+  if (err) return err;
+  size_t len;
+  const char *name = lua_tolstring(L, -1, &len);
+  size_t modlen = (size_t)(strrchr(name, '.') - name);
+  put_byte(s, T_EXPORT);
+  put_string(s, name, modlen);
+  put_string(s, name + modlen + 1, len - modlen - 1);
+  s->flags |= F_CODE;
+  err = encode_value(L, s, lua_gettop(L) - 1, depth + 1);
+  lua_pop(L, 2);
+  if (err) {
+    char inner[sizeof s->errmsg];
+    snprintf(inner, sizeof inner, "%s", err);  /* err may be s->errmsg */
+    snprintf(s->errmsg, sizeof s->errmsg,
+             "%s (the value its __conc_export returned holds %.180s)", what,
+             inner);
+    return s->errmsg;
+  }
+  seen_add(s, lua_topointer(L, idx), ++s->next_id);
+  return NULL;
+}
+
+/* With the metatable of the table at idx at -1: pushes 1 and its __conc_
+ * export hook if it has one; else 0, and nothing. */
+static int get_export(lua_State *L, int mt) {
+  lua_pushliteral(L, "__conc_export");
+  if (lua_rawget(L, mt) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Replaces the metatable at -1 by its module name ("mod" or "mod\0key")
+ * and returns 1, or pops it and returns 0. A miss looks again at
+ * package.loaded, as a class may have been added to its module lately
+ * (a miss is a refusal anyway: it need not be fast). */
+static int class_name(lua_State *L, scratch *s) {
+  int mt = lua_gettop(L);
+  if (!module_name(L, s, mt, 0)) {
+    lua_pop(L, 1);
+    if (!module_name(L, s, mt, 1)) {
+      lua_pop(L, 2);
+      return 0;
+    }
+  }
+  lua_remove(L, mt);
+  return 1;
+}
+
+static const char *encode_table_body(lua_State *L, scratch *s, int idx,
+                                     int depth);
+
 static const char *encode_table(lua_State *L, scratch *s, int idx, int depth) {
   if (encode_known(L, s, idx)) return NULL;
-  if (lua_getmetatable(L, idx)) {
-    lua_pop(L, 1);
-    return "a table with a metatable";
-  }
   if (depth > MAX_DEPTH || !lua_checkstack(L, 6))
     return "a table nested too deeply (200 levels at most)";
-  seen_add(s, lua_topointer(L, idx), ++s->next_id);
+  if (lua_getmetatable(L, idx)) {                 /* mt */
+    if (get_export(L, lua_gettop(L))) {           /* mt, hook */
+      lua_remove(L, -2);
+      return encode_export(L, s, idx, depth, "a table");
+    }
+    if (!class_name(L, s)) return "a table with a metatable";
+    put_byte(s, T_CLASS);                         /* a class's instance: */
+    put_module(L, s);                             /* its class by name, */
+    return encode_table_body(L, s, idx, depth);   /* then its contents */
+  }
   put_byte(s, T_TABLE);
+  return encode_table_body(L, s, idx, depth);
+}
+
+/* The contents of the table at idx, after its tag. */
+static const char *encode_table_body(lua_State *L, scratch *s, int idx,
+                                     int depth) {
+  seen_add(s, lua_topointer(L, idx), ++s->next_id);
   /* One traversal: the keys 1, 2, 3... that lua_next gives first (the
    * array part, in order) are the array section; every other pair goes
    * to the hash section. Both counts are known at the end: a byte is
@@ -797,14 +903,30 @@ static const char *encode_function(lua_State *L, scratch *s, int idx,
   return NULL;
 }
 
-static const char *encode_object(lua_State *L, scratch *s, int idx) {
-  conc_obj *o = lconc_to_obj(L, idx);
-  if (o == NULL) {
-    if (lua_getmetatable(L, idx)) {  /* a conc object already released? */
-      lua_pop(L, 1);
-    }
+/* A userdata that is no conc object travels only if its type exports
+ * it (a back-reference if this message exported it already). */
+static const char *encode_foreign(lua_State *L, scratch *s, int idx,
+                                  int depth) {
+  int id = seen_find(s, lua_topointer(L, idx));
+  if (id > 0) {
+    put_byte(s, T_REF);
+    put_varint(s, (uint64_t)id);
+    s->flags |= F_BACKREFS;
+    return NULL;
+  }
+  if (!lua_checkstack(L, 6) || !lua_getmetatable(L, idx)) return "a userdata";
+  if (!get_export(L, lua_gettop(L))) {
+    lua_pop(L, 1);
     return "a userdata";
   }
+  lua_remove(L, -2);                              /* hook */
+  return encode_export(L, s, idx, depth, "a userdata");
+}
+
+static const char *encode_object(lua_State *L, scratch *s, int idx,
+                                 int depth) {
+  conc_obj *o = lconc_to_obj(L, idx);
+  if (o == NULL) return encode_foreign(L, s, idx, depth);
   int id = seen_find(s, o);
   if (id == 0) {
     if (s->nrefs == s->refsize) {
@@ -853,7 +975,7 @@ static const char *encode_value(lua_State *L, scratch *s, int idx, int depth) {
     case LUA_TFUNCTION:
       return encode_function(L, s, idx, depth);
     case LUA_TUSERDATA:
-      return encode_object(L, s, idx);
+      return encode_object(L, s, idx, depth);
     case LUA_TLIGHTUSERDATA:
       return "a light userdata";
     case LUA_TTHREAD:
@@ -1280,6 +1402,103 @@ static void decode_function(lua_State *L, decoder *d, int depth) {
   }
 }
 
+/* Marks the decode failed with the message at -1 (popped). */
+static void fail_with(lua_State *L, decoder *d) {
+  if (d->errslot == 0) lua_error(L);  /* cannot happen: F_CODE is set */
+  lua_replace(L, d->errslot);
+  d->failed = 1;
+}
+
+/* Pushes why the class named at `name` (a T_MODULE payload, read
+ * before) is no metatable here; the value found is at -1. */
+static void push_class_error(lua_State *L, decoder *d, const unsigned char *name) {
+  decoder at = *d;
+  at.p = name;
+  size_t mlen, klen;
+  const char *mod = get_string(L, &at, &mlen);
+  lua_pushlstring(L, mod, mlen);                  /* v, mod */
+  if (*at.p++) {
+    const char *key = get_string(L, &at, &klen);
+    lua_pushlstring(L, key, klen);                /* v, mod, key */
+    lua_pushfstring(L, "class '%s.%s' is a %s here, not a table",
+                    lua_tostring(L, -2), lua_tostring(L, -1),
+                    luaL_typename(L, -3));
+    lua_remove(L, -2);
+  } else {
+    lua_pushfstring(L, "class '%s' is a %s here, not a table",
+                    lua_tostring(L, -1), luaL_typename(L, -2));
+  }
+  lua_remove(L, -2);                              /* v, message */
+}
+
+/* An instance of a module's class: the receiver's own class, found by
+ * name, becomes the metatable of the copied contents. */
+static void decode_class(lua_State *L, decoder *d, int depth) {
+  luaL_checkstack(L, ROOM_PER_LEVEL + 1, "conc: message nested too deeply");
+  need(L, d, 1);
+  if (*d->p++ != T_MODULE) corrupt(L);
+  const unsigned char *name = d->p;
+  push_module(L, d);                              /* mt */
+  if (d->failed) return;
+  if (!lua_istable(L, -1)) {
+    push_class_error(L, d, name);
+    fail_with(L, d);
+    return;
+  }
+  decode_table(L, d, depth);                      /* mt, t */
+  if (d->failed) return;
+  lua_insert(L, -2);                              /* t, mt */
+  lua_setmetatable(L, -2);
+}
+
+/* Protected: calls require(mod)[fn](v) (arguments 1, 2, 3) and returns
+ * what it rebuilt; raises a message naming the rebuilder if it cannot be
+ * found, raises, or returns nil (nil, reason is the conc way to fail). */
+static int rebuild_export(lua_State *L) {
+  const char *mod = lua_tostring(L, 1), *fn = lua_tostring(L, 2);
+  lua_pushcfunction(L, load_member);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK)            /* mod, fn, v, rebuild */
+    return luaL_error(L, "cannot rebuild with '%s.%s': %s", mod, fn,
+                      lua_tostring(L, -1));
+  lua_pushvalue(L, 3);
+  if (lua_pcall(L, 1, 2, 0) != LUA_OK) {          /* ..., err */
+    lconc_tostring_safe(L, -1);
+    return luaL_error(L, "'%s.%s' could not rebuild the value: %s", mod, fn,
+                      lua_tostring(L, -1));
+  }
+  if (!lua_isnil(L, -2)) {                        /* ..., value, extra */
+    lua_pop(L, 1);
+    return 1;
+  }
+  if (lua_isnil(L, -1))                           /* ..., nil, reason */
+    lua_pushliteral(L, "it returned nil");
+  else
+    lconc_tostring_safe(L, -1);
+  return luaL_error(L, "'%s.%s' could not rebuild the value: %s", mod, fn,
+                    lua_tostring(L, -1));
+}
+
+/* A value its type exported: decodes what the hook returned and hands
+ * it to the rebuilder the sender named. */
+static void decode_export(lua_State *L, decoder *d, int depth) {
+  luaL_checkstack(L, ROOM_PER_LEVEL + 4, "conc: message nested too deeply");
+  size_t mlen, flen;
+  const char *mod = get_string(L, d, &mlen);
+  const char *fn = get_string(L, d, &flen);
+  lua_pushcfunction(L, rebuild_export);
+  lua_pushlstring(L, mod, mlen);
+  lua_pushlstring(L, fn, flen);
+  decode_value(L, d, depth + 1);                  /* rebuild, mod, fn, v */
+  if (d->failed) return;
+  if (lua_pcall(L, 3, 1, 0) != LUA_OK) {
+    fail_with(L, d);
+    return;
+  }
+  remember(L, d);
+}
+
 /* Pushes one value. The caller made room for it; a table or function
  * makes room for what it pushes inside. */
 static void decode_value(lua_State *L, decoder *d, int depth) {
@@ -1323,6 +1542,8 @@ static void decode_value(lua_State *L, decoder *d, int depth) {
       break;
     }
     case T_ENV: lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS); break;
+    case T_CLASS: decode_class(L, d, depth); break;
+    case T_EXPORT: decode_export(L, d, depth); break;
     default: corrupt(L);
   }
 }
@@ -1456,7 +1677,8 @@ const char *lconc_msg_type_name(const conc_msg *m) {
       [T_INT] = "number", [T_FLOAT] = "number", [T_STR] = "string",
       [T_TABLE] = "table", [T_REF] = "table", [T_FUNC] = "function",
       [T_MODULE] = "module member", [T_OBJ] = "conc object",
-      [T_ENV] = "table"};
+      [T_ENV] = "table", [T_CLASS] = "table",
+      [T_EXPORT] = "exported value"};
   const unsigned char *d = conc_msg_data(m);
   if (m->len < 2 || d[1] >= sizeof names / sizeof names[0]) return "no";
   return names[d[1]];
