@@ -19,11 +19,18 @@
  *   functions and tables of loaded modules by name: module "m" itself,
  *   or field m.k, where m is a key of package.loaded (in _G only C
  *   functions count, so user globals are copied, never looked up);
- *   conc objects by reference (the message retains each once).
+ *   conc objects by reference (the message retains each once);
+ *   a table whose metatable is a module's value (a class): its contents
+ *   and the class's name (T_CLASS), the receiver's class set on arrival;
+ *   a table or userdata whose metatable has __conc_export: the hook runs
+ *   in the sender and returns a value and "mod.fn" (split at the last
+ *   dot); the value travels (T_EXPORT) and the receiver's
+ *   require(mod)[fn](value) rebuilds the object.
  * Everything else is refused before anything is sent.
  *
- * Decoding a module's value runs `require` in the receiver. It is the
- * one decode step that can fail on a well-formed message: the failure
+ * Decoding a module's value runs `require` in the receiver, and an
+ * exported one its rebuilder. These are the decode steps that can fail
+ * on a well-formed message: the failure
  * unwinds (d->failed) collecting where the value sat, and the error
  * names the function, the value and the module. conc.go's call message
  * also carries package.preload's Lua functions (F_PRELOAD), installed
