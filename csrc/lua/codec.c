@@ -94,7 +94,8 @@ typedef struct scratch {
   int flags;
   int oom;
   int in_use;
-  char errmsg[256];        /* a refusal worded at run time (exports) */
+  lua_State *owner;        /* the thread of the encode in use, */
+  int depth;               /* and its call depth (see acquire_scratch) */
   const void *env_ptr;     /* the globals' address, once looked up */
   /* Every value the module names table names, by address (a superset
    * once some are collected): a value not here is no module's, which
@@ -602,20 +603,25 @@ static int encode_known(lua_State *L, scratch *s, int idx) {
 
 /* ---- user objects: classes of modules, __conc_export ------------------- */
 
+/* A refusal worded at run time (an export's), read by push_error before
+ * this thread encodes again. Not in the scratch: a bigger scratch moved
+ * where a memory-limited worker runs out (see hardening_spec). */
+static _Thread_local char export_err[256];
+
 /* Calls the __conc_export hook at -1 on the value at idx (protected: a
  * raising hook is a refusal, never an escape from the encoder). Returns
  * NULL with the exported value and the rebuilder's name "mod.fn" left
  * on the stack (the hook replaced), or the refusal with the stack as it
  * was before the hook was pushed. */
-static const char *call_export(lua_State *L, scratch *s, int idx,
+static const char *call_export(lua_State *L, int idx,
                                const char *what) {
   lua_pushvalue(L, idx);                          /* hook, v */
   if (lua_pcall(L, 1, 2, 0) != LUA_OK) {          /* err */
     lconc_tostring_safe(L, -1);
-    snprintf(s->errmsg, sizeof s->errmsg,
+    snprintf(export_err, sizeof export_err,
              "%s (its __conc_export raised: %s)", what, lua_tostring(L, -1));
     lua_pop(L, 2);
-    return s->errmsg;
+    return export_err;
   }
   const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
                                                     : NULL;
@@ -623,10 +629,10 @@ static const char *call_export(lua_State *L, scratch *s, int idx,
   if (dot == NULL || dot == name || dot[1] == '\0' ||
       strlen(name) != lua_rawlen(L, -1)) {
     lua_pop(L, 2);
-    snprintf(s->errmsg, sizeof s->errmsg,
+    snprintf(export_err, sizeof export_err,
              "%s (its __conc_export must return a value and the name of "
              "the function that rebuilds it, \"module.function\")", what);
-    return s->errmsg;
+    return export_err;
   }
   return NULL;
 }
@@ -641,7 +647,7 @@ static const char *encode_export(lua_State *L, scratch *s, int idx,
     lua_pop(L, 1);
     return "a value nested too deeply (200 levels at most)";
   }
-  const char *err = call_export(L, s, idx, what);  /* value, name */
+  const char *err = call_export(L, idx, what);  /* value, name */
   if (err) return err;
   size_t len;
   const char *name = lua_tolstring(L, -1, &len);
@@ -653,12 +659,12 @@ static const char *encode_export(lua_State *L, scratch *s, int idx,
   err = encode_value(L, s, lua_gettop(L) - 1, depth + 1);
   lua_pop(L, 2);
   if (err) {
-    char inner[sizeof s->errmsg];
-    snprintf(inner, sizeof inner, "%s", err);  /* err may be s->errmsg */
-    snprintf(s->errmsg, sizeof s->errmsg,
+    char inner[sizeof export_err];
+    snprintf(inner, sizeof inner, "%s", err);  /* err may be export_err */
+    snprintf(export_err, sizeof export_err,
              "%s (the value its __conc_export returned holds %.180s)", what,
              inner);
-    return s->errmsg;
+    return export_err;
   }
   seen_add(s, lua_topointer(L, idx), ++s->next_id);
   return NULL;
@@ -1038,6 +1044,33 @@ static size_t encode_small(lua_State *L, int first, int n, unsigned char *out) {
 
 /* ---- encoding entry points ---------------------------------------------------- */
 
+/* How many calls are active in L (a binary search over lua_getstack). */
+static int call_depth(lua_State *L) {
+  lua_Debug ar;
+  int lo = 0, hi = 1;
+  while (lua_getstack(L, hi, &ar)) {
+    lo = hi;
+    hi *= 2;
+  }
+  while (hi - lo > 1) {
+    int mid = lo + (hi - lo) / 2;
+    if (lua_getstack(L, mid, &ar)) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/* An encode that raises (memory runs out in a Lua allocation) leaves its
+ * scratch marked in use. A nested encode (a __gc or a __conc_export hook
+ * that sends) runs deeper in the same thread, or in another thread: one
+ * at the same depth or shallower in the same thread finds the mark stale
+ * and takes the scratch back.
+ *
+ * Returns the state's scratch, or, when it is in use (a nested encode: a
+ * __gc or a __conc_export hook that sends), a temporary one: a userdata
+ * left on the stack at *temporary (0 for the state's own), so that an
+ * error raised while encoding (out of memory) leaves it to the collector
+ * instead of leaking it. */
 static scratch *acquire_scratch(lua_State *L, int *temporary) {
   *temporary = 0;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &scratch_key) == LUA_TNIL) {
@@ -1047,21 +1080,32 @@ static scratch *acquire_scratch(lua_State *L, int *temporary) {
   }
   scratch *s = (scratch *)lua_touserdata(L, -1);
   lua_pop(L, 1);  /* the registry keeps it alive */
-  if (s == NULL || s->in_use) {  /* nested (a __gc that sends): borrow */
-    s = calloc(1, sizeof *s);
-    *temporary = 1;
-    if (s == NULL) luaL_error(L, "not enough memory");
+  int depth = call_depth(L);
+  if (s != NULL && s->in_use && s->owner == L && depth <= s->depth)
+    s->in_use = 0;  /* its encode raised (out of memory): it is free */
+  if (s == NULL || s->in_use) {
+    s = (scratch *)lua_newuserdatauv(L, sizeof *s, 0);
+    memset(s, 0, sizeof *s);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, scratch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);                      /* ..., tmp */
+    *temporary = lua_gettop(L);
   }
   s->in_use = 1;
+  s->owner = L;
+  s->depth = depth;
   scratch_reset(s);
   return s;
 }
 
-static void release_scratch(scratch *s, int temporary) {
+/* Releases s; a temporary one is freed and removed from the stack (what
+ * was pushed above it moves down). */
+static void release_scratch(lua_State *L, scratch *s, int temporary) {
   s->in_use = 0;
   if (temporary) {
     scratch_free(s);
-    free(s);
+    lua_remove(L, temporary);
   }
 }
 
@@ -1078,7 +1122,7 @@ static int encode_into(lua_State *L, scratch *s, int temporary, int first,
     if (err) {
       lua_settop(L, top);
       push_error(L, s, fname, what, argbase + k, err);
-      release_scratch(s, temporary);
+      release_scratch(L, s, temporary);
       return 1;
     }
   }
@@ -1091,7 +1135,7 @@ static int encode_into(lua_State *L, scratch *s, int temporary, int first,
     for (uint32_t i = 0; i < s->nrefs; i++) conc_release(s->refs[i]);
     lua_pushfstring(L, "%s: not enough memory", fname);
   }
-  release_scratch(s, temporary);
+  release_scratch(L, s, temporary);
   return rc != CONC_OK;
 }
 
