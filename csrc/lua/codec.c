@@ -95,7 +95,7 @@ typedef struct scratch {
   int oom;
   int in_use;
   lua_State *owner;        /* the thread of the encode in use, */
-  int depth;               /* and its call depth (see acquire_scratch) */
+  const void *call;        /* and its call (see acquire_scratch) */
   const void *env_ptr;     /* the globals' address, once looked up */
   /* Every value the module names table names, by address (a superset
    * once some are collected): a value not here is no module's, which
@@ -1044,27 +1044,29 @@ static size_t encode_small(lua_State *L, int first, int n, unsigned char *out) {
 
 /* ---- encoding entry points ---------------------------------------------------- */
 
-/* How many calls are active in L (a binary search over lua_getstack). */
-static int call_depth(lua_State *L) {
+/* The call running in L (its CallInfo, which lua_Debug exposes), or
+ * NULL outside any call. */
+static const void *current_call(lua_State *L) {
   lua_Debug ar;
-  int lo = 0, hi = 1;
-  while (lua_getstack(L, hi, &ar)) {
-    lo = hi;
-    hi *= 2;
-  }
-  while (hi - lo > 1) {
-    int mid = lo + (hi - lo) / 2;
-    if (lua_getstack(L, mid, &ar)) lo = mid;
-    else hi = mid;
-  }
-  return lo;
+  return lua_getstack(L, 0, &ar) ? (const void *)ar.i_ci : NULL;
+}
+
+/* Whether call (not the current one) is among L's active calls: the
+ * frame of an encode this one is nested in. */
+static int call_is_active(lua_State *L, const void *call) {
+  lua_Debug ar;
+  for (int level = 1; lua_getstack(L, level, &ar); level++)
+    if ((const void *)ar.i_ci == call) return 1;
+  return 0;
 }
 
 /* An encode that raises (memory runs out in a Lua allocation) leaves its
  * scratch marked in use. A nested encode (a __gc or a __conc_export hook
- * that sends) runs deeper in the same thread, or in another thread: one
- * at the same depth or shallower in the same thread finds the mark stale
- * and takes the scratch back.
+ * that sends) runs in a call below the one that holds the scratch, in
+ * the same thread, or in another thread: an encode in the same thread
+ * whose callers do not include that call finds the mark stale and takes
+ * the scratch back. (A CallInfo is reused by a later call at its depth:
+ * that only makes a deeper encode borrow, which is safe.)
  *
  * Returns the state's scratch, or, when it is in use (a nested encode: a
  * __gc or a __conc_export hook that sends), a temporary one: a userdata
@@ -1080,8 +1082,9 @@ static scratch *acquire_scratch(lua_State *L, int *temporary) {
   }
   scratch *s = (scratch *)lua_touserdata(L, -1);
   lua_pop(L, 1);  /* the registry keeps it alive */
-  int depth = call_depth(L);
-  if (s != NULL && s->in_use && s->owner == L && depth <= s->depth)
+  const void *call = current_call(L);
+  if (s != NULL && s->in_use && s->owner == L && s->call != NULL &&
+      !call_is_active(L, s->call))
     s->in_use = 0;  /* its encode raised (out of memory): it is free */
   if (s == NULL || s->in_use) {
     s = (scratch *)lua_newuserdatauv(L, sizeof *s, 0);
@@ -1094,7 +1097,7 @@ static scratch *acquire_scratch(lua_State *L, int *temporary) {
   }
   s->in_use = 1;
   s->owner = L;
-  s->depth = depth;
+  s->call = call;
   scratch_reset(s);
   return s;
 }
