@@ -38,6 +38,7 @@ build = {
       incdirs = { "csrc" },
     },
     conc = "lua/conc/init.lua",
+    ["conc.socket"] = "lua/conc/socket.lua",
   },
 }
 test = {

@@ -59,6 +59,23 @@ local expected = {
   ["errgroup_limit.lua"] = {contains = {"processWithLimit(30 items): <nil>",
     ", limit 10: true", "processWithLimit(with a bad item): item-bad: HTTP 500"},
     max_at_once = 10},
+  ["once.lua"] = {lines = 7, pattern = "^[ocw][a-z]+ .*[%d/p]$",
+    contains = {"opening connection to postgres://localhost/app\nworker 1",
+      "worker 5: using connection #1\n"}, last = "connections opened: 1"},
+  ["sync_map.lua"] = {contains = {"config -> config (computed by worker ",
+    "user:2 -> user:2 (computed by worker ", "24 lookups, 3 keys cached"},
+    last = "every worker got the stored value: true"},
+  ["buffered_vs_unbuffered.lua"] = {lines = 4, pattern = "^[ub][a-z()2]+: ",
+    contains = {"unbuffered: send 1 after 0.", "s, send 3 after 0.",
+      "buffered(2): send 1 after 0.0s, send 2 after 0.0s, send 3 after 0."}},
+  ["timeout_select.lua"] = {lines = 3, pattern = "^%a+: +result=",
+    contains = {"fast:     result=done in 0.1s err=nil",
+      "slow:     result=nil err=timeout",
+      "canceled: result=nil err=context canceled"}},
+  ["map_vs_rwmutex.lua"] = {contains = {"read-mostly (1% writes), 4 workers",
+    "write-heavy (50% writes), 4 workers"}, count_ok = 6,
+    last = "a map under a RWMutex for general use; a channel owner when "
+      .. "the state needs a single writer."},
 }
 
 describe("examples", function()
@@ -97,6 +114,10 @@ describe("examples", function()
         assert.matches(text, out, 1, true)
       end
       if want.check then want.check(lines, out) end
+      if want.count_ok then -- timed lines: each variant checked its result
+        local _, n = out:gsub("ops/s  ok\n", "")
+        assert.are.equal(want.count_ok, n, out)
+      end
     end)
   end
   p:close()

@@ -19,11 +19,18 @@
  *   functions and tables of loaded modules by name: module "m" itself,
  *   or field m.k, where m is a key of package.loaded (in _G only C
  *   functions count, so user globals are copied, never looked up);
- *   conc objects by reference (the message retains each once).
+ *   conc objects by reference (the message retains each once);
+ *   a table whose metatable is a module's value (a class): its contents
+ *   and the class's name (T_CLASS), the receiver's class set on arrival;
+ *   a table or userdata whose metatable has __conc_export: the hook runs
+ *   in the sender and returns a value and "mod.fn" (split at the last
+ *   dot); the value travels (T_EXPORT) and the receiver's
+ *   require(mod)[fn](value) rebuilds the object.
  * Everything else is refused before anything is sent.
  *
- * Decoding a module's value runs `require` in the receiver. It is the
- * one decode step that can fail on a well-formed message: the failure
+ * Decoding a module's value runs `require` in the receiver, and an
+ * exported one its rebuilder. These are the decode steps that can fail
+ * on a well-formed message: the failure
  * unwinds (d->failed) collecting where the value sat, and the error
  * names the function, the value and the module. conc.go's call message
  * also carries package.preload's Lua functions (F_PRELOAD), installed
@@ -37,7 +44,7 @@
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_FUNC,
-  T_MODULE, T_OBJ, T_ENV, T_UPVAL
+  T_MODULE, T_OBJ, T_ENV, T_UPVAL, T_CLASS, T_EXPORT
 };
 enum { F_BACKREFS = 1, F_CODE = 2, F_PRELOAD = 4 };  /* flags byte */
 
@@ -87,12 +94,8 @@ typedef struct scratch {
   int flags;
   int oom;
   int in_use;
-  /* The encode holding it: its thread and call (see owner_active). */
-  lua_State *owner_L;
-  const void *owner_ci;
-  /* Scratches borrowed by nested encodes and not given back yet (an
-   * error abandoned them): freed with this one. */
-  struct scratch *borrowed;
+  lua_State *owner;        /* the thread of the encode in use, */
+  const void *call;        /* and its call (see acquire_scratch) */
   const void *env_ptr;     /* the globals' address, once looked up */
   /* Every value the module names table names, by address (a superset
    * once some are collected): a value not here is no module's, which
@@ -325,14 +328,7 @@ static void scratch_free(scratch *s) {
 }
 
 static int scratch_gc(lua_State *L) {
-  scratch *s = (scratch *)lua_touserdata(L, 1);
-  while (s->borrowed != NULL) {
-    scratch *b = s->borrowed;
-    s->borrowed = b->borrowed;
-    scratch_free(b);
-    free(b);
-  }
-  scratch_free(s);
+  scratch_free((scratch *)lua_touserdata(L, 1));
   return 0;
 }
 
@@ -605,16 +601,126 @@ static int encode_known(lua_State *L, scratch *s, int idx) {
   return 0;
 }
 
+/* ---- user objects: classes of modules, __conc_export ------------------- */
+
+/* A refusal worded at run time (an export's), read by push_error before
+ * this thread encodes again. Not in the scratch: a bigger scratch moved
+ * where a memory-limited worker runs out (see hardening_spec). */
+static _Thread_local char export_err[256];
+
+/* Calls the __conc_export hook at -1 on the value at idx (protected: a
+ * raising hook is a refusal, never an escape from the encoder). Returns
+ * NULL with the exported value and the rebuilder's name "mod.fn" left
+ * on the stack (the hook replaced), or the refusal with the stack as it
+ * was before the hook was pushed. */
+static const char *call_export(lua_State *L, int idx,
+                               const char *what) {
+  lua_pushvalue(L, idx);                          /* hook, v */
+  if (lua_pcall(L, 1, 2, 0) != LUA_OK) {          /* err */
+    lconc_tostring_safe(L, -1);
+    snprintf(export_err, sizeof export_err,
+             "%s (its __conc_export raised: %s)", what, lua_tostring(L, -1));
+    lua_pop(L, 2);
+    return export_err;
+  }
+  const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                    : NULL;
+  const char *dot = name ? strrchr(name, '.') : NULL;
+  if (dot == NULL || dot == name || dot[1] == '\0' ||
+      strlen(name) != lua_rawlen(L, -1)) {
+    lua_pop(L, 2);
+    snprintf(export_err, sizeof export_err,
+             "%s (its __conc_export must return a value and the name of "
+             "the function that rebuilds it, \"module.function\")", what);
+    return export_err;
+  }
+  return NULL;
+}
+
+/* Encodes the value at idx, whose metatable's __conc_export is at -1
+ * (popped), as T_EXPORT: the rebuilder's module and function, then the
+ * value the hook returned. The value takes its id after what it
+ * contains, as the decoder can only remember it once rebuilt. */
+static const char *encode_export(lua_State *L, scratch *s, int idx,
+                                 int depth, const char *what) {
+  if (depth > MAX_DEPTH || !lua_checkstack(L, 4)) {
+    lua_pop(L, 1);
+    return "a value nested too deeply (200 levels at most)";
+  }
+  const char *err = call_export(L, idx, what);  /* value, name */
+  if (err) return err;
+  size_t len;
+  const char *name = lua_tolstring(L, -1, &len);
+  size_t modlen = (size_t)(strrchr(name, '.') - name);
+  put_byte(s, T_EXPORT);
+  put_string(s, name, modlen);
+  put_string(s, name + modlen + 1, len - modlen - 1);
+  s->flags |= F_CODE;
+  err = encode_value(L, s, lua_gettop(L) - 1, depth + 1);
+  lua_pop(L, 2);
+  if (err) {
+    char inner[sizeof export_err];
+    snprintf(inner, sizeof inner, "%s", err);  /* err may be export_err */
+    snprintf(export_err, sizeof export_err,
+             "%s (the value its __conc_export returned holds %.180s)", what,
+             inner);
+    return export_err;
+  }
+  seen_add(s, lua_topointer(L, idx), ++s->next_id);
+  return NULL;
+}
+
+/* With the metatable of the table at idx at -1: pushes 1 and its __conc_
+ * export hook if it has one; else 0, and nothing. */
+static int get_export(lua_State *L, int mt) {
+  lua_pushliteral(L, "__conc_export");
+  if (lua_rawget(L, mt) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Replaces the metatable at -1 by its module name ("mod" or "mod\0key")
+ * and returns 1, or pops it and returns 0. A miss looks again at
+ * package.loaded, as a class may have been added to its module lately
+ * (a miss is a refusal anyway: it need not be fast). */
+static int class_name(lua_State *L, scratch *s) {
+  int mt = lua_gettop(L);
+  if (!module_name(L, s, mt, 0)) {
+    lua_pop(L, 1);
+    if (!module_name(L, s, mt, 1)) {
+      lua_pop(L, 2);
+      return 0;
+    }
+  }
+  lua_remove(L, mt);
+  return 1;
+}
+
+static const char *encode_table_body(lua_State *L, scratch *s, int idx,
+                                     int depth);
+
 static const char *encode_table(lua_State *L, scratch *s, int idx, int depth) {
   if (encode_known(L, s, idx)) return NULL;
-  if (lua_getmetatable(L, idx)) {
-    lua_pop(L, 1);
-    return "a table with a metatable";
-  }
   if (depth > MAX_DEPTH || !lua_checkstack(L, 6))
     return "a table nested too deeply (200 levels at most)";
-  seen_add(s, lua_topointer(L, idx), ++s->next_id);
+  if (lua_getmetatable(L, idx)) {                 /* mt */
+    if (get_export(L, lua_gettop(L))) {           /* mt, hook */
+      lua_remove(L, -2);
+      return encode_export(L, s, idx, depth, "a table");
+    }
+    if (!class_name(L, s)) return "a table with a metatable";
+    put_byte(s, T_CLASS);                         /* a class's instance: */
+    put_module(L, s);                             /* its class by name, */
+    return encode_table_body(L, s, idx, depth);   /* then its contents */
+  }
   put_byte(s, T_TABLE);
+  return encode_table_body(L, s, idx, depth);
+}
+
+/* The contents of the table at idx, after its tag. */
+static const char *encode_table_body(lua_State *L, scratch *s, int idx,
+                                     int depth) {
+  seen_add(s, lua_topointer(L, idx), ++s->next_id);
   /* One traversal: the keys 1, 2, 3... that lua_next gives first (the
    * array part, in order) are the array section; every other pair goes
    * to the hash section. Both counts are known at the end: a byte is
@@ -810,14 +916,30 @@ static const char *encode_function(lua_State *L, scratch *s, int idx,
   return NULL;
 }
 
-static const char *encode_object(lua_State *L, scratch *s, int idx) {
-  conc_obj *o = lconc_to_obj(L, idx);
-  if (o == NULL) {
-    if (lua_getmetatable(L, idx)) {  /* a conc object already released? */
-      lua_pop(L, 1);
-    }
+/* A userdata that is no conc object travels only if its type exports
+ * it (a back-reference if this message exported it already). */
+static const char *encode_foreign(lua_State *L, scratch *s, int idx,
+                                  int depth) {
+  int id = seen_find(s, lua_topointer(L, idx));
+  if (id > 0) {
+    put_byte(s, T_REF);
+    put_varint(s, (uint64_t)id);
+    s->flags |= F_BACKREFS;
+    return NULL;
+  }
+  if (!lua_checkstack(L, 6) || !lua_getmetatable(L, idx)) return "a userdata";
+  if (!get_export(L, lua_gettop(L))) {
+    lua_pop(L, 1);
     return "a userdata";
   }
+  lua_remove(L, -2);                              /* hook */
+  return encode_export(L, s, idx, depth, "a userdata");
+}
+
+static const char *encode_object(lua_State *L, scratch *s, int idx,
+                                 int depth) {
+  conc_obj *o = lconc_to_obj(L, idx);
+  if (o == NULL) return encode_foreign(L, s, idx, depth);
   int id = seen_find(s, o);
   if (id == 0) {
     if (s->nrefs == s->refsize) {
@@ -866,7 +988,7 @@ static const char *encode_value(lua_State *L, scratch *s, int idx, int depth) {
     case LUA_TFUNCTION:
       return encode_function(L, s, idx, depth);
     case LUA_TUSERDATA:
-      return encode_object(L, s, idx);
+      return encode_object(L, s, idx, depth);
     case LUA_TLIGHTUSERDATA:
       return "a light userdata";
     case LUA_TTHREAD:
@@ -922,30 +1044,35 @@ static size_t encode_small(lua_State *L, int first, int n, unsigned char *out) {
 
 /* ---- encoding entry points ---------------------------------------------------- */
 
-/* The call running on L now (a private field of lua_Debug, stable in
- * Lua 5.4: only compared, never followed), or NULL. */
+/* The call running in L (its CallInfo, which lua_Debug exposes), or
+ * NULL outside any call. */
 static const void *current_call(lua_State *L) {
   lua_Debug ar;
   return lua_getstack(L, 0, &ar) ? (const void *)ar.i_ci : NULL;
 }
 
-/*
- * Whether the encode that holds s still runs. An encode can be abandoned
- * half-way by an error (memory running out, a stack that cannot grow:
- * a longjmp), leaving s in use for good. A nested encode (a finalizer
- * that sends, run by a collection step inside an encode) is legitimate
- * and must not take s. The holder still runs iff its call is on L's call
- * chain; a holder on another thread of the state (a coroutine) is taken
- * to run, as is one that recorded no call.
- */
-static int owner_active(lua_State *L, const scratch *s) {
-  if (s->owner_L != L || s->owner_ci == NULL) return 1;
+/* Whether call (not the current one) is among L's active calls: the
+ * frame of an encode this one is nested in. */
+static int call_is_active(lua_State *L, const void *call) {
   lua_Debug ar;
-  for (int level = 0; lua_getstack(L, level, &ar); level++)
-    if ((const void *)ar.i_ci == s->owner_ci) return 1;
+  for (int level = 1; lua_getstack(L, level, &ar); level++)
+    if ((const void *)ar.i_ci == call) return 1;
   return 0;
 }
 
+/* An encode that raises (memory runs out in a Lua allocation) leaves its
+ * scratch marked in use. A nested encode (a __gc or a __conc_export hook
+ * that sends) runs in a call below the one that holds the scratch, in
+ * the same thread, or in another thread: an encode in the same thread
+ * whose callers do not include that call finds the mark stale and takes
+ * the scratch back. (A CallInfo is reused by a later call at its depth:
+ * that only makes a deeper encode borrow, which is safe.)
+ *
+ * Returns the state's scratch, or, when it is in use (a nested encode: a
+ * __gc or a __conc_export hook that sends), a temporary one: a userdata
+ * left on the stack at *temporary (0 for the state's own), so that an
+ * error raised while encoding (out of memory) leaves it to the collector
+ * instead of leaking it. */
 static scratch *acquire_scratch(lua_State *L, int *temporary) {
   *temporary = 0;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &scratch_key) == LUA_TNIL) {
@@ -955,38 +1082,34 @@ static scratch *acquire_scratch(lua_State *L, int *temporary) {
   }
   scratch *s = (scratch *)lua_touserdata(L, -1);
   lua_pop(L, 1);  /* the registry keeps it alive */
-  if (s != NULL && s->in_use && !owner_active(L, s))
-    s->in_use = 0;  /* abandoned by an error: take it back */
-  if (s == NULL || s->in_use) {  /* nested (a __gc that sends): borrow */
-    scratch *b = calloc(1, sizeof *b);
-    if (b == NULL) luaL_error(L, "not enough memory");
-    if (s != NULL) {  /* listed until given back, freed with s anyway */
-      b->borrowed = s->borrowed;
-      s->borrowed = b;
-    }
-    s = b;
-    *temporary = 1;
+  const void *call = current_call(L);
+  if (s != NULL && s->in_use && s->owner == L && s->call != NULL &&
+      !call_is_active(L, s->call))
+    s->in_use = 0;  /* its encode raised (out of memory): it is free */
+  if (s == NULL || s->in_use) {
+    s = (scratch *)lua_newuserdatauv(L, sizeof *s, 0);
+    memset(s, 0, sizeof *s);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, scratch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);                      /* ..., tmp */
+    *temporary = lua_gettop(L);
   }
   s->in_use = 1;
-  s->owner_L = L;
-  s->owner_ci = current_call(L);
+  s->owner = L;
+  s->call = call;
   scratch_reset(s);
   return s;
 }
 
+/* Releases s; a temporary one is freed and removed from the stack (what
+ * was pushed above it moves down). */
 static void release_scratch(lua_State *L, scratch *s, int temporary) {
   s->in_use = 0;
-  if (!temporary) return;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &scratch_key);
-  scratch *main = (scratch *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  for (scratch **p = main ? &main->borrowed : NULL; p && *p; p = &(*p)->borrowed)
-    if (*p == s) {
-      *p = s->borrowed;
-      break;
-    }
-  scratch_free(s);
-  free(s);
+  if (temporary) {
+    scratch_free(s);
+    lua_remove(L, temporary);
+  }
 }
 
 /* Encodes the n values at first after what s holds already (its flags
@@ -1333,6 +1456,103 @@ static void decode_function(lua_State *L, decoder *d, int depth) {
   }
 }
 
+/* Marks the decode failed with the message at -1 (popped). */
+static void fail_with(lua_State *L, decoder *d) {
+  if (d->errslot == 0) lua_error(L);  /* cannot happen: F_CODE is set */
+  lua_replace(L, d->errslot);
+  d->failed = 1;
+}
+
+/* Pushes why the class named at `name` (a T_MODULE payload, read
+ * before) is no metatable here; the value found is at -1. */
+static void push_class_error(lua_State *L, decoder *d, const unsigned char *name) {
+  decoder at = *d;
+  at.p = name;
+  size_t mlen, klen;
+  const char *mod = get_string(L, &at, &mlen);
+  lua_pushlstring(L, mod, mlen);                  /* v, mod */
+  if (*at.p++) {
+    const char *key = get_string(L, &at, &klen);
+    lua_pushlstring(L, key, klen);                /* v, mod, key */
+    lua_pushfstring(L, "class '%s.%s' is a %s here, not a table",
+                    lua_tostring(L, -2), lua_tostring(L, -1),
+                    luaL_typename(L, -3));
+    lua_remove(L, -2);
+  } else {
+    lua_pushfstring(L, "class '%s' is a %s here, not a table",
+                    lua_tostring(L, -1), luaL_typename(L, -2));
+  }
+  lua_remove(L, -2);                              /* v, message */
+}
+
+/* An instance of a module's class: the receiver's own class, found by
+ * name, becomes the metatable of the copied contents. */
+static void decode_class(lua_State *L, decoder *d, int depth) {
+  luaL_checkstack(L, ROOM_PER_LEVEL + 1, "conc: message nested too deeply");
+  need(L, d, 1);
+  if (*d->p++ != T_MODULE) corrupt(L);
+  const unsigned char *name = d->p;
+  push_module(L, d);                              /* mt */
+  if (d->failed) return;
+  if (!lua_istable(L, -1)) {
+    push_class_error(L, d, name);
+    fail_with(L, d);
+    return;
+  }
+  decode_table(L, d, depth);                      /* mt, t */
+  if (d->failed) return;
+  lua_insert(L, -2);                              /* t, mt */
+  lua_setmetatable(L, -2);
+}
+
+/* Protected: calls require(mod)[fn](v) (arguments 1, 2, 3) and returns
+ * what it rebuilt; raises a message naming the rebuilder if it cannot be
+ * found, raises, or returns nil (nil, reason is the conc way to fail). */
+static int rebuild_export(lua_State *L) {
+  const char *mod = lua_tostring(L, 1), *fn = lua_tostring(L, 2);
+  lua_pushcfunction(L, load_member);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK)            /* mod, fn, v, rebuild */
+    return luaL_error(L, "cannot rebuild with '%s.%s': %s", mod, fn,
+                      lua_tostring(L, -1));
+  lua_pushvalue(L, 3);
+  if (lua_pcall(L, 1, 2, 0) != LUA_OK) {          /* ..., err */
+    lconc_tostring_safe(L, -1);
+    return luaL_error(L, "'%s.%s' could not rebuild the value: %s", mod, fn,
+                      lua_tostring(L, -1));
+  }
+  if (!lua_isnil(L, -2)) {                        /* ..., value, extra */
+    lua_pop(L, 1);
+    return 1;
+  }
+  if (lua_isnil(L, -1))                           /* ..., nil, reason */
+    lua_pushliteral(L, "it returned nil");
+  else
+    lconc_tostring_safe(L, -1);
+  return luaL_error(L, "'%s.%s' could not rebuild the value: %s", mod, fn,
+                    lua_tostring(L, -1));
+}
+
+/* A value its type exported: decodes what the hook returned and hands
+ * it to the rebuilder the sender named. */
+static void decode_export(lua_State *L, decoder *d, int depth) {
+  luaL_checkstack(L, ROOM_PER_LEVEL + 4, "conc: message nested too deeply");
+  size_t mlen, flen;
+  const char *mod = get_string(L, d, &mlen);
+  const char *fn = get_string(L, d, &flen);
+  lua_pushcfunction(L, rebuild_export);
+  lua_pushlstring(L, mod, mlen);
+  lua_pushlstring(L, fn, flen);
+  decode_value(L, d, depth + 1);                  /* rebuild, mod, fn, v */
+  if (d->failed) return;
+  if (lua_pcall(L, 3, 1, 0) != LUA_OK) {
+    fail_with(L, d);
+    return;
+  }
+  remember(L, d);
+}
+
 /* Pushes one value. The caller made room for it; a table or function
  * makes room for what it pushes inside. */
 static void decode_value(lua_State *L, decoder *d, int depth) {
@@ -1376,6 +1596,8 @@ static void decode_value(lua_State *L, decoder *d, int depth) {
       break;
     }
     case T_ENV: lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS); break;
+    case T_CLASS: decode_class(L, d, depth); break;
+    case T_EXPORT: decode_export(L, d, depth); break;
     default: corrupt(L);
   }
 }
@@ -1509,7 +1731,8 @@ const char *lconc_msg_type_name(const conc_msg *m) {
       [T_INT] = "number", [T_FLOAT] = "number", [T_STR] = "string",
       [T_TABLE] = "table", [T_REF] = "table", [T_FUNC] = "function",
       [T_MODULE] = "module member", [T_OBJ] = "conc object",
-      [T_ENV] = "table"};
+      [T_ENV] = "table", [T_CLASS] = "table",
+      [T_EXPORT] = "exported value"};
   const unsigned char *d = conc_msg_data(m);
   if (m->len < 2 || d[1] >= sizeof names / sizeof names[0]) return "no";
   return names[d[1]];
