@@ -23,10 +23,12 @@ build = {
       sources = {
         "csrc/core/chan.c", "csrc/core/cmap.c", "csrc/core/ctx.c",
         "csrc/core/msg.c", "csrc/core/sched.c", "csrc/core/select.c",
+        "csrc/core/signal.c",
         "csrc/core/sync.c", "csrc/core/timer.c", "csrc/core/waiter.c",
         "csrc/lua/codec.c", "csrc/lua/heap.c", "csrc/lua/lchan.c",
         "csrc/lua/lconc.c", "csrc/lua/lctx.c", "csrc/lua/lmap.c",
         "csrc/lua/lobj.c", "csrc/lua/lsched.c", "csrc/lua/lselect.c",
+        "csrc/lua/lsignal.c",
         "csrc/lua/lsync.c", "csrc/lua/ltime.c", "csrc/lua/lwait.c",
         "csrc/lua/lworker.c", "csrc/lua/worker.c",
       },

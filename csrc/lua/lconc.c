@@ -13,6 +13,7 @@
  */
 static int main_state_closing(lua_State *L) {
   (void)L;
+  lconc_interrupt_close();
   lconc_report_running();
   return 0;
 }
@@ -46,6 +47,7 @@ int luaopen_conc_core(lua_State *L) {
     lua_setmetatable(L, -2);
     lua_setfield(L, LUA_REGISTRYINDEX, "conc.main_sentinel");
     lconc_main_enter();
+    lconc_interrupt_init(L);
   }
   lua_settop(L, 0);
   lua_newtable(L);
@@ -57,5 +59,6 @@ int luaopen_conc_core(lua_State *L) {
   lconc_open_time(L);
   lconc_open_ctx(L);
   lconc_open_sync(L);
+  lconc_open_signal(L);
   return 1;
 }
