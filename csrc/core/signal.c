@@ -215,6 +215,10 @@ static int notify(conc_obj *obj, bool is_ctx, int sig) {
       conc_retain(obj);
       t->obj = obj;
       t->is_ctx = is_ctx;
+      /* While anything is notified, a signal may wake a waiter, as a
+       * pending timer may: no deadlock (Go's signal watcher does the
+       * same to its deadlock check). */
+      if (targets == NULL) conc__timers_busy_add(1);
       t->next = targets;
       targets = t;
     }
@@ -246,8 +250,10 @@ int conc_signal_stop(conc_obj *obj) {
       if ((t->mask & bit(sig)) && --notified[sig] == 0)
         CONC_CHECK(sigaction(sig, &saved[sig], NULL));  /* as before */
   }
+  bool last = t != NULL && targets == NULL;
   conc__unlock(&sig_lock);
   if (t == NULL) return CONC_EINVAL;
+  if (last) conc__timers_busy_add(-1);  /* checks for a deadlock now */
   conc_release(t->obj);  /* no lock held: it may be destroyed */
   free(t);
   return CONC_OK;
