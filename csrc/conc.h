@@ -143,8 +143,8 @@ CONC_API int conc_sleep_until(conc_time deadline);
  * as Go's runtime says. EXIT (the default) prints
  * "fatal error: all workers are asleep - deadlock!" and what each waits
  * on, then exits with status 2; ERROR makes the main script's wait fail
- * with CONC_EDEADLOCK instead (when it waits in a channel operation or
- * select; otherwise it exits as EXIT); OFF disables the check (for hosts
+ * with CONC_EDEADLOCK instead (when it waits in a channel operation,
+ * select or a mutex lock; otherwise it exits as EXIT); OFF disables the check (for hosts
  * whose own threads use conc objects).
  */
 enum { CONC_DEADLOCK_EXIT = 0, CONC_DEADLOCK_ERROR = 1, CONC_DEADLOCK_OFF = 2 };
