@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdatomic.h>
+#include <signal.h>
 
 #if defined(__GNUC__)
 #define CONC_API __attribute__((visibility("hidden")))
@@ -132,7 +133,8 @@ CONC_API int conc_errgroup_error(conc_errgroup *g, size_t i, conc_msg *out);
   X(ERATEBURST, -40, "rate: Wait(n) exceeds limiter's burst")    \
   X(ERATEDEADLINE, -41, "rate: Wait(n) would exceed context deadline") \
   X(EBREAKEROPEN, -42, "circuit breaker is open")                \
-  X(ETOOMANYPROBES, -43, "too many probes")
+  X(ETOOMANYPROBES, -43, "too many probes")                     \
+  X(EINTR, -16, "interrupted")
 
 enum {
   CONC_OK = 0,
@@ -223,7 +225,8 @@ CONC_API int conc_msg_copy(conc_msg *dst, const conc_msg *src);
 
 typedef struct conc_waiter conc_waiter;
 
-/* Parks the calling thread until deadline; 0 when it came, ETIMEDOUT. */
+/* Parks the calling thread until deadline: 0 when it came, EINTR when
+ * the main script's wait was interrupted (conc_interrupt_main). */
 CONC_API int conc_sleep_until(conc_time deadline);
 
 /* ---- scheduling facts: deadlock detection and the worker dump --------- */
@@ -234,8 +237,8 @@ CONC_API int conc_sleep_until(conc_time deadline);
  * as Go's runtime says. EXIT (the default) prints
  * "fatal error: all workers are asleep - deadlock!" and what each waits
  * on, then exits with status 2; ERROR makes the main script's wait fail
- * with CONC_EDEADLOCK instead (when it waits in a channel operation or
- * select; otherwise it exits as EXIT); OFF disables the check (for hosts
+ * with CONC_EDEADLOCK instead (when it waits in a channel operation,
+ * select or a mutex lock; otherwise it exits as EXIT); OFF disables the check (for hosts
  * whose own threads use conc objects).
  */
 enum { CONC_DEADLOCK_EXIT = 0, CONC_DEADLOCK_ERROR = 1, CONC_DEADLOCK_OFF = 2 };
@@ -423,7 +426,9 @@ CONC_API conc_chan *conc_wg_wait_chan(conc_wg *wg);
 CONC_API int conc_wg_released(conc_wg *wg, conc_chan *c);
 
 CONC_API conc_mutex *conc_mutex_new(void);
-CONC_API void conc_mutex_lock(conc_mutex *m);
+/* 0 once locked; EINTR (the main script, interrupted) or EDEADLOCK (the
+ * main script, deadlock mode ERROR) without the lock. */
+CONC_API int conc_mutex_lock(conc_mutex *m);
 CONC_API int conc_mutex_trylock(conc_mutex *m);      /* 1 if locked */
 CONC_API int conc_mutex_unlock(conc_mutex *m);       /* or ENOTLOCKED */
 
@@ -439,7 +444,8 @@ CONC_API int conc_rwmutex_runlock(conc_rwmutex *m);  /* or ENOTLOCKED */
 CONC_API conc_cond *conc_cond_new(conc_mutex *m);
 CONC_API conc_mutex *conc_cond_mutex(conc_cond *c);
 /* Unlocks the mutex, waits for a signal, locks it again. ENOTLOCKED if
- * the mutex was not locked. */
+ * the mutex was not locked. Not interruptible: Go's Wait returns with
+ * the lock held, whatever ends it. */
 CONC_API int conc_cond_wait(conc_cond *c);
 CONC_API void conc_cond_signal(conc_cond *c);
 CONC_API void conc_cond_broadcast(conc_cond *c);
@@ -653,5 +659,49 @@ CONC_API int conc_errgroup_finish(conc_errgroup *g, conc_msg *first);
 CONC_API size_t conc_errgroup_nerrors(conc_errgroup *g);
 /* Copies failure i into *out: 1 if there is one. */
 CONC_API int conc_errgroup_error(conc_errgroup *g, size_t i, conc_msg *out);
+/* ---- signals and the main script's interrupt --------------------------- */
+
+/*
+ * conc_signal_notify makes conc deliver signal `sig` as a message on c
+ * (a non-blocking send: a full channel misses it, as in Go); while any
+ * channel or context is notified of sig, its disposition is conc's (the
+ * default action is off); when the last one stops, the action it had
+ * before comes back. One thread, started by the first notify, receives
+ * the signals (sigwaitinfo): every thread conc starts blocks them, so a
+ * handler (the host's, or conc's forwarder) runs only on the host's
+ * threads. conc_signal_notify_ctx cancels ctx (with the message as its
+ * cause) instead. EINVAL: a signal conc does not handle (see
+ * conc_signal_handled). Notifying the same target again adds signals.
+ */
+CONC_API int conc_signal_notify(conc_chan *c, int sig);
+CONC_API int conc_signal_notify_ctx(conc_ctx *ctx, int sig);
+/* Stops every delivery to target (a channel or a context): none is made
+ * once this returns. 0, or EINVAL if it was not notified. */
+CONC_API int conc_signal_stop(conc_obj *target);
+/* Whether conc can deliver sig: SIGHUP, SIGINT, SIGQUIT, SIGUSR1,
+ * SIGUSR2, SIGALRM, SIGTERM, SIGWINCH. */
+CONC_API int conc_signal_handled(int sig);
+/* The message a delivery of sig sends (and a context's cause): set once
+ * by the host before the first notify. */
+typedef void (*conc_signal_msg_fn)(conc_msg *m, int sig);
+CONC_API void conc_signal_set_message(conc_signal_msg_fn make);
+/* Blocks conc's signals in the calling thread, saving the old mask in
+ * *old: around pthread_create, so that a thread conc starts inherits it. */
+CONC_API void conc_signal_block(sigset_t *old);
+CONC_API void conc_signal_restore(const sigset_t *old);
+
+/*
+ * Ctrl-C while the main script waits. The main script's thread (the one
+ * that made conc_main_enter's thread-enter, id 0) ends the wait it is in
+ * (a channel operation, select, a mutex lock, a sleep) with EINTR when
+ * conc_interrupt_main is called: async-signal-safe, for a SIGINT handler
+ * (1 if a wait was ended). `pending`, set by the host, says whether the
+ * host asked the main script to stop since its wait began (lua.c's
+ * SIGINT handler sets a Lua hook): the main thread asks it before it
+ * sleeps, and conc's SIGINT wrapper (installed then, in front of the
+ * host's own handler, which it calls first) asks it after each SIGINT.
+ */
+CONC_API int conc_interrupt_main(void);
+CONC_API void conc_set_interrupt_pending(int (*pending)(void));
 
 #endif

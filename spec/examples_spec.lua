@@ -7,6 +7,10 @@ local expected = {
     "workers left besides the leaked one:\t0"}},
   ["worker_pool.lua"] = {lines = 20, pattern = "^Job %d+: Worker %d processed: task%-%d+$"},
   ["cond_queue.lua"] = {last = "total\t30"},
+  ["graceful_shutdown.lua"] = {last = "Server stopped", contains = {
+    "Server starting on :", "client: GET /hello -> 200 hello from worker",
+    "\n\nShutting down...\n",
+    "client: GET /slow during shutdown -> 200 slow answer from worker"}},
   ["buffer_pool.lua"] = {lines = 4, pattern = "^worker %d: %d+ requests, [01] buffers created$"},
   -- 5 at once (the burst), then one per 100 ms: the last near 1.5 s
   ["rate_limiter_ticker.lua"] = {lines = 20,

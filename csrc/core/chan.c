@@ -370,13 +370,13 @@ static int wait_on(conc_chan *c, conc_waitq *q, conc_msg *elem,
   conc__waitq_push(q, sdp);
   conc__unlock(&c->lock);
   int fired = conc__waiter_park_plain(w, deadline);
-  if (fired < 0) {  /* timed out, or a deadlock ended the wait */
+  if (fired < 0) {  /* timed out, or a deadlock or interrupt ended it */
     conc__lock(&c->lock);
     bool taken = !sdp->linked;  /* by a waker, or dropped as stale */
     conc__waitq_remove(q, sdp);
     conc__unlock(&c->lock);
-    /* A deadlock abort claimed it: no waker can have. */
-    if (fired == CONC_SEL_DEADLOCK) return CONC_EDEADLOCK;
+    /* An abort claimed it: no waker can have. */
+    if (fired != CONC_SEL_TIMEOUT) return conc__abort_code(fired);
     if (!taken) return CONC_ETIMEDOUT;
     /* A waker claimed it before the deadline passed here: its wake is on
      * the way (it may wait until the waker unlocks). */
@@ -431,7 +431,7 @@ static int park_buffered(conc_chan *c, conc_waitq *q, conc_msg *m,
   conc__waitq_remove(q, &sd);
   conc__unlock(&c->lock);
   if (fired == CONC_SEL_RETRY) return CONC_EAGAIN;
-  return fired == CONC_SEL_TIMEOUT ? CONC_ETIMEDOUT : CONC_EDEADLOCK;
+  return fired == CONC_SEL_TIMEOUT ? CONC_ETIMEDOUT : conc__abort_code(fired);
 }
 
 /*

@@ -135,8 +135,15 @@ enum {
   CONC_SEL_NONE = -1,
   CONC_SEL_TIMEOUT = -2,
   CONC_SEL_DEADLOCK = -3,
-  CONC_SEL_RETRY = -4  /* park_or: `ready` held and we claimed ourselves */
+  CONC_SEL_RETRY = -4,  /* park_or: `ready` held and we claimed ourselves */
+  CONC_SEL_INTERRUPT = -5  /* the main script's wait, interrupted */
 };
+
+/* The code a wait ended by an abort returns: a deadlock or an interrupt
+ * (both claim the waiter, so no waker can have completed it). */
+static inline int conc__abort_code(int fired) {
+  return fired == CONC_SEL_INTERRUPT ? CONC_EINTR : CONC_EDEADLOCK;
+}
 
 /*
  * One per thread. `state` and `selected` are the wake-up protocol. The
@@ -223,6 +230,12 @@ CONC_API int conc__waiter_park_or(conc_waiter *w, conc_time deadline,
  * way (conc__waiter_park with CONC_NEVER waits for it).
  */
 CONC_API int conc__waiter_park_plain(conc_waiter *w, conc_time deadline);
+
+/* The main script's thread is about to sleep in an abortable wait
+ * (signal.c): true if the host asked it to stop, so the wait must end
+ * now; on the way, puts conc's SIGINT wrapper back in front of the
+ * host's handler if the host replaced it. */
+CONC_API bool conc__interrupt_before_sleep(void);
 
 /* Says what the calling thread is about to wait on (for the dump): the
  * name its caller gave (conc_wait_label), else the core's own `what`. */

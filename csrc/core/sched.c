@@ -31,6 +31,9 @@ static _Atomic(conc_sleep_hook) sleep_hook;
 static conc__lock_t sched_lock = CONC_LOCK_INIT;
 static conc_waiter *all;              /* counted threads (sched_lock) */
 static char report[4096];             /* the last deadlock (sched_lock) */
+/* The main script's waiter, for conc_interrupt_main (a signal handler
+ * reads it: an atomic, never locked). */
+static _Atomic(conc_waiter *) main_waiter;
 
 void conc_deadlock_mode(int m) { atomic_store(&mode, m); }
 
@@ -81,6 +84,7 @@ void conc__thread_enter(int64_t id) {
   w->label = NULL;  /* a reused waiter: no name left from before */
   w->where[0] = '\0';
   w->counted = true;
+  if (id == 0) atomic_store(&main_waiter, w);
   w->prev_all = NULL;
   w->next_all = all;
   if (all) all->prev_all = w;
@@ -167,6 +171,21 @@ static void deadlock(void) {
   fprintf(stderr, "fatal error: %s", report);
   fflush(stderr);
   _exit(2);
+}
+
+/* Async-signal-safe (atomics and a futex wake): a SIGINT handler calls
+ * it, on the main thread itself or on another. Only a wait that says it
+ * can be aborted (`what` set, `abortable`) is claimed: it then unlinks
+ * what it linked and returns EINTR. A claim that loses (a waker won, or
+ * the wait is over and `selected` holds its outcome) changes nothing. */
+int conc_interrupt_main(void) {
+  conc_waiter *w = atomic_load(&main_waiter);
+  if (w == NULL || atomic_load(&w->what) == NULL ||
+      !atomic_load(&w->abortable) ||
+      !conc__waiter_claim(w, CONC_SEL_INTERRUPT))
+    return 0;
+  conc__waiter_wake(w);
+  return 1;
 }
 
 void conc__sleep_begin(conc_waiter *w) {

@@ -116,9 +116,9 @@ static int park_on_all(conc_case *cases, const int *order, int n,
   sel_poll sp = {cases, order, n};
   int fired = conc__waiter_park_or(w, deadline, buffered ? any_ready : NULL,
                                    &sp);
-  int result = fired == CONC_SEL_DEADLOCK ? CONC_EDEADLOCK
-             : fired == CONC_SEL_RETRY    ? RESTART
-                                          : CONC_ETIMEDOUT;
+  int result = fired == CONC_SEL_RETRY   ? RESTART
+             : fired == CONC_SEL_TIMEOUT ? CONC_ETIMEDOUT
+                                         : conc__abort_code(fired);
   for (int k = 0; k < n; k++) {
     int i = order[k];
     conc_chan *c = cases[i].chan;
@@ -169,7 +169,7 @@ static int select_with(conc_case *cases, int n, conc_time deadline,
     conc__waiter_arm(w);
     conc__waiting_on(w, "select with no channel", NULL, true);
     int r = conc__waiter_park(w, deadline);
-    return r == CONC_SEL_DEADLOCK ? CONC_EDEADLOCK : CONC_ETIMEDOUT;
+    return r == CONC_SEL_TIMEOUT ? CONC_ETIMEDOUT : conc__abort_code(r);
   }
   int nlocks = sort_unique(locks, live);
   bool retried = false;

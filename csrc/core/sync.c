@@ -125,35 +125,48 @@ int conc_mutex_trylock(conc_mutex *m) {
 }
 
 /* Parks on q (lock held by the caller, released here) until handed the
- * object; the waker completes the acquisition for us. */
-static void park_on(conc__lock_t *lock, conc_waitq *q, const char *what,
-                    const void *obj) {
+ * object; the waker completes the acquisition for us. An abortable wait
+ * (the main script's mutex lock) may instead be ended by an interrupt or
+ * a deadlock: it then unlinks its sudog (a waker that finds it claimed
+ * skips it) and returns that code, without the object. */
+static int park_on(conc__lock_t *lock, conc_waitq *q, const char *what,
+                   const void *obj, bool abortable) {
   conc_waiter *w = conc__waiter_self();
   conc_sudog sd = {0};
   sd.w = w;
   conc__waiter_arm(w);
-  conc__waiting_on(w, what, obj, false);
+  conc__waiting_on(w, what, obj, abortable);
   conc__waitq_push(q, &sd);
   conc__unlock(lock);
-  conc__waiter_park(w, CONC_NEVER);
+  int fired = conc__waiter_park(w, CONC_NEVER);
+  if (fired >= 0) return CONC_OK;
+  conc__lock(lock);
+  conc__waitq_remove(q, &sd);
+  conc__unlock(lock);
+  return conc__abort_code(fired);
 }
 
-void conc_mutex_lock(conc_mutex *m) {
-  if (conc_mutex_trylock(m)) return;
+/* A lock left with WAITERS set and an empty queue (an aborted waiter
+ * unlinked itself) is still correct: the next unlock takes the slow path
+ * and clears it. */
+static int mutex_lock(conc_mutex *m, bool abortable) {
+  if (conc_mutex_trylock(m)) return CONC_OK;
   conc__lock(&m->lock);
   for (;;) {
     int s = atomic_load(&m->state);
     if (!(s & LOCKED)) {
       if (atomic_compare_exchange_weak(&m->state, &s, s | LOCKED)) {
         conc__unlock(&m->lock);
-        return;
+        return CONC_OK;
       }
     } else if (atomic_compare_exchange_weak(&m->state, &s, s | WAITERS)) {
-      park_on(&m->lock, &m->waiters, "mutex lock", m);  /* woken owning it */
-      return;
+      /* woken owning it */
+      return park_on(&m->lock, &m->waiters, "mutex lock", m, abortable);
     }
   }
 }
+
+int conc_mutex_lock(conc_mutex *m) { return mutex_lock(m, true); }
 
 int conc_mutex_unlock(conc_mutex *m) {
   int s = LOCKED;
@@ -210,7 +223,7 @@ void conc_rwmutex_rlock(conc_rwmutex *m) {
     conc__unlock(&m->lock);
     return;
   }
-  park_on(&m->lock, &m->rq, "rwmutex rlock", m);  /* counted as reader */
+  park_on(&m->lock, &m->rq, "rwmutex rlock", m, false);  /* a reader */
 }
 
 int conc_rwmutex_tryrlock(conc_rwmutex *m) {
@@ -229,7 +242,7 @@ void conc_rwmutex_lock(conc_rwmutex *m) {
     return;
   }
   m->writers_waiting++;
-  park_on(&m->lock, &m->wq, "rwmutex lock", m);  /* handed the lock */
+  park_on(&m->lock, &m->wq, "rwmutex lock", m, false);  /* handed it */
 }
 
 int conc_rwmutex_trylock(conc_rwmutex *m) {
@@ -326,7 +339,7 @@ int conc_cond_wait(conc_cond *c) {
   conc__unlock(&c->lock);              /* no signal can be missed */
   conc_mutex_unlock(c->m);
   conc__waiter_park(w, CONC_NEVER);
-  conc_mutex_lock(c->m);
+  mutex_lock(c->m, false);  /* Wait returns holding it, always */
   return CONC_OK;
 }
 

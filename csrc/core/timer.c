@@ -207,7 +207,10 @@ static bool ensure_thread(void) {
   pthread_attr_t attr;
   CONC_CHECK(pthread_attr_init(&attr));
   CONC_CHECK(pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED));
+  sigset_t old_mask;  /* the thread blocks conc's signals (signal.c) */
+  conc_signal_block(&old_mask);
   int rc = pthread_create(&tid, &attr, timer_main, NULL);
+  conc_signal_restore(&old_mask);
   CONC_CHECK(pthread_attr_destroy(&attr));
   timers.started = rc == 0;
   return timers.started;

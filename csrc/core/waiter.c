@@ -98,16 +98,6 @@ static struct timespec to_timespec(conc_time t) {
   return ts;
 }
 
-int conc_sleep_until(conc_time deadline) {
-  conc_waiter *w = conc__waiter_self();
-  conc__waiting_on(w, "sleep", NULL, false);  /* not asleep for good */
-  struct timespec ts = to_timespec(deadline);
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-    ;
-  conc__waiting_done(w);
-  return CONC_OK;
-}
-
 /* ---- random numbers (xorshift64*, per thread) ---------------------------- */
 
 uint32_t conc__rand(void) {
@@ -312,9 +302,9 @@ static bool woken_or_ready(const void *p) {
  * wait: see conc__waiter_park_plain). */
 static int park(conc_waiter *w, conc_time deadline,
                 bool (*ready)(const void *arg), const void *arg,
-                bool claim_timeout) {
+                bool claim_timeout, bool spin) {
   park_poll k = {w, ready, arg};
-  conc__spin_until(woken_or_ready, &k, deadline);
+  if (spin) conc__spin_until(woken_or_ready, &k, deadline);
   /* Checked at least once after the caller linked its sudogs: a waker
    * that did not see them made `ready` true before we look (see
    * conc__waitq_push). Claiming ourselves keeps wakers off. */
@@ -322,6 +312,15 @@ static int park(conc_waiter *w, conc_time deadline,
       conc__waiter_claim(w, CONC_SEL_RETRY)) {
     conc__waiting_done(w);
     return CONC_SEL_RETRY;
+  }
+  /* The main script's abortable wait, about to sleep: a Ctrl-C since it
+   * began ends it (one during the sleep wakes it: conc_interrupt_main). */
+  if (!woken(w) && w->id == 0 && w->counted &&
+      atomic_load_explicit(&w->abortable, memory_order_relaxed) &&
+      conc__interrupt_before_sleep() &&
+      conc__waiter_claim(w, CONC_SEL_INTERRUPT)) {
+    conc__waiting_done(w);
+    return CONC_SEL_INTERRUPT;
   }
   if (!woken(w)) {
     conc__flush_delivered();
@@ -355,15 +354,26 @@ static int park(conc_waiter *w, conc_time deadline,
 
 int conc__waiter_park_or(conc_waiter *w, conc_time deadline,
                          bool (*ready)(const void *arg), const void *arg) {
-  return park(w, deadline, ready, arg, true);
+  return park(w, deadline, ready, arg, true, true);
 }
 
 int conc__waiter_park(conc_waiter *w, conc_time deadline) {
-  return park(w, deadline, NULL, NULL, true);
+  return park(w, deadline, NULL, NULL, true, true);
 }
 
 int conc__waiter_park_plain(conc_waiter *w, conc_time deadline) {
-  return park(w, deadline, NULL, NULL, false);
+  return park(w, deadline, NULL, NULL, false, true);
+}
+
+/* A sleep parks on the waiter (nobody wakes it, so it does not spin):
+ * so the main script's sleep can be interrupted like any other wait. */
+int conc_sleep_until(conc_time deadline) {
+  conc_waiter *w = conc__waiter_self();
+  conc__waiter_arm(w);
+  conc__waiting_on(w, "sleep", NULL, true);  /* never asleep for good */
+  int fired = park(w, deadline, NULL, NULL, true, false);
+  return fired >= 0 || fired == CONC_SEL_TIMEOUT ? CONC_OK
+                                                 : conc__abort_code(fired);
 }
 
 /* ---- wait queues (the caller holds the queue's lock) ---------------------- */

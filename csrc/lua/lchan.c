@@ -71,7 +71,7 @@ static int do_send(lua_State *L, const char *fname, const lconc_wait *w) {
   conc_msg_free(&cs.msg);
   if (rc == CONC_ECLOSED)
     return luaL_error(L, "%s: send on closed channel", fname);
-  if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, fname);
+  if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, fname);
   return rc;
 }
 
@@ -99,7 +99,7 @@ static int do_recv(lua_State *L, const lconc_wait *w, const char *fname,
   cs.op = CONC_RECV;
   lconc_blocking(L, "chan receive");
   int rc = lconc_wait_op(&cs, w);
-  if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.chan:recv");
+  if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, "conc.chan:recv");
   if (rc == CONC_OK) {
     lconc_decode(L, &cs.msg, fname, LCONC_VALUE);
     lua_pushboolean(L, 1);
@@ -185,7 +185,7 @@ static int chan_next(lua_State *L) {
   conc_msg m;
   lconc_blocking(L, "chan range");
   int rc = conc_chan_recv(c, &m, CONC_NEVER);
-  if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.chan:range");
+  if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, "conc.chan:range");
   if (rc != CONC_OK) return 0;
   return lconc_decode(L, &m, "conc.chan:range", LCONC_VALUE);
 }

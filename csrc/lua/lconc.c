@@ -14,6 +14,7 @@
 static int main_state_closing(lua_State *L) {
   (void)L;
   lconc_blocking(NULL, NULL);  /* the state it names is closing */
+  lconc_interrupt_close();
   lconc_report_running();
   return 0;
 }
@@ -47,6 +48,7 @@ int luaopen_conc_core(lua_State *L) {
     lua_setmetatable(L, -2);
     lua_setfield(L, LUA_REGISTRYINDEX, "conc.main_sentinel");
     lconc_main_enter();
+    lconc_interrupt_init(L);
   }
   lua_settop(L, 0);
   lua_newtable(L);
@@ -63,5 +65,6 @@ int luaopen_conc_core(lua_State *L) {
   lconc_open_sem(L);
   lconc_open_errgroup(L);
   lconc_open_atomic(L);
+  lconc_open_signal(L);
   return 1;
 }

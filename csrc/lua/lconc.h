@@ -163,6 +163,19 @@ CONC_API void lconc_open_atomic(lua_State *L);   /* latomic.c */
  * ENOMEM. n must be in 0..size. */
 CONC_API int lconc_sem_acquire(lua_State *L, const char *label, conc_sem *s,
                                int64_t n, const lconc_wait *w);
+CONC_API void lconc_open_signal(lua_State *L);   /* lsignal.c */
+
+/* ---- Ctrl-C and the main script (lsignal.c) --------------------------------- */
+
+/* L is the main script's state (the one that loaded conc on the main
+ * thread): remembers its main thread, whose hook lua.c's SIGINT handler
+ * sets, and tells the core how to ask whether Ctrl-C was pressed. */
+CONC_API void lconc_interrupt_init(lua_State *L);
+/* The main script's state is closing: no more questions to it. */
+CONC_API void lconc_interrupt_close(void);
+/* A blocking call of the main script begins: remembers the hook, so a
+ * change to it (lua.c's handler ran) means "interrupt the wait". */
+CONC_API void lconc_interrupt_arm(void);
 
 /* ---- threads (lsched.c) ---------------------------------------------------- */
 
@@ -175,6 +188,13 @@ CONC_API int lconc_sem_acquire(lua_State *L, const char *label, conc_sem *s,
 CONC_API void lconc_blocking(lua_State *L, const char *label);
 /* Raises "fname: all workers are asleep - deadlock!" and the report. */
 CONC_API int lconc_raise_deadlock(lua_State *L, const char *fname);
+/* Whether a wait's code says it was aborted: a deadlock, or the main
+ * script's Ctrl-C. Either raises, through lconc_raise_abort. */
+#define lconc_aborted(rc) ((rc) == CONC_EDEADLOCK || (rc) == CONC_EINTR)
+/* Raises for an aborted wait: the deadlock report (lconc_raise_deadlock)
+ * or, for CONC_EINTR, "interrupted!" as lua.c's Ctrl-C does (lsignal.c
+ * takes back the hook lua.c's handler set, so it does not raise again).*/
+CONC_API int lconc_raise_abort(lua_State *L, int rc, const char *fname);
 /* The main script's thread starts counting as a Lua thread (for good:
  * see main_state_closing in lconc.c). */
 CONC_API void lconc_main_enter(void);

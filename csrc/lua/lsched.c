@@ -13,9 +13,13 @@
 /* The Lua state of the blocking call the calling thread is in. */
 static CONC_TLS lua_State *blocking_state;
 
+/* Whether the calling thread runs the main script. */
+static CONC_TLS bool main_thread;
+
 void lconc_blocking(lua_State *L, const char *label) {
   blocking_state = L;
   conc_wait_label(label);
+  if (main_thread) lconc_interrupt_arm();
 }
 
 /* Appends s to buf (size bytes, *n used), truncating; keeps it ended. */
@@ -59,6 +63,7 @@ int lconc_raise_deadlock(lua_State *L, const char *fname) {
 
 void lconc_main_enter(void) {
   conc_set_sleep_hook(where_hook);
+  main_thread = true;
   if (conc__waiter_self()->counted) return;
   conc__live_add(1);
   conc__thread_enter(0);

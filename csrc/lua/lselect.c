@@ -100,7 +100,7 @@ static int select_results(lua_State *L, conc_case *cases, int n, int r,
   if (r < 0) {
     free_sends(cases, n, -1);
     if (r == CONC_ENOMEM) return luaL_error(L, "conc.select: not enough memory");
-    if (r == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.select");
+    if (lconc_aborted(r)) return lconc_raise_abort(L, r, "conc.select");
     if (r == CONC_ERECVONLY)  /* read_case refuses those first */
       return luaL_error(L, "conc.select: send on receive-only channel");
     lua_pushstring(L, has_default ? "default" : "timeout");

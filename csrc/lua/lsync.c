@@ -106,8 +106,10 @@ static int mu_new(lua_State *L) {
 }
 
 static int mu_lock(lua_State *L) {
+  conc_mutex *m = CHECK(L, conc_mutex, conc_mutex_type);
   lconc_blocking(L, "mutex lock");
-  conc_mutex_lock(CHECK(L, conc_mutex, conc_mutex_type));
+  int rc = conc_mutex_lock(m);  /* fails only aborted (no lock held) */
+  if (rc != CONC_OK) return lconc_raise_abort(L, rc, "conc.mutex:lock");
   return 0;
 }
 
@@ -280,7 +282,7 @@ static int once_call(lua_State *L) {
     lconc_wait forever = {CONC_NEVER, NULL};
     int rc = lconc_wait_closed(L, "once call", wait, &forever);
     conc_release((conc_obj *)wait);
-    if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, "conc.once:call");
+    if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, "conc.once:call");
     /* The runner's finish closes it, once the outcome is stored; had
      * something else, the outcome read below would not be there yet. */
     if (conc_once_begin(o, &wait) != CONC_ONCE_DONE)

@@ -60,13 +60,15 @@ static int t_sleep(lua_State *L) {
   lconc_check_wait(L, 2, &w);
   conc_time deadline = conc_deadline_in(s);
   lconc_blocking(L, "sleep");
+  int rc = CONC_OK;
   if (w.ctx == NULL) {
-    if (s > 0) conc_sleep_until(deadline);
+    if (s > 0) rc = conc_sleep_until(deadline);
   } else {
     conc_case cs = {conc_ctx_done(w.ctx), CONC_RECV, {0}, 0};
     int closed_send;
     int err = conc_ctx_err(w.ctx);
-    if (!err && s > 0 && conc_select(&cs, 1, deadline, &closed_send) == 0) {
+    if (!err && s > 0) rc = conc_select(&cs, 1, deadline, &closed_send);
+    if (!err && s > 0 && rc == 0) {
       /* Done fired: cancel closes it, after setting err, and nobody
        * else can. With no error the sleep would end early as a success. */
       err = conc_ctx_err(w.ctx);
@@ -74,6 +76,7 @@ static int t_sleep(lua_State *L) {
     }
     if (err) return lconc_push_fail(L, err, "conc.sleep");
   }
+  if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, "conc.sleep");
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -72,7 +72,7 @@ int lconc_wait_closed(lua_State *L, const char *label, conc_chan *c,
 }
 
 int lconc_push_fail(lua_State *L, int rc, const char *fname) {
-  if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, fname);
+  if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, fname);
   lua_pushnil(L);
   lua_pushstring(L, rc == CONC_EAGAIN ? "timeout" : conc_strerror(rc));
   return 2;

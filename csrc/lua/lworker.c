@@ -138,9 +138,8 @@ static void check_finished(lconc_task *t) {
 static int w_join(lua_State *L) {
   lconc_task *t = checktask(L);
   lconc_wait forever = {CONC_NEVER, NULL};
-  if (lconc_wait_closed(L, "worker join", t->done, &forever) ==
-      CONC_EDEADLOCK)
-    return lconc_raise_deadlock(L, "conc.worker:join");
+  int rc = lconc_wait_closed(L, "worker join", t->done, &forever);
+  if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, "conc.worker:join");
   check_finished(t);
   atomic_store(&t->observed, 1);
   int ok = atomic_load(&t->state) == TASK_DONE;
@@ -163,8 +162,7 @@ static int w_wait(lua_State *L) {
   lconc_wait w;
   lconc_check_wait(L, 2, &w);
   int rc = lconc_wait_closed(L, "worker wait", t->done, &w);
-  if (rc == CONC_EDEADLOCK)
-    return lconc_raise_deadlock(L, "conc.worker:wait");
+  if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, "conc.worker:wait");
   if (rc == CONC_OK) {
     check_finished(t);
     lua_pushboolean(L, 1);

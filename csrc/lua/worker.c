@@ -870,7 +870,10 @@ static int new_thread(lconc_task *t) {
   pool.threads++;
   conc__unlock(&pool.lock);
   pthread_t tid;
+  sigset_t old_mask;  /* the thread blocks conc's signals (signal.c) */
+  conc_signal_block(&old_mask);
   int rc = pthread_create(&tid, &attr, thread_main, p);
+  conc_signal_restore(&old_mask);
   CONC_CHECK(pthread_attr_destroy(&attr));
   if (rc != 0) {
     conc__lock(&pool.lock);
