@@ -122,7 +122,10 @@ CONC_API int conc_msg_init(conc_msg *m, const void *data, size_t len,
 CONC_API const unsigned char *conc_msg_data(const conc_msg *m);
 CONC_API conc_obj *conc_msg_ref(const conc_msg *m, uint32_t i);
 CONC_API void conc_msg_free(conc_msg *m);   /* releases refs, frees data */
-/* A second message with the same content (its own references). */
+/* A second message with the same content. A message too big to be
+ * inline shares its (immutable) heap block with its copies: a copy is an
+ * atomic increment, and the block and its references go with the last
+ * conc_msg_free. CONC_OK always (kept an int for callers that check). */
 CONC_API int conc_msg_copy(conc_msg *dst, const conc_msg *src);
 
 /* ---- waiting ---------------------------------------------------------- */
