@@ -57,5 +57,8 @@ int luaopen_conc_core(lua_State *L) {
   lconc_open_time(L);
   lconc_open_ctx(L);
   lconc_open_sync(L);
+  lconc_open_pubsub(L);
+  lconc_open_merge(L);
+  lconc_open_workpool(L);
   return 1;
 }

@@ -149,6 +149,9 @@ CONC_API void lconc_open_ctx(lua_State *L);      /* lctx.c */
 CONC_API void lconc_open_sync(lua_State *L);     /* lsync.c */
 CONC_API void lconc_open_map(lua_State *L);      /* lmap.c */
 CONC_API void lconc_open_sched(lua_State *L);    /* lsched.c */
+CONC_API void lconc_open_pubsub(lua_State *L);   /* lpubsub.c */
+CONC_API void lconc_open_merge(lua_State *L);    /* lmerge.c */
+CONC_API void lconc_open_workpool(lua_State *L); /* lworkpool.c */
 
 /* ---- threads (lsched.c) ---------------------------------------------------- */
 

@@ -56,6 +56,34 @@ static size_t go_options(lua_State *L) {
   return (size_t)limit;
 }
 
+/* Starts a task running `call` (taken over, whatever happens): *out
+ * holds the creator's reference. CONC_ENOMEM or the spawn's error. */
+static int spawn_call(lua_State *L, conc_msg *call, size_t memory_limit,
+                      lconc_task **out) {
+  lconc_task *t = calloc(1, sizeof *t);
+  conc_chan *done = t ? conc__chan_new_owned(0) : NULL;  /* end_task's */
+  if (done == NULL) {
+    free(t);
+    conc_msg_free(call);
+    return CONC_ENOMEM;
+  }
+  conc_obj_init(&t->hdr, &lconc_task_type);
+  t->call = *call;
+  t->memory_limit = memory_limit;
+  t->done = done;
+  t->path = package_field(L, "path");
+  t->cpath = package_field(L, "cpath");
+  static atomic_llong next_id = 1;
+  t->id = atomic_fetch_add(&next_id, 1);
+  int rc = lconc_spawn(t);
+  if (rc != CONC_OK) {
+    conc_release(&t->hdr);
+    return rc;
+  }
+  *out = t;
+  return CONC_OK;
+}
+
 /* conc.go([options,] fn, ...) -> handle | nil, message, "spawn" */
 static int go(lua_State *L) {
   size_t memory_limit = 0;
@@ -77,34 +105,24 @@ static int go(lua_State *L) {
   luaL_checktype(L, first, LUA_TFUNCTION);
   conc_msg call;
   lconc_encode_call(L, first, lua_gettop(L) - first + 1, &call);
-  lconc_task *t = calloc(1, sizeof *t);
-  conc_chan *done = t ? conc__chan_new_owned(0) : NULL;  /* end_task's */
-  if (done == NULL) {  /* as a spawn the system refuses: a return value */
-    free(t);
-    conc_msg_free(&call);
+  lconc_task *t;
+  int rc = spawn_call(L, &call, memory_limit, &t);
+  if (rc != CONC_OK) {  /* as a spawn the system refuses: a return value */
     lua_pushnil(L);
-    lua_pushliteral(L, "conc.go: not enough memory");
-    lua_pushliteral(L, "spawn");
-    return 3;
-  }
-  conc_obj_init(&t->hdr, &lconc_task_type);
-  t->call = call;
-  t->memory_limit = memory_limit;
-  t->done = done;
-  t->path = package_field(L, "path");
-  t->cpath = package_field(L, "cpath");
-  static atomic_llong next_id = 1;
-  t->id = atomic_fetch_add(&next_id, 1);
-  int rc = lconc_spawn(t);
-  if (rc != CONC_OK) {
-    conc_release(&t->hdr);
-    lua_pushnil(L);
-    lua_pushfstring(L, "conc.go: %s", conc_strerror(rc));
+    lua_pushfstring(L, "conc.go: %s", rc == CONC_ENOMEM
+                    ? "not enough memory" : conc_strerror(rc));
     lua_pushliteral(L, "spawn");
     return 3;
   }
   lconc_push_obj(L, &t->hdr);
   return 1;
+}
+
+int lconc_go_detached(lua_State *L, conc_msg *call) {
+  lconc_task *t;
+  int rc = spawn_call(L, call, 0, &t);
+  if (rc == CONC_OK) conc_release(&t->hdr);  /* runs on, unobserved */
+  return rc;
 }
 
 /* After t's done channel was seen closed. end_task sets the state
