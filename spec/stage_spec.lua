@@ -55,7 +55,8 @@ describe("conc.stage", function()
     local sq = conc.stage(generate(nums, ctx), function(n) return n * n end,
       {ctx = ctx, workers = 3})
     local out = conc.stage(sq, function(n) return n + 1 end, {ctx = ctx})
-    assert.are.equal(2, out:recv())
+    local v = out:recv() -- n * n + 1 for some n (3 workers: any order)
+    assert.are.equal(0, math.sqrt(v - 1) % 1)
     cancel()
     for _ in out:range() do end -- closed soon, whatever was in flight
     assert.are.equal(1, only_main_left())
