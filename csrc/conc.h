@@ -218,7 +218,10 @@ CONC_API int conc_msg_init(conc_msg *m, const void *data, size_t len,
 CONC_API const unsigned char *conc_msg_data(const conc_msg *m);
 CONC_API conc_obj *conc_msg_ref(const conc_msg *m, uint32_t i);
 CONC_API void conc_msg_free(conc_msg *m);   /* releases refs, frees data */
-/* A second message with the same content (its own references). */
+/* A second message with the same content. A message too big to be
+ * inline shares its (immutable) heap block with its copies: a copy is an
+ * atomic increment, and the block and its references go with the last
+ * conc_msg_free. CONC_OK always (kept an int for callers that check). */
 CONC_API int conc_msg_copy(conc_msg *dst, const conc_msg *src);
 
 /* ---- waiting ---------------------------------------------------------- */
@@ -703,5 +706,82 @@ CONC_API void conc_signal_restore(const sigset_t *old);
  */
 CONC_API int conc_interrupt_main(void);
 CONC_API void conc_set_interrupt_pending(int (*pending)(void));
+/* ---- pub/sub (pubsub.c) ----------------------------------------------------- */
+
+typedef struct conc_pubsub conc_pubsub;
+CONC_API extern const conc_type conc_pubsub_type;
+
+CONC_API conc_pubsub *conc_pubsub_new(void);   /* NULL: ENOMEM */
+/* Subscribes `id` to the topics (byte strings of the given lengths) with
+ * a receive-only channel of capacity cap, returned retained in *out. An
+ * id subscribed already is replaced (its old channel is closed). */
+CONC_API int conc_pubsub_subscribe(conc_pubsub *ps, const char *id,
+                                   size_t idlen, const char *const *topics,
+                                   const size_t *lens, size_t ntopics,
+                                   size_t cap, conc_chan **out);
+/* Removes `id` and closes its channel: 1 if it was subscribed. */
+CONC_API int conc_pubsub_unsubscribe(conc_pubsub *ps, const char *id,
+                                     size_t len);
+/* Gives every subscriber of `topic` a copy of *m (which stays the
+ * caller's) without blocking: a full channel misses it, and its
+ * subscriber's dropped count grows. Returns how many received it, or
+ * ENOMEM. */
+CONC_API int conc_pubsub_publish(conc_pubsub *ps, const char *topic,
+                                 size_t len, const conc_msg *m);
+/* Messages `id` missed; -1 if it is not subscribed. */
+CONC_API int64_t conc_pubsub_dropped(conc_pubsub *ps, const char *id,
+                                     size_t len);
+CONC_API size_t conc_pubsub_count(conc_pubsub *ps);
+
+/* ---- fan-in (merge.c) -------------------------------------------------------- */
+
+/*
+ * A receive-only channel that receives from the n inputs (each retained)
+ * until every one is closed and drained, or ctx (if not NULL) is
+ * canceled: then it reads as closed. No thread forwards anything: a
+ * receive on it (conc_chan_recv, or a case of conc_select) is a select
+ * over its live inputs, so each value is received exactly once, by the
+ * merged channel's receiver, and an unbuffered input's sender is
+ * released by that receiver. Inputs may be merged channels themselves
+ * (up to CONC_MERGE_DEPTH deep: EINVAL beyond). The merged channel is
+ * returned retained in *out.
+ */
+#define CONC_MERGE_DEPTH 8
+CONC_API int conc_merge_new(conc_chan *const *in, size_t n, conc_ctx *ctx,
+                            conc_chan **out);
+
+/* ---- worker pools and pipeline stages (workpool.c) ------------------------- */
+
+/*
+ * The shared state of a pool of n workers (conc.workpool) or a pipeline
+ * stage (conc.stage): the channel its workers take jobs from, the one
+ * they put results on, an optional context that stops them, and the
+ * count of workers still running. The workers themselves are the
+ * binding's; each calls conc_workpool_exit once when it stops, and the
+ * last one closes `results` and the pool's done channel.
+ */
+typedef struct conc_workpool conc_workpool;
+CONC_API extern const conc_type conc_workpool_type;
+
+/* jobs and results are retained. own_jobs: close() closes jobs (a pool's
+ * own queue; a stage's input is its producer's to close). */
+CONC_API conc_workpool *conc_workpool_new(int workers, conc_chan *jobs,
+                                          conc_chan *results, conc_ctx *ctx,
+                                          int own_jobs);
+/* The channels and context, borrowed (they live as long as p). */
+CONC_API conc_chan *conc_workpool_jobs(conc_workpool *p);
+CONC_API conc_chan *conc_workpool_results(conc_workpool *p);
+CONC_API conc_ctx *conc_workpool_ctx(conc_workpool *p);
+/* Takes no more jobs: closes the queue (once); 1 if this call did. */
+CONC_API int conc_workpool_close(conc_workpool *p);
+CONC_API int conc_workpool_closed(conc_workpool *p);
+/* A worker stops; the last closes results and the done channel. */
+CONC_API void conc_workpool_exit(conc_workpool *p);
+/* Workers still running. */
+CONC_API int conc_workpool_live(conc_workpool *p);
+/* A channel closed once every worker has stopped (borrowed). */
+CONC_API conc_chan *conc_workpool_done(conc_workpool *p);
+/* Workers that never started (a spawn failed): counted as stopped. */
+CONC_API void conc_workpool_unstarted(conc_workpool *p, int n);
 
 #endif

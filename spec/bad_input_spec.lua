@@ -2444,6 +2444,7 @@ describe("bad input: conc module functions", function()
       "after", "atomic", "background", "breaker", "chan", "cond", "defer",
       "errgroup", "go", "id", "limiter", "map", "mutex", "semaphore",
       "now", "once", "pool", "rwmutex", "select", "set_deadlock_mode",
+      "merge", "pubsub", "stage", "workpool", "_flow_worker",
       "sleep", "stats", "ticker", "timer", "todo", "waitgroup", "with_cancel",
       "with_cancel_cause", "with_deadline", "with_timeout", "with_value",
       "workers"}
@@ -2453,6 +2454,64 @@ describe("bad input: conc module functions", function()
       if type(v) == "function" then
         assert(set[name], "conc." .. name .. " has no bad-input spec")
       end
+    end
+  end)
+end)
+
+-- ==== pub/sub, merge, stage, workpool (issue 12) =============================
+
+FX.pubsub = {
+  make = function() return conc.pubsub() end,
+  check = function(ps)
+    expect(#ps == 0, "%d subscribers, not 0", #ps)
+    local c = ps:subscribe("x", "t", 1)
+    expect(ps:publish("t", 1) == 1, "publish did not reach x")
+    expect(c:recv().payload == 1, "x did not receive")
+    expect(ps:unsubscribe("x"), "unsubscribe")
+  end,
+}
+
+FX.workpool = {
+  make = function() return conc.workpool(1, function(j) return j end) end,
+  check = function(p)
+    expect(p:submit(7, 5) == true, "submit failed")
+    local r = p:results():recv(5)
+    expect(r and r.ok and r.value == 7, "result %s", show_value(r))
+    p:close()
+    expect(p:workers() == 0, "workers left after close")
+  end,
+}
+
+describe("bad input: pub/sub, merge, stage, workpool", function()
+  it("every method raises on a self of another type", function()
+    sweep_self(FX.pubsub, "conc.pubsub", {
+      subscribe = {n = 2, "id", "t"}, unsubscribe = {n = 1, "id"},
+      publish = {n = 2, "t", 1}, dropped = {n = 1, "id"}, len = {n = 0}})
+    sweep_self(FX.workpool, "conc.workpool", {
+      submit = {n = 1, 1}, try_submit = {n = 1, 1}, results = {n = 0},
+      wait = {n = 1, 0}, len = {n = 0}, workers = {n = 0}})
+  end)
+
+  it("constructors refuse what they cannot use", function()
+    local ch = conc.chan()
+    local cases = {
+      {"merge: no list", function() conc.merge(ch) end},
+      {"merge: an element", function() conc.merge({ch, 1}) end},
+      {"merge: ctx", function() conc.merge({ch}, 1) end},
+      {"stage: input", function() conc.stage({}, print) end},
+      {"stage: fn", function() conc.stage(ch, {}) end},
+      {"stage: options", function() conc.stage(ch, print, 3) end},
+      {"stage: buffer", function() conc.stage(ch, print, {buffer = -1}) end},
+      {"workpool: n", function() conc.workpool(1.5, print) end},
+      {"workpool: fn", function() conc.workpool(1) end},
+      {"workpool: ctx", function() conc.workpool(1, print, {ctx = ch}) end},
+      {"pubsub: topics", function() conc.pubsub():subscribe("a", 1) end},
+      {"pubsub: capacity", function()
+         conc.pubsub():subscribe("a", "t", 2^31) end},
+      {"pubsub: id", function() conc.pubsub():subscribe({}, "t") end},
+    }
+    for _, c in ipairs(cases) do
+      expect(not pcall(c[2]), "%s did not raise", c[1])
     end
   end)
 end)

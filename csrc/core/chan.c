@@ -28,6 +28,7 @@
 static void chan_destroy(conc_obj *o) {
   conc_chan *c = (conc_chan *)o;
   if (c->timer) conc__timer_chan_gone(c->timer);  /* nobody can receive */
+  if (c->merge) conc__merge_free(c->merge);
   size_t head = atomic_load_explicit(&c->head, memory_order_relaxed);
   size_t tail = atomic_load_explicit(&c->tail, memory_order_relaxed);
   for (size_t pos = head; pos != (tail & ~RING_CLOSED); pos++)
@@ -494,6 +495,7 @@ int conc_chan_send(conc_chan *c, conc_msg *m, conc_time deadline) {
 }
 
 int conc_chan_recv(conc_chan *c, conc_msg *out, conc_time deadline) {
+  if (c->merge) return conc__merge_recv(c, out, deadline);
   return c->cap > 0 ? buffered_op(c, out, deadline, false)
                     : unbuffered_op(c, out, deadline, false);
 }

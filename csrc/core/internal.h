@@ -323,6 +323,8 @@ struct conc_chan {
   conc_slot *slots;         /* cap slots (aligned), or NULL */
   void *slots_raw;          /* what was allocated for them */
   conc_timer *timer;        /* a timer sending on it, owned (or NULL) */
+  struct conc_merge *merge; /* a merged channel's inputs (merge.c), owned;
+                             * set at creation, then read */
   /* Written by every push / every pop: one cache line each. */
   _Alignas(64) atomic_size_t tail;
   _Alignas(64) atomic_size_t head;
@@ -379,6 +381,22 @@ static inline void conc__msg_move(conc_msg *dst, const conc_msg *src) {
 /* The channel of timer t is being destroyed: t stops and the channel's
  * reference to it is dropped (chan.c's destroy). */
 CONC_API void conc__timer_chan_gone(conc_timer *t);
+
+/* ---- merged channels (merge.c) ------------------------------------------- */
+
+/* A receive on merged channel c (c->merge set): conc_chan_recv's. */
+CONC_API int conc__merge_recv(conc_chan *c, conc_msg *out,
+                              conc_time deadline);
+/* conc_select when some case is on a merged channel. */
+CONC_API int conc__merge_select(conc_case *cases, int n, conc_time deadline,
+                                int *closed_send);
+/* conc_select over cases with no merged channel among them (a merged
+ * channel's own case, in merge.c's expansion, is a plain receive that
+ * fires when it is closed). */
+CONC_API int conc__select_plain(conc_case *cases, int n, conc_time deadline,
+                                int *closed_send);
+/* Frees a merged channel's inputs (chan.c's destroy). */
+CONC_API void conc__merge_free(struct conc_merge *m);
 
 /* ---- small random numbers for select's fairness ------------------------ */
 CONC_API uint32_t conc__rand(void);

@@ -67,6 +67,24 @@ static bool is_inline(const conc_msg *m) {
   return m->nrefs == 0 && m->len <= CONC_MSG_INLINE;
 }
 
+/*
+ * A message that does not fit inline lives in one heap block: a count
+ * of the messages sharing it, then nrefs object pointers, then the
+ * bytes. Nothing writes to a block after conc_msg_init, so a copy
+ * shares it (one atomic increment, however big the value): pub/sub
+ * hands every subscriber the message it encoded once, a Once's or a
+ * map's readers copy without allocating. The block's object references
+ * are held once, by the block, and released with it.
+ */
+typedef struct msg_block {
+  atomic_long shares;
+  _Alignas(conc_obj *) unsigned char rest[];  /* refs, then bytes */
+} msg_block;
+
+static msg_block *block_of(const conc_msg *m) {
+  return (msg_block *)(void *)m->u.big.data;
+}
+
 int conc_msg_init(conc_msg *m, const void *data, size_t len,
                   conc_obj *const *refs, uint32_t nrefs) {
   if (len > UINT32_MAX) return CONC_ENOMEM;
@@ -77,52 +95,47 @@ int conc_msg_init(conc_msg *m, const void *data, size_t len,
     return CONC_OK;
   }
   size_t refbytes = (size_t)nrefs * sizeof(conc_obj *);
-  unsigned char *p = malloc(refbytes + len + 1);
-  if (p == NULL) return CONC_ENOMEM;
-  if (refbytes) memcpy(p, refs, refbytes);
-  if (len) memcpy(p + refbytes, data, len);
-  m->u.big.data = p;
+  msg_block *b = malloc(sizeof *b + refbytes + len + 1);
+  if (b == NULL) return CONC_ENOMEM;
+  atomic_init(&b->shares, 1);
+  if (refbytes) memcpy(b->rest, refs, refbytes);
+  if (len) memcpy(b->rest + refbytes, data, len);
+  m->u.big.data = (unsigned char *)b;
   return CONC_OK;
 }
 
 const unsigned char *conc_msg_data(const conc_msg *m) {
   if (is_inline(m)) return m->u.small;
-  return m->u.big.data + (size_t)m->nrefs * sizeof(conc_obj *);
+  return block_of(m)->rest + (size_t)m->nrefs * sizeof(conc_obj *);
 }
 
 conc_obj *conc_msg_ref(const conc_msg *m, uint32_t i) {
   conc_obj *o;
-  memcpy(&o, m->u.big.data + (size_t)i * sizeof(conc_obj *), sizeof o);
+  memcpy(&o, block_of(m)->rest + (size_t)i * sizeof(conc_obj *), sizeof o);
   return o;
 }
 
 void conc_msg_free(conc_msg *m) {
   if (is_inline(m)) return;
-  for (uint32_t i = 0; i < m->nrefs; i++) conc_release(conc_msg_ref(m, i));
-  free(m->u.big.data);
+  msg_block *b = block_of(m);
+  CONC_HB_BEFORE(b);  /* every share's reads happen before the free */
+  if (atomic_fetch_sub_explicit(&b->shares, 1, memory_order_acq_rel) == 1) {
+    CONC_HB_AFTER(b);
+    CONC_HB_FORGET(b);
+    for (uint32_t i = 0; i < m->nrefs; i++) conc_release(conc_msg_ref(m, i));
+    free(b);
+  }
   m->len = 0;
   m->nrefs = 0;
 }
 
+/* Never fails now (a share); the int stays for the API's sake. */
 int conc_msg_copy(conc_msg *dst, const conc_msg *src) {
-  if (is_inline(src)) {
-    *dst = *src;
-    return CONC_OK;
-  }
-  conc_obj **refs = NULL;
-  if (src->nrefs) {
-    refs = malloc(src->nrefs * sizeof *refs);
-    if (refs == NULL) return CONC_ENOMEM;
-    for (uint32_t i = 0; i < src->nrefs; i++) {
-      refs[i] = conc_msg_ref(src, i);
-      conc_retain(refs[i]);
-    }
-  }
-  int rc = conc_msg_init(dst, conc_msg_data(src), src->len, refs, src->nrefs);
-  if (rc != CONC_OK)
-    for (uint32_t i = 0; i < src->nrefs; i++) conc_release(refs[i]);
-  free(refs);
-  return rc;
+  if (!is_inline(src))
+    atomic_fetch_add_explicit(&block_of(src)->shares, 1,
+                              memory_order_relaxed);
+  *dst = *src;
+  return CONC_OK;
 }
 
 int conc_try_retain(conc_obj *o) {

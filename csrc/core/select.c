@@ -198,11 +198,23 @@ static int select_with(conc_case *cases, int n, conc_time deadline,
 int conc_select(conc_case *cases, int n, conc_time deadline,
                 int *closed_send) {
   *closed_send = 0;
+  bool merged = false;
   for (int i = 0; i < n; i++) {
     cases[i].ok = 0;
     if (cases[i].chan && cases[i].op == CONC_SEND && cases[i].chan->recv_only)
       return CONC_ERECVONLY;
+    merged |= cases[i].chan && cases[i].chan->merge;
   }
+  /* A merged channel's case stands for its inputs: merge.c expands it
+   * and selects over the expansion with conc__select_plain. */
+  if (merged) return conc__merge_select(cases, n, deadline, closed_send);
+  return conc__select_plain(cases, n, deadline, closed_send);
+}
+
+int conc__select_plain(conc_case *cases, int n, conc_time deadline,
+                       int *closed_send) {
+  *closed_send = 0;
+  for (int i = 0; i < n; i++) cases[i].ok = 0;
   if (n <= SMALL) {
     sel_scratch s;
     return select_with(cases, n, deadline, closed_send, s.order, s.locks,

@@ -66,5 +66,8 @@ int luaopen_conc_core(lua_State *L) {
   lconc_open_errgroup(L);
   lconc_open_atomic(L);
   lconc_open_signal(L);
+  lconc_open_pubsub(L);
+  lconc_open_merge(L);
+  lconc_open_workpool(L);
   return 1;
 }

@@ -176,6 +176,9 @@ CONC_API void lconc_interrupt_close(void);
 /* A blocking call of the main script begins: remembers the hook, so a
  * change to it (lua.c's handler ran) means "interrupt the wait". */
 CONC_API void lconc_interrupt_arm(void);
+CONC_API void lconc_open_pubsub(lua_State *L);   /* lpubsub.c */
+CONC_API void lconc_open_merge(lua_State *L);    /* lmerge.c */
+CONC_API void lconc_open_workpool(lua_State *L); /* lworkpool.c */
 
 /* ---- threads (lsched.c) ---------------------------------------------------- */
 

@@ -56,19 +56,19 @@ static size_t go_options(lua_State *L) {
   return (size_t)limit;
 }
 
-lconc_task *lconc_task_new(lua_State *L, int first, int n,
-                           size_t memory_limit) {
-  conc_msg call;
-  lconc_encode_call(L, first, n, &call);
+/* A task running `call` (taken over, whatever happens), not started;
+ * NULL if memory ran out. */
+static lconc_task *task_from_call(lua_State *L, conc_msg *call,
+                                  size_t memory_limit) {
   lconc_task *t = calloc(1, sizeof *t);
   conc_chan *done = t ? conc__chan_new_owned(0) : NULL;  /* end_task's */
   if (done == NULL) {
     free(t);
-    conc_msg_free(&call);
+    conc_msg_free(call);
     return NULL;
   }
   conc_obj_init(&t->hdr, &lconc_task_type);
-  t->call = call;
+  t->call = *call;
   t->memory_limit = memory_limit;
   t->done = done;
   t->path = package_field(L, "path");
@@ -78,12 +78,34 @@ lconc_task *lconc_task_new(lua_State *L, int first, int n,
   return t;
 }
 
+lconc_task *lconc_task_new(lua_State *L, int first, int n,
+                           size_t memory_limit) {
+  conc_msg call;
+  lconc_encode_call(L, first, n, &call);
+  return task_from_call(L, &call, memory_limit);
+}
+
 void lconc_task_discard(lconc_task *t) {
   conc_msg_free(&t->call);
   free(t->path);
   free(t->cpath);
   t->path = t->cpath = NULL;
   conc_release(&t->hdr);
+}
+
+/* Starts a task running `call` (taken over, whatever happens): *out
+ * holds the creator's reference. CONC_ENOMEM or the spawn's error. */
+static int spawn_call(lua_State *L, conc_msg *call, size_t memory_limit,
+                      lconc_task **out) {
+  lconc_task *t = task_from_call(L, call, memory_limit);
+  if (t == NULL) return CONC_ENOMEM;
+  int rc = lconc_spawn(t);
+  if (rc != CONC_OK) {
+    conc_release(&t->hdr);
+    return rc;
+  }
+  *out = t;
+  return CONC_OK;
 }
 
 /* conc.go([options,] fn, ...) -> handle | nil, message, "spawn" */
@@ -105,24 +127,26 @@ static int go(lua_State *L) {
     first = 2;
   }
   luaL_checktype(L, first, LUA_TFUNCTION);
-  lconc_task *t = lconc_task_new(L, first, lua_gettop(L) - first + 1,
-                                 memory_limit);
-  if (t == NULL) {  /* as a spawn the system refuses: a return value */
+  conc_msg call;
+  lconc_encode_call(L, first, lua_gettop(L) - first + 1, &call);
+  lconc_task *t;
+  int rc = spawn_call(L, &call, memory_limit, &t);
+  if (rc != CONC_OK) {  /* as a spawn the system refuses: a return value */
     lua_pushnil(L);
-    lua_pushliteral(L, "conc.go: not enough memory");
-    lua_pushliteral(L, "spawn");
-    return 3;
-  }
-  int rc = lconc_spawn(t);
-  if (rc != CONC_OK) {
-    conc_release(&t->hdr);
-    lua_pushnil(L);
-    lua_pushfstring(L, "conc.go: %s", conc_strerror(rc));
+    lua_pushfstring(L, "conc.go: %s", rc == CONC_ENOMEM
+                    ? "not enough memory" : conc_strerror(rc));
     lua_pushliteral(L, "spawn");
     return 3;
   }
   lconc_push_obj(L, &t->hdr);
   return 1;
+}
+
+int lconc_go_detached(lua_State *L, conc_msg *call) {
+  lconc_task *t;
+  int rc = spawn_call(L, call, 0, &t);
+  if (rc == CONC_OK) conc_release(&t->hdr);  /* runs on, unobserved */
+  return rc;
 }
 
 /* After t's done channel was seen closed. end_task sets the state

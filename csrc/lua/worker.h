@@ -49,6 +49,10 @@ CONC_API void lconc_task_discard(lconc_task *t);
 /* Starts task on a pooled or new thread; CONC_ETHREAD if none can be had.
  * Takes call, path and cpath over even on failure. */
 CONC_API int lconc_spawn(lconc_task *task);
+/* Starts a worker running `call` (from lconc_encode_call; taken over,
+ * whatever happens) that nobody will join: the pools' and stages'
+ * workers. CONC_OK, or why it could not start. */
+CONC_API int lconc_go_detached(lua_State *L, conc_msg *call);
 /* The id of the task the calling thread runs (0: not a worker). */
 CONC_API int64_t lconc_current_id(void);
 /* Marks L as a worker's state (its close is not the program's end). */

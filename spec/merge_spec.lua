@@ -1,0 +1,108 @@
+local conc = require("conc")
+local support = require("support")
+
+describe("conc.merge", function()
+  it("receives every value of every input once, then closes", function()
+    local ins = {conc.chan(), conc.chan(4), conc.chan(1)}
+    local m = conc.merge(ins)
+    for i, ch in ipairs(ins) do
+      conc.go(function(ch, i)
+        for k = 1, 50 do ch:send(i * 1000 + k) end
+        ch:close()
+      end, ch, i)
+    end
+    local seen, n = {}, 0
+    for v in m:range() do
+      assert.is_nil(seen[v])
+      seen[v], n = true, n + 1
+    end
+    assert.are.equal(150, n)
+    assert.are.same({nil, false}, {m:recv()})
+  end)
+
+  it("N producers x M inputs x K consumer workers: each value once",
+    function()
+    local M, N, PER, K = 4, 3, 200, 3
+    local ins = {}
+    for i = 1, M do ins[i] = conc.chan(i % 2 == 0 and 8 or 0) end
+    local m = conc.merge(ins)
+    local wg = conc.waitgroup()
+    for i = 1, M do
+      local left = conc.waitgroup()
+      left:add(N)
+      for p = 1, N do
+        conc.go(function(ch, base, per, left)
+          for k = 1, per do ch:send(base + k) end
+          left:done()
+        end, ins[i], (i * N + p) * PER, PER, left)
+      end
+      conc.go(function(left, ch) left:wait() ch:close() end, left, ins[i])
+    end
+    local out = conc.chan(M * N * PER)
+    for _ = 1, K do
+      wg:add(1)
+      conc.go(function(m, out, wg)
+        for v in m:range() do out:send(v) end
+        wg:done()
+      end, m, out, wg)
+    end
+    assert.is_true(wg:wait(20))
+    out:close()
+    local seen, n = {}, 0
+    for v in out:range() do
+      assert.is_nil(seen[v])
+      seen[v], n = true, n + 1
+    end
+    assert.are.equal(M * N * PER, n)
+  end)
+
+  it("ends when its context is canceled, inputs still open", function()
+    local ctx, cancel = conc.with_cancel(conc.background())
+    local a = conc.chan(4)
+    local m = conc.merge({a}, ctx)
+    a:send(1)
+    assert.are.equal(1, m:recv())
+    local h = conc.go(function(m) return m:recv() end, m)
+    conc.sleep(0.02)
+    cancel()
+    assert.are.same({nil, false}, {support.join_ok(h)})
+    a:send(2)
+    assert.are.same({nil, false}, {m:recv()})
+  end)
+
+  it("works in conc.select, times out, nests, and is receive-only",
+    function()
+    local a, b, c = conc.chan(2), conc.chan(2), conc.chan(2)
+    local abc = conc.merge({conc.merge({a, b}), c:recv_only()})
+    local other = conc.chan()
+    assert.are.same({nil, nil, "timeout"}, {abc:recv(0.01)})
+    b:send("x")
+    local i, v, ok = conc.select{{"recv", other}, {"recv", abc}}
+    assert.are.same({2, "x", true}, {i, v, ok})
+    a:close(); b:close(); c:close()
+    assert.are.same({nil, false}, {abc:recv()})
+    assert.has_error(function() abc:send(1) end,
+      "conc.chan:send: send on receive-only channel")
+    assert.are.same({nil, false}, {conc.merge({}):recv()})
+  end)
+
+  it("refuses what is not a list of channels", function()
+    assert.has_error(function() conc.merge({1}) end,
+      "conc.merge: element #1 is a number, not a conc.chan")
+    assert.has_error(function() conc.merge(conc.chan()) end)
+    assert.has_error(function() conc.merge({}, 5) end)
+  end)
+
+  it("needs no worker or thread per input", function()
+    local before = conc.stats().threads
+    local ins = {}
+    for i = 1, 64 do ins[i] = conc.chan(1) end
+    local m = conc.merge(ins)
+    assert.are.equal(before, conc.stats().threads)
+    assert.are.equal(1, #conc.workers())
+    for i = 1, 64 do ins[i]:send(i) ins[i]:close() end
+    local sum = 0
+    for v in m:range() do sum = sum + v end
+    assert.are.equal(64 * 65 / 2, sum)
+  end)
+end)

@@ -1,0 +1,126 @@
+local conc = require("conc")
+local support = require("support")
+
+describe("conc.workpool", function()
+  it("runs every job exactly once and closes results on close", function()
+    local p = conc.workpool(4, function(j) return j * j end)
+    assert.are.equal(4, p:workers())
+    local res = p:results()
+    local feeder = conc.go(function(p)
+      for i = 1, 300 do assert(p:submit(i)) end
+      p:close()
+    end, p)
+    local seen, n = {}, 0
+    for r in res:range() do
+      assert.is_true(r.ok)
+      assert.are.equal(r.job * r.job, r.value)
+      assert.is_nil(seen[r.job])
+      seen[r.job], n = true, n + 1
+    end
+    assert.are.equal(300, n)
+    support.join_ok(feeder)
+    assert.is_true(p:wait(5))
+    assert.are.equal(0, p:workers())
+  end)
+
+  it("a failed job is a result, never lost, never fatal", function()
+    local p = conc.workpool(2, function(j)
+      if j == "raise" then error("boom", 0) end
+      if j == "nil" then return nil, "refused" end
+      return j
+    end)
+    local res = p:results()
+    for _, j in ipairs({"raise", "ok", "nil"}) do assert(p:submit(j)) end
+    local got = {}
+    for _ = 1, 3 do
+      local r = res:recv()
+      got[r.job] = r
+    end
+    assert.are.same({job = "raise", ok = false, err = "boom"}, got.raise)
+    assert.are.same({job = "ok", ok = true, value = "ok"}, got.ok)
+    assert.are.same({job = "nil", ok = false, err = "refused"}, got["nil"])
+    conc.go(function(res) for _ in res:range() do end end, res)
+    p:close()
+    assert.are.equal(0, p:workers())
+  end)
+
+  it("submit blocks when the queue is full (backpressure)", function()
+    local gate = conc.chan() -- shared by reference: fn waits for its close
+    local p = conc.workpool(1, function(j) gate:recv() return j end,
+      {queue = 2})
+    assert.is_true(p:submit(0))
+    local deadline = conc.now() + 5 -- until the worker holds job 0
+    while p:len() > 0 and conc.now() < deadline do conc.sleep(0.001) end
+    assert.is_true(p:try_submit(1))
+    assert.is_true(p:try_submit(2))
+    assert.is_false(p:try_submit(3))
+    assert.are.equal(2, p:len())
+    assert.are.same({nil, "timeout"}, {p:submit("late", 0.02)})
+    local ctx, cancel = conc.with_cancel(conc.background())
+    cancel()
+    assert.are.same({nil, "context canceled"}, {p:submit("late", ctx)})
+    gate:close()
+    assert.is_true(p:submit(3, 5))
+    local res = p:results()
+    local jobs = {}
+    conc.go(function(p) p:close() end, p)
+    for r in res:range() do jobs[#jobs + 1] = r.job end
+    assert.are.same({0, 1, 2, 3}, jobs) -- one worker: in order
+  end)
+
+  it("raises on submit after close; close twice is harmless", function()
+    local p = conc.workpool(1, function(j) return j end)
+    p:close()
+    p:close()
+    assert.has_error(function() p:submit(1) end,
+      "conc.workpool:submit: submit on closed pool")
+    assert.has_error(function() p:try_submit(1) end,
+      "conc.workpool:try_submit: submit on closed pool")
+    assert.are.same({nil, false}, {p:results():recv()})
+  end)
+
+  it("is submittable from any worker (shared by reference)", function()
+    local p = conc.workpool(3, function(j) return j.w * 1000 + j.k end,
+      {queue = 4})
+    local res = p:results()
+    local wg = conc.waitgroup()
+    for w = 1, 4 do
+      wg:add(1)
+      conc.go(function(p, w, wg)
+        for k = 1, 50 do assert(p:submit({w = w, k = k})) end
+        wg:done()
+      end, p, w, wg)
+    end
+    conc.go(function(wg, p) wg:wait() p:close() end, wg, p)
+    local n, seen = 0, {}
+    for r in res:range() do
+      assert.is_nil(seen[r.value])
+      seen[r.value], n = true, n + 1
+    end
+    assert.are.equal(200, n)
+  end)
+
+  it("its context stops the workers; wait returns then", function()
+    local ctx, cancel = conc.with_cancel(conc.background())
+    local p = conc.workpool(3, function(j) return j end, {ctx = ctx})
+    assert.are.same({nil, "timeout"}, {p:wait(0.02)})
+    cancel()
+    assert.is_true(p:wait(5))
+    assert.are.equal(0, p:workers())
+    assert.are.same({nil, "context canceled"}, {p:submit(1)})
+  end)
+
+  it("refuses bad arguments", function()
+    assert.has_error(function() conc.workpool(0, print) end)
+    assert.has_error(function() conc.workpool(1, 1) end)
+    assert.has_error(function() conc.workpool(1, print, {queue = -1}) end,
+      "conc.workpool: queue must be an integer from 0 to 2^31-1")
+    assert.has_error(function() conc.workpool(1, print, {size = 1}) end,
+      "conc.workpool: unknown option 'size'")
+    local p = conc.workpool(1, function(j) return j end)
+    assert.has_error(function() p:submit(io.stdout) end)
+    assert.has_error(function() p:submit() end,
+      "conc.workpool:submit: job expected")
+    p:close()
+  end)
+end)
