@@ -21,7 +21,8 @@ local expected = {
       "Sub1 received: payments - Payment received",
       "Sub2 received: orders - Order #123"}},
   ["cond_queue.lua"] = {last = "total\t30"},
-  ["graceful_shutdown.lua"] = {last = "Server stopped", contains = {
+  ["graceful_shutdown.lua"] = {last = "Server stopped", lacks = {"failed"},
+    contains = {
     "Server starting on :", "client: GET /hello -> 200 hello from worker",
     "\n\nShutting down...\n",
     "client: GET /slow during shutdown -> 200 slow answer from worker"}},
@@ -127,6 +128,9 @@ describe("examples", function()
       if want.max_at_once then  -- "at most N at once": 1 <= N <= limit
         local n = tonumber(out:match("at most (%d+) at once"))
         assert(n and n >= 1 and n <= want.max_at_once, out)
+      end
+      for _, text in ipairs(want.lacks or {}) do
+        assert.is_nil(out:find(text, 1, true), out)
       end
       for _, text in ipairs(want.contains or {}) do
         assert.matches(text, out, 1, true)

@@ -110,6 +110,55 @@ describe("conc.workpool", function()
     assert.are.same({nil, "context canceled"}, {p:submit(1)})
   end)
 
+  it("a job or value that cannot travel is a result, never fatal",
+    function()
+      -- wp_ghost is loaded in this state only: no worker can load it
+      package.loaded.wp_ghost = {f = function() return 1 end}
+      local ghost = require("wp_ghost")
+      local p = conc.workpool(2, function(job)
+        if job.keep then job.co = coroutine.create(print) end  -- no way back
+        if job.bad_value then return coroutine.create(print) end
+        return job.n
+      end)
+      local h = conc.go(function(rs)
+        local got = {}
+        for r in rs:range() do got[#got + 1] = r end
+        return got
+      end, p:results())
+      assert.is_true(p:submit({n = 1, keep = true}))
+      assert.is_true(p:submit({n = 2, bad_value = true}))
+      assert.is_true(p:submit({n = 3, fn = ghost.f}))
+      for i = 4, 10 do assert.is_true(p:submit({n = i})) end
+      p:close()
+      local results = support.join_ok(h)
+      assert.are.equal(10, #results)  -- every job has its result
+      assert.is_true(p:wait(5))
+      local by = {ok = 0, lost_job = 0, bad_value = 0, bad_job = 0}
+      for _, r in ipairs(results) do
+        if r.job_error then
+          assert.is_nil(r.job)
+          assert.is_true(r.ok)
+          assert.are.equal(1, r.value)
+          assert.matches("cannot transfer a coroutine", r.job_error, 1, true)
+          by.lost_job = by.lost_job + 1
+        elseif r.job and r.job.bad_value then
+          assert.is_false(r.ok)
+          assert.matches("cannot transfer a coroutine", r.err, 1, true)
+          by.bad_value = by.bad_value + 1
+        elseif r.job == nil then
+          assert.is_false(r.ok)
+          assert.matches("module 'wp_ghost' cannot be loaded here", r.err, 1,
+            true)
+          by.bad_job = by.bad_job + 1
+        else
+          assert.is_true(r.ok)
+          assert.are.equal(r.job.n, r.value)
+          by.ok = by.ok + 1
+        end
+      end
+      assert.are.same({ok = 7, lost_job = 1, bad_value = 1, bad_job = 1}, by)
+    end)
+
   it("refuses bad arguments", function()
     assert.has_error(function() conc.workpool(0, print) end)
     assert.has_error(function() conc.workpool(1, 1) end)

@@ -44,8 +44,11 @@ static void pool_result(lua_State *L, int fn, int job) {
   lua_pop(L, 2);
 }
 
-/* Encodes the value at the top into *m; a value that cannot travel
- * makes a pool's result a failure naming it (a stage raises). */
+/* Encodes the value at the top into *m; a stage raises if it cannot
+ * travel. A pool's result always travels, losing as little as it must:
+ * a job that cannot travel back (fn consumed it: a socket it served)
+ * leaves `job` out and says why in `job_error`; then a value that cannot
+ * travel makes the result a failure whose `err` says why. */
 static void encode_result(lua_State *L, int mode, conc_msg *m, int job) {
   int top = lua_gettop(L);
   if (mode == MODE_STAGE) {
@@ -55,14 +58,32 @@ static void encode_result(lua_State *L, int mode, conc_msg *m, int job) {
   if (lconc_encode_protected(L, top, 1, m, "conc.workpool", LCONC_VALUE,
                              1) == 0)
     return;
-  lua_createtable(L, 0, 3);                  /* r, msg, t */
-  lua_pushvalue(L, job);
-  lua_setfield(L, -2, "job");
-  lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "ok");
-  lua_insert(L, -2);
-  lua_setfield(L, -2, "err");
-  lconc_encode(L, -1, 1, m, "conc.workpool", LCONC_VALUE, 1);  /* plain */
+  lua_pop(L, 1);
+  conc_msg probe;
+  if (lconc_encode_protected(L, job, 1, &probe, "conc.workpool: job",
+                             LCONC_VALUE, 1) == 0) {
+    conc_msg_free(&probe);
+  } else {                                   /* t, why */
+    lua_setfield(L, top, "job_error");
+    lua_pushnil(L);
+    lua_setfield(L, top, "job");
+    if (lconc_encode_protected(L, top, 1, m, "conc.workpool", LCONC_VALUE,
+                               1) == 0)
+      return;
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, top, "ok");                /* t, ok */
+  const char *field = lua_toboolean(L, -1) ? "value" : "err";
+  lua_pop(L, 1);
+  if (lconc_encode_protected(L, top, 1, m, "conc.workpool", LCONC_VALUE,
+                             1) != 0) {      /* t, why */
+    lua_pushnil(L);
+    lua_setfield(L, top, field);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, top, "ok");
+    lua_setfield(L, top, "err");
+  }
+  lconc_encode(L, top, 1, m, "conc.workpool", LCONC_VALUE, 1);
   lua_settop(L, top);
 }
 
@@ -78,10 +99,22 @@ static int worker_loop(lua_State *L) {
     lconc_blocking(L, mode == MODE_POOL ? "workpool job" : "stage receive");
     int rc = lconc_wait_op(&cs, &w);
     if (rc != CONC_OK) break;  /* closed and drained, or ctx ended */
-    lconc_decode(L, &cs.msg, fname, LCONC_VALUE);  /* 4: the job */
     if (mode == MODE_POOL) {
-      pool_result(L, 2, 4);
+      /* A job that cannot arrive (a module this worker cannot load) is
+       * a failed result too: never fatal to the worker. */
+      if (lconc_decode_protected(L, &cs.msg, fname, LCONC_VALUE) < 0) {
+        lua_createtable(L, 0, 2);            /* why, t */
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "ok");
+        lua_insert(L, -2);
+        lua_setfield(L, -2, "err");
+        lua_pushnil(L);
+        lua_insert(L, 4);                    /* 4: no job; t */
+      } else {
+        pool_result(L, 2, 4);                /* 4: the job */
+      }
     } else {
+      lconc_decode(L, &cs.msg, fname, LCONC_VALUE);  /* 4: the job */
       lua_pushvalue(L, 2);
       lua_pushvalue(L, 4);
       lua_call(L, 1, 1);
