@@ -17,6 +17,10 @@
 --           mid-wait (a wait that returns "context canceled" must have
 --           moved nothing)
 --   tree    workers spawning and joining workers, three levels deep
+--   patterns  one of the chapter's objects under load: a semaphore's
+--           holders never passing its size, an errgroup's sum, a
+--           workpool's results, a merge's values, a pubsub's deliveries
+--           (reached + dropped = published, in order per subscriber)
 -- Every message carries a unique integer; what was sent successfully and
 -- what was received are compared by count, sum and sum of squares (in
 -- wrapping integer arithmetic: a loss and a duplicate cannot cancel).
@@ -500,9 +504,174 @@ function scenarios.tree(notes)
   return ops + n + 4, ("fan %d, %d workers"):format(fan, nodes)
 end
 
-local names = {"flow", "close", "mesh", "cancel", "tree"}
+-- ==== the chapter's objects (issue 12) ======================================
+-- A `patterns` round exercises one of them under load, with the same
+-- exact accounting: every value through exactly once.
+
+-- Holds w (1..3) of sem K times, by acquire or by acquire with a
+-- timeout; checks with the shared atomic `held` that the weight held at
+-- once never passes the size. Returns its calls and a note if it did.
+local function sem_user(sem, held, size, K, rseed)
+  math.randomseed(rseed)
+  local ops, over = 0, nil
+  for _ = 1, K do
+    local w = math.random(3)
+    if math.random(2) == 1 then
+      assert(sem:acquire(w))
+      ops = ops + 1
+    else
+      ops = ops + 1
+      while not sem:acquire(w, 0.002) do ops = ops + 1 end
+    end
+    local now = held:add(w)
+    if now > size then over = ("semaphore: %d held of %d"):format(now, size) end
+    held:add(-w)
+    sem:release(w)
+    ops = ops + 3
+  end
+  return ops, over
+end
+
+local patterns = {}
+
+function patterns.semaphore(notes)
+  local size, W = math.random(3, 6), math.random(2, 6)
+  local K = math.random(200, 1500)
+  local sem, held = conc.semaphore(size), conc.atomic(0)
+  local args = {}
+  for w = 1, W do args[w] = {sem, held, size, K, math.random(1 << 30), n = 5} end
+  local res, ops = join_all(spawn_all(sem_user, args), notes)
+  for _, r in ipairs(res) do
+    if r[1] then
+      ops = ops + r[2]
+      if r[3] then notes[#notes + 1] = r[3] end
+    end
+  end
+  if held:load() ~= 0 or not sem:try_acquire(size) then
+    notes[#notes + 1] = "semaphore: weight left held at the end"
+  end
+  return ops + 3, ("semaphore %d, %d workers, %d each"):format(size, W, K)
+end
+
+function patterns.errgroup(notes)
+  local g = conc.errgroup()
+  local limit = math.random(-1, 4)
+  if limit == 0 then limit = -1 end
+  g:set_limit(limit)
+  local N, acc, want = math.random(100, 600), conc.atomic(0), tally()
+  for i = 1, N do
+    g:go(function(a, v) a:add(v) end, acc, i)
+    count(want, i)
+  end
+  local ok, err = g:wait()
+  if not ok then notes[#notes + 1] = "errgroup: " .. tostring(err) end
+  if acc:load() ~= want.s then
+    notes[#notes + 1] = ("errgroup: sum %d, want %d"):format(acc:load(), want.s)
+  end
+  return 2 * N + 3, ("errgroup of %d, limit %d"):format(N, limit)
+end
+
+function patterns.workpool(notes)
+  local n, K = math.random(1, 6), math.random(200, 3000)
+  local p = conc.workpool(n, function(v) return v * 2 end,
+                          {queue = math.random(0, 16)})
+  local h = assert(conc.go(function(rs)
+    local got, bad = tally(), 0
+    for r in rs:range() do
+      if not r.ok or r.value ~= r.job * 2 then bad = bad + 1 end
+      count(got, r.job)
+    end
+    return got, bad
+  end, p:results()))
+  local sent = tally()
+  for v = 1, K do
+    assert(p:submit(v))
+    count(sent, v)
+  end
+  p:close()
+  local ok, got, bad = h:join()
+  if not ok then notes[#notes + 1] = "workpool: " .. tostring(got)
+  elseif bad > 0 then notes[#notes + 1] = "workpool: " .. bad .. " bad results"
+  elseif not same(sent, got) then
+    notes[#notes + 1] = differ("workpool", sent, got)
+  end
+  return 2 * K + 3, ("workpool of %d, %d jobs"):format(n, K)
+end
+
+function patterns.merge(notes)
+  local M, C, K = math.random(2, 6), math.random(1, 3), math.random(200, 1500)
+  local inputs, pargs = {}, {}
+  for m = 1, M do
+    inputs[m] = conc.chan(random_cap())
+    pargs[m] = {inputs[m], m << 24, K, math.random(1 << 30), n = 4}
+  end
+  local out = conc.merge(inputs)
+  local cargs = {}
+  for i = 1, C do cargs[i] = {out, math.random(1 << 30), false, n = 3} end
+  local cons = spawn_all(consumer, cargs)
+  local pres, o1 = join_all(spawn_all(producer, pargs), notes)
+  for m = 1, M do inputs[m]:close() end  -- the merged channel closes then
+  local cres, o2 = join_all(cons, notes)
+  local sent, o3 = gather(pres, 2, 3, nil, notes)
+  local got, o4 = gather(cres, 2, 3, nil, notes)
+  if not same(sent, got) then notes[#notes + 1] = differ("merge", sent, got) end
+  return o1 + o2 + o3 + o4 + M + 1, ("merge of %d, %d consumers, %d each"):
+    format(M, C, K)
+end
+
+-- A subscriber: receives until its channel is closed; returns how many
+-- it got and whether they came in the order published.
+local function subscriber(ch)
+  local n, last, in_order = 0, 0, true
+  for msg in ch:range() do
+    n = n + 1
+    if msg.payload <= last then in_order = false end
+    last = msg.payload
+  end
+  return n, in_order
+end
+
+function patterns.pubsub(notes)
+  local ps, S, P = conc.pubsub(), math.random(1, 8), math.random(200, 3000)
+  local hs = {}
+  for i = 1, S do
+    hs[i] = assert(conc.go(subscriber,
+      ps:subscribe("s" .. i, {"t"}, math.random(1, 64))))
+  end
+  local reached = 0
+  for v = 1, P do reached = reached + ps:publish("t", v) end
+  local dropped = 0
+  for i = 1, S do
+    dropped = dropped + ps:dropped("s" .. i)
+    ps:unsubscribe("s" .. i)
+  end
+  local got = 0
+  for i = 1, S do
+    local ok, n, in_order = hs[i]:join()
+    if not ok then notes[#notes + 1] = "pubsub: " .. tostring(n)
+    else
+      got = got + n
+      if not in_order then notes[#notes + 1] = "pubsub: out of order" end
+    end
+  end
+  if reached + dropped ~= S * P or got ~= reached then
+    notes[#notes + 1] = ("pubsub: %d published to %d, reached %d, dropped " ..
+      "%d, received %d"):format(P, S, reached, dropped, got)
+  end
+  return P + 3 * S + got, ("pubsub, %d subscribers, %d messages"):format(S, P)
+end
+
+local pattern_names = {"semaphore", "errgroup", "workpool", "merge", "pubsub"}
+
+function scenarios.patterns(notes)
+  local which = pattern_names[math.random(#pattern_names)]
+  local ops, what = patterns[which](notes)
+  return ops, what
+end
+
+local names = {"flow", "close", "mesh", "cancel", "tree", "patterns"}
 local weights = {"flow", "flow", "close", "close", "mesh", "mesh", "cancel",
-                 "cancel", "tree"}
+                 "cancel", "tree", "patterns", "patterns"}
 
 -- A round: one scenario, chosen and sized from rseed. Returns the calls
 -- made, the scenario's name and description, its failures and its
@@ -558,7 +727,7 @@ local events = {close = "sends refused by a close",
                 cancel = "waits canceled"}
 for _, name in ipairs(names) do
   local k = by_kind[name]
-  print(("stress: %-6s %4d rounds, %9d operations%s"):format(name, k[1],
+  print(("stress: %-8s %4d rounds, %9d operations%s"):format(name, k[1],
     k[2], events[name] and (", %d %s"):format(k[3], events[name]) or ""))
 end
 print(("stress: %d rounds in %.1f s"):format(rounds, conc.now() - t0))
