@@ -436,8 +436,10 @@ CONC_API int conc_mutex_trylock(conc_mutex *m);      /* 1 if locked */
 CONC_API int conc_mutex_unlock(conc_mutex *m);       /* or ENOTLOCKED */
 
 CONC_API conc_rwmutex *conc_rwmutex_new(void);
-CONC_API void conc_rwmutex_lock(conc_rwmutex *m);
-CONC_API void conc_rwmutex_rlock(conc_rwmutex *m);
+/* CONC_OK once held. The main script's wait may be ended by Ctrl-C or a
+ * deadlock (conc_mutex_lock too): then its code, nothing held. */
+CONC_API int conc_rwmutex_lock(conc_rwmutex *m);
+CONC_API int conc_rwmutex_rlock(conc_rwmutex *m);
 CONC_API int conc_rwmutex_trylock(conc_rwmutex *m);
 CONC_API int conc_rwmutex_tryrlock(conc_rwmutex *m);
 CONC_API int conc_rwmutex_unlock(conc_rwmutex *m);   /* or ENOTLOCKED */
@@ -447,8 +449,9 @@ CONC_API int conc_rwmutex_runlock(conc_rwmutex *m);  /* or ENOTLOCKED */
 CONC_API conc_cond *conc_cond_new(conc_mutex *m);
 CONC_API conc_mutex *conc_cond_mutex(conc_cond *c);
 /* Unlocks the mutex, waits for a signal, locks it again. ENOTLOCKED if
- * the mutex was not locked. Not interruptible: Go's Wait returns with
- * the lock held, whatever ends it. */
+ * the mutex was not locked. The main script's wait may be ended by
+ * Ctrl-C or a deadlock: it returns that code holding the mutex again
+ * (Go's Wait always returns with the lock held). */
 CONC_API int conc_cond_wait(conc_cond *c);
 CONC_API void conc_cond_signal(conc_cond *c);
 CONC_API void conc_cond_broadcast(conc_cond *c);

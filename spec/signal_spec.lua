@@ -33,6 +33,12 @@ describe("Ctrl-C in the main script", function()
     ["h:join"] = "conc.go(function() conc.sleep(30) end):join()",
     ["wg:wait"] = "local wg = conc.waitgroup(); wg:add(1); wg:wait()",
     ["mu:lock"] = "local mu = conc.mutex(); mu:lock(); mu:lock()",
+    ["rw:lock"] = "local rw = conc.rwmutex(); rw:rlock(); rw:lock()",
+    ["rw:rlock"] = "local rw = conc.rwmutex(); rw:lock(); rw:rlock()",
+    ["c:wait"] = "local c = conc.cond(conc.mutex()); c.L:lock(); c:wait()",
+    ["once:call"] = "local o = conc.once(); conc.go(function(x) " ..
+      "x:call(function() conc.sleep(30) end) end, o); conc.sleep(0.05); " ..
+      "o:call(function() end)",
     ["conc.select"] = "conc.select{{'recv', conc.chan()}, {'recv', conc.chan(1)}}",
     ["conc.select{}"] = "conc.select{}",
     ["ch:recv with a timeout"] = "conc.chan():recv(30)",
@@ -47,6 +53,38 @@ describe("Ctrl-C in the main script", function()
       assert.is_true(took < 10, "took " .. took)
     end)
   end
+
+  -- (lua.c lets one Ctrl-C be caught: the next kills the process)
+  it("leaves a cond's mutex held after an interrupted wait", function()
+    local out, rc = support.run_script(script(kill_later("INT", 0.2) .. [[
+local c = conc.cond(conc.mutex())
+c.L:lock()
+print(pcall(c.wait, c))
+print(c.L:try_lock(), pcall(c.L.unlock, c.L))  -- held: Wait's promise
+]]), 20)
+    assert.are.equal(0, rc, out)
+    assert.matches("^false\t.-interrupted!\nfalse\ttrue\n", out)
+  end)
+
+  it("an interrupted writer lets the readers behind it in", function()
+    local out, rc = support.run_script(script(kill_later("INT", 0.3) .. [[
+local rw = conc.rwmutex()
+rw:rlock()
+local h = conc.go(function(r)  -- queues behind the waiting writer
+  conc.sleep(0.1)
+  r:rlock()
+  r:runlock()
+  return "reader admitted"
+end, rw)
+print(pcall(rw.lock, rw))  -- interrupted while a reader holds it
+print(h:join())
+rw:runlock()
+print(rw:try_lock())
+]]), 20)
+    assert.are.equal(0, rc, out)
+    assert.matches("^false\t.-interrupted!\ntrue\treader admitted\ntrue\n",
+      out)
+  end)
 
   it("can be caught by pcall, and the next wait is not interrupted", function()
     local out, rc = support.run_script(script(kill_later("INT") .. [[

@@ -216,14 +216,15 @@ static bool can_read(conc_rwmutex *m) {
   return !m->writer && m->writers_waiting == 0;
 }
 
-void conc_rwmutex_rlock(conc_rwmutex *m) {
+/* An aborted reader only unlinked itself: it was never counted. */
+int conc_rwmutex_rlock(conc_rwmutex *m) {
   conc__lock(&m->lock);
   if (can_read(m)) {
     m->readers++;
     conc__unlock(&m->lock);
-    return;
+    return CONC_OK;
   }
-  park_on(&m->lock, &m->rq, "rwmutex rlock", m, false);  /* a reader */
+  return park_on(&m->lock, &m->rq, "rwmutex rlock", m, true);
 }
 
 int conc_rwmutex_tryrlock(conc_rwmutex *m) {
@@ -234,15 +235,27 @@ int conc_rwmutex_tryrlock(conc_rwmutex *m) {
   return ok;
 }
 
-void conc_rwmutex_lock(conc_rwmutex *m) {
+static conc_sudog *admit_readers(conc_rwmutex *m);
+static void wake_all(conc_sudog *list);
+
+/* An aborted writer no longer waits: readers it held back (writer
+ * preference) are admitted if nothing else holds them back now. */
+int conc_rwmutex_lock(conc_rwmutex *m) {
   conc__lock(&m->lock);
   if (!m->writer && m->readers == 0) {
     m->writer = true;
     conc__unlock(&m->lock);
-    return;
+    return CONC_OK;
   }
   m->writers_waiting++;
-  park_on(&m->lock, &m->wq, "rwmutex lock", m, false);  /* handed it */
+  int rc = park_on(&m->lock, &m->wq, "rwmutex lock", m, true);
+  if (rc == CONC_OK) return CONC_OK;  /* handed it */
+  conc__lock(&m->lock);
+  m->writers_waiting--;
+  conc_sudog *readers = can_read(m) ? admit_readers(m) : NULL;
+  conc__unlock(&m->lock);
+  wake_all(readers);
+  return rc;
 }
 
 int conc_rwmutex_trylock(conc_rwmutex *m) {
@@ -275,26 +288,37 @@ int conc_rwmutex_runlock(conc_rwmutex *m) {
   return CONC_OK;
 }
 
-int conc_rwmutex_unlock(conc_rwmutex *m) {
+/* Claims every waiting reader and counts it in (lock held); the list
+ * to wake after unlocking. */
+static conc_sudog *admit_readers(conc_rwmutex *m) {
   conc_sudog *readers = NULL, *s;
+  while ((s = conc__waitq_claim(&m->rq)) != NULL) {
+    m->readers++;
+    s->next = readers;
+    readers = s;
+  }
+  return readers;
+}
+
+static void wake_all(conc_sudog *list) {
+  while (list) {
+    conc_sudog *next = list->next;  /* read before its owner returns */
+    conc__waiter_wake(list->w);
+    list = next;
+  }
+}
+
+int conc_rwmutex_unlock(conc_rwmutex *m) {
   conc__lock(&m->lock);
   if (!m->writer) {
     conc__unlock(&m->lock);
     return CONC_ENOTLOCKED;
   }
   m->writer = false;
-  while ((s = conc__waitq_claim(&m->rq)) != NULL) {  /* readers first */
-    m->readers++;
-    s->next = readers;
-    readers = s;
-  }
+  conc_sudog *readers = admit_readers(m);  /* readers first */
   conc_waiter *wake = readers ? NULL : admit_writer(m);
   conc__unlock(&m->lock);
-  while (readers) {
-    conc_sudog *next = readers->next;  /* read before its owner returns */
-    conc__waiter_wake(readers->w);
-    readers = next;
-  }
+  wake_all(readers);
   if (wake) conc__waiter_wake(wake);
   return CONC_OK;
 }
@@ -333,14 +357,19 @@ int conc_cond_wait(conc_cond *c) {
   conc_sudog sd = {0};
   sd.w = w;
   conc__waiter_arm(w);
-  conc__waiting_on(w, "cond wait", c, false);
+  conc__waiting_on(w, "cond wait", c, true);
   conc__lock(&c->lock);
   conc__waitq_push(&c->waiters, &sd);  /* queued before the unlock: */
   conc__unlock(&c->lock);              /* no signal can be missed */
   conc_mutex_unlock(c->m);
-  conc__waiter_park(w, CONC_NEVER);
+  int fired = conc__waiter_park(w, CONC_NEVER);
+  if (fired < 0) {  /* aborted: a signal now skips it (it is claimed) */
+    conc__lock(&c->lock);
+    conc__waitq_remove(&c->waiters, &sd);
+    conc__unlock(&c->lock);
+  }
   mutex_lock(c->m, false);  /* Wait returns holding it, always */
-  return CONC_OK;
+  return fired < 0 ? conc__abort_code(fired) : CONC_OK;
 }
 
 void conc_cond_signal(conc_cond *c) {

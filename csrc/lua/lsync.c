@@ -135,13 +135,15 @@ static int rw_new(lua_State *L) {
 
 static int rw_lock(lua_State *L) {
   lconc_blocking(L, "rwmutex lock");
-  conc_rwmutex_lock(RW(L));
+  int rc = conc_rwmutex_lock(RW(L));  /* fails only aborted, not held */
+  if (rc != CONC_OK) return lconc_raise_abort(L, rc, "conc.rwmutex:lock");
   return 0;
 }
 
 static int rw_rlock(lua_State *L) {
   lconc_blocking(L, "rwmutex rlock");
-  conc_rwmutex_rlock(RW(L));
+  int rc = conc_rwmutex_rlock(RW(L));
+  if (rc != CONC_OK) return lconc_raise_abort(L, rc, "conc.rwmutex:rlock");
   return 0;
 }
 
@@ -181,10 +183,14 @@ static int cond_new(lua_State *L) {
 #define COND(L) CHECK(L, conc_cond, conc_cond_type)
 
 /* c:wait(): unlocks c.L, waits for signal or broadcast, locks c.L */
+/* c:wait(): an interrupted wait (Ctrl-C, a deadlock in "error" mode)
+ * raises holding the mutex again, as Wait always returns holding it. */
 static int cond_wait(lua_State *L) {
   lconc_blocking(L, "cond wait");
-  if (conc_cond_wait(COND(L)) != CONC_OK)
+  int rc = conc_cond_wait(COND(L));
+  if (rc == CONC_ENOTLOCKED)
     return luaL_error(L, "conc.cond:wait: sync: unlock of unlocked mutex");
+  if (rc != CONC_OK) return lconc_raise_abort(L, rc, "conc.cond:wait");
   return 0;
 }
 
