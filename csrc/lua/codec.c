@@ -1702,6 +1702,15 @@ int lconc_decode_protected(lua_State *L, conc_msg *m, const char *fname,
   return lua_gettop(L) - base;
 }
 
+int lconc_decode_in(lua_State *L, conc_msg *m, const char *fname,
+                    lconc_what what) {
+  decode_for f = {m, fname, what, 0};
+  int n = decode_all(L, &f);
+  conc_msg_free(m);
+  if (f.failed) lua_error(L);  /* the message naming where */
+  return n;
+}
+
 int lconc_decode(lua_State *L, conc_msg *m, const char *fname,
                  lconc_what what) {
   int n = lconc_decode_protected(L, m, fname, what);
@@ -1775,6 +1784,19 @@ void lconc_tostring_safe(lua_State *L, int idx) {
 }
 
 /* ---- per-state setup ------------------------------------------------------------ */
+
+int lconc_codec_loaded_meta(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_pushnil(L);
+  if (!lua_next(L, idx)) return 0;          /* key, value */
+  int ok = lua_type(L, -2) == LUA_TSTRING &&
+           strcmp(lua_tostring(L, -2), "__newindex") == 0 &&
+           lua_tocfunction(L, -1) == loaded_newindex;
+  lua_pop(L, 1);
+  ok = ok && !lua_next(L, idx);             /* and nothing else */
+  if (!ok) lua_settop(L, idx);
+  return ok;
+}
 
 void lconc_codec_init(lua_State *L) {
   scratch *s = (scratch *)lua_newuserdatauv(L, sizeof *s, 0);

@@ -117,6 +117,13 @@ CONC_API void lconc_encode_call(lua_State *L, int first, int n,
  * (`what` names the values as lconc_encode does). */
 CONC_API int lconc_decode(lua_State *L, conc_msg *m, const char *fname,
                           lconc_what what);
+/* As lconc_decode, without a protected call of its own, for a caller
+ * that runs protected already and frees *m again after an error (a
+ * second conc_msg_free is harmless: the first leaves *m empty). A worker
+ * decodes its call so: a protected call costs its parked thread another
+ * page of stack (B6: 3.7 KB a worker). */
+CONC_API int lconc_decode_in(lua_State *L, conc_msg *m, const char *fname,
+                             lconc_what what);
 /* As lconc_decode, but for that error returns -1 with only the message
  * pushed (a corrupt message or running out of memory still raises). */
 CONC_API int lconc_decode_protected(lua_State *L, conc_msg *m,
@@ -136,6 +143,9 @@ CONC_API void lconc_msg_from_string(conc_msg *m, const char *text);
  * of its type instead. Raises only if memory runs out. */
 CONC_API void lconc_tostring_safe(lua_State *L, int idx);
 
+/* Whether the table at idx is the metatable the codec gives
+ * package.loaded, unchanged (its __newindex and nothing else). */
+CONC_API int lconc_codec_loaded_meta(lua_State *L, int idx);
 /* Per-state setup of the codec (module lookup, scratch buffers). */
 CONC_API void lconc_codec_init(lua_State *L);
 

@@ -169,7 +169,7 @@ void lconc_report_running(void) {
  */
 enum {
   W_STRING, W_TABLE, W_COROUTINE, W_MATH, W_IO, W_OS, W_UTF8, W_DEBUG,
-  W_STRING_META, W_LOADED_META, W_COUNT
+  W_STRING_META, W_COUNT
 };
 
 static void watch_lib(lua_State *L, int which);
@@ -180,7 +180,7 @@ static void watch_lib(lua_State *L, int which);
     watch_lib(L, which);                     \
     return 1;                                \
   }
-WATCHED_OPENER(open_string, luaopen_string, W_STRING)
+static int fill_string(lua_State *L);
 WATCHED_OPENER(open_table, luaopen_table, W_TABLE)
 WATCHED_OPENER(open_coroutine, luaopen_coroutine, W_COROUTINE)
 WATCHED_OPENER(open_math, luaopen_math, W_MATH)
@@ -191,7 +191,7 @@ WATCHED_OPENER(open_debug, luaopen_debug, W_DEBUG)
 
 /* In W_ order: lazy_libs[i] is watched as W_i. */
 static const luaL_Reg lazy_libs[] = {
-    {LUA_STRLIBNAME, open_string},    {LUA_TABLIBNAME, open_table},
+    {LUA_STRLIBNAME, fill_string},    {LUA_TABLIBNAME, open_table},
     {LUA_COLIBNAME, open_coroutine},  {LUA_MATHLIBNAME, open_math},
     {LUA_IOLIBNAME, open_io},         {LUA_OSLIBNAME, open_os},
     {LUA_UTF8LIBNAME, open_utf8},     {LUA_DBLIBNAME, open_debug},
@@ -242,6 +242,8 @@ typedef struct state_mem {
    * table's address (NULL: not open) and the fingerprint of its
    * contents then, to tell whether a task changed them. */
   struct { const void *table; uint64_t print; } watch[W_COUNT];
+  bool string_filled;  /* the string table has the library (see below) */
+  bool string_dirty;   /* a task wrote into it, or the stand-in, before */
 } state_mem;
 
 static void *counting_alloc(void *ud, void *ptr, size_t osize,
@@ -345,19 +347,11 @@ static void watch_table(lua_State *L, int idx, int which) {
   m->watch[which].print = fingerprint(L, idx);
 }
 
-/* Called by each library's opener with the library on top. The string
- * library also sets the string metatable, watched with it. */
+/* Called by each library's opener with the library on top (the string
+ * library's is fill_string, below). */
 static void watch_lib(lua_State *L, int which) {
   if (!lua_istable(L, -1)) return;
   watch_table(L, -1, which);
-  if (which == W_STRING) {
-    lua_pushliteral(L, "");
-    if (lua_getmetatable(L, -1)) {
-      watch_table(L, -1, W_STRING_META);
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-  }
   if (which == W_IO) {  /* its default files, to put them back */
     lua_createtable(L, 2, 0);
     lua_getfield(L, LUA_REGISTRYINDEX, "_IO_input");
@@ -384,7 +378,7 @@ static bool same_as_watched(lua_State *L, state_mem *m, int which) {
  * metatable. */
 static bool state_changed(lua_State *L) {
   state_mem *m = mem_of(L);
-  bool changed = false;
+  bool changed = m->string_dirty;
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   for (int i = 0; !changed && lazy_libs[i].name; i++) {
     lua_pushstring(L, lazy_libs[i].name);
@@ -397,8 +391,10 @@ static bool state_changed(lua_State *L) {
   changed = changed || !same_as_watched(L, m, W_STRING_META);
   lua_pop(L, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (!lua_getmetatable(L, -1)) lua_pushnil(L);
-  changed = changed || !same_as_watched(L, m, W_LOADED_META);
+  if (lua_getmetatable(L, -1)) {  /* none, or the codec's, unchanged */
+    changed = changed || !lconc_codec_loaded_meta(L, -1);
+    lua_pop(L, 1);
+  }
   lua_pop(L, 1);
   return changed;
 }
@@ -495,6 +491,138 @@ static void on_warn(void *ud, const char *msg, int tocont) {
   m->warn_cont = tocont != 0;
 }
 
+/* ---- the string library, filled on first use ------------------------------ */
+
+/*
+ * Every string reaches the string library through its metatable, whose
+ * __index must be the string table itself (getmetatable("").__index.f =
+ * fn is a common idiom). Opening the library in every state cost a
+ * parked worker 7.4 KB (B6), so the string table starts empty: T, in
+ * package.loaded and every task's globals, and the __index of a
+ * stand-in string metatable whose arithmetic events fill it first. The
+ * first read of a field T lacks (its own __index), `pairs(T)` or a
+ * string's arithmetic fills it from luaopen_string, makes T the __index
+ * of the real string metatable and watches both. A task that wrote into
+ * T or the stand-in before that changed the state (its writes could not
+ * be told from the library's own fields after).
+ */
+static const char string_key = 's';  /* registry: T */
+
+/* Pushes T, filled. */
+static int fill_string(lua_State *L) {
+  state_mem *m = mem_of(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &string_key);     /* T */
+  if (m->string_filled) return 1;
+  int t = lua_gettop(L);
+  lua_pushvalue(L, t);
+  bool touched = !same_as_watched(L, m, W_STRING);
+  lua_pushliteral(L, "");
+  if (!lua_getmetatable(L, -1)) lua_pushnil(L);       /* T, "", mt */
+  touched = !same_as_watched(L, m, W_STRING_META) || touched;
+  lua_pop(L, 1);
+  m->string_filled = true;
+  m->string_dirty = m->string_dirty || touched;
+  luaopen_string(L);        /* T, S: S's metatable is every string's now */
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {                           /* T, S, k, v */
+    lua_pushvalue(L, -2);
+    if (lua_rawget(L, t) == LUA_TNIL) {               /* T, S, k, v, nil */
+      lua_pop(L, 1);
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);                              /* T, S, k, k, v */
+      lua_rawset(L, t);
+    } else {
+      lua_pop(L, 2);  /* the task's own field stays (it is dirty) */
+    }
+  }
+  lua_pop(L, 1);                                      /* T */
+  lua_pushnil(L);
+  lua_setmetatable(L, t);
+  lua_pushliteral(L, "");
+  lua_getmetatable(L, -1);                            /* T, "", mt */
+  lua_pushvalue(L, t);
+  lua_setfield(L, -2, "__index");
+  watch_table(L, -1, W_STRING_META);
+  lua_pop(L, 2);
+  watch_table(L, t, W_STRING);
+  return 1;
+}
+
+/* T's __index(T, k) and __pairs(T), until it is filled. */
+static int string_table_index(lua_State *L) {
+  fill_string(L);
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+static int string_table_pairs(lua_State *L) {
+  fill_string(L);
+  lua_getglobal(L, "next");
+  if (!lua_isfunction(L, -1)) {  /* a task without next: the base one */
+    lua_pop(L, 1);
+    lua_pushcfunction(L, luaopen_base);
+    lua_call(L, 0, 1);
+    lua_getfield(L, -1, "next");
+    lua_remove(L, -2);
+  }
+  lua_insert(L, -2);
+  lua_pushnil(L);
+  return 3;                      /* next, T, nil */
+}
+
+#define LAZY_STRING_ARITH(fname, op, nargs) \
+  static int fname(lua_State *L) {          \
+    fill_string(L);                         \
+    lua_settop(L, nargs);                   \
+    lua_arith(L, op);                       \
+    return 1;                               \
+  }
+LAZY_STRING_ARITH(lazy_string_add, LUA_OPADD, 2)
+LAZY_STRING_ARITH(lazy_string_sub, LUA_OPSUB, 2)
+LAZY_STRING_ARITH(lazy_string_mul, LUA_OPMUL, 2)
+LAZY_STRING_ARITH(lazy_string_mod, LUA_OPMOD, 2)
+LAZY_STRING_ARITH(lazy_string_pow, LUA_OPPOW, 2)
+LAZY_STRING_ARITH(lazy_string_div, LUA_OPDIV, 2)
+LAZY_STRING_ARITH(lazy_string_idiv, LUA_OPIDIV, 2)
+LAZY_STRING_ARITH(lazy_string_unm, LUA_OPUNM, 1)
+
+/* The events the string library's metatable answers (Lua 5.4), but
+ * __index, which is T. */
+static const luaL_Reg lazy_string_meta[] = {
+    {"__add", lazy_string_add},   {"__sub", lazy_string_sub},
+    {"__mul", lazy_string_mul},   {"__mod", lazy_string_mod},
+    {"__pow", lazy_string_pow},   {"__div", lazy_string_div},
+    {"__idiv", lazy_string_idiv}, {"__unm", lazy_string_unm},
+    {NULL, NULL}};
+
+/* Makes T (in package.loaded and the registry) and the stand-in string
+ * metatable, and watches both. */
+static void make_string_table(lua_State *L) {
+  lua_createtable(L, 0, 0);                           /* T */
+  lua_createtable(L, 0, 2);
+  lua_pushcfunction(L, string_table_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, string_table_pairs);
+  lua_setfield(L, -2, "__pairs");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &string_key);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, LUA_STRLIBNAME);
+  lua_pop(L, 1);
+  watch_table(L, -1, W_STRING);
+  lua_pushliteral(L, "");
+  luaL_newlibtable(L, lazy_string_meta);
+  luaL_setfuncs(L, lazy_string_meta, 0);
+  lua_pushvalue(L, -3);
+  lua_setfield(L, -2, "__index");                     /* T, "", mt */
+  watch_table(L, -1, W_STRING_META);
+  lua_setmetatable(L, -2);
+  lua_pop(L, 2);
+}
+
 /* Opens the libraries and conc's registry entries (protected: memory
  * may run out, and a worker's state has no one to catch a panic). */
 static int setup_state(lua_State *L) {
@@ -511,27 +639,14 @@ static int setup_state(lua_State *L) {
   lua_pushcfunction(L, luaopen_conc_core);
   lua_setfield(L, -2, "conc.core");
   lua_pop(L, 1);
-  luaL_requiref(L, LUA_STRLIBNAME, open_string, 0);
-  lua_pop(L, 1);
+  make_string_table(L);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, lazy_index);
   lua_setfield(L, -2, "__index");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &lazy_mt_key);
   lua_pushboolean(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &worker_key);
-  /* The codec now rather than at the first encode: it gives
-   * package.loaded the metatable that tells it of new modules, watched
-   * from here on (package.loaded persists between tasks: a task that
-   * changed its metatable changed every later task's require). */
-  lua_pushboolean(L, 1);
-  lua_setfield(L, LUA_REGISTRYINDEX, "conc.core");
-  lconc_codec_init(L);
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (lua_getmetatable(L, -1)) {
-    watch_table(L, -1, W_LOADED_META);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
+
   return 0;
 }
 
@@ -658,16 +773,15 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
-/* Protected body: prepare the state, decode fn and its arguments (the
- * call message always holds a function, so lconc_decode frees it even
- * on an error), call it. */
+/* Protected body: prepare the state, decode fn and its arguments (run_task
+ * frees the call message again after an error), call it. */
 static int task_body(lua_State *L) {
   lconc_task *t = (lconc_task *)lua_touserdata(L, 1);
   lua_settop(L, 0);
   set_path(L, "path", t->path);
   set_path(L, "cpath", t->cpath);
   fresh_globals(L);
-  int n = lconc_decode(L, &t->call, "conc.go", LCONC_ARG);
+  int n = lconc_decode_in(L, &t->call, "conc.go", LCONC_ARG);
   lua_call(L, n - 1, LUA_MULTRET);
   return lua_gettop(L);
 }
@@ -734,6 +848,7 @@ static bool run_task(lua_State *L, lconc_task *t) {
     lua_setallocf(L, counting_alloc, m);
   }
   int status = lua_pcall(L, 1, LUA_MULTRET, 1);
+  conc_msg_free(&t->call);  /* if an error left it undecoded: else a no-op */
   lua_setallocf(L, heap_alloc, m);  /* lifted: reporting needs memory */
   m->limit = 0;
   lheap_use_malloc(m->heap, 0);
