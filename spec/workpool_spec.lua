@@ -159,6 +159,45 @@ describe("conc.workpool", function()
       assert.are.same({ok = 7, lost_job = 1, bad_value = 1, bad_job = 1}, by)
     end)
 
+  it("ends when its function cannot reach its workers (no hang)",
+    function()
+      -- an upvalue from a module no worker can load: every worker fails
+      -- as it starts, and is counted out all the same
+      local out, rc = support.run_script([[
+        local conc = require("conc")
+        package.loaded.wp_ghost2 = {k = 1}
+        local ghost = package.loaded.wp_ghost2
+        local p = conc.workpool(2, function(j) return ghost.k + j end)
+        print(p:wait(10), p:workers())
+        local st = conc.stage(conc.chan(), function() return ghost.k end)
+        print(st:recv(10))
+      ]], 30)
+      assert.are.equal(0, rc, out)
+      assert.matches("true\t0\nnil\tfalse\n", out, 1, true)
+      assert.matches("module 'wp_ghost2' cannot be loaded here", out, 1, true)
+    end)
+
+  it("a submit blocked on a full queue ends when the pool's ctx does",
+    function()
+      local ctx, cancel = conc.with_cancel(conc.background())
+      local gate = conc.chan()
+      local p = conc.workpool(1, function(j) gate:recv() return j end,
+                              {queue = 1, ctx = ctx})
+      local rs = p:results()
+      assert.is_true(p:submit(1))  -- taken by the worker, held at the gate
+      while p:len() > 0 do conc.sleep(0.001) end  -- (polls a count)
+      assert.is_true(p:submit(2))  -- fills the queue
+      local h = conc.go(function(pool) return pool:submit(3) end, p)
+      cancel()
+      gate:close()
+      assert.is_true(p:wait(5))
+      assert.is_true(h:wait(5), "the blocked submit never ended")
+      assert.are.same({true, nil, "context canceled"}, {h:join()})
+      local n = 0
+      for _ in rs:range() do n = n + 1 end
+      assert.is_true(n <= 2)
+    end)
+
   it("refuses bad arguments", function()
     assert.has_error(function() conc.workpool(0, print) end)
     assert.has_error(function() conc.workpool(1, 1) end)

@@ -84,6 +84,9 @@ static void stopped(conc_workpool *p, int n) {
   bool last = p->live == 0;
   conc__unlock(&p->lock);
   if (!last) return;
+  /* No worker will take a job any more: a submitter blocked on a full
+   * queue (the pool's ctx ended) must not wait forever. */
+  if (p->own_jobs) conc__chan_close_owned(p->jobs);
   conc__chan_close_owned(p->results);
   conc__chan_close_owned(p->done);
 }

@@ -93,12 +93,18 @@ void lconc_task_discard(lconc_task *t) {
   conc_release(&t->hdr);
 }
 
-/* Starts a task running `call` (taken over, whatever happens): *out
- * holds the creator's reference. CONC_ENOMEM or the spawn's error. */
+/* Starts a task running `call` (taken over, whatever happens), with
+ * its end hook (NULL: none) and owner (retained here): *out holds the
+ * creator's reference. CONC_ENOMEM or the spawn's error. */
 static int spawn_call(lua_State *L, conc_msg *call, size_t memory_limit,
-                      lconc_task **out) {
+                      const lconc_end_hook *hook, lconc_task **out) {
   lconc_task *t = task_from_call(L, call, memory_limit);
   if (t == NULL) return CONC_ENOMEM;
+  if (hook) {
+    t->on_end = hook->fn;
+    t->owner = hook->owner;
+    conc_retain(hook->owner);
+  }
   int rc = lconc_spawn(t);
   if (rc != CONC_OK) {
     conc_release(&t->hdr);
@@ -130,7 +136,7 @@ static int go(lua_State *L) {
   conc_msg call;
   lconc_encode_call(L, first, lua_gettop(L) - first + 1, &call);
   lconc_task *t;
-  int rc = spawn_call(L, &call, memory_limit, &t);
+  int rc = spawn_call(L, &call, memory_limit, NULL, &t);
   if (rc != CONC_OK) {  /* as a spawn the system refuses: a return value */
     lua_pushnil(L);
     lua_pushfstring(L, "conc.go: %s", rc == CONC_ENOMEM
@@ -142,9 +148,10 @@ static int go(lua_State *L) {
   return 1;
 }
 
-int lconc_go_detached(lua_State *L, conc_msg *call) {
+int lconc_go_detached(lua_State *L, conc_msg *call,
+                      const lconc_end_hook *hook) {
   lconc_task *t;
-  int rc = spawn_call(L, call, 0, &t);
+  int rc = spawn_call(L, call, 0, hook, &t);
   if (rc == CONC_OK) conc_release(&t->hdr);  /* runs on, unobserved */
   return rc;
 }

@@ -136,16 +136,23 @@ static int worker_loop(lua_State *L) {
  * Whatever ends the loop, the worker is counted out of the pool (the
  * last one closes the results); an error then goes on as the worker's. */
 static int flow_worker(lua_State *L) {
-  conc_workpool *p = checkpool(L, 1);
+  checkpool(L, 1);
   lua_settop(L, 3);
   lua_pushcfunction(L, worker_loop);
   lua_insert(L, 1);                          /* loop, p, fn, mode */
   lua_pushvalue(L, 2);
   lua_insert(L, 1);      /* p: keeps the pool alive below the call */
-  int status = lua_pcall(L, 3, 0, 0);
-  conc_workpool_exit(p);
-  if (status != LUA_OK) return lua_error(L);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) return lua_error(L);
   return 0;
+}
+
+/* A pool's or stage's worker is counted out when its task ends, however
+ * it ends: also when its call could not even be decoded (an upvalue of
+ * fn from a module this worker cannot load), before flow_worker ran;
+ * counting out in flow_worker left such a pool waiting forever. */
+static void worker_ended(lconc_task *t, lua_State *L, int ok, int base) {
+  (void)L, (void)ok, (void)base;
+  conc_workpool_exit((conc_workpool *)t->owner);
 }
 
 /* Starts n workers of p running fn (at fn_idx) in `mode`; raises, after
@@ -160,11 +167,12 @@ static void start_workers(lua_State *L, conc_workpool *p, int pool_idx,
   conc_msg call;
   lconc_encode_call(L, top + 1, 4, &call);  /* fn encoded once */
   lua_settop(L, top);
+  lconc_end_hook hook = {worker_ended, (conc_obj *)p};
   int started = 0, rc = CONC_OK;
   for (int i = 0; i < n && rc == CONC_OK; i++) {
     conc_msg copy;
     conc_msg_copy(&copy, &call);  /* shares the encoding */
-    rc = lconc_go_detached(L, &copy);
+    rc = lconc_go_detached(L, &copy, &hook);
     if (rc == CONC_OK) started++;
   }
   conc_msg_free(&call);
@@ -304,8 +312,10 @@ static int submit(lua_State *L, const lconc_wait *w, const char *fname) {
   int rc = lconc_wait_op(&cs, w);
   if (rc == CONC_OK) return CONC_OK;
   conc_msg_free(&cs.msg);
-  if (rc == CONC_ECLOSED)  /* close() came while it waited */
+  if (rc == CONC_ECLOSED) {  /* close() came while it waited, */
+    if (ctx && conc_ctx_err(ctx)) return conc_ctx_err(ctx);  /* or ctx */
     return luaL_error(L, "%s: submit on closed pool", fname);
+  }
   if (rc == CONC_EDEADLOCK) return lconc_raise_deadlock(L, fname);
   return rc;
 }

@@ -49,10 +49,18 @@ CONC_API void lconc_task_discard(lconc_task *t);
 /* Starts task on a pooled or new thread; CONC_ETHREAD if none can be had.
  * Takes call, path and cpath over even on failure. */
 CONC_API int lconc_spawn(lconc_task *task);
+/* What a task runs when it ends, whatever ended it (see on_end), and
+ * for whom (retained by the task). */
+typedef struct lconc_end_hook {
+  void (*fn)(struct lconc_task *t, lua_State *L, int ok, int base);
+  conc_obj *owner;
+} lconc_end_hook;
 /* Starts a worker running `call` (from lconc_encode_call; taken over,
  * whatever happens) that nobody will join: the pools' and stages'
- * workers. CONC_OK, or why it could not start. */
-CONC_API int lconc_go_detached(lua_State *L, conc_msg *call);
+ * workers, with an end hook (NULL: none; run only if it started).
+ * CONC_OK, or why it could not start. */
+CONC_API int lconc_go_detached(lua_State *L, conc_msg *call,
+                               const lconc_end_hook *hook);
 /* The id of the task the calling thread runs (0: not a worker). */
 CONC_API int64_t lconc_current_id(void);
 /* Marks L as a worker's state (its close is not the program's end). */
