@@ -2215,11 +2215,12 @@ describe("bad input: conc.limiter and conc.breaker", function()
       expect(is_a(res[1], tname), "returned %s", show(res))
     end
   end
-  -- A limiter that never refills, holding 5 tokens or fewer.
+  -- A limiter that (in a test's time) never refills, holding 5 tokens or
+  -- fewer. (Rate 0 is x/time/rate's special case, which spends the burst.)
   local FXL = {
-    make = function() return conc.limiter(0, 5) end,
+    make = function() return conc.limiter(1e-9, 5) end,
     check = function(lim)
-      expect(lim:burst() == 5 and lim:limit() == 0, "burst %s, limit %s",
+      expect(lim:burst() == 5 and lim:limit() == 1e-9, "burst %s, limit %s",
              tostring(lim:burst()), tostring(lim:limit()))
       expect(lim:tokens() <= 5 and lim:allow(0), "broken: %s tokens",
              tostring(lim:tokens()))
@@ -2378,11 +2379,12 @@ describe("bad input: conc.limiter and conc.breaker", function()
        returns(true)},
       {"lim:wait(1, 0, ...)", function() return lim:wait(1, 0, extra()) end,
        returns(true)},
+      -- rate 0: each event spends the burst (Go's), which caps the tokens
       {"lim:tokens(...)", function() return lim:tokens(extra()) end,
        returns(2.0)},
       {"lim:limit(...)", function() return lim:limit(extra()) end,
        returns(0.0)},
-      {"lim:burst(...)", function() return lim:burst(extra()) end, returns(5)},
+      {"lim:burst(...)", function() return lim:burst(extra()) end, returns(2)},
       {"lim:set_burst(5, ...)", function() return lim:set_burst(5, extra()) end,
        returns()},
       {"res:ok(...)", function() return r:ok(extra()) end, returns(true)},

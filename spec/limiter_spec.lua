@@ -126,7 +126,20 @@ describe("conc.limiter", function()
     lim:set_burst(3)
     assert.are.equal(3, lim:burst())
     assert.are.equal(0, lim:limit())
-    assert.is_false(lim:allow(3)) -- the burst grew, the tokens did not
+    -- rate 0 (x/time/rate's special case): events spend the burst itself
+    assert.is_true(lim:allow(3))
+    assert.are.equal(0, lim:burst())
+    assert.is_false(lim:allow())
+    assert.are.same({nil, "rate: Wait(n=1) exceeds limiter's burst 0"},
+      {lim:wait(1)})  -- at once, not a wait of 292 years
+    local r = lim:reserve(1)
+    assert.is_false(r:ok())
+    lim:set_burst(2)
+    r = lim:reserve(2)
+    assert.is_true(r:ok())
+    assert.are.equal(0, r:delay())
+    r:cancel()  -- as Go's: its time to act has passed, nothing back
+    assert.are.equal(0, lim:burst())
   end)
 
   it("N workers share one bucket: exactly the burst is allowed", function()

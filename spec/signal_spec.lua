@@ -36,6 +36,14 @@ describe("Ctrl-C in the main script", function()
     ["rw:lock"] = "local rw = conc.rwmutex(); rw:rlock(); rw:lock()",
     ["rw:rlock"] = "local rw = conc.rwmutex(); rw:lock(); rw:rlock()",
     ["c:wait"] = "local c = conc.cond(conc.mutex()); c.L:lock(); c:wait()",
+    ["lim:wait"] = "local l = conc.limiter(0.01, 1); l:allow(); l:wait()",
+    ["lim:wait(ctx)"] = "local l = conc.limiter(0.01, 1); l:allow(); " ..
+      "l:wait(1, (conc.with_cancel(conc.background())))",
+    ["s:acquire"] = "local s = conc.semaphore(1); s:acquire(); s:acquire()",
+    ["g:go at its limit"] = "local g = conc.errgroup(); g:set_limit(1); " ..
+      "g:go(function() require('conc').sleep(30) end); g:go(print)",
+    ["g:wait"] = "local g = conc.errgroup(); " ..
+      "g:go(function() require('conc').sleep(30) end); g:wait()",
     ["once:call"] = "local o = conc.once(); conc.go(function(x) " ..
       "x:call(function() conc.sleep(30) end) end, o); conc.sleep(0.05); " ..
       "o:call(function() end)",

@@ -242,14 +242,19 @@ CONC_API bool conc__interrupt_before_sleep(void);
 static inline void conc__waiting_on(conc_waiter *w, const char *what,
                                     const void *obj, bool abortable) {
   if (w->label) what = w->label;
-  atomic_store_explicit(&w->what, what, memory_order_relaxed);
-  atomic_store_explicit(&w->obj, obj, memory_order_relaxed);
+  /* abortable before what: an abort (conc_interrupt_main, on any thread
+   * or in a handler) that sees this wait's `what` sees its flag. A wait
+   * that is not abortable still retries if an abort that read the flags
+   * of the wait before claims it (mutex_lock). */
   atomic_store_explicit(&w->abortable, abortable, memory_order_relaxed);
+  atomic_store_explicit(&w->obj, obj, memory_order_relaxed);
+  atomic_store_explicit(&w->what, what, memory_order_release);
 }
 
 /* Says the calling thread waits no more (for the dump). */
 static inline void conc__waiting_done(conc_waiter *w) {
   atomic_store_explicit(&w->what, NULL, memory_order_relaxed);
+  atomic_store_explicit(&w->abortable, false, memory_order_relaxed);
 }
 
 /* ---- scheduling facts: deadlock detection (sched.c) --------------------- */

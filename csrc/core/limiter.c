@@ -98,6 +98,13 @@ static rsv reserve(conc_limiter *l, conc_time now, int64_t n,
     r.limit = l->limit;
     return r;
   }
+  if (l->limit == 0) {  /* never refills: Go spends the burst itself */
+    r.ok = n <= l->burst;
+    if (r.ok) l->burst -= n;
+    r.tokens = r.ok ? n : 0;
+    r.time_to_act = now;
+    return r;  /* its time to act is now: a later cancel gives nothing */
+  }
   double tokens;
   now = advance(l, now, &tokens);
   tokens -= (double)n;
@@ -118,6 +125,7 @@ static rsv reserve(conc_limiter *l, conc_time now, int64_t n,
 static void cancel(conc_limiter *l, const rsv *r, conc_time now) {
   if (!r->ok || infinite(l->limit) || r->tokens == 0 || r->time_to_act < now)
     return;
+  if (r->limit == 0) return;  /* acted at once (Go's rate-0 case) */
   double restore = (double)r->tokens -
                    tokens_from_dur(r->limit, l->last_event - r->time_to_act);
   if (restore <= 0) return;
@@ -129,8 +137,8 @@ static void cancel(conc_limiter *l, const rsv *r, conc_time now) {
   l->tokens = tokens;
   if (r->time_to_act == l->last_event) {
     /* It was the latest: the one before it becomes the latest. */
-    conc_time prev = r->time_to_act +
-                     dur_from_tokens(r->limit, -(double)r->tokens);
+    conc_time d = dur_from_tokens(r->limit, (double)r->tokens);
+    conc_time prev = d >= r->time_to_act ? 0 : r->time_to_act - d;
     if (prev >= now) l->last_event = prev;
   }
 }
@@ -173,20 +181,23 @@ conc_reservation *conc_limiter_reserve(conc_limiter *l, conc_time now,
 }
 
 /* Parks the calling thread until `when`, or until ctx (if not NULL) is
- * canceled: CONC_OK, or the context's error. */
+ * canceled: CONC_OK, the context's error, or (the main script's wait)
+ * CONC_EINTR / CONC_EDEADLOCK when Ctrl-C or a deadlock ended it. */
 static int sleep_until(conc_limiter *l, conc_time when, conc_ctx *ctx) {
   if (ctx == NULL) {
-    /* A timed park nobody else claims: it ends at `when`. */
+    /* A timed park that only an abort claims: it ends at `when`. */
     conc_waiter *w = conc__waiter_self();
     conc__waiter_arm(w);
-    conc__waiting_on(w, "limiter wait", l, false);
-    conc__waiter_park(w, when);
-    return CONC_OK;
+    conc__waiting_on(w, "limiter wait", l, true);
+    int fired = conc__waiter_park(w, when);
+    return fired == CONC_SEL_INTERRUPT || fired == CONC_SEL_DEADLOCK
+               ? conc__abort_code(fired) : CONC_OK;
   }
   conc_case cs = {conc_ctx_done(ctx), CONC_RECV, {0}, 0};
   int closed_send = 0;
-  if (conc_select(&cs, 1, when, &closed_send) == CONC_ETIMEDOUT)
-    return CONC_OK;
+  int rc = conc_select(&cs, 1, when, &closed_send);
+  if (rc == CONC_ETIMEDOUT) return CONC_OK;
+  if (rc == CONC_EINTR || rc == CONC_EDEADLOCK) return rc;
   /* Done is closed only by a cancel, after it sets the error. */
   int err = conc_ctx_err(ctx);
   if (err == 0) conc__fatal("limiter wait: a live context's done fired", 0);

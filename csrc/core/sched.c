@@ -180,7 +180,8 @@ static void deadlock(void) {
  * the wait is over and `selected` holds its outcome) changes nothing. */
 int conc_interrupt_main(void) {
   conc_waiter *w = atomic_load(&main_waiter);
-  if (w == NULL || atomic_load(&w->what) == NULL ||
+  if (w == NULL ||
+      atomic_load_explicit(&w->what, memory_order_acquire) == NULL ||
       !atomic_load(&w->abortable) ||
       !conc__waiter_claim(w, CONC_SEL_INTERRUPT))
     return 0;

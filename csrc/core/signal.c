@@ -143,6 +143,9 @@ static void reraise(int sig) {
   CONC_CHECK(pthread_sigmask(SIG_BLOCK, &one, NULL));
 }
 
+/* With no target, the signal is raised again under sig_lock: a notify
+ * in between would install `forward`, which on this thread (where the
+ * signal is then unblocked) would send it back here forever. */
 static void deliver(int sig) {
   bool any = false;
   conc__lock(&sig_lock);
@@ -151,8 +154,8 @@ static void deliver(int sig) {
       deliver_to(t, sig);
       any = true;
     }
-  conc__unlock(&sig_lock);
   if (!any) reraise(sig);
+  conc__unlock(&sig_lock);
 }
 
 static void *signal_main(void *arg) {

@@ -161,7 +161,12 @@ static int mutex_lock(conc_mutex *m, bool abortable) {
       }
     } else if (atomic_compare_exchange_weak(&m->state, &s, s | WAITERS)) {
       /* woken owning it */
-      return park_on(&m->lock, &m->waiters, "mutex lock", m, abortable);
+      int rc = park_on(&m->lock, &m->waiters, "mutex lock", m, abortable);
+      if (rc == CONC_OK || abortable) return rc;
+      /* Not abortable (a cond wait taking its mutex back), yet claimed by
+       * an abort that read the flags of the wait before: it must hold
+       * the mutex when it returns, so it queues again. */
+      conc__lock(&m->lock);
     }
   }
 }

@@ -113,8 +113,8 @@ static int eg_go(lua_State *L) {
     if (rc != CONC_OK) {  /* nothing held: uncount, then raise */
       conc_errgroup_done(g, NULL, 0);
       lconc_task_discard(t);
-      if (rc == CONC_EDEADLOCK)
-        return lconc_raise_deadlock(L, "conc.errgroup:go");
+      if (lconc_aborted(rc))  /* Ctrl-C or a deadlock */
+        return lconc_raise_abort(L, rc, "conc.errgroup:go");
       return luaL_error(L, "conc.errgroup:go: %s", conc_strerror(rc));
     }
   }
