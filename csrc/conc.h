@@ -746,10 +746,15 @@ CONC_API size_t conc_pubsub_count(conc_pubsub *ps);
  * over its live inputs, so each value is received exactly once, by the
  * merged channel's receiver, and an unbuffered input's sender is
  * released by that receiver. Inputs may be merged channels themselves
- * (up to CONC_MERGE_DEPTH deep: EINVAL beyond). The merged channel is
- * returned retained in *out.
+ * (up to CONC_MERGE_DEPTH deep: EINVAL beyond). What a receive expands
+ * to is bounded: every input counts 1, a merged input 1 (plus 1 for its
+ * context, if any) plus what it counts itself, duplicates included; more
+ * than CONC_MERGE_MAX is EOVERFLOW. In a select, the merged channel is one
+ * case, however many inputs it has. The merged channel is returned
+ * retained in *out.
  */
 #define CONC_MERGE_DEPTH 8
+#define CONC_MERGE_MAX 4096
 CONC_API int conc_merge_new(conc_chan *const *in, size_t n, conc_ctx *ctx,
                             conc_chan **out);
 

@@ -105,4 +105,70 @@ describe("conc.merge", function()
     for v in m:range() do sum = sum + v end
     assert.are.equal(64 * 65 / 2, sum)
   end)
+  it("never yields a value of a nested merge whose ctx is canceled",
+    function()
+    for round = 1, 32 do
+      local ctx, cancel = conc.with_cancel(conc.background())
+      local a, b = conc.chan(8), conc.chan(8)
+      local outer = conc.merge({conc.merge({a}, ctx), b})
+      for k = 1, 8 do a:send("a" .. k) end
+      cancel()
+      -- the inner merge reads as closed: outer is as if a were closed
+      assert.are.equal("timeout",
+        conc.select{{"recv", outer}, timeout = round % 2 * 0.002})
+      assert.are.same({nil, nil, "timeout"}, {outer:recv(0.002)})
+      b:send("b")
+      assert.are.same({1, "b", true}, {conc.select{{"recv", outer}}})
+      b:close()
+      assert.are.same({nil, false}, {outer:recv(1)})
+      assert.are.equal(8, a:len())
+    end
+  end)
+
+  it("is one case of a select, however many inputs it has", function()
+    local ins = {}
+    for i = 1, 10 do ins[i] = conc.chan(1) ins[i]:send(i) end
+    local m, plain = conc.merge(ins), conc.chan(1)
+    plain:send(0)
+    local wins = {0, 0}
+    for _ = 1, 2000 do
+      local i, v = conc.select{{"recv", m}, {"recv", plain}}
+      wins[i] = wins[i] + 1
+      if v == 0 then plain:send(0) else ins[v]:send(v) end
+    end
+    for i = 1, 2 do
+      assert.is_true(wins[i] > 700 and wins[i] < 1300,
+        "wins " .. wins[1] .. " / " .. wins[2])
+    end
+    -- a closed merged channel is one ready case, not always the first
+    local closed, first = conc.merge({}), 0
+    for _ = 1, 1000 do
+      local i, v, ok = conc.select{{"recv", closed}, {"recv", plain}}
+      if i == 1 then
+        first = first + 1
+        assert.is_false(ok)
+      else
+        plain:send(v)
+      end
+    end
+    assert.is_true(first > 350 and first < 650, "closed first " .. first)
+  end)
+
+  it("refuses more than 4096 channels, nested merges included", function()
+    local c, ins = conc.chan(1), {}
+    for i = 1, 4096 do ins[i] = c end
+    local big = conc.merge(ins)
+    local msg = "conc.merge: too many inputs (4096 channels at most, "
+      .. "nested merges included)"
+    assert.has_error(function() conc.merge({big, c}) end, msg)
+    ins[4097] = c
+    assert.has_error(function() conc.merge(ins) end, msg)
+    local level = {}
+    for i = 1, 64 do level[i] = conc.merge({table.unpack(ins, 1, 64)}) end
+    assert.has_error(function() conc.merge(level) end, msg)
+    level[64] = nil  -- 63 x (64 + 1) = 4095
+    local ok = conc.merge(level)
+    c:send(5)
+    assert.are.equal(5, ok:recv(1))
+  end)
 end)

@@ -5,7 +5,9 @@
  */
 #include "lconc.h"
 
-#define MAX_INPUTS 4096
+_Static_assert(CONC_MERGE_MAX == 4096, "TOO_MANY names the limit");
+#define TOO_MANY "conc.merge: too many inputs (4096 channels at most, " \
+                 "nested merges included)"
 
 /* conc.merge({ch, ...} [, ctx]) -> a receive-only channel */
 static int merge_new(lua_State *L) {
@@ -14,7 +16,7 @@ static int merge_new(lua_State *L) {
   if (!lua_isnoneornil(L, 2))
     ctx = (conc_ctx *)lconc_check_obj(L, 2, &conc_ctx_type);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
-  luaL_argcheck(L, n <= MAX_INPUTS, 1, "more than 4096 channels");
+  if (n > CONC_MERGE_MAX) return luaL_error(L, TOO_MANY);
   /* A userdata holds the array, so a type error below frees it. */
   conc_chan **in = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *in, 0);
   for (lua_Integer i = 1; i <= n; i++) {
@@ -30,6 +32,7 @@ static int merge_new(lua_State *L) {
   if (rc == CONC_EINVAL)
     return luaL_error(L, "conc.merge: merged channels nested more than %d "
                       "deep", CONC_MERGE_DEPTH);
+  if (rc == CONC_EOVERFLOW) return luaL_error(L, TOO_MANY);
   if (rc != CONC_OK) return luaL_error(L, "conc.merge: not enough memory");
   lconc_push_obj(L, (conc_obj *)out);
   return 1;

@@ -225,6 +225,187 @@ static void too_deep_is_refused(void) {
   rel(in);
 }
 
+/* ---- review fixes: canceled nested merges, fairness, size limit -------- */
+
+/* outer = merge{merge({a}, ctx), b}: once ctx is canceled the inner merge
+ * reads as closed, so outer never yields a's values (as if a were closed),
+ * whether received plainly or through a select, waiting or not. */
+static void canceled_inner_merge_yields_nothing(void) {
+  conc_ctx *bg = conc_ctx_background();
+  for (int round = 0; round < 64; round++) {
+    conc_ctx *ctx = conc_ctx_new(bg, CONC_NEVER, NULL, NULL);
+    conc_chan *a = conc_chan_new(8), *b = conc_chan_new(8);
+    conc_chan *inner = merged(&a, 1, ctx);
+    conc_chan *outer = merged((conc_chan *[]){inner, b}, 2, NULL);
+    conc_msg v;
+    for (int i = 0; i < 8; i++) {
+      msg_int(&v, 100 + i);
+      CHECK_RC(conc_chan_send(a, &v, CONC_NOWAIT), CONC_OK);
+    }
+    CHECK_RC(conc_ctx_cancel(ctx, CONC_ECANCELED, NULL), 1);
+    conc_chan *never = conc_chan_new(0);
+    conc_case cs[2] = {{never, CONC_RECV, {0}, 0}, {outer, CONC_RECV, {0}, 0}};
+    int closed_send;
+    switch (round % 4) {
+      case 0:
+        CHECK_RC(conc_select(cs, 2, CONC_NOWAIT, &closed_send), CONC_EAGAIN);
+        break;
+      case 1:
+        CHECK_RC(conc_select(cs, 2, in_ms(5), &closed_send), CONC_ETIMEDOUT);
+        break;
+      case 2:
+        CHECK_RC(conc_chan_recv(outer, &v, in_ms(5)), CONC_ETIMEDOUT);
+        break;
+      default:
+        msg_int(&v, 7);  /* b's value is the only one to come */
+        CHECK_RC(conc_chan_send(b, &v, CONC_NOWAIT), CONC_OK);
+        CHECK_RC(conc_select(&cs[1], 1, in_ms(1000), &closed_send), 0);
+        CHECK(cs[1].ok);
+        CHECK_EQ(msg_take_int(&cs[1].msg), 7);
+    }
+    CHECK_RC(conc_chan_close(b), CONC_OK);
+    CHECK_RC(conc_chan_recv(outer, &v, in_ms(1000)), CONC_ECLOSED);
+    CHECK(conc_chan_closed(inner));
+    CHECK_EQ(conc_chan_len(a), 8);  /* a's values never left it */
+    rel(never);
+    rel(outer);
+    rel(inner);
+    rel(a);
+    rel(b);
+    rel(ctx);
+  }
+  rel(bg);
+}
+
+/* The top-level window: a receiver that got past the ctx check before
+ * cancel() never takes a value after the merged channel was seen closed.
+ * R waits on m = merge({a, b}, ctx); a value sent on a wakes it to poll
+ * again, but before it runs, ctx is canceled, m is seen closed here, and
+ * x is sent on b: R must not receive x (it was sent after m was seen
+ * closed). */
+typedef struct window {
+  conc_chan *m;
+  int rc;
+  int64_t got;
+} window;
+
+static void *window_receiver(void *p) {
+  window *w = p;
+  conc_msg v;
+  w->rc = conc_chan_recv(w->m, &v, in_ms(2000));
+  if (w->rc == CONC_OK) w->got = msg_take_int(&v);
+  return NULL;
+}
+
+static void no_value_after_seen_closed(void) {
+  conc_ctx *bg = conc_ctx_background();
+  for (int round = 0; round < 32; round++) {
+    conc_ctx *ctx = conc_ctx_new(bg, CONC_NEVER, NULL, NULL);
+    conc_chan *a = conc_chan_new(4), *b = conc_chan_new(4);
+    window w = {merged((conc_chan *[]){a, b}, 2, ctx), 99, 0};
+    pthread_t t = spawn(window_receiver, &w);
+    usleep(10000);  /* R waits */
+    conc_msg v;
+    msg_int(&v, 1);
+    CHECK_RC(conc_chan_send(a, &v, CONC_NOWAIT), CONC_OK);
+    CHECK_RC(conc_ctx_cancel(ctx, CONC_ECANCELED, NULL), 1);
+    CHECK_RC(conc_chan_recv(w.m, &v, CONC_NOWAIT), CONC_ECLOSED);  /* seen */
+    msg_int(&v, 2);
+    CHECK_RC(conc_chan_send(b, &v, CONC_NOWAIT), CONC_OK);
+    join(t);
+    CHECK(w.rc == CONC_ECLOSED || (w.rc == CONC_OK && w.got == 1));
+    while (conc_chan_recv(a, &v, CONC_NOWAIT) == CONC_OK) conc_msg_free(&v);
+    while (conc_chan_recv(b, &v, CONC_NOWAIT) == CONC_OK) conc_msg_free(&v);
+    rel(w.m);
+    rel(a);
+    rel(b);
+    rel(ctx);
+  }
+  rel(bg);
+}
+
+/* A select between a merged channel of 10 always-ready inputs and one
+ * always-ready plain channel: each is one case, so each wins about half
+ * the time (Go's select picks uniformly among its ready cases). */
+static void merged_case_counts_once_in_select(void) {
+  enum { K = 10, ROUNDS = 2000 };
+  conc_chan *in[K], *plain = conc_chan_new(1);
+  conc_msg v;
+  for (int i = 0; i < K; i++) {
+    in[i] = conc_chan_new(1);
+    msg_int(&v, i);
+    CHECK_RC(conc_chan_send(in[i], &v, CONC_NOWAIT), CONC_OK);
+  }
+  msg_int(&v, -1);
+  CHECK_RC(conc_chan_send(plain, &v, CONC_NOWAIT), CONC_OK);
+  conc_chan *m = merged(in, K, NULL);
+  int wins[2] = {0, 0};
+  for (int r = 0; r < ROUNDS; r++) {
+    conc_case cs[2] = {{m, CONC_RECV, {0}, 0}, {plain, CONC_RECV, {0}, 0}};
+    int closed_send;
+    int rc = conc_select(cs, 2, r % 2 ? CONC_NEVER : CONC_NOWAIT, &closed_send);
+    CHECK(rc == 0 || rc == 1);
+    CHECK(cs[rc].ok);
+    wins[rc]++;
+    int64_t x = msg_get_int(&cs[rc].msg);  /* put it back: always ready */
+    CHECK_RC(conc_chan_send(x < 0 ? plain : in[x], &cs[rc].msg, CONC_NOWAIT),
+             CONC_OK);
+  }
+  CHECK(wins[0] > ROUNDS * 35 / 100 && wins[0] < ROUNDS * 65 / 100);
+  CHECK(wins[1] > ROUNDS * 35 / 100 && wins[1] < ROUNDS * 65 / 100);
+  /* A closed merged channel is one ready case among others, not first. */
+  conc_chan *none = merged(NULL, 0, NULL);
+  wins[0] = wins[1] = 0;
+  for (int r = 0; r < 1000; r++) {
+    conc_case cs[2] = {{none, CONC_RECV, {0}, 0}, {plain, CONC_RECV, {0}, 0}};
+    int closed_send;
+    int rc = conc_select(cs, 2, CONC_NOWAIT, &closed_send);
+    CHECK(rc == 0 || rc == 1);
+    wins[rc]++;
+    if (rc == 1) {
+      CHECK(cs[1].ok);
+      CHECK_RC(conc_chan_send(plain, &cs[1].msg, CONC_NOWAIT), CONC_OK);
+    } else {
+      CHECK(!cs[0].ok);
+    }
+  }
+  CHECK(wins[0] > 350 && wins[0] < 650);
+  for (int i = 0; i < K; i++) rel(in[i]);
+  rel(none);
+  rel(m);
+  rel(plain);
+}
+
+/* The expansion of a merge, nested merges included, is bounded: at most
+ * CONC_MERGE_MAX channels; more is refused, not wrapped around. */
+static void too_many_inputs_is_refused(void) {
+  enum { N = CONC_MERGE_MAX };
+  conc_chan **in = malloc((N + 1) * sizeof *in);
+  conc_chan *c = conc_chan_new(1);
+  for (int i = 0; i <= N; i++) in[i] = c;
+  conc_chan *big = merged(in, N, NULL), *out = NULL;
+  CHECK_RC(conc_merge_new(in, N + 1, NULL, &out), CONC_EOVERFLOW);
+  conc_chan *two[2] = {big, c};
+  CHECK_RC(conc_merge_new(two, 2, NULL, &out), CONC_EOVERFLOW);
+  /* 64 x 64 x ... multiplies out: the old count wrapped around. */
+  conc_chan *small = merged(in, 64, NULL);
+  conc_chan *level = small;
+  for (int i = 0; i < 64; i++) in[i] = level;
+  CHECK_RC(conc_merge_new(in, 64, NULL, &out), CONC_EOVERFLOW);
+  conc_chan *half = merged(in, 63, NULL);  /* 63 x (64 + 1) = 4095 */
+  conc_msg v;
+  msg_int(&v, 5);
+  CHECK_RC(conc_chan_send(c, &v, CONC_NOWAIT), CONC_OK);
+  CHECK_RC(conc_chan_recv(half, &v, in_ms(1000)), CONC_OK);
+  CHECK_EQ(msg_take_int(&v), 5);
+  CHECK_RC(conc_chan_recv(half, &v, in_ms(5)), CONC_ETIMEDOUT);
+  rel(half);
+  rel(small);
+  rel(big);
+  rel(c);
+  free(in);
+}
+
 /* ---- pub/sub ------------------------------------------------------------- */
 
 static void pubsub_fans_out_and_drops(void) {
@@ -270,6 +451,11 @@ static const check_test tests[] = {
     {"ctx_cancel_closes_and_wakes", ctx_cancel_closes_and_wakes},
     {"nested_merge_and_select", nested_merge_and_select},
     {"too_deep_is_refused", too_deep_is_refused},
+    {"canceled_inner_merge_yields_nothing",
+     canceled_inner_merge_yields_nothing},
+    {"no_value_after_seen_closed", no_value_after_seen_closed},
+    {"merged_case_counts_once_in_select", merged_case_counts_once_in_select},
+    {"too_many_inputs_is_refused", too_many_inputs_is_refused},
     {"pubsub_fans_out_and_drops", pubsub_fans_out_and_drops},
     {NULL, NULL}};
 
