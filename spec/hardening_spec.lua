@@ -275,3 +275,27 @@ describe("contexts with a timeout too large to count", function()
     assert.matches("all workers are asleep - deadlock!", out, 1, true)
   end)
 end)
+
+describe("print in workers", function()
+  it("writes whole lines: lines printed at once never mix", function()
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local wg = conc.waitgroup()
+      for w = 1, 8 do
+        wg:add(1)
+        conc.go(function(id, g)
+          for i = 1, 300 do print("worker", id, "line", i, ("x"):rep(60)) end
+          g:done()
+        end, w, wg)
+      end
+      wg:wait()
+    ]], 30)
+    assert.are.equal(0, rc, out)
+    local n = 0
+    for line in out:gmatch("[^\n]*\n") do
+      n = n + 1
+      assert.matches("^worker\t%d\tline\t%d+\t" .. ("x"):rep(60) .. "\n$", line)
+    end
+    assert.are.equal(8 * 300, n)
+  end)
+end)

@@ -682,6 +682,27 @@ static lua_State *new_state(void) {
   return L;
 }
 
+/* print(...) in a worker: as the base library's, but the line is
+ * written with one fwrite, so lines printed by workers at once never
+ * mix (the base print writes each piece apart). */
+static int worker_print(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; i++) {
+    if (i > 1) luaL_addchar(&b, '\t');
+    luaL_tolstring(L, i, NULL);
+    luaL_addvalue(&b);
+  }
+  luaL_addchar(&b, '\n');
+  luaL_pushresult(&b);
+  size_t len;
+  const char *line = lua_tolstring(L, -1, &len);
+  fwrite(line, 1, len, stdout);
+  fflush(stdout);
+  return 0;
+}
+
 /*
  * Makes a new globals table current and package.loaded._G: the base
  * library opened into it afresh, require, and the libraries opened so
@@ -700,6 +721,8 @@ static void fresh_globals(lua_State *L) {
   lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
   lua_pushcfunction(L, luaopen_base);
   lua_call(L, 0, 1);                                 /* env */
+  lua_pushcfunction(L, worker_print);
+  lua_setfield(L, -2, "print");
   lua_rawgetp(L, LUA_REGISTRYINDEX, &require_key);
   lua_setfield(L, -2, "require");
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);   /* env, loaded */
