@@ -98,7 +98,8 @@ describe("conc.merge", function()
     local ins = {}
     for i = 1, 64 do ins[i] = conc.chan(1) end
     local m = conc.merge(ins)
-    assert.are.equal(before, conc.stats().threads)
+    -- no thread started (idle pool threads may leave meanwhile: at most)
+    assert.is_true(conc.stats().threads <= before)
     assert.are.equal(1, #conc.workers())
     for i = 1, 64 do ins[i]:send(i) ins[i]:close() end
     local sum = 0
