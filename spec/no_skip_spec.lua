@@ -44,6 +44,11 @@ local ALLOWED_PENDING = {
     -- covers it)
     "not under a sanitizer",
   },
+  -- ThreadSanitizer defers an asynchronous signal until its thread
+  -- enters an intercepted call; conc's threads park in raw futex calls,
+  -- so under TSan a signal sent while all park is never handled
+  ["spec/signal_spec.lua"] = {"not under TSan"},
+  ["spec/examples_spec.lua"] = {"not under TSan"},
 }
 
 -- The scripts that build and run the checks.
@@ -61,7 +66,7 @@ describe("no skipped checks", function()
       end
       assert(ok, "a pending spec not listed in spec/no_skip_spec.lua: " .. hit)
     end
-    assert.are.equal(2, #found, table.concat(found, "\n"))
+    assert.are.equal(4, #found, table.concat(found, "\n"))
   end)
 
   it("no spec returns early from a test on a condition", function()

@@ -5,6 +5,21 @@
 -- while its child runs, so a Ctrl-C sent from there is lost.
 local support = require("support")
 
+-- ThreadSanitizer defers an asynchronous signal until the thread it
+-- lands on enters a call TSan intercepts; conc parks its threads with
+-- raw futex system calls, which TSan does not intercept, so under TSan a
+-- signal sent while every thread is parked is never handled (the waits
+-- then time out). A TSan artifact: the plain, ASan and valgrind runs
+-- test signals.
+if os.getenv("CONC_SANITIZER") == "tsan" then
+  describe("signals", function()
+    it("are tested without TSan", function()
+      pending("not under TSan: it defers signals while threads park")
+    end)
+  end)
+  return
+end
+
 -- A worker that sends SIGNAL to the process after `delay` seconds, then
 -- stays alive (sleeping, so never "asleep for good"): had it ended, the
 -- main script's wait would be a deadlock before the signal was handled.

@@ -19,7 +19,7 @@ function support.run_script(code, timeout_s, shell_prefix)
   local t0 = conc.now()
   -- CONC_LUA: the interpreter of sanitizer runs (a TSan-linked host)
   local lua = os.getenv("CONC_LUA") or "lua5.4"
-  local p = io.popen(("%s timeout %d %s %s 2>&1; echo \"rc=$?\""):format(
+  local p = io.popen(("%s timeout -k 5 %d %s %s 2>&1; echo \"rc=$?\""):format(
     shell_prefix and (shell_prefix .. ";") or "", timeout_s or 20, lua, path))
   local out = p:read("a")
   p:close()
