@@ -92,10 +92,17 @@ static void infinite_and_zero_limits(void) {
   CHECK(conc_limiter_allow(inf, t0, 1000000));  /* the burst is ignored */
   CHECK_RC(conc_limiter_wait(inf, 1000000, CONC_NEVER, NULL), CONC_OK);
   rel(inf);
+  /* Rate 0 (x/time/rate's special case): events spend the burst. */
   conc_limiter *zero = conc_limiter_new(0, 3);
   for (int i = 0; i < 3; i++) CHECK(conc_limiter_allow(zero, t0, 1));
+  CHECK_EQ(conc_limiter_burst(zero), 0);
   CHECK(!conc_limiter_allow(zero, t0 + 1000000 * MS, 1));  /* never refills */
-  CHECK_RC(conc_limiter_wait(zero, 1, in_ms(10), NULL), CONC_ETIMEDOUT);
+  /* At once, not a wait of 292 years: n exceeds the burst left. */
+  CHECK_RC(conc_limiter_wait(zero, 1, in_ms(10), NULL), CONC_ERATEBURST);
+  conc_reservation *r = conc_limiter_reserve(zero, t0, 1);
+  CHECK(!conc_reservation_ok(r));
+  conc_reservation_cancel(r, t0);  /* harmless: it reserved nothing */
+  rel(r);
   rel(zero);
 }
 
