@@ -405,6 +405,9 @@ CONC_API void conc__merge_free(struct conc_merge *m);
 
 /* ---- small random numbers for select's fairness ------------------------ */
 CONC_API uint32_t conc__rand(void);
+/* Fills order with the indices of the cases whose channel is not NULL,
+ * in a uniformly random order (select.c); returns how many. */
+CONC_API int conc__shuffle_cases(const conc_case *cases, int n, int *order);
 
 CONC_API extern atomic_int conc__blocked;
 

@@ -206,14 +206,7 @@ static int poll_case(conc_case *cs, int *closed_send) {
  * or a failure. order has room for n. */
 static int poll_cases(conc_case *cases, int n, int *order,
                       int *closed_send) {
-  int live = 0;
-  for (int i = 0; i < n; i++) {  /* inside-out Fisher-Yates shuffle */
-    if (cases[i].chan == NULL) continue;
-    int j = (int)(conc__rand() % (uint32_t)(live + 1));
-    if (j != live) order[live] = order[j];
-    order[j] = i;
-    live++;
-  }
+  int live = conc__shuffle_cases(cases, n, order);
   for (int k = 0; k < live; k++) {
     int rc = poll_case(&cases[order[k]], closed_send);
     if (rc != CONC_EAGAIN) return rc == CONC_OK ? order[k] : rc;

@@ -151,18 +151,23 @@ static void pass_on(const conc_case *cases, const int *order, int n) {
   }
 }
 
-static int select_with(conc_case *cases, int n, conc_time deadline,
-                       int *closed_send, int *order, conc_chan **locks,
-                       conc_sudog *sudogs) {
+int conc__shuffle_cases(const conc_case *cases, int n, int *order) {
   int live = 0;
   for (int i = 0; i < n; i++) {  /* inside-out Fisher-Yates shuffle */
     if (cases[i].chan == NULL) continue;
     int j = (int)(conc__rand() % (uint32_t)(live + 1));
     if (j != live) order[live] = order[j];
     order[j] = i;
-    locks[live] = cases[i].chan;
     live++;
   }
+  return live;
+}
+
+static int select_with(conc_case *cases, int n, conc_time deadline,
+                       int *closed_send, int *order, conc_chan **locks,
+                       conc_sudog *sudogs) {
+  int live = conc__shuffle_cases(cases, n, order);
+  for (int k = 0; k < live; k++) locks[k] = cases[order[k]].chan;
   if (live == 0) {  /* only nil channels: never ready (Go blocks) */
     if (deadline == CONC_NOWAIT) return CONC_EAGAIN;
     conc_waiter *w = conc__waiter_self();
