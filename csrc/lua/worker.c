@@ -98,10 +98,16 @@ static void list_remove(lconc_task *t) {
   conc__unlock(&pool.lock);
 }
 
+/* Tasks started and not finished (pool.lock held). */
+static int count_running(void) {
+  int n = 0;
+  for (lconc_task *t = pool.running; t; t = t->next) n++;
+  return n;
+}
+
 void lconc_get_pool_stats(lconc_pool_stats *out) {
   conc__lock(&pool.lock);
-  out->running = 0;
-  for (lconc_task *t = pool.running; t; t = t->next) out->running++;
+  out->running = count_running();
   out->threads = pool.threads;
   out->idle = pool.nidle;
   conc__unlock(&pool.lock);
@@ -110,8 +116,7 @@ void lconc_get_pool_stats(lconc_pool_stats *out) {
 
 static int running_tasks(void) {
   conc__lock(&pool.lock);
-  int n = 0;
-  for (lconc_task *t = pool.running; t; t = t->next) n++;
+  int n = count_running();
   conc__unlock(&pool.lock);
   return n;
 }
@@ -141,19 +146,21 @@ void lconc_report_running(void) {
     conc_time next = conc_deadline_in(EXIT_POLL);
     conc_sleep_until(next < deadline ? next : deadline);
   }
+  /* The ids are copied under the lock and written after it: a worker
+   * that ends meanwhile must not wait on stderr. */
+  long long ids[10];
+  int shown = 0;
   conc__lock(&pool.lock);
-  int n = 0;
-  for (lconc_task *t = pool.running; t; t = t->next) n++;
-  if (n > 0) {
-    fprintf(stderr, "conc: the main script ended with %d worker%s still "
-            "running (id", n, n > 1 ? "s" : "");
-    int shown = 0;
-    for (lconc_task *t = pool.running; t && shown < 10; t = t->next, shown++)
-      fprintf(stderr, "%s %lld", shown ? "," : (n > 1 ? "s" : ""),
-              (long long)t->id);
-    fprintf(stderr, "%s); they end with the process\n", n > 10 ? ", ..." : "");
-  }
+  int n = count_running();
+  for (lconc_task *t = pool.running; t && shown < 10; t = t->next)
+    ids[shown++] = (long long)t->id;
   conc__unlock(&pool.lock);
+  if (n == 0) return;
+  fprintf(stderr, "conc: the main script ended with %d worker%s still "
+          "running (id", n, n > 1 ? "s" : "");
+  for (int i = 0; i < shown; i++)
+    fprintf(stderr, "%s %lld", i ? "," : (n > 1 ? "s" : ""), ids[i]);
+  fprintf(stderr, "%s); they end with the process\n", n > 10 ? ", ..." : "");
 }
 
 /* ---- states ----------------------------------------------------------------- */
