@@ -2409,6 +2409,23 @@ describe("bad input: conc module functions", function()
       assert.has_error(function() conc.set_deadlock_mode("exit ") end)
     end)
 
+  it("conc.set_maxprocs takes nothing (reads) or an integer up to 64",
+    function()
+      local n = conc.set_maxprocs()
+      assert.is_true(math.type(n) == "integer" and n >= 1)
+      assert.has_error(function() conc.set_maxprocs("x") end)
+      assert.has_error(function() conc.set_maxprocs(1.5) end)
+      assert.has_error(function() conc.set_maxprocs(65) end)
+      assert.are.equal(n, conc.set_maxprocs(0))   -- below 1: only reads
+      assert.are.equal(n, conc.set_maxprocs(-3))
+      assert.are.equal(n, conc.set_maxprocs())
+    end)
+
+  it("conc.gosched takes no arguments and returns nothing", function()
+    assert.are.same({}, {conc.gosched()})
+    assert.are.same({}, {conc.gosched(1, "x", {})})
+  end)
+
   it("set_deadlock_mode ignores extra arguments (subprocess)", function()
     local out, rc = subprocess([[
       conc.set_deadlock_mode("error", "exit", 1)
@@ -2447,6 +2464,7 @@ describe("bad input: conc module functions", function()
       "errgroup", "go", "id", "limiter", "map", "mutex", "semaphore",
       "now", "once", "pool", "rwmutex", "select", "set_deadlock_mode",
       "merge", "pubsub", "stage", "workpool", "_flow_worker",
+      "set_maxprocs", "gosched",
       "sleep", "stats", "ticker", "timer", "todo", "waitgroup", "with_cancel",
       "with_cancel_cause", "with_deadline", "with_timeout", "with_value",
       "workers"}

@@ -246,7 +246,7 @@ describe("conc.go", function()
         "conc.go: memory_limit must be a positive integer (bytes)")
     end)
 
-  it("an idle worker gives back the heap its garbage took", function()
+  it("a state gives back the heap its task's garbage took", function()
     if os.getenv("CONC_HEAP") == "off" then
       pending("CONC_HEAP=off (memcheck, helgrind): no heap, malloc's blocks")
       return
@@ -254,23 +254,19 @@ describe("conc.go", function()
     local function build(n)  -- small blocks: a table and a string each
       local t = {}
       for i = 1, n do t[i] = {i, "item " .. i} end
-      return #t
+      return #t, collectgarbage("count") * 1024
     end
     local before = conc.stats().heap_bytes
-    assert.are.same({true, 100000}, {conc.go(build, 100000):join()})
-    local grown = conc.stats().heap_bytes
-    assert.is_true(grown > before + 4 * 2^20, grown .. " after, " ..
-      before .. " before")
-    -- the thread gives it back once idle (20 ms), long before an idle
-    -- thread exits (5 s), which would free it too; a bounded poll
-    local t0 = conc.now()
-    while conc.stats().heap_bytes > before + 2^20 and conc.now() - t0 < 4 do
-      conc.sleep(0.01)
-    end
+    local ok, n, used = conc.go(build, 100000):join()
+    assert.are.same({true, 100000}, {ok, n})
+    assert.is_true(used > 4 * 2^20, used .. " bytes in the task")
+    -- the state went back to the pool collected and trimmed (a light
+    -- task's state is shared by the tasks that come after)
     assert.is_true(conc.stats().heap_bytes <= before + 2^20,
       conc.stats().heap_bytes .. " now, " .. before .. " before")
-    -- and the thread goes on serving tasks, in its new state
-    assert.are.same({true, 10}, {conc.go(build, 10):join()})
+    -- and the state goes on serving tasks
+    assert.are.same({true, 10}, {(function(a, b) return a, b end)(
+      conc.go(build, 10):join())})
   end)
 
   it("warn in a worker behaves as in lua5.4", function()
@@ -300,35 +296,51 @@ describe("conc.go", function()
         pending("not under a sanitizer (ulimit -v)")
         return
       end
+      -- Light tasks take no thread: 3,000 start and end within 400 MB of
+      -- address space. Locked tasks take a thread each (1 MB of stack):
+      -- past the limit conc.go fails as a return value, never a crash.
       local out, rc = support.run_script([[
         local conc = require("conc")
-        local park = conc.chan()
-        local started, refused, failed = 0, 0, 0
-        local hs = {}
-        for i = 1, 3000 do
-          -- (out of memory in this script's own state, Lua raises its
-          -- usual memory error: that is a refusal too, and no crash)
-          local ok, h, err, name = pcall(conc.go, function(p) p:recv() end,
-                                         park)
-          if ok and h then
-            started = started + 1
-            hs[#hs + 1] = h
-          elseif ok then
-            assert(name == "spawn" and err:match("^conc.go: "), err)
-            refused = refused + 1
-          else
-            assert(tostring(h):match("not enough memory"), h)
-            refused = refused + 1
+        local function spawn_all(opts)
+          local park = conc.chan()
+          local started, refused, failed = 0, 0, 0
+          local hs = {}
+          for i = 1, 3000 do
+            -- (out of memory in this script's own state, Lua raises its
+            -- usual memory error: that is a refusal too, and no crash)
+            local ok, h, err, name = pcall(conc.go, opts,
+                                           function(p) p:recv() end, park)
+            if ok and h then
+              started = started + 1
+              hs[#hs + 1] = h
+            elseif ok then
+              assert(name == "spawn" and err:match("^conc.go: "), err)
+              refused = refused + 1
+            else
+              assert(tostring(h):match("not enough memory"), h)
+              refused = refused + 1
+            end
           end
+          park:close()
+          for _, h in ipairs(hs) do
+            local ok, err = h:join()
+            if not ok then
+              -- a task whose state could not be made fails with why
+              assert(tostring(err):match("memory") or
+                     tostring(err):match("lua_State"), err)
+              failed = failed + 1
+            end
+          end
+          return started, refused + failed
         end
-        park:close()
-        for _, h in ipairs(hs) do
-          if not h:join() then failed = failed + 1 end
-        end
-        print(started > 0, refused + failed > 0)
+        local s = spawn_all({})
+        print("light", s)
+        s, f = spawn_all({locked = true})
+        print("locked", s > 0, f > 0)
       ]], 60, "ulimit -v 400000")
       assert.are.equal(0, rc, out)
-      assert.matches("true\ttrue", out, 1, true)
+      assert.matches("light\t3000\n", out)
+      assert.matches("locked\ttrue\ttrue", out)
     end)
 
   it("rejects what is not a function", function()

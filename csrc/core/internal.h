@@ -179,7 +179,12 @@ struct conc_waiter {
   const char *label;     /* the caller's name for its waits, or NULL
                           * (conc_wait_label; only the owner uses it) */
   atomic_bool abortable; /* its wait can end with CONC_SEL_DEADLOCK */
+  struct conc__g *g;     /* a light task's waiter: its task (proc.c) */
+  bool fiber_park;       /* sleeping as a parked task, not on the futex */
 } __attribute__((aligned(64)));
+
+/* The waiter's `state`: the futex word. */
+enum { CONC_W_WAITING = 0, CONC_W_SLEEPING = 1, CONC_W_WOKEN = 2 };
 
 /* A waiter for a thread about to start (NULL: out of memory), which the
  * thread makes its own with conc__waiter_adopt before anything else: a
@@ -262,6 +267,14 @@ static inline void conc__waiting_done(conc_waiter *w) {
 /* The calling thread runs the main script (id 0) or a worker's task. */
 CONC_API void conc__thread_enter(int64_t id);
 CONC_API void conc__thread_leave(void);
+/* The same for a light task's waiter (proc.c), whichever thread runs it. */
+CONC_API void conc__waiter_enter(conc_waiter *w, int64_t id);
+CONC_API void conc__waiter_leave(conc_waiter *w);
+/* Makes w the calling thread's waiter for now (a thread running a light
+ * task uses the task's); returns the one it replaces. */
+CONC_API conc_waiter *conc__waiter_swap(conc_waiter *w);
+/* The main script's waiter (NULL before it first waits). */
+CONC_API conc_waiter *conc__main_waiter(void);
 /* Live Lua threads: a worker counts from its spawn to its end. */
 CONC_API void conc__live_add(int delta);
 /* Lua threads live and not asleep for good (an estimate, for spinning). */
@@ -278,6 +291,68 @@ CONC_API void conc__sleep_begin(conc_waiter *w);
 CONC_API void conc__sleep_end(conc_waiter *w);
 /* A claim won on w: it is no longer asleep for good. */
 static inline void conc__claimed(conc_waiter *w);
+
+/* ---- fibers: where a light task's blocking call runs (fiber.c) ---------- */
+
+typedef struct conc__fiber conc__fiber;
+CONC_API conc__fiber *conc__fiber_get(void);
+CONC_API void conc__fiber_put(conc__fiber *f);
+/* Runs fn(arg) on f: true when it returned, false when it suspended
+ * (conc__fiber_suspend, called on f); then conc__fiber_resume goes on. */
+CONC_API bool conc__fiber_run(conc__fiber *f, void (*fn)(void *), void *arg);
+CONC_API bool conc__fiber_resume(conc__fiber *f);
+CONC_API void conc__fiber_suspend(void);
+/* The fiber the calling thread runs on, or NULL. */
+CONC_API conc__fiber *conc__fiber_current(void);
+CONC_API long conc__fibers_made(void);
+
+/* ---- light tasks: the M:N scheduler (proc.c) ------------------------------ */
+
+/* What the runtime's run function says of the task it ran. */
+enum { CONC_G_PARKED = 0, CONC_G_YIELDED = 1, CONC_G_DONE = 2 };
+
+typedef struct conc__g {
+  conc_waiter *w;          /* its waiter (w->g is the task) */
+  conc__fiber *fiber;      /* its blocking call in progress, or NULL */
+  struct conc__g *next;    /* a run queue's link */
+  void *ud;                /* the runtime's task */
+  conc_time deadline;      /* its park's (CONC_NEVER: none) */
+  int timer_idx;           /* its place in the timer heap, or -1 */
+  conc_time queued;        /* when it was put in a "next" slot */
+} conc__g;
+
+/* Runs g until it parks (its fiber holds a blocking call: the scheduler
+ * commits the park), yields (preempted: runnable again) or ends (the
+ * runtime has freed it). */
+typedef int (*conc__run_fn)(conc__g *g);
+typedef struct conc__sched_hooks {
+  conc__run_fn run;
+  /* In a signal handler, on a thread running a task for too long: ask
+   * the task to yield soon (async-signal-safe). */
+  void (*preempt)(void);
+} conc__sched_hooks;
+CONC_API void conc__sched_set_hooks(const conc__sched_hooks *h);
+/* A new task: runnable. */
+CONC_API void conc__g_start(conc__g *g);
+/* The thread runs the main script: while it waits, it runs tasks. */
+CONC_API void conc__sched_main_thread(void);
+/* Called by park: the main script's thread waits; runs one ready task
+ * if there is one (true). */
+CONC_API bool conc__sched_help(void);
+/* A task that cannot yield blocks its thread: hand its processor on. */
+CONC_API void conc__sched_block_begin(void);
+CONC_API void conc__sched_block_end(void);
+/* A task ended (the runtime frees it after). */
+CONC_API void conc__g_end(conc__g *g);
+/* Wakes a task parked on its fiber (waiter.c's wake). */
+CONC_API void conc__ready(conc__g *g);
+CONC_API int conc__sched_maxprocs(int n);  /* n <= 0: only reads */
+typedef struct conc__sched_stats {
+  long tasks_run, steals, preemptions, handoffs, helped, thread_blocks;
+  int procs, threads, idle_threads, spinning, global_queue;
+  int queue[64];            /* per processor: local queue + next slot */
+} conc__sched_stats;
+CONC_API void conc__sched_get_stats(conc__sched_stats *out);
 
 /* ---- wait queues -------------------------------------------------------- */
 

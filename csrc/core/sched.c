@@ -37,6 +37,8 @@ static _Atomic(conc_waiter *) main_waiter;
 
 void conc_deadlock_mode(int m) { atomic_store(&mode, m); }
 
+conc_waiter *conc__main_waiter(void) { return atomic_load(&main_waiter); }
+
 void conc_wait_label(const char *label) {
   conc__waiter_self()->label = label;
 }
@@ -76,7 +78,10 @@ void conc__timers_busy_add(int delta) {
 }
 
 void conc__thread_enter(int64_t id) {
-  conc_waiter *w = conc__waiter_self();
+  conc__waiter_enter(conc__waiter_self(), id);
+}
+
+void conc__waiter_enter(conc_waiter *w, int64_t id) {
   conc__lock(&sched_lock);
   w->id = id;
   w->since = conc_now();
@@ -100,7 +105,10 @@ static void unlink_counted(conc_waiter *w) {  /* sched_lock held */
 }
 
 void conc__thread_leave(void) {
-  conc_waiter *w = conc__waiter_self();
+  conc__waiter_leave(conc__waiter_self());
+}
+
+void conc__waiter_leave(conc_waiter *w) {
   conc__lock(&sched_lock);
   if (w->counted) unlink_counted(w);
   conc__unlock(&sched_lock);

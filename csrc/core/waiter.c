@@ -29,7 +29,6 @@
 #error "conc's waiter needs Linux futexes; port conc__waiter_park first"
 #endif
 
-enum { W_WAITING = 0, W_SLEEPING = 1, W_WOKEN = 2 };
 
 /* How long a parking thread spins before it sleeps, in nanoseconds. */
 #define SPIN_NS 20000
@@ -155,6 +154,12 @@ void conc__waiter_adopt(conc_waiter *w) {
   tls_waiter = w;
 }
 
+conc_waiter *conc__waiter_swap(conc_waiter *w) {
+  conc_waiter *old = tls_waiter;
+  tls_waiter = w;
+  return old;
+}
+
 conc_waiter *conc__waiter_self(void) {
   conc_waiter *w = tls_waiter;
   if (w != NULL) return w;
@@ -165,7 +170,7 @@ conc_waiter *conc__waiter_self(void) {
 }
 
 void conc__waiter_arm(conc_waiter *w) {
-  atomic_store_explicit(&w->state, W_WAITING, memory_order_relaxed);
+  atomic_store_explicit(&w->state, CONC_W_WAITING, memory_order_relaxed);
   atomic_store_explicit(&w->selected, CONC_SEL_NONE, memory_order_relaxed);
 }
 
@@ -220,21 +225,24 @@ static void futex_wait(atomic_uint *addr, unsigned val, conc_time deadline) {
 
 void conc__waiter_wake(conc_waiter *w) {
   CONC_HB_BEFORE(w);  /* the waker's work, before WOKEN can be seen */
-  unsigned old = atomic_exchange_explicit(&w->state, W_WOKEN,
+  unsigned old = atomic_exchange_explicit(&w->state, CONC_W_WOKEN,
                                           memory_order_acq_rel);
-  if (old == W_SLEEPING) futex_wake(&w->state);
+  if (old != CONC_W_SLEEPING) return;
+  /* Only this wake saw it asleep: a parked task is made runnable once. */
+  if (w->fiber_park) conc__ready(w->g);
+  else futex_wake(&w->state);
 }
 
 bool conc__waiter_wake_spinning(conc_waiter *w) {
   CONC_HB_BEFORE(w);  /* as in conc__waiter_wake */
-  unsigned waiting = W_WAITING;
+  unsigned waiting = CONC_W_WAITING;
   return atomic_compare_exchange_strong_explicit(
-      &w->state, &waiting, W_WOKEN, memory_order_acq_rel,
+      &w->state, &waiting, CONC_W_WOKEN, memory_order_acq_rel,
       memory_order_acquire);
 }
 
 static bool woken(conc_waiter *w) {
-  return atomic_load_explicit(&w->state, memory_order_acquire) == W_WOKEN;
+  return atomic_load_explicit(&w->state, memory_order_acquire) == CONC_W_WOKEN;
 }
 
 /* The processors this process may run on (its affinity mask: taskset,
@@ -296,6 +304,45 @@ static bool woken_or_ready(const void *p) {
   return woken(k->w) || (k->ready != NULL && k->ready(k->arg));
 }
 
+/* The main script's thread waits: it runs ready tasks meanwhile, one at
+ * a time, until its wait is over or there are none. */
+static void help_while_waiting(conc_waiter *w, conc_time deadline) {
+  while (!woken(w) && !(deadline != CONC_NEVER && conc_now() >= deadline) &&
+         conc__sched_help()) {
+  }
+}
+
+/* A light task parks: its fiber switches back to the scheduler, which
+ * commits the park (waiting -> sleeping) once the task's state has
+ * yielded, or runs it again at once if a wake came first. A timer made
+ * by the scheduler for the deadline makes it runnable again with the
+ * state put back to waiting; it then looks at the deadline here. */
+static int park_task(conc_waiter *w, conc_time deadline, bool claim_timeout) {
+  conc__g *g = w->g;
+  for (;;) {
+    if (woken(w)) break;
+    if (deadline != CONC_NEVER && conc_now() >= deadline) {
+      if (!claim_timeout) {
+        conc__sleep_end(w);
+        conc__waiting_done(w);
+        return CONC_SEL_TIMEOUT;  /* unclaimed: the caller looks */
+      }
+      if (conc__waiter_claim(w, CONC_SEL_TIMEOUT)) break;
+      deadline = CONC_NEVER;  /* claimed by a waker: its wake is near */
+      continue;
+    }
+    g->deadline = deadline;
+    w->fiber_park = true;
+    conc__fiber_suspend();
+  }
+  conc__sleep_end(w);
+  conc__waiting_done(w);
+  int fired = atomic_load_explicit(&w->selected, memory_order_acquire);
+  CONC_HB_AFTER(w);
+  CONC_HB_AFTER(&w->selected);
+  return fired;
+}
+
 /* Parks (see conc__waiter_park_or). At the deadline: if claim_timeout,
  * claims the waiter with CONC_SEL_TIMEOUT (or, claimed by a waker, waits
  * for its wake); if not, returns CONC_SEL_TIMEOUT unclaimed (a plain
@@ -304,7 +351,12 @@ static int park(conc_waiter *w, conc_time deadline,
                 bool (*ready)(const void *arg), const void *arg,
                 bool claim_timeout, bool spin) {
   park_poll k = {w, ready, arg};
-  if (spin) conc__spin_until(woken_or_ready, &k, deadline);
+  /* The main script's thread runs the ready tasks first (the one it
+   * has just woken is likely the one that will answer). */
+  if (w->id == 0 && w->counted && w->g == NULL) help_while_waiting(w, deadline);
+  /* A task on its fiber does not spin: its thread has other tasks. */
+  if (spin && conc__fiber_current() == NULL)
+    conc__spin_until(woken_or_ready, &k, deadline);
   /* Checked at least once after the caller linked its sudogs: a waker
    * that did not see them made `ready` true before we look (see
    * conc__waitq_push). Claiming ourselves keeps wakers off. */
@@ -325,25 +377,36 @@ static int park(conc_waiter *w, conc_time deadline,
   if (!woken(w)) {
     conc__flush_delivered();
     if (deadline == CONC_NEVER) conc__sleep_begin(w);
+    if (conc__fiber_current() != NULL)
+      return park_task(w, deadline, claim_timeout);
+    /* The main script's thread runs ready tasks while it waits (a
+     * ping-pong with a task stays on this thread); a task that cannot
+     * yield hands its processor on before its thread sleeps. */
+    bool blocking_task = w->g != NULL;
+    if (blocking_task) conc__sched_block_begin();
+    else if (w->id == 0 && w->counted) help_while_waiting(w, deadline);
+    w->fiber_park = false;
     for (;;) {
-      unsigned s = W_WAITING;
+      unsigned s = CONC_W_WAITING;
       if (!atomic_compare_exchange_strong_explicit(
-              &w->state, &s, W_SLEEPING, memory_order_acq_rel,
-              memory_order_acquire) && s == W_WOKEN)
+              &w->state, &s, CONC_W_SLEEPING, memory_order_acq_rel,
+              memory_order_acquire) && s == CONC_W_WOKEN)
         break;
       if (deadline != CONC_NEVER && conc_now() >= deadline) {
         if (!claim_timeout) {
           conc__sleep_end(w);
           conc__waiting_done(w);
+          if (blocking_task) conc__sched_block_end();
           return CONC_SEL_TIMEOUT;  /* unclaimed: the caller looks */
         }
         if (conc__waiter_claim(w, CONC_SEL_TIMEOUT)) break;
         deadline = CONC_NEVER;  /* claimed by a waker: its wake is near */
         continue;
       }
-      futex_wait(&w->state, W_SLEEPING, deadline);
+      futex_wait(&w->state, CONC_W_SLEEPING, deadline);
     }
     conc__sleep_end(w);
+    if (blocking_task) conc__sched_block_end();
   }
   conc__waiting_done(w);
   int fired = atomic_load_explicit(&w->selected, memory_order_acquire);

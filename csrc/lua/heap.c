@@ -232,6 +232,8 @@ static void *small_alloc(lheap *h, size_t n) {
 
 /* ---- giving chunks back ---------------------------------------------------- */
 
+size_t lheap_chunk_bytes(const lheap *h) { return h->chunk_bytes; }
+
 size_t lheap_trim(lheap *h) {
   if (h->passthrough || h->chunks == NULL) return 0;
   h->chunks->carved_end = h->bump;

@@ -38,6 +38,8 @@ void lheap_use_malloc(lheap *h, int on);
 /* Gives back to malloc every chunk none of whose blocks is in use;
  * returns the bytes given back. */
 size_t lheap_trim(lheap *h);
+/* Bytes this heap took from malloc for its chunks. */
+size_t lheap_chunk_bytes(const lheap *h);
 /* Bytes every heap alive took from malloc for its chunks. */
 size_t lheap_all_chunk_bytes(void);
 

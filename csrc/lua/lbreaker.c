@@ -8,6 +8,7 @@
  * worker made a change (cached there per breaker userdata, so a state
  * decodes it once), and it runs after the core's lock is released.
  */
+#include <stdbool.h>
 #include <string.h>
 #include "lconc.h"
 
@@ -160,6 +161,22 @@ static int failed_result(lua_State *L, int nres) {
 /* cb:call(fn, ...) -> fn(...)'s results | nil, "circuit breaker is open"
  * | nil, "too many probes". A raise is a failure and is raised again;
  * results nil, err are a failure and are returned. */
+static int cb_called(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  conc_breaker *b = checkcb(L);
+  uint64_t ticket = (uint64_t)lua_tointeger(L, 2);
+  lua_remove(L, 2);
+  bool ok = status == LUA_OK || status == LUA_YIELD;
+  int nres = lua_gettop(L) - 1;                 /* self, results... */
+  int outcome = !ok || failed_result(L, nres)
+                    ? CONC_CALL_FAILURE : CONC_CALL_SUCCESS;
+  conc_breaker_change ch;
+  conc_breaker_end(b, conc_now(), ticket, outcome, &ch);
+  if (!report(L, &ch)) return lua_error(L);
+  if (!ok) return lua_error(L);                 /* fn's error, as it was */
+  return nres;
+}
+
 static int cb_call(lua_State *L) {
   conc_breaker *b = checkcb(L);
   check_callable(L, 2);
@@ -180,14 +197,13 @@ static int cb_call(lua_State *L) {
     lua_pushstring(L, conc_strerror(rc));
     return 2;
   }
-  int status = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
-  int nres = lua_gettop(L) - 1;                 /* self, results... */
-  int outcome = status != LUA_OK || failed_result(L, nres)
-                    ? CONC_CALL_FAILURE : CONC_CALL_SUCCESS;
-  conc_breaker_end(b, conc_now(), ticket, outcome, &ch);
-  if (!report(L, &ch)) return lua_error(L);
-  if (status != LUA_OK) return lua_error(L);    /* fn's error, as it was */
-  return nres;
+  /* fn runs with a continuation (a light task may park in it); its
+   * ticket waits below it on the stack. */
+  lua_pushinteger(L, (lua_Integer)ticket);
+  lua_insert(L, 2);                             /* self, ticket, fn, ... */
+  int status = lua_pcallk(L, lua_gettop(L) - 3, LUA_MULTRET, 0, 0,
+                          cb_called);
+  return cb_called(L, status, 0);
 }
 
 /* cb:state() -> "closed" | "open" | "half-open" */

@@ -57,51 +57,64 @@ static int chan_new(lua_State *L) {
   return 1;
 }
 
-/* Sends within w: true; raises on a closed channel; else returns the
+/* A send's end: CONC_OK; raises on a closed channel; else returns the
  * failure code (timeout, would block, a canceled context). */
-static int do_send(lua_State *L, const char *fname, const lconc_wait *w) {
-  conc_case cs;
-  cs.chan = check_writable(L, fname, "send on");
-  cs.op = CONC_SEND;
-  if (lua_isnone(L, 2)) return luaL_error(L, "%s: value expected", fname);
-  lconc_encode(L, 2, 1, &cs.msg, fname, LCONC_VALUE, 1);
-  lconc_blocking(L, "chan send");
-  int rc = lconc_wait_op(&cs, w);
+static int send_end(lua_State *L, const char *fname, lconc_wait_call *a,
+                    int rc) {
   if (rc == CONC_OK) return CONC_OK;
-  conc_msg_free(&cs.msg);
+  conc_msg_free(&a->cs.msg);
   if (rc == CONC_ECLOSED)
     return luaL_error(L, "%s: send on closed channel", fname);
   if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, fname);
   return rc;
 }
 
-/* ch:send(v [, timeout | ctx]) -> true | nil, reason */
-static int chan_send(lua_State *L) {
-  lconc_wait w;
-  lconc_check_wait(L, 3, &w);
-  int rc = do_send(L, "conc.chan:send", &w);
+/* Starts a send within w (k: where a parked send goes on). */
+static int do_send(lua_State *L, const char *fname, const lconc_wait *w,
+                   lua_KFunction k) {
+  lconc_wait_call local, *a = lconc_wait_area(L, &local);
+  a->cs.chan = check_writable(L, fname, "send on");
+  a->cs.op = CONC_SEND;
+  a->w = *w;
+  if (lua_isnone(L, 2)) return luaL_error(L, "%s: value expected", fname);
+  lconc_encode(L, 2, 1, &a->cs.msg, fname, LCONC_VALUE, 1);
+  lconc_blocking(L, "chan send");
+  return send_end(L, fname, a, lconc_wait_op_k(L, a, 0, k));
+}
+
+static int send_result(lua_State *L, int rc) {
   if (rc != CONC_OK) return lconc_push_fail(L, rc, "conc.chan:send");
   lua_pushboolean(L, 1);
   return 1;
 }
 
+static int chan_send_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  lconc_wait_call *a;
+  int rc = lconc_wait_done(L, &a);
+  return send_result(L, send_end(L, "conc.chan:send", a, rc));
+}
+
+/* ch:send(v [, timeout | ctx]) -> true | nil, reason */
+static int chan_send(lua_State *L) {
+  lconc_wait w;
+  lconc_check_wait(L, 3, &w);
+  return send_result(L, do_send(L, "conc.chan:send", &w, chan_send_k));
+}
+
 static int chan_try_send(lua_State *L) {
   lconc_wait w = {CONC_NOWAIT, NULL};
-  lua_pushboolean(L, do_send(L, "conc.chan:try_send", &w) == CONC_OK);
+  lua_pushboolean(L, do_send(L, "conc.chan:try_send", &w, NULL) == CONC_OK);
   return 1;
 }
 
-/* Receives within w: v, true | nil, false (closed) | nil, nil, reason. */
-static int do_recv(lua_State *L, const lconc_wait *w, const char *fname,
-                   const char *reason) {
-  conc_case cs;
-  cs.chan = checkchan(L);
-  cs.op = CONC_RECV;
-  lconc_blocking(L, "chan receive");
-  int rc = lconc_wait_op(&cs, w);
+/* A receive's end: v, true | nil, false (closed) | nil, nil, reason. */
+static int recv_end(lua_State *L, lconc_wait_call *a, int rc,
+                    const char *fname, const char *reason) {
   if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, "conc.chan:recv");
   if (rc == CONC_OK) {
-    lconc_decode(L, &cs.msg, fname, LCONC_VALUE);
+    lconc_decode(L, &a->cs.msg, fname, LCONC_VALUE);
     lua_pushboolean(L, 1);
     return 2;
   }
@@ -115,16 +128,35 @@ static int do_recv(lua_State *L, const lconc_wait *w, const char *fname,
   return 3;
 }
 
+static int do_recv(lua_State *L, const lconc_wait *w, const char *fname,
+                   const char *reason, lua_KFunction k) {
+  lconc_wait_call local, *a = lconc_wait_area(L, &local);
+  a->cs.chan = checkchan(L);
+  a->cs.op = CONC_RECV;
+  a->w = *w;
+  lconc_blocking(L, "chan receive");
+  int rc = lconc_wait_op_k(L, a, 0, k);
+  return recv_end(L, a, rc, fname, reason);
+}
+
+static int chan_recv_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  lconc_wait_call *a;
+  int rc = lconc_wait_done(L, &a);
+  return recv_end(L, a, rc, "conc.chan:recv", "timeout");
+}
+
 /* ch:recv([timeout | ctx]) */
 static int chan_recv(lua_State *L) {
   lconc_wait w;
   lconc_check_wait(L, 2, &w);
-  return do_recv(L, &w, "conc.chan:recv", "timeout");
+  return do_recv(L, &w, "conc.chan:recv", "timeout", chan_recv_k);
 }
 
 static int chan_try_recv(lua_State *L) {
   lconc_wait w = {CONC_NOWAIT, NULL};
-  return do_recv(L, &w, "conc.chan:try_recv", "would block");
+  return do_recv(L, &w, "conc.chan:try_recv", "would block", NULL);
 }
 
 static int chan_close(lua_State *L) {
@@ -180,14 +212,28 @@ static int chan_cap(lua_State *L) {
 }
 
 /* The iterator of range: the next value, or nothing once closed. */
-static int chan_next(lua_State *L) {
-  conc_chan *c = checkchan(L);
-  conc_msg m;
-  lconc_blocking(L, "chan range");
-  int rc = conc_chan_recv(c, &m, CONC_NEVER);
+static int next_end(lua_State *L, lconc_wait_call *a, int rc) {
   if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, "conc.chan:range");
   if (rc != CONC_OK) return 0;
-  return lconc_decode(L, &m, "conc.chan:range", LCONC_VALUE);
+  return lconc_decode(L, &a->cs.msg, "conc.chan:range", LCONC_VALUE);
+}
+
+static int chan_next_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  lconc_wait_call *a;
+  int rc = lconc_wait_done(L, &a);
+  return next_end(L, a, rc);
+}
+
+static int chan_next(lua_State *L) {
+  lconc_wait_call local, *a = lconc_wait_area(L, &local);
+  a->cs.chan = checkchan(L);
+  a->cs.op = CONC_RECV;
+  a->w.deadline = CONC_NEVER;
+  a->w.ctx = NULL;
+  lconc_blocking(L, "chan range");
+  return next_end(L, a, lconc_wait_op_k(L, a, 0, chan_next_k));
 }
 
 /* for v in ch:range() do ... end: receives until the channel is closed. */

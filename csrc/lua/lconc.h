@@ -75,6 +75,27 @@ CONC_API int lconc_wait_op(conc_case *cs, const lconc_wait *w);
  * raises it, after letting go of what it holds). */
 CONC_API int lconc_wait_closed(lua_State *L, const char *label,
                                conc_chan *c, const lconc_wait *w);
+/*
+ * The same two waits, for a light task that may park (see lconc_call):
+ * `a` from lconc_wait_area; if the wait parks, k runs when it is over
+ * and lconc_wait_done(L) gives its code (and the area, whose `keep` the
+ * caller may use for what it must hold across the wait).
+ */
+typedef struct lconc_wait_call {
+  conc_case cs;
+  lconc_wait w;
+  void *keep, *keep2;
+  int64_t keep_n;
+  int closed_wait;  /* lconc_wait_closed's shape */
+} lconc_wait_call;
+CONC_API lconc_wait_call *lconc_wait_area(lua_State *L,
+                                          lconc_wait_call *local);
+CONC_API int lconc_wait_op_k(lua_State *L, lconc_wait_call *a,
+                             lua_KContext ctx, lua_KFunction k);
+CONC_API int lconc_wait_closed_k(lua_State *L, const char *label,
+                                 conc_chan *c, lconc_wait_call *a,
+                                 lua_KContext ctx, lua_KFunction k);
+CONC_API int lconc_wait_done(lua_State *L, lconc_wait_call **a);
 /* A wait saw an owned channel fire while what it announces has not
  * happened (so it was closed by something other than its owner): prints
  * "conc: internal error: <what>" and aborts. Never returns. */
@@ -173,6 +194,12 @@ CONC_API void lconc_open_atomic(lua_State *L);   /* latomic.c */
  * ENOMEM. n must be in 0..size. */
 CONC_API int lconc_sem_acquire(lua_State *L, const char *label, conc_sem *s,
                                int64_t n, const lconc_wait *w);
+/* The same, parking a light task (see lconc_wait_closed_k); in k,
+ * lconc_sem_acquire_done(L) gives the code. */
+CONC_API int lconc_sem_acquire_k(lua_State *L, const char *label,
+                                 conc_sem *s, int64_t n, const lconc_wait *w,
+                                 lua_KContext ctx, lua_KFunction k);
+CONC_API int lconc_sem_acquire_done(lua_State *L);
 CONC_API void lconc_open_signal(lua_State *L);   /* lsignal.c */
 
 /* ---- Ctrl-C and the main script (lsignal.c) --------------------------------- */
@@ -199,6 +226,41 @@ CONC_API void lconc_open_workpool(lua_State *L); /* lworkpool.c */
  * The sleep hook reads where in L the thread waits. (NULL, NULL: the
  * thread leaves its task.) */
 CONC_API void lconc_blocking(lua_State *L, const char *label);
+/* The thread's binding-level state while it runs a light task (the main
+ * script's thread runs tasks while it waits): saved, then put back. */
+typedef struct lconc_thread_save {
+  lua_State *blocking;
+  int main;
+} lconc_thread_save;
+CONC_API void lconc_thread_enter_task(lconc_thread_save *s);
+CONC_API void lconc_thread_leave_task(const lconc_thread_save *s);
+
+/* ---- blocking calls of light tasks (worker.c) ------------------------------- */
+
+/*
+ * A blocking call runs its core function through lconc_call. On a light
+ * task that can yield, the function runs on a fiber; if it parks, the
+ * task's state yields (lua_yieldk with k and ctx) and lconc_call does not
+ * return: the thread runs other tasks, and when the call is done k runs
+ * (lconc_call_result gives its code). Elsewhere (the main script, a
+ * locked task, a coroutine of a task, a C function with no continuation)
+ * the function runs here and blocks the thread.
+ *
+ * What op reads and writes must outlive a yield: take it from
+ * lconc_op_area (the task's own area when the call may park, else
+ * `local`, the caller's), and keep Lua values on the Lua stack.
+ */
+#define LCONC_OP_AREA 512
+typedef int (*lconc_op_fn)(void *arg);
+CONC_API void *lconc_op_area(lua_State *L, void *local, size_t size);
+/* In k: the area lconc_op_area gave. */
+CONC_API void *lconc_op_area_k(lua_State *L);
+CONC_API int lconc_call(lua_State *L, lconc_op_fn op, void *arg,
+                        lua_KContext ctx, lua_KFunction k);
+CONC_API int lconc_call_result(lua_State *L);
+/* conc.gosched(): a task yields its thread to others (Go's Gosched). */
+CONC_API int lconc_gosched(lua_State *L);
+
 /* Raises "fname: all workers are asleep - deadlock!" and the report. */
 CONC_API int lconc_raise_deadlock(lua_State *L, const char *fname);
 /* Whether a wait's code says it was aborted: a deadlock, or the main

@@ -101,6 +101,30 @@ static lconc_task *new_task(lua_State *L, const char *fname) {
 
 /* g:go(fn, ...): runs fn(...) in a worker; waits first while the group
  * is at its limit */
+/* The end of g:go's wait for a place; the task and the semaphore are on
+ * top of the stack (light userdata: they outlive a parked wait). */
+static int eg_go_end(lua_State *L, int rc) {
+  conc_errgroup *g = EG(L);
+  lconc_task *t = (lconc_task *)lua_touserdata(L, -2);
+  conc_release((conc_obj *)lua_touserdata(L, -1));
+  lua_pop(L, 2);
+  if (rc != CONC_OK) {  /* nothing held: uncount, then raise */
+    conc_errgroup_done(g, NULL, 0);
+    lconc_task_discard(t);
+    if (lconc_aborted(rc))  /* Ctrl-C or a deadlock */
+      return lconc_raise_abort(L, rc, "conc.errgroup:go");
+    return luaL_error(L, "conc.errgroup:go: %s", conc_strerror(rc));
+  }
+  spawn_in(t, g);
+  return 0;
+}
+
+static int eg_go_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return eg_go_end(L, lconc_sem_acquire_done(L));
+}
+
 static int eg_go(lua_State *L) {
   conc_errgroup *g = EG(L);
   lconc_task *t = new_task(L, "conc.errgroup:go");
@@ -108,15 +132,12 @@ static int eg_go(lua_State *L) {
   conc_errgroup_begin(g, &sem);
   if (sem) {
     lconc_wait forever = {CONC_NEVER, NULL};
-    int rc = lconc_sem_acquire(L, "errgroup go", sem, 1, &forever);
-    conc_release((conc_obj *)sem);
-    if (rc != CONC_OK) {  /* nothing held: uncount, then raise */
-      conc_errgroup_done(g, NULL, 0);
-      lconc_task_discard(t);
-      if (lconc_aborted(rc))  /* Ctrl-C or a deadlock */
-        return lconc_raise_abort(L, rc, "conc.errgroup:go");
-      return luaL_error(L, "conc.errgroup:go: %s", conc_strerror(rc));
-    }
+    /* Pushing allocates nothing (light userdata, stack room checked). */
+    luaL_checkstack(L, 2, NULL);
+    lua_pushlightuserdata(L, t);
+    lua_pushlightuserdata(L, sem);
+    return eg_go_end(L, lconc_sem_acquire_k(L, "errgroup go", sem, 1,
+                                            &forever, 0, eg_go_k));
   }
   spawn_in(t, g);
   return 0;
@@ -155,12 +176,9 @@ static int eg_set_limit(lua_State *L) {
 /* g:wait([timeout | ctx]) -> true | nil, err (the first error). When
  * every function has ended it cancels the group's context; a wait that
  * times out (nil, "timeout") leaves the group running. */
-static int eg_wait(lua_State *L) {
+static int eg_wait_end(lua_State *L, lconc_wait_call *a, int rc) {
   conc_errgroup *g = EG(L);
-  lconc_wait w;
-  lconc_check_wait(L, 2, &w);
-  conc_chan *zero = conc_errgroup_wait_chan(g);
-  int rc = lconc_wait_closed(L, "errgroup wait", zero, &w);
+  conc_chan *zero = (conc_chan *)a->keep;
   if (zero) conc_release((conc_obj *)zero);
   if (rc != CONC_OK) return lconc_push_fail(L, rc, "conc.errgroup:wait");
   conc_msg first;
@@ -177,6 +195,24 @@ static int eg_wait(lua_State *L) {
     lua_replace(L, 2);
   }
   return 2;
+}
+
+static int eg_wait_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  lconc_wait_call *a;
+  int rc = lconc_wait_done(L, &a);
+  return eg_wait_end(L, a, rc);
+}
+
+static int eg_wait(lua_State *L) {
+  conc_errgroup *g = EG(L);
+  lconc_wait_call local, *a = lconc_wait_area(L, &local);
+  lconc_check_wait(L, 2, &a->w);
+  conc_chan *zero = conc_errgroup_wait_chan(g);
+  a->keep = zero;
+  int rc = lconc_wait_closed_k(L, "errgroup wait", zero, a, 0, eg_wait_k);
+  return eg_wait_end(L, a, rc);
 }
 
 /* g:errors() -> a list of every failure's error so far, the first one

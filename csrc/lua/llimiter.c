@@ -60,16 +60,18 @@ static int lim_allow(lua_State *L) {
  * once, without taking tokens, when n exceeds the burst, when ctx is
  * canceled, or when the tokens would come after the timeout ("timeout")
  * or the context's deadline. */
-static int lim_wait(lua_State *L) {
-  conc_limiter *l = checklim(L);
-  int at = 3;  /* where the timeout or context is */
-  int64_t n = 1;
-  if (lconc_test_obj(L, 2, &conc_ctx_type)) at = 2;  /* lim:wait(ctx) */
-  else n = opt_n(L, 2);
+typedef struct lim_call {
+  conc_limiter *l;
+  int64_t n;
   lconc_wait w;
-  lconc_check_wait(L, at, &w);
-  lconc_blocking(L, "limiter wait");
-  int rc = conc_limiter_wait(l, n, w.deadline, w.ctx);
+} lim_call;
+
+static int lim_wait_op(void *p) {
+  lim_call *a = (lim_call *)p;
+  return conc_limiter_wait(a->l, a->n, a->w.deadline, a->w.ctx);
+}
+
+static int lim_wait_end(lua_State *L, const lim_call *a, int rc) {
   if (rc == CONC_OK) {
     lua_pushboolean(L, 1);
     return 1;
@@ -77,13 +79,32 @@ static int lim_wait(lua_State *L) {
   lua_pushnil(L);
   if (rc == CONC_ERATEBURST)
     lua_pushfstring(L, "rate: Wait(n=%I) exceeds limiter's burst %I",
-                    (lua_Integer)n, (lua_Integer)conc_limiter_burst(l));
+                    (lua_Integer)a->n, (lua_Integer)conc_limiter_burst(a->l));
   else if (rc == CONC_ERATEDEADLINE)
     lua_pushfstring(L, "rate: Wait(n=%I) would exceed context deadline",
-                    (lua_Integer)n);
+                    (lua_Integer)a->n);
   else
     return lconc_push_fail(L, rc, "conc.limiter:wait");
   return 2;
+}
+
+static int lim_wait_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return lim_wait_end(L, (lim_call *)lconc_op_area_k(L),
+                      lconc_call_result(L));
+}
+
+static int lim_wait(lua_State *L) {
+  lim_call local, *a = (lim_call *)lconc_op_area(L, &local, sizeof local);
+  a->l = checklim(L);
+  int at = 3;  /* where the timeout or context is */
+  a->n = 1;
+  if (lconc_test_obj(L, 2, &conc_ctx_type)) at = 2;  /* lim:wait(ctx) */
+  else a->n = opt_n(L, 2);
+  lconc_check_wait(L, at, &a->w);
+  lconc_blocking(L, "limiter wait");
+  return lim_wait_end(L, a, lconc_call(L, lim_wait_op, a, 0, lim_wait_k));
 }
 
 /* lim:reserve([n = 1]) -> a conc.reservation: the n tokens are taken now,

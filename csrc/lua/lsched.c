@@ -61,9 +61,21 @@ int lconc_raise_deadlock(lua_State *L, const char *fname) {
   return luaL_error(L, "%s: %s", fname, conc_deadlock_report());
 }
 
+void lconc_thread_enter_task(lconc_thread_save *s) {
+  s->blocking = blocking_state;
+  s->main = main_thread;
+  main_thread = false;
+}
+
+void lconc_thread_leave_task(const lconc_thread_save *s) {
+  blocking_state = s->blocking;
+  main_thread = s->main;
+}
+
 void lconc_main_enter(void) {
   conc_set_sleep_hook(where_hook);
   main_thread = true;
+  conc__sched_main_thread();
   if (conc__waiter_self()->counted) return;
   conc__live_add(1);
   conc__thread_enter(0);
@@ -136,14 +148,43 @@ static int stats(lua_State *L) {
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, ps.running);
   lua_setfield(L, -2, "workers");
-  lua_pushinteger(L, ps.threads);
-  lua_setfield(L, -2, "threads");
-  lua_pushinteger(L, ps.idle);
-  lua_setfield(L, -2, "idle_threads");
   lua_pushinteger(L, (lua_Integer)conc_messages_sent());
   lua_setfield(L, -2, "messages");
   lua_pushinteger(L, (lua_Integer)ps.heap_bytes);
   lua_setfield(L, -2, "heap_bytes");
+  conc__sched_stats ss;
+  conc__sched_get_stats(&ss);
+  lua_pushinteger(L, ss.procs);
+  lua_setfield(L, -2, "procs");
+  /* threads: the scheduler's and the locked tasks' */
+  lua_pushinteger(L, ss.threads + ps.threads);
+  lua_setfield(L, -2, "threads");
+  lua_pushinteger(L, ss.idle_threads + ps.idle);
+  lua_setfield(L, -2, "idle_threads");
+  lua_pushinteger(L, ps.running);
+  lua_setfield(L, -2, "tasks");
+  lua_pushinteger(L, ss.tasks_run);
+  lua_setfield(L, -2, "turns");
+  lua_pushinteger(L, ss.steals);
+  lua_setfield(L, -2, "steals");
+  lua_pushinteger(L, ss.preemptions);
+  lua_setfield(L, -2, "preemptions");
+  lua_pushinteger(L, ss.handoffs);
+  lua_setfield(L, -2, "handoffs");
+  lua_pushinteger(L, ss.helped);
+  lua_setfield(L, -2, "helped");
+  lua_pushinteger(L, ss.thread_blocks);
+  lua_setfield(L, -2, "thread_blocks");
+  lua_pushinteger(L, ss.spinning);
+  lua_setfield(L, -2, "spinning");
+  lua_pushinteger(L, ss.global_queue);
+  lua_setfield(L, -2, "global_queue");
+  lua_createtable(L, ss.procs, 0);
+  for (int i = 0; i < ss.procs && i < 64; i++) {
+    lua_pushinteger(L, ss.queue[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "run_queues");
   const char *names[64];
   long counts[64];
   int k = conc_obj_counts(names, counts, 64);
@@ -156,8 +197,19 @@ static int stats(lua_State *L) {
   return 1;
 }
 
+/* conc.set_maxprocs([n]) -> the previous value: how many threads run
+ * tasks at once (Go's GOMAXPROCS); n < 1 or none only reads it. */
+static int set_maxprocs(lua_State *L) {
+  lua_Integer n = luaL_optinteger(L, 1, 0);
+  luaL_argcheck(L, n <= 64, 1, "at most 64");
+  lua_pushinteger(L, conc__sched_maxprocs((int)n));
+  return 1;
+}
+
 void lconc_open_sched(lua_State *L) {
   static const luaL_Reg funcs[] = {
+      {"set_maxprocs", set_maxprocs},
+      {"gosched", lconc_gosched},
       {"set_deadlock_mode", set_deadlock_mode},
       {"workers", workers},
       {"stats", stats},

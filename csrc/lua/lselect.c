@@ -122,6 +122,35 @@ static int select_results(lua_State *L, conc_case *cases, int n, int r,
   return 3;
 }
 
+/* A select's call (in the task's area when it may park): its cases
+ * there when they fit, else in a userdata on the Lua stack. */
+typedef struct sel_call {
+  conc_case *cases;
+  conc_time deadline;
+  int n, closed_send, has_default;
+} sel_call;
+#define AREA_CASES \
+  ((LCONC_OP_AREA - sizeof(sel_call)) / sizeof(conc_case))
+
+typedef struct sel_local {
+  sel_call call;
+  conc_case small[SMALL];
+} sel_local;
+_Static_assert(AREA_CASES >= 1, "the op area holds a case");
+
+static int select_op(void *p) {
+  sel_call *a = (sel_call *)p;
+  return conc_select(a->cases, a->n, a->deadline, &a->closed_send);
+}
+
+static int select_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  sel_call *a = (sel_call *)lconc_op_area_k(L);
+  return select_results(L, a->cases, a->n, lconc_call_result(L),
+                        a->closed_send, a->has_default);
+}
+
 static int select_(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   int has_default;
@@ -136,9 +165,12 @@ static int select_(lua_State *L) {
   }
   lua_pop(L, 1);
   luaL_argcheck(L, n <= MAX_CASES, 1, "too many cases (4096 at most)");
-  conc_case small[SMALL];
-  conc_case *cases = small;
-  if (n > SMALL)  /* a userdata: collected even if an error is raised */
+  sel_local local;
+  sel_call *a = (sel_call *)lconc_op_area(L, &local, LCONC_OP_AREA);
+  int in_area = a != &local.call;
+  size_t room = in_area ? AREA_CASES : SMALL;
+  conc_case *cases = in_area ? (conc_case *)(a + 1) : local.small;
+  if ((size_t)n > room)  /* a userdata: collected even if an error is raised */
     cases = lua_newuserdatauv(L, (size_t)n * sizeof *cases, 0);
   for (int k = 0; k < n; k++) {
     lua_rawgeti(L, 1, k + 1);
@@ -148,10 +180,15 @@ static int select_(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  int closed_send = 0;
+  a->cases = cases;
+  a->n = (int)n;
+  a->deadline = deadline;
+  a->closed_send = 0;
+  a->has_default = has_default;
   lconc_blocking(L, "select");
-  int r = conc_select(cases, (int)n, deadline, &closed_send);
-  return select_results(L, cases, (int)n, r, closed_send, has_default);
+  int r = deadline == CONC_NOWAIT ? select_op(a)
+                                  : lconc_call(L, select_op, a, 0, select_k);
+  return select_results(L, cases, (int)n, r, a->closed_send, has_default);
 }
 
 void lconc_open_select(lua_State *L) {

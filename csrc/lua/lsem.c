@@ -30,22 +30,46 @@ static int64_t check_weight(lua_State *L, int idx, conc_sem *s,
   return (int64_t)w;
 }
 
-int lconc_sem_acquire(lua_State *L, const char *label, conc_sem *s,
-                      int64_t n, const lconc_wait *w) {
+/* The end of a wait for weight (a->keep: the wait, keep2: the
+ * semaphore, keep_n: the weight). */
+static int sem_wait_outcome(const lconc_wait_call *a, int rc) {
+  conc_sem *s = (conc_sem *)a->keep2;
+  int granted = conc_sem_wait_end(s, (conc_sem_wait *)a->keep);
+  if (rc == CONC_OK && !granted)
+    lconc_internal_error("a semaphore's ready channel closed ungranted");
+  /* Granted as the wait gave up, or with the context canceled: give it
+   * back, as x/sync does (the caller sees the failure only). */
+  if (granted && rc == CONC_OK && a->w.ctx) rc = conc_ctx_err(a->w.ctx);
+  if (granted && rc != CONC_OK) conc_sem_release(s, a->keep_n);
+  return rc;
+}
+
+int lconc_sem_acquire_k(lua_State *L, const char *label, conc_sem *s,
+                        int64_t n, const lconc_wait *w, lua_KContext ctx,
+                        lua_KFunction k) {
   /* A context canceled before the call wins, as in x/sync. */
   if (w->ctx && conc_ctx_err(w->ctx)) return conc_ctx_err(w->ctx);
   conc_sem_wait *wait = NULL;
   int rc = conc_sem_acquire(s, n, &wait);
   if (rc != CONC_EAGAIN) return rc;
-  rc = lconc_wait_closed(L, label, conc_sem_wait_chan(wait), w);
-  int granted = conc_sem_wait_end(s, wait);
-  if (rc == CONC_OK && !granted)
-    lconc_internal_error("a semaphore's ready channel closed ungranted");
-  /* Granted as the wait gave up, or with the context canceled: give it
-   * back, as x/sync does (the caller sees the failure only). */
-  if (granted && rc == CONC_OK && w->ctx) rc = conc_ctx_err(w->ctx);
-  if (granted && rc != CONC_OK) conc_sem_release(s, n);
-  return rc;
+  lconc_wait_call local, *a = lconc_wait_area(L, &local);
+  a->w = *w;
+  a->keep = wait;
+  a->keep2 = s;
+  a->keep_n = n;
+  rc = lconc_wait_closed_k(L, label, conc_sem_wait_chan(wait), a, ctx, k);
+  return sem_wait_outcome(a, rc);
+}
+
+int lconc_sem_acquire_done(lua_State *L) {
+  lconc_wait_call *a;
+  int rc = lconc_wait_done(L, &a);
+  return sem_wait_outcome(a, rc);
+}
+
+int lconc_sem_acquire(lua_State *L, const char *label, conc_sem *s,
+                      int64_t n, const lconc_wait *w) {
+  return lconc_sem_acquire_k(L, label, s, n, w, 0, NULL);
 }
 
 /* s:acquire(ctx) reads as s:acquire(1, ctx): a context in place of
@@ -58,18 +82,28 @@ static void default_weight(lua_State *L) {
 }
 
 /* s:acquire([w = 1] [, timeout | ctx]) -> true | nil, reason */
+static int acquire_end(lua_State *L, int rc) {
+  if (rc == CONC_ENOMEM)
+    return luaL_error(L, "conc.semaphore:acquire: not enough memory");
+  if (rc != CONC_OK) return lconc_push_fail(L, rc, "conc.semaphore:acquire");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int acquire_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return acquire_end(L, lconc_sem_acquire_done(L));
+}
+
 static int sem_acquire(lua_State *L) {
   conc_sem *s = SEM(L);
   default_weight(L);
   int64_t n = check_weight(L, 2, s, "conc.semaphore:acquire");
   lconc_wait w;
   lconc_check_wait(L, 3, &w);
-  int rc = lconc_sem_acquire(L, "semaphore acquire", s, n, &w);
-  if (rc == CONC_ENOMEM)
-    return luaL_error(L, "conc.semaphore:acquire: not enough memory");
-  if (rc != CONC_OK) return lconc_push_fail(L, rc, "conc.semaphore:acquire");
-  lua_pushboolean(L, 1);
-  return 1;
+  return acquire_end(L, lconc_sem_acquire_k(L, "semaphore acquire", s, n,
+                                            &w, 0, acquire_k));
 }
 
 /* s:try_acquire([w = 1]) -> boolean (false also when w exceeds the
@@ -127,6 +161,23 @@ static int guard_close(lua_State *L) {
   return 0;
 }
 
+/* The guard (at 2) holds its weight once acquired. */
+static int guard_end(lua_State *L, int rc) {
+  if (rc == CONC_ENOMEM)
+    return luaL_error(L, "conc.semaphore:guard: not enough memory");
+  if (rc != CONC_OK) return lconc_push_fail(L, rc, "conc.semaphore:guard");
+  sem_guard *g = (sem_guard *)luaL_checkudata(L, 2, guard_name);
+  g->armed = 1;
+  lua_settop(L, 2);
+  return 1;
+}
+
+static int guard_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return guard_end(L, lconc_sem_acquire_done(L));
+}
+
 /* The guard is made before acquiring, unarmed: making it may fail (out
  * of memory), and a failure after acquiring would leave weight held. */
 static int sem_guard_new(lua_State *L) {
@@ -137,7 +188,7 @@ static int sem_guard_new(lua_State *L) {
   lconc_check_wait(L, 3, &w);
   lua_settop(L, 1);
   sem_guard *g = (sem_guard *)lua_newuserdatauv(L, sizeof *g, 1);
-  g->weight = n;
+  g->weight = n;  /* `g` is armed by guard_end, once acquired */
   g->armed = 0;
   if (luaL_newmetatable(L, guard_name)) {
     lua_pushcfunction(L, guard_close);
@@ -146,12 +197,8 @@ static int sem_guard_new(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);                 /* self, guard */
-  int rc = lconc_sem_acquire(L, "semaphore acquire", s, n, &w);
-  if (rc == CONC_ENOMEM)
-    return luaL_error(L, "conc.semaphore:guard: not enough memory");
-  if (rc != CONC_OK) return lconc_push_fail(L, rc, "conc.semaphore:guard");
-  g->armed = 1;
-  return 1;
+  return guard_end(L, lconc_sem_acquire_k(L, "semaphore acquire", s, n, &w,
+                                          0, guard_k));
 }
 
 void lconc_open_sem(lua_State *L) {

@@ -74,12 +74,9 @@ static int wg_go(lua_State *L) {
 }
 
 /* wg:wait([timeout | ctx]) -> true | nil, reason */
-static int wg_wait(lua_State *L) {
+static int wg_wait_end(lua_State *L, lconc_wait_call *a, int rc) {
   conc_wg *wg = CHECK(L, conc_wg, conc_wg_type);
-  lconc_wait w;
-  lconc_check_wait(L, 2, &w);
-  conc_chan *zero = conc_wg_wait_chan(wg);  /* NULL: the counter is zero */
-  int rc = lconc_wait_closed(L, "waitgroup wait", zero, &w);
+  conc_chan *zero = (conc_chan *)a->keep;
   /* The counter's reaching zero closes `zero`, and nothing else can (it
    * is receive-only); had something else, wait would return true with
    * work still counted. (The counter itself may be above zero again by
@@ -90,6 +87,24 @@ static int wg_wait(lua_State *L) {
   if (rc != CONC_OK) return lconc_push_fail(L, rc, "conc.waitgroup:wait");
   lua_pushboolean(L, 1);
   return 1;
+}
+
+static int wg_wait_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  lconc_wait_call *a;
+  int rc = lconc_wait_done(L, &a);
+  return wg_wait_end(L, a, rc);
+}
+
+static int wg_wait(lua_State *L) {
+  conc_wg *wg = CHECK(L, conc_wg, conc_wg_type);
+  lconc_wait_call local, *a = lconc_wait_area(L, &local);
+  lconc_check_wait(L, 2, &a->w);
+  conc_chan *zero = conc_wg_wait_chan(wg);  /* NULL: the counter is zero */
+  a->keep = zero;
+  int rc = lconc_wait_closed_k(L, "waitgroup wait", zero, a, 0, wg_wait_k);
+  return wg_wait_end(L, a, rc);
 }
 
 /* wg:count() -> the counter now (for diagnostics) */
@@ -105,13 +120,65 @@ static int mu_new(lua_State *L) {
   return 1;
 }
 
-static int mu_lock(lua_State *L) {
-  conc_mutex *m = CHECK(L, conc_mutex, conc_mutex_type);
-  lconc_blocking(L, "mutex lock");
-  int rc = conc_mutex_lock(m);  /* fails only aborted (no lock held) */
-  if (rc != CONC_OK) return lconc_raise_abort(L, rc, "conc.mutex:lock");
-  return 0;
+/* A lock (or a cond wait) through lconc_call: on a task it may park. A
+ * guard's lock arms the guard (at index 2) once it holds. */
+typedef int (*unlock_fn)(lua_State *L);
+
+typedef struct lock_call {
+  int (*lock)(void *obj);
+  void *obj;
+  unlock_fn arm;
+  const char *fname;
+} lock_call;
+
+static int lock_op(void *p) {
+  lock_call *a = (lock_call *)p;
+  return a->lock(a->obj);
 }
+
+typedef struct guard guard;
+static void arm_guard(lua_State *L, unlock_fn unlock);
+
+static int lock_end(lua_State *L, const lock_call *a, int rc) {
+  if (rc == CONC_ENOTLOCKED)
+    return luaL_error(L, "%s: sync: unlock of unlocked mutex", a->fname);
+  /* fails only aborted (no lock held; a cond wait holds it again) */
+  if (rc != CONC_OK) return lconc_raise_abort(L, rc, a->fname);
+  if (a->arm == NULL) return 0;
+  arm_guard(L, a->arm);
+  return 1;
+}
+
+static int lock_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return lock_end(L, (lock_call *)lconc_op_area_k(L), lconc_call_result(L));
+}
+
+static int do_lock(lua_State *L, const char *label, const char *fname,
+                   int (*lock)(void *), void *obj, unlock_fn arm) {
+  lock_call local, *a = (lock_call *)lconc_op_area(L, &local, sizeof local);
+  a->lock = lock;
+  a->obj = obj;
+  a->arm = arm;
+  a->fname = fname;
+  lconc_blocking(L, label);
+  return lock_end(L, a, lconc_call(L, lock_op, a, 0, lock_k));
+}
+
+static int op_mutex_lock(void *o) { return conc_mutex_lock((conc_mutex *)o); }
+static int op_rw_lock(void *o) { return conc_rwmutex_lock((conc_rwmutex *)o); }
+static int op_rw_rlock(void *o) {
+  return conc_rwmutex_rlock((conc_rwmutex *)o);
+}
+static int op_cond_wait(void *o) { return conc_cond_wait((conc_cond *)o); }
+
+static int mu_lock_with(lua_State *L, unlock_fn arm) {
+  return do_lock(L, "mutex lock", "conc.mutex:lock", op_mutex_lock,
+                 CHECK(L, conc_mutex, conc_mutex_type), arm);
+}
+
+static int mu_lock(lua_State *L) { return mu_lock_with(L, NULL); }
 
 static int mu_try_lock(lua_State *L) {
   lua_pushboolean(L, conc_mutex_trylock(CHECK(L, conc_mutex, conc_mutex_type)));
@@ -133,19 +200,18 @@ static int rw_new(lua_State *L) {
 
 #define RW(L) CHECK(L, conc_rwmutex, conc_rwmutex_type)
 
-static int rw_lock(lua_State *L) {
-  lconc_blocking(L, "rwmutex lock");
-  int rc = conc_rwmutex_lock(RW(L));  /* fails only aborted, not held */
-  if (rc != CONC_OK) return lconc_raise_abort(L, rc, "conc.rwmutex:lock");
-  return 0;
+static int rw_lock_with(lua_State *L, unlock_fn arm) {
+  return do_lock(L, "rwmutex lock", "conc.rwmutex:lock", op_rw_lock, RW(L),
+                 arm);
 }
 
-static int rw_rlock(lua_State *L) {
-  lconc_blocking(L, "rwmutex rlock");
-  int rc = conc_rwmutex_rlock(RW(L));
-  if (rc != CONC_OK) return lconc_raise_abort(L, rc, "conc.rwmutex:rlock");
-  return 0;
+static int rw_rlock_with(lua_State *L, unlock_fn arm) {
+  return do_lock(L, "rwmutex rlock", "conc.rwmutex:rlock", op_rw_rlock,
+                 RW(L), arm);
 }
+
+static int rw_lock(lua_State *L) { return rw_lock_with(L, NULL); }
+static int rw_rlock(lua_State *L) { return rw_rlock_with(L, NULL); }
 
 static int rw_try_lock(lua_State *L) {
   lua_pushboolean(L, conc_rwmutex_trylock(RW(L)));
@@ -186,12 +252,8 @@ static int cond_new(lua_State *L) {
 /* c:wait(): an interrupted wait (Ctrl-C, a deadlock in "error" mode)
  * raises holding the mutex again, as Wait always returns holding it. */
 static int cond_wait(lua_State *L) {
-  lconc_blocking(L, "cond wait");
-  int rc = conc_cond_wait(COND(L));
-  if (rc == CONC_ENOTLOCKED)
-    return luaL_error(L, "conc.cond:wait: sync: unlock of unlocked mutex");
-  if (rc != CONC_OK) return lconc_raise_abort(L, rc, "conc.cond:wait");
-  return 0;
+  return do_lock(L, "cond wait", "conc.cond:wait", op_cond_wait, COND(L),
+                 NULL);
 }
 
 static int cond_signal(lua_State *L) {
@@ -254,9 +316,9 @@ static int once_share(lua_State *L) {
  * runs protected, with a fixed text as the last resort. The runner
  * gets fn's values themselves, even those that cannot travel (the other
  * callers then get the error that says so). */
-static int once_run(lua_State *L, conc_once *o) {
-  int nargs = lua_gettop(L) - 2;
-  int ok = lua_pcall(L, nargs, LUA_MULTRET, 0) == LUA_OK;
+static int once_ran(lua_State *L, int status, lua_KContext ctx) {
+  conc_once *o = (conc_once *)ctx;
+  int ok = status == LUA_OK || status == LUA_YIELD;
   int n = lua_gettop(L) - 1;  /* results, or the error, at 2.. */
   once_outcome out = {.failed = !ok};
   int shared = lua_checkstack(L, n + 2);
@@ -276,6 +338,46 @@ static int once_run(lua_State *L, conc_once *o) {
   return n;
 }
 
+/* fn runs with a continuation: a light task running it may park in it
+ * (the once object is kept alive by the userdata at 1). */
+static int once_run(lua_State *L, conc_once *o) {
+  int nargs = lua_gettop(L) - 2;
+  int status = lua_pcallk(L, nargs, LUA_MULTRET, 0, (lua_KContext)o,
+                          once_ran);
+  return once_ran(L, status, (lua_KContext)o);
+}
+
+/* The outcome, for every caller but the runner. */
+static int once_outcome_push(lua_State *L) {
+  conc_msg outcome;
+  int failed = conc_once_outcome(CHECK(L, conc_once, conc_once_type),
+                                 &outcome);
+  lua_settop(L, 0);
+  int n = lconc_decode(L, &outcome, "conc.once:call", LCONC_RESULT);
+  if (failed) return lua_error(L);
+  return n;
+}
+
+static int once_wait_end(lua_State *L, lconc_wait_call *a, int rc) {
+  conc_once *o = CHECK(L, conc_once, conc_once_type);
+  conc_release((conc_obj *)a->keep);
+  if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, "conc.once:call");
+  /* The runner's finish closes it, once the outcome is stored; had
+   * something else, the outcome read below would not be there yet. */
+  conc_chan *wait = NULL;
+  if (conc_once_begin(o, &wait) != CONC_ONCE_DONE)
+    lconc_internal_error("a Once's wait channel closed while it runs");
+  return once_outcome_push(L);
+}
+
+static int once_wait_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  lconc_wait_call *a;
+  int rc = lconc_wait_done(L, &a);
+  return once_wait_end(L, a, rc);
+}
+
 /* once:call(fn, ...) -> fn's results, computed once for every caller in
  * every worker; an error in fn is raised to every caller. */
 static int once_call(lua_State *L) {
@@ -285,21 +387,14 @@ static int once_call(lua_State *L) {
   int state = conc_once_begin(o, &wait);
   if (state == CONC_ONCE_RUN) return once_run(L, o);
   if (state == CONC_ONCE_WAIT) {
-    lconc_wait forever = {CONC_NEVER, NULL};
-    int rc = lconc_wait_closed(L, "once call", wait, &forever);
-    conc_release((conc_obj *)wait);
-    if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, "conc.once:call");
-    /* The runner's finish closes it, once the outcome is stored; had
-     * something else, the outcome read below would not be there yet. */
-    if (conc_once_begin(o, &wait) != CONC_ONCE_DONE)
-      lconc_internal_error("a Once's wait channel closed while it runs");
+    lconc_wait_call local, *a = lconc_wait_area(L, &local);
+    a->w.deadline = CONC_NEVER;
+    a->w.ctx = NULL;
+    a->keep = wait;
+    int rc = lconc_wait_closed_k(L, "once call", wait, a, 0, once_wait_k);
+    return once_wait_end(L, a, rc);
   }
-  conc_msg outcome;
-  int failed = conc_once_outcome(o, &outcome);
-  lua_settop(L, 0);
-  int n = lconc_decode(L, &outcome, "conc.once:call", LCONC_RESULT);
-  if (failed) return lua_error(L);
-  return n;
+  return once_outcome_push(L);
 }
 
 /* ---- guards: scoped locks ------------------------------------------------ */
@@ -309,11 +404,9 @@ static int once_call(lua_State *L) {
  * on error): Go's `defer mu.Unlock()`. It is a plain userdata of this
  * state whose user value is the locked object.
  */
-typedef int (*unlock_fn)(lua_State *L);
-
-typedef struct guard {
+struct guard {
   unlock_fn unlock;  /* NULL once unlocked */
-} guard;
+};
 
 static const char guard_name[] = "conc.guard";
 
@@ -343,27 +436,32 @@ static guard *push_guard(lua_State *L) {
   return g;
 }
 
+/* The guard at index 2 holds its lock now: it unlocks at scope end. */
+static void arm_guard(lua_State *L, unlock_fn unlock) {
+  guard *g = (guard *)luaL_checkudata(L, 2, guard_name);
+  g->unlock = unlock;
+  lua_settop(L, 2);
+}
+
 /* mu:guard(), rw:guard(), rw:rguard(): lock, return the guard. The
  * guard is made first, unarmed: making it may fail (out of memory),
  * and a failure after locking would leave the lock held. */
-static int lock_guarded(lua_State *L, lua_CFunction lock, unlock_fn unlock) {
-  lua_settop(L, 1);
-  guard *g = push_guard(L);  /* self, guard */
-  lock(L);                   /* locks self; allocates nothing */
-  g->unlock = unlock;
-  return 1;
-}
-
 static int mu_guard(lua_State *L) {
-  return lock_guarded(L, mu_lock, mu_unlock);
+  lua_settop(L, 1);
+  push_guard(L);  /* self, guard */
+  return mu_lock_with(L, mu_unlock);
 }
 
 static int rw_guard(lua_State *L) {
-  return lock_guarded(L, rw_lock, rw_unlock);
+  lua_settop(L, 1);
+  push_guard(L);
+  return rw_lock_with(L, rw_unlock);
 }
 
 static int rw_rguard(lua_State *L) {
-  return lock_guarded(L, rw_rlock, rw_runlock);
+  lua_settop(L, 1);
+  push_guard(L);
+  return rw_rlock_with(L, rw_runlock);
 }
 
 /* ---- registration ---------------------------------------------------------------- */

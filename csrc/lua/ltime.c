@@ -52,33 +52,58 @@ static int t_now(lua_State *L) {
 }
 
 /* conc.sleep(seconds [, ctx]) -> true | nil, "context canceled" */
+typedef struct sleep_call {
+  conc_time deadline;
+  conc_ctx *ctx;
+  int err;   /* the context's error before the sleep */
+} sleep_call;
+
+static int sleep_op(void *p) {
+  sleep_call *a = (sleep_call *)p;
+  if (a->ctx == NULL) return conc_sleep_until(a->deadline);
+  conc_case cs = {conc_ctx_done(a->ctx), CONC_RECV, {0}, 0};
+  int closed_send;
+  return conc_select(&cs, 1, a->deadline, &closed_send);
+}
+
+static int sleep_end(lua_State *L, sleep_call *a, int rc) {
+  if (a->ctx != NULL) {
+    int err = a->err;
+    if (!err && rc == 0) {
+      /* Done fired: cancel closes it, after setting err, and nobody
+       * else can. With no error the sleep would end early as a success. */
+      err = conc_ctx_err(a->ctx);
+      if (err == 0) lconc_internal_error("a live context's done channel fired");
+    }
+    if (err) return lconc_push_fail(L, err, "conc.sleep");
+    if (rc == CONC_ETIMEDOUT || rc == CONC_EAGAIN) rc = CONC_OK;
+  }
+  if (rc == CONC_ETIMEDOUT) rc = CONC_OK;
+  if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, "conc.sleep");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return sleep_end(L, (sleep_call *)lconc_op_area_k(L), lconc_call_result(L));
+}
+
 static int t_sleep(lua_State *L) {
   lua_Number s = check_seconds(L, 1);
   if (!lua_isnoneornil(L, 2) && lconc_test_obj(L, 2, &conc_ctx_type) == NULL)
     luaL_typeerror(L, 2, "conc.ctx");
   lconc_wait w;
   lconc_check_wait(L, 2, &w);
-  conc_time deadline = conc_deadline_in(s);
+  sleep_call local, *a = (sleep_call *)lconc_op_area(L, &local, sizeof local);
+  a->deadline = conc_deadline_in(s);
+  a->ctx = w.ctx;
+  a->err = w.ctx ? conc_ctx_err(w.ctx) : 0;
   lconc_blocking(L, "sleep");
-  int rc = CONC_OK;
-  if (w.ctx == NULL) {
-    if (s > 0) rc = conc_sleep_until(deadline);
-  } else {
-    conc_case cs = {conc_ctx_done(w.ctx), CONC_RECV, {0}, 0};
-    int closed_send;
-    int err = conc_ctx_err(w.ctx);
-    if (!err && s > 0) rc = conc_select(&cs, 1, deadline, &closed_send);
-    if (!err && s > 0 && rc == 0) {
-      /* Done fired: cancel closes it, after setting err, and nobody
-       * else can. With no error the sleep would end early as a success. */
-      err = conc_ctx_err(w.ctx);
-      if (err == 0) lconc_internal_error("a live context's done channel fired");
-    }
-    if (err) return lconc_push_fail(L, err, "conc.sleep");
-  }
-  if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, "conc.sleep");
-  lua_pushboolean(L, 1);
-  return 1;
+  /* No wait (a canceled context, no time): as if the time passed. */
+  if (a->err || !(s > 0)) return sleep_end(L, a, CONC_ETIMEDOUT);
+  return sleep_end(L, a, lconc_call(L, sleep_op, a, 0, sleep_k));
 }
 
 /* conc.after(seconds) -> a channel that receives conc.now() once */

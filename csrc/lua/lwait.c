@@ -62,13 +62,53 @@ int lconc_wait_op(conc_case *cs, const lconc_wait *w) {
 
 int lconc_wait_closed(lua_State *L, const char *label, conc_chan *c,
                       const lconc_wait *w) {
-  if (w->ctx && conc_ctx_err(w->ctx)) return conc_ctx_err(w->ctx);
-  if (c == NULL) return CONC_OK;
-  conc_case cs = {c, CONC_RECV, {0}, 0};
-  lconc_blocking(L, label);
-  int rc = lconc_wait_op(&cs, w);
-  if (rc == CONC_OK) conc_msg_free(&cs.msg);  /* never sent on: defensive */
+  lconc_wait_call a;
+  a.w = *w;
+  return lconc_wait_closed_k(L, label, c, &a, 0, NULL);
+}
+
+lconc_wait_call *lconc_wait_area(lua_State *L, lconc_wait_call *local) {
+  return (lconc_wait_call *)lconc_op_area(L, local, sizeof *local);
+}
+
+static int wait_op_fn(void *p) {
+  lconc_wait_call *a = (lconc_wait_call *)p;
+  return lconc_wait_op(&a->cs, &a->w);
+}
+
+/* The code a wait ends with, as its shape says. */
+static int wait_outcome(lconc_wait_call *a, int rc) {
+  if (!a->closed_wait) return rc;
+  if (rc == CONC_OK) conc_msg_free(&a->cs.msg);  /* never sent on */
   return rc == CONC_OK || rc == CONC_ECLOSED ? CONC_OK : rc;
+}
+
+int lconc_wait_op_k(lua_State *L, lconc_wait_call *a, lua_KContext ctx,
+                    lua_KFunction k) {
+  a->closed_wait = 0;
+  /* One that cannot wait never parks: no fiber for it. */
+  if (a->w.deadline == CONC_NOWAIT && a->w.ctx == NULL)
+    return lconc_wait_op(&a->cs, &a->w);
+  return lconc_call(L, wait_op_fn, a, ctx, k);
+}
+
+int lconc_wait_closed_k(lua_State *L, const char *label, conc_chan *c,
+                        lconc_wait_call *a, lua_KContext ctx,
+                        lua_KFunction k) {
+  if (a->w.ctx && conc_ctx_err(a->w.ctx)) return conc_ctx_err(a->w.ctx);
+  if (c == NULL) return CONC_OK;
+  a->cs = (conc_case){c, CONC_RECV, {0}, 0};
+  a->closed_wait = 1;
+  lconc_blocking(L, label);
+  int rc = k ? lconc_call(L, wait_op_fn, a, ctx, k)
+             : lconc_wait_op(&a->cs, &a->w);
+  return wait_outcome(a, rc);
+}
+
+int lconc_wait_done(lua_State *L, lconc_wait_call **out) {
+  lconc_wait_call *a = (lconc_wait_call *)lconc_op_area_k(L);
+  if (out) *out = a;
+  return wait_outcome(a, lconc_call_result(L));
 }
 
 int lconc_push_fail(lua_State *L, int rc, const char *fname) {

@@ -24,7 +24,7 @@ static char *package_field(lua_State *L, const char *field) {
 /* Raises for a key of the options table at index 1 that conc.go does
  * not know (a misspelt `memory_limt` would otherwise run unlimited). */
 static void check_option_keys(lua_State *L) {
-  static const char *const known[] = {"memory_limit", NULL};
+  static const char *const known[] = {"memory_limit", "locked", NULL};
   lua_pushnil(L);
   while (lua_next(L, 1)) {
     lua_pop(L, 1);
@@ -35,14 +35,20 @@ static void check_option_keys(lua_State *L) {
     if (!found) {
       lconc_tostring_safe(L, -1);
       luaL_error(L, "conc.go: unknown option '%s' (options are: "
-                 "memory_limit)", lua_tostring(L, -1));
+                 "memory_limit, locked)", lua_tostring(L, -1));
     }
   }
 }
 
-/* Reads conc.go's options table at index 1: the memory limit. */
-static size_t go_options(lua_State *L) {
+/* Reads conc.go's options table at index 1: the memory limit, and
+ * whether the task has a thread of its own (*locked). */
+static size_t go_options(lua_State *L, bool *locked) {
   check_option_keys(L);
+  lua_getfield(L, 1, "locked");
+  if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+    luaL_error(L, "conc.go: locked must be a boolean");
+  *locked = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   lua_getfield(L, 1, "memory_limit");
   lua_Integer limit = 0;
   if (!lua_isnil(L, -1)) {
@@ -97,9 +103,11 @@ void lconc_task_discard(lconc_task *t) {
  * its end hook (NULL: none) and owner (retained here): *out holds the
  * creator's reference. CONC_ENOMEM or the spawn's error. */
 static int spawn_call(lua_State *L, conc_msg *call, size_t memory_limit,
-                      const lconc_end_hook *hook, lconc_task **out) {
+                      bool locked, const lconc_end_hook *hook,
+                      lconc_task **out) {
   lconc_task *t = task_from_call(L, call, memory_limit);
   if (t == NULL) return CONC_ENOMEM;
+  t->locked = locked;
   if (hook) {
     t->on_end = hook->fn;
     t->owner = hook->owner;
@@ -117,6 +125,7 @@ static int spawn_call(lua_State *L, conc_msg *call, size_t memory_limit,
 /* conc.go([options,] fn, ...) -> handle | nil, message, "spawn" */
 static int go(lua_State *L) {
   size_t memory_limit = 0;
+  bool locked = false;
   int first = 1;
   if (lua_istable(L, 1)) {  /* options first */
     /* A callable table is a function to run to a Go reader, but it
@@ -129,14 +138,14 @@ static int go(lua_State *L) {
     if (lua_getmetatable(L, 1))
       return luaL_error(L, "conc.go: the options table must be a plain "
                         "table (it has a metatable)");
-    memory_limit = go_options(L);
+    memory_limit = go_options(L, &locked);
     first = 2;
   }
   luaL_checktype(L, first, LUA_TFUNCTION);
   conc_msg call;
   lconc_encode_call(L, first, lua_gettop(L) - first + 1, &call);
   lconc_task *t;
-  int rc = spawn_call(L, &call, memory_limit, NULL, &t);
+  int rc = spawn_call(L, &call, memory_limit, locked, NULL, &t);
   if (rc != CONC_OK) {  /* as a spawn the system refuses: a return value */
     lua_pushnil(L);
     lua_pushfstring(L, "conc.go: %s", rc == CONC_ENOMEM
@@ -151,7 +160,7 @@ static int go(lua_State *L) {
 int lconc_go_detached(lua_State *L, conc_msg *call,
                       const lconc_end_hook *hook) {
   lconc_task *t;
-  int rc = spawn_call(L, call, 0, hook, &t);
+  int rc = spawn_call(L, call, 0, false, hook, &t);
   if (rc == CONC_OK) conc_release(&t->hdr);  /* runs on, unobserved */
   return rc;
 }
@@ -166,10 +175,8 @@ static void check_finished(lconc_task *t) {
 }
 
 /* h:join() -> true, results... | false, error (with the traceback) */
-static int w_join(lua_State *L) {
+static int join_end(lua_State *L, int rc) {
   lconc_task *t = checktask(L);
-  lconc_wait forever = {CONC_NEVER, NULL};
-  int rc = lconc_wait_closed(L, "worker join", t->done, &forever);
   if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, "conc.worker:join");
   check_finished(t);
   atomic_store(&t->observed, 1);
@@ -186,13 +193,25 @@ static int w_join(lua_State *L) {
   return 2;
 }
 
+static int join_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return join_end(L, lconc_wait_done(L, NULL));
+}
+
+static int w_join(lua_State *L) {
+  lconc_task *t = checktask(L);
+  lconc_wait_call local, *a = lconc_wait_area(L, &local);
+  a->w.deadline = CONC_NEVER;
+  a->w.ctx = NULL;
+  return join_end(L, lconc_wait_closed_k(L, "worker join", t->done, a, 0,
+                                         join_k));
+}
+
 /* h:wait([timeout | ctx]) -> true when finished; false, reason when
  * the timeout passed or the context was canceled first */
-static int w_wait(lua_State *L) {
+static int wait_end(lua_State *L, int rc) {
   lconc_task *t = checktask(L);
-  lconc_wait w;
-  lconc_check_wait(L, 2, &w);
-  int rc = lconc_wait_closed(L, "worker wait", t->done, &w);
   if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, "conc.worker:wait");
   if (rc == CONC_OK) {
     check_finished(t);
@@ -202,6 +221,20 @@ static int w_wait(lua_State *L) {
   lua_pushboolean(L, 0);
   lua_pushstring(L, rc == CONC_EAGAIN ? "timeout" : conc_strerror(rc));
   return 2;
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return wait_end(L, lconc_wait_done(L, NULL));
+}
+
+static int w_wait(lua_State *L) {
+  lconc_task *t = checktask(L);
+  lconc_wait_call local, *a = lconc_wait_area(L, &local);
+  lconc_check_wait(L, 2, &a->w);
+  return wait_end(L, lconc_wait_closed_k(L, "worker wait", t->done, a, 0,
+                                         wait_k));
 }
 
 /* h:done() -> a channel closed when the worker has finished */

@@ -22,17 +22,16 @@ static conc_workpool *checkpool(lua_State *L, int idx) {
 
 /* ---- the workers ------------------------------------------------------- */
 
-/* Pushes a pool's result for the job at `job`: the call of fn (at fn) on
- * it, protected, as {job =, ok = true, value =} or {job =, ok = false,
- * err =}. A function fails by raising or by returning nil, err. */
-static void pool_result(lua_State *L, int fn, int job) {
-  lua_pushvalue(L, fn);
-  lua_pushvalue(L, job);
-  int status = lua_pcall(L, 1, 2, 0);
-  if (status != LUA_OK) lua_pushnil(L);      /* error, nil */
-  bool failed = status != LUA_OK || (lua_isnil(L, -2) && !lua_isnil(L, -1));
+/* Builds a pool's result for the job at `job` from the protected call of
+ * fn on it (status; its two results, or the error, on top), as {job =,
+ * ok = true, value =} or {job =, ok = false, err =}. A function fails by
+ * raising or by returning nil, err. */
+static void pool_result(lua_State *L, int status, int job) {
+  bool ok = status == LUA_OK || status == LUA_YIELD;
+  if (!ok) lua_pushnil(L);                   /* error, nil */
+  bool failed = !ok || (lua_isnil(L, -2) && !lua_isnil(L, -1));
   /* The value (-2), the error raised (-2), or the err of nil, err (-1). */
-  int v = lua_absindex(L, status == LUA_OK && failed ? -1 : -2);
+  int v = lua_absindex(L, ok && failed ? -1 : -2);
   lua_createtable(L, 0, 3);                  /* r1, r2, t */
   lua_pushvalue(L, job);
   lua_setfield(L, -2, "job");
@@ -87,48 +86,123 @@ static void encode_result(lua_State *L, int mode, conc_msg *m, int job) {
   lua_settop(L, top);
 }
 
-/* Protected: the loop. 1: the pool, 2: fn, 3: the mode. */
-static int worker_loop(lua_State *L) {
+/*
+ * The loop of a pool's or a stage's worker, protected: 1 the pool, 2 fn,
+ * 3 the mode; the job at 4. Written as steps with continuations (the
+ * receive, fn's call, the send), so that a light task running it parks
+ * in any of them, fn's own blocking calls included, instead of holding
+ * its thread. Each step returns false when the loop ends.
+ */
+static int mode_of(lua_State *L) { return (int)lua_tointeger(L, 3); }
+
+static bool after_send(lconc_wait_call *a, int rc) {
+  if (rc == CONC_OK) return true;
+  conc_msg_free(&a->cs.msg);  /* ctx ended */
+  return false;
+}
+
+static int send_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Sends the result on top (the job at 4). */
+static bool send_result(lua_State *L) {
+  int mode = mode_of(L);
   conc_workpool *p = checkpool(L, 1);
-  int mode = (int)lua_tointeger(L, 3);
-  const char *fname = mode == MODE_POOL ? "conc.workpool" : "conc.stage";
-  lconc_wait w = {CONC_NEVER, conc_workpool_ctx(p)};
+  lconc_wait_call local, *a = lconc_wait_area(L, &local);
+  a->cs = (conc_case){conc_workpool_results(p), CONC_SEND, {0}, 0};
+  a->w = (lconc_wait){CONC_NEVER, conc_workpool_ctx(p)};
+  encode_result(L, mode, &a->cs.msg, 4);
+  lconc_blocking(L, mode == MODE_POOL ? "workpool result" : "stage send");
+  return after_send(a, lconc_wait_op_k(L, a, 0, send_k));
+}
+
+static bool after_pool_call(lua_State *L, int status) {
+  pool_result(L, status, 4);
+  return send_result(L);
+}
+
+static bool after_stage_call(lua_State *L) {
+  if (lua_isnil(L, -1)) return true;  /* nil: nothing to pass on */
+  return send_result(L);
+}
+
+static int loop_from_recv(lua_State *L);
+
+static int pool_call_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  return after_pool_call(L, status) ? loop_from_recv(L) : 0;
+}
+
+static int stage_call_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return after_stage_call(L) ? loop_from_recv(L) : 0;
+}
+
+static bool after_recv(lua_State *L, lconc_wait_call *a, int rc) {
+  if (rc != CONC_OK) return false;  /* closed and drained, or ctx ended */
+  if (mode_of(L) == MODE_STAGE) {
+    lconc_decode(L, &a->cs.msg, "conc.stage", LCONC_VALUE);  /* 4: job */
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 4);
+    lua_callk(L, 1, 1, 0, stage_call_k);
+    return after_stage_call(L);
+  }
+  /* A job that cannot arrive (a module this worker cannot load) is a
+   * failed result too: never fatal to the worker. */
+  if (lconc_decode_protected(L, &a->cs.msg, "conc.workpool",
+                             LCONC_VALUE) < 0) {
+    lua_createtable(L, 0, 2);            /* why, t */
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "ok");
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "err");
+    lua_pushnil(L);
+    lua_insert(L, 4);                    /* 4: no job; t */
+    return send_result(L);
+  }
+  lua_pushvalue(L, 2);                   /* 4: the job */
+  lua_pushvalue(L, 4);
+  int status = lua_pcallk(L, 1, 2, 0, 0, pool_call_k);
+  return after_pool_call(L, status);
+}
+
+static int recv_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  lconc_wait_call *a;
+  int rc = lconc_wait_done(L, &a);
+  return after_recv(L, a, rc) ? loop_from_recv(L) : 0;
+}
+
+static int send_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  lconc_wait_call *a;
+  int rc = lconc_wait_done(L, &a);
+  return after_send(a, rc) ? loop_from_recv(L) : 0;
+}
+
+static int loop_from_recv(lua_State *L) {
   for (;;) {
     lua_settop(L, 3);
-    conc_case cs = {conc_workpool_jobs(p), CONC_RECV, {0}, 0};
-    lconc_blocking(L, mode == MODE_POOL ? "workpool job" : "stage receive");
-    int rc = lconc_wait_op(&cs, &w);
-    if (rc != CONC_OK) break;  /* closed and drained, or ctx ended */
-    if (mode == MODE_POOL) {
-      /* A job that cannot arrive (a module this worker cannot load) is
-       * a failed result too: never fatal to the worker. */
-      if (lconc_decode_protected(L, &cs.msg, fname, LCONC_VALUE) < 0) {
-        lua_createtable(L, 0, 2);            /* why, t */
-        lua_pushboolean(L, 0);
-        lua_setfield(L, -2, "ok");
-        lua_insert(L, -2);
-        lua_setfield(L, -2, "err");
-        lua_pushnil(L);
-        lua_insert(L, 4);                    /* 4: no job; t */
-      } else {
-        pool_result(L, 2, 4);                /* 4: the job */
-      }
-    } else {
-      lconc_decode(L, &cs.msg, fname, LCONC_VALUE);  /* 4: the job */
-      lua_pushvalue(L, 2);
-      lua_pushvalue(L, 4);
-      lua_call(L, 1, 1);
-      if (lua_isnil(L, -1)) continue;  /* nil: nothing to pass on */
-    }
-    cs.chan = conc_workpool_results(p);
-    cs.op = CONC_SEND;
-    encode_result(L, mode, &cs.msg, 4);
-    lconc_blocking(L, mode == MODE_POOL ? "workpool result" : "stage send");
-    if (lconc_wait_op(&cs, &w) != CONC_OK) {  /* ctx ended */
-      conc_msg_free(&cs.msg);
-      break;
-    }
+    conc_workpool *p = checkpool(L, 1);
+    lconc_wait_call local, *a = lconc_wait_area(L, &local);
+    a->cs = (conc_case){conc_workpool_jobs(p), CONC_RECV, {0}, 0};
+    a->w = (lconc_wait){CONC_NEVER, conc_workpool_ctx(p)};
+    lconc_blocking(L, mode_of(L) == MODE_POOL ? "workpool job"
+                                              : "stage receive");
+    if (!after_recv(L, a, lconc_wait_op_k(L, a, 0, recv_k))) return 0;
   }
+}
+
+static int worker_loop(lua_State *L) {
+  checkpool(L, 1);
+  return loop_from_recv(L);
+}
+
+static int flow_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  if (status != LUA_OK && status != LUA_YIELD) return lua_error(L);
   return 0;
 }
 
@@ -142,8 +216,7 @@ static int flow_worker(lua_State *L) {
   lua_insert(L, 1);                          /* loop, p, fn, mode */
   lua_pushvalue(L, 2);
   lua_insert(L, 1);      /* p: keeps the pool alive below the call */
-  if (lua_pcall(L, 3, 0, 0) != LUA_OK) return lua_error(L);
-  return 0;
+  return flow_k(L, lua_pcallk(L, 3, 0, 0, 0, flow_k), 0);
 }
 
 /* A pool's or stage's worker is counted out when its task ends, however
@@ -298,20 +371,12 @@ static int pool_new(lua_State *L) {
   return 1;
 }
 
-/* Sends the job at 2 within w: true; raises after close. */
-static int submit(lua_State *L, const lconc_wait *w, const char *fname) {
-  conc_workpool *p = checkpool(L, 1);
-  if (lua_isnone(L, 2)) return luaL_error(L, "%s: job expected", fname);
-  if (conc_workpool_closed(p))
-    return luaL_error(L, "%s: submit on closed pool", fname);
-  conc_ctx *ctx = conc_workpool_ctx(p);
-  if (ctx && conc_ctx_err(ctx)) return conc_ctx_err(ctx);
-  conc_case cs = {conc_workpool_jobs(p), CONC_SEND, {0}, 0};
-  lconc_encode(L, 2, 1, &cs.msg, fname, LCONC_VALUE, 1);
-  lconc_blocking(L, "workpool submit");
-  int rc = lconc_wait_op(&cs, w);
+/* A submit's end: CONC_OK; raises after close. */
+static int submit_end(lua_State *L, lconc_wait_call *a, int rc,
+                      const char *fname) {
   if (rc == CONC_OK) return CONC_OK;
-  conc_msg_free(&cs.msg);
+  conc_msg_free(&a->cs.msg);
+  conc_ctx *ctx = conc_workpool_ctx(checkpool(L, 1));
   if (rc == CONC_ECLOSED) {  /* close() came while it waited, */
     if (ctx && conc_ctx_err(ctx)) return conc_ctx_err(ctx);  /* or ctx */
     return luaL_error(L, "%s: submit on closed pool", fname);
@@ -320,21 +385,50 @@ static int submit(lua_State *L, const lconc_wait *w, const char *fname) {
   return rc;
 }
 
+/* Sends the job at 2 within w (k: where a parked submit goes on). */
+static int submit(lua_State *L, const lconc_wait *w, const char *fname,
+                  lua_KFunction k) {
+  conc_workpool *p = checkpool(L, 1);
+  if (lua_isnone(L, 2)) return luaL_error(L, "%s: job expected", fname);
+  if (conc_workpool_closed(p))
+    return luaL_error(L, "%s: submit on closed pool", fname);
+  conc_ctx *ctx = conc_workpool_ctx(p);
+  if (ctx && conc_ctx_err(ctx)) return conc_ctx_err(ctx);
+  lconc_wait_call local, *a = lconc_wait_area(L, &local);
+  a->cs = (conc_case){conc_workpool_jobs(p), CONC_SEND, {0}, 0};
+  a->w = *w;
+  lconc_encode(L, 2, 1, &a->cs.msg, fname, LCONC_VALUE, 1);
+  lconc_blocking(L, "workpool submit");
+  return submit_end(L, a, lconc_wait_op_k(L, a, 0, k), fname);
+}
+
+static int submit_result(lua_State *L, int rc) {
+  if (rc != CONC_OK) return lconc_push_fail(L, rc, "conc.workpool:submit");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int submit_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  lconc_wait_call *a;
+  int rc = lconc_wait_done(L, &a);
+  return submit_result(L, submit_end(L, a, rc, "conc.workpool:submit"));
+}
+
 /* p:submit(job [, timeout | ctx]) -> true | nil, reason */
 static int pool_submit(lua_State *L) {
   lconc_wait w;
   lconc_check_wait(L, 3, &w);
-  int rc = submit(L, &w, "conc.workpool:submit");
-  if (rc != CONC_OK) return lconc_push_fail(L, rc, "conc.workpool:submit");
-  lua_pushboolean(L, 1);
-  return 1;
+  return submit_result(L, submit(L, &w, "conc.workpool:submit", submit_k));
 }
 
 /* p:try_submit(job) -> boolean (false: the queue is full) */
 static int pool_try_submit(lua_State *L) {
   lconc_wait w = {CONC_NOWAIT, NULL};
   lua_settop(L, 2);
-  lua_pushboolean(L, submit(L, &w, "conc.workpool:try_submit") == CONC_OK);
+  lua_pushboolean(L, submit(L, &w, "conc.workpool:try_submit", NULL) ==
+                        CONC_OK);
   return 1;
 }
 
@@ -345,15 +439,28 @@ static int pool_results(lua_State *L) {
   return 1;
 }
 
-/* Waits within w until every worker has stopped. */
-static int wait_stopped(lua_State *L, conc_workpool *p, const lconc_wait *w,
-                        const char *label, const char *fname) {
-  int rc = lconc_wait_closed(L, label, conc_workpool_done(p), w);
-  if (rc == CONC_OK && conc_workpool_live(p) != 0)
+/* Waits within w until every worker has stopped (the function's name
+ * is ctx: "conc.workpool:close" or ":wait"). */
+static int stopped_end(lua_State *L, int rc, const char *fname) {
+  if (rc == CONC_OK && conc_workpool_live(checkpool(L, 1)) != 0)
     lconc_internal_error("a pool's done channel closed with workers left");
   if (rc != CONC_OK) return lconc_push_fail(L, rc, fname);
   lua_pushboolean(L, 1);
   return 1;
+}
+
+static int stopped_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return stopped_end(L, lconc_wait_done(L, NULL), (const char *)ctx);
+}
+
+static int wait_stopped(lua_State *L, conc_workpool *p, const lconc_wait *w,
+                        const char *label, const char *fname) {
+  lconc_wait_call local, *a = lconc_wait_area(L, &local);
+  a->w = *w;
+  int rc = lconc_wait_closed_k(L, label, conc_workpool_done(p), a,
+                               (lua_KContext)fname, stopped_k);
+  return stopped_end(L, rc, fname);
 }
 
 /* p:close(): no more jobs; waits until the queued ones are done (and the

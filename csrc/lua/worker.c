@@ -189,7 +189,40 @@ static void watch_lib(lua_State *L, int which);
   }
 static int fill_string(lua_State *L);
 WATCHED_OPENER(open_table, luaopen_table, W_TABLE)
-WATCHED_OPENER(open_coroutine, luaopen_coroutine, W_COROUTINE)
+/* A task runs in a coroutine of its state, which its code must not see:
+ * at its top level, as in a main chunk, coroutine.running() says main,
+ * isyieldable() says no, and yield() raises as lua5.4's does. */
+static bool at_task_top(lua_State *L);
+static int co_running(lua_State *L) {
+  int ismain = lua_pushthread(L);
+  lua_pushboolean(L, ismain || at_task_top(L));
+  return 2;
+}
+static int co_isyieldable(lua_State *L) {
+  lua_State *co = lua_isnoneornil(L, 1) ? L : lua_tothread(L, 1);
+  luaL_argexpected(L, co != NULL, 1, "coroutine");
+  lua_pushboolean(L, lua_isyieldable(co) && !at_task_top(co));
+  return 1;
+}
+static int co_yield(lua_State *L) {
+  if (at_task_top(L))
+    return luaL_error(L, "attempt to yield from outside a coroutine");
+  return lua_yield(L, lua_gettop(L));
+}
+static int co_resume(lua_State *L);
+static int co_wrap(lua_State *L);
+static int open_coroutine(lua_State *L) {
+  luaopen_coroutine(L);
+  static const luaL_Reg hidden[] = {{"running", co_running},
+                                    {"isyieldable", co_isyieldable},
+                                    {"yield", co_yield},
+                                    {"resume", co_resume},
+                                    {"wrap", co_wrap},
+                                    {NULL, NULL}};
+  luaL_setfuncs(L, hidden, 0);
+  watch_lib(L, W_COROUTINE);
+  return 1;
+}
 WATCHED_OPENER(open_math, luaopen_math, W_MATH)
 WATCHED_OPENER(open_io, luaopen_io, W_IO)
 WATCHED_OPENER(open_os, luaopen_os, W_OS)
@@ -1031,10 +1064,477 @@ static int new_thread(lconc_task *t) {
   return CONC_OK;
 }
 
+/* ---- light tasks: run by the scheduler (proc.c) --------------------------- */
+
+/*
+ * A light task runs in a coroutine of a pooled state (the state's main
+ * thread prepares it and encodes its outcome), resumed by whichever
+ * scheduler thread picks it up; between its turns its state is still.
+ * It yields for three reasons: a blocking call parked it (lconc_call;
+ * its fiber holds the call), the scheduler preempted it (a count hook
+ * set from SIGURG's handler), or its own code yielded at the top level
+ * (coroutine.yield or conc.gosched: it only lets others run first).
+ */
+enum { Y_NONE, Y_PARK, Y_PREEMPT };
+
+static void set_hooks(void);
+
+#define MAX_POOLED_STATES 256
+
+static struct {
+  conc__lock_t lock;
+  lua_State *free[MAX_POOLED_STATES];
+  int n;
+} states = {CONC_LOCK_INIT, {0}, 0};
+
+static const char co_key = 'c';  /* registry: the state's coroutine */
+
+/* The task this thread runs now, and its coroutine (the signal handler
+ * reads it). */
+static CONC_TLS lconc_task *cur_task;
+static CONC_TLS lua_State *volatile cur_co;
+
+static bool at_task_top(lua_State *L) {
+  return cur_task != NULL && L == cur_task->co;
+}
+
+static lua_State *state_get(void) {
+  conc__lock(&states.lock);
+  lua_State *L = states.n > 0 ? states.free[--states.n] : NULL;
+  conc__unlock(&states.lock);
+  return L ? L : new_state();
+}
+
+/* A state back in the pool gives back what its last task's garbage took
+ * when that is much (a parked state's heap is a few KB). */
+#define BIG_HEAP (256u << 10)
+
+static void state_put(lua_State *L) {
+  lheap *h = mem_of(L)->heap;
+  if (lheap_chunk_bytes(h) > BIG_HEAP) {
+    lua_gc(L, LUA_GCCOLLECT);
+    lheap_trim(h);
+  }
+  conc__lock(&states.lock);
+  if (states.n < MAX_POOLED_STATES) {
+    states.free[states.n++] = L;
+    L = NULL;
+  }
+  conc__unlock(&states.lock);
+  if (L) close_state(L);
+}
+
+/* The state's coroutine, made on first use (protected: memory). */
+static int get_co(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &co_key) != LUA_TTHREAD) {
+    lua_pop(L, 1);
+    lua_newthread(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &co_key);
+  }
+  return 1;
+}
+
+/* Protected on the state's main thread: the task's function and its
+ * arguments, ready on the coroutine (left on top of L). */
+static int light_setup(lua_State *L) {
+  lconc_task *t = (lconc_task *)lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  set_path(L, "path", t->path);
+  set_path(L, "cpath", t->cpath);
+  fresh_globals(L);
+  get_co(L);
+  lua_State *co = lua_tothread(L, -1);
+  int n = lconc_decode_in(L, &t->call, "conc.go", LCONC_ARG);
+  luaL_checkstack(co, n + LUA_MINSTACK, "conc.go: too many arguments");
+  lua_xmove(L, co, n);
+  t->nargs = n - 1;
+  return 1;  /* the coroutine: kept on L while the task lives */
+}
+
+static void preempt_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lconc_task *t = cur_task;
+  if (t != NULL && L == t->co && lua_isyieldable(L)) {
+    lua_sethook(L, NULL, 0, 0);
+    t->yield_reason = Y_PREEMPT;
+    t->yield_from = L;
+    lua_yield(L, 0);
+    return;
+  }
+  /* In a C function that cannot yield: look again a little later. */
+  lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1000);
+}
+
+/* SIGURG's handler (proc.c): as lua.c's Ctrl-C handler does, it only
+ * sets a hook. A task with a debug hook of its own is left alone (its
+ * hook keeps running; it yields at its next blocking call). */
+static void preempt_signal(void) {
+  lua_State *co = cur_co;
+  if (co != NULL && lua_gethook(co) == NULL)
+    lua_sethook(co, preempt_hook, LUA_MASKCOUNT, 1);
+}
+
+/* The error at the top of co (a task that raised), as the message
+ * handler of a locked task makes it, on top of L. */
+static void light_error(lua_State *L, lua_State *co) {
+  lua_xmove(co, L, 1);
+  int err = lua_gettop(L);
+  if (lua_type(L, err) != LUA_TSTRING) {
+    conc_msg m;
+    if (lconc_encode_protected(L, err, 1, &m, "conc.go", LCONC_ERROR,
+                               1) == 0) {
+      conc_msg_free(&m);
+      return;
+    }
+    lconc_tostring_safe(L, err);                /* err, why, text */
+    lua_pushfstring(L, "%s (%s)", lua_tostring(L, -1), lua_tostring(L, -2));
+    lua_replace(L, err);
+    lua_settop(L, err);
+  }
+  luaL_traceback(L, co, lua_tostring(L, -1), 0);
+  lua_replace(L, -2);
+}
+
+/* The task ended (status: lua_resume's, or the setup's): its outcome,
+ * then its state back to the pool and its waiter back. */
+static void light_end(lconc_task *t, int status, int nres) {
+  lua_State *L = t->L, *co = t->co;
+  conc__g *g = &t->g;
+  lua_settop(L, 1);  /* the coroutine (or the setup's error) */
+  if (co != NULL) {
+    if (status == LUA_OK || status == LUA_YIELD) {
+      lua_pop(L, 1);
+      if (!lua_checkstack(L, nres + LUA_MINSTACK)) status = LUA_ERRMEM;
+      else lua_xmove(co, L, nres);
+    } else if (status != LUA_ERRMEM) {
+      lua_pop(L, 1);
+      light_error(L, co);
+    } else {
+      lua_pop(L, 1);
+      lua_xmove(co, L, 1);
+    }
+    /* Its pending <close> variables close now (an error leaves them
+     * open); a coroutine an error ended is replaced. */
+    if (status != LUA_OK && lua_resetthread(co) != LUA_OK) {
+      lua_pushnil(L);
+      lua_rawsetp(L, LUA_REGISTRYINDEX, &co_key);
+    }
+    lua_settop(co, 0);
+    lua_sethook(co, NULL, 0, 0);  /* its debug.sethook, as reset_state's */
+  }
+  state_mem *m = mem_of(L);
+  conc_msg_free(&t->call);
+  lua_setallocf(L, heap_alloc, m);
+  bool oom = m->hit && status == LUA_ERRMEM;
+  m->limit = 0;
+  lheap_use_malloc(m->heap, 0);
+  int ok = status == LUA_OK;
+  if (t->on_end) t->on_end(t, L, ok, 0);
+  free(t->path);
+  free(t->cpath);
+  t->path = t->cpath = NULL;
+  ok = finish(L, t, ok, oom, 0);
+  lua_settop(L, 0);
+  lconc_blocking(NULL, NULL);
+  conc__waiter_leave(g->w);
+  if (t->memory_limit) lua_gc(L, LUA_GCCOLLECT);
+  if (clean_state(L)) close_state(L);
+  else state_put(L);
+  t->L = t->co = NULL;
+  g->w->g = NULL;
+  conc__waiter_release(g->w);
+  conc__g_end(g);
+  end_task(t, ok ? TASK_DONE : TASK_FAILED);  /* t may be freed now */
+}
+
+/* First turn: a state, the task's function ready in its coroutine. */
+static bool light_start(lconc_task *t) {
+  lua_State *L = state_get();
+  if (L == NULL) {
+    conc__waiter_release(t->g.w);
+    conc__g_end(&t->g);
+    fail_task(t, "conc.go: cannot create a lua_State");
+    return false;
+  }
+  t->L = L;
+  t->depth = 0;
+  conc__waiter_enter(t->g.w, t->id);
+  state_mem *m = mem_of(L);
+  m->hit = false;
+  if (t->memory_limit) {
+    m->used = bytes_in_use(L);
+    m->limit = m->used + t->memory_limit;
+    lheap_use_malloc(m->heap, 1);
+    lua_setallocf(L, counting_alloc, m);
+  }
+  lua_settop(L, 0);
+  lua_pushcfunction(L, traceback);
+  lua_pushcfunction(L, light_setup);
+  lua_pushlightuserdata(L, t);
+  int status = lua_pcall(L, 1, 1, 1);
+  lua_remove(L, 1);
+  if (status != LUA_OK) {
+    light_end(t, status, 0);
+    return false;
+  }
+  t->co = lua_tothread(L, 1);
+  return true;
+}
+
+/* The scheduler's run function: one turn of the task. */
+static int light_run(conc__g *g) {
+  lconc_task *t = (lconc_task *)g->ud;
+  lconc_thread_save saved;
+  lconc_thread_enter_task(&saved);
+  lconc_task *outer = cur_task;
+  int64_t outer_id = current_id;
+  cur_task = t;
+  current_id = t->id;
+  int r = CONC_G_DONE;
+  if (t->L != NULL || light_start(t)) {
+    lua_State *co = t->co;
+    if (lua_gethook(co) == preempt_hook) lua_sethook(co, NULL, 0, 0);
+    t->yield_reason = Y_NONE;
+    int nres = 0, nargs = t->nargs;
+    t->nargs = 0;
+    cur_co = co;
+    int status = lua_resume(co, t->L, nargs, &nres);
+    cur_co = NULL;
+    if (status == LUA_YIELD && t->yield_reason == Y_PARK) {
+      r = CONC_G_PARKED;
+    } else if (status == LUA_YIELD) {
+      lua_pop(co, nres);  /* a yield of its own: values go nowhere */
+      r = CONC_G_YIELDED;
+    } else {
+      light_end(t, status, nres);
+    }
+  }
+  cur_task = outer;
+  current_id = outer_id;
+  lconc_thread_leave_task(&saved);
+  return r;
+}
+
+static int start_light(lconc_task *t) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  CONC_CHECK(pthread_once(&once, set_hooks));
+  t->g.ud = t;
+  t->g.w = conc__waiter_new();
+  if (t->g.w == NULL) {
+    conc__live_add(-1);
+    list_remove(t);
+    conc_msg_free(&t->call);
+    free(t->path);
+    free(t->cpath);
+    t->path = t->cpath = NULL;
+    conc_release(&t->hdr);
+    return CONC_ENOMEM;
+  }
+  t->g.w->g = &t->g;
+  conc__g_start(&t->g);
+  return CONC_OK;
+}
+
+/* ---- blocking calls of light tasks ------------------------------------------ */
+
+/* The task L belongs to, when a yield of L reaches the scheduler: L is
+ * the task's coroutine, or the innermost coroutine resumed through conc's
+ * coroutine.resume or wrap from a thread that could (see co_resume). */
+static lconc_task *parkable(lua_State *L) {
+  lconc_task *t = cur_task;
+  if (t == NULL || !lua_isyieldable(L)) return NULL;
+  if (L == t->co) return t;
+  if (t->depth > 0 && t->chain[t->depth - 1].co == L &&
+      t->chain[t->depth - 1].ok)
+    return t;
+  return NULL;
+}
+
+/*
+ * coroutine.resume and wrap in a task's state: as the base library's, but
+ * a conc blocking call (or conc.gosched) inside the coroutine parks the
+ * whole task: the resume yields its own caller in turn, up to the task,
+ * and when the task is woken, resumes the coroutine again. Other yields
+ * are the coroutine's own, as usual.
+ */
+static int resume_step(lua_State *L, lua_State *co, int narg,
+                       lua_KFunction k);
+
+/* Resumes co with narg values from L's top; returns what the base
+ * library's auxresume does: the count of results moved to L, or -1 with
+ * the error on L's top. Propagates a conc yield (does not return). */
+static int resume_step(lua_State *L, lua_State *co, int narg,
+                       lua_KFunction k) {
+  lconc_task *t = cur_task;
+  if (narg > 0 || lua_status(co) == LUA_OK) {
+    if (!lua_checkstack(co, narg)) {
+      lua_pushliteral(L, "too many arguments to resume");
+      return -1;
+    }
+    lua_xmove(L, co, narg);
+  }
+  bool pushed = false;
+  if (t != NULL && (t->depth == 0 || t->chain[t->depth - 1].co != co)) {
+    if (t->depth < (int)(sizeof t->chain / sizeof t->chain[0])) {
+      t->chain[t->depth].co = co;
+      t->chain[t->depth].ok = parkable(L) != NULL;
+      t->depth++;
+      pushed = true;
+    }
+  }
+  int nres;
+  int status = lua_resume(co, L, narg, &nres);
+  if (status == LUA_YIELD && t != NULL && t->yield_reason != Y_NONE &&
+      t->yield_from == co) {
+    /* A conc yield: pass it on (the chain entry stays while parked). */
+    t->yield_from = L;
+    return lua_yieldk(L, 0, (lua_KContext)co, k);
+  }
+  if (t != NULL && t->depth > 0 && t->chain[t->depth - 1].co == co)
+    t->depth--;
+  (void)pushed;
+  if (status == LUA_OK || status == LUA_YIELD) {
+    if (!lua_checkstack(L, nres + 1)) {
+      lua_pop(co, nres);
+      lua_pushliteral(L, "too many results to resume");
+      return -1;
+    }
+    lua_xmove(co, L, nres);
+    return nres;
+  }
+  lua_xmove(co, L, 1);
+  return -1;
+}
+
+/* resume's outcome as coroutine.resume returns it. */
+static int resume_result(lua_State *L, int r) {
+  if (r < 0) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  lua_insert(L, -(r + 1));
+  return r + 1;
+}
+
+static int co_resume_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return resume_result(L, resume_step(L, (lua_State *)ctx, 0, co_resume_k));
+}
+
+static int co_resume(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  luaL_argexpected(L, co != NULL, 1, "coroutine");
+  return resume_result(L, resume_step(L, co, lua_gettop(L) - 1,
+                                      co_resume_k));
+}
+
+/* wrap's outcome: the values, or the error raised again (with where the
+ * wrapped function was called, for a string, as the base library). */
+static int wrap_result(lua_State *L, lua_State *co, int r) {
+  if (r >= 0) return r;
+  int stat = lua_status(co);
+  if (stat != LUA_OK && stat != LUA_YIELD) {
+    stat = lua_resetthread(co);  /* its <close> variables */
+    lua_xmove(co, L, 1);
+  }
+  if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+static int wrapped_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  lua_State *co = (lua_State *)ctx;
+  return wrap_result(L, co, resume_step(L, co, 0, wrapped_k));
+}
+
+static int wrapped(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+  return wrap_result(L, co, resume_step(L, co, lua_gettop(L), wrapped_k));
+}
+
+static int co_wrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_State *co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushcclosure(L, wrapped, 1);
+  return 1;
+}
+
+void *lconc_op_area(lua_State *L, void *local, size_t size) {
+  lconc_task *t = parkable(L);
+  if (t == NULL) return local;
+  if (size > sizeof t->op_area) lconc_internal_error("lconc_op_area: size");
+  return t->op_area;
+}
+
+void *lconc_op_area_k(lua_State *L) {
+  (void)L;
+  return cur_task->op_area;
+}
+
+static void run_op(void *arg) {
+  lconc_task *t = (lconc_task *)arg;
+  t->op_rc = t->op(t->op_arg);
+}
+
+int lconc_call(lua_State *L, lconc_op_fn op, void *arg, lua_KContext ctx,
+               lua_KFunction k) {
+  lconc_task *t = parkable(L);
+  if (t == NULL) return op(arg);
+  t->op = op;
+  t->op_arg = arg;
+  conc__fiber *f = conc__fiber_get();
+  if (conc__fiber_run(f, run_op, t)) {
+    conc__fiber_put(f);
+    return t->op_rc;
+  }
+  t->g.fiber = f;  /* the scheduler goes on with it when woken */
+  t->yield_reason = Y_PARK;
+  t->yield_from = L;
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+int lconc_call_result(lua_State *L) {
+  (void)L;
+  return cur_task->op_rc;
+}
+
+static int gosched_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L;
+  (void)status;
+  (void)ctx;
+  return 0;
+}
+
+int lconc_gosched(lua_State *L) {
+  lconc_task *t = parkable(L);
+  if (t == NULL) {  /* the main script runs a ready task, if any */
+    conc__sched_help();
+    return 0;
+  }
+  t->yield_reason = Y_PREEMPT;
+  t->yield_from = L;
+  return lua_yieldk(L, 0, 0, gosched_k);
+}
+
+static void set_hooks(void) {
+  static const conc__sched_hooks hooks = {light_run, preempt_signal};
+  conc__sched_set_hooks(&hooks);
+}
+
 int lconc_spawn(lconc_task *t) {
   conc_retain(&t->hdr);  /* the running thread's reference */
   conc__live_add(1);     /* live from now: the spawner is running */
   list_add(t);
+  if (!t->locked) return start_light(t);
   if (hand_off(t)) return CONC_OK;
   int rc = new_thread(t);
   if (rc != CONC_OK) {

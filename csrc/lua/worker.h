@@ -6,6 +6,7 @@
 #define LCONC_WORKER_H
 
 #include "lconc.h"
+#include "../core/internal.h"
 
 enum { TASK_RUNNING = 0, TASK_DONE = 1, TASK_FAILED = 2 };
 
@@ -34,6 +35,23 @@ typedef struct lconc_task {
    * `owner` (retained; released with the task). Set before the spawn. */
   void (*on_end)(struct lconc_task *t, lua_State *L, int ok, int base);
   conc_obj *owner;
+  bool locked;            /* a thread of its own (conc.go's option) */
+  /* A light task (not locked): the scheduler's part, and what the
+   * thread running it keeps between its turns. */
+  conc__g g;
+  lua_State *L, *co;      /* its state and the coroutine it runs in */
+  int nargs;              /* for the first resume */
+  int yield_reason;       /* why its coroutine yielded (worker.c) */
+  lua_State *yield_from;  /* the coroutine a conc yield started in */
+  /* Coroutines of the task resumed through conc's coroutine.resume and
+   * wrap, innermost last: a blocking call in one parks the whole task
+   * when every resume down to the task can yield (`ok`). */
+  struct { lua_State *co; bool ok; } chain[16];
+  int depth;
+  int (*op)(void *);      /* its blocking call on its fiber (lconc_call) */
+  void *op_arg;
+  int op_rc;
+  _Alignas(16) char op_area[LCONC_OP_AREA];  /* that call's arguments */
 } lconc_task;
 
 CONC_API extern const conc_type lconc_task_type;

@@ -1,0 +1,913 @@
+/*
+ * proc.c: light tasks, scheduled M:N as Go schedules goroutines.
+ *
+ * A task (conc__g) is what conc.go starts: the runtime's Lua state plus
+ * its waiter. It runs on one of `nprocs` processors (P, GOMAXPROCS), each
+ * held by one OS thread (M) at a time. A P has a run queue and a "next"
+ * slot: a task woken by a thread goes to that thread's next slot, so a
+ * ping-pong pair stays on one core. A thread with nothing to run looks
+ * at the global queue and steals half of another P's queue (and, from a
+ * P whose thread has not scheduled for a few microseconds, its next
+ * slot); at most one thread spins looking for work at a time, and with
+ * none found it gives its P back and sleeps. A ready task wakes a
+ * sleeping thread only when no thread spins and a P is idle.
+ *
+ * A task blocks by parking on its fiber (fiber.c, waiter.c's park_task):
+ * the runtime's run function returns CONC_G_PARKED once the task's Lua
+ * state has yielded, and the scheduler commits the park here
+ * (commit_park: waiting -> sleeping, or runs it again if a wake came
+ * first). A wake that sees it sleeping makes it runnable (conc__ready).
+ *
+ * The main script's thread is not a P's: while it waits in conc it runs
+ * ready tasks (its own next slot first) instead of sleeping, see
+ * conc__sched_help. A task that cannot yield (in a C function with no
+ * continuation) blocks its thread: its P goes to another thread first
+ * (conc__sched_block_begin), as Go hands off its P in a system call.
+ *
+ * The monitor thread: fires the timers of parked tasks' deadlines; every
+ * millisecond while tasks live, hands the P of a thread stuck in one task
+ * for over 1 ms without using the CPU (foreign blocking C code) to
+ * another thread when other tasks wait; and asks a task that computes
+ * for over 10 ms while others wait to yield (SIGURG, whose handler sets
+ * a count hook through the runtime).
+ *
+ * Locks: S.lock (idle lists, the global queue, the list of threads) and
+ * S.tlock (the timer heap) are leaves, and so is each P's queue lock;
+ * none is held while another is taken, except S.tlock around a waiter's
+ * state change (a CAS, no lock).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include "internal.h"
+
+#define MAXPROCS 64
+#define RUNQ 256
+#define SPIN_ROUNDS 40          /* a spinner's looks before it sleeps */
+#define BLOCKED_NS 1000000      /* in foreign C this long: hand its P on */
+#define PREEMPT_NS 10000000     /* computing this long: asked to yield */
+#define TICK_NS 1000000         /* the monitor's period while tasks live */
+
+typedef struct conc__p {
+  int id;
+  conc__lock_t lock;             /* q, head, tail */
+  conc__g *q[RUNQ];
+  unsigned head, tail;
+  _Atomic(conc__g *) next;
+  atomic_ulong next_puts;        /* puts into `next`: its item's age */
+  struct conc__m *m;             /* its thread, or NULL (S.lock) */
+  struct conc__p *next_idle;     /* S.lock */
+  bool idle;                     /* S.lock */
+} conc__p;
+
+typedef struct conc__m {
+  atomic_uint word;              /* futex: its sleep when idle */
+  _Atomic(conc__p *) p;
+  conc__p *handed;               /* the P it was woken with (S.lock) */
+  struct conc__m *next_idle, *next_all;
+  pthread_t tid;
+  clockid_t clock;
+  atomic_ulong tick;             /* scheduling points */
+  atomic_llong since;            /* its task's start, or 0 */
+  atomic_int in_task;            /* 0, 1 in a task, 2 its P was taken */
+  bool spinning;
+  bool is_main;
+  unsigned long seen_tick;       /* the monitor's last look */
+  int suspect;                   /* looks in a row it used no CPU */
+  conc_time seen_cpu, seen_at;
+} conc__m;
+
+static struct {
+  conc__lock_t lock;
+  conc__g *gq_head, *gq_tail;
+  atomic_int gq_n;
+  conc__p *pidle;
+  atomic_int npidle;
+  conc__m *midle;
+  int nmidle;
+  conc__m *allm;
+  int nm;
+  atomic_int nprocs;
+  int nmade;
+  conc__p *ps[MAXPROCS];
+  atomic_int nspinning;
+  conc__sched_hooks hooks;
+  atomic_bool started;
+  _Atomic(conc__g *) main_next;
+  atomic_ulong main_next_puts;
+  atomic_long tasks_run, steals, preemptions, handoffs, helped;
+  atomic_long thread_blocks;     /* tasks that blocked their thread */
+  atomic_int live;               /* tasks started and not ended */
+  /* timers of parked tasks: a binary heap by deadline (tlock) */
+  conc__lock_t tlock;
+  conc__g **heap;
+  int nheap, capheap;
+  atomic_uint mon_word;
+  atomic_llong mon_at;           /* when the monitor wakes (0: sleeps) */
+} S = {.lock = CONC_LOCK_INIT, .tlock = CONC_LOCK_INIT};
+
+static conc__m main_m = {.is_main = true};
+static atomic_bool main_registered;
+static CONC_TLS conc__m *self_m;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void futex_wait_word(atomic_uint *w, unsigned val, conc_time deadline) {
+  struct timespec ts, *tsp = NULL;
+  if (deadline != CONC_NEVER) {
+    ts.tv_sec = (time_t)(deadline / 1000000000);
+    ts.tv_nsec = (long)(deadline % 1000000000);
+    tsp = &ts;
+  }
+  syscall(SYS_futex, w, FUTEX_WAIT_BITSET_PRIVATE, val, tsp, NULL,
+          FUTEX_BITSET_MATCH_ANY);
+}
+
+static void futex_wake_word(atomic_uint *w) {
+  syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+void conc__sched_set_hooks(const conc__sched_hooks *h) { S.hooks = *h; }
+
+/* ---- run queues -------------------------------------------------------- */
+
+static void globrunq_put(conc__g *g) {
+  g->next = NULL;
+  conc__lock(&S.lock);
+  if (S.gq_tail) S.gq_tail->next = g;
+  else S.gq_head = g;
+  S.gq_tail = g;
+  atomic_fetch_add_explicit(&S.gq_n, 1, memory_order_relaxed);
+  conc__unlock(&S.lock);
+}
+
+static conc__g *globrunq_get_locked(void) {
+  conc__g *g = S.gq_head;
+  if (g) {
+    S.gq_head = g->next;
+    if (!S.gq_head) S.gq_tail = NULL;
+    atomic_fetch_sub_explicit(&S.gq_n, 1, memory_order_relaxed);
+  }
+  return g;
+}
+
+static conc__g *globrunq_get(void) {
+  if (atomic_load_explicit(&S.gq_n, memory_order_relaxed) == 0) return NULL;
+  conc__lock(&S.lock);
+  conc__g *g = globrunq_get_locked();
+  conc__unlock(&S.lock);
+  return g;
+}
+
+/* Puts g on p's queue (its next slot if `next`, pushing what was there
+ * to the queue); a full queue sends half of it to the global one. */
+static void runq_put(conc__p *p, conc__g *g, bool next) {
+  if (next) {
+    atomic_fetch_add_explicit(&p->next_puts, 1, memory_order_relaxed);
+    g = atomic_exchange(&p->next, g);
+    if (g == NULL) return;
+  }
+  conc__lock(&p->lock);
+  if (p->tail - p->head < RUNQ) {
+    p->q[p->tail++ % RUNQ] = g;
+    conc__unlock(&p->lock);
+    return;
+  }
+  conc__g *batch[RUNQ / 2];
+  int n = 0;
+  while (n < RUNQ / 2) batch[n++] = p->q[p->head++ % RUNQ];
+  p->q[p->tail++ % RUNQ] = g;
+  conc__unlock(&p->lock);
+  for (int i = 0; i < n; i++) globrunq_put(batch[i]);
+}
+
+static conc__g *runq_get(conc__p *p) {
+  conc__g *g = atomic_exchange(&p->next, NULL);
+  if (g) return g;
+  conc__lock(&p->lock);
+  if (p->head != p->tail) g = p->q[p->head++ % RUNQ];
+  conc__unlock(&p->lock);
+  return g;
+}
+
+static int runq_len(conc__p *p) {
+  conc__lock(&p->lock);
+  int n = (int)(p->tail - p->head);
+  conc__unlock(&p->lock);
+  return n + (atomic_load(&p->next) != NULL);
+}
+
+/* Steals half of victim's queue into p's (one returned to run); with
+ * take_next, its next slot too when its queue is empty. */
+static conc__g *steal_from(conc__p *p, conc__p *victim, bool take_next) {
+  conc__g *batch[RUNQ / 2];
+  int n = 0;
+  conc__lock(&victim->lock);
+  int have = (int)(victim->tail - victim->head);
+  int want = have - have / 2;
+  while (n < want) batch[n++] = victim->q[victim->head++ % RUNQ];
+  conc__unlock(&victim->lock);
+  if (n == 0) {
+    if (!take_next) return NULL;
+    conc__g *g = atomic_exchange(&victim->next, NULL);
+    if (g) atomic_fetch_add(&S.steals, 1);
+    return g;
+  }
+  atomic_fetch_add(&S.steals, 1);
+  for (int i = 1; p && i < n; i++) runq_put(p, batch[i], false);
+  for (int i = 1; !p && i < n; i++) globrunq_put(batch[i]);
+  return batch[0];
+}
+
+/* One round of looking everywhere else for work. `seen` holds, for each
+ * P (and the main script's thread, last), its thread's tick and its next
+ * slot's puts at the round before: a next slot is taken only when
+ * neither moved since (its item waited a whole round, ~2 us, and its
+ * thread has not scheduled meanwhile: it is busy, or blocked). */
+typedef struct seen_t {
+  unsigned long tick, puts;
+} seen_t;
+
+static bool aged(seen_t *seen, unsigned long tick, unsigned long puts,
+                 bool first) {
+  bool same = !first && seen->tick == tick && seen->puts == puts;
+  seen->tick = tick;
+  seen->puts = puts;
+  return same;
+}
+
+static conc__g *steal_work(conc__p *p, seen_t *seen, bool first) {
+  int n = atomic_load(&S.nprocs);
+  int start = (int)(conc__rand() % (uint32_t)(n > 0 ? n : 1));
+  for (int k = 0; k < n; k++) {
+    conc__p *v = S.ps[(start + k) % n];
+    if (v == NULL || v == p) continue;
+    conc__m *vm = v->m;  /* racy read: only a hint */
+    bool take_next = aged(&seen[v->id], vm ? atomic_load(&vm->tick) : 0,
+                          atomic_load(&v->next_puts), first);
+    conc__g *g = steal_from(p, v, take_next);
+    if (g) return g;
+  }
+  /* The main script's next slot, if it has not come for it. */
+  if (aged(&seen[MAXPROCS], atomic_load(&main_m.tick),
+           atomic_load(&S.main_next_puts), first) &&
+      atomic_load(&S.main_next) != NULL) {
+    conc__g *g = atomic_exchange(&S.main_next, NULL);
+    if (g) {
+      atomic_fetch_add(&S.steals, 1);
+      return g;
+    }
+  }
+  return NULL;
+}
+
+/* ---- threads and processors ---------------------------------------------- */
+
+static void *m_main(void *arg);
+
+/* Starts a thread that holds p (S.lock not held). False: none could. */
+static bool start_m(conc__p *p, bool spinning) {
+  conc__m *m = calloc(1, sizeof *m);
+  if (m == NULL) return false;
+  m->handed = p;
+  m->spinning = spinning;
+  conc__lock(&S.lock);
+  m->next_all = S.allm;
+  S.allm = m;
+  S.nm++;
+  conc__unlock(&S.lock);
+  pthread_attr_t attr;
+  CONC_CHECK(pthread_attr_init(&attr));
+  CONC_CHECK(pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED));
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  CONC_CHECK(pthread_attr_setstacksize(&attr, 8u << 20));
+#else
+  CONC_CHECK(pthread_attr_setstacksize(&attr, 1u << 20));
+#endif
+  sigset_t old;
+  conc_signal_block(&old);
+  int rc = pthread_create(&m->tid, &attr, m_main, m);
+  conc_signal_restore(&old);
+  CONC_CHECK(pthread_attr_destroy(&attr));
+  return rc == 0;  /* a failed one stays listed, never scheduled */
+}
+
+/* Gives p to a sleeping thread, or a new one (S.lock not held). */
+static void give_p(conc__p *p, bool spinning) {
+  conc__lock(&S.lock);
+  conc__m *m = S.midle;
+  if (m) {
+    S.midle = m->next_idle;
+    S.nmidle--;
+    m->handed = p;
+    m->spinning = spinning;
+    p->m = m;
+    conc__unlock(&S.lock);
+    atomic_store(&m->word, 1);
+    futex_wake_word(&m->word);
+    return;
+  }
+  conc__unlock(&S.lock);
+  if (!start_m(p, spinning)) {
+    /* No thread: the P goes back idle; a later wake tries again. */
+    if (spinning) atomic_fetch_sub(&S.nspinning, 1);
+    conc__lock(&S.lock);
+    p->idle = true;
+    p->next_idle = S.pidle;
+    S.pidle = p;
+    atomic_fetch_add(&S.npidle, 1);
+    conc__unlock(&S.lock);
+  }
+}
+
+static void midle_put_locked(conc__m *m) {
+  atomic_store(&m->word, 0);
+  m->next_idle = S.midle;
+  S.midle = m;
+  S.nmidle++;
+}
+
+static conc__p *pidle_get_locked(void) {
+  conc__p *p = S.pidle;
+  while (p && p->id >= atomic_load(&S.nprocs)) p = p->next_idle;  /* none */
+  if (p == NULL) return NULL;
+  /* unlink p (the list is short: at most nprocs) */
+  for (conc__p **q = &S.pidle; *q; q = &(*q)->next_idle)
+    if (*q == p) {
+      *q = p->next_idle;
+      break;
+    }
+  p->idle = false;
+  atomic_fetch_sub(&S.npidle, 1);
+  return p;
+}
+
+static void pidle_put_locked(conc__p *p) {
+  p->m = NULL;
+  p->idle = true;
+  p->next_idle = S.pidle;
+  S.pidle = p;
+  atomic_fetch_add(&S.npidle, 1);
+}
+
+/* Work appeared: wake a thread to look for it, unless one already spins
+ * or every P is busy. */
+static void wakep(void) {
+  if (atomic_load_explicit(&S.npidle, memory_order_relaxed) == 0) return;
+  int zero = 0;
+  if (!atomic_compare_exchange_strong(&S.nspinning, &zero, 1)) return;
+  conc__lock(&S.lock);
+  conc__p *p = pidle_get_locked();
+  conc__unlock(&S.lock);
+  if (p == NULL) {
+    atomic_fetch_sub(&S.nspinning, 1);
+    return;
+  }
+  give_p(p, true);
+}
+
+/* p has work, or not: to a thread, or idle. */
+static void handoff_p(conc__p *p) {
+  bool work = atomic_load(&p->next) != NULL || runq_len(p) > 0 ||
+              atomic_load(&S.gq_n) > 0;
+  if (work) {
+    atomic_fetch_add(&S.handoffs, 1);
+    give_p(p, false);
+    return;
+  }
+  conc__lock(&S.lock);
+  pidle_put_locked(p);
+  conc__unlock(&S.lock);
+}
+
+static void make_p_locked(int id) {
+  conc__p *p = calloc(1, sizeof *p);
+  if (p == NULL) conc__fatal("proc.c: calloc", 12);
+  p->id = id;
+  S.ps[id] = p;
+  pidle_put_locked(p);
+}
+
+/* ---- timers of parked tasks ------------------------------------------------ */
+
+static void heap_swap(int i, int j) {
+  conc__g *t = S.heap[i];
+  S.heap[i] = S.heap[j];
+  S.heap[j] = t;
+  S.heap[i]->timer_idx = i;
+  S.heap[j]->timer_idx = j;
+}
+
+static void heap_up(int i) {
+  while (i > 0 && S.heap[(i - 1) / 2]->deadline > S.heap[i]->deadline) {
+    heap_swap(i, (i - 1) / 2);
+    i = (i - 1) / 2;
+  }
+}
+
+static void heap_down(int i) {
+  for (;;) {
+    int l = 2 * i + 1, r = l + 1, m = i;
+    if (l < S.nheap && S.heap[l]->deadline < S.heap[m]->deadline) m = l;
+    if (r < S.nheap && S.heap[r]->deadline < S.heap[m]->deadline) m = r;
+    if (m == i) return;
+    heap_swap(i, m);
+    i = m;
+  }
+}
+
+static void heap_remove_locked(conc__g *g) {
+  int i = g->timer_idx;
+  g->timer_idx = -1;
+  S.nheap--;
+  if (i != S.nheap) {
+    S.heap[i] = S.heap[S.nheap];
+    S.heap[i]->timer_idx = i;
+    heap_down(i);
+    heap_up(i);
+  }
+}
+
+static void wake_monitor_by(conc_time when) {
+  long long at = atomic_load(&S.mon_at);
+  if (at != 0 && at <= when) return;
+  atomic_fetch_add(&S.mon_word, 1);
+  futex_wake_word(&S.mon_word);
+}
+
+/* With S.tlock held by the caller (commit_park). */
+static void heap_push_locked(conc__g *g) {
+  if (S.nheap == S.capheap) {
+    int cap = S.capheap ? 2 * S.capheap : 64;
+    conc__g **h = realloc(S.heap, (size_t)cap * sizeof *h);
+    if (h == NULL) conc__fatal("proc.c: realloc", 12);
+    S.heap = h;
+    S.capheap = cap;
+  }
+  g->timer_idx = S.nheap;
+  S.heap[S.nheap++] = g;
+  heap_up(g->timer_idx);
+}
+
+static void timer_del(conc__g *g) {
+  if (g->deadline == CONC_NEVER) return;
+  conc__lock(&S.tlock);
+  if (g->timer_idx >= 0) heap_remove_locked(g);
+  conc__unlock(&S.tlock);
+  g->deadline = CONC_NEVER;
+}
+
+/* Fires the timers that are due; returns the next deadline. */
+static conc_time fire_timers(void) {
+  conc__g *due = NULL;
+  conc_time now = conc_now(), next = CONC_NEVER;
+  conc__lock(&S.tlock);
+  while (S.nheap > 0) {
+    conc__g *g = S.heap[0];
+    if (g->deadline > now) {
+      next = g->deadline;
+      break;
+    }
+    heap_remove_locked(g);
+    unsigned s = CONC_W_SLEEPING;
+    /* Sleeping: back to waiting, and runnable (it looks at the
+     * deadline itself). Woken meanwhile: its waker readied it. */
+    if (atomic_compare_exchange_strong(&g->w->state, &s, CONC_W_WAITING)) {
+      g->next = due;
+      due = g;
+    }
+  }
+  conc__unlock(&S.tlock);
+  while (due) {
+    conc__g *g = due;
+    due = g->next;
+    globrunq_put(g);
+    wakep();
+  }
+  return next;
+}
+
+/* ---- running tasks ----------------------------------------------------------- */
+
+/* The task's fiber suspended and its state yielded: it sleeps from now,
+ * unless a wake came first (then it runs again soon). */
+static void commit_park(conc__p *p, conc__g *g) {
+  conc_waiter *w = g->w;
+  bool timed = g->deadline != CONC_NEVER;
+  if (timed) conc__lock(&S.tlock);
+  unsigned s = CONC_W_WAITING;
+  bool parked = atomic_compare_exchange_strong(&w->state, &s,
+                                               CONC_W_SLEEPING);
+  conc_time deadline = g->deadline;
+  if (parked && timed) heap_push_locked(g);
+  if (timed) conc__unlock(&S.tlock);
+  if (parked) {
+    if (timed) wake_monitor_by(deadline);
+    return;
+  }
+  if (p) {
+    runq_put(p, g, true);
+  } else if (self_m == &main_m) {
+    atomic_fetch_add_explicit(&S.main_next_puts, 1, memory_order_relaxed);
+    conc__g *old = atomic_exchange(&S.main_next, g);
+    if (old) globrunq_put(old);
+  } else {
+    globrunq_put(g);
+  }
+}
+
+static void execute(conc__m *m, conc__g *g) {
+  if (m->spinning) {
+    m->spinning = false;
+    atomic_fetch_sub(&S.nspinning, 1);
+    wakep();  /* there may be more: another thread looks */
+  }
+  atomic_fetch_add_explicit(&m->tick, 1, memory_order_relaxed);
+  atomic_store_explicit(&m->since, conc_now(), memory_order_relaxed);
+  atomic_store(&m->in_task, 1);
+  atomic_fetch_add_explicit(&S.tasks_run, 1, memory_order_relaxed);
+  conc_waiter *own = conc__waiter_swap(g->w);
+  int r = CONC_G_PARKED;
+  bool run = true;
+  if (g->fiber) {
+    timer_del(g);
+    if (!conc__fiber_resume(g->fiber)) run = false;  /* parked again */
+    else {
+      conc__fiber_put(g->fiber);
+      g->fiber = NULL;
+    }
+  }
+  if (run) r = S.hooks.run(g);
+  conc__waiter_swap(own);
+  atomic_store_explicit(&m->since, 0, memory_order_relaxed);
+  bool lost = atomic_exchange(&m->in_task, 0) == 2;
+  if (lost) atomic_store(&m->p, NULL);
+  conc__p *p = atomic_load(&m->p);
+  if (r == CONC_G_PARKED) commit_park(p, g);
+  else if (r == CONC_G_YIELDED) {
+    globrunq_put(g);
+    wakep();
+  }
+}
+
+/* Finds a task for m, which holds a P; NULL when m gave its P up. */
+static conc__g *find_runnable(conc__m *m) {
+  conc__p *p = atomic_load(&m->p);
+  if (p->id >= atomic_load(&S.nprocs)) {  /* retired: give it all up */
+    conc__g *g;
+    while ((g = runq_get(p)) != NULL) globrunq_put(g);
+    conc__lock(&S.lock);
+    pidle_put_locked(p);
+    atomic_store(&m->p, NULL);
+    midle_put_locked(m);
+    conc__unlock(&S.lock);
+    wakep();
+    return NULL;
+  }
+  unsigned long tick = atomic_load_explicit(&m->tick, memory_order_relaxed);
+  conc__g *g = NULL;
+  if (tick % 61 == 0) g = globrunq_get();  /* fairness to the global queue */
+  if (!g) g = runq_get(p);
+  if (!g) g = globrunq_get();
+  if (g) return g;
+  /* Spin: look elsewhere, a bounded number of rounds. */
+  if (!m->spinning) {
+    int n = atomic_load(&S.nspinning);
+    if (2 * n < atomic_load(&S.nprocs) - atomic_load(&S.npidle) + 1) {
+      m->spinning = true;
+      atomic_fetch_add(&S.nspinning, 1);
+    }
+  }
+  seen_t seen[MAXPROCS + 1];
+  if (m->spinning) {
+    for (int round = 0; round < SPIN_ROUNDS; round++) {
+      if ((g = runq_get(p)) || (g = globrunq_get()) ||
+          (g = steal_work(p, seen, round == 0)))
+        return g;
+      for (int i = 0; i < 100; i++) conc__cpu_relax();
+    }
+  }
+  /* Nothing: give the P back and sleep. Looked at again after, so that
+   * a wake that saw no idle P (and so woke nobody) is not missed. */
+  conc__lock(&S.lock);
+  g = globrunq_get_locked();
+  if (g) {
+    conc__unlock(&S.lock);
+    return g;
+  }
+  pidle_put_locked(p);
+  atomic_store(&m->p, NULL);
+  midle_put_locked(m);  /* with its P: a wake that takes the P finds it */
+  conc__unlock(&S.lock);
+  if (m->spinning) {
+    m->spinning = false;
+    atomic_fetch_sub(&S.nspinning, 1);
+  }
+  int n = atomic_load(&S.nprocs);
+  for (int k = 0; k < n; k++) {
+    conc__p *v = S.ps[k];
+    if (v && (atomic_load(&v->next) || runq_len(v) > 0)) {
+      wakep();
+      break;
+    }
+  }
+  if (atomic_load(&S.main_next) != NULL) wakep();
+  return NULL;
+}
+
+/* An idle thread sleeps until a P is handed to it (it is on the idle
+ * list already: find_runnable put it there with its P, or the caller). */
+static void m_sleep(conc__m *m) {
+  for (;;) {
+    conc__lock(&S.lock);
+    conc__p *p = m->handed;
+    m->handed = NULL;
+    conc__unlock(&S.lock);
+    if (p) {
+      p->m = m;
+      atomic_store(&m->p, p);
+      return;
+    }
+    futex_wait_word(&m->word, 0, CONC_NEVER);
+  }
+}
+
+static void *m_main(void *arg) {
+  conc__m *m = (conc__m *)arg;
+  self_m = m;
+  (void)conc__waiter_self();  /* its own, for what it does outside tasks */
+  if (pthread_getcpuclockid(pthread_self(), &m->clock) != 0)
+    m->clock = CLOCK_MONOTONIC;
+  m_sleep(m);  /* takes the P it was started with */
+  for (;;) {
+    conc__g *g = find_runnable(m);
+    if (g == NULL) {  /* it is on the idle list, without its P */
+      m_sleep(m);
+      continue;
+    }
+    execute(m, g);
+    if (atomic_load(&m->p) == NULL) {  /* its P was taken in its task */
+      conc__lock(&S.lock);
+      midle_put_locked(m);
+      conc__unlock(&S.lock);
+      m_sleep(m);
+    }
+  }
+  return NULL;
+}
+
+/* ---- the monitor ---------------------------------------------------------------- */
+
+static conc_time cpu_time(conc__m *m) {
+  struct timespec ts;
+  if (clock_gettime(m->clock, &ts) != 0) return 0;
+  return (conc_time)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static bool work_waiting(void) {
+  if (atomic_load(&S.gq_n) > 0 || atomic_load(&S.main_next)) return true;
+  int n = atomic_load(&S.nprocs);
+  for (int k = 0; k < n; k++)
+    if (S.ps[k] && (atomic_load(&S.ps[k]->next) || runq_len(S.ps[k]) > 0))
+      return true;
+  return false;
+}
+
+static void look_at_threads(conc_time now) {
+  conc__lock(&S.lock);
+  conc__m *list = S.allm;
+  conc__unlock(&S.lock);
+  bool waiting = work_waiting();
+  /* The main script's thread, while it runs a task: preempted too (the
+   * main script waits for it to yield), never handed off (no P). */
+  if (atomic_load(&main_registered)) {
+    conc__m *m = &main_m;
+    unsigned long tick = atomic_load(&m->tick);
+    long long since = atomic_load(&m->since);
+    bool main_done = false;
+    (void)main_done;
+    /* Always after a slice: the main script's own wait may have ended
+     * (a timeout sets no flag), and it waits for this task to yield. */
+    if (tick == m->seen_tick && since != 0 && now - since > PREEMPT_NS &&
+        atomic_load(&m->in_task) == 1) {
+      atomic_fetch_add(&S.preemptions, 1);
+      pthread_kill(m->tid, SIGURG);
+    }
+    m->seen_tick = tick;
+  }
+  for (conc__m *m = list; m; m = m->next_all) {  /* never unlinked */
+    unsigned long tick = atomic_load(&m->tick);
+    long long since = atomic_load(&m->since);
+    conc__p *p = atomic_load(&m->p);
+    bool same = tick == m->seen_tick && since != 0;
+    conc_time cpu = same ? cpu_time(m) : 0;
+    bool idle_cpu = same && cpu - m->seen_cpu < (now - m->seen_at) / 8;
+    m->suspect = idle_cpu ? m->suspect + 1 : 0;
+    if (same && p && waiting && now - since > BLOCKED_NS &&
+        m->suspect >= 2) {
+      /* Not computing (a thread that computes but waits for a core uses
+       * more than an eighth of one, on a loaded machine too): blocked in
+       * C. Its P goes to another thread. */
+      int one = 1;
+      if (atomic_compare_exchange_strong(&m->in_task, &one, 2) &&
+          atomic_compare_exchange_strong(&m->p, &p, NULL)) {
+        p->m = NULL;
+        handoff_p(p);
+      }
+    } else if (same && waiting && now - since > PREEMPT_NS &&
+               atomic_load(&m->in_task) == 1) {
+      atomic_fetch_add(&S.preemptions, 1);
+      pthread_kill(m->tid, SIGURG);
+    }
+    m->seen_tick = tick;
+    m->seen_cpu = same ? cpu : cpu_time(m);
+    m->seen_at = now;
+  }
+}
+
+static void *monitor_main(void *arg) {
+  (void)arg;
+  for (;;) {
+    unsigned word = atomic_load(&S.mon_word);
+    conc_time next = fire_timers();
+    conc_time now = conc_now();
+    if (atomic_load(&S.live) > 0) {
+      look_at_threads(now);
+      /* Work nobody came for (a next slot whose owner computes): a
+       * thread looks for it. */
+      if (work_waiting()) wakep();
+      if (next > now + TICK_NS) next = now + TICK_NS;
+    }
+    atomic_store(&S.mon_at, next == CONC_NEVER ? 0 : next);
+    if (next > now) futex_wait_word(&S.mon_word, word, next);
+  }
+  return NULL;
+}
+
+static void on_sigurg(int sig) {
+  (void)sig;
+  if (S.hooks.preempt) S.hooks.preempt();
+}
+
+static int default_procs(void) {
+  const char *e = getenv("CONC_MAXPROCS");
+  long n = e ? strtol(e, NULL, 10) : 0;
+  if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
+  if (n < 1) n = 1;
+  if (n > MAXPROCS) n = MAXPROCS;
+  return (int)n;
+}
+
+static void init(void) {
+  int n = default_procs();
+  atomic_store(&S.nprocs, n);
+  conc__lock(&S.lock);
+  for (int i = n - 1; i >= 0; i--) make_p_locked(i);
+  S.nmade = n;
+  conc__unlock(&S.lock);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigurg;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGURG, &sa, NULL);
+  pthread_attr_t attr;
+  CONC_CHECK(pthread_attr_init(&attr));
+  CONC_CHECK(pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED));
+  pthread_t tid;
+  sigset_t old;
+  conc_signal_block(&old);
+  int rc = pthread_create(&tid, &attr, monitor_main, NULL);
+  conc_signal_restore(&old);
+  CONC_CHECK(pthread_attr_destroy(&attr));
+  if (rc != 0) conc__fatal("proc.c: pthread_create (monitor)", rc);
+  atomic_store(&S.started, true);
+}
+
+/* ---- the runtime's side ---------------------------------------------------------- */
+
+/*
+ * A task woken by a thread goes to that thread's next slot, and a thread
+ * is woken to look for work only when what was there before is pushed
+ * out (so there is more than the slot): the waker usually parks soon and
+ * runs the slot itself (a spawn then join, a ping-pong), which a thread
+ * woken for it would only race for, at a system call each time. A slot
+ * whose owner does not come for it is taken by a spinning thread after
+ * a round, or handed on by the monitor within a millisecond.
+ */
+void conc__ready(conc__g *g) {
+  conc__m *m = self_m;
+  conc__g *out = NULL;
+  if (m == &main_m) {
+    atomic_fetch_add_explicit(&S.main_next_puts, 1, memory_order_relaxed);
+    out = atomic_exchange(&S.main_next, g);
+    if (out) globrunq_put(out);
+  } else {
+    conc__p *p = m && atomic_load(&m->in_task) != 2 ? atomic_load(&m->p)
+                                                     : NULL;
+    if (p) {
+      runq_put(p, g, true);
+      out = p->tail != p->head ? g : NULL;  /* a hint: more than one */
+    } else {
+      globrunq_put(g);
+      out = g;
+    }
+  }
+  if (out) wakep();
+}
+
+void conc__g_start(conc__g *g) {
+  CONC_CHECK(pthread_once(&init_once, init));
+  g->deadline = CONC_NEVER;
+  g->timer_idx = -1;
+  if (atomic_fetch_add(&S.live, 1) == 0) wake_monitor_by(0);
+  conc__ready(g);
+}
+
+void conc__g_end(conc__g *g) {
+  (void)g;
+  atomic_fetch_sub(&S.live, 1);
+}
+
+void conc__sched_main_thread(void) {
+  self_m = &main_m;
+  main_m.tid = pthread_self();
+  if (pthread_getcpuclockid(main_m.tid, &main_m.clock) != 0)
+    main_m.clock = CLOCK_MONOTONIC;
+  atomic_store(&main_registered, true);
+}
+
+bool conc__sched_help(void) {
+  if (self_m != &main_m || !atomic_load(&S.started)) return false;
+  atomic_fetch_add_explicit(&main_m.tick, 1, memory_order_relaxed);
+  conc__g *g = atomic_exchange(&S.main_next, NULL);
+  /* Other work only while every P is busy: an idle P's thread, woken
+   * for it, would otherwise find it taken and sleep again, and the
+   * tasks would share this one thread. */
+  if (!g && atomic_load(&S.npidle) == 0) g = globrunq_get();
+  if (!g && atomic_load(&S.npidle) == 0) {
+    int n = atomic_load(&S.nprocs);
+    for (int k = 0; k < n && !g; k++)
+      if (S.ps[k]) g = steal_from(NULL, S.ps[k], false);
+  }
+  if (!g) return false;
+  atomic_fetch_add_explicit(&S.helped, 1, memory_order_relaxed);
+  execute(&main_m, g);
+  return true;
+}
+
+void conc__sched_block_begin(void) {
+  conc__m *m = self_m;
+  atomic_fetch_add_explicit(&S.thread_blocks, 1, memory_order_relaxed);
+  if (m == NULL || m == &main_m) return;
+  int one = 1;
+  /* Its P goes, unless the monitor took it already. */
+  if (!atomic_compare_exchange_strong(&m->in_task, &one, 2)) return;
+  /* From now on its wakes go to the global queue, not to the P it no
+   * longer holds (which may go idle, where nobody would run them). */
+  conc__p *p = atomic_exchange(&m->p, NULL);
+  if (p == NULL) return;
+  p->m = NULL;
+  handoff_p(p);
+}
+
+void conc__sched_block_end(void) {
+  /* The thread goes on without a P to the end of its task's turn, then
+   * looks for one (execute sees in_task == 2). */
+}
+
+int conc__sched_maxprocs(int n) {
+  CONC_CHECK(pthread_once(&init_once, init));
+  int old = atomic_load(&S.nprocs);
+  if (n <= 0) return old;
+  if (n > MAXPROCS) n = MAXPROCS;
+  conc__lock(&S.lock);
+  for (int i = S.nmade; i < n; i++) make_p_locked(i);
+  if (n > S.nmade) S.nmade = n;
+  atomic_store(&S.nprocs, n);
+  /* Idle Ps beyond n leave the idle list (pidle_get skips them). */
+  conc__unlock(&S.lock);
+  wakep();
+  return old;
+}
+
+void conc__sched_get_stats(conc__sched_stats *out) {
+  memset(out, 0, sizeof *out);
+  out->tasks_run = atomic_load(&S.tasks_run);
+  out->steals = atomic_load(&S.steals);
+  out->preemptions = atomic_load(&S.preemptions);
+  out->handoffs = atomic_load(&S.handoffs);
+  out->helped = atomic_load(&S.helped);
+  out->thread_blocks = atomic_load(&S.thread_blocks);
+  out->procs = atomic_load(&S.nprocs);
+  out->spinning = atomic_load(&S.nspinning);
+  out->global_queue = atomic_load(&S.gq_n);
+  conc__lock(&S.lock);
+  out->threads = S.nm;
+  out->idle_threads = S.nmidle;
+  conc__unlock(&S.lock);
+  for (int k = 0; k < out->procs && k < 64; k++)
+    if (S.ps[k]) out->queue[k] = runq_len(S.ps[k]);
+}

@@ -1,0 +1,463 @@
+-- Light tasks (issue 13): conc.go runs tasks M:N over a few threads.
+-- Each blocking call of conc parks the task, not its thread; a task in
+-- foreign blocking C code or an endless loop does not starve the others.
+local conc = require("conc")
+local support = require("support")
+
+-- How many tasks each "every kind of blocking call" case parks at once;
+-- the #stress run (make stress-short) parks 10,000 of each.
+local N = tonumber(os.getenv("CONC_TASKS_N")) or 1000
+
+-- Runs code in a fresh process with CONC_MAXPROCS=procs; returns its
+-- output (asserting it exited 0 and printed "OK").
+local function run(code, procs, timeout_s)
+  local out, rc = support.run_script(code, timeout_s or 60,
+    "export CONC_MAXPROCS=" .. (procs or 2))
+  assert.are.equal(0, rc, out)
+  assert.matches("OK", out, 1, true)
+  return out
+end
+
+-- Runs `body` (the code of a function of no arguments) in a driver task,
+-- while the main script polls for its end without waiting in conc: the
+-- main script then runs no task itself (it would while it waits), so the
+-- scheduler's threads alone run them.
+local function driven(body)
+  return ([[
+    local conc = require("conc")
+    local h = conc.go(function()
+      %s
+    end)
+    while h:status() == "running" do end
+    local ok, err = h:join()
+    assert(ok, err)
+    print("OK")
+    os.exit(0)
+  ]]):format(body)
+end
+
+-- What every kind of blocking call parks on, for `n` tasks: a function
+-- that parks them (each task returns a number), then one that releases
+-- them. Each returns the sum the tasks' results must add up to.
+local kinds = [[
+local conc = require("conc")
+local kinds = {}
+kinds["chan receive"] = function(n)
+  local c = conc.chan()
+  return function(i) return c:recv() + i end,
+         function() for _ = 1, n do c:send(1) end end, n
+end
+kinds["chan send"] = function(n)
+  local c = conc.chan()
+  return function(i) c:send(i) return 0 end,
+         function() local s = 0 for _ = 1, n do s = s + c:recv() end
+                    assert(s == n * (n + 1) // 2) end, 0
+end
+kinds["chan range"] = function(n)
+  local c = conc.chan()
+  return function(i) local s = 0 for v in c:range() do s = s + v end
+                     return s end,
+         function() for _ = 1, n do c:send(1) end c:close() end, n
+end
+kinds["select"] = function(n)
+  local a, b = conc.chan(), conc.chan()
+  return function(i)
+           local k, v = conc.select{{"recv", a}, {"recv", b}}
+           return v
+         end,
+         function() for k = 1, n do (k % 2 == 0 and a or b):send(1) end end,
+         n
+end
+kinds["ctx wait"] = function(n)
+  local ctx, cancel = conc.with_cancel(conc.background())
+  return function(i) local v, ok, err = conc.chan():recv(ctx)
+                     return err == "context canceled" and 1 or 0 end,
+         function() cancel() end, n
+end
+kinds["sleep"] = function(n)
+  return function(i) conc.sleep(0.05) return 1 end, function() end, n
+end
+kinds["join"] = function(n)
+  local c = conc.chan()
+  local inner = {}
+  return function(i)
+           local h = conc.go(function(c) return c:recv() end, c)
+           return select(2, h:join())
+         end,
+         function() for _ = 1, n do c:send(1) end end, n
+end
+kinds["mutex lock"] = function(n)
+  local mu = conc.mutex()
+  mu:lock()
+  return function(i) mu:lock() mu:unlock() return 1 end,
+         function() mu:unlock() end, n
+end
+kinds["rwmutex lock and rlock"] = function(n)
+  local rw = conc.rwmutex()
+  rw:lock()
+  return function(i)
+           if i % 2 == 0 then rw:rlock() rw:runlock()
+           else rw:lock() rw:unlock() end
+           return 1
+         end,
+         function() rw:unlock() end, n
+end
+kinds["cond wait"] = function(n)
+  local mu = conc.mutex()
+  local cond = conc.cond(mu)
+  local go = conc.atomic(0)
+  local waiting = conc.atomic(0)
+  return function(i)
+           mu:lock()
+           waiting:add(1)
+           while go:load() == 0 do cond:wait() end
+           mu:unlock()
+           return 1
+         end,
+         function()
+           while waiting:load() < n do conc.sleep(0.001) end
+           mu:lock() go:store(1) cond:broadcast() mu:unlock()
+         end, n
+end
+kinds["waitgroup wait"] = function(n)
+  local wg = conc.waitgroup()
+  wg:add(1)
+  return function(i) wg:wait() return 1 end, function() wg:done() end, n
+end
+kinds["once call"] = function(n)
+  local gate = conc.chan()
+  local once = conc.once()
+  return function(i) return once:call(function(g) return g:recv() end,
+                                      gate) end,
+         function() gate:send(1) end, n
+end
+kinds["semaphore acquire"] = function(n)
+  local sem = conc.semaphore(1)
+  sem:acquire()
+  return function(i) sem:acquire() sem:release() return 1 end,
+         function() sem:release() end, n
+end
+kinds["errgroup wait"] = function(n)
+  local g = conc.errgroup()
+  local gate = conc.chan()
+  g:go(function(c) c:recv() end, gate)
+  return function(i) assert(g:wait()) return 1 end,
+         function() gate:send(true) end, n
+end
+kinds["limiter wait"] = function(n)
+  local lim = conc.limiter(n * 20, 1)   -- one token each 1/(20n) s
+  lim:allow()
+  return function(i) assert(lim:wait()) return 1 end, function() end, n
+end
+kinds["workpool submit and results"] = function(n)
+  local gate = conc.chan()
+  local pool = conc.workpool(2, function(job) return job end)
+  local res = pool:results()
+  return function(i) assert(pool:submit(1)) return 1 end,
+         function()
+           local got = 0
+           for _ = 1, n do got = got + res:recv().value end
+           assert(got == n)
+         end, n
+end
+kinds["pubsub receive"] = function(n)
+  local ps = conc.pubsub()
+  return function(i)
+           local sub = ps:subscribe("s" .. i, "t", 1)
+           return sub:recv().payload
+         end,
+         function()
+           while #ps < n do conc.sleep(0.001) end
+           ps:publish("t", 1)
+         end, n
+end
+return kinds
+]]
+
+describe("light tasks", function()
+  it("conc.set_maxprocs reads and sets GOMAXPROCS; CONC_MAXPROCS sets it",
+    function()
+      run([[
+        local conc = require("conc")
+        assert(conc.set_maxprocs() == 3, conc.set_maxprocs())
+        assert(conc.set_maxprocs(1) == 3)
+        assert(conc.set_maxprocs() == 1)
+        -- tasks still run on one P, and on more again
+        local hs = {}
+        for i = 1, 100 do hs[i] = conc.go(function(i) return i end, i) end
+        for i = 1, 100 do assert(select(2, hs[i]:join()) == i) end
+        assert(conc.set_maxprocs(4) == 1)
+        assert(conc.stats().procs == 4)
+        for i = 1, 100 do hs[i] = conc.go(function(i) return i end, i) end
+        for i = 1, 100 do assert(select(2, hs[i]:join()) == i) end
+        print("OK")
+      ]], 3)
+    end)
+
+  for _, procs in ipairs{1, 2} do
+    it(("every kind of blocking call parks %d tasks at once, with %d " ..
+        "thread(s) running them"):format(N, procs), function()
+      local out = run(kinds:gsub("return kinds%s*$", "") .. ([[
+        local N = %d
+        local names = {}
+        for name in pairs(kinds) do names[#names + 1] = name end
+        table.sort(names)
+        for _, name in ipairs(names) do
+          local before = conc.stats()
+          local task, release, want = kinds[name](N)
+          local hs = {}
+          for i = 1, N do hs[i] = conc.go(task, i) end
+          release()
+          local sum = 0
+          for i = 1, N do
+            local ok, v = hs[i]:join()
+            assert(ok, name .. ": " .. tostring(v))
+            sum = sum + v
+          end
+          local after = conc.stats()
+          local expect = want + (name == "chan receive" and N * (N + 1) // 2
+                                 or 0)
+          assert(sum == expect, name .. ": sum " .. sum .. " ~= " .. expect)
+          -- parked, not blocking a thread: no task held its thread, and
+          -- the threads stay few
+          assert(after.thread_blocks == before.thread_blocks,
+                 name .. ": a task blocked its thread")
+          assert(after.threads <= 16, name .. ": " .. after.threads ..
+                 " threads")
+          print(name, "ok")
+        end
+        print("OK")
+      ]]):format(N), procs, 120)
+      for _, name in ipairs{"chan receive", "chan send", "select",
+                            "sleep", "mutex lock", "cond wait",
+                            "once call", "workpool submit and results"} do
+        assert.matches(name .. "\tok", out, 1, true)
+      end
+    end)
+  end
+
+  it("100,000 tasks park on channels at once, then all finish #stress",
+    function()
+      run([[
+        local conc = require("conc")
+        local N = 100000
+        local c = conc.chan()
+        local done = conc.waitgroup()
+        local sum = conc.atomic(0)
+        for i = 1, N do
+          done:go(function(c, sum) sum:add(c:recv()) end, c, sum)
+        end
+        for i = 1, N do c:send(i) end
+        done:wait()
+        assert(sum:load() == N * (N + 1) // 2, sum:load())
+        assert(conc.stats().threads <= 16)
+        print("OK")
+      ]], 2, 300)
+    end)
+
+  it("a task in foreign blocking C code does not hold up the others",
+    function()
+      -- One P: the sleeper holds it in os.execute; the monitor hands the
+      -- other tasks to another thread within a millisecond or so.
+      local out = run(driven([[
+        local sleeper = conc.go(function()
+          os.execute("sleep 0.5")
+          return conc.now()
+        end)
+        conc.sleep(0.02)  -- the sleeper is in os.execute by now
+        local a, b = conc.chan(), conc.chan()
+        local pong = conc.go(function(a, b)
+          for v in a:range() do b:send(v) end
+        end, a, b)
+        local ping = conc.go(function(a, b)
+          for i = 1, 10000 do a:send(i) assert(b:recv() == i) end
+          a:close()
+          return conc.now()
+        end, a, b)
+        local _, pinged = ping:join()
+        local _, slept = sleeper:join()
+        pong:join()
+        print("ping-pong before the sleep ended", pinged < slept)
+        print("handed off", conc.stats().handoffs > 0)
+      ]]), 1, 30)
+      assert.is_truthy(out:find("ping-pong before the sleep ended\ttrue", 1, true), out)
+      assert.is_truthy(out:find("handed off\ttrue", 1, true), out)
+    end)
+
+  it("an endless loop in one task does not stop the others finishing",
+    function()
+      run(driven([[
+        local spin = conc.go(function() while true do end end)
+        local hs = {}
+        for i = 1, 20 do
+          hs[i] = conc.go(function(i)
+            local x = 0
+            for k = 1, 1000 do x = x + k end
+            conc.sleep(0.001)
+            return i
+          end, i)
+        end
+        for i = 1, 20 do assert(select(2, hs[i]:join()) == i) end
+        -- the spinner was preempted (or, on a loaded machine where it
+        -- seemed not to compute, its P handed to another thread)
+        local st = conc.stats()
+        assert(st.preemptions + st.handoffs > 0)
+      ]]), 1, 30)
+    end)
+
+  it("a blocking call in table.sort's comparator works (it holds its " ..
+     "thread, the others go on)", function()
+    run(driven([[
+      local c = conc.chan()
+      local feeder = conc.go(function(c)
+        for v in (function() return function() return 1 end end)() do
+          if not c:send(v, 0.2) then break end
+        end
+      end, c)
+      local h = conc.go(function(c)
+        local t = {}
+        for i = 1, 30 do t[i] = (i * 7) % 31 end
+        local got, yieldable = 0, false
+        table.sort(t, function(a, b)
+          yieldable = yieldable or coroutine.isyieldable()
+          got = got + c:recv()   -- cannot yield here: blocks the thread
+          return a < b
+        end)
+        for i = 2, #t do assert(t[i - 1] <= t[i]) end
+        return got, yieldable
+      end, c)
+      local ok, got, yieldable = h:join()
+      assert(ok and got > 0, got)
+      assert(yieldable == false)
+      feeder:join()
+    ]]), 1, 30)
+  end)
+
+  it("coroutines inside tasks call blocking conc functions", function()
+    run([[
+      local conc = require("conc")
+      local c = conc.chan()
+      local h = conc.go(function(c)
+        local co = coroutine.wrap(function()
+          local a = c:recv()
+          coroutine.yield(a)
+          local b = c:recv()
+          return b
+        end)
+        local x = co()
+        local y = co()
+        -- and a coroutine that yields while the task parks between
+        local gen = coroutine.wrap(function()
+          for i = 1, 3 do conc.sleep(0.001) coroutine.yield(i) end
+        end)
+        return x + y + gen() + gen() + gen()
+      end, c)
+      c:send(10)
+      c:send(20)
+      assert(select(2, h:join()) == 36)
+      print("OK")
+    ]], 2)
+  end)
+
+  it("a task sees no coroutine of its own at its top level", function()
+    run([[
+      local conc = require("conc")
+      local h = conc.go(function()
+        local _, main = coroutine.running()
+        local ok, err = pcall(coroutine.yield, 1)
+        return coroutine.isyieldable(), main, ok, err
+      end)
+      local ok, y, main, pok, err = h:join()
+      assert(ok and y == false and main == true and pok == false, err)
+      assert(err:match("outside a coroutine"), err)
+      print("OK")
+    ]])
+  end)
+
+  it("conc.gosched lets the other tasks run first", function()
+    local out = run(driven([[
+      local log = conc.chan(100)
+      local hs = {}
+      for k = 1, 2 do
+        hs[k] = conc.go(function(k, log)
+          for i = 1, 3 do log:send(k) conc.gosched() end
+        end, k, log)
+      end
+      for k = 1, 2 do hs[k]:join() end
+      local s = {}
+      while true do
+        local v, ok = log:try_recv()
+        if not ok then break end
+        s[#s + 1] = v
+      end
+      print(table.concat(s, " "))
+    ]]), 1)
+    -- one P: the two tasks take turns (a task that went first three times
+    -- in a row would not have let the other run)
+    local a, b, c = out:match("(%d) (%d) (%d) %d %d %d")
+    assert.is_truthy(a, out)
+    assert.is_false(a == b and b == c, out)
+  end)
+
+  it("a locked task runs on a thread of its own", function()
+    run(driven([[
+      local h = conc.go({locked = true}, function()
+        os.execute("sleep 0.3")
+        return conc.now()
+      end)
+      local t0 = conc.now()
+      local hs = {}
+      for i = 1, 50 do
+        hs[i] = conc.go(function(i) conc.sleep(0.001) return i end, i)
+      end
+      for i = 1, 50 do assert(select(2, hs[i]:join()) == i) end
+      local quick = conc.now() - t0
+      local _, ended = h:join()
+      assert(quick < 0.25, quick)
+      local c = conc.chan(1)
+      c:send(5)
+      assert(select(2, conc.go({locked = true}, function(c)
+        return c:recv() end, c):join()) == 5)
+    ]]), 1, 30)
+  end)
+
+  it("a user's debug.sethook in a task keeps working", function()
+    run([[
+      local conc = require("conc")
+      local h = conc.go(function()
+        local n = 0
+        debug.sethook(function() n = n + 1 end, "", 100)
+        local x = 0
+        for i = 1, 100000 do x = x + i end
+        conc.sleep(0.001)       -- parks and resumes: the hook stays
+        for i = 1, 100000 do x = x + i end
+        debug.sethook()
+        return n
+      end)
+      local ok, n = h:join()
+      assert(ok and n > 1000, n)
+      print("OK")
+    ]])
+  end)
+
+  it("conc.stats() shows the scheduler", function()
+    local s = conc.stats()
+    for _, k in ipairs{"procs", "threads", "idle_threads", "tasks",
+                       "global_queue", "steals", "preemptions", "handoffs",
+                       "helped", "thread_blocks"} do
+      assert.is_true(math.type(s[k]) == "integer", k)
+    end
+    assert.are.equal(s.procs, #s.run_queues)
+  end)
+
+  it("deadlock detection sees parked tasks", function()
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local c = conc.chan()
+      for i = 1, 100 do conc.go(function(c) c:recv() end, c) end
+      conc.chan():recv()
+    ]], 20)
+    assert.are.equal(2, rc, out)
+    assert.matches("all workers are asleep - deadlock!", out, 1, true)
+  end)
+end)
