@@ -3,6 +3,9 @@
 #   make test       run the whole test suite (busted, spec/)
 #   make bench      run the benchmarks against their Go twins (bench/)
 #   make demo       the chapter's worker pool, in Lua
+#   make lib        build/libconc.a and build/libconc.so, for a C host
+#   make lib-check  their exported symbols are exactly the public API
+#   make host-example  the C host of examples/host/, built and checked
 
 SHELL    := /bin/bash
 LUA      ?= lua5.4
@@ -12,13 +15,14 @@ CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN      = -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
             -Wstrict-prototypes
+# CONC_BUILD_MODULE: conc's API stays hidden in the module (conc.h).
 ALL_CFLAGS = -std=c11 -fPIC -fvisibility=hidden -D_GNU_SOURCE -pthread \
-             $(WARN) -I$(LUA_INC) $(CFLAGS)
+             -DCONC_BUILD_MODULE $(WARN) -I$(LUA_INC) $(CFLAGS)
 SO_LDFLAGS = -shared -pthread -Wl,-z,nodelete
 
 CORE_SRC = $(wildcard csrc/core/*.c)
 LUA_SRC  = $(wildcard csrc/lua/*.c)
-HEADERS  = csrc/conc.h $(wildcard csrc/core/*.h csrc/lua/*.h)
+HEADERS  = csrc/conc.h csrc/conc_lua.h $(wildcard csrc/core/*.h csrc/lua/*.h)
 MODULE   = build/conc/core.so
 
 SAN_CFLAGS = -O1 -g -fno-omit-frame-pointer
@@ -30,7 +34,7 @@ SAN_RUN = CONC_SANITIZER=$(1) CONC_CPATH=$(CURDIR)/build-$(1)/?.so $(2) \
           -o utfTerminal --cpath=./build-$(1)/?.so
 
 .PHONY: all test demo bench bench-quick clean asan tsan valgrind helgrind \
-        stress stress-short ctest fuzz-smoke
+        stress stress-short ctest fuzz-smoke lib lib-check host-example
 
 all: $(MODULE)
 
@@ -131,6 +135,89 @@ ctest:
 # The codec's libFuzzer targets, a fixed number of executions each.
 fuzz-smoke:
 	fuzz/run.sh
+
+# The C library a host links (docs/embedding.md): the core and the
+# binding compiled with -DCONC_BUILD_LIB, which exports what csrc/conc.h
+# and csrc/conc_lua.h declare (CONC_PUBLIC) and nothing else. The static
+# library is one object, a partial link of them all whose hidden symbols
+# are made local, so a host linking it meets none of conc's internal
+# names. Lua itself is not linked in: the host provides it. SAN=asan
+# builds the libraries, the host example and its tests with ASan + UBSan
+# into build-asan/ instead of build/.
+SAN      ?=
+ifeq ($(SAN),)
+LIB_DIR   = build
+LIB_SAN   =
+else ifeq ($(SAN),asan)
+LIB_DIR   = build-asan
+LIB_SAN   = $(SAN_CFLAGS) $(ASAN_FLAGS)
+else
+$(error SAN=$(SAN): only SAN=asan is supported here)
+endif
+LIB_CFLAGS = $(ALL_CFLAGS) -DCONC_BUILD_LIB $(LIB_SAN)
+LIB_OBJS   = $(patsubst csrc/%.c,$(LIB_DIR)/lib-obj/%.o,$(CORE_SRC) $(LUA_SRC))
+LIBS       = $(LIB_DIR)/libconc.a $(LIB_DIR)/libconc.so
+OBJCOPY   ?= objcopy
+
+lib: $(LIBS)
+
+$(LIB_DIR)/lib-obj/%.o: csrc/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) -c $< -o $@
+
+$(LIB_DIR)/libconc.a: $(LIB_OBJS)
+	$(LD) -r -o $(LIB_DIR)/lib-obj/conc.o $(LIB_OBJS)
+	$(OBJCOPY) --localize-hidden $(LIB_DIR)/lib-obj/conc.o
+	rm -f $@
+	$(AR) rcs $@ $(LIB_DIR)/lib-obj/conc.o
+
+$(LIB_DIR)/libconc.so: $(LIB_OBJS)
+	$(CC) $(LIB_CFLAGS) $(LIB_OBJS) $(SO_LDFLAGS) -Wl,-soname,libconc.so \
+	  -o $@
+
+# The exports of both libraries against the declarations of the two
+# headers, then a program that defines every internal name of the
+# objects links with libconc.a (no clash), then the embedding tests.
+EMBED_TEST = $(LIB_DIR)/embed/test_embed
+lib-check: $(LIBS) $(EMBED_TEST) $(MODULE)
+	$(LUA) scripts/check-lib.lua $(LIB_DIR) "$(CC) $(LIB_SAN)" $(MODULE)
+	$(EMBED_RUN) $(EMBED_TEST)
+
+HOST_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Icsrc -I$(LUA_INC) \
+              $(CFLAGS) $(LIB_SAN)
+HOST_LIBS   = -llua5.4 -lm -ldl -pthread
+# The host examples run from the source tree: lua/ holds the facade
+# "conc" (lua/conc/init.lua); no cpath, so nothing loads conc/core.so.
+EMBED_RUN   = LUA_PATH_5_4='./lua/?.lua;./lua/?/init.lua' LUA_CPATH_5_4='' \
+              $(if $(SAN),ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+              UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
+
+$(EMBED_TEST): csrc/test/embed/test_embed.c $(LIB_DIR)/libconc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(HOST_CFLAGS) $< $(LIB_DIR)/libconc.a $(HOST_LIBS) -o $@
+
+# examples/host: a C program with its own sensor thread feeding a conc
+# channel that a Lua worker pool consumes; linked with libconc.a, and
+# again with libconc.so. Its last line must account for every reading.
+HOST_WANT = host: 2000 readings produced, 2000 consumed once each, 0 missing, 0 duplicated
+host-example: $(LIB_DIR)/host/host $(LIB_DIR)/host/host-shared
+	@for h in $^; do \
+	  echo "== $$h"; \
+	  out=$$($(EMBED_RUN) LD_LIBRARY_PATH=$(LIB_DIR) $$h \
+	    examples/host/readings.lua) || { echo "$$out"; exit 1; }; \
+	  echo "$$out"; \
+	  [ "$$(echo "$$out" | tail -1)" = "$(HOST_WANT)" ] || \
+	    { echo "host-example: expected: $(HOST_WANT)"; exit 1; }; \
+	done
+
+HOST_SRC = examples/host/host.c examples/host/calib.c
+$(LIB_DIR)/host/host: $(HOST_SRC) examples/host/calib.h $(LIB_DIR)/libconc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(HOST_CFLAGS) $(HOST_SRC) $(LIB_DIR)/libconc.a $(HOST_LIBS) -o $@
+
+$(LIB_DIR)/host/host-shared: $(HOST_SRC) examples/host/calib.h $(LIB_DIR)/libconc.so
+	@mkdir -p $(dir $@)
+	$(CC) $(HOST_CFLAGS) $(HOST_SRC) -L$(LIB_DIR) -lconc $(HOST_LIBS) -o $@
 
 test: $(MODULE)
 	@set -o pipefail; $(LUA) $(BUSTED) -o utfTerminal | tee build/test.log

@@ -18,10 +18,28 @@
 #include <stdatomic.h>
 #include <signal.h>
 
+/*
+ * Visibility. CONC_PUBLIC marks the API a host links: what this header
+ * and conc_lua.h declare. libconc.a and libconc.so (`make lib`, built
+ * with -DCONC_BUILD_LIB) export exactly that, and a host's declarations
+ * of it (no macro defined) are of default visibility. The Lua module
+ * conc/core.so (built with -DCONC_BUILD_MODULE: the Makefile, the
+ * rockspec) hides it and exports only luaopen_conc_core: were its
+ * conc_* symbols exported, a process holding both the module and
+ * libconc would bind one copy's calls to the other's functions (two
+ * schedulers sharing half their state). CONC_API marks conc's own
+ * functions shared between its files: hidden in every build.
+ */
 #if defined(__GNUC__)
 #define CONC_API __attribute__((visibility("hidden")))
+#if defined(CONC_BUILD_MODULE) && !defined(CONC_BUILD_LIB)
+#define CONC_PUBLIC CONC_API
+#else
+#define CONC_PUBLIC __attribute__((visibility("default")))
+#endif
 #else
 #define CONC_API
+#define CONC_PUBLIC
 #endif
 
 /* ---- error codes --------------------------------------------------- */
@@ -55,7 +73,7 @@ enum {
 #undef CONC_ERRNO_ENUM
 };
 
-CONC_API const char *conc_strerror(int code);
+CONC_PUBLIC const char *conc_strerror(int code);
 
 /* ---- time ------------------------------------------------------------ */
 
@@ -68,16 +86,16 @@ typedef int64_t conc_time;           /* monotonic nanoseconds */
  * never part of a deadlock). */
 #define CONC_LATEST (INT64_MAX - 1)
 
-CONC_API conc_time conc_now(void);
+CONC_PUBLIC conc_time conc_now(void);
 /* Seconds from now as a deadline: <= 0, -inf and NaN mean CONC_NOWAIT;
  * past CONC_LATEST (+inf included) it is CONC_LATEST. */
-CONC_API conc_time conc_deadline_in(double seconds);
+CONC_PUBLIC conc_time conc_deadline_in(double seconds);
 /* A time in seconds of conc_now's clock as a deadline, clamped the same
  * way (<= 0 and NaN: CONC_NOWAIT; past CONC_LATEST: CONC_LATEST). */
-CONC_API conc_time conc_deadline_at(double seconds);
+CONC_PUBLIC conc_time conc_deadline_at(double seconds);
 /* Seconds as a duration in nanoseconds: 0 for <= 0 and NaN, at least 1
  * for any positive value, at most CONC_LATEST. */
-CONC_API conc_time conc_duration(double seconds);
+CONC_PUBLIC conc_time conc_duration(double seconds);
 
 /* ---- reference-counted objects ------------------------------------- */
 
@@ -94,12 +112,12 @@ struct conc_obj {
   const conc_type *type;
 };
 
-CONC_API void conc_obj_init(conc_obj *o, const conc_type *type);
-CONC_API void conc_retain(conc_obj *o);
-CONC_API void conc_release(conc_obj *o);   /* destroys at zero */
+CONC_PUBLIC void conc_obj_init(conc_obj *o, const conc_type *type);
+CONC_PUBLIC void conc_retain(conc_obj *o);
+CONC_PUBLIC void conc_release(conc_obj *o);   /* destroys at zero */
 /* Retains o unless its count already reached zero (it is being
- * destroyed); for holders of weak pointers. */
-CONC_API int conc_try_retain(conc_obj *o);
+    * destroyed); for holders of weak pointers. */
+CONC_PUBLIC int conc_try_retain(conc_obj *o);
 
 /* ---- messages -------------------------------------------------------- */
 
@@ -125,16 +143,16 @@ typedef struct conc_msg {
 
 /* Builds a message from bytes and objects (each already retained by the
  * caller; ownership of those references passes to the message). */
-CONC_API int conc_msg_init(conc_msg *m, const void *data, size_t len,
-                           conc_obj *const *refs, uint32_t nrefs);
-CONC_API const unsigned char *conc_msg_data(const conc_msg *m);
-CONC_API conc_obj *conc_msg_ref(const conc_msg *m, uint32_t i);
-CONC_API void conc_msg_free(conc_msg *m);   /* releases refs, frees data */
+CONC_PUBLIC int conc_msg_init(conc_msg *m, const void *data, size_t len,
+                              conc_obj *const *refs, uint32_t nrefs);
+CONC_PUBLIC const unsigned char *conc_msg_data(const conc_msg *m);
+CONC_PUBLIC conc_obj *conc_msg_ref(const conc_msg *m, uint32_t i);
+CONC_PUBLIC void conc_msg_free(conc_msg *m);   /* releases refs, frees data */
 /* A second message with the same content. A message too big to be
- * inline shares its (immutable) heap block with its copies: a copy is an
- * atomic increment, and the block and its references go with the last
- * conc_msg_free. CONC_OK always (kept an int for callers that check). */
-CONC_API int conc_msg_copy(conc_msg *dst, const conc_msg *src);
+    * inline shares its (immutable) heap block with its copies: a copy is an
+    * atomic increment, and the block and its references go with the last
+    * conc_msg_free. CONC_OK always (kept an int for callers that check). */
+CONC_PUBLIC int conc_msg_copy(conc_msg *dst, const conc_msg *src);
 
 /* ---- waiting ---------------------------------------------------------- */
 
@@ -142,7 +160,7 @@ typedef struct conc_waiter conc_waiter;
 
 /* Parks the calling thread until deadline: 0 when it came, EINTR when
  * the main script's wait was interrupted (conc_interrupt_main). */
-CONC_API int conc_sleep_until(conc_time deadline);
+CONC_PUBLIC int conc_sleep_until(conc_time deadline);
 
 /* ---- scheduling facts: deadlock detection and the worker dump --------- */
 
@@ -157,21 +175,21 @@ CONC_API int conc_sleep_until(conc_time deadline);
  * whose own threads use conc objects).
  */
 enum { CONC_DEADLOCK_EXIT = 0, CONC_DEADLOCK_ERROR = 1, CONC_DEADLOCK_OFF = 2 };
-CONC_API void conc_deadlock_mode(int mode);
+CONC_PUBLIC void conc_deadlock_mode(int mode);
 /* The dump of the last deadlock (ERROR mode), or "". */
-CONC_API const char *conc_deadlock_report(void);
+CONC_PUBLIC const char *conc_deadlock_report(void);
 
 /* Run by a main or worker thread just before it sleeps with no deadline,
  * to describe where it is (the binding writes the Lua location). */
 typedef void (*conc_sleep_hook)(char *where, size_t size);
-CONC_API void conc_set_sleep_hook(conc_sleep_hook hook);
+CONC_PUBLIC void conc_set_sleep_hook(conc_sleep_hook hook);
 
 /* Names the calling thread's waits from now on, for the deadlock report
  * and conc_threads (`label` must be a static string; NULL: the core's own
  * names, "chan receive"...). A binding whose blocking call is made of
  * core waits ("worker join" is a receive on a done channel) names it
  * before each call, so the report says what the program called. */
-CONC_API void conc_wait_label(const char *label);
+CONC_PUBLIC void conc_wait_label(const char *label);
 
 enum { CONC_THREAD_RUNNING, CONC_THREAD_BLOCKED, CONC_THREAD_WAITING };
 typedef struct conc_thread_info {
@@ -184,27 +202,27 @@ typedef struct conc_thread_info {
 } conc_thread_info;
 /* Describes up to max main/worker threads; returns how many there are
  * (out may be NULL when max is 0: a count). */
-CONC_API int conc_threads(conc_thread_info *out, int max);
+CONC_PUBLIC int conc_threads(conc_thread_info *out, int max);
 /* Live objects per type: up to max (name, count) pairs; returns count. */
-CONC_API int conc_obj_counts(const char **names, long *counts, int max);
+CONC_PUBLIC int conc_obj_counts(const char **names, long *counts, int max);
 /* Messages sent on channels so far (approximate while sends run). */
-CONC_API long long conc_messages_sent(void);
+CONC_PUBLIC long long conc_messages_sent(void);
 
 /* ---- channels --------------------------------------------------------- */
 
 typedef struct conc_chan conc_chan;
-CONC_API extern const conc_type conc_chan_type;
+CONC_PUBLIC extern const conc_type conc_chan_type;
 
-CONC_API conc_chan *conc_chan_new(size_t cap);          /* NULL: ENOMEM */
+CONC_PUBLIC conc_chan *conc_chan_new(size_t cap);          /* NULL: ENOMEM */
 /* Sends *m. On CONC_OK the message belongs to the channel; on any error
- * it still belongs to the caller. ECLOSED: closed (Go panics). ETIMEDOUT:
- * deadline passed, EAGAIN when deadline == CONC_NOWAIT. */
-CONC_API int conc_chan_send(conc_chan *c, conc_msg *m, conc_time deadline);
+    * it still belongs to the caller. ECLOSED: closed (Go panics). ETIMEDOUT:
+    * deadline passed, EAGAIN when deadline == CONC_NOWAIT. */
+CONC_PUBLIC int conc_chan_send(conc_chan *c, conc_msg *m, conc_time deadline);
 /* Receives into *out (owned by the caller on CONC_OK). ECLOSED: closed and
  * drained. ETIMEDOUT / EAGAIN as for send. */
-CONC_API int conc_chan_recv(conc_chan *c, conc_msg *out, conc_time deadline);
+CONC_PUBLIC int conc_chan_recv(conc_chan *c, conc_msg *out, conc_time deadline);
 /* ECLOSED if it was closed already. */
-CONC_API int conc_chan_close(conc_chan *c);
+CONC_PUBLIC int conc_chan_close(conc_chan *c);
 /*
  * Whether c is receive-only: a channel conc owns and hands out (a
  * context's done channel, a timer's, a wait channel of a WaitGroup or a
@@ -212,10 +230,10 @@ CONC_API int conc_chan_close(conc_chan *c);
  * happened; conc_chan_send, conc_chan_close and select's send cases
  * refuse it with ERECVONLY, so no host can fake that event.
  */
-CONC_API int conc_chan_recv_only(const conc_chan *c);
-CONC_API size_t conc_chan_len(conc_chan *c);
-CONC_API size_t conc_chan_cap(const conc_chan *c);
-CONC_API int conc_chan_closed(conc_chan *c);
+CONC_PUBLIC int conc_chan_recv_only(const conc_chan *c);
+CONC_PUBLIC size_t conc_chan_len(conc_chan *c);
+CONC_PUBLIC size_t conc_chan_cap(const conc_chan *c);
+CONC_PUBLIC int conc_chan_closed(conc_chan *c);
 
 /*
  * A receive-only view of a channel, Go's `<-chan T`: an object of its
@@ -225,9 +243,10 @@ CONC_API int conc_chan_closed(conc_chan *c);
  * (borrowed: it lives as long as the view).
  */
 typedef struct conc_chan_view conc_chan_view;
-CONC_API extern const conc_type conc_chan_view_type;
-CONC_API conc_chan_view *conc_chan_view_new(conc_chan *c);  /* NULL: ENOMEM */
-CONC_API conc_chan *conc_chan_view_chan(const conc_chan_view *v);
+CONC_PUBLIC extern const conc_type conc_chan_view_type;
+/* NULL: ENOMEM. */
+CONC_PUBLIC conc_chan_view *conc_chan_view_new(conc_chan *c);
+CONC_PUBLIC conc_chan *conc_chan_view_chan(const conc_chan_view *v);
 
 /* ---- select ------------------------------------------------------------ */
 
@@ -249,8 +268,8 @@ typedef struct conc_case {
  * panics there). ERECVONLY, before anything is done, if a send case is on
  * a receive-only channel.
  */
-CONC_API int conc_select(conc_case *cases, int n, conc_time deadline,
-                         int *closed_send);
+CONC_PUBLIC int conc_select(conc_case *cases, int n, conc_time deadline,
+                            int *closed_send);
 
 /* ---- timers (one timer thread serves them all) ------------------------ */
 
@@ -265,16 +284,16 @@ typedef void (*conc_timer_fn)(conc_timer *t, void *arg, conc_time now,
                               uint64_t gen);
 
 /* A stopped timer; `drop(arg)` runs when the timer is destroyed. */
-CONC_API conc_timer *conc_timer_new(conc_timer_fn fire, void *arg,
-                                    void (*drop)(void *arg));
-CONC_API void conc_timer_release(conc_timer *t);
+CONC_PUBLIC conc_timer *conc_timer_new(conc_timer_fn fire, void *arg,
+                                       void (*drop)(void *arg));
+CONC_PUBLIC void conc_timer_release(conc_timer *t);
 /* (Re)schedules t at `when`, then every `period` ns if period > 0.
  * Returns 1 if it was scheduled before (Go's Reset result). */
-CONC_API int conc_timer_start(conc_timer *t, conc_time when,
-                              conc_time period);
+CONC_PUBLIC int conc_timer_start(conc_timer *t, conc_time when,
+                                 conc_time period);
 /* Unschedules t; 1 if it was scheduled (Go's Stop result). */
-CONC_API int conc_timer_stop(conc_timer *t);
-CONC_API uint64_t conc_timer_gen(conc_timer *t);
+CONC_PUBLIC int conc_timer_stop(conc_timer *t);
+CONC_PUBLIC uint64_t conc_timer_gen(conc_timer *t);
 
 /* A timer that sends on a channel: make(&m, now) builds each message,
  * which is sent only if the channel has room (a slow reader misses ticks,
@@ -283,40 +302,40 @@ CONC_API uint64_t conc_timer_gen(conc_timer *t);
  * weakly, so dropping c (and the returned reference) frees both. A
  * channel owns at most one timer. */
 typedef void (*conc_tick_fn)(conc_msg *m, conc_time now);
-CONC_API conc_timer *conc_timer_new_chan(conc_chan *c, conc_tick_fn make);
+CONC_PUBLIC conc_timer *conc_timer_new_chan(conc_chan *c, conc_tick_fn make);
 /* Stops it and drops a value it sent that nobody has received yet, so no
  * stale value is received after it returns (Go 1.23). 1 if the timer was
  * active (scheduled, or its value still unreceived). */
-CONC_API int conc_timer_stop_chan(conc_timer *t, conc_chan *c);
+CONC_PUBLIC int conc_timer_stop_chan(conc_timer *t, conc_chan *c);
 
 /* ---- contexts ------------------------------------------------------------ */
 
 typedef struct conc_ctx conc_ctx;
-CONC_API extern const conc_type conc_ctx_type;
+CONC_PUBLIC extern const conc_type conc_ctx_type;
 
 /* The root context: never canceled, no deadline, no value. Retained. */
-CONC_API conc_ctx *conc_ctx_background(void);
+CONC_PUBLIC conc_ctx *conc_ctx_background(void);
 /* A child of parent, canceled with it. deadline: CONC_NEVER for none.
  * key/value: NULL, or messages that pass to the context. */
-CONC_API conc_ctx *conc_ctx_new(conc_ctx *parent, conc_time deadline,
-                                conc_msg *key, conc_msg *value);
+CONC_PUBLIC conc_ctx *conc_ctx_new(conc_ctx *parent, conc_time deadline,
+                                   conc_msg *key, conc_msg *value);
 /* Cancels ctx and its descendants with err (ECANCELED or EDEADLINE) and
  * an optional cause (taken over; NULL for none). 1 if this call did it,
  * 0 if it was canceled already (then the cause is freed). */
-CONC_API int conc_ctx_cancel(conc_ctx *ctx, int err, conc_msg *cause);
+CONC_PUBLIC int conc_ctx_cancel(conc_ctx *ctx, int err, conc_msg *cause);
 /* 0 while live, else ECANCELED or EDEADLINE. */
-CONC_API int conc_ctx_err(conc_ctx *ctx);
+CONC_PUBLIC int conc_ctx_err(conc_ctx *ctx);
 /* The channel closed on cancellation (borrowed: lives as long as ctx;
  * receive-only). */
-CONC_API conc_chan *conc_ctx_done(conc_ctx *ctx);
-CONC_API conc_time conc_ctx_deadline(conc_ctx *ctx);
+CONC_PUBLIC conc_chan *conc_ctx_done(conc_ctx *ctx);
+CONC_PUBLIC conc_time conc_ctx_deadline(conc_ctx *ctx);
 /* Copies the cause into *out: 1 if there is one. */
-CONC_API int conc_ctx_cause(conc_ctx *ctx, conc_msg *out);
+CONC_PUBLIC int conc_ctx_cause(conc_ctx *ctx, conc_msg *out);
 /* Copies the value of the nearest context with an equal key: 1 if found.*/
-CONC_API int conc_ctx_value(conc_ctx *ctx, const conc_msg *key,
-                            conc_msg *out);
+CONC_PUBLIC int conc_ctx_value(conc_ctx *ctx, const conc_msg *key,
+                               conc_msg *out);
 /* Same bytes and the same object references. */
-CONC_API int conc_msg_equal(const conc_msg *a, const conc_msg *b);
+CONC_PUBLIC int conc_msg_equal(const conc_msg *a, const conc_msg *b);
 
 /* ---- sync ------------------------------------------------------------------ */
 
@@ -325,59 +344,59 @@ typedef struct conc_mutex conc_mutex;
 typedef struct conc_rwmutex conc_rwmutex;
 typedef struct conc_cond conc_cond;
 typedef struct conc_once conc_once;
-CONC_API extern const conc_type conc_wg_type, conc_mutex_type,
-    conc_rwmutex_type, conc_cond_type, conc_once_type;
+CONC_PUBLIC extern const conc_type conc_wg_type, conc_mutex_type,
+       conc_rwmutex_type, conc_cond_type, conc_once_type;
 
-CONC_API conc_wg *conc_wg_new(void);
+CONC_PUBLIC conc_wg *conc_wg_new(void);
 /* ENEGATIVE if the counter would go below zero, EOVERFLOW past INT64_MAX
  * (it is left unchanged either way). */
-CONC_API int conc_wg_add(conc_wg *wg, int64_t delta);
-CONC_API int64_t conc_wg_count(conc_wg *wg);
+CONC_PUBLIC int conc_wg_add(conc_wg *wg, int64_t delta);
+CONC_PUBLIC int64_t conc_wg_count(conc_wg *wg);
 /* NULL if the counter is zero, else a channel closed when it reaches
  * zero (retained for the caller; receive-only). */
-CONC_API conc_chan *conc_wg_wait_chan(conc_wg *wg);
+CONC_PUBLIC conc_chan *conc_wg_wait_chan(conc_wg *wg);
 /* Whether c, from conc_wg_wait_chan, was released by the counter
  * reaching zero: what a waiter that saw c closed checks. */
-CONC_API int conc_wg_released(conc_wg *wg, conc_chan *c);
+CONC_PUBLIC int conc_wg_released(conc_wg *wg, conc_chan *c);
 
-CONC_API conc_mutex *conc_mutex_new(void);
+CONC_PUBLIC conc_mutex *conc_mutex_new(void);
 /* 0 once locked; EINTR (the main script, interrupted) or EDEADLOCK (the
  * main script, deadlock mode ERROR) without the lock. */
-CONC_API int conc_mutex_lock(conc_mutex *m);
-CONC_API int conc_mutex_trylock(conc_mutex *m);      /* 1 if locked */
-CONC_API int conc_mutex_unlock(conc_mutex *m);       /* or ENOTLOCKED */
+CONC_PUBLIC int conc_mutex_lock(conc_mutex *m);
+CONC_PUBLIC int conc_mutex_trylock(conc_mutex *m);      /* 1 if locked */
+CONC_PUBLIC int conc_mutex_unlock(conc_mutex *m);       /* or ENOTLOCKED */
 
-CONC_API conc_rwmutex *conc_rwmutex_new(void);
+CONC_PUBLIC conc_rwmutex *conc_rwmutex_new(void);
 /* CONC_OK once held. The main script's wait may be ended by Ctrl-C or a
  * deadlock (conc_mutex_lock too): then its code, nothing held. */
-CONC_API int conc_rwmutex_lock(conc_rwmutex *m);
-CONC_API int conc_rwmutex_rlock(conc_rwmutex *m);
-CONC_API int conc_rwmutex_trylock(conc_rwmutex *m);
-CONC_API int conc_rwmutex_tryrlock(conc_rwmutex *m);
-CONC_API int conc_rwmutex_unlock(conc_rwmutex *m);   /* or ENOTLOCKED */
-CONC_API int conc_rwmutex_runlock(conc_rwmutex *m);  /* or ENOTLOCKED */
+CONC_PUBLIC int conc_rwmutex_lock(conc_rwmutex *m);
+CONC_PUBLIC int conc_rwmutex_rlock(conc_rwmutex *m);
+CONC_PUBLIC int conc_rwmutex_trylock(conc_rwmutex *m);
+CONC_PUBLIC int conc_rwmutex_tryrlock(conc_rwmutex *m);
+CONC_PUBLIC int conc_rwmutex_unlock(conc_rwmutex *m);   /* or ENOTLOCKED */
+CONC_PUBLIC int conc_rwmutex_runlock(conc_rwmutex *m);  /* or ENOTLOCKED */
 
 /* A condition variable whose lock is a conc_mutex (retained). */
-CONC_API conc_cond *conc_cond_new(conc_mutex *m);
-CONC_API conc_mutex *conc_cond_mutex(conc_cond *c);
+CONC_PUBLIC conc_cond *conc_cond_new(conc_mutex *m);
+CONC_PUBLIC conc_mutex *conc_cond_mutex(conc_cond *c);
 /* Unlocks the mutex, waits for a signal, locks it again. ENOTLOCKED if
  * the mutex was not locked. The main script's wait may be ended by
  * Ctrl-C or a deadlock: it returns that code holding the mutex again
  * (Go's Wait always returns with the lock held). */
-CONC_API int conc_cond_wait(conc_cond *c);
-CONC_API void conc_cond_signal(conc_cond *c);
-CONC_API void conc_cond_broadcast(conc_cond *c);
+CONC_PUBLIC int conc_cond_wait(conc_cond *c);
+CONC_PUBLIC void conc_cond_signal(conc_cond *c);
+CONC_PUBLIC void conc_cond_broadcast(conc_cond *c);
 
 enum { CONC_ONCE_RUN = 0, CONC_ONCE_DONE = 1, CONC_ONCE_WAIT = 2 };
-CONC_API conc_once *conc_once_new(void);
+CONC_PUBLIC conc_once *conc_once_new(void);
 /* RUN: the caller must run the function, then conc_once_finish. DONE:
  * the outcome is ready. WAIT: *wait is a channel (retained,
  * receive-only) closed when the runner finishes. */
-CONC_API int conc_once_begin(conc_once *o, conc_chan **wait);
+CONC_PUBLIC int conc_once_begin(conc_once *o, conc_chan **wait);
 /* Stores the outcome (taken over) and wakes the waiters. */
-CONC_API void conc_once_finish(conc_once *o, conc_msg *outcome, int failed);
+CONC_PUBLIC void conc_once_finish(conc_once *o, conc_msg *outcome, int failed);
 /* Copies the outcome: 1 if fn failed (the copy is the error). */
-CONC_API int conc_once_outcome(conc_once *o, conc_msg *out);
+CONC_PUBLIC int conc_once_outcome(conc_once *o, conc_msg *out);
 
 /* ---- rate limiter (x/time/rate) ------------------------------------------ */
 
@@ -390,18 +409,18 @@ CONC_API int conc_once_outcome(conc_once *o, conc_msg *out);
  */
 typedef struct conc_limiter conc_limiter;
 typedef struct conc_reservation conc_reservation;
-CONC_API extern const conc_type conc_limiter_type, conc_reservation_type;
+CONC_PUBLIC extern const conc_type conc_limiter_type, conc_reservation_type;
 #define CONC_RATE_INF 1.7976931348623157e308  /* DBL_MAX, Go's rate.Inf */
 
 /* limit >= 0 (CONC_RATE_INF or more: infinite), burst >= 0. A full
  * bucket. NULL: ENOMEM. */
-CONC_API conc_limiter *conc_limiter_new(double limit, int64_t burst);
+CONC_PUBLIC conc_limiter *conc_limiter_new(double limit, int64_t burst);
 /* Whether n events may happen at now (takes their tokens if so). */
-CONC_API int conc_limiter_allow(conc_limiter *l, conc_time now, int64_t n);
+CONC_PUBLIC int conc_limiter_allow(conc_limiter *l, conc_time now, int64_t n);
 /* Reserves n tokens at now, however long they take to come (never fails
  * for n <= burst: later events wait behind it). NULL: ENOMEM. */
-CONC_API conc_reservation *conc_limiter_reserve(conc_limiter *l,
-                                                conc_time now, int64_t n);
+CONC_PUBLIC conc_reservation *conc_limiter_reserve(conc_limiter *l,
+                                                   conc_time now, int64_t n);
 /*
  * Waits until n events may happen, within deadline (CONC_NEVER: none)
  * and ctx (NULL: none). Fails before waiting: ERATEBURST when n exceeds
@@ -411,27 +430,27 @@ CONC_API conc_reservation *conc_limiter_reserve(conc_limiter *l,
  * its tokens back and returns the context's error. Parks the calling
  * thread on its waiter ("limiter wait").
  */
-CONC_API int conc_limiter_wait(conc_limiter *l, int64_t n,
-                               conc_time deadline, conc_ctx *ctx);
-CONC_API void conc_limiter_set_limit(conc_limiter *l, conc_time now,
-                                     double limit);
-CONC_API void conc_limiter_set_burst(conc_limiter *l, conc_time now,
-                                     int64_t burst);
-CONC_API double conc_limiter_limit(conc_limiter *l);
-CONC_API int64_t conc_limiter_burst(conc_limiter *l);
+CONC_PUBLIC int conc_limiter_wait(conc_limiter *l, int64_t n,
+                                  conc_time deadline, conc_ctx *ctx);
+CONC_PUBLIC void conc_limiter_set_limit(conc_limiter *l, conc_time now,
+                                        double limit);
+CONC_PUBLIC void conc_limiter_set_burst(conc_limiter *l, conc_time now,
+                                        int64_t burst);
+CONC_PUBLIC double conc_limiter_limit(conc_limiter *l);
+CONC_PUBLIC int64_t conc_limiter_burst(conc_limiter *l);
 /* Tokens available at now (negative while reservations wait). */
-CONC_API double conc_limiter_tokens(conc_limiter *l, conc_time now);
+CONC_PUBLIC double conc_limiter_tokens(conc_limiter *l, conc_time now);
 
 /* Whether the limiter could grant it (n <= burst, or infinite limit). */
-CONC_API int conc_reservation_ok(conc_reservation *r);
+CONC_PUBLIC int conc_reservation_ok(conc_reservation *r);
 /* Nanoseconds from now until it may act: 0 if it may act now,
  * CONC_NEVER if it is not ok. */
-CONC_API conc_time conc_reservation_delay(conc_reservation *r,
-                                          conc_time now);
+CONC_PUBLIC conc_time conc_reservation_delay(conc_reservation *r,
+                                             conc_time now);
 /* Gives back the tokens that later reservations did not already count
  * on, unless the time to act has passed. Only the first call does
  * anything (x/time/rate would give them back twice). */
-CONC_API void conc_reservation_cancel(conc_reservation *r, conc_time now);
+CONC_PUBLIC void conc_reservation_cancel(conc_reservation *r, conc_time now);
 
 /* ---- circuit breaker -------------------------------------------------------- */
 
@@ -445,7 +464,7 @@ CONC_API void conc_reservation_cancel(conc_reservation *r, conc_time now);
  * earlier state is ignored (gobreaker's generations).
  */
 typedef struct conc_breaker conc_breaker;
-CONC_API extern const conc_type conc_breaker_type;
+CONC_PUBLIC extern const conc_type conc_breaker_type;
 
 enum { CONC_BREAKER_CLOSED, CONC_BREAKER_OPEN, CONC_BREAKER_HALF_OPEN };
 enum { CONC_CALL_SUCCESS, CONC_CALL_FAILURE, CONC_CALL_ABANDON };
@@ -470,26 +489,26 @@ typedef struct conc_breaker_change {
 
 /* A closed breaker; `on_change` (NULL: none) is taken over and kept for
  * conc_breaker_on_change. NULL: ENOMEM (on_change then freed). */
-CONC_API conc_breaker *conc_breaker_new(const conc_breaker_config *cfg,
-                                        conc_msg *on_change);
+CONC_PUBLIC conc_breaker *conc_breaker_new(const conc_breaker_config *cfg,
+                                           conc_msg *on_change);
 /* Admits a call at now (CONC_OK, *ticket set: pass it to
  * conc_breaker_end) or refuses it (EBREAKEROPEN, ETOOMANYPROBES). */
-CONC_API int conc_breaker_begin(conc_breaker *b, conc_time now,
-                                uint64_t *ticket, conc_breaker_change *ch);
+CONC_PUBLIC int conc_breaker_begin(conc_breaker *b, conc_time now,
+                                   uint64_t *ticket, conc_breaker_change *ch);
 /* Records the outcome of an admitted call (CONC_CALL_*; ABANDON: it
  * never ran, it only gives its place back). */
-CONC_API void conc_breaker_end(conc_breaker *b, conc_time now,
-                               uint64_t ticket, int outcome,
-                               conc_breaker_change *ch);
+CONC_PUBLIC void conc_breaker_end(conc_breaker *b, conc_time now,
+                                  uint64_t ticket, int outcome,
+                                  conc_breaker_change *ch);
 /* The state at now (an open breaker whose timeout passed turns
  * half-open here, as in a call). */
-CONC_API int conc_breaker_state(conc_breaker *b, conc_time now,
-                                conc_breaker_change *ch);
-CONC_API void conc_breaker_counts_get(conc_breaker *b,
-                                      conc_breaker_counts *out);
+CONC_PUBLIC int conc_breaker_state(conc_breaker *b, conc_time now,
+                                   conc_breaker_change *ch);
+CONC_PUBLIC void conc_breaker_counts_get(conc_breaker *b,
+                                         conc_breaker_counts *out);
 /* Copies the on_change message: 1, 0 if there is none, or ENOMEM. */
-CONC_API int conc_breaker_on_change(conc_breaker *b, conc_msg *out);
-CONC_API const char *conc_breaker_state_name(int state);
+CONC_PUBLIC int conc_breaker_on_change(conc_breaker *b, conc_msg *out);
+CONC_PUBLIC const char *conc_breaker_state_name(int state);
 /* ---- weighted semaphore (x/sync/semaphore) ------------------------------ */
 
 /*
@@ -499,43 +518,43 @@ CONC_API const char *conc_breaker_state_name(int state);
  */
 typedef struct conc_sem conc_sem;
 typedef struct conc_sem_wait conc_sem_wait;  /* one queued acquire */
-CONC_API extern const conc_type conc_sem_type;
+CONC_PUBLIC extern const conc_type conc_sem_type;
 
-CONC_API conc_sem *conc_sem_new(int64_t size);  /* NULL: ENOMEM */
-CONC_API int64_t conc_sem_size(const conc_sem *s);
+CONC_PUBLIC conc_sem *conc_sem_new(int64_t size);  /* NULL: ENOMEM */
+CONC_PUBLIC int64_t conc_sem_size(const conc_sem *s);
 /* Weight held now (for diagnostics). */
-CONC_API int64_t conc_sem_held(conc_sem *s);
+CONC_PUBLIC int64_t conc_sem_held(conc_sem *s);
 /* Acquires n (0 <= n <= size) without waiting if it fits and nobody
  * waits: CONC_OK. Else CONC_EAGAIN with *wait set to a queued request:
  * the caller waits until conc_sem_wait_chan(*wait) is closed (then the
  * weight was granted to it) or gives up, and in both cases ends it with
  * conc_sem_wait_end. ENOMEM: nothing acquired, nothing queued. */
-CONC_API int conc_sem_acquire(conc_sem *s, int64_t n, conc_sem_wait **wait);
+CONC_PUBLIC int conc_sem_acquire(conc_sem *s, int64_t n, conc_sem_wait **wait);
 /* The channel closed when the request is granted (borrowed: it lives
  * until conc_sem_wait_end; receive-only). */
-CONC_API conc_chan *conc_sem_wait_chan(const conc_sem_wait *wait);
+CONC_PUBLIC conc_chan *conc_sem_wait_chan(const conc_sem_wait *wait);
 /* Ends a request, granted or not, and frees it: 1 if the weight was
  * granted (the caller holds it now), 0 if the request left the queue
  * unserved (and the requests behind it that now fit are granted). */
-CONC_API int conc_sem_wait_end(conc_sem *s, conc_sem_wait *wait);
+CONC_PUBLIC int conc_sem_wait_end(conc_sem *s, conc_sem_wait *wait);
 /* 1 if n was acquired at once (it fits and nobody waits), else 0. */
-CONC_API int conc_sem_try_acquire(conc_sem *s, int64_t n);
+CONC_PUBLIC int conc_sem_try_acquire(conc_sem *s, int64_t n);
 /* Gives back n and grants the waiters that now fit, in order. EHELD if
  * more than is held (nothing is released then). */
-CONC_API int conc_sem_release(conc_sem *s, int64_t n);
+CONC_PUBLIC int conc_sem_release(conc_sem *s, int64_t n);
 
 /* ---- atomic integer (sync/atomic.Int64) --------------------------------- */
 
 /* An int64 shared by reference; every operation is one sequentially
  * consistent atomic instruction. Arithmetic wraps around, as Go's. */
 typedef struct conc_atomic conc_atomic;
-CONC_API extern const conc_type conc_atomic_type;
-CONC_API conc_atomic *conc_atomic_new(int64_t v);  /* NULL: ENOMEM */
-CONC_API int64_t conc_atomic_load(conc_atomic *a);
-CONC_API void conc_atomic_store(conc_atomic *a, int64_t v);
-CONC_API int64_t conc_atomic_add(conc_atomic *a, int64_t delta); /* new */
-CONC_API int64_t conc_atomic_swap(conc_atomic *a, int64_t v);    /* old */
-CONC_API int conc_atomic_cas(conc_atomic *a, int64_t old, int64_t v);
+CONC_PUBLIC extern const conc_type conc_atomic_type;
+CONC_PUBLIC conc_atomic *conc_atomic_new(int64_t v);  /* NULL: ENOMEM */
+CONC_PUBLIC int64_t conc_atomic_load(conc_atomic *a);
+CONC_PUBLIC void conc_atomic_store(conc_atomic *a, int64_t v);
+CONC_PUBLIC int64_t conc_atomic_add(conc_atomic *a, int64_t delta); /* new */
+CONC_PUBLIC int64_t conc_atomic_swap(conc_atomic *a, int64_t v);    /* old */
+CONC_PUBLIC int conc_atomic_cas(conc_atomic *a, int64_t old, int64_t v);
 
 /* ---- errgroup (x/sync/errgroup) -------------------------------------------- */
 
@@ -546,37 +565,37 @@ CONC_API int conc_atomic_cas(conc_atomic *a, int64_t old, int64_t v);
  * with a semaphore. Errors are opaque messages to the core.
  */
 typedef struct conc_errgroup conc_errgroup;
-CONC_API extern const conc_type conc_errgroup_type;
+CONC_PUBLIC extern const conc_type conc_errgroup_type;
 
 /* A group whose context is a child of parent (NULL: the background). */
-CONC_API conc_errgroup *conc_errgroup_new(conc_ctx *parent);
+CONC_PUBLIC conc_errgroup *conc_errgroup_new(conc_ctx *parent);
 /* Its context (borrowed: lives as long as g). */
-CONC_API conc_ctx *conc_errgroup_ctx(conc_errgroup *g);
+CONC_PUBLIC conc_ctx *conc_errgroup_ctx(conc_errgroup *g);
 /* Counts one more function. *sem is the limit's semaphore (retained),
  * or NULL: the caller acquires 1 of it before the function runs (and
  * the function's conc_errgroup_done gives it back). */
-CONC_API void conc_errgroup_begin(conc_errgroup *g, conc_sem **sem);
+CONC_PUBLIC void conc_errgroup_begin(conc_errgroup *g, conc_sem **sem);
 /* Counts one more function if the limit allows it now (1), else 0. */
-CONC_API int conc_errgroup_try_begin(conc_errgroup *g);
+CONC_PUBLIC int conc_errgroup_try_begin(conc_errgroup *g);
 /* A counted function ended: err is NULL if it succeeded, else its error
  * (taken over). `held`: it holds a unit of the limit, given back here. */
-CONC_API void conc_errgroup_done(conc_errgroup *g, conc_msg *err, int held);
+CONC_PUBLIC void conc_errgroup_done(conc_errgroup *g, conc_msg *err, int held);
 /* n < 0: no limit. EBUSY while functions are counted (nothing changes);
  * ENOMEM. */
-CONC_API int conc_errgroup_set_limit(conc_errgroup *g, int64_t n);
-CONC_API int64_t conc_errgroup_limit(conc_errgroup *g);   /* -1: none */
-CONC_API int64_t conc_errgroup_running(conc_errgroup *g);
+CONC_PUBLIC int conc_errgroup_set_limit(conc_errgroup *g, int64_t n);
+CONC_PUBLIC int64_t conc_errgroup_limit(conc_errgroup *g);   /* -1: none */
+CONC_PUBLIC int64_t conc_errgroup_running(conc_errgroup *g);
 /* NULL if no function is counted, else a channel (retained, receive-
  * only) closed when the count reaches zero. */
-CONC_API conc_chan *conc_errgroup_wait_chan(conc_errgroup *g);
+CONC_PUBLIC conc_chan *conc_errgroup_wait_chan(conc_errgroup *g);
 /* What Wait does once the count is zero: cancels the context (cause:
  * the first error). 1 with a copy of the first error in *first if a
  * function failed, else 0. */
-CONC_API int conc_errgroup_finish(conc_errgroup *g, conc_msg *first);
+CONC_PUBLIC int conc_errgroup_finish(conc_errgroup *g, conc_msg *first);
 /* Failures so far, in order (the first one first). */
-CONC_API size_t conc_errgroup_nerrors(conc_errgroup *g);
+CONC_PUBLIC size_t conc_errgroup_nerrors(conc_errgroup *g);
 /* Copies failure i into *out: 1 if there is one. */
-CONC_API int conc_errgroup_error(conc_errgroup *g, size_t i, conc_msg *out);
+CONC_PUBLIC int conc_errgroup_error(conc_errgroup *g, size_t i, conc_msg *out);
 /* ---- signals and the main script's interrupt --------------------------- */
 
 /*
@@ -591,22 +610,22 @@ CONC_API int conc_errgroup_error(conc_errgroup *g, size_t i, conc_msg *out);
  * cause) instead. EINVAL: a signal conc does not handle (see
  * conc_signal_handled). Notifying the same target again adds signals.
  */
-CONC_API int conc_signal_notify(conc_chan *c, int sig);
-CONC_API int conc_signal_notify_ctx(conc_ctx *ctx, int sig);
+CONC_PUBLIC int conc_signal_notify(conc_chan *c, int sig);
+CONC_PUBLIC int conc_signal_notify_ctx(conc_ctx *ctx, int sig);
 /* Stops every delivery to target (a channel or a context): none is made
  * once this returns. 0, or EINVAL if it was not notified. */
-CONC_API int conc_signal_stop(conc_obj *target);
+CONC_PUBLIC int conc_signal_stop(conc_obj *target);
 /* Whether conc can deliver sig: SIGHUP, SIGINT, SIGQUIT, SIGUSR1,
  * SIGUSR2, SIGALRM, SIGTERM, SIGWINCH. */
-CONC_API int conc_signal_handled(int sig);
+CONC_PUBLIC int conc_signal_handled(int sig);
 /* The message a delivery of sig sends (and a context's cause): set once
  * by the host before the first notify. */
 typedef void (*conc_signal_msg_fn)(conc_msg *m, int sig);
-CONC_API void conc_signal_set_message(conc_signal_msg_fn make);
+CONC_PUBLIC void conc_signal_set_message(conc_signal_msg_fn make);
 /* Blocks conc's signals in the calling thread, saving the old mask in
  * *old: around pthread_create, so that a thread conc starts inherits it. */
-CONC_API void conc_signal_block(sigset_t *old);
-CONC_API void conc_signal_restore(const sigset_t *old);
+CONC_PUBLIC void conc_signal_block(sigset_t *old);
+CONC_PUBLIC void conc_signal_restore(const sigset_t *old);
 
 /*
  * Ctrl-C while the main script waits. The main script's thread (the one
@@ -619,34 +638,34 @@ CONC_API void conc_signal_restore(const sigset_t *old);
  * sleeps, and conc's SIGINT wrapper (installed then, in front of the
  * host's own handler, which it calls first) asks it after each SIGINT.
  */
-CONC_API int conc_interrupt_main(void);
-CONC_API void conc_set_interrupt_pending(int (*pending)(void));
+CONC_PUBLIC int conc_interrupt_main(void);
+CONC_PUBLIC void conc_set_interrupt_pending(int (*pending)(void));
 /* ---- pub/sub (pubsub.c) ----------------------------------------------------- */
 
 typedef struct conc_pubsub conc_pubsub;
-CONC_API extern const conc_type conc_pubsub_type;
+CONC_PUBLIC extern const conc_type conc_pubsub_type;
 
-CONC_API conc_pubsub *conc_pubsub_new(void);   /* NULL: ENOMEM */
+CONC_PUBLIC conc_pubsub *conc_pubsub_new(void);   /* NULL: ENOMEM */
 /* Subscribes `id` to the topics (byte strings of the given lengths) with
- * a receive-only channel of capacity cap, returned retained in *out. An
- * id subscribed already is replaced (its old channel is closed). */
-CONC_API int conc_pubsub_subscribe(conc_pubsub *ps, const char *id,
-                                   size_t idlen, const char *const *topics,
-                                   const size_t *lens, size_t ntopics,
-                                   size_t cap, conc_chan **out);
+    * a receive-only channel of capacity cap, returned retained in *out. An
+    * id subscribed already is replaced (its old channel is closed). */
+CONC_PUBLIC int conc_pubsub_subscribe(conc_pubsub *ps, const char *id,
+                                      size_t idlen, const char *const *topics,
+                                      const size_t *lens, size_t ntopics,
+                                      size_t cap, conc_chan **out);
 /* Removes `id` and closes its channel: 1 if it was subscribed. */
-CONC_API int conc_pubsub_unsubscribe(conc_pubsub *ps, const char *id,
-                                     size_t len);
+CONC_PUBLIC int conc_pubsub_unsubscribe(conc_pubsub *ps, const char *id,
+                                        size_t len);
 /* Gives every subscriber of `topic` a copy of *m (which stays the
  * caller's) without blocking: a full channel misses it, and its
  * subscriber's dropped count grows. Returns how many received it, or
  * ENOMEM. */
-CONC_API int conc_pubsub_publish(conc_pubsub *ps, const char *topic,
-                                 size_t len, const conc_msg *m);
+CONC_PUBLIC int conc_pubsub_publish(conc_pubsub *ps, const char *topic,
+                                    size_t len, const conc_msg *m);
 /* Messages `id` missed; -1 if it is not subscribed. */
-CONC_API int64_t conc_pubsub_dropped(conc_pubsub *ps, const char *id,
-                                     size_t len);
-CONC_API size_t conc_pubsub_count(conc_pubsub *ps);
+CONC_PUBLIC int64_t conc_pubsub_dropped(conc_pubsub *ps, const char *id,
+                                        size_t len);
+CONC_PUBLIC size_t conc_pubsub_count(conc_pubsub *ps);
 
 /* ---- fan-in (merge.c) -------------------------------------------------------- */
 
@@ -667,8 +686,8 @@ CONC_API size_t conc_pubsub_count(conc_pubsub *ps);
  */
 #define CONC_MERGE_DEPTH 8
 #define CONC_MERGE_MAX 4096
-CONC_API int conc_merge_new(conc_chan *const *in, size_t n, conc_ctx *ctx,
-                            conc_chan **out);
+CONC_PUBLIC int conc_merge_new(conc_chan *const *in, size_t n, conc_ctx *ctx,
+                               conc_chan **out);
 
 /* ---- worker pools and pipeline stages (workpool.c) ------------------------- */
 
@@ -681,27 +700,27 @@ CONC_API int conc_merge_new(conc_chan *const *in, size_t n, conc_ctx *ctx,
  * last one closes `results` and the pool's done channel.
  */
 typedef struct conc_workpool conc_workpool;
-CONC_API extern const conc_type conc_workpool_type;
+CONC_PUBLIC extern const conc_type conc_workpool_type;
 
 /* jobs and results are retained. own_jobs: close() closes jobs (a pool's
  * own queue; a stage's input is its producer's to close). */
-CONC_API conc_workpool *conc_workpool_new(int workers, conc_chan *jobs,
-                                          conc_chan *results, conc_ctx *ctx,
-                                          int own_jobs);
+CONC_PUBLIC conc_workpool *conc_workpool_new(int workers, conc_chan *jobs,
+                                             conc_chan *results, conc_ctx *ctx,
+                                             int own_jobs);
 /* The channels and context, borrowed (they live as long as p). */
-CONC_API conc_chan *conc_workpool_jobs(conc_workpool *p);
-CONC_API conc_chan *conc_workpool_results(conc_workpool *p);
-CONC_API conc_ctx *conc_workpool_ctx(conc_workpool *p);
+CONC_PUBLIC conc_chan *conc_workpool_jobs(conc_workpool *p);
+CONC_PUBLIC conc_chan *conc_workpool_results(conc_workpool *p);
+CONC_PUBLIC conc_ctx *conc_workpool_ctx(conc_workpool *p);
 /* Takes no more jobs: closes the queue (once); 1 if this call did. */
-CONC_API int conc_workpool_close(conc_workpool *p);
-CONC_API int conc_workpool_closed(conc_workpool *p);
+CONC_PUBLIC int conc_workpool_close(conc_workpool *p);
+CONC_PUBLIC int conc_workpool_closed(conc_workpool *p);
 /* A worker stops; the last closes results and the done channel. */
-CONC_API void conc_workpool_exit(conc_workpool *p);
+CONC_PUBLIC void conc_workpool_exit(conc_workpool *p);
 /* Workers still running. */
-CONC_API int conc_workpool_live(conc_workpool *p);
+CONC_PUBLIC int conc_workpool_live(conc_workpool *p);
 /* A channel closed once every worker has stopped (borrowed). */
-CONC_API conc_chan *conc_workpool_done(conc_workpool *p);
+CONC_PUBLIC conc_chan *conc_workpool_done(conc_workpool *p);
 /* Workers that never started (a spawn failed): counted as stopped. */
-CONC_API void conc_workpool_unstarted(conc_workpool *p, int n);
+CONC_PUBLIC void conc_workpool_unstarted(conc_workpool *p, int n);
 
 #endif

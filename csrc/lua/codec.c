@@ -41,12 +41,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "lconc.h"
-
-enum {
-  T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_FUNC,
-  T_MODULE, T_OBJ, T_ENV, T_UPVAL, T_CLASS, T_EXPORT
-};
-enum { F_BACKREFS = 1, F_CODE = 2, F_PRELOAD = 4 };  /* flags byte */
+#include "codec.h"
 
 #define MAX_DEPTH 200
 _Static_assert(MAX_DEPTH == 200, "the refusals below name the limit");

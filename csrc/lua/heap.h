@@ -20,27 +20,28 @@
 #define CONC_LHEAP_H
 
 #include <stddef.h>
+#include "../conc.h"  /* CONC_API: hidden in every build */
 
 #define LHEAP_SMALL 256
 
 typedef struct lheap lheap;
 
 /* A new, empty heap (NULL: out of memory). */
-lheap *lheap_new(void);
+CONC_API lheap *lheap_new(void);
 /* Frees the heap and its chunks; after lua_close of its state. */
-void lheap_free(lheap *h);
+CONC_API void lheap_free(lheap *h);
 /* A lua_Alloc over h (ud: the heap). */
-void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+CONC_API void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 /* While on, small blocks come from malloc, as malloc's reuse suits a
  * memory limit (a block freed in one class serves no other); after, the
  * heap tells malloc's small blocks from its own by address. */
-void lheap_use_malloc(lheap *h, int on);
+CONC_API void lheap_use_malloc(lheap *h, int on);
 /* Gives back to malloc every chunk none of whose blocks is in use;
  * returns the bytes given back. */
-size_t lheap_trim(lheap *h);
+CONC_API size_t lheap_trim(lheap *h);
 /* Bytes this heap took from malloc for its chunks. */
-size_t lheap_chunk_bytes(const lheap *h);
+CONC_API size_t lheap_chunk_bytes(const lheap *h);
 /* Bytes every heap alive took from malloc for its chunks. */
-size_t lheap_all_chunk_bytes(void);
+CONC_API size_t lheap_all_chunk_bytes(void);
 
 #endif

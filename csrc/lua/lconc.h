@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <lua.h>
 #include <lauxlib.h>
-#include "../conc.h"
+#include "../conc_lua.h"
 
 /* ---- conc objects as userdata (lobj.c) --------------------------------- */
 
@@ -30,7 +30,8 @@ typedef struct lconc_box {
 CONC_API void lconc_declare(const conc_type *type, const luaL_Reg *methods,
                             const luaL_Reg *meta, lua_CFunction index);
 /* Pushes the userdata of o, taking over one reference the caller owns.
- * Within one lua_State the same object is always the same userdata. */
+ * Within one lua_State the same object is always the same userdata. If
+ * it raises (out of memory), the reference is still the caller's. */
 CONC_API void lconc_push_obj(lua_State *L, conc_obj *o);
 /* The object at idx if it is a conc object of `type`, else raises a type
  * error naming the argument. */
@@ -274,6 +275,11 @@ CONC_API int lconc_raise_abort(lua_State *L, int rc, const char *fname);
  * see main_state_closing in lconc.c). */
 CONC_API void lconc_main_enter(void);
 
-__attribute__((visibility("default"))) int luaopen_conc_core(lua_State *L);
+/* ---- the host's hook (lhost.c) ---------------------------------------------- */
+
+/* Runs the function the host set with conc_lua_set_state_init (if any)
+ * on L, a new worker's state, from the state's protected setup: if it
+ * raises, says so on stderr and raises, and the state is discarded. */
+CONC_API void lconc_call_state_init(lua_State *L);
 
 #endif

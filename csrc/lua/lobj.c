@@ -148,9 +148,9 @@ void lconc_push_obj(lua_State *L, conc_obj *o) {
   b->seal = seal_of(b, o->type);
   push_class(L, o->type);
   lua_setmetatable(L, -2);
-  b->o = o;
   lua_pushvalue(L, -1);
   lua_rawsetp(L, -3, o);                     /* objects, box */
+  b->o = o;  /* last: until here a raise leaves the reference the caller's */
   lua_remove(L, -2);
 }
 

@@ -686,7 +686,7 @@ static int setup_state(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &lazy_mt_key);
   lua_pushboolean(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &worker_key);
-
+  lconc_call_state_init(L);  /* the host's modules (conc_lua.h) */
   return 0;
 }
 

@@ -1,0 +1,351 @@
+/*
+ * test_embed.c: conc_lua.h from a host's side, linked with libconc.a
+ * (make lib-check builds and runs it; SAN=asan under ASan + UBSan).
+ * Each test runs in a child process of its own (check.h), so each sets
+ * the state-init hook and makes its main state afresh.
+ */
+#include <limits.h>
+#include <math.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include "../check.h"
+#include "conc_lua.h"
+
+/* ---- a host ------------------------------------------------------------- */
+
+static void preload(lua_State *L, const char *name, lua_CFunction open) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, open);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
+
+/* Runs chunk `code` with the n values on top of the stack as its
+ * arguments, keeping `nres` results; fails the test if it raises. */
+static void run(lua_State *L, const char *code, int n, int nres) {
+  if (luaL_loadstring(L, code) != LUA_OK) {
+    fprintf(stderr, "%s\n", lua_tostring(L, -1));
+    CHECK(0);
+  }
+  lua_insert(L, -n - 1);
+  if (lua_pcall(L, n, nres, 0) != LUA_OK) {
+    fprintf(stderr, "Lua error: %s\n", lua_tostring(L, -1));
+    CHECK(0);
+  }
+}
+
+/* The main state of a host: the libraries, conc.core from this program
+ * (no cpath: LUA_CPATH_5_4 is empty), then require "conc". */
+static lua_State *new_host(void) {
+  lua_State *L = luaL_newstate();
+  CHECK(L != NULL);
+  luaL_openlibs(L);
+  preload(L, "conc.core", luaopen_conc_core);
+  run(L, "require('conc')", 0, 0);
+  return L;
+}
+
+/* embed.mod: a C module only the hook can give a worker. */
+static int mod_answer(lua_State *L) {
+  lua_pushinteger(L, 42);
+  return 1;
+}
+
+static int open_mod(lua_State *L) {
+  lua_newtable(L);
+  lua_pushcfunction(L, mod_answer);
+  lua_setfield(L, -2, "answer");
+  return 1;
+}
+
+static int good_init(lua_State *L) {
+  preload(L, "embed.mod", open_mod);
+  lua_pushinteger(L, 1);
+  lua_setglobal(L, "set_by_hook");  /* tasks never see it */
+  return 0;
+}
+
+static int failing_init(lua_State *L) {
+  return luaL_error(L, "no sensors here");
+}
+
+/* ---- the state-init hook ------------------------------------------------ */
+
+static void test_hook_gives_workers_the_module(void) {
+  conc_lua_set_state_init(good_init);
+  lua_State *L = new_host();
+  run(L,
+      "local conc = require('conc')\n"
+      "local hs = {}\n"
+      "for i = 1, 4 do\n"
+      "  hs[i] = conc.go(function()\n"
+      "    return require('embed.mod').answer(), rawget(_G, 'set_by_hook')\n"
+      "  end)\n"
+      "end\n"
+      "for i = 1, 4 do\n"
+      "  local ok, v, g = hs[i]:join()\n"
+      "  assert(ok and v == 42, tostring(v))\n"
+      "  assert(g == nil, 'a global the hook set reached a task')\n"
+      "end\n",
+      0, 0);
+  lua_close(L);
+}
+
+static void test_without_hook_workers_lack_the_module(void) {
+  lua_State *L = new_host();
+  preload(L, "embed.mod", open_mod);  /* the main state's, not workers' */
+  run(L,
+      "local conc = require('conc')\n"
+      "assert(require('embed.mod').answer() == 42)\n"
+      "local ok, err = conc.go(function() return require('embed.mod') end)"
+      ":join()\n"
+      "assert(not ok and err:find(\"module 'embed.mod' not found\", 1, "
+      "true), err)\n",
+      0, 0);
+  lua_close(L);
+}
+
+/* Reads what the code wrote on stderr (fd 2) while it ran. */
+static void run_capturing_stderr(lua_State *L, const char *code, char *out,
+                                 size_t size) {
+  FILE *tmp = tmpfile();
+  CHECK(tmp != NULL);
+  fflush(stderr);
+  int saved = dup(2);
+  CHECK(saved >= 0 && dup2(fileno(tmp), 2) == 2);
+  run(L, code, 0, 0);
+  fflush(stderr);
+  CHECK(dup2(saved, 2) == 2);
+  close(saved);
+  rewind(tmp);
+  size_t n = fread(out, 1, size - 1, tmp);
+  out[n] = '\0';
+  fclose(tmp);
+}
+
+static void test_failing_hook_fails_the_task_and_says_why(void) {
+  conc_lua_set_state_init(failing_init);
+  lua_State *L = new_host();
+  char err[1024];
+  run_capturing_stderr(
+      L,
+      "local conc = require('conc')\n"
+      "local ok, err = conc.go(function() return 1 end):join()\n"
+      "assert(ok == false and err:find('cannot create a lua_State', 1, "
+      "true), tostring(err))\n",
+      err, sizeof err);
+  CHECK(strstr(err, "conc: conc_lua_set_state_init's function failed: "
+                    "no sensors here\n") != NULL);
+  /* A later task gets a new state, and a new call of the hook. */
+  conc_lua_set_state_init(good_init);
+  run(L,
+      "local conc = require('conc')\n"
+      "local ok, v = conc.go(function() return require('embed.mod')"
+      ".answer() end):join()\n"
+      "assert(ok and v == 42, tostring(v))\n",
+      0, 0);
+  lua_close(L);
+}
+
+/* ---- objects ---------------------------------------------------------------- */
+
+static int check_chan_body(lua_State *L) {
+  conc_lua_check(L, 1, &conc_chan_type);
+  return 0;
+}
+
+static long refs(conc_chan *c) {
+  return atomic_load(&((conc_obj *)c)->refs);
+}
+
+static void test_push_and_get_objects(void) {
+  lua_State *L = new_host();
+  conc_chan *c = conc_chan_new(4);
+  CHECK(c != NULL);
+  conc_lua_push_chan(L, c);
+  conc_lua_push(L, (conc_obj *)c);
+  CHECK(lua_rawequal(L, -1, -2));  /* one object, one Lua value */
+  CHECK_EQ(refs(c), 2);            /* ours, and the Lua value's */
+  CHECK(conc_lua_test(L, -1, &conc_chan_type) == (conc_obj *)c);
+  CHECK(conc_lua_test(L, -1, NULL) == (conc_obj *)c);
+  CHECK(conc_lua_test(L, -1, &conc_mutex_type) == NULL);
+  int ro = -1;
+  CHECK(conc_lua_to_chan(L, -1, &ro) == c && ro == 0);
+  lua_pushinteger(L, 5);
+  CHECK(conc_lua_test(L, -1, NULL) == NULL);
+  CHECK(conc_lua_to_chan(L, -1, NULL) == NULL);
+  lua_pushcfunction(L, check_chan_body);
+  lua_insert(L, -2);
+  CHECK(lua_pcall(L, 1, 0, 0) != LUA_OK);
+  CHECK(strstr(lua_tostring(L, -1), "conc.chan expected, got number"));
+  lua_pop(L, 2);
+  /* The Lua side sends on it and hands back a receive-only view. */
+  run(L, "local ch = ...; assert(ch:send('hi')); return ch:recv_only()", 1,
+      1);
+  CHECK(conc_lua_test(L, -1, &conc_chan_type) == NULL);
+  CHECK(conc_lua_to_chan(L, -1, &ro) == c && ro == 1);
+  conc_msg m;
+  CHECK_RC(conc_chan_recv(c, &m, CONC_NOWAIT), CONC_OK);
+  CHECK_EQ(conc_lua_push_msg(L, &m), 1);
+  CHECK(strcmp(lua_tostring(L, -1), "hi") == 0);
+  /* Dropping the Lua values gives back their references, not ours. */
+  lua_settop(L, 0);
+  lua_gc(L, LUA_GCCOLLECT);
+  CHECK_EQ(refs(c), 1);
+  conc_lua_msg_boolean(&m, 1);
+  CHECK_RC(conc_chan_send(c, &m, CONC_NOWAIT), CONC_OK);
+  lua_close(L);
+  conc_release((conc_obj *)c);
+}
+
+/* ---- messages --------------------------------------------------------------- */
+
+static void send(conc_chan *c, conc_msg *m) {
+  CHECK_RC(conc_chan_send(c, m, CONC_NOWAIT), CONC_OK);
+}
+
+static void test_messages_built_in_c_decode_in_lua(void) {
+  lua_State *L = new_host();
+  conc_chan *c = conc_chan_new(64), *other = conc_chan_new(0);
+  conc_msg m;
+  conc_lua_msg_nil(&m);
+  send(c, &m);
+  conc_lua_msg_boolean(&m, 1);
+  send(c, &m);
+  conc_lua_msg_boolean(&m, 0);
+  send(c, &m);
+  const lua_Integer ints[] = {0, -1, 1, 63, 64, -64, -65, (lua_Integer)1 << 40,
+                              LUA_MININTEGER, LUA_MAXINTEGER};
+  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+    conc_lua_msg_integer(&m, ints[i]);
+    send(c, &m);
+  }
+  conc_lua_msg_number(&m, 0.5);
+  send(c, &m);
+  conc_lua_msg_number(&m, -HUGE_VAL);
+  send(c, &m);
+  conc_lua_msg_number(&m, 3.0);  /* stays a float */
+  send(c, &m);
+  CHECK_RC(conc_lua_msg_string(&m, "", 0), CONC_OK);
+  send(c, &m);
+  CHECK_RC(conc_lua_msg_string(&m, "a\0b", 3), CONC_OK);
+  send(c, &m);
+  static char big[100000];
+  for (size_t i = 0; i < sizeof big; i++) big[i] = (char)('a' + i % 26);
+  CHECK_RC(conc_lua_msg_string(&m, big, 127), CONC_OK);
+  send(c, &m);
+  CHECK_RC(conc_lua_msg_string(&m, big, 128), CONC_OK);
+  send(c, &m);
+  CHECK_RC(conc_lua_msg_string(&m, big, sizeof big), CONC_OK);
+  CHECK(m.len > CONC_MSG_INLINE);
+  send(c, &m);
+  CHECK_RC(conc_lua_msg_object(&m, (conc_obj *)other), CONC_OK);
+  send(c, &m);
+  CHECK_EQ(refs(other), 2);  /* ours and the message's */
+  conc_lua_push_chan(L, c);
+  conc_lua_push_chan(L, other);
+  run(L,
+      "local ch, other = ...\n"
+      "local function nxt()\n"
+      "  local v, ok = ch:recv(0)\n"
+      "  assert(ok == true, 'a message is missing')\n"
+      "  return v\n"
+      "end\n"
+      "local function int(want)\n"
+      "  local v = nxt()\n"
+      "  assert(math.type(v) == 'integer' and v == want, tostring(v))\n"
+      "end\n"
+      "local function float(want)\n"
+      "  local v = nxt()\n"
+      "  assert(math.type(v) == 'float' and v == want, tostring(v))\n"
+      "end\n"
+      "assert(nxt() == nil)\n"
+      "assert(nxt() == true)\n"
+      "assert(nxt() == false)\n"
+      "for _, want in ipairs{0, -1, 1, 63, 64, -64, -65, 1 << 40,\n"
+      "                      math.mininteger, math.maxinteger} do\n"
+      "  int(want)\n"
+      "end\n"
+      "float(0.5); float(-math.huge); float(3.0)\n"
+      "assert(nxt() == '')\n"
+      "assert(nxt() == 'a\\0b')\n"
+      "local abc = ('abcdefghijklmnopqrstuvwxyz'):rep(4000)\n"
+      "assert(nxt() == abc:sub(1, 127))\n"
+      "assert(nxt() == abc:sub(1, 128))\n"
+      "assert(nxt() == abc:sub(1, 100000))\n"
+      "assert(rawequal(nxt(), other))\n"
+      "assert(ch:len() == 0)\n",
+      2, 0);
+  lua_close(L);
+  CHECK_EQ(refs(other), 1);
+  conc_release((conc_obj *)c);
+  conc_release((conc_obj *)other);
+}
+
+static void test_values_through_a_state(void) {
+  lua_State *L = new_host();
+  run(L, "return {n = 3, list = {'a', 'b'}, f = function(x) return x * 2 "
+         "end}", 0, 1);
+  conc_msg m;
+  CHECK_RC(conc_lua_to_msg(L, -1, &m), LUA_OK);
+  lua_pop(L, 1);
+  CHECK_EQ(conc_lua_push_msg(L, &m), 1);
+  run(L, "local t = ...; assert(t.n == 3 and t.list[2] == 'b' and "
+         "t.f(21) == 42)", 1, 0);
+  run(L, "return coroutine.create(print)", 0, 1);
+  CHECK_RC(conc_lua_to_msg(L, -1, &m), LUA_ERRRUN);
+  CHECK(strstr(lua_tostring(L, -1), "conc_lua_to_msg: ") != NULL);
+  CHECK(strstr(lua_tostring(L, -1), "coroutine") != NULL);
+  conc_msg_free(&m);  /* empty: harmless */
+  lua_close(L);
+}
+
+static int push_body(lua_State *L) {
+  conc_lua_push(L, (conc_obj *)lua_touserdata(L, 1));
+  return 1;
+}
+
+static int push_msg_body(lua_State *L) {
+  conc_lua_push_msg(L, (conc_msg *)lua_touserdata(L, 1));
+  return 1;
+}
+
+static void test_a_state_without_conc_is_refused(void) {
+  lua_State *L = luaL_newstate();  /* conc never opened here */
+  conc_chan *c = conc_chan_new(0);
+  lua_pushcfunction(L, push_body);
+  lua_pushlightuserdata(L, c);
+  CHECK(lua_pcall(L, 1, 1, 0) != LUA_OK);
+  CHECK(strstr(lua_tostring(L, -1), "conc_lua_push: conc.core is not open "
+                                    "in this lua_State"));
+  CHECK_EQ(refs(c), 1);
+  /* A heap message: ASan's leak check sees it if it is not freed. */
+  static char text[1000];
+  conc_msg m;
+  CHECK_RC(conc_lua_msg_string(&m, text, sizeof text), CONC_OK);
+  lua_pushcfunction(L, push_msg_body);
+  lua_pushlightuserdata(L, &m);
+  CHECK(lua_pcall(L, 1, 1, 0) != LUA_OK);
+  CHECK(strstr(lua_tostring(L, -1), "conc_lua_push_msg: conc.core is not "
+                                    "open"));
+  lua_close(L);
+  conc_release((conc_obj *)c);
+}
+
+static const check_test tests[] = {
+    {"hook_gives_workers_the_module", test_hook_gives_workers_the_module},
+    {"without_hook_workers_lack_the_module",
+     test_without_hook_workers_lack_the_module},
+    {"failing_hook_fails_the_task_and_says_why",
+     test_failing_hook_fails_the_task_and_says_why},
+    {"push_and_get_objects", test_push_and_get_objects},
+    {"messages_built_in_c_decode_in_lua",
+     test_messages_built_in_c_decode_in_lua},
+    {"values_through_a_state", test_values_through_a_state},
+    {"a_state_without_conc_is_refused",
+     test_a_state_without_conc_is_refused},
+    {NULL, NULL}};
+
+int main(int argc, char **argv) {
+  return check_main("test_embed", tests, argc, argv);
+}
