@@ -2621,7 +2621,7 @@ describe("bad input: metamethods called directly", function()
       getmetatable(ch).__gc(ch)  -- twice: nothing more to release
       local ok, err = pcall(function() return ch:len() end)
       assert.is_false(ok)
-      assert.is_truthy(tostring(err):find("calling 'len' on bad self " ..
+      assert.is_truthy(tostring(err):find("conc.chan:len: bad self " ..
                                           "(object already released)", 1,
                                           true), err)
       local other = conc.chan(1)

@@ -73,6 +73,7 @@ static lconc_task *task_from_call(lua_State *L, conc_msg *call,
   t->done = done;
   t->path = package_field(L, "path");
   t->cpath = package_field(L, "cpath");
+  lconc_site_capture(L, &t->site);
   static atomic_llong next_id = 1;
   t->id = atomic_fetch_add(&next_id, 1);
   return t;

@@ -789,6 +789,7 @@ static void end_task(lconc_task *t, int state) {
  * user expects of a value), unless the codec cannot carry it: then the
  * error is its text, why it could not travel, and the traceback. */
 static int traceback(lua_State *L) {
+  const lconc_task *t = lua_touserdata(L, lua_upvalueindex(1));  /* run_task's */
   if (lua_type(L, 1) != LUA_TSTRING) {
     conc_msg m;
     if (lconc_encode_protected(L, 1, 1, &m, "conc.go", LCONC_ERROR, 1) == 0) {
@@ -799,7 +800,7 @@ static int traceback(lua_State *L) {
     lconc_tostring_safe(L, 1);                  /* err, why, text */
     lua_pushfstring(L, "%s (%s)", lua_tostring(L, -1), lua_tostring(L, -2));
   }
-  luaL_traceback(L, L, lua_tostring(L, -1), 1);
+  lconc_errhint_traceback(L, &t->site);
   return 1;
 }
 
@@ -866,7 +867,8 @@ static bool run_task(lua_State *L, lconc_task *t) {
   current_id = t->id;
   conc__thread_enter(t->id);
   lua_settop(L, 0);
-  lua_pushcfunction(L, traceback);
+  lua_pushlightuserdata(L, t);
+  lua_pushcclosure(L, traceback, 1);
   lua_pushcfunction(L, task_body);
   lua_pushlightuserdata(L, t);
   state_mem *m = mem_of(L);

@@ -6,6 +6,7 @@
 #define LCONC_WORKER_H
 
 #include "lconc.h"
+#include "lerrhint.h"
 
 enum { TASK_RUNNING = 0, TASK_DONE = 1, TASK_FAILED = 2 };
 
@@ -34,6 +35,7 @@ typedef struct lconc_task {
    * `owner` (retained; released with the task). Set before the spawn. */
   void (*on_end)(struct lconc_task *t, lua_State *L, int ok, int base);
   conc_obj *owner;
+  lconc_site site;        /* where it was spawned (its traceback's end) */
 } lconc_task;
 
 CONC_API extern const conc_type lconc_task_type;
