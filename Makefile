@@ -3,6 +3,8 @@
 #   make test       run the whole test suite (busted, spec/)
 #   make bench      run the benchmarks against their Go twins (bench/)
 #   make demo       the chapter's worker pool, in Lua
+#   make rock-check the binary and source rocks, installed into throwaway
+#                   trees and run from outside the source tree
 
 SHELL    := /bin/bash
 LUA      ?= lua5.4
@@ -30,7 +32,7 @@ SAN_RUN = CONC_SANITIZER=$(1) CONC_CPATH=$(CURDIR)/build-$(1)/?.so $(2) \
           -o utfTerminal --cpath=./build-$(1)/?.so
 
 .PHONY: all test demo bench bench-quick clean asan tsan valgrind helgrind \
-        stress stress-short ctest fuzz-smoke
+        stress stress-short ctest fuzz-smoke rock-check
 
 all: $(MODULE)
 
@@ -146,6 +148,13 @@ bench: $(MODULE)
 
 bench-quick: $(MODULE)
 	bench/run --quick
+
+# The rocks a user would get (scripts/check-rock): luarocks lint, the
+# binary rock (luarocks make --pack-binary-rock) and the source rock
+# (luarocks pack, offline), each installed into a throwaway --tree and run
+# from outside the source tree. The rocks are left in build/rock/.
+rock-check:
+	scripts/check-rock
 
 clean:
 	rm -rf build build-asan build-tsan build-valgrind build-helgrind \
