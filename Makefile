@@ -1,7 +1,8 @@
 # conc: build, test, benchmark.
 #   make            build build/conc/core.so (the C module conc.core)
 #   make test       run the whole test suite (busted, spec/)
-#   make bench      run the benchmarks against their Go twins (bench/)
+#   make bench      run the benchmarks against their Go twins (bench/),
+#                   then chart them (bench/chart: docs/bench.tsv, .svg)
 #   make demo       the chapter's worker pool, in Lua
 #   make rock-check the binary and source rocks, installed into throwaway
 #                   trees and run from outside the source tree
@@ -143,8 +144,10 @@ demo: $(MODULE)
 	LUA_PATH_5_4='./lua/?.lua;./lua/?/init.lua;;' \
 	LUA_CPATH_5_4='./build/?.so;;' $(LUA) examples/worker_pool.lua
 
+# The chart is drawn even when a workload failed (it leaves that one
+# out); the target still fails then.
 bench: $(MODULE)
-	bench/run
+	bench/run; rc=$$?; bench/chart && exit $$rc
 
 bench-quick: $(MODULE)
 	bench/run --quick
