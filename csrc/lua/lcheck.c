@@ -150,3 +150,13 @@ const char *lconc_checklstring(lua_State *L, int arg, size_t *len) {
   if (s == NULL) lconc_typeerror(L, arg, lua_typename(L, LUA_TSTRING));
   return s;
 }
+
+int lconc_checkoption(lua_State *L, int arg, const char *def,
+                      const char *const lst[]) {
+  const char *name =
+      def && lua_isnoneornil(L, arg) ? def : lconc_checkstring(L, arg);
+  for (int i = 0; lst[i]; i++)
+    if (strcmp(lst[i], name) == 0) return i;
+  return lconc_argerror(L, arg,
+                        lua_pushfstring(L, "invalid option '%s'", name));
+}

@@ -29,6 +29,8 @@ CONC_API void lconc_checktype(lua_State *L, int arg, int t);
 CONC_API void lconc_checkany(lua_State *L, int arg);
 CONC_API const char *lconc_checklstring(lua_State *L, int arg, size_t *len);
 #define lconc_checkstring(L, arg) lconc_checklstring(L, (arg), NULL)
+CONC_API int lconc_checkoption(lua_State *L, int arg, const char *def,
+                               const char *const lst[]);
 
 #define lconc_argcheck(L, cond, arg, extramsg) \
   ((void)((cond) || lconc_argerror(L, (arg), (extramsg))))
