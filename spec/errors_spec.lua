@@ -173,7 +173,7 @@ describe("a nil global in a worker", function()
     local errs = {
       err_of(function() return t.missing.x end),          -- a field
       err_of(function() return nil_for_errors_spec + 1 end), -- luacheck: ignore
-      err_of(function() local f; f() end),                -- a local
+      err_of(function() local f; f() end), -- luacheck: ignore (a local)
       err_of(function() error("global 'x' is nil") end),
     }
     for _, e in ipairs(errs) do

@@ -784,12 +784,14 @@ static void end_task(lconc_task *t, int state) {
 
 /* ---- running a task ------------------------------------------------------------ */
 
-/* The message handler: appends the traceback to a string error. Any
+/* The message handler (upvalue 1: the task): appends the traceback and
+ * where the task was spawned to a string error (lerrhint.c, which also
+ * hints at fresh globals for a nil global). Any
  * other error value travels as it is (a number stays a number, as a Go
  * user expects of a value), unless the codec cannot carry it: then the
  * error is its text, why it could not travel, and the traceback. */
 static int traceback(lua_State *L) {
-  const lconc_task *t = lua_touserdata(L, lua_upvalueindex(1));  /* run_task's */
+  const lconc_task *t = lua_touserdata(L, lua_upvalueindex(1));
   if (lua_type(L, 1) != LUA_TSTRING) {
     conc_msg m;
     if (lconc_encode_protected(L, 1, 1, &m, "conc.go", LCONC_ERROR, 1) == 0) {
