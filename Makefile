@@ -1,11 +1,14 @@
 # conc: build, test, benchmark.
 #   make            build build/conc/core.so (the C module conc.core)
 #   make test       run the whole test suite (busted, spec/)
-#   make bench      run the benchmarks against their Go twins (bench/)
+#   make bench      run the benchmarks against their Go twins (bench/),
+#                   then chart them (bench/chart: docs/bench.tsv, .svg)
 #   make demo       the chapter's worker pool, in Lua
 #   make lib        build/libconc.a and build/libconc.so, for a C host
 #   make lib-check  their exported symbols are exactly the public API
 #   make host-example  the C host of examples/host/, built and checked
+#   make rock-check the binary and source rocks, installed into throwaway
+#                   trees and run from outside the source tree
 
 SHELL    := /bin/bash
 LUA      ?= lua5.4
@@ -34,7 +37,8 @@ SAN_RUN = CONC_SANITIZER=$(1) CONC_CPATH=$(CURDIR)/build-$(1)/?.so $(2) \
           -o utfTerminal --cpath=./build-$(1)/?.so
 
 .PHONY: all test demo bench bench-quick clean asan tsan valgrind helgrind \
-        stress stress-short ctest fuzz-smoke lib lib-check host-example
+        stress stress-short ctest fuzz-smoke lib lib-check host-example \
+        rock-check
 
 all: $(MODULE)
 
@@ -228,11 +232,20 @@ demo: $(MODULE)
 	LUA_PATH_5_4='./lua/?.lua;./lua/?/init.lua;;' \
 	LUA_CPATH_5_4='./build/?.so;;' $(LUA) examples/worker_pool.lua
 
+# The chart is drawn even when a workload failed (it leaves that one
+# out); the target still fails then.
 bench: $(MODULE)
-	bench/run
+	bench/run; rc=$$?; bench/chart && exit $$rc
 
 bench-quick: $(MODULE)
 	bench/run --quick
+
+# The rocks a user would get (scripts/check-rock): luarocks lint, the
+# binary rock (luarocks make --pack-binary-rock) and the source rock
+# (luarocks pack, offline), each installed into a throwaway --tree and run
+# from outside the source tree. The rocks are left in build/rock/.
+rock-check:
+	scripts/check-rock
 
 clean:
 	rm -rf build build-asan build-tsan build-valgrind build-helgrind \

@@ -956,9 +956,9 @@ describe("bad input: conc.go and worker handles", function()
   it("conc.go(options) without a function blames argument #2", function()
     for _, opts in ipairs({{}, {memory_limit = 1 << 20}}) do
       assert.has_error(function() conc.go(opts) end,
-        "bad argument #2 to 'go' (function expected, got no value)")
+        "conc.go: bad argument #2 (function expected, got no value)")
       assert.has_error(function() conc.go(opts, {}) end,
-        "bad argument #2 to 'go' (function expected, got table)")
+        "conc.go: bad argument #2 (function expected, got table)")
     end
     -- an object of conc's Lua part is no options table
     assert.has_error(function() conc.go(conc.pool(), print) end,
@@ -1131,7 +1131,7 @@ describe("bad input: time", function()
             end
           end}
     assert.has_error(function() conc.ticker(0) end,
-      "bad argument #1 to 'ticker' (non-positive interval for conc.ticker)")
+      "conc.ticker: bad argument #1 (non-positive interval for conc.ticker)")
   end)
 
   it("a ticker with a positive interval below 1 ns keeps ticking", function()
@@ -2639,7 +2639,7 @@ describe("bad input: metamethods called directly", function()
       getmetatable(ch).__gc(ch)  -- twice: nothing more to release
       local ok, err = pcall(function() return ch:len() end)
       assert.is_false(ok)
-      assert.is_truthy(tostring(err):find("calling 'len' on bad self " ..
+      assert.is_truthy(tostring(err):find("conc.chan:len: bad self " ..
                                           "(object already released)", 1,
                                           true), err)
       local other = conc.chan(1)
@@ -2711,7 +2711,7 @@ describe("bad input: sizes", function()
     for _, cap in ipairs({2^31, 1 << 40, math.maxinteger, -1,
                           math.mininteger}) do
       assert.has_error(function() conc.chan(cap) end,
-        "bad argument #1 to 'chan' (capacity must be an integer from 0 to " ..
+        "conc.chan: bad argument #1 (capacity must be an integer from 0 to " ..
         "2^31-1)")
     end
   end)

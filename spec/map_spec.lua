@@ -472,7 +472,7 @@ describe("conc.map", function()
     it("range without a function", function()
       local m = conc.map()
       assert.matches(
-        "bad argument #1 to 'range' (function expected, got no value)",
+        "conc.map:range: bad argument #1 (function expected, got no value)",
         error_of(function() m:range() end), 1, true)
     end)
 

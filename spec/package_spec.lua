@@ -17,3 +17,28 @@ describe("conc-scm-1.rockspec", function()
     assert.are.same(sources, listed)
   end)
 end)
+
+describe("conc-scm-1.rockspec's fields", function()
+  local spec = {}
+  assert(loadfile("conc-scm-1.rockspec", "t", spec))()
+
+  it("fetches the public repository, never a local path", function()
+    assert.are.equal("git+https://github.com/conc-lua/conc.git",
+      spec.source.url)
+    assert.are.equal("https://github.com/conc-lua/conc",
+      spec.description.homepage)
+  end)
+
+  it("states the license of the LICENSE file", function()
+    local f = assert(io.open("LICENSE"))
+    local first = f:read("l")
+    f:close()
+    assert.are.equal("MIT", spec.description.license)
+    assert.are.equal("MIT License", first)
+  end)
+
+  it("runs the test suite offline (a command, not luarocks' busted)",
+    function()
+      assert.are.same({type = "command", command = "make test"}, spec.test)
+    end)
+end)

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <string.h>
 #include "lconc.h"
+#include "lcheck.h"
 
 static const char cache_key[] = "conc.breaker.on_change";
 
@@ -69,7 +70,7 @@ static int cb_new(lua_State *L) {
     lua_settop(L, 0);
     lua_newtable(L);
   }
-  luaL_checktype(L, 1, LUA_TTABLE);
+  lconc_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   check_keys(L);
   conc_breaker_config cfg;
@@ -149,7 +150,7 @@ static void check_callable(lua_State *L, int idx) {
     lua_pop(L, 1);
     return;
   }
-  luaL_typeerror(L, idx, "function");
+  lconc_typeerror(L, idx, "function");
 }
 
 /* Whether results 2.. (after self at 1) say failure: nil, err with err

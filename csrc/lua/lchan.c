@@ -10,6 +10,7 @@
  * they stay receive-only wherever they travel). Both take every method
  * of a channel; send, try_send, close and <close> raise on them.
  */
+#include "lcheck.h"
 #include "lconc.h"
 
 conc_chan *lconc_test_chan(lua_State *L, int idx, int *recv_only) {
@@ -48,8 +49,8 @@ static conc_chan *check_writable(lua_State *L, const char *fname,
 
 /* conc.chan([capacity]) */
 static int chan_new(lua_State *L) {
-  lua_Integer cap = luaL_optinteger(L, 1, 0);
-  luaL_argcheck(L, cap >= 0 && cap <= 0x7fffffff, 1,
+  lua_Integer cap = lconc_optinteger(L, 1, 0);
+  lconc_argcheck(L, cap >= 0 && cap <= 0x7fffffff, 1,
                 "capacity must be an integer from 0 to 2^31-1");
   conc_chan *c = conc_chan_new((size_t)cap);
   if (c == NULL) return luaL_error(L, "conc.chan: not enough memory");

@@ -7,6 +7,7 @@
  * context; it is idempotent. Dropping a cancel function does not cancel.
  */
 #include "lconc.h"
+#include "lcheck.h"
 
 typedef struct lcancel {
   conc_obj hdr;
@@ -56,8 +57,8 @@ static int c_with_cancel(lua_State *L) {
 /* conc.with_deadline(parent, t) -> ctx, cancel (t on conc.now's clock) */
 static int c_with_deadline(lua_State *L) {
   conc_ctx *parent = checkctx(L, 1);
-  lua_Number t = luaL_checknumber(L, 2);
-  luaL_argcheck(L, t == t, 2, "deadline is NaN");
+  lua_Number t = lconc_checknumber(L, 2);
+  lconc_argcheck(L, t == t, 2, "deadline is NaN");
   conc_time d = conc_deadline_at(t);  /* clamped: a deadline stays one */
   return push_with_cancel(L, conc_ctx_new(parent, d, NULL, NULL),
                           "conc.with_deadline");
@@ -66,8 +67,8 @@ static int c_with_deadline(lua_State *L) {
 /* conc.with_timeout(parent, seconds) -> ctx, cancel */
 static int c_with_timeout(lua_State *L) {
   conc_ctx *parent = checkctx(L, 1);
-  lua_Number s = luaL_checknumber(L, 2);
-  luaL_argcheck(L, s == s, 2, "timeout is NaN");
+  lua_Number s = lconc_checknumber(L, 2);
+  lconc_argcheck(L, s == s, 2, "timeout is NaN");
   conc_time d = s <= 0 ? conc_now() : conc_deadline_in(s);
   return push_with_cancel(L, conc_ctx_new(parent, d, NULL, NULL),
                           "conc.with_timeout");
@@ -95,7 +96,7 @@ static void check_key(lua_State *L, int idx, const char *fname) {
 static int c_with_value(lua_State *L) {
   conc_ctx *parent = checkctx(L, 1);
   check_key(L, 2, "conc.with_value");
-  luaL_checkany(L, 3);
+  lconc_checkany(L, 3);
   conc_msg key, value;
   lconc_encode(L, 2, 1, &key, "conc.with_value", LCONC_ARG, 2);
   if (lconc_encode_protected(L, 3, 1, &value, "conc.with_value", LCONC_ARG,

@@ -9,6 +9,7 @@
  * failure, whose error value travels to the group by copy.
  */
 #include "worker.h"
+#include "lcheck.h"
 
 #define EG(L) ((conc_errgroup *)lconc_check_obj(L, 1, &conc_errgroup_type))
 
@@ -93,7 +94,7 @@ static void spawn_in(lconc_task *t, conc_errgroup *g) {
 
 /* The task for fn(...) at 2..: encoded before anything is counted. */
 static lconc_task *new_task(lua_State *L, const char *fname) {
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lconc_checktype(L, 2, LUA_TFUNCTION);
   lconc_task *t = lconc_task_new(L, 2, lua_gettop(L) - 1, 0);
   if (t == NULL) luaL_error(L, "%s: not enough memory", fname);
   return t;
@@ -162,7 +163,7 @@ static int eg_try_go(lua_State *L) {
  * raises while functions are running */
 static int eg_set_limit(lua_State *L) {
   conc_errgroup *g = EG(L);
-  lua_Integer n = luaL_checkinteger(L, 2);
+  lua_Integer n = lconc_checkinteger(L, 2);
   int rc = conc_errgroup_set_limit(g, (int64_t)n);
   if (rc == CONC_EBUSY)
     return luaL_error(L, "conc.errgroup:set_limit: errgroup: modify limit "

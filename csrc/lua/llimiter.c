@@ -7,6 +7,7 @@
  * times are seconds. lim:wait is the only call that blocks.
  */
 #include <math.h>
+#include "lcheck.h"
 #include "lconc.h"
 
 static conc_limiter *checklim(lua_State *L) {
@@ -18,22 +19,22 @@ static conc_reservation *checkres(lua_State *L) {
 }
 
 static double check_rate(lua_State *L, int idx) {
-  lua_Number r = luaL_checknumber(L, idx);
-  luaL_argcheck(L, r >= 0, idx,  /* NaN fails too */
+  lua_Number r = lconc_checknumber(L, idx);
+  lconc_argcheck(L, r >= 0, idx,  /* NaN fails too */
                 "rate must be >= 0 events per second (math.huge: no limit)");
   return (double)r;
 }
 
 static int64_t check_burst(lua_State *L, int idx) {
-  lua_Integer b = luaL_checkinteger(L, idx);
-  luaL_argcheck(L, b >= 0, idx, "burst must be >= 0");
+  lua_Integer b = lconc_checkinteger(L, idx);
+  lconc_argcheck(L, b >= 0, idx, "burst must be >= 0");
   return (int64_t)b;
 }
 
 /* The optional number of events at idx (default 1). */
 static int64_t opt_n(lua_State *L, int idx) {
-  lua_Integer n = luaL_optinteger(L, idx, 1);
-  luaL_argcheck(L, n >= 0, idx, "n must be >= 0");
+  lua_Integer n = lconc_optinteger(L, idx, 1);
+  lconc_argcheck(L, n >= 0, idx, "n must be >= 0");
   return (int64_t)n;
 }
 

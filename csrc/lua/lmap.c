@@ -13,6 +13,7 @@
  */
 #include <string.h>
 #include "lconc.h"
+#include "lcheck.h"
 #include "../core/cmap.h"
 
 CONC_API void lconc_open_map(lua_State *L);
@@ -257,7 +258,7 @@ static const luaL_Reg snap_meta[] = {
  */
 static int map_range(lua_State *L) {
   conc_map *m = checkmap(L);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lconc_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 2);
   conc_map_snap *s = lua_newuserdatauv(L, sizeof *s, 0);  /* m, fn, snap */
   memset(s, 0, sizeof *s);

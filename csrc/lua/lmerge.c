@@ -4,6 +4,7 @@
  * method and conc.select take it.
  */
 #include "lconc.h"
+#include "lcheck.h"
 
 _Static_assert(CONC_MERGE_MAX == 4096, "TOO_MANY names the limit");
 #define TOO_MANY "conc.merge: too many inputs (4096 channels at most, " \
@@ -11,7 +12,7 @@ _Static_assert(CONC_MERGE_MAX == 4096, "TOO_MANY names the limit");
 
 /* conc.merge({ch, ...} [, ctx]) -> a receive-only channel */
 static int merge_new(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  lconc_checktype(L, 1, LUA_TTABLE);
   conc_ctx *ctx = NULL;
   if (!lua_isnoneornil(L, 2))
     ctx = (conc_ctx *)lconc_check_obj(L, 2, &conc_ctx_type);

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include "lconc.h"
+#include "lcheck.h"
 
 static const char objects_key = 'o';  /* registry: address -> box */
 
@@ -166,7 +167,7 @@ conc_obj *lconc_test_obj(lua_State *L, int idx, const conc_type *type) {
 
 conc_obj *lconc_check_obj(lua_State *L, int idx, const conc_type *type) {
   lconc_box *b = sealed_box(L, idx);
-  if (b == NULL || b->type != type) luaL_typeerror(L, idx, type->name);
-  if (b->o == NULL) luaL_argerror(L, idx, "object already released");
+  if (b == NULL || b->type != type) lconc_typeerror(L, idx, type->name);
+  if (b->o == NULL) lconc_argerror(L, idx, "object already released");
   return b->o;
 }

@@ -6,6 +6,7 @@
  * copy sharing that encoding (see pubsub.c), decoded in its own state.
  */
 #include "lconc.h"
+#include "lcheck.h"
 
 #define MAX_TOPICS 64
 
@@ -28,9 +29,9 @@ static size_t check_topics(lua_State *L, int idx, const char **names,
     names[0] = lua_tolstring(L, idx, &lens[0]);
     return 1;
   }
-  luaL_argexpected(L, lua_istable(L, idx), idx, "topic or list of topics");
+  lconc_argexpected(L, lua_istable(L, idx), idx, "topic or list of topics");
   lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-  luaL_argcheck(L, n <= MAX_TOPICS, idx, "more than 64 topics");
+  lconc_argcheck(L, n <= MAX_TOPICS, idx, "more than 64 topics");
   for (lua_Integer i = 1; i <= n; i++) {
     if (lua_rawgeti(L, idx, i) != LUA_TSTRING)
       luaL_error(L, "conc.pubsub:subscribe: topic #%d is a %s, not a "
@@ -45,12 +46,12 @@ static size_t check_topics(lua_State *L, int idx, const char **names,
 static int ps_subscribe(lua_State *L) {
   conc_pubsub *ps = checkps(L);
   size_t idlen;
-  const char *id = luaL_checklstring(L, 2, &idlen);
+  const char *id = lconc_checklstring(L, 2, &idlen);
   const char *names[MAX_TOPICS];
   size_t lens[MAX_TOPICS];
   size_t n = check_topics(L, 3, names, lens);
-  lua_Integer cap = luaL_optinteger(L, 4, 100);
-  luaL_argcheck(L, cap >= 0 && cap <= 0x7fffffff, 4,
+  lua_Integer cap = lconc_optinteger(L, 4, 100);
+  lconc_argcheck(L, cap >= 0 && cap <= 0x7fffffff, 4,
                 "capacity must be an integer from 0 to 2^31-1");
   conc_chan *ch;
   if (conc_pubsub_subscribe(ps, id, idlen, names, lens, n, (size_t)cap,
@@ -64,7 +65,7 @@ static int ps_subscribe(lua_State *L) {
 static int ps_unsubscribe(lua_State *L) {
   conc_pubsub *ps = checkps(L);
   size_t len;
-  const char *id = luaL_checklstring(L, 2, &len);
+  const char *id = lconc_checklstring(L, 2, &len);
   lua_pushboolean(L, conc_pubsub_unsubscribe(ps, id, len));
   return 1;
 }
@@ -73,7 +74,7 @@ static int ps_unsubscribe(lua_State *L) {
 static int ps_publish(lua_State *L) {
   conc_pubsub *ps = checkps(L);
   size_t len;
-  const char *topic = luaL_checklstring(L, 2, &len);
+  const char *topic = lconc_checklstring(L, 2, &len);
   lua_settop(L, 3);
   lua_createtable(L, 0, 2);  /* Go's Message{Topic, Payload} */
   lua_pushvalue(L, 2);
@@ -94,7 +95,7 @@ static int ps_publish(lua_State *L) {
 static int ps_dropped(lua_State *L) {
   conc_pubsub *ps = checkps(L);
   size_t len;
-  const char *id = luaL_checklstring(L, 2, &len);
+  const char *id = lconc_checklstring(L, 2, &len);
   int64_t n = conc_pubsub_dropped(ps, id, len);
   if (n < 0) lua_pushnil(L);
   else lua_pushinteger(L, (lua_Integer)n);

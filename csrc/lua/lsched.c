@@ -6,6 +6,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include "lcheck.h"
 #include "../core/internal.h"
 #include "lconc.h"
 #include "worker.h"
@@ -86,7 +87,7 @@ static int set_deadlock_mode(lua_State *L) {
   static const char *const modes[] = {"exit", "error", "off", NULL};
   static const int values[] = {CONC_DEADLOCK_EXIT, CONC_DEADLOCK_ERROR,
                                CONC_DEADLOCK_OFF};
-  conc_deadlock_mode(values[luaL_checkoption(L, 1, NULL, modes)]);
+  conc_deadlock_mode(values[lconc_checkoption(L, 1, NULL, modes)]);
   return 0;
 }
 
@@ -200,8 +201,8 @@ static int stats(lua_State *L) {
 /* conc.set_maxprocs([n]) -> the previous value: how many threads run
  * tasks at once (Go's GOMAXPROCS); n < 1 or none only reads it. */
 static int set_maxprocs(lua_State *L) {
-  lua_Integer n = luaL_optinteger(L, 1, 0);
-  luaL_argcheck(L, n <= 64, 1, "at most 64");
+  lua_Integer n = lconc_optinteger(L, 1, 0);
+  lconc_argcheck(L, n <= 64, 1, "at most 64");
   lua_pushinteger(L, conc__sched_maxprocs((int)n));
   return 1;
 }

@@ -12,6 +12,7 @@
  * channel). Among ready cases one is chosen uniformly at random.
  */
 #include <string.h>
+#include "lcheck.h"
 #include "lconc.h"
 
 #define SMALL 8
@@ -152,7 +153,7 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int select_(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  lconc_checktype(L, 1, LUA_TTABLE);
   int has_default;
   conc_time deadline = select_deadline(L, &has_default);
   lua_getfield(L, 1, "n");
@@ -164,7 +165,7 @@ static int select_(lua_State *L) {
       luaL_error(L, "conc.select: n must be a non-negative integer");
   }
   lua_pop(L, 1);
-  luaL_argcheck(L, n <= MAX_CASES, 1, "too many cases (4096 at most)");
+  lconc_argcheck(L, n <= MAX_CASES, 1, "too many cases (4096 at most)");
   sel_local local;
   sel_call *a = (sel_call *)lconc_op_area(L, &local, LCONC_OP_AREA);
   int in_area = a != &local.call;

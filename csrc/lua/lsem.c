@@ -4,13 +4,14 @@
  * by a timeout or a context.
  */
 #include "lconc.h"
+#include "lcheck.h"
 
 #define SEM(L) ((conc_sem *)lconc_check_obj(L, 1, &conc_sem_type))
 
 /* conc.semaphore(n): a semaphore of weight n (an integer >= 0) */
 static int sem_new(lua_State *L) {
-  lua_Integer n = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, n >= 0, 1, "size must not be negative");
+  lua_Integer n = lconc_checkinteger(L, 1);
+  lconc_argcheck(L, n >= 0, 1, "size must not be negative");
   conc_sem *s = conc_sem_new((int64_t)n);
   if (s == NULL) return luaL_error(L, "conc.semaphore: not enough memory");
   lconc_push_obj(L, (conc_obj *)s);
@@ -22,8 +23,8 @@ static int sem_new(lua_State *L) {
  * (x/sync makes it wait for its context; see docs/API.md). */
 static int64_t check_weight(lua_State *L, int idx, conc_sem *s,
                             const char *fname) {
-  lua_Integer w = luaL_optinteger(L, idx, 1);
-  luaL_argcheck(L, w >= 0, idx, "weight must not be negative");
+  lua_Integer w = lconc_optinteger(L, idx, 1);
+  lconc_argcheck(L, w >= 0, idx, "weight must not be negative");
   if (w > conc_sem_size(s))
     luaL_error(L, "%s: semaphore: weight %I exceeds the size %I", fname,
                w, (lua_Integer)conc_sem_size(s));
@@ -110,8 +111,8 @@ static int sem_acquire(lua_State *L) {
  * size, as in x/sync) */
 static int sem_try_acquire(lua_State *L) {
   conc_sem *s = SEM(L);
-  lua_Integer w = luaL_optinteger(L, 2, 1);
-  luaL_argcheck(L, w >= 0, 2, "weight must not be negative");
+  lua_Integer w = lconc_optinteger(L, 2, 1);
+  lconc_argcheck(L, w >= 0, 2, "weight must not be negative");
   lua_pushboolean(L, conc_sem_try_acquire(s, (int64_t)w));
   return 1;
 }
@@ -119,8 +120,8 @@ static int sem_try_acquire(lua_State *L) {
 /* s:release([w = 1]); raises when releasing more than is held */
 static int sem_release(lua_State *L) {
   conc_sem *s = SEM(L);
-  lua_Integer w = luaL_optinteger(L, 2, 1);
-  luaL_argcheck(L, w >= 0, 2, "weight must not be negative");
+  lua_Integer w = lconc_optinteger(L, 2, 1);
+  lconc_argcheck(L, w >= 0, 2, "weight must not be negative");
   if (conc_sem_release(s, (int64_t)w) != CONC_OK)
     return luaL_error(L, "conc.semaphore:release: semaphore: released "
                       "more than held");

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <string.h>
 #include "lconc.h"
+#include "lcheck.h"
 
 static const struct {
   const char *name;
@@ -37,7 +38,7 @@ static void make_msg(conc_msg *m, int sig) {
 
 /* Argument idx as a signal number; raises for an unknown name. */
 static int check_signal(lua_State *L, int idx, const char *fname) {
-  const char *s = luaL_checkstring(L, idx);
+  const char *s = lconc_checkstring(L, idx);
   for (int i = 0; i < NNAMES; i++)
     if (strcmp(names[i].name, s) == 0) return names[i].sig;
   return luaL_error(L, "%s: unknown signal '%s'", fname, s);
@@ -64,7 +65,7 @@ static void notify_all(lua_State *L, int first, int last, conc_obj *target,
 static int s_notify(lua_State *L) {
   int ro;
   conc_chan *c = lconc_test_chan(L, 1, &ro);
-  if (c == NULL) luaL_typeerror(L, 1, "conc.chan");
+  if (c == NULL) lconc_typeerror(L, 1, "conc.chan");
   if (ro)
     return luaL_error(L, "conc.signal.notify: send to receive-only channel");
   notify_all(L, 2, lua_gettop(L), (conc_obj *)c, false,
@@ -76,7 +77,7 @@ static int s_notify(lua_State *L) {
  * nobody is notified of any more gets its action back */
 static int s_stop(lua_State *L) {
   conc_chan *c = lconc_test_chan(L, 1, NULL);
-  if (c == NULL) luaL_typeerror(L, 1, "conc.chan");
+  if (c == NULL) lconc_typeerror(L, 1, "conc.chan");
   conc_signal_stop((conc_obj *)c);  /* not notified: nothing to do */
   return 0;
 }

@@ -3,6 +3,7 @@
  * conc.rwmutex, conc.cond, conc.once. Every object is shared by reference
  * between workers. Misuse that Go panics on raises, in Go's words.
  */
+#include "lcheck.h"
 #include "worker.h"
 
 #define CHECK(L, T, type) ((T *)lconc_check_obj(L, 1, &(type)))
@@ -29,7 +30,7 @@ static int wg_add_delta(lua_State *L, conc_wg *wg, lua_Integer delta,
 /* wg:add([delta = 1]) */
 static int wg_add(lua_State *L) {
   conc_wg *wg = CHECK(L, conc_wg, conc_wg_type);
-  return wg_add_delta(L, wg, luaL_optinteger(L, 2, 1), "conc.waitgroup:add");
+  return wg_add_delta(L, wg, lconc_optinteger(L, 2, 1), "conc.waitgroup:add");
 }
 
 /* wg:done() */
@@ -49,7 +50,7 @@ static void wg_task_end(lconc_task *t, lua_State *L, int ok, int base) {
  * system refuses returns conc.go's fail tuple, with nothing added. */
 static int wg_go(lua_State *L) {
   conc_wg *wg = CHECK(L, conc_wg, conc_wg_type);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lconc_checktype(L, 2, LUA_TFUNCTION);
   lconc_task *t = lconc_task_new(L, 2, lua_gettop(L) - 1, 0);
   if (t == NULL) return luaL_error(L, "conc.waitgroup:go: not enough memory");
   int rc = conc_wg_add(wg, 1);
@@ -382,7 +383,7 @@ static int once_wait_k(lua_State *L, int status, lua_KContext ctx) {
  * every worker; an error in fn is raised to every caller. */
 static int once_call(lua_State *L) {
   conc_once *o = CHECK(L, conc_once, conc_once_type);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lconc_checktype(L, 2, LUA_TFUNCTION);
   conc_chan *wait = NULL;
   int state = conc_once_begin(o, &wait);
   if (state == CONC_ONCE_RUN) return once_run(L, o);

@@ -10,6 +10,7 @@
  * moment they fire.
  */
 #include <math.h>
+#include "lcheck.h"
 #include "../core/internal.h"
 #include "lconc.h"
 
@@ -36,8 +37,8 @@ static void tick_now(conc_msg *m, conc_time now) {
 }
 
 static lua_Number check_seconds(lua_State *L, int idx) {
-  lua_Number s = luaL_checknumber(L, idx);
-  luaL_argcheck(L, !isnan(s), idx, "duration is NaN");
+  lua_Number s = lconc_checknumber(L, idx);
+  lconc_argcheck(L, !isnan(s), idx, "duration is NaN");
   return s;
 }
 
@@ -93,7 +94,7 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
 static int t_sleep(lua_State *L) {
   lua_Number s = check_seconds(L, 1);
   if (!lua_isnoneornil(L, 2) && lconc_test_obj(L, 2, &conc_ctx_type) == NULL)
-    luaL_typeerror(L, 2, "conc.ctx");
+    lconc_typeerror(L, 2, "conc.ctx");
   lconc_wait w;
   lconc_check_wait(L, 2, &w);
   sleep_call local, *a = (sleep_call *)lconc_op_area(L, &local, sizeof local);
@@ -155,14 +156,14 @@ static int t_timer(lua_State *L) {
 /* conc.ticker(seconds) -> a ticker whose C receives every period */
 static int t_ticker(lua_State *L) {
   lua_Number s = check_seconds(L, 1);
-  luaL_argcheck(L, s > 0, 1, "non-positive interval for conc.ticker");
+  lconc_argcheck(L, s > 0, 1, "non-positive interval for conc.ticker");
   return new_timer(L, &ticker_type, s, conc_duration(s));
 }
 
 static ltimer *check_any_timer(lua_State *L) {
   conc_obj *o = lconc_test_obj(L, 1, &timer_type);
   if (o == NULL) o = lconc_test_obj(L, 1, &ticker_type);
-  if (o == NULL) luaL_typeerror(L, 1, "conc.timer or conc.ticker");
+  if (o == NULL) lconc_typeerror(L, 1, "conc.timer or conc.ticker");
   return (ltimer *)o;
 }
 
@@ -179,7 +180,7 @@ static int t_reset(lua_State *L) {
   ltimer *lt = check_any_timer(L);
   lua_Number s = check_seconds(L, 2);
   int ticker = lt->hdr.type == &ticker_type;
-  luaL_argcheck(L, !ticker || s > 0, 2,
+  lconc_argcheck(L, !ticker || s > 0, 2,
                 "non-positive interval for conc.ticker:reset");
   int was = conc_timer_stop_chan(lt->t, lt->c);
   int rc = conc_timer_start(lt->t, conc_deadline_in(s),

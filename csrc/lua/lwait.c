@@ -6,6 +6,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include "lcheck.h"
 #include "lconc.h"
 
 void lconc_internal_error(const char *what) {
@@ -19,12 +20,12 @@ void lconc_check_wait(lua_State *L, int idx, lconc_wait *w) {
   if (lua_isnoneornil(L, idx)) return;
   if (lua_isnumber(L, idx)) {  /* a number, or a string that is one */
     lua_Number s = lua_tonumber(L, idx);
-    luaL_argcheck(L, !isnan(s), idx, "timeout is NaN");
+    lconc_argcheck(L, !isnan(s), idx, "timeout is NaN");
     w->deadline = conc_deadline_in(s);
     return;
   }
   w->ctx = (conc_ctx *)lconc_test_obj(L, idx, &conc_ctx_type);
-  if (w->ctx == NULL) luaL_typeerror(L, idx, "number of seconds or conc.ctx");
+  if (w->ctx == NULL) lconc_typeerror(L, idx, "number of seconds or conc.ctx");
 }
 
 int lconc_wait_op(conc_case *cs, const lconc_wait *w) {

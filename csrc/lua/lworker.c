@@ -3,6 +3,7 @@
  */
 #include <stdbool.h>
 #include <string.h>
+#include "lcheck.h"
 #include "../core/internal.h"
 #include "worker.h"
 
@@ -79,6 +80,7 @@ static lconc_task *task_from_call(lua_State *L, conc_msg *call,
   t->done = done;
   t->path = package_field(L, "path");
   t->cpath = package_field(L, "cpath");
+  lconc_site_capture(L, &t->site);
   static atomic_llong next_id = 1;
   t->id = atomic_fetch_add(&next_id, 1);
   return t;
@@ -141,7 +143,7 @@ static int go(lua_State *L) {
     memory_limit = go_options(L, &locked);
     first = 2;
   }
-  luaL_checktype(L, first, LUA_TFUNCTION);
+  lconc_checktype(L, first, LUA_TFUNCTION);
   conc_msg call;
   lconc_encode_call(L, first, lua_gettop(L) - first + 1, &call);
   lconc_task *t;

@@ -12,6 +12,7 @@
  */
 #include <stdbool.h>
 #include <string.h>
+#include "lcheck.h"
 #include "worker.h"
 
 enum { MODE_POOL = 0, MODE_STAGE = 1 };
@@ -291,7 +292,7 @@ static conc_ctx *ctx_option(lua_State *L, int idx, const char *fname) {
 static void check_keys(lua_State *L, int idx, const char *const *known,
                        const char *fname) {
   if (lua_isnoneornil(L, idx)) return;
-  luaL_checktype(L, idx, LUA_TTABLE);
+  lconc_checktype(L, idx, LUA_TTABLE);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     lua_pop(L, 1);
@@ -335,8 +336,8 @@ static int stage_new(lua_State *L) {
   static const char *const known[] = {"workers", "buffer", "ctx", NULL};
   const char *fname = "conc.stage";
   conc_chan *input = lconc_test_chan(L, 1, NULL);
-  if (input == NULL) luaL_typeerror(L, 1, "conc.chan");
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (input == NULL) lconc_typeerror(L, 1, "conc.chan");
+  lconc_checktype(L, 2, LUA_TFUNCTION);
   check_keys(L, 3, known, fname);
   int n = (int)int_option(L, 3, "workers", 1, 1, fname);
   lua_Integer buffer = int_option(L, 3, "buffer", 0, 0, fname);
@@ -354,10 +355,10 @@ static int stage_new(lua_State *L) {
 static int pool_new(lua_State *L) {
   static const char *const known[] = {"queue", "results", "ctx", NULL};
   const char *fname = "conc.workpool";
-  lua_Integer n = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, n >= 1 && n <= 100000, 1,
+  lua_Integer n = lconc_checkinteger(L, 1);
+  lconc_argcheck(L, n >= 1 && n <= 100000, 1,
                 "workers must be an integer from 1 to 100000");
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lconc_checktype(L, 2, LUA_TFUNCTION);
   check_keys(L, 3, known, fname);
   lua_Integer queue = int_option(L, 3, "queue", 2 * n, 0, fname);
   lua_Integer rcap = int_option(L, 3, "results", 2 * n, 0, fname);

@@ -817,11 +817,14 @@ static void end_task(lconc_task *t, int state) {
 
 /* ---- running a task ------------------------------------------------------------ */
 
-/* The message handler: appends the traceback to a string error. Any
+/* The message handler (upvalue 1: the task): appends the traceback and
+ * where the task was spawned to a string error (lerrhint.c, which also
+ * hints at fresh globals for a nil global). Any
  * other error value travels as it is (a number stays a number, as a Go
  * user expects of a value), unless the codec cannot carry it: then the
  * error is its text, why it could not travel, and the traceback. */
 static int traceback(lua_State *L) {
+  const lconc_task *t = lua_touserdata(L, lua_upvalueindex(1));
   if (lua_type(L, 1) != LUA_TSTRING) {
     conc_msg m;
     if (lconc_encode_protected(L, 1, 1, &m, "conc.go", LCONC_ERROR, 1) == 0) {
@@ -832,7 +835,7 @@ static int traceback(lua_State *L) {
     lconc_tostring_safe(L, 1);                  /* err, why, text */
     lua_pushfstring(L, "%s (%s)", lua_tostring(L, -1), lua_tostring(L, -2));
   }
-  luaL_traceback(L, L, lua_tostring(L, -1), 1);
+  lconc_errhint_traceback(L, &t->site);
   return 1;
 }
 
@@ -899,7 +902,8 @@ static bool run_task(lua_State *L, lconc_task *t) {
   current_id = t->id;
   conc__thread_enter(t->id);
   lua_settop(L, 0);
-  lua_pushcfunction(L, traceback);
+  lua_pushlightuserdata(L, t);
+  lua_pushcclosure(L, traceback, 1);
   lua_pushcfunction(L, task_body);
   lua_pushlightuserdata(L, t);
   state_mem *m = mem_of(L);
@@ -1192,43 +1196,57 @@ static void light_error(lua_State *L, lua_State *co) {
     lua_replace(L, err);
     lua_settop(L, err);
   }
-  luaL_traceback(L, co, lua_tostring(L, -1), 0);
+  lconc_errhint_traceback_of(L, co, 0, &cur_task->site);
   lua_replace(L, -2);
 }
 
 /* The task ended (status: lua_resume's, or the setup's): its outcome,
  * then its state back to the pool and its waiter back. */
+/* Protected: the outcome of co (1: co, 2: lua_resume's status, 3: its
+ * count of results) onto L, results or the error with its traceback. */
+static int light_outcome(lua_State *L) {
+  lua_State *co = (lua_State *)lua_touserdata(L, 1);
+  int status = (int)lua_tointeger(L, 2), nres = (int)lua_tointeger(L, 3);
+  lua_settop(L, 0);
+  if (status == LUA_OK) {
+    luaL_checkstack(L, nres + LUA_MINSTACK, "conc.go: too many results");
+    lua_xmove(co, L, nres);
+  } else if (status == LUA_ERRMEM) {
+    lua_xmove(co, L, 1);
+  } else {
+    light_error(L, co);
+  }
+  return lua_gettop(L);
+}
+
 static void light_end(lconc_task *t, int status, int nres) {
   lua_State *L = t->L, *co = t->co;
   conc__g *g = &t->g;
-  lua_settop(L, 1);  /* the coroutine (or the setup's error) */
-  if (co != NULL) {
-    if (status == LUA_OK || status == LUA_YIELD) {
-      lua_pop(L, 1);
-      if (!lua_checkstack(L, nres + LUA_MINSTACK)) status = LUA_ERRMEM;
-      else lua_xmove(co, L, nres);
-    } else if (status != LUA_ERRMEM) {
-      lua_pop(L, 1);
-      light_error(L, co);
-    } else {
-      lua_pop(L, 1);
-      lua_xmove(co, L, 1);
-    }
-    /* Its pending <close> variables close now (an error leaves them
-     * open); a coroutine an error ended is replaced. */
-    if (status != LUA_OK && lua_resetthread(co) != LUA_OK) {
-      lua_pushnil(L);
-      lua_rawsetp(L, LUA_REGISTRYINDEX, &co_key);
-    }
-    lua_settop(co, 0);
-    lua_sethook(co, NULL, 0, 0);  /* its debug.sethook, as reset_state's */
-  }
   state_mem *m = mem_of(L);
-  conc_msg_free(&t->call);
+  /* The limit is lifted first: reporting needs memory. */
   lua_setallocf(L, heap_alloc, m);
   bool oom = m->hit && status == LUA_ERRMEM;
   m->limit = 0;
   lheap_use_malloc(m->heap, 0);
+  conc_msg_free(&t->call);
+  lua_settop(L, 1);  /* the coroutine (or the setup's error) */
+  if (co != NULL) {
+    lua_pop(L, 1);   /* still in the registry */
+    lua_pushcfunction(L, light_outcome);  /* a light function: no block */
+    lua_pushlightuserdata(L, co);
+    lua_pushinteger(L, status);
+    lua_pushinteger(L, nres);
+    if (lua_pcall(L, 3, LUA_MULTRET, 0) != LUA_OK)
+      status = LUA_ERRMEM;  /* its message is Lua's, made in advance */
+    /* Its pending <close> variables close now (an error leaves them
+     * open); a coroutine an error ended is replaced. */
+    if (status != LUA_OK && lua_resetthread(co) != LUA_OK) {
+      lua_pushnil(L);
+      lua_rawsetp(L, LUA_REGISTRYINDEX, &co_key);  /* no new block */
+    }
+    lua_settop(co, 0);
+    lua_sethook(co, NULL, 0, 0);  /* its debug.sethook, as reset_state's */
+  }
   int ok = status == LUA_OK;
   if (t->on_end) t->on_end(t, L, ok, 0);
   free(t->path);
@@ -1260,6 +1278,14 @@ static bool light_start(lconc_task *t) {
   t->L = L;
   t->depth = 0;
   conc__waiter_enter(t->g.w, t->id);
+  lua_settop(L, 0);
+  lua_pushlightuserdata(L, t);
+  if (!lua_checkstack(L, 8)) {
+    light_end(t, LUA_ERRMEM, 0);
+    return false;
+  }
+  /* The handler is made before the limit applies (unprotected here). */
+  lua_pushcclosure(L, traceback, 1);
   state_mem *m = mem_of(L);
   m->hit = false;
   if (t->memory_limit) {
@@ -1268,8 +1294,6 @@ static bool light_start(lconc_task *t) {
     lheap_use_malloc(m->heap, 1);
     lua_setallocf(L, counting_alloc, m);
   }
-  lua_settop(L, 0);
-  lua_pushcfunction(L, traceback);
   lua_pushcfunction(L, light_setup);
   lua_pushlightuserdata(L, t);
   int status = lua_pcall(L, 1, 1, 1);

@@ -7,6 +7,7 @@
 
 #include "lconc.h"
 #include "../core/internal.h"
+#include "lerrhint.h"
 
 enum { TASK_RUNNING = 0, TASK_DONE = 1, TASK_FAILED = 2 };
 
@@ -52,6 +53,7 @@ typedef struct lconc_task {
   void *op_arg;
   int op_rc;
   _Alignas(16) char op_area[LCONC_OP_AREA];  /* that call's arguments */
+  lconc_site site;        /* where it was spawned (its traceback's end) */
 } lconc_task;
 
 CONC_API extern const conc_type lconc_task_type;
