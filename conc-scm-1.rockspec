@@ -52,6 +52,13 @@ build = {
     },
     conc = "lua/conc/init.lua",
     ["conc.socket"] = "lua/conc/socket.lua",
+    -- LuaLS definition files (---@meta): read by the language server,
+    -- never required; see docs/API.md, "Editor support".
+    ["conc.meta.conc"] = "lua/conc/meta/conc.lua",
+    ["conc.meta.chan"] = "lua/conc/meta/chan.lua",
+    ["conc.meta.time"] = "lua/conc/meta/time.lua",
+    ["conc.meta.sync"] = "lua/conc/meta/sync.lua",
+    ["conc.meta.patterns"] = "lua/conc/meta/patterns.lua",
   },
 }
 test = {
