@@ -180,11 +180,13 @@ struct conc_waiter {
                           * (conc_wait_label; only the owner uses it) */
   atomic_bool abortable; /* its wait can end with CONC_SEL_DEADLOCK */
   struct conc__g *g;     /* a light task's waiter: its task (proc.c) */
-  bool fiber_park;       /* sleeping as a parked task, not on the futex */
 } __attribute__((aligned(64)));
 
-/* The waiter's `state`: the futex word. */
-enum { CONC_W_WAITING = 0, CONC_W_SLEEPING = 1, CONC_W_WOKEN = 2 };
+/* The waiter's `state`: the futex word. PARKED: a light task's park,
+ * committed by the scheduler (its wake makes the task runnable; the
+ * futex is not used). */
+enum { CONC_W_WAITING = 0, CONC_W_SLEEPING = 1, CONC_W_WOKEN = 2,
+       CONC_W_PARKED = 3 };
 
 /* A waiter for a thread about to start (NULL: out of memory), which the
  * thread makes its own with conc__waiter_adopt before anything else: a

@@ -50,6 +50,7 @@
 #define BLOCKED_NS 1000000      /* in foreign C this long: hand its P on */
 #define PREEMPT_NS 10000000     /* computing this long: asked to yield */
 #define TICK_NS 1000000         /* the monitor's period while tasks live */
+#define IDLE_M_NS 2000000000LL  /* a spare thread idle this long exits */
 
 typedef struct conc__p {
   int id;
@@ -58,7 +59,7 @@ typedef struct conc__p {
   unsigned head, tail;
   _Atomic(conc__g *) next;
   atomic_ulong next_puts;        /* puts into `next`: its item's age */
-  struct conc__m *m;             /* its thread, or NULL (S.lock) */
+  _Atomic(struct conc__m *) m;   /* its thread, or NULL (a hint) */
   struct conc__p *next_idle;     /* S.lock */
   bool idle;                     /* S.lock */
 } conc__p;
@@ -68,8 +69,11 @@ typedef struct conc__m {
   _Atomic(conc__p *) p;
   conc__p *handed;               /* the P it was woken with (S.lock) */
   struct conc__m *next_idle, *next_all;
-  pthread_t tid;
-  clockid_t clock;
+  _Atomic(pthread_t) tid;
+  atomic_int clock;              /* its CPU clock (a clockid_t) */
+  atomic_bool alive;             /* tid and clock are its thread's */
+  bool dead;                     /* exited: the record is free (S.lock) */
+  conc_time idle_since;          /* on the idle list since (S.lock) */
   atomic_ulong tick;             /* scheduling points */
   atomic_llong since;            /* its task's start, or 0 */
   atomic_int in_task;            /* 0, 1 in a task, 2 its P was taken */
@@ -92,7 +96,7 @@ static struct {
   int nm;
   atomic_int nprocs;
   int nmade;
-  conc__p *ps[MAXPROCS];
+  _Atomic(conc__p *) ps[MAXPROCS];  /* made under lock, read without */
   atomic_int nspinning;
   conc__sched_hooks hooks;
   atomic_bool started;
@@ -183,6 +187,13 @@ static void runq_put(conc__p *p, conc__g *g, bool next) {
   for (int i = 0; i < n; i++) globrunq_put(batch[i]);
 }
 
+static bool queue_nonempty(conc__p *p) {
+  conc__lock(&p->lock);
+  bool more = p->head != p->tail;
+  conc__unlock(&p->lock);
+  return more;
+}
+
 static conc__g *runq_get(conc__p *p) {
   conc__g *g = atomic_exchange(&p->next, NULL);
   if (g) return g;
@@ -242,9 +253,9 @@ static conc__g *steal_work(conc__p *p, seen_t *seen, bool first) {
   int n = atomic_load(&S.nprocs);
   int start = (int)(conc__rand() % (uint32_t)(n > 0 ? n : 1));
   for (int k = 0; k < n; k++) {
-    conc__p *v = S.ps[(start + k) % n];
+    conc__p *v = atomic_load(&S.ps[(start + k) % n]);
     if (v == NULL || v == p) continue;
-    conc__m *vm = v->m;  /* racy read: only a hint */
+    conc__m *vm = atomic_load(&v->m);  /* only a hint */
     bool take_next = aged(&seen[v->id], vm ? atomic_load(&vm->tick) : 0,
                           atomic_load(&v->next_puts), first);
     conc__g *g = steal_from(p, v, take_next);
@@ -269,15 +280,17 @@ static void *m_main(void *arg);
 
 /* Starts a thread that holds p (S.lock not held). False: none could. */
 static bool start_m(conc__p *p, bool spinning) {
-  conc__m *m = calloc(1, sizeof *m);
-  if (m == NULL) return false;
+  /* A thread that exited left its record: reused (the monitor may still
+   * be looking at it, through `alive`). */
+  conc__lock(&S.lock);
+  conc__m *m = S.allm;
+  while (m && !m->dead) m = m->next_all;
+  if (m) m->dead = false;
+  conc__unlock(&S.lock);
+  bool fresh = m == NULL;
+  if (fresh && (m = calloc(1, sizeof *m)) == NULL) return false;
   m->handed = p;
   m->spinning = spinning;
-  conc__lock(&S.lock);
-  m->next_all = S.allm;
-  S.allm = m;
-  S.nm++;
-  conc__unlock(&S.lock);
   pthread_attr_t attr;
   CONC_CHECK(pthread_attr_init(&attr));
   CONC_CHECK(pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED));
@@ -288,10 +301,28 @@ static bool start_m(conc__p *p, bool spinning) {
 #endif
   sigset_t old;
   conc_signal_block(&old);
-  int rc = pthread_create(&m->tid, &attr, m_main, m);
+  pthread_t tid;
+  int rc = pthread_create(&tid, &attr, m_main, m);
   conc_signal_restore(&old);
   CONC_CHECK(pthread_attr_destroy(&attr));
-  return rc == 0;  /* a failed one stays listed, never scheduled */
+  clockid_t clock;
+  if (rc != 0 || pthread_getcpuclockid(tid, &clock) != 0)
+    clock = CLOCK_MONOTONIC;
+  conc__lock(&S.lock);
+  if (rc == 0) {
+    atomic_store(&m->tid, tid);
+    atomic_store(&m->clock, clock);
+    atomic_store(&m->alive, true);  /* after tid and clock: the monitor */
+    S.nm++;
+  } else {
+    m->dead = true;  /* kept for a later thread */
+  }
+  if (fresh) {
+    m->next_all = S.allm;
+    S.allm = m;
+  }
+  conc__unlock(&S.lock);
+  return rc == 0;
 }
 
 /* Gives p to a sleeping thread, or a new one (S.lock not held). */
@@ -303,7 +334,7 @@ static void give_p(conc__p *p, bool spinning) {
     S.nmidle--;
     m->handed = p;
     m->spinning = spinning;
-    p->m = m;
+    atomic_store(&p->m, m);
     conc__unlock(&S.lock);
     atomic_store(&m->word, 1);
     futex_wake_word(&m->word);
@@ -345,7 +376,7 @@ static conc__p *pidle_get_locked(void) {
 }
 
 static void pidle_put_locked(conc__p *p) {
-  p->m = NULL;
+  atomic_store(&p->m, NULL);
   p->idle = true;
   p->next_idle = S.pidle;
   S.pidle = p;
@@ -386,7 +417,7 @@ static void make_p_locked(int id) {
   conc__p *p = calloc(1, sizeof *p);
   if (p == NULL) conc__fatal("proc.c: calloc", 12);
   p->id = id;
-  S.ps[id] = p;
+  atomic_store(&S.ps[id], p);
   pidle_put_locked(p);
 }
 
@@ -471,9 +502,9 @@ static conc_time fire_timers(void) {
       break;
     }
     heap_remove_locked(g);
-    unsigned s = CONC_W_SLEEPING;
-    /* Sleeping: back to waiting, and runnable (it looks at the
-     * deadline itself). Woken meanwhile: its waker readied it. */
+    unsigned s = CONC_W_PARKED;
+    /* Parked: back to waiting, and runnable (it looks at the deadline
+     * itself). Woken meanwhile: its waker readied it. */
     if (atomic_compare_exchange_strong(&g->w->state, &s, CONC_W_WAITING)) {
       g->next = due;
       due = g;
@@ -494,13 +525,16 @@ static conc_time fire_timers(void) {
 /* The task's fiber suspended and its state yielded: it sleeps from now,
  * unless a wake came first (then it runs again soon). */
 static void commit_park(conc__p *p, conc__g *g) {
+  /* Once the CAS below makes it asleep, a wake may hand g to another
+   * thread at once: nothing of g is read after it, except under tlock
+   * for a timed park (whose next turn takes tlock first: timer_del). */
   conc_waiter *w = g->w;
-  bool timed = g->deadline != CONC_NEVER;
+  conc_time deadline = g->deadline;
+  bool timed = deadline != CONC_NEVER;
   if (timed) conc__lock(&S.tlock);
   unsigned s = CONC_W_WAITING;
   bool parked = atomic_compare_exchange_strong(&w->state, &s,
-                                               CONC_W_SLEEPING);
-  conc_time deadline = g->deadline;
+                                               CONC_W_PARKED);
   if (parked && timed) heap_push_locked(g);
   if (timed) conc__unlock(&S.tlock);
   if (parked) {
@@ -607,7 +641,7 @@ static conc__g *find_runnable(conc__m *m) {
   }
   int n = atomic_load(&S.nprocs);
   for (int k = 0; k < n; k++) {
-    conc__p *v = S.ps[k];
+    conc__p *v = atomic_load(&S.ps[k]);
     if (v && (atomic_load(&v->next) || runq_len(v) > 0)) {
       wakep();
       break;
@@ -619,18 +653,36 @@ static conc__g *find_runnable(conc__m *m) {
 
 /* An idle thread sleeps until a P is handed to it (it is on the idle
  * list already: find_runnable put it there with its P, or the caller). */
-static void m_sleep(conc__m *m) {
+static bool m_sleep(conc__m *m) {
   for (;;) {
     conc__lock(&S.lock);
     conc__p *p = m->handed;
     m->handed = NULL;
+    /* Idle for IDLE_M_NS with more idle threads than Ps: it exits (a
+     * burst of hand-offs leaves no lasting crowd of threads). */
+    if (p == NULL && m->idle_since != 0 &&
+        conc_now() - m->idle_since > IDLE_M_NS &&
+        S.nmidle > atomic_load(&S.nprocs)) {
+      for (conc__m **q = &S.midle; *q; q = &(*q)->next_idle)
+        if (*q == m) {
+          *q = m->next_idle;
+          S.nmidle--;
+          S.nm--;
+          atomic_store(&m->alive, false);
+          m->dead = true;
+          conc__unlock(&S.lock);
+          return false;
+        }
+    }
+    if (p == NULL && m->idle_since == 0) m->idle_since = conc_now();
     conc__unlock(&S.lock);
     if (p) {
-      p->m = m;
+      m->idle_since = 0;
+      atomic_store(&p->m, m);
       atomic_store(&m->p, p);
-      return;
+      return true;
     }
-    futex_wait_word(&m->word, 0, CONC_NEVER);
+    futex_wait_word(&m->word, 0, conc_now() + IDLE_M_NS);
   }
 }
 
@@ -638,13 +690,11 @@ static void *m_main(void *arg) {
   conc__m *m = (conc__m *)arg;
   self_m = m;
   (void)conc__waiter_self();  /* its own, for what it does outside tasks */
-  if (pthread_getcpuclockid(pthread_self(), &m->clock) != 0)
-    m->clock = CLOCK_MONOTONIC;
-  m_sleep(m);  /* takes the P it was started with */
+  if (!m_sleep(m)) return NULL;  /* takes the P it was started with */
   for (;;) {
     conc__g *g = find_runnable(m);
     if (g == NULL) {  /* it is on the idle list, without its P */
-      m_sleep(m);
+      if (!m_sleep(m)) return NULL;
       continue;
     }
     execute(m, g);
@@ -652,7 +702,7 @@ static void *m_main(void *arg) {
       conc__lock(&S.lock);
       midle_put_locked(m);
       conc__unlock(&S.lock);
-      m_sleep(m);
+      if (!m_sleep(m)) return NULL;
     }
   }
   return NULL;
@@ -662,16 +712,17 @@ static void *m_main(void *arg) {
 
 static conc_time cpu_time(conc__m *m) {
   struct timespec ts;
-  if (clock_gettime(m->clock, &ts) != 0) return 0;
+  if (clock_gettime((clockid_t)atomic_load(&m->clock), &ts) != 0) return 0;
   return (conc_time)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static bool work_waiting(void) {
   if (atomic_load(&S.gq_n) > 0 || atomic_load(&S.main_next)) return true;
   int n = atomic_load(&S.nprocs);
-  for (int k = 0; k < n; k++)
-    if (S.ps[k] && (atomic_load(&S.ps[k]->next) || runq_len(S.ps[k]) > 0))
-      return true;
+  for (int k = 0; k < n; k++) {
+    conc__p *p = atomic_load(&S.ps[k]);
+    if (p && (atomic_load(&p->next) || runq_len(p) > 0)) return true;
+  }
   return false;
 }
 
@@ -693,11 +744,12 @@ static void look_at_threads(conc_time now) {
     if (tick == m->seen_tick && since != 0 && now - since > PREEMPT_NS &&
         atomic_load(&m->in_task) == 1) {
       atomic_fetch_add(&S.preemptions, 1);
-      pthread_kill(m->tid, SIGURG);
+      pthread_kill(atomic_load(&m->tid), SIGURG);
     }
     m->seen_tick = tick;
   }
   for (conc__m *m = list; m; m = m->next_all) {  /* never unlinked */
+    if (!atomic_load(&m->alive)) continue;
     unsigned long tick = atomic_load(&m->tick);
     long long since = atomic_load(&m->since);
     conc__p *p = atomic_load(&m->p);
@@ -713,13 +765,13 @@ static void look_at_threads(conc_time now) {
       int one = 1;
       if (atomic_compare_exchange_strong(&m->in_task, &one, 2) &&
           atomic_compare_exchange_strong(&m->p, &p, NULL)) {
-        p->m = NULL;
+        atomic_store(&p->m, NULL);
         handoff_p(p);
       }
     } else if (same && waiting && now - since > PREEMPT_NS &&
                atomic_load(&m->in_task) == 1) {
       atomic_fetch_add(&S.preemptions, 1);
-      pthread_kill(m->tid, SIGURG);
+      pthread_kill(atomic_load(&m->tid), SIGURG);
     }
     m->seen_tick = tick;
     m->seen_cpu = same ? cpu : cpu_time(m);
@@ -809,7 +861,7 @@ void conc__ready(conc__g *g) {
                                                      : NULL;
     if (p) {
       runq_put(p, g, true);
-      out = p->tail != p->head ? g : NULL;  /* a hint: more than one */
+      out = queue_nonempty(p) ? g : NULL;  /* more than the next slot */
     } else {
       globrunq_put(g);
       out = g;
@@ -833,9 +885,12 @@ void conc__g_end(conc__g *g) {
 
 void conc__sched_main_thread(void) {
   self_m = &main_m;
-  main_m.tid = pthread_self();
-  if (pthread_getcpuclockid(main_m.tid, &main_m.clock) != 0)
-    main_m.clock = CLOCK_MONOTONIC;
+  if (atomic_load(&main_registered)) return;
+  clockid_t clock;
+  if (pthread_getcpuclockid(pthread_self(), &clock) != 0)
+    clock = CLOCK_MONOTONIC;
+  atomic_store(&main_m.tid, pthread_self());
+  atomic_store(&main_m.clock, clock);
   atomic_store(&main_registered, true);
 }
 
@@ -849,8 +904,10 @@ bool conc__sched_help(void) {
   if (!g && atomic_load(&S.npidle) == 0) g = globrunq_get();
   if (!g && atomic_load(&S.npidle) == 0) {
     int n = atomic_load(&S.nprocs);
-    for (int k = 0; k < n && !g; k++)
-      if (S.ps[k]) g = steal_from(NULL, S.ps[k], false);
+    for (int k = 0; k < n && !g; k++) {
+      conc__p *v = atomic_load(&S.ps[k]);
+      if (v) g = steal_from(NULL, v, false);
+    }
   }
   if (!g) return false;
   atomic_fetch_add_explicit(&S.helped, 1, memory_order_relaxed);
@@ -869,7 +926,7 @@ void conc__sched_block_begin(void) {
    * longer holds (which may go idle, where nobody would run them). */
   conc__p *p = atomic_exchange(&m->p, NULL);
   if (p == NULL) return;
-  p->m = NULL;
+  atomic_store(&p->m, NULL);
   handoff_p(p);
 }
 
@@ -908,6 +965,8 @@ void conc__sched_get_stats(conc__sched_stats *out) {
   out->threads = S.nm;
   out->idle_threads = S.nmidle;
   conc__unlock(&S.lock);
-  for (int k = 0; k < out->procs && k < 64; k++)
-    if (S.ps[k]) out->queue[k] = runq_len(S.ps[k]);
+  for (int k = 0; k < out->procs && k < 64; k++) {
+    conc__p *p = atomic_load(&S.ps[k]);
+    if (p) out->queue[k] = runq_len(p);
+  }
 }

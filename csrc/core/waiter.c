@@ -227,10 +227,9 @@ void conc__waiter_wake(conc_waiter *w) {
   CONC_HB_BEFORE(w);  /* the waker's work, before WOKEN can be seen */
   unsigned old = atomic_exchange_explicit(&w->state, CONC_W_WOKEN,
                                           memory_order_acq_rel);
-  if (old != CONC_W_SLEEPING) return;
   /* Only this wake saw it asleep: a parked task is made runnable once. */
-  if (w->fiber_park) conc__ready(w->g);
-  else futex_wake(&w->state);
+  if (old == CONC_W_PARKED) conc__ready(w->g);
+  else if (old == CONC_W_SLEEPING) futex_wake(&w->state);
 }
 
 bool conc__waiter_wake_spinning(conc_waiter *w) {
@@ -332,7 +331,6 @@ static int park_task(conc_waiter *w, conc_time deadline, bool claim_timeout) {
       continue;
     }
     g->deadline = deadline;
-    w->fiber_park = true;
     conc__fiber_suspend();
   }
   conc__sleep_end(w);
@@ -385,7 +383,6 @@ static int park(conc_waiter *w, conc_time deadline,
     bool blocking_task = w->g != NULL;
     if (blocking_task) conc__sched_block_begin();
     else if (w->id == 0 && w->counted) help_while_waiting(w, deadline);
-    w->fiber_park = false;
     for (;;) {
       unsigned s = CONC_W_WAITING;
       if (!atomic_compare_exchange_strong_explicit(
