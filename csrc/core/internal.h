@@ -52,7 +52,10 @@ CONC_API void conc__fatal(const char *what, int err);
  * so no access to it is a data race (Helgrind takes a relaxed atomic
  * store for a plain one). Its edges are annotated where it is used. */
 #define CONC_HB_FUTEX_WORD(p) ANNOTATE_BENIGN_RACE_SIZED(p, sizeof *(p), "")
+/* *p is a C11 atomic (Helgrind would take its relaxed loads for races). */
+#define CONC_HB_ATOMIC(p) ANNOTATE_BENIGN_RACE_SIZED(p, sizeof *(p), "")
 #else
+#define CONC_HB_ATOMIC(p) ((void)0)
 #define CONC_HB_BEFORE(p) ((void)0)
 #define CONC_HB_AFTER(p) ((void)0)
 #define CONC_HB_FORGET(p) ((void)0)

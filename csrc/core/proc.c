@@ -170,6 +170,7 @@ static conc__g *globrunq_get(void) {
 static void runq_put(conc__p *p, conc__g *g, bool next) {
   if (next) {
     atomic_fetch_add_explicit(&p->next_puts, 1, memory_order_relaxed);
+    CONC_HB_BEFORE(&p->next);  /* what the readier did, for the runner */
     g = atomic_exchange(&p->next, g);
     if (g == NULL) return;
   }
@@ -196,7 +197,10 @@ static bool queue_nonempty(conc__p *p) {
 
 static conc__g *runq_get(conc__p *p) {
   conc__g *g = atomic_exchange(&p->next, NULL);
-  if (g) return g;
+  if (g) {
+    CONC_HB_AFTER(&p->next);
+    return g;
+  }
   conc__lock(&p->lock);
   if (p->head != p->tail) g = p->q[p->head++ % RUNQ];
   conc__unlock(&p->lock);
@@ -223,7 +227,10 @@ static conc__g *steal_from(conc__p *p, conc__p *victim, bool take_next) {
   if (n == 0) {
     if (!take_next) return NULL;
     conc__g *g = atomic_exchange(&victim->next, NULL);
-    if (g) atomic_fetch_add(&S.steals, 1);
+    if (g) {
+      CONC_HB_AFTER(&victim->next);
+      atomic_fetch_add(&S.steals, 1);
+    }
     return g;
   }
   atomic_fetch_add(&S.steals, 1);
@@ -267,6 +274,7 @@ static conc__g *steal_work(conc__p *p, seen_t *seen, bool first) {
       atomic_load(&S.main_next) != NULL) {
     conc__g *g = atomic_exchange(&S.main_next, NULL);
     if (g) {
+      CONC_HB_AFTER(&S.main_next);
       atomic_fetch_add(&S.steals, 1);
       return g;
     }
@@ -277,6 +285,7 @@ static conc__g *steal_work(conc__p *p, seen_t *seen, bool first) {
 /* ---- threads and processors ---------------------------------------------- */
 
 static void *m_main(void *arg);
+static void m_atomics(conc__m *m);
 
 /* Starts a thread that holds p (S.lock not held). False: none could. */
 static bool start_m(conc__p *p, bool spinning) {
@@ -289,6 +298,7 @@ static bool start_m(conc__p *p, bool spinning) {
   conc__unlock(&S.lock);
   bool fresh = m == NULL;
   if (fresh && (m = calloc(1, sizeof *m)) == NULL) return false;
+  if (fresh) m_atomics(m);
   m->handed = p;
   m->spinning = spinning;
   pthread_attr_t attr;
@@ -413,9 +423,24 @@ static void handoff_p(conc__p *p) {
   conc__unlock(&S.lock);
 }
 
+/* The atomics of an M record (Helgrind: see CONC_HB_ATOMIC). */
+static void m_atomics(conc__m *m) {
+  CONC_HB_ATOMIC(&m->word);
+  CONC_HB_ATOMIC(&m->p);
+  CONC_HB_ATOMIC(&m->tid);
+  CONC_HB_ATOMIC(&m->clock);
+  CONC_HB_ATOMIC(&m->alive);
+  CONC_HB_ATOMIC(&m->tick);
+  CONC_HB_ATOMIC(&m->since);
+  CONC_HB_ATOMIC(&m->in_task);
+}
+
 static void make_p_locked(int id) {
   conc__p *p = calloc(1, sizeof *p);
   if (p == NULL) conc__fatal("proc.c: calloc", 12);
+  CONC_HB_ATOMIC(&p->next);
+  CONC_HB_ATOMIC(&p->next_puts);
+  CONC_HB_ATOMIC(&p->m);
   p->id = id;
   atomic_store(&S.ps[id], p);
   pidle_put_locked(p);
@@ -545,6 +570,7 @@ static void commit_park(conc__p *p, conc__g *g) {
     runq_put(p, g, true);
   } else if (self_m == &main_m) {
     atomic_fetch_add_explicit(&S.main_next_puts, 1, memory_order_relaxed);
+    CONC_HB_BEFORE(&S.main_next);
     conc__g *old = atomic_exchange(&S.main_next, g);
     if (old) globrunq_put(old);
   } else {
@@ -813,6 +839,25 @@ static int default_procs(void) {
 }
 
 static void init(void) {
+  CONC_HB_ATOMIC(&S.gq_n);
+  CONC_HB_ATOMIC(&S.npidle);
+  CONC_HB_ATOMIC(&S.nprocs);
+  CONC_HB_ATOMIC(&S.nspinning);
+  CONC_HB_ATOMIC(&S.started);
+  CONC_HB_ATOMIC(&S.main_next);
+  CONC_HB_ATOMIC(&S.main_next_puts);
+  CONC_HB_ATOMIC(&S.live);
+  CONC_HB_ATOMIC(&S.mon_word);
+  CONC_HB_ATOMIC(&S.mon_at);
+  CONC_HB_ATOMIC(&S.ps);
+  CONC_HB_ATOMIC(&S.tasks_run);
+  CONC_HB_ATOMIC(&S.steals);
+  CONC_HB_ATOMIC(&S.preemptions);
+  CONC_HB_ATOMIC(&S.handoffs);
+  CONC_HB_ATOMIC(&S.helped);
+  CONC_HB_ATOMIC(&S.thread_blocks);
+  m_atomics(&main_m);
+  CONC_HB_ATOMIC(&main_registered);
   int n = default_procs();
   atomic_store(&S.nprocs, n);
   conc__lock(&S.lock);
@@ -854,6 +899,7 @@ void conc__ready(conc__g *g) {
   conc__g *out = NULL;
   if (m == &main_m) {
     atomic_fetch_add_explicit(&S.main_next_puts, 1, memory_order_relaxed);
+    CONC_HB_BEFORE(&S.main_next);
     out = atomic_exchange(&S.main_next, g);
     if (out) globrunq_put(out);
   } else {
@@ -898,6 +944,7 @@ bool conc__sched_help(void) {
   if (self_m != &main_m || !atomic_load(&S.started)) return false;
   atomic_fetch_add_explicit(&main_m.tick, 1, memory_order_relaxed);
   conc__g *g = atomic_exchange(&S.main_next, NULL);
+  if (g) CONC_HB_AFTER(&S.main_next);
   /* Other work only while every P is busy: an idle P's thread, woken
    * for it, would otherwise find it taken and sleep again, and the
    * tasks would share this one thread. */
