@@ -51,6 +51,7 @@ end
 run(2, math.min(N, 20000))  -- warm-up: starts the pool threads
 local r1, t1 = run(1, N)
 local r2, t2 = run(2, N)
-io.stderr:write(string.format("b12: N=%d loads/worker; 1 worker %.0f loads/s (%.3f s), 2 workers %.0f loads/s (%.3f s)\n",
+io.stderr:write(string.format("b12: N=%d loads/worker; 1 worker %.0f loads/s (%.3f s), " ..
+                              "2 workers %.0f loads/s (%.3f s)\n",
                               N, r1, t1, r2, t2))
 print(string.format("%.2f x", r2 / r1))

@@ -68,7 +68,7 @@
 
 enum {
   CONC_OK = 0,
-#define CONC_ERRNO_ENUM(name, code, text) CONC_##name = code,
+#define CONC_ERRNO_ENUM(name, code, text) CONC_##name = (code),
   CONC_ERRNO_MAP(CONC_ERRNO_ENUM)
 #undef CONC_ERRNO_ENUM
 };

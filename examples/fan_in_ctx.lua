@@ -18,7 +18,8 @@ end
 -- Every input finishes: the merged channel closes after the last value.
 local ctx, cancel = conc.with_cancel(conc.background())
 local count = 0
-for v in conc.merge({producer("a", 3, 0.001), producer("b", 3, 0.001)}, ctx):range() do
+local inputs = {producer("a", 3, 0.001), producer("b", 3, 0.001)}
+for _ in conc.merge(inputs, ctx):range() do
   count = count + 1
 end
 print("received", count)

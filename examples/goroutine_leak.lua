@@ -27,7 +27,7 @@ local function fixed_fetch()
 end
 
 local function blocked_workers()
-  local n, where = 0, nil
+  local n, where
   local t0 = conc.now()
   repeat
     n = 0

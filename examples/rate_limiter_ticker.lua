@@ -39,7 +39,7 @@ end
 local limiter = new_rate_limiter(10, 5) -- 10 requests/sec, burst of 5
 for i = 0, 19 do
   wait(limiter)
-  print(("Request %d at %s m=+%.6f"):format(i, os.date("!%Y-%m-%d %H:%M:%S UTC"),
-    conc.now() - start))
+  print(("Request %d at %s m=+%.6f"):format(i,
+    os.date("!%Y-%m-%d %H:%M:%S UTC"), conc.now() - start))
 end
 stop(limiter)

@@ -52,6 +52,7 @@ print(("processWithSemaphore(12 items, 4): %s (at most %d at once)")
 items[3] = "bad"
 local cause
 ok, err, max, cause = process_with_semaphore(conc.background(), items, 4)
+assert(max <= 4, "the semaphore let more than 4 in")
 print("processWithSemaphore(with a bad item): " .. show(ok, err, cause))
 
 -- Weights: a writer needs the whole semaphore (3), readers need 1.

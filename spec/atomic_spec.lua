@@ -100,6 +100,7 @@ describe("conc.defer", function()
         x = 2
         log[#log + 1] = "body"
       end
+      assert.are.equal(2, x)
       assert.are.same({"body", 1}, log)
     end)
 

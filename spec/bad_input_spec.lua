@@ -905,7 +905,9 @@ describe("bad input: conc.select", function()
                 ch:send("a")
               end
             end
-            if r.kind == "integer" and r.v == 0 then return returns("default") end
+            if r.kind == "integer" and r.v == 0 then
+              return returns("default")
+            end
             return nil  -- negative, too many, or not an integer: raises
           end}
   end)
@@ -2161,12 +2163,14 @@ describe("bad input: conc.semaphore, conc.errgroup, conc.atomic, conc.defer",
       for _, bad in ipairs({"x", 1.5, {}, true, -1}) do
         expect(not pcall(conc.semaphore, bad), "semaphore(%s)", show_value(bad))
         expect(not pcall(s.acquire, s, bad), "acquire(%s)", show_value(bad))
-        expect(not pcall(s.try_acquire, s, bad), "try_acquire(%s)", show_value(bad))
+        expect(not pcall(s.try_acquire, s, bad), "try_acquire(%s)",
+               show_value(bad))
         expect(not pcall(s.release, s, bad), "release(%s)", show_value(bad))
         expect(not pcall(s.guard, s, bad), "guard(%s)", show_value(bad))
       end
       for _, bad in ipairs({"x", {}, true, 0 / 0}) do
-        expect(not pcall(s.acquire, s, 1, bad), "acquire(1, %s)", show_value(bad))
+        expect(not pcall(s.acquire, s, 1, bad), "acquire(1, %s)",
+               show_value(bad))
         local g0 = conc.errgroup()
         expect(not pcall(g0.wait, g0, bad), "wait(%s)", show_value(bad))
       end
@@ -2620,7 +2624,7 @@ describe("bad input: metamethods called directly", function()
           end
         end
       end
-      vals, holder = nil, nil
+      vals, holder = nil, nil  -- luacheck: ignore 311 (dropped for the GC)
       collect_dead_boxes()
       assert(#failures == 0, table.concat(failures, "\n"))
     end)
@@ -2635,7 +2639,8 @@ describe("bad input: metamethods called directly", function()
 
   it("a finalized box raises 'object already released' and is not sent",
     function()
-      local ch, holder = released_chan()
+      -- holder keeps ch's object alive until the collection below
+      local ch, holder = released_chan()  -- luacheck: ignore 231
       getmetatable(ch).__gc(ch)  -- twice: nothing more to release
       local ok, err = pcall(function() return ch:len() end)
       assert.is_false(ok)
@@ -2646,7 +2651,7 @@ describe("bad input: metamethods called directly", function()
       assert.has_error(function() other:send(ch) end,
         "conc.chan:send: value: cannot transfer a userdata")
       assert.are.equal(0, #other)
-      ch, holder = nil, nil
+      ch, holder = nil, nil  -- luacheck: ignore 311 (dropped for the GC)
       collect_dead_boxes()
     end)
 

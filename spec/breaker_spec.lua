@@ -25,7 +25,8 @@ describe("conc.breaker", function()
 
   it("passes arguments and every result through", function()
     local cb = conc.breaker{failures = 1}
-    local r = table.pack(cb:call(function(...) return ... end, 1, nil, "x", nil))
+    local r = table.pack(cb:call(function(...) return ... end,
+                                 1, nil, "x", nil))
     assert.are.equal(4, r.n)
     assert.are.same({1, nil, "x", nil}, {r[1], r[2], r[3], r[4]})
     assert.are.equal("closed", cb:state())
@@ -65,7 +66,8 @@ describe("conc.breaker", function()
     assert.are.equal("open", cb:state())
   end)
 
-  it("only nil, err is a failure: false, err and nil, false are values", function()
+  it("only nil, err is a failure: false, err and nil, false are values",
+    function()
     local cb = conc.breaker{failures = 1}
     assert.are.same({false, "x"}, {cb:call(function() return false, "x" end)})
     assert.are.same({nil, false}, {cb:call(function() return nil, false end)})
@@ -94,10 +96,13 @@ describe("conc.breaker", function()
 
   it("on_change(from, to) runs in the worker that made the change", function()
     local changes = conc.chan(16)
-    local cb = conc.breaker{failures = 1, timeout = 0.02, on_change = function(from, to)
-      changes:send({from = from, to = to, id = conc.id()})
-    end}
-    local h = conc.go(function(b) b:call(function() return nil, "x" end) end, cb)
+    local cb = conc.breaker{failures = 1, timeout = 0.02,
+      on_change = function(from, to)
+        changes:send({from = from, to = to, id = conc.id()})
+      end}
+    local h = conc.go(function(b)
+      b:call(function() return nil, "x" end)
+    end, cb)
     support.join_ok(h)
     local c = changes:recv()
     assert.are.same({from = "closed", to = "open", id = h:id()}, c)
@@ -108,7 +113,8 @@ describe("conc.breaker", function()
     assert.are.equal(0, #changes)
   end)
 
-  it("on_change is decoded once per state: its upvalues persist there", function()
+  it("on_change is decoded once per state: its upvalues persist there",
+    function()
     local seen = conc.chan(16)
     local n = 0
     local cb = conc.breaker{failures = 1, timeout = 0, on_change = function()
@@ -122,7 +128,8 @@ describe("conc.breaker", function()
     assert.are.equal(0, n) -- the breaker holds a copy, as conc.go would
   end)
 
-  it("an error in on_change is raised from the call that made the change", function()
+  it("an error in on_change is raised from the call that made the change",
+    function()
     local cb = conc.breaker{failures = 1, on_change = function(_, to)
       error("hook saw " .. to, 0)
     end}
@@ -132,11 +139,11 @@ describe("conc.breaker", function()
     assert.are.equal("open", cb:state())
   end)
 
-  it("N workers failing at once open it once; then every call is refused", function()
+  it("N workers failing at once open it once; then every call is refused",
+    function()
     local changes = conc.chan(16)
-    local cb = conc.breaker{failures = 5, timeout = 60, on_change = function(from, to)
-      changes:send(from .. ">" .. to)
-    end}
+    local cb = conc.breaker{failures = 5, timeout = 60,
+      on_change = function(from, to) changes:send(from .. ">" .. to) end}
     local inside, ended = conc.waitgroup(), conc.waitgroup()
     inside:add(8)
     ended:add(8)
@@ -173,7 +180,8 @@ describe("conc.breaker", function()
   end)
 
   it("half-open admits exactly `probes` calls at once", function()
-    local cb = conc.breaker{failures = 1, timeout = 0.02, probes = 3, successes = 3}
+    local cb = conc.breaker{failures = 1, timeout = 0.02, probes = 3,
+                            successes = 3}
     cb:call(fail)
     await_half_open(cb)
     local entered, results = conc.chan(8), conc.chan(8)
@@ -235,15 +243,18 @@ describe("conc.breaker", function()
       assert.matches(c[2], err, 1, true)
     end
     local io_file = io.stdout
-    local ok, err = pcall(conc.breaker, {on_change = function() return io_file end})
+    local ok, err = pcall(conc.breaker,
+                          {on_change = function() return io_file end})
     assert.is_false(ok)
     assert.matches("cannot transfer", err, 1, true)
     local cb = conc.breaker()
     ok, err = pcall(cb.call, cb, 42)
     assert.is_false(ok)
     assert.matches("function expected", err, 1, true)
-    assert.are.equal("x", cb:call(setmetatable({}, {__call = function() return "x" end})))
+    local callable = setmetatable({}, {__call = function() return "x" end})
+    assert.are.equal("x", cb:call(callable))
     ok, err = pcall(cb.state, conc.mutex())
+    assert.is_false(ok)
     assert.matches("conc.breaker expected", err, 1, true)
   end)
 end)

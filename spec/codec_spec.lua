@@ -227,12 +227,14 @@ describe("the codec", function()
       rejects({1, {2, io.stdout}},
         "conc.chan:send: value, field '[2][2]': cannot transfer a userdata")
       rejects({["a key"] = io.stdout},
-        "conc.chan:send: value, field '[\"a key\"]': cannot transfer a userdata")
+        "conc.chan:send: value, field '[\"a key\"]': " ..
+        "cannot transfer a userdata")
     end)
 
     it("tables with metatables", function()
       rejects({x = setmetatable({}, {})},
-        "conc.chan:send: value, field 'x': cannot transfer a table with a metatable")
+        "conc.chan:send: value, field 'x': " ..
+        "cannot transfer a table with a metatable")
     end)
 
     it("C functions that belong to no loaded module", function()
@@ -257,7 +259,8 @@ describe("the codec", function()
     end)
 
     it("conc.go arguments, numbered", function()
-      local ok, err = pcall(conc.go, function() end, 1, {cfg = {cb = io.stdout}})
+      local ok, err = pcall(conc.go, function() end, 1,
+                            {cfg = {cb = io.stdout}})
       assert.is_false(ok)
       assert.are.equal(
         "conc.go: argument #3, field 'cfg.cb': cannot transfer a userdata", err)

@@ -5,7 +5,8 @@ describe("context", function()
     local bg = conc.background()
     assert.is_nil(bg:err())
     assert.are.same({nil, false}, {bg:deadline()})
-    assert.are.equal("default", conc.select{{"recv", bg:done()}, default = true})
+    assert.are.equal("default",
+                     conc.select{{"recv", bg:done()}, default = true})
     assert.is_true(conc.background() == bg)
     assert.is_true(conc.todo() == bg)
   end)
@@ -105,7 +106,8 @@ describe("context", function()
       assert.is_nil(c:value(conc.chan()))
       assert.is_nil(c:value("nobody"))
       assert.has_error(function() conc.with_value(a, {}, 1) end,
-        "conc.with_value: key must be a string, number, boolean or conc object, got table")
+        "conc.with_value: key must be a string, number, boolean or " ..
+        "conc object, got table")
     end)
 
   it("a context passed to a worker is the same context", function()

@@ -21,7 +21,7 @@ describe("conc.errgroup", function()
       local g, ctx = conc.errgroup()
       local started = conc.waitgroup()
       started:add(3)
-      for i = 1, 3 do
+      for _ = 1, 3 do
         g:go(function(ctx, started)
           started:done()
           ctx:done():recv()  -- until the first failure cancels ctx
@@ -133,7 +133,9 @@ describe("conc.errgroup", function()
   it("misuse raises", function()
     local g = conc.errgroup()
     assert.has_error(function() g:go(42) end)
-    assert.has_error(function() g:go(function() end, coroutine.create(print)) end)
+    assert.has_error(function()
+      g:go(function() end, coroutine.create(print))
+    end)
     assert.are.equal(0, g:running())  -- nothing counted
     assert.has_error(function() g:set_limit("x") end)
     assert.has_error(function() conc.errgroup(42) end)

@@ -5,7 +5,8 @@ local expected = {
   ["goroutine_leak.lua"] = {contains = {"leaked workers: 1 (chan send at",
     "fixed:\tnil\tcontext deadline exceeded",
     "workers left besides the leaked one:\t0"}},
-  ["worker_pool.lua"] = {lines = 20, pattern = "^Job %d+: Worker %d processed: task%-%d+$"},
+  ["worker_pool.lua"] = {lines = 20,
+    pattern = "^Job %d+: Worker %d processed: task%-%d+$"},
   ["generic_pool.lua"] = {lines = 10, pattern = "^%d+$",
     contains = {"1\n4\n9\n16\n25\n36\n49\n64\n81\n100\n"}},
   ["pipeline.lua"] = {lines = 5, pattern = "^%d+$",
@@ -26,20 +27,28 @@ local expected = {
     "Server starting on :", "client: GET /hello -> 200 hello from worker",
     "\n\nShutting down...\n",
     "client: GET /slow during shutdown -> 200 slow answer from worker"}},
-  ["buffer_pool.lua"] = {lines = 4, pattern = "^worker %d: %d+ requests, [01] buffers created$"},
+  ["buffer_pool.lua"] = {lines = 4,
+    pattern = "^worker %d: %d+ requests, [01] buffers created$"},
   -- 5 at once (the burst), then one per 100 ms: the last near 1.5 s
   ["rate_limiter_ticker.lua"] = {lines = 20,
     pattern = "^Request %d+ at %d+%-%d+%-%d+ %d+:%d+:%d+ UTC m=%+%d+%.%d+$",
     check = function(lines)
-      local function at(i) return tonumber(lines[i + 1]:match("m=%+([%d.]+)")) end
+      local function at(i)
+        return tonumber(lines[i + 1]:match("m=%+([%d.]+)"))
+      end
       for i = 0, 19 do assert.matches("^Request " .. i .. " ", lines[i + 1]) end
       assert.is_true(at(4) - at(0) < 0.05, "the burst was paced")
       assert.is_true(at(19) - at(4) >= 1.4, "15 ticks took " .. at(19) - at(4))
     end},
-  ["rate_limiter.lua"] = {lines = 20, pattern = "^Request %d+\t%(%+%d+%.%d%ds%)$",
+  ["rate_limiter.lua"] = {lines = 20,
+    pattern = "^Request %d+\t%(%+%d+%.%d%ds%)$",
     check = function(lines)
-      local function at(i) return tonumber(lines[i + 1]:match("%(%+([%d.]+)s%)")) end
-      for i = 0, 19 do assert.matches("^Request " .. i .. "\t", lines[i + 1]) end
+      local function at(i)
+        return tonumber(lines[i + 1]:match("%(%+([%d.]+)s%)"))
+      end
+      for i = 0, 19 do
+        assert.matches("^Request " .. i .. "\t", lines[i + 1])
+      end
       assert.is_true(at(4) < 0.05, "the burst was paced")
       assert.is_true(at(19) >= 1.45, "15 more events took " .. at(19))
     end},
@@ -76,7 +85,8 @@ local expected = {
     "Error: fetching http://127.0.0.1:", "/b: connection refused"},
     count = {"^http://127%.0%.0%.1:%d+/%a: 13 bytes: hello from /%a$", 3}},
   ["errgroup_limit.lua"] = {contains = {"processWithLimit(30 items): <nil>",
-    ", limit 10: true", "processWithLimit(with a bad item): item-bad: HTTP 500"},
+    ", limit 10: true",
+    "processWithLimit(with a bad item): item-bad: HTTP 500"},
     max_at_once = 10},
   ["once.lua"] = {lines = 7, pattern = "^[ocw][a-z]+ .*[%d/p]$",
     contains = {"opening connection to postgres://localhost/app\nworker 1",

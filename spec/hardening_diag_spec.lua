@@ -272,7 +272,7 @@ describe("a timer's channel keeps it alive", function()
     local before = count("conc.timer")
     local t = conc.timer(0.2)
     local h = conc.go(function(c) return c:recv(5) end, t.C)
-    t = nil  -- luacheck: ignore
+    t = nil  -- luacheck: ignore 311 (dropped for the GC)
     gc()
     assert.is_true(count("conc.timer") <= before)  -- the Lua object is gone
     local v, ok = support.join_ok(h)
@@ -290,7 +290,7 @@ describe("a timer's channel keeps it alive", function()
       end
       return n
     end, tk.C)
-    tk = nil  -- luacheck: ignore
+    tk = nil  -- luacheck: ignore 311 (dropped for the GC)
     gc()
     assert.is_true(count("conc.ticker") <= before)
     assert.equals(3, support.join_ok(h))
@@ -301,11 +301,12 @@ describe("a timer's channel keeps it alive", function()
     local chans = count("conc.chan")
     local timers, tickers = count("conc.timer"), count("conc.ticker")
     do
-      local a = conc.after(3600)
+      -- held only to be counted, then dropped for the GC
+      local a = conc.after(3600)  -- luacheck: ignore 231
       local t, tk = conc.timer(3600), conc.ticker(3600)
-      local c1, c2 = t.C, tk.C
+      local c1, c2 = t.C, tk.C  -- luacheck: ignore 231
       assert.equals(chans + 3, count("conc.chan"))
-      a, t, tk, c1, c2 = nil, nil, nil, nil, nil  -- luacheck: ignore
+      a, t, tk, c1, c2 = nil, nil, nil, nil, nil  -- luacheck: ignore 311
     end
     gc()
     -- at most as many as before: idle workers of earlier specs may still
@@ -319,7 +320,7 @@ describe("a timer's channel keeps it alive", function()
      function()
     local ctx = conc.with_timeout(conc.background(), 0.05)
     local h = conc.go(function(done) return done:recv(5) end, ctx:done())
-    ctx = nil  -- luacheck: ignore
+    ctx = nil  -- luacheck: ignore 311 (dropped for the GC)
     gc()
     local v, ok = support.join_ok(h)
     assert.is_nil(v)

@@ -38,7 +38,8 @@ describe("conc.limiter", function()
     assert.is_true(conc.now() - t0 >= 0.095) -- the first free, then 5 x 20 ms
   end)
 
-  it("wait fails at once, taking nothing, when it cannot succeed in time", function()
+  it("wait fails at once, taking nothing, when it cannot succeed in time",
+    function()
     local lim = conc.limiter(1, 2)
     local ok, err = lim:wait(3)
     assert.is_nil(ok)
@@ -49,6 +50,7 @@ describe("conc.limiter", function()
     assert.is_nil(ok)
     assert.are.equal("timeout", err)
     ok, err = lim:wait(nil, 0.05)
+    assert.is_nil(ok)
     assert.are.equal("timeout", err)
     local ctx, cancel = conc.with_timeout(conc.background(), 0.05)
     ok, err = lim:wait(ctx)
@@ -56,6 +58,7 @@ describe("conc.limiter", function()
     assert.are.equal("rate: Wait(n=1) would exceed context deadline", err)
     cancel()
     ok, err = lim:wait(1, ctx)
+    assert.is_nil(ok)
     assert.are.equal("context canceled", err)
     assert.is_true(conc.now() - t0 < 0.5)
     assert.is_true(lim:tokens() > -0.5) -- nothing was reserved
@@ -201,11 +204,16 @@ describe("conc.limiter", function()
       {function() return conc.limiter(1, 1.5) end, "number has no integer"},
       {function() return conc.limiter(1) end, "number expected"},
       {function() return conc.limiter(1, 1):allow(-1) end, "n must be >= 0"},
-      {function() return conc.limiter(1, 1):wait(0.5) end, "number has no integer"},
-      {function() return conc.limiter(1, 1):wait(1, "x") end, "number of seconds or conc.ctx"},
-      {function() return conc.limiter(1, 1):set_limit(-2) end, "rate must be >= 0"},
-      {function() return conc.limiter(1, 1):set_burst(-2) end, "burst must be >= 0"},
-      {function() return conc.limiter(1, 1).allow(conc.mutex()) end, "conc.limiter expected"},
+      {function() return conc.limiter(1, 1):wait(0.5) end,
+       "number has no integer"},
+      {function() return conc.limiter(1, 1):wait(1, "x") end,
+       "number of seconds or conc.ctx"},
+      {function() return conc.limiter(1, 1):set_limit(-2) end,
+       "rate must be >= 0"},
+      {function() return conc.limiter(1, 1):set_burst(-2) end,
+       "burst must be >= 0"},
+      {function() return conc.limiter(1, 1).allow(conc.mutex()) end,
+       "conc.limiter expected"},
     }
     for i, c in ipairs(cases) do
       local ok, err = pcall(c[1])

@@ -594,7 +594,7 @@ describe("conc.map between workers", function()
       end
     end, m)
     local readers = start_workers(2, function(_, map, done)
-      local loads, open = 0, true
+      local loads = 0
       repeat
         for k = 1, 50 do
           local v, ok = map:load(k)
@@ -602,7 +602,7 @@ describe("conc.map between workers", function()
             "bad value for key " .. k)
           loads = loads + 1
         end
-        open = select(2, done:try_recv()) ~= false
+        local open = select(2, done:try_recv()) ~= false
       until not open or loads > 1e6
       return loads
     end, m, stop)
@@ -661,7 +661,7 @@ describe("conc.map between workers", function()
       end
     end, m)
     local ranger = conc.go(function(map, stop)
-      local ranges, open = 0, true
+      local ranges = 0
       repeat
         local base = 0
         map:range(function(k, v)
@@ -673,7 +673,7 @@ describe("conc.map between workers", function()
         end)
         assert(base == 200, "base entries missing: " .. base)
         ranges = ranges + 1
-        open = select(2, stop:try_recv()) ~= false
+        local open = select(2, stop:try_recv()) ~= false
       until not open
       return ranges
     end, m, done)

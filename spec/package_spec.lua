@@ -10,7 +10,9 @@ describe("conc-scm-1.rockspec", function()
     local text = f:read("a")
     f:close()
     local listed = {}
-    for path in text:gmatch('"(csrc/[%w_/]+%.c)"') do listed[#listed + 1] = path end
+    for path in text:gmatch('"(csrc/[%w_/]+%.c)"') do
+      listed[#listed + 1] = path
+    end
     table.sort(listed)
     local sources = lines_of("ls csrc/core/*.c csrc/lua/*.c | sort")
     assert.is_true(#sources > 20)

@@ -99,8 +99,8 @@ describe("deadlock detection", function()
         print("still running")
       ]])
       assert.are.equal(0, rc)
-      assert.matches("false\t[^\n]*conc.chan:recv: all workers are asleep %- deadlock!",
-        out)
+      assert.matches("false\t[^\n]*conc.chan:recv: " ..
+                     "all workers are asleep %- deadlock!", out)
       assert.matches("conc.select: all workers are asleep", out, 1, true)
       assert.matches("still running", out, 1, true)
     end)
@@ -142,7 +142,9 @@ describe("conc.workers", function()
       assert.are.equal("running", main.state)
       gate:send("go")
       assert.is_true((h:join()))
-      for _, w in ipairs(conc.workers()) do assert.are_not.equal(h:id(), w.id) end
+      for _, w in ipairs(conc.workers()) do
+        assert.are_not.equal(h:id(), w.id)
+      end
     end)
 
   it("shows a sleeping worker as sleeping", function()
@@ -178,8 +180,8 @@ describe("conc.stats", function()
       local busy = conc.stats()
       start:close()
       h:join()
-      print((mid.objects["conc.chan"] or 0) - (base.objects["conc.chan"] or 0),
-            (after.objects["conc.chan"] or 0) - (base.objects["conc.chan"] or 0),
+      local function chans(s) return s.objects["conc.chan"] or 0 end
+      print(chans(mid) - chans(base), chans(after) - chans(base),
             busy.workers, conc.stats().workers,
             after.messages - base.messages >= 10)
     ]])

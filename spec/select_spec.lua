@@ -135,7 +135,7 @@ describe("conc.select", function()
     local h = conc.go(function(p, q)
       local n = 0
       while true do
-        local i, v, ok = conc.select{{"recv", p}}
+        local _, v, ok = conc.select{{"recv", p}}
         if not ok then return n end
         n = n + 1
         conc.select{{"send", q, v + 1}}

@@ -96,12 +96,12 @@ describe("conc.semaphore", function()
   it("guard releases at the end of the scope, also on error", function()
     local s = conc.semaphore(3)
     do
-      local g <close> = s:guard(2)
+      local _ <close> = s:guard(2)
       assert.are.equal(2, s:held())
     end
     assert.are.equal(0, s:held())
     assert.has_error(function()
-      local g <close> = s:guard()
+      local _ <close> = s:guard()
       error("inside")
     end)
     assert.are.equal(0, s:held())
@@ -119,7 +119,7 @@ describe("conc.semaphore", function()
         wg:go(function(s, inside, max, jobs, i)
           for j = 1, 50 do
             local w = (i + j) % 2 + 1
-            local g <close> = s:guard(w)
+            local _ <close> = s:guard(w)
             local n = inside:add(w)
             repeat
               local m = max:load()

@@ -35,7 +35,8 @@ end
 
 local function script(body)
   return 'local conc = require("conc")\n' ..
-    'local function kill(s) io.popen("kill -" .. s .. " $PPID"):close() end\n' ..
+    'local function kill(s) ' ..
+    'io.popen("kill -" .. s .. " $PPID"):close() end\n' ..
     body
 end
 
@@ -62,7 +63,8 @@ describe("Ctrl-C in the main script", function()
     ["once:call"] = "local o = conc.once(); conc.go(function(x) " ..
       "x:call(function() conc.sleep(30) end) end, o); conc.sleep(0.05); " ..
       "o:call(function() end)",
-    ["conc.select"] = "conc.select{{'recv', conc.chan()}, {'recv', conc.chan(1)}}",
+    ["conc.select"] =
+      "conc.select{{'recv', conc.chan()}, {'recv', conc.chan(1)}}",
     ["conc.select{}"] = "conc.select{}",
     ["ch:recv with a timeout"] = "conc.chan():recv(30)",
   }

@@ -55,7 +55,7 @@ describe("#stress", function()
             -- each channel carries the next: references, not cycles
             -- (a message that holds its own channel is a cycle that
             -- reference counting cannot free; see docs/API.md)
-            for i = 1, #cs - 1 do cs[i]:send({cs[i + 1]}) end
+            for k = 1, #cs - 1 do cs[k]:send({cs[k + 1]}) end
           end, chans)
         end
         for i = 1, 4 do assert(hs[i]:join()) end
@@ -63,7 +63,8 @@ describe("#stress", function()
     end, 250)
     assert(h:wait(120), "the churn did not finish in 120 s")
     support.join_ok(h)
-    h = nil  -- the handle is an object too: drop it
+    -- the handle is an object too: drop it
+    h = nil  -- luacheck: ignore 311 (dropped for the GC)
     -- idle worker threads collect their garbage after a moment
     local t0 = conc.now()
     repeat  -- (the baseline may itself hold garbage that idle workers

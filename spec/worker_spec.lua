@@ -142,16 +142,16 @@ describe("conc.go", function()
     end)
 
   it("every task starts with fresh globals", function()
-    MY_GLOBAL_FROM_MAIN = 1  -- luacheck: ignore
+    MY_GLOBAL_FROM_MAIN = 1
     for _ = 1, 10 do
       local h = conc.go(function()
-        local before = LEAKED  -- luacheck: ignore
-        LEAKED = true  -- luacheck: ignore
+        local before = LEAKED
+        LEAKED = true
         return before == nil, MY_GLOBAL_FROM_MAIN == nil, _G.print ~= nil
       end)
       assert.are.same({true, true, true, true}, {h:join()})
     end
-    MY_GLOBAL_FROM_MAIN = nil  -- luacheck: ignore
+    MY_GLOBAL_FROM_MAIN = nil
   end)
 
   it("workers can start workers", function()
@@ -225,7 +225,7 @@ describe("conc.go", function()
           local t, pad = {}, string.rep("x", class * 16 + 8)
           for i = 1, 3000 do t[i] = pad .. i end
           for i = 1, 3000, 20 do kept[#kept + 1] = t[i] end
-          t = nil
+          t = nil  -- luacheck: ignore 311 (dropped for the GC)
           collectgarbage()
         end
         return #kept

@@ -224,7 +224,7 @@ static int ring_pop(conc_chan *c, conc_msg *out, bool exact) {
       if (!exact) return CONC_EAGAIN;
       size_t tail = atomic_load(&c->tail);
       if ((tail & ~RING_CLOSED) == pos)
-        return tail & RING_CLOSED ? CONC_ECLOSED : CONC_EAGAIN;
+        return (tail & RING_CLOSED) ? CONC_ECLOSED : CONC_EAGAIN;
       wait_in_flight(&spins);
       pos = atomic_load_explicit(&c->head, memory_order_relaxed);
     } else {  /* another pop took pos */

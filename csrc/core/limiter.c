@@ -63,7 +63,8 @@ static conc_time dur_from_tokens(double limit, double tokens) {
  * rest to keep precision (Go's tokensFromDuration, golang.org/issue/34861). */
 static double tokens_from_dur(double limit, conc_time d) {
   if (limit <= 0) return 0;
-  double sec = (double)(d / 1000000000) * limit;
+  conc_time whole = d / 1000000000;  /* whole seconds, truncated */
+  double sec = (double)whole * limit;
   double nsec = (double)(d % 1000000000) * limit;
   return sec + nsec / 1e9;
 }

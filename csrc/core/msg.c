@@ -111,7 +111,8 @@ const unsigned char *conc_msg_data(const conc_msg *m) {
 
 conc_obj *conc_msg_ref(const conc_msg *m, uint32_t i) {
   conc_obj *o;
-  memcpy(&o, block_of(m)->rest + (size_t)i * sizeof(conc_obj *), sizeof o);
+  memcpy(&o, block_of(m)->rest + (size_t)i * sizeof(conc_obj *),
+         sizeof(conc_obj *));
   return o;
 }
 

@@ -158,7 +158,8 @@ static inline void put_varint(scratch *s, uint64_t v) {
     return;
   }
   unsigned char tmp[10];
-  put(s, tmp, write_varint(tmp, v));
+  size_t n = write_varint(tmp, v);
+  put(s, tmp, n);
 }
 
 /* Integers as zigzag varints: small magnitudes, either sign, take few

@@ -84,7 +84,8 @@ static inline size_t class_size(int c) { return (size_t)(c + 1) * GRAIN; }
  * flag cached between threads would be a race to Helgrind, which does
  * not know C11 atomics. */
 static int passthrough(void) {
-  const char *e = getenv("CONC_HEAP");
+  /* getenv races only with setenv, which conc never calls. */
+  const char *e = getenv("CONC_HEAP");  /* NOLINT(concurrency-mt-unsafe) */
   return e != NULL && strcmp(e, "off") == 0;
 }
 
@@ -300,7 +301,8 @@ size_t lheap_trim(lheap *h) {
 /* realloc, except that a failed shrink keeps the block. */
 static void *big_realloc(void *ptr, size_t osize, size_t nsize) {
   void *p = realloc(ptr, nsize);
-  return p != NULL || nsize > osize ? p : ptr;
+  if (p == NULL && nsize <= osize) return ptr;  /* still valid and big enough */
+  return p;
 }
 
 /* Whether a small-sized block is malloc's (see the top). */

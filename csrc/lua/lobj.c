@@ -119,7 +119,10 @@ static void push_class(lua_State *L, const conc_type *type) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, type) == LUA_TTABLE) return;
   lua_pop(L, 1);
   const lclass *c = find_class(type);
-  if (c == NULL) luaL_error(L, "conc: no class declared for %s", type->name);
+  if (c == NULL) {
+    luaL_error(L, "conc: no class declared for %s", type->name);
+    return;  /* not reached: luaL_error does not return */
+  }
   luaL_newmetatable(L, type->name);          /* mt */
   luaL_setfuncs(L, meta, 0);
   lua_pushlightuserdata(L, (void *)type);

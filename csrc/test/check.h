@@ -204,7 +204,7 @@ static int check_selected(const char *name, int argc, char **argv) {
 static CHECK_UNUSED int check_main(const char *suite, const check_test *tests,
                                    int argc, char **argv) {
   const char *env = getenv("CONC_TEST_TIMEOUT");
-  unsigned timeout = env ? (unsigned)atoi(env) : 30;
+  unsigned timeout = env ? (unsigned)strtoul(env, NULL, 10) : 30;
   if (timeout == 0) timeout = 30;
   int passed = 0, failed = 0;
   for (const check_test *t = tests; t->name; t++) {

@@ -129,7 +129,7 @@ static void run_stress(size_t cap) {
   }
   for (int i = 0; i < INPUTS * PRODUCERS; i++) join(prods[i]);
   for (int c = 0; c < CONSUMERS; c++) join(cons[c]);
-  for (long k = 0; k < INPUTS * PRODUCERS * s->per; k++)
+  for (long k = 0; k < (long)INPUTS * PRODUCERS * s->per; k++)
     CHECK_EQ(atomic_load(&s->counts[k]), 1);
   for (int i = 0; i < INPUTS; i++) rel(s->in[i]);
   rel(s->m);

@@ -209,7 +209,7 @@ static void parked_select_completed(void) {
  * that prefers the first (or last) ready case fails it by far.
  */
 static void check_uniform(const long *counts, int k, long n) {
-  double p = 1.0 / k, mean = n * p, var = n * p * (1 - p);
+  double p = 1.0 / k, mean = (double)n * p, var = mean * (1 - p);
   for (int i = 0; i < k; i++) {
     double dev = (double)counts[i] - mean;
     if (dev * dev > 64 * var) {  /* |dev| > 8 sd, without libm */

@@ -433,7 +433,7 @@ static void once_runs_once(void) {
     once_race x;
     memset(&x, 0, sizeof x);
     x.o = conc_once_new();
-    x.failed = round % 2;
+    x.failed = (int)(round % 2);
     CHECK_PT(pthread_barrier_init(&x.go, NULL, ONCE_T));
     pthread_t t[ONCE_T];
     for (int i = 0; i < ONCE_T; i++) t[i] = spawn(once_thread, &x);

@@ -86,7 +86,8 @@ static int deadline_order_attempt(int64_t margin_ms) {
   conc_time base = in_ms(margin_ms);
   for (int k = 0; k < N; k++) {
     int id = (k * 17) % N;  /* 17 is prime to N: a permutation */
-    ot[id] = (order_timer){&log, id, base + id * 300000};  /* 0.3 ms */
+    /* 0.3 ms apart */
+    ot[id] = (order_timer){&log, id, base + (conc_time)id * 300000};
     t[id] = conc_timer_new(order_fire, &ot[id], NULL);
     CHECK_EQ(conc_timer_start(t[id], ot[id].when, 0), 0);
   }
@@ -122,7 +123,7 @@ static int chan_order_attempt(int64_t margin_ms) {
     int i = (k * 5) % N;  /* 5 is prime to 12 */
     c[i] = conc_chan_new(1);
     t[i] = conc_timer_new_chan(c[i], tick_now);
-    when[i] = base + (N - i) * 1000000;  /* later index: earlier */
+    when[i] = base + (conc_time)(N - i) * 1000000;  /* later index: earlier */
     CHECK_EQ(conc_timer_start(t[i], when[i], 0), 0);
   }
   int in_time = conc_now() < base + 1000000;
@@ -258,8 +259,10 @@ static void stop_races_fire(void) {
   long active = 0;
   for (long r = 0; r < rounds; r++) {
     conc_time now = conc_now();
-    for (int i = 0; i < N; i++)  /* some due already, some in a moment */
-      conc_timer_start(t[i], now + ((i * 7 + r) % 40 - 20) * 1000, 0);
+    for (int i = 0; i < N; i++) {  /* some due already, some in a moment */
+      conc_time us = ((long)i * 7 + r) % 40 - 20;
+      conc_timer_start(t[i], now + us * 1000, 0);
+    }
     for (int i = 0; i < N; i++) {
       active += conc_timer_stop_chan(t[i], c[i]);
       check_empty(c[i]);
@@ -307,7 +310,7 @@ static void ticker_drops_ticks(void) {
                                         while we drain), not forty */
   CHECK_EQ(conc_timer_stop_chan(t, c), 1);
   check_empty(c);
-  wait_past(in_ms(3 * 1));  /* three periods: no tick after the stop */
+  wait_past(in_ms(3));  /* three periods: no tick after the stop */
   check_empty(c);
   conc_timer_release(t);
   conc_release((conc_obj *)c);
@@ -386,8 +389,8 @@ static void *hammer_thread(void *p) {
     conc_timer *t = h->t[(seed >> 16) % 4];
     if ((seed >> 8) % 3) {
       atomic_fetch_add(&h->starts, 1);
-      int was = conc_timer_start(t, conc_now() + (seed >> 20) % 200 * 1000,
-                                 0);
+      int was = conc_timer_start(
+          t, conc_now() + (conc_time)((seed >> 20) % 200) * 1000, 0);
       CHECK(was == 0 || was == 1);
       atomic_fetch_add(&h->restarts, was);
     } else {

@@ -52,7 +52,7 @@ int main(void) {
     atomic_store(&go, rounds);
     /* A child with a far deadline, created while the parent is being
      * cancelled. */
-    conc_ctx *c = conc_ctx_new(p, in_ms(3600 * 1000), NULL, NULL);
+    conc_ctx *c = conc_ctx_new(p, in_ms(3600000), NULL, NULL);
     while (atomic_load(&done) < rounds) relax();
     CHECK_RC(conc_ctx_err(c), CONC_ECANCELED);
     conc_chan *probe = conc_ctx_done(c);

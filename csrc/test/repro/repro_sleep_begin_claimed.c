@@ -92,7 +92,7 @@ static void on_trap(int sig, siginfo_t *si, void *ucp) {
     atomic_store(&held, 0);
   } else if (((volatile const char *)report)[0] != 0) {
     uc->uc_mcontext.gregs[REG_EFL] &= ~TF;  /* main: in deadlock() */
-    struct timespec ts = {0, 20 * 1000000};
+    struct timespec ts = {0, 20000000};  /* 20 ms */
     nanosleep(&ts, NULL);
   } else if (!atomic_load(&held)) {
     uc->uc_mcontext.gregs[REG_EFL] &= ~TF;

@@ -86,5 +86,5 @@ int main(void) {
   printf("%ld rounds: %ld lost wake-ups (count 0, waiter never released),"
          " %ld early releases (count > 0, waiter released)\n",
          round, lost, early);
-  return lost + early ? 1 : 0;
+  return (lost + early) ? 1 : 0;
 }
