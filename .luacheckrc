@@ -40,3 +40,14 @@ files["examples/timeout_select.lua"] = { ignore = { "211/stop" } }
 files["bench/"] = { max_line_length = 120 }
 
 exclude_files = { "build/", "build-*/", "conc/" }
+
+-- The LuaLS definition files (`---@meta`) declare functions with empty
+-- bodies: their parameters exist for the annotations, unused by design.
+files["lua/conc/meta/"] = {
+  -- (241: a class table is filled with its methods, never read in Lua)
+  ignore = { "212", "241" }, max_line_length = 100,
+}
+
+-- The API coverage spec quotes long names and messages verbatim.
+files["spec/api_coverage_spec.lua"] = { max_line_length = 100 }
+files["spec/doc_blocks_spec.lua"] = { max_line_length = 100 }

@@ -274,7 +274,7 @@ cppcheck:
 # (HeaderFilterRegex). A file passed is remembered in build/tidy/ until
 # it, a header or a configuration changes. Dropped from the output:
 # clang-tidy's count of the (hidden) warnings in system headers.
-TIDY_FLAGS = -std=c11 -D_GNU_SOURCE -pthread -I$(LUA_INC)
+TIDY_FLAGS = -std=c11 -D_GNU_SOURCE -pthread -I$(LUA_INC) -Icsrc
 TIDY_OK    = $(patsubst %,build/tidy/%.ok,$(C_SOURCES))
 tidy:
 	@$(MAKE) --no-print-directory -j$(LINT_JOBS) --output-sync=target \

@@ -171,8 +171,8 @@ CONC_PUBLIC int conc_sleep_until(conc_time deadline);
  * "fatal error: all workers are asleep - deadlock!" and what each waits
  * on, then exits with status 2; ERROR makes the main script's wait fail
  * with CONC_EDEADLOCK instead (when it waits in a channel operation,
- * select or a mutex lock; otherwise it exits as EXIT); OFF disables the check (for hosts
- * whose own threads use conc objects).
+ * select or a mutex lock; otherwise it exits as EXIT); OFF disables the
+ * check (for hosts whose own threads use conc objects).
  */
 enum { CONC_DEADLOCK_EXIT = 0, CONC_DEADLOCK_ERROR = 1, CONC_DEADLOCK_OFF = 2 };
 CONC_PUBLIC void conc_deadlock_mode(int mode);
@@ -308,7 +308,7 @@ CONC_PUBLIC conc_timer *conc_timer_new_chan(conc_chan *c, conc_tick_fn make);
  * active (scheduled, or its value still unreceived). */
 CONC_PUBLIC int conc_timer_stop_chan(conc_timer *t, conc_chan *c);
 
-/* ---- contexts ------------------------------------------------------------ */
+/* ---- contexts ----------------------------------------------------------- */
 
 typedef struct conc_ctx conc_ctx;
 CONC_PUBLIC extern const conc_type conc_ctx_type;
@@ -337,7 +337,7 @@ CONC_PUBLIC int conc_ctx_value(conc_ctx *ctx, const conc_msg *key,
 /* Same bytes and the same object references. */
 CONC_PUBLIC int conc_msg_equal(const conc_msg *a, const conc_msg *b);
 
-/* ---- sync ------------------------------------------------------------------ */
+/* ---- sync --------------------------------------------------------------- */
 
 typedef struct conc_wg conc_wg;
 typedef struct conc_mutex conc_mutex;
@@ -345,7 +345,7 @@ typedef struct conc_rwmutex conc_rwmutex;
 typedef struct conc_cond conc_cond;
 typedef struct conc_once conc_once;
 CONC_PUBLIC extern const conc_type conc_wg_type, conc_mutex_type,
-       conc_rwmutex_type, conc_cond_type, conc_once_type;
+    conc_rwmutex_type, conc_cond_type, conc_once_type;
 
 CONC_PUBLIC conc_wg *conc_wg_new(void);
 /* ENEGATIVE if the counter would go below zero, EOVERFLOW past INT64_MAX
@@ -398,7 +398,7 @@ CONC_PUBLIC void conc_once_finish(conc_once *o, conc_msg *outcome, int failed);
 /* Copies the outcome: 1 if fn failed (the copy is the error). */
 CONC_PUBLIC int conc_once_outcome(conc_once *o, conc_msg *out);
 
-/* ---- rate limiter (x/time/rate) ------------------------------------------ */
+/* ---- rate limiter (x/time/rate) ----------------------------------------- */
 
 /*
  * A token bucket of `burst` tokens, refilled at `limit` tokens per second,
@@ -452,7 +452,7 @@ CONC_PUBLIC conc_time conc_reservation_delay(conc_reservation *r,
  * anything (x/time/rate would give them back twice). */
 CONC_PUBLIC void conc_reservation_cancel(conc_reservation *r, conc_time now);
 
-/* ---- circuit breaker -------------------------------------------------------- */
+/* ---- circuit breaker ---------------------------------------------------- */
 
 /*
  * Closed: calls run; `failures` consecutive failures open it. Open: every
@@ -556,7 +556,7 @@ CONC_PUBLIC int64_t conc_atomic_add(conc_atomic *a, int64_t delta); /* new */
 CONC_PUBLIC int64_t conc_atomic_swap(conc_atomic *a, int64_t v);    /* old */
 CONC_PUBLIC int conc_atomic_cas(conc_atomic *a, int64_t old, int64_t v);
 
-/* ---- errgroup (x/sync/errgroup) -------------------------------------------- */
+/* ---- errgroup (x/sync/errgroup) ----------------------------------------- */
 
 /*
  * A group of functions run by the binding's workers: it counts them,
@@ -640,7 +640,7 @@ CONC_PUBLIC void conc_signal_restore(const sigset_t *old);
  */
 CONC_PUBLIC int conc_interrupt_main(void);
 CONC_PUBLIC void conc_set_interrupt_pending(int (*pending)(void));
-/* ---- pub/sub (pubsub.c) ----------------------------------------------------- */
+/* ---- pub/sub (pubsub.c) ------------------------------------------------- */
 
 typedef struct conc_pubsub conc_pubsub;
 CONC_PUBLIC extern const conc_type conc_pubsub_type;
@@ -667,7 +667,7 @@ CONC_PUBLIC int64_t conc_pubsub_dropped(conc_pubsub *ps, const char *id,
                                         size_t len);
 CONC_PUBLIC size_t conc_pubsub_count(conc_pubsub *ps);
 
-/* ---- fan-in (merge.c) -------------------------------------------------------- */
+/* ---- fan-in (merge.c) --------------------------------------------------- */
 
 /*
  * A receive-only channel that receives from the n inputs (each retained)
@@ -689,7 +689,7 @@ CONC_PUBLIC size_t conc_pubsub_count(conc_pubsub *ps);
 CONC_PUBLIC int conc_merge_new(conc_chan *const *in, size_t n, conc_ctx *ctx,
                                conc_chan **out);
 
-/* ---- worker pools and pipeline stages (workpool.c) ------------------------- */
+/* ---- worker pools and pipeline stages (workpool.c) ---------------------- */
 
 /*
  * The shared state of a pool of n workers (conc.workpool) or a pipeline

@@ -74,8 +74,7 @@ CONC_PUBLIC void conc_lua_push_chan(lua_State *L, conc_chan *c);
  * Lua side may not send on it or close it (a view, or a channel conc
  * owns), so a host should not either. Borrowed, as conc_lua_test.
  */
-CONC_PUBLIC conc_chan *conc_lua_to_chan(lua_State *L, int idx,
-                                        int *recv_only);
+CONC_PUBLIC conc_chan *conc_lua_to_chan(lua_State *L, int idx, int *recv_only);
 
 /* ---- messages a Lua receiver can decode --------------------------------- */
 
@@ -93,8 +92,7 @@ CONC_PUBLIC void conc_lua_msg_integer(conc_msg *m, lua_Integer i);
 CONC_PUBLIC void conc_lua_msg_number(conc_msg *m, lua_Number n);
 /* A Lua string of len bytes (any bytes). CONC_OK, or CONC_ENOMEM (the
  * message is then empty: freeing it is harmless). */
-CONC_PUBLIC int conc_lua_msg_string(conc_msg *m, const char *s,
-                                    size_t len);
+CONC_PUBLIC int conc_lua_msg_string(conc_msg *m, const char *s, size_t len);
 /* A conc object, received as its Lua value (the message retains o; the
  * caller's reference is untouched). CONC_OK, or CONC_ENOMEM (the
  * message is then empty). */
@@ -117,7 +115,7 @@ CONC_PUBLIC int conc_lua_to_msg(lua_State *L, int idx, conc_msg *m);
  */
 CONC_PUBLIC int conc_lua_push_msg(lua_State *L, conc_msg *m);
 
-/* ---- the states conc makes for workers ----------------------------------- */
+/* ---- the states conc makes for workers ---------------------------------- */
 
 /*
  * The host's part in every lua_State conc creates for a worker: fn is

@@ -283,7 +283,8 @@ describe("light tasks", function()
         print("ping-pong before the sleep ended", pinged < slept)
         print("handed off", conc.stats().handoffs > 0)
       ]]):format(0.5 * SLOW, 10000 // SLOW)), 1, 30 * SLOW)
-      assert.is_truthy(out:find("ping-pong before the sleep ended\ttrue", 1, true), out)
+      assert.is_truthy(out:find("ping-pong before the sleep ended\ttrue", 1,
+                                true), out)
       assert.is_truthy(out:find("handed off\ttrue", 1, true), out)
     end)
 

@@ -24,17 +24,14 @@ conc_atomic *conc_atomic_new(int64_t v) {
   return a;
 }
 
-int64_t conc_atomic_load(conc_atomic *a) {
-  return (int64_t)atomic_load(&a->v);
-}
+int64_t conc_atomic_load(conc_atomic *a) { return (int64_t)atomic_load(&a->v); }
 
 void conc_atomic_store(conc_atomic *a, int64_t v) {
   atomic_store(&a->v, (uint64_t)v);
 }
 
 int64_t conc_atomic_add(conc_atomic *a, int64_t delta) {
-  return (int64_t)(atomic_fetch_add(&a->v, (uint64_t)delta) +
-                   (uint64_t)delta);
+  return (int64_t)(atomic_fetch_add(&a->v, (uint64_t)delta) + (uint64_t)delta);
 }
 
 int64_t conc_atomic_swap(conc_atomic *a, int64_t v) {

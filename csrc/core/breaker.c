@@ -76,8 +76,7 @@ static void set_state(conc_breaker *b, int to, conc_time now,
   b->gen++;
   b->probes = 0;
   memset(&b->counts, 0, sizeof b->counts);
-  if (to == CONC_BREAKER_OPEN)
-    b->expiry = conc__time_add(now, b->cfg.timeout);
+  if (to == CONC_BREAKER_OPEN) b->expiry = conc__time_add(now, b->cfg.timeout);
 }
 
 /* An open breaker whose timeout has passed turns half-open. Lock held. */
@@ -94,8 +93,7 @@ int conc_breaker_begin(conc_breaker *b, conc_time now, uint64_t *ticket,
   update(b, now, ch);
   if (b->state == CONC_BREAKER_OPEN) {
     rc = CONC_EBREAKEROPEN;
-  } else if (b->state == CONC_BREAKER_HALF_OPEN &&
-             b->probes >= b->cfg.probes) {
+  } else if (b->state == CONC_BREAKER_HALF_OPEN && b->probes >= b->cfg.probes) {
     rc = CONC_ETOOMANYPROBES;
   } else {
     if (b->state == CONC_BREAKER_HALF_OPEN) b->probes++;

@@ -252,8 +252,7 @@ bool conc__chan_can_recv(const conc_chan *c) {
   size_t pos = atomic_load(&c->head);
   size_t i = slot_of(c, pos);
   size_t lap = atomic_load(&c->slots[i].lap);
-  return (ptrdiff_t)(lap - (2 * (pos - i) + 1)) >= 0 ||
-         atomic_load(&c->closed);
+  return (ptrdiff_t)(lap - (2 * (pos - i) + 1)) >= 0 || atomic_load(&c->closed);
 }
 
 static bool can_send(const void *c) { return conc__chan_can_send(c); }
@@ -341,8 +340,8 @@ int conc__chan_try_recv(conc_chan *c, conc_msg *out, conc_waiter **wake) {
   }
   conc_sudog *s = conc__waitq_claim(&c->sendq);
   if (s == NULL)
-    return atomic_load_explicit(&c->closed, memory_order_relaxed)
-               ? CONC_ECLOSED : CONC_EAGAIN;
+    return atomic_load_explicit(&c->closed, memory_order_relaxed) ? CONC_ECLOSED
+                                                                  : CONC_EAGAIN;
   conc__msg_move(out, s->elem);  /* rendezvous: from the sender */
   s->ok = CONC_SUDOG_DONE;
   *wake = done_plain(s) ? NULL : s->w;
@@ -421,8 +420,7 @@ static int park_buffered(conc_chan *c, conc_waitq *q, conc_msg *m,
   conc__waiting_on(w, send ? "chan send" : "chan receive", c, true);
   conc__waitq_push(q, &sd);
   conc__unlock(&c->lock);
-  int fired = conc__waiter_park_or(w, deadline, send ? can_send : can_recv,
-                                   c);
+  int fired = conc__waiter_park_or(w, deadline, send ? can_send : can_recv, c);
   if (fired >= 0) {  /* the waker unlinked it */
     if (sd.ok != CONC_SUDOG_DONE) return CONC_EAGAIN;
     conc__msg_move(m, &slot);
@@ -476,8 +474,7 @@ static int buffered_op(conc_chan *c, conc_msg *m, conc_time deadline,
         continue;
       }
     }
-    if (deadline != CONC_NEVER && conc_now() >= deadline)
-      return CONC_ETIMEDOUT;
+    if (deadline != CONC_NEVER && conc_now() >= deadline) return CONC_ETIMEDOUT;
     rc = park_buffered(c, send ? &c->sendq : &c->recvq, m, deadline);
     if (rc != CONC_EAGAIN && rc != CONC_ETIMEDOUT) return rc;
     /* Woken to retry: try again. Timed out: one exact try first, which

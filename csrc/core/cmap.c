@@ -90,7 +90,7 @@ struct conc_map {
   rslot *slots;           /* nslots of them */
 };
 
-/* ---- hashing ------------------------------------------------------------- */
+/* ---- hashing ------------------------------------------------------------ */
 
 static uint64_t fmix64(uint64_t x) {
   x ^= x >> 33;
@@ -129,7 +129,7 @@ static unsigned shard_index(uint64_t h) {
   return (unsigned)(h >> (64 - SHARD_BITS));
 }
 
-/* ---- the shard lock ------------------------------------------------------ */
+/* ---- the shard lock ----------------------------------------------------- */
 
 static void futex_wait(atomic_uint *addr, unsigned val) {
   syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
@@ -230,7 +230,7 @@ static unsigned slot_count(void) {
   return n;
 }
 
-/* ---- values -------------------------------------------------------------- */
+/* ---- values ------------------------------------------------------------- */
 
 /* Values compare with conc_msg_equal: the same encoded bytes and the same
  * object references (compare_and_swap, compare_and_delete). */
@@ -241,7 +241,7 @@ static void msg_clear(conc_msg *m) {
   m->nrefs = 0;
 }
 
-/* ---- one shard's table (callers hold its lock) --------------------------- */
+/* ---- one shard's table (callers hold its lock) -------------------------- */
 
 static int key_equal(const entry *e, uint64_t h, const conc_map_key *k) {
   return e->hash == h && e->kind == k->kind && e->klen == k->len &&
@@ -325,7 +325,7 @@ static void buckets_free(entry **buckets, size_t n) {
   free(buckets);
 }
 
-/* ---- the object ---------------------------------------------------------- */
+/* ---- the object --------------------------------------------------------- */
 
 /* Runs when the last reference goes: nobody else can see the map. */
 static void map_destroy(conc_obj *o) {
@@ -362,7 +362,7 @@ conc_map *conc_map_new(void) {
   return m;
 }
 
-/* ---- calls on one key ---------------------------------------------------- */
+/* ---- calls on one key --------------------------------------------------- */
 
 /* Each call hashes its key once: h picks the shard (i) and the bucket. */
 
@@ -476,7 +476,7 @@ int conc_map_compare_and_delete(conc_map *m, const conc_map_key *k,
   return 1;
 }
 
-/* ---- calls on the whole map ---------------------------------------------- */
+/* ---- calls on the whole map --------------------------------------------- */
 
 size_t conc_map_len(conc_map *m) {
   size_t n = 0;

@@ -33,8 +33,7 @@ CONC_API conc_map *conc_map_new(void);            /* NULL: ENOMEM */
 
 /* Copies the value of k into *out: 1 found (*out is the caller's), 0
  * absent (*out untouched), CONC_ENOMEM. */
-CONC_API int conc_map_load(conc_map *m, const conc_map_key *k,
-                           conc_msg *out);
+CONC_API int conc_map_load(conc_map *m, const conc_map_key *k, conc_msg *out);
 /* Sets k to *v. CONC_OK: *v belongs to the map; CONC_ENOMEM: *v is still
  * the caller's. A replaced value is freed after the shard is unlocked. */
 CONC_API int conc_map_store(conc_map *m, const conc_map_key *k, conc_msg *v);
@@ -56,8 +55,7 @@ CONC_API int conc_map_swap(conc_map *m, const conc_map_key *k, conc_msg *v,
  * bytes, same object references). 1 swapped: *new_v belongs to the map.
  * 0 not: *new_v is still the caller's. *old is only read. */
 CONC_API int conc_map_compare_and_swap(conc_map *m, const conc_map_key *k,
-                                       const conc_msg *old,
-                                       conc_msg *new_v);
+                                       const conc_msg *old, conc_msg *new_v);
 /* Removes k if its value equals *old: 1 deleted, 0 not. */
 CONC_API int conc_map_compare_and_delete(conc_map *m, const conc_map_key *k,
                                          const conc_msg *old);
@@ -68,7 +66,7 @@ CONC_API size_t conc_map_len(conc_map *m);
 /* Removes every entry, atomically: no call sees a partly cleared map. */
 CONC_API void conc_map_clear(conc_map *m);
 
-/* ---- snapshots (range) --------------------------------------------------- */
+/* ---- snapshots (range) -------------------------------------------------- */
 
 /* One entry of a snapshot; key bytes point into the snapshot. */
 typedef struct conc_map_item {

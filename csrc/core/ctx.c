@@ -166,13 +166,13 @@ conc_ctx *conc_ctx_new(conc_ctx *parent, conc_time deadline, conc_msg *key,
   if (err) {
     conc_ctx_cancel(c, err, has_cause ? &cause : NULL);
   } else if (timed) {
-    if (c->timer == NULL) conc_ctx_cancel(c, CONC_EDEADLINE, NULL);  /* past */
+    if (c->timer == NULL) conc_ctx_cancel(c, CONC_EDEADLINE, NULL); /* past */
     else if (!arm_deadline(c)) {
       conc_release(&c->hdr);
       return NULL;
     }
   }
-  if (key) {  /* only now: on failure above they are still the caller's */
+  if (key) { /* only now: on failure above they are still the caller's */
     c->key = *key;
     c->value = *value;
     c->has_value = true;
@@ -215,7 +215,7 @@ int conc_ctx_cancel(conc_ctx *c, int err, conc_msg *cause) {
   conc__unlock(&c->lock);
   conc__chan_close_owned(c->done);
   if (c->timer && conc_timer_stop(c->timer))
-    conc_release(&c->hdr);  /* the timer will not fire: its reference */
+    conc_release(&c->hdr); /* the timer will not fire: its reference */
   for (int i = 0; i < n; i++) {
     conc_msg copy;
     int has = cause && conc_msg_copy(&copy, &c->cause) == CONC_OK;
@@ -241,7 +241,7 @@ int conc_ctx_cause(conc_ctx *c, conc_msg *out) {
 }
 
 int conc_ctx_value(conc_ctx *c, const conc_msg *key, conc_msg *out) {
-  for (; c; c = c->parent)  /* key and value never change: no lock */
+  for (; c; c = c->parent) /* key and value never change: no lock */
     if (c->has_value && conc_msg_equal(&c->key, key))
       return conc_msg_copy(out, &c->value) == CONC_OK;
   return 0;

@@ -135,9 +135,7 @@ int64_t conc_errgroup_limit(conc_errgroup *g) {
   return n;
 }
 
-int64_t conc_errgroup_running(conc_errgroup *g) {
-  return conc_wg_count(g->wg);
-}
+int64_t conc_errgroup_running(conc_errgroup *g) { return conc_wg_count(g->wg); }
 
 conc_chan *conc_errgroup_wait_chan(conc_errgroup *g) {
   return conc_wg_wait_chan(g->wg);

@@ -192,7 +192,8 @@ static void fiber_prepare(conc__fiber *f) {
  * reads as the shared zero page) and writing it is what it watches for. */
 static void check_depth(const conc__fiber *f) {
   if (*(const volatile uint64_t *)(f->stack + 4096) != 0) {
-    fprintf(stderr, "conc: fatal: a fiber's stack came within a page of "
+    fprintf(stderr,
+            "conc: fatal: a fiber's stack came within a page of "
             "overflowing\n");
     abort();
   }
@@ -262,7 +263,7 @@ void conc__fiber_put(conc__fiber *f) {
 
 long conc__fibers_made(void) { return atomic_load(&fibers_made); }
 
-/* ---- switching ------------------------------------------------------------ */
+/* ---- switching ---------------------------------------------------------- */
 
 /* Thread -> fiber f (from conc__fiber_run or conc__fiber_resume). */
 static void switch_in(conc__fiber *f) {

@@ -27,7 +27,7 @@
 #define CONC_TLS _Thread_local __attribute__((tls_model("initial-exec")))
 
 /* A broken pthread primitive is a bug, not an outcome: abort. */
-CONC_API void conc__fatal(const char *what, int err);
+CONC_API _Noreturn void conc__fatal(const char *what, int err);
 #define CONC_CHECK(call)                           \
   do {                                             \
     int conc__rc = (call);                         \
@@ -188,8 +188,12 @@ struct conc_waiter {
 /* The waiter's `state`: the futex word. PARKED: a light task's park,
  * committed by the scheduler (its wake makes the task runnable; the
  * futex is not used). */
-enum { CONC_W_WAITING = 0, CONC_W_SLEEPING = 1, CONC_W_WOKEN = 2,
-       CONC_W_PARKED = 3 };
+enum {
+  CONC_W_WAITING = 0,
+  CONC_W_SLEEPING = 1,
+  CONC_W_WOKEN = 2,
+  CONC_W_PARKED = 3
+};
 
 /* A waiter for a thread about to start (NULL: out of memory), which the
  * thread makes its own with conc__waiter_adopt before anything else: a
@@ -311,7 +315,7 @@ CONC_API void conc__fiber_suspend(void);
 CONC_API conc__fiber *conc__fiber_current(void);
 CONC_API long conc__fibers_made(void);
 
-/* ---- light tasks: the M:N scheduler (proc.c) ------------------------------ */
+/* ---- light tasks: the M:N scheduler (proc.c) ---------------------------- */
 
 /* What the runtime's run function says of the task it ran. */
 enum { CONC_G_PARKED = 0, CONC_G_YIELDED = 1, CONC_G_DONE = 2 };
@@ -426,8 +430,7 @@ CONC_API int conc__chan_close_owned(conc_chan *c);
 /* Tries the operation with c->lock held. Returns CONC_OK (done),
  * CONC_ECLOSED (closed: recv drained / send on closed) or CONC_EAGAIN.
  * *wake is set to a waiter to wake after unlocking, or NULL. */
-CONC_API int conc__chan_try_send(conc_chan *c, conc_msg *m,
-                                 conc_waiter **wake);
+CONC_API int conc__chan_try_send(conc_chan *c, conc_msg *m, conc_waiter **wake);
 CONC_API int conc__chan_try_recv(conc_chan *c, conc_msg *out,
                                  conc_waiter **wake);
 
@@ -445,8 +448,8 @@ CONC_API void conc__chan_kick(conc_chan *c, int op);
 
 /* Spins while ready(arg) is false, up to the spin budget (and never past
  * deadline); returns ready(arg). For waits that are usually short. */
-CONC_API bool conc__spin_until(bool (*ready)(const void *arg),
-                               const void *arg, conc_time deadline);
+CONC_API bool conc__spin_until(bool (*ready)(const void *arg), const void *arg,
+                               conc_time deadline);
 
 /* Adds this thread's count of delivered messages to the total (a
  * thread does it before it sleeps, so conc.stats() sees it). */
@@ -457,7 +460,8 @@ CONC_API void conc__flush_delivered(void);
  * cache line of its destination instead of the whole slot. */
 static inline void conc__msg_move(conc_msg *dst, const conc_msg *src) {
   size_t n = src->nrefs == 0 && src->len <= CONC_MSG_INLINE
-                 ? src->len : sizeof src->u.big.data;
+                 ? src->len
+                 : sizeof src->u.big.data;
   dst->len = src->len;
   dst->nrefs = src->nrefs;
   memcpy(&dst->u, &src->u, n);
@@ -467,11 +471,10 @@ static inline void conc__msg_move(conc_msg *dst, const conc_msg *src) {
  * reference to it is dropped (chan.c's destroy). */
 CONC_API void conc__timer_chan_gone(conc_timer *t);
 
-/* ---- merged channels (merge.c) ------------------------------------------- */
+/* ---- merged channels (merge.c) ------------------------------------------ */
 
 /* A receive on merged channel c (c->merge set): conc_chan_recv's. */
-CONC_API int conc__merge_recv(conc_chan *c, conc_msg *out,
-                              conc_time deadline);
+CONC_API int conc__merge_recv(conc_chan *c, conc_msg *out, conc_time deadline);
 /* conc_select when some case is on a merged channel. */
 CONC_API int conc__merge_select(conc_case *cases, int n, conc_time deadline,
                                 int *closed_send);
@@ -492,8 +495,7 @@ CONC_API int conc__shuffle_cases(const conc_case *cases, int n, int *order);
 CONC_API extern atomic_int conc__blocked;
 
 static inline void conc__claimed(conc_waiter *w) {
-  if (atomic_exchange(&w->asleep, 0))
-    atomic_fetch_sub(&conc__blocked, 1);
+  if (atomic_exchange(&w->asleep, 0)) atomic_fetch_sub(&conc__blocked, 1);
 }
 
 #endif

@@ -71,14 +71,14 @@ static double tokens_from_dur(double limit, conc_time d) {
 
 /* The bucket at now, without changing l: returns the time it is brought
  * to (never before `last`) and sets *tokens. Lock held. */
-static conc_time advance(const conc_limiter *l, conc_time now,
-                         double *tokens) {
+static conc_time advance(const conc_limiter *l, conc_time now, double *tokens) {
   if (now < l->last) {
     *tokens = l->tokens;
     return l->last;
   }
   /* Never more than what fills the bucket: no overflow for an old last. */
-  conc_time max_elapsed = dur_from_tokens(l->limit, (double)l->burst - l->tokens);
+  conc_time max_elapsed = dur_from_tokens(l->limit,
+                                          (double)l->burst - l->tokens);
   conc_time elapsed = now - l->last;
   if (elapsed > max_elapsed) elapsed = max_elapsed;
   double t = l->tokens + tokens_from_dur(l->limit, elapsed);
@@ -144,7 +144,7 @@ static void cancel(conc_limiter *l, const rsv *r, conc_time now) {
   }
 }
 
-/* ---- the limiter --------------------------------------------------------- */
+/* ---- the limiter -------------------------------------------------------- */
 
 static void limiter_destroy(conc_obj *o) { free(o); }
 
@@ -192,7 +192,8 @@ static int sleep_until(conc_limiter *l, conc_time when, conc_ctx *ctx) {
     conc__waiting_on(w, "limiter wait", l, true);
     int fired = conc__waiter_park(w, when);
     return fired == CONC_SEL_INTERRUPT || fired == CONC_SEL_DEADLOCK
-               ? conc__abort_code(fired) : CONC_OK;
+               ? conc__abort_code(fired)
+               : CONC_OK;
   }
   conc_case cs = {conc_ctx_done(ctx), CONC_RECV, {0}, 0};
   int closed_send = 0;
@@ -219,8 +220,8 @@ int conc_limiter_wait(conc_limiter *l, int64_t n, conc_time deadline,
   if (by_ctx) deadline = ctx_deadline;
   /* A deadline already past still lets through what needs no wait. */
   conc_time max_future = deadline == CONC_NEVER ? INF_DURATION
-                         : deadline > now      ? deadline - now
-                                               : 0;
+                         : deadline > now       ? deadline - now
+                                                : 0;
   conc__lock(&l->lock);
   rsv r = reserve(l, now, n, max_future);
   conc__unlock(&l->lock);
@@ -271,7 +272,7 @@ double conc_limiter_tokens(conc_limiter *l, conc_time now) {
   return tokens;
 }
 
-/* ---- reservations ---------------------------------------------------------- */
+/* ---- reservations ------------------------------------------------------- */
 
 static void reservation_destroy(conc_obj *o) {
   conc_reservation *res = (conc_reservation *)o;

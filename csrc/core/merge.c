@@ -159,7 +159,7 @@ static bool canceled(conc_chan *c) {
   return true;
 }
 
-/* ---- the non-blocking pass ------------------------------------------------ */
+/* ---- the non-blocking pass ---------------------------------------------- */
 
 /* One non-blocking pass over merged channel c: its context first, then its
  * live inputs from a random start (a merged input polled in turn). OK (a
@@ -204,8 +204,7 @@ static int poll_case(conc_case *cs, int *closed_send) {
 /* Pass 1: the caller's non-nil cases in a random order (each merged
  * channel one case), the first ready one taken: its index, CONC_EAGAIN,
  * or a failure. order has room for n. */
-static int poll_cases(conc_case *cases, int n, int *order,
-                      int *closed_send) {
+static int poll_cases(conc_case *cases, int n, int *order, int *closed_send) {
   int live = conc__shuffle_cases(cases, n, order);
   for (int k = 0; k < live; k++) {
     int rc = poll_case(&cases[order[k]], closed_send);
@@ -246,14 +245,14 @@ static bool add(xsel *x, conc_chan *chan, xmeta meta) {
 /* Adds merged channel c's cases; it is input k of owner (or NULL), whose
  * own case is x's case up (or -1). A closed one (a canceled context
  * closes it here) adds only its own case, which is ready: closed. */
-static bool expand(xsel *x, conc_chan *c, int origin, int up,
-                   conc_chan *owner, size_t k) {
+static bool expand(xsel *x, conc_chan *c, int origin, int up, conc_chan *owner,
+                   size_t k) {
   struct conc_merge *m = c->merge;
   int self = (int)x->n;
   if (!add(x, c, (xmeta){origin, owner, k, c, false, up})) return false;
   if (closed_now(c)) return true;
-  if (m->ctx && !add(x, conc_ctx_done(m->ctx),
-                     (xmeta){origin, owner, k, c, true, up}))
+  if (m->ctx &&
+      !add(x, conc_ctx_done(m->ctx), (xmeta){origin, owner, k, c, true, up}))
     return false;
   for (size_t j = 0; j < m->n; j++) {
     if (atomic_load(&m->dead[j])) continue;
@@ -335,8 +334,7 @@ static int round_of(conc_case *cases, int n, conc_time deadline,
 
 /* Parks on the full expansion of cases: the caller's case that fired,
  * ROUND_AGAIN, or a failure. */
-static int park(conc_case *cases, int n, conc_time deadline,
-                int *closed_send) {
+static int park(conc_case *cases, int n, conc_time deadline, int *closed_send) {
   size_t total = 0;
   for (int i = 0; i < n; i++) {
     conc_chan *c = cases[i].chan;
@@ -383,7 +381,7 @@ int conc__merge_select(conc_case *cases, int n, conc_time deadline,
   return merge_select(cases, n, deadline, closed_send, false);
 }
 
-/* ---- a plain receive ------------------------------------------------------ */
+/* ---- a plain receive ---------------------------------------------------- */
 
 int conc__merge_recv(conc_chan *c, conc_msg *out, conc_time deadline) {
   int rc = poll_merged(c, out);

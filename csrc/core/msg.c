@@ -54,8 +54,7 @@ void conc_retain(conc_obj *o) {
 
 void conc_release(conc_obj *o) {
   CONC_HB_BEFORE(o);  /* every release happens before the destroy */
-  if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) != 1)
-    return;
+  if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) != 1) return;
   CONC_HB_AFTER(o);
   CONC_HB_FORGET(o);  /* the address may be reused by a new object */
   atomic_long *c = count_of(o->type);
@@ -133,8 +132,7 @@ void conc_msg_free(conc_msg *m) {
 /* Never fails now (a share); the int stays for the API's sake. */
 int conc_msg_copy(conc_msg *dst, const conc_msg *src) {
   if (!is_inline(src))
-    atomic_fetch_add_explicit(&block_of(src)->shares, 1,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&block_of(src)->shares, 1, memory_order_relaxed);
   *dst = *src;
   return CONC_OK;
 }

@@ -282,7 +282,7 @@ static conc__g *steal_work(conc__p *p, seen_t *seen, bool first) {
   return NULL;
 }
 
-/* ---- threads and processors ---------------------------------------------- */
+/* ---- threads and processors --------------------------------------------- */
 
 static void *m_main(void *arg);
 static void m_atomics(conc__m *m);
@@ -425,6 +425,7 @@ static void handoff_p(conc__p *p) {
 
 /* The atomics of an M record (Helgrind: see CONC_HB_ATOMIC). */
 static void m_atomics(conc__m *m) {
+  conc__unused(m);  /* without -DCONC_VALGRIND, nothing to say */
   CONC_HB_ATOMIC(&m->word);
   CONC_HB_ATOMIC(&m->p);
   CONC_HB_ATOMIC(&m->tid);
@@ -437,7 +438,10 @@ static void m_atomics(conc__m *m) {
 
 static void make_p_locked(int id) {
   conc__p *p = calloc(1, sizeof *p);
-  if (p == NULL) conc__fatal("proc.c: calloc", 12);
+  if (p == NULL) {
+    conc__fatal("proc.c: calloc", 12);
+    return;  /* (never: it aborts) */
+  }
   CONC_HB_ATOMIC(&p->next);
   CONC_HB_ATOMIC(&p->next_puts);
   CONC_HB_ATOMIC(&p->m);
@@ -446,7 +450,7 @@ static void make_p_locked(int id) {
   pidle_put_locked(p);
 }
 
-/* ---- timers of parked tasks ------------------------------------------------ */
+/* ---- timers of parked tasks --------------------------------------------- */
 
 static void heap_swap(int i, int j) {
   conc__g *t = S.heap[i];
@@ -545,7 +549,7 @@ static conc_time fire_timers(void) {
   return next;
 }
 
-/* ---- running tasks ----------------------------------------------------------- */
+/* ---- running tasks ------------------------------------------------------ */
 
 /* The task's fiber suspended and its state yielded: it sleeps from now,
  * unless a wake came first (then it runs again soon). */
@@ -558,8 +562,7 @@ static void commit_park(conc__p *p, conc__g *g) {
   bool timed = deadline != CONC_NEVER;
   if (timed) conc__lock(&S.tlock);
   unsigned s = CONC_W_WAITING;
-  bool parked = atomic_compare_exchange_strong(&w->state, &s,
-                                               CONC_W_PARKED);
+  bool parked = atomic_compare_exchange_strong(&w->state, &s, CONC_W_PARKED);
   if (parked && timed) heap_push_locked(g);
   if (timed) conc__unlock(&S.tlock);
   if (parked) {
@@ -734,7 +737,7 @@ static void *m_main(void *arg) {
   return NULL;
 }
 
-/* ---- the monitor ---------------------------------------------------------------- */
+/* ---- the monitor -------------------------------------------------------- */
 
 static conc_time cpu_time(conc__m *m) {
   struct timespec ts;
@@ -783,8 +786,7 @@ static void look_at_threads(conc_time now) {
     conc_time cpu = same ? cpu_time(m) : 0;
     bool idle_cpu = same && cpu - m->seen_cpu < (now - m->seen_at) / 8;
     m->suspect = idle_cpu ? m->suspect + 1 : 0;
-    if (same && p && waiting && now - since > BLOCKED_NS &&
-        m->suspect >= 2) {
+    if (same && p && waiting && now - since > BLOCKED_NS && m->suspect >= 2) {
       /* Not computing (a thread that computes but waits for a core uses
        * more than an eighth of one, on a loaded machine too): blocked in
        * C. Its P goes to another thread. */
@@ -830,7 +832,8 @@ static void on_sigurg(int sig) {
 }
 
 static int default_procs(void) {
-  const char *e = getenv("CONC_MAXPROCS");
+  /* Read once (pthread_once), when conc first starts a task. */
+  const char *e = getenv("CONC_MAXPROCS");  // NOLINT(concurrency-mt-unsafe)
   long n = e ? strtol(e, NULL, 10) : 0;
   if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
   if (n < 1) n = 1;
@@ -883,7 +886,7 @@ static void init(void) {
   atomic_store(&S.started, true);
 }
 
-/* ---- the runtime's side ---------------------------------------------------------- */
+/* ---- the runtime's side ------------------------------------------------- */
 
 /*
  * A task woken by a thread goes to that thread's next slot, and a thread
@@ -903,8 +906,7 @@ void conc__ready(conc__g *g) {
     out = atomic_exchange(&S.main_next, g);
     if (out) globrunq_put(out);
   } else {
-    conc__p *p = m && atomic_load(&m->in_task) != 2 ? atomic_load(&m->p)
-                                                     : NULL;
+    conc__p *p = m && atomic_load(&m->in_task) != 2 ? atomic_load(&m->p) : NULL;
     if (p) {
       runq_put(p, g, true);
       out = queue_nonempty(p) ? g : NULL;  /* more than the next slot */

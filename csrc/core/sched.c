@@ -39,9 +39,7 @@ void conc_deadlock_mode(int m) { atomic_store(&mode, m); }
 
 conc_waiter *conc__main_waiter(void) { return atomic_load(&main_waiter); }
 
-void conc_wait_label(const char *label) {
-  conc__waiter_self()->label = label;
-}
+void conc_wait_label(const char *label) { conc__waiter_self()->label = label; }
 
 void conc_set_sleep_hook(conc_sleep_hook hook) {
   atomic_store(&sleep_hook, hook);
@@ -104,9 +102,7 @@ static void unlink_counted(conc_waiter *w) {  /* sched_lock held */
   w->counted = false;
 }
 
-void conc__thread_leave(void) {
-  conc__waiter_leave(conc__waiter_self());
-}
+void conc__thread_leave(void) { conc__waiter_leave(conc__waiter_self()); }
 
 void conc__waiter_leave(conc_waiter *w) {
   conc__lock(&sched_lock);
@@ -147,8 +143,7 @@ static void describe_all(char *buf, size_t size) {
 static bool all_asleep(void) {
   int n = 0;
   for (conc_waiter *w = all; w; w = w->next_all, n++)
-    if (!atomic_load(&w->asleep) ||
-        atomic_load(&w->selected) != CONC_SEL_NONE)
+    if (!atomic_load(&w->asleep) || atomic_load(&w->selected) != CONC_SEL_NONE)
       return false;
   return n == atomic_load(&live);
 }
@@ -162,8 +157,7 @@ static void deadlock(void) {
     conc__unlock(&sched_lock);  /* someone woke meanwhile */
     return;
   }
-  snprintf(report, sizeof report,
-           "all workers are asleep - deadlock!\n\n");
+  snprintf(report, sizeof report, "all workers are asleep - deadlock!\n\n");
   describe_all(report, sizeof report);
   conc_waiter *main_w = NULL;
   for (conc_waiter *x = all; x; x = x->next_all)
@@ -190,8 +184,7 @@ int conc_interrupt_main(void) {
   conc_waiter *w = atomic_load(&main_waiter);
   if (w == NULL ||
       atomic_load_explicit(&w->what, memory_order_acquire) == NULL ||
-      !atomic_load(&w->abortable) ||
-      !conc__waiter_claim(w, CONC_SEL_INTERRUPT))
+      !atomic_load(&w->abortable) || !conc__waiter_claim(w, CONC_SEL_INTERRUPT))
     return 0;
   conc__waiter_wake(w);
   return 1;
@@ -232,7 +225,8 @@ int conc_threads(conc_thread_info *out, int max) {
     t->since = w->since;
     bool waits = atomic_load(&w->what) != NULL;
     t->state = atomic_load(&w->asleep) ? CONC_THREAD_BLOCKED
-               : waits ? CONC_THREAD_WAITING : CONC_THREAD_RUNNING;
+               : waits                 ? CONC_THREAD_WAITING
+                                       : CONC_THREAD_RUNNING;
     t->what = atomic_load(&w->what);
     t->obj = atomic_load(&w->obj);
     memcpy(t->where, w->where, sizeof t->where);

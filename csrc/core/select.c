@@ -98,8 +98,8 @@ static int park_on_all(conc_case *cases, const int *order, int n,
                        conc_time deadline, int *closed_send) {
   conc_waiter *w = conc__waiter_self();
   conc__waiter_arm(w);
-  conc__waiting_on(w, "select", n == 1 ? (const void *)cases[order[0]].chan
-                                        : NULL, true);
+  conc__waiting_on(w, "select",
+                   n == 1 ? (const void *)cases[order[0]].chan : NULL, true);
   bool buffered = false;
   for (int k = 0; k < n; k++) {
     int i = order[k];
@@ -116,9 +116,9 @@ static int park_on_all(conc_case *cases, const int *order, int n,
   sel_poll sp = {cases, order, n};
   int fired = conc__waiter_park_or(w, deadline, buffered ? any_ready : NULL,
                                    &sp);
-  int result = fired == CONC_SEL_RETRY   ? RESTART
-             : fired == CONC_SEL_TIMEOUT ? CONC_ETIMEDOUT
-                                         : conc__abort_code(fired);
+  int result = fired == CONC_SEL_RETRY     ? RESTART
+               : fired == CONC_SEL_TIMEOUT ? CONC_ETIMEDOUT
+                                           : conc__abort_code(fired);
   for (int k = 0; k < n; k++) {
     int i = order[k];
     conc_chan *c = cases[i].chan;
@@ -200,8 +200,7 @@ static int select_with(conc_case *cases, int n, conc_time deadline,
   }
 }
 
-int conc_select(conc_case *cases, int n, conc_time deadline,
-                int *closed_send) {
+int conc_select(conc_case *cases, int n, conc_time deadline, int *closed_send) {
   *closed_send = 0;
   bool merged = false;
   for (int i = 0; i < n; i++) {

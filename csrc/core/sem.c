@@ -161,9 +161,7 @@ int conc_sem_acquire(conc_sem *s, int64_t n, conc_sem_wait **wait) {
   return CONC_EAGAIN;
 }
 
-conc_chan *conc_sem_wait_chan(const conc_sem_wait *wait) {
-  return wait->ready;
-}
+conc_chan *conc_sem_wait_chan(const conc_sem_wait *wait) { return wait->ready; }
 
 int conc_sem_wait_end(conc_sem *s, conc_sem_wait *w) {
   conc__lock(&s->lock);

@@ -118,7 +118,7 @@ static void forward(int sig) {
 /* One delivery (sig_lock held, so a stop that returned sees none). */
 static void deliver_to(target *t, int sig) {
   conc_msg m;
-  atomic_load(&make_msg)(&m, sig);
+  atomic_load (&make_msg)(&m, sig);
   if (t->is_ctx) {  /* the message becomes the cause (taken over) */
     conc_ctx_cancel((conc_ctx *)t->obj, CONC_ECANCELED, &m);
     return;
@@ -262,7 +262,7 @@ int conc_signal_stop(conc_obj *obj) {
   return CONC_OK;
 }
 
-/* ---- the main script's interrupt ----------------------------------------- */
+/* ---- the main script's interrupt ---------------------------------------- */
 
 static bool is_handler(const struct sigaction *sa) {
   if (sa->sa_flags & SA_SIGINFO) return true;
@@ -276,8 +276,7 @@ static void wrap_sigint(int sig, siginfo_t *info, void *uc) {
   int saved_errno = errno;
   if (host_sigint.sa_flags & SA_SIGINFO)
     host_sigint.sa_sigaction(sig, info, uc);
-  else
-    host_sigint.sa_handler(sig);
+  else host_sigint.sa_handler(sig);
   int (*pending)(void) = atomic_load(&pending_fn);
   if (pending && pending()) conc_interrupt_main();
   errno = saved_errno;

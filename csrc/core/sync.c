@@ -12,7 +12,7 @@
  */
 #include "internal.h"
 
-/* ---- WaitGroup ----------------------------------------------------------- */
+/* ---- WaitGroup ---------------------------------------------------------- */
 
 struct conc_wg {
   conc_obj hdr;
@@ -89,7 +89,7 @@ conc_chan *conc_wg_wait_chan(conc_wg *wg) {
   return c;
 }
 
-/* ---- Mutex ---------------------------------------------------------------- */
+/* ---- Mutex -------------------------------------------------------------- */
 
 enum { LOCKED = 1, WAITERS = 2 };
 
@@ -182,11 +182,11 @@ int conc_mutex_unlock(conc_mutex *m) {
   if (next == NULL) atomic_store(&m->state, 0);
   else if (m->waiters.head == NULL) atomic_store(&m->state, LOCKED);
   conc__unlock(&m->lock);
-  if (next) conc__waiter_wake(next->w);  /* it owns the mutex now */
+  if (next) conc__waiter_wake(next->w); /* it owns the mutex now */
   return CONC_OK;
 }
 
-/* ---- RWMutex --------------------------------------------------------------- */
+/* ---- RWMutex ------------------------------------------------------------ */
 
 /*
  * Writer preference: a reader that arrives while a writer waits queues
@@ -197,8 +197,8 @@ int conc_mutex_unlock(conc_mutex *m) {
 struct conc_rwmutex {
   conc_obj hdr;
   conc__lock_t lock;
-  int readers;            /* readers holding it */
-  bool writer;            /* a writer holds it */
+  int readers; /* readers holding it */
+  bool writer; /* a writer holds it */
   int writers_waiting;
   conc_waitq rq, wq;
 };
@@ -254,7 +254,7 @@ int conc_rwmutex_lock(conc_rwmutex *m) {
   }
   m->writers_waiting++;
   int rc = park_on(&m->lock, &m->wq, "rwmutex lock", m, true);
-  if (rc == CONC_OK) return CONC_OK;  /* handed it */
+  if (rc == CONC_OK) return CONC_OK; /* handed it */
   conc__lock(&m->lock);
   m->writers_waiting--;
   conc_sudog *readers = can_read(m) ? admit_readers(m) : NULL;
@@ -307,7 +307,7 @@ static conc_sudog *admit_readers(conc_rwmutex *m) {
 
 static void wake_all(conc_sudog *list) {
   while (list) {
-    conc_sudog *next = list->next;  /* read before its owner returns */
+    conc_sudog *next = list->next; /* read before its owner returns */
     conc__waiter_wake(list->w);
     list = next;
   }
@@ -320,7 +320,7 @@ int conc_rwmutex_unlock(conc_rwmutex *m) {
     return CONC_ENOTLOCKED;
   }
   m->writer = false;
-  conc_sudog *readers = admit_readers(m);  /* readers first */
+  conc_sudog *readers = admit_readers(m); /* readers first */
   conc_waiter *wake = readers ? NULL : admit_writer(m);
   conc__unlock(&m->lock);
   wake_all(readers);
@@ -328,13 +328,13 @@ int conc_rwmutex_unlock(conc_rwmutex *m) {
   return CONC_OK;
 }
 
-/* ---- Cond ------------------------------------------------------------------- */
+/* ---- Cond --------------------------------------------------------------- */
 
 struct conc_cond {
   conc_obj hdr;
-  conc_mutex *m;        /* retained */
+  conc_mutex *m; /* retained */
   conc__lock_t lock;
-  conc_waitq waiters;   /* lock */
+  conc_waitq waiters; /* lock */
 };
 
 static void cond_destroy(conc_obj *o) {
@@ -364,16 +364,16 @@ int conc_cond_wait(conc_cond *c) {
   conc__waiter_arm(w);
   conc__waiting_on(w, "cond wait", c, true);
   conc__lock(&c->lock);
-  conc__waitq_push(&c->waiters, &sd);  /* queued before the unlock: */
-  conc__unlock(&c->lock);              /* no signal can be missed */
+  conc__waitq_push(&c->waiters, &sd); /* queued before the unlock: */
+  conc__unlock(&c->lock); /* no signal can be missed */
   conc_mutex_unlock(c->m);
   int fired = conc__waiter_park(w, CONC_NEVER);
-  if (fired < 0) {  /* aborted: a signal now skips it (it is claimed) */
+  if (fired < 0) { /* aborted: a signal now skips it (it is claimed) */
     conc__lock(&c->lock);
     conc__waitq_remove(&c->waiters, &sd);
     conc__unlock(&c->lock);
   }
-  mutex_lock(c->m, false);  /* Wait returns holding it, always */
+  mutex_lock(c->m, false); /* Wait returns holding it, always */
   return fired < 0 ? conc__abort_code(fired) : CONC_OK;
 }
 
@@ -400,17 +400,17 @@ void conc_cond_broadcast(conc_cond *c) {
   }
 }
 
-/* ---- Once -------------------------------------------------------------------- */
+/* ---- Once --------------------------------------------------------------- */
 
 enum { ONCE_NEW, ONCE_RUNNING, ONCE_DONE };
 
 struct conc_once {
   conc_obj hdr;
   conc__lock_t lock;
-  int state;            /* lock */
-  int failed;           /* written before DONE, then read-only */
-  conc_msg outcome;     /* likewise */
-  conc_chan *done;      /* closed when the runner finishes */
+  int state; /* lock */
+  int failed; /* written before DONE, then read-only */
+  conc_msg outcome; /* likewise */
+  conc_chan *done; /* closed when the runner finishes */
 };
 
 static void once_destroy(conc_obj *o) {

@@ -51,7 +51,7 @@ static struct {
   conc_waiter *w;           /* the thread's waiter */
 } timers = {CONC_LOCK_INIT, NULL, 0, 0, false, false, NULL};
 
-/* ---- objects ------------------------------------------------------------- */
+/* ---- objects ------------------------------------------------------------ */
 
 conc_timer *conc_timer_new(conc_timer_fn fire, void *arg,
                            void (*drop)(void *arg)) {
@@ -72,8 +72,7 @@ static void timer_retain(conc_timer *t) {
 
 void conc_timer_release(conc_timer *t) {
   CONC_HB_BEFORE(t);  /* every release happens before the free */
-  if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
-    return;
+  if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1) return;
   CONC_HB_AFTER(t);
   CONC_HB_FORGET(t);
   if (t->drop) t->drop(t->arg);
@@ -84,7 +83,7 @@ uint64_t conc_timer_gen(conc_timer *t) {
   return atomic_load_explicit(&t->gen, memory_order_acquire);
 }
 
-/* ---- the heap (timers.lock held) ------------------------------------------- */
+/* ---- the heap (timers.lock held) ---------------------------------------- */
 
 static void heap_set(size_t i, conc_timer *t) {
   timers.heap[i] = t;
@@ -139,7 +138,7 @@ static void heap_remove(conc_timer *t) {
   sift_up(last->index);
 }
 
-/* ---- the thread ------------------------------------------------------------------ */
+/* ---- the thread --------------------------------------------------------- */
 
 /* Pops what is due at `now` into batch (rescheduling tickers); returns
  * how many. timers.lock held. */
@@ -216,7 +215,7 @@ static bool ensure_thread(void) {
   return timers.started;
 }
 
-/* ---- start and stop ---------------------------------------------------------------- */
+/* ---- start and stop ----------------------------------------------------- */
 
 /* Unschedules t: 1 if it was scheduled. timers.lock held; the heap's
  * reference is returned to the caller through *drop_ref. */
@@ -263,7 +262,7 @@ int conc_timer_stop(conc_timer *t) {
   return was;
 }
 
-/* ---- channel timers ------------------------------------------------------------- */
+/* ---- channel timers ----------------------------------------------------- */
 
 /* The channel of t, retained, or NULL if it is gone: a channel being
  * destroyed clears t->chan under timers.lock before it is freed, and
@@ -322,7 +321,8 @@ int conc_timer_stop_chan(conc_timer *t, conc_chan *c) {
   /* A firing in flight counts only for the stop that made it stale (a
    * second stop finds the generation moved on). */
   bool in_flight = t->in_flight &&
-      t->flight_gen == atomic_load_explicit(&t->gen, memory_order_relaxed);
+                   t->flight_gen ==
+                       atomic_load_explicit(&t->gen, memory_order_relaxed);
   int was = unschedule(t);
   conc__unlock(&timers.lock);
   if (was) conc_timer_release(t);  /* the heap's reference */
@@ -331,8 +331,8 @@ int conc_timer_stop_chan(conc_timer *t, conc_chan *c) {
   conc__lock(&c->lock);
   /* A firing under way that did not send (it has not decided yet, or
    * it saw our new generation) delivers nothing: the timer was active. */
-  bool dropping =
-      in_flight && !atomic_load_explicit(&t->sent, memory_order_relaxed);
+  bool dropping = in_flight &&
+                  !atomic_load_explicit(&t->sent, memory_order_relaxed);
   int drained = conc__chan_try_recv(c, &m, &wake) == CONC_OK;
   conc__unlock(&c->lock);
   if (drained) conc_msg_free(&m);

@@ -48,7 +48,10 @@ static CONC_TLS uint64_t tls_rand;
 static atomic_int ncpu;  /* processors online; 0 until first looked up */
 
 void conc__fatal(const char *what, int err) {
-  fprintf(stderr, "conc: fatal: %s failed: %s\n", what, strerror(err));
+  char buf[128];  /* strerror_r: strerror is not thread-safe (GNU's
+                   * returns the text, in buf or static) */
+  fprintf(stderr, "conc: fatal: %s failed: %s\n", what,
+          strerror_r(err, buf, sizeof buf));
   abort();
 }
 
@@ -56,7 +59,7 @@ const char *conc_strerror(int code) {
   switch (code) {
     case CONC_OK: return "ok";
 #define CONC_ERRNO_TEXT(name, c, text) case CONC_##name: return text;
-    CONC_ERRNO_MAP(CONC_ERRNO_TEXT)
+      CONC_ERRNO_MAP(CONC_ERRNO_TEXT)
 #undef CONC_ERRNO_TEXT
     default: return "unknown error";
   }
@@ -97,7 +100,7 @@ static struct timespec to_timespec(conc_time t) {
   return ts;
 }
 
-/* ---- random numbers (xorshift64*, per thread) ---------------------------- */
+/* ---- random numbers (xorshift64*, per thread) --------------------------- */
 
 uint32_t conc__rand(void) {
   uint64_t x = tls_rand;
@@ -109,7 +112,7 @@ uint32_t conc__rand(void) {
   return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
 }
 
-/* ---- the waiter ----------------------------------------------------------- */
+/* ---- the waiter --------------------------------------------------------- */
 
 /* The thread exits: its waiter goes back on the free list. */
 static void waiter_exit(void *p) {
@@ -192,7 +195,7 @@ static void futex_wake(atomic_uint *addr) {
   syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-/* ---- the internal lock's slow paths ------------------------------------------ */
+/* ---- the internal lock's slow paths ------------------------------------- */
 
 /* Contended: spin briefly (critical sections are a few dozen
  * nanoseconds), then sleep on the futex with the word at 2 (waiters). */
@@ -200,9 +203,9 @@ void conc__lock_slow(conc__lock_t *l) {
   for (int i = 0; i < 200; i++) {
     conc__cpu_relax();
     unsigned c = atomic_load_explicit(&l->v, memory_order_relaxed);
-    if (c == 0 && atomic_compare_exchange_weak_explicit(
-                      &l->v, &c, 1, memory_order_acquire,
-                      memory_order_relaxed))
+    if (c == 0 && atomic_compare_exchange_weak_explicit(&l->v, &c, 1,
+                                                        memory_order_acquire,
+                                                        memory_order_relaxed))
       return;
   }
   while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0)
@@ -235,9 +238,10 @@ void conc__waiter_wake(conc_waiter *w) {
 bool conc__waiter_wake_spinning(conc_waiter *w) {
   CONC_HB_BEFORE(w);  /* as in conc__waiter_wake */
   unsigned waiting = CONC_W_WAITING;
-  return atomic_compare_exchange_strong_explicit(
-      &w->state, &waiting, CONC_W_WOKEN, memory_order_acq_rel,
-      memory_order_acquire);
+  return atomic_compare_exchange_strong_explicit(&w->state, &waiting,
+                                                 CONC_W_WOKEN,
+                                                 memory_order_acq_rel,
+                                                 memory_order_acquire);
 }
 
 static bool woken(conc_waiter *w) {
@@ -385,9 +389,11 @@ static int park(conc_waiter *w, conc_time deadline,
     else if (w->id == 0 && w->counted) help_while_waiting(w, deadline);
     for (;;) {
       unsigned s = CONC_W_WAITING;
-      if (!atomic_compare_exchange_strong_explicit(
-              &w->state, &s, CONC_W_SLEEPING, memory_order_acq_rel,
-              memory_order_acquire) && s == CONC_W_WOKEN)
+      if (!atomic_compare_exchange_strong_explicit(&w->state, &s,
+                                                   CONC_W_SLEEPING,
+                                                   memory_order_acq_rel,
+                                                   memory_order_acquire) &&
+          s == CONC_W_WOKEN)
         break;
       if (deadline != CONC_NEVER && conc_now() >= deadline) {
         if (!claim_timeout) {
@@ -436,7 +442,7 @@ int conc_sleep_until(conc_time deadline) {
                                                  : conc__abort_code(fired);
 }
 
-/* ---- wait queues (the caller holds the queue's lock) ---------------------- */
+/* ---- wait queues (the caller holds the queue's lock) -------------------- */
 
 void conc__waitq_push(conc_waitq *q, conc_sudog *s) {
   s->next = NULL;

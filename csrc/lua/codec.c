@@ -105,7 +105,7 @@ static const char scratch_key = 's';
 static const char modnames_key = 'm';
 static const char dumps_key = 'd';
 
-/* ---- buffers ------------------------------------------------------------- */
+/* ---- buffers ------------------------------------------------------------ */
 
 static void reserve(scratch *s, size_t n) {
   if (s->size - s->len >= n || s->oom) return;
@@ -195,7 +195,7 @@ static void put_u32_at(scratch *s, size_t at, uint32_t v) {
   if (!s->oom) memcpy(s->buf + at, &v, 4);
 }
 
-/* ---- the seen map (address -> id) ------------------------------------------ */
+/* ---- the seen map (address -> id) --------------------------------------- */
 
 static size_t hash_ptr(const void *p, size_t size) {
   uint64_t x = (uint64_t)(uintptr_t)p;
@@ -260,7 +260,7 @@ static void seen_add(scratch *s, const void *p, int id) {
   map_add(&s->seen, p, id, &s->oom);
 }
 
-/* ---- the module address set (see scratch.mods) ---------------------------- */
+/* ---- the module address set (see scratch.mods) -------------------------- */
 
 static void mods_clear(scratch *s) {
   if (s->mods) memset(s->mods, 0, s->mods_size * sizeof *s->mods);
@@ -270,7 +270,8 @@ static void mods_clear(scratch *s) {
 
 static int mods_has(const scratch *s, const void *p) {
   if (s->mods_used == 0) return 0;
-  for (size_t i = hash_ptr(p, s->mods_size);; i = (i + 1) & (s->mods_size - 1)) {
+  for (size_t i = hash_ptr(p, s->mods_size);;
+       i = (i + 1) & (s->mods_size - 1)) {
     if (s->mods[i] == p) return 1;
     if (s->mods[i] == NULL) return 0;
   }
@@ -328,7 +329,7 @@ static int scratch_gc(lua_State *L) {
   return 0;
 }
 
-/* ---- error paths ------------------------------------------------------------ */
+/* ---- error paths -------------------------------------------------------- */
 
 /* Records where the failing value was, as the recursion unwinds. */
 static void add_segment(errpath *e, char kind, const char *fmt, ...) {
@@ -364,14 +365,12 @@ static void add_key_segment(lua_State *L, errpath *e, int idx) {
     case LUA_TNUMBER:
       if (lua_isinteger(L, idx))
         add_segment(e, 'f', "[%lld]", (long long)lua_tointeger(L, idx));
-      else
-        add_segment(e, 'f', "[%g]", (double)lua_tonumber(L, idx));
+      else add_segment(e, 'f', "[%g]", (double)lua_tonumber(L, idx));
       break;
     case LUA_TBOOLEAN:
       add_segment(e, 'f', "[%s]", lua_toboolean(L, idx) ? "true" : "false");
       break;
-    default:
-      add_segment(e, 'f', "[%s]", luaL_typename(L, idx));
+    default: add_segment(e, 'f', "[%s]", luaL_typename(L, idx));
   }
 }
 
@@ -429,7 +428,7 @@ static void push_error(lua_State *L, scratch *s, const char *fname,
   locate_error(L, &s->path, fname, what, k);
 }
 
-/* ---- module lookup ------------------------------------------------------------ */
+/* ---- module lookup ------------------------------------------------------ */
 
 /* Records value -> "mod" or "mod\0key" in the table at -1. A value known
  * already keeps its name, except that a module loaded under two names
@@ -570,7 +569,7 @@ static void put_module(lua_State *L, scratch *s) {
   lua_pop(L, 1);
 }
 
-/* ---- encoding ------------------------------------------------------------------ */
+/* ---- encoding ----------------------------------------------------------- */
 
 static const char *encode_value(lua_State *L, scratch *s, int idx, int depth);
 
@@ -609,13 +608,12 @@ static _Thread_local char export_err[256];
  * NULL with the exported value and the rebuilder's name "mod.fn" left
  * on the stack (the hook replaced), or the refusal with the stack as it
  * was before the hook was pushed. */
-static const char *call_export(lua_State *L, int idx,
-                               const char *what) {
+static const char *call_export(lua_State *L, int idx, const char *what) {
   lua_pushvalue(L, idx);                          /* hook, v */
   if (lua_pcall(L, 1, 2, 0) != LUA_OK) {          /* err */
     lconc_tostring_safe(L, -1);
-    snprintf(export_err, sizeof export_err,
-             "%s (its __conc_export raised: %s)", what, lua_tostring(L, -1));
+    snprintf(export_err, sizeof export_err, "%s (its __conc_export raised: %s)",
+             what, lua_tostring(L, -1));
     lua_pop(L, 2);
     return export_err;
   }
@@ -627,7 +625,8 @@ static const char *call_export(lua_State *L, int idx,
     lua_pop(L, 2);
     snprintf(export_err, sizeof export_err,
              "%s (its __conc_export must return a value and the name of "
-             "the function that rebuilds it, \"module.function\")", what);
+             "the function that rebuilds it, \"module.function\")",
+             what);
     return export_err;
   }
   return NULL;
@@ -637,8 +636,8 @@ static const char *call_export(lua_State *L, int idx,
  * (popped), as T_EXPORT: the rebuilder's module and function, then the
  * value the hook returned. The value takes its id after what it
  * contains, as the decoder can only remember it once rebuilt. */
-static const char *encode_export(lua_State *L, scratch *s, int idx,
-                                 int depth, const char *what) {
+static const char *encode_export(lua_State *L, scratch *s, int idx, int depth,
+                                 const char *what) {
   if (depth > MAX_DEPTH || !lua_checkstack(L, 4)) {
     lua_pop(L, 1);
     return "a value nested too deeply (200 levels at most)";
@@ -733,8 +732,8 @@ static const char *encode_table_body(lua_State *L, scratch *s, int idx,
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     if (in_array) {
-      if (lua_isinteger(L, top - 1) &&
-          lua_tointeger(L, top - 1) == narr + 1 && narr < 0x7fffffff) {
+      if (lua_isinteger(L, top - 1) && lua_tointeger(L, top - 1) == narr + 1 &&
+          narr < 0x7fffffff) {
         const char *err = encode_value(L, s, top, depth + 1);
         if (err) {
           add_segment(&s->path, 'f', "[%lld]", (long long)(narr + 1));
@@ -932,8 +931,7 @@ static const char *encode_foreign(lua_State *L, scratch *s, int idx,
   return encode_export(L, s, idx, depth, "a userdata");
 }
 
-static const char *encode_object(lua_State *L, scratch *s, int idx,
-                                 int depth) {
+static const char *encode_object(lua_State *L, scratch *s, int idx, int depth) {
   conc_obj *o = lconc_to_obj(L, idx);
   if (o == NULL) return encode_foreign(L, s, idx, depth);
   int id = seen_find(s, o);
@@ -956,9 +954,7 @@ static const char *encode_object(lua_State *L, scratch *s, int idx,
 
 static const char *encode_value(lua_State *L, scratch *s, int idx, int depth) {
   switch (lua_type(L, idx)) {
-    case LUA_TNIL:
-      put_byte(s, T_NIL);
-      return NULL;
+    case LUA_TNIL: put_byte(s, T_NIL); return NULL;
     case LUA_TBOOLEAN:
       put_byte(s, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
       return NULL;
@@ -979,22 +975,16 @@ static const char *encode_value(lua_State *L, scratch *s, int idx, int depth) {
       put_string(s, p, len);
       return NULL;
     }
-    case LUA_TTABLE:
-      return encode_table(L, s, idx, depth);
-    case LUA_TFUNCTION:
-      return encode_function(L, s, idx, depth);
-    case LUA_TUSERDATA:
-      return encode_object(L, s, idx, depth);
-    case LUA_TLIGHTUSERDATA:
-      return "a light userdata";
-    case LUA_TTHREAD:
-      return "a coroutine";
-    default:
-      return "a value of this type";
+    case LUA_TTABLE: return encode_table(L, s, idx, depth);
+    case LUA_TFUNCTION: return encode_function(L, s, idx, depth);
+    case LUA_TUSERDATA: return encode_object(L, s, idx, depth);
+    case LUA_TLIGHTUSERDATA: return "a light userdata";
+    case LUA_TTHREAD: return "a coroutine";
+    default: return "a value of this type";
   }
 }
 
-/* ---- the small path: scalars only, no scratch, no allocation -------------- */
+/* ---- the small path: scalars only, no scratch, no allocation ------------ */
 
 #define SMALL_MAX CONC_MSG_INLINE
 
@@ -1004,10 +994,14 @@ static size_t encode_small(lua_State *L, int first, int n, unsigned char *out) {
   out[0] = 0;
   for (int i = first; i < first + n; i++) {
     switch (lua_type(L, i)) {
-      case LUA_TNIL: if (len + 1 > SMALL_MAX) return 0;
-        out[len++] = T_NIL; break;
-      case LUA_TBOOLEAN: if (len + 1 > SMALL_MAX) return 0;
-        out[len++] = lua_toboolean(L, i) ? T_TRUE : T_FALSE; break;
+      case LUA_TNIL:
+        if (len + 1 > SMALL_MAX) return 0;
+        out[len++] = T_NIL;
+        break;
+      case LUA_TBOOLEAN:
+        if (len + 1 > SMALL_MAX) return 0;
+        out[len++] = lua_toboolean(L, i) ? T_TRUE : T_FALSE;
+        break;
       case LUA_TNUMBER: {
         if (len + 11 > SMALL_MAX) return 0;
         if (lua_isinteger(L, i)) {
@@ -1031,14 +1025,13 @@ static size_t encode_small(lua_State *L, int first, int n, unsigned char *out) {
         len += 2 + sl;
         break;
       }
-      default:
-        return 0;
+      default: return 0;
     }
   }
   return len;
 }
 
-/* ---- encoding entry points ---------------------------------------------------- */
+/* ---- encoding entry points ---------------------------------------------- */
 
 /* The call running in L (its CallInfo, which lua_Debug exposes), or
  * NULL outside any call. */
@@ -1112,8 +1105,8 @@ static void release_scratch(lua_State *L, scratch *s, int temporary) {
  * byte at least) into *m, and releases s. 0, or 1 with the message
  * pushed. */
 static int encode_into(lua_State *L, scratch *s, int temporary, int first,
-                       int n, conc_msg *m, const char *fname,
-                       lconc_what what, int argbase) {
+                       int n, conc_msg *m, const char *fname, lconc_what what,
+                       int argbase) {
   int top = lua_gettop(L);  /* restored at the end, whatever happens */
   for (int k = 0; k < n; k++) {
     const char *err = encode_value(L, s, first + k, 0);
@@ -1230,13 +1223,13 @@ void lconc_encode_call(lua_State *L, int first, int n, conc_msg *m) {
   int temporary;
   scratch *s = acquire_scratch(L, &temporary);
   put_preload(L, s, lua_gettop(L));
-  int failed = encode_into(L, s, temporary, first, n, m, "conc.go",
-                           LCONC_ARG, first);
+  int failed = encode_into(L, s, temporary, first, n, m, "conc.go", LCONC_ARG,
+                           first);
   lua_remove(L, failed ? -2 : -1);                  /* P */
   if (failed) lua_error(L);
 }
 
-/* ---- decoding ------------------------------------------------------------------ */
+/* ---- decoding ----------------------------------------------------------- */
 
 typedef struct decoder {
   const unsigned char *p, *end;
@@ -1396,8 +1389,8 @@ static void decode_table(lua_State *L, decoder *d, int depth) {
       add_segment(&d->path, 'k', "");
       return;
     }
-    if (lua_isnil(L, -1) ||
-        (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1)))
+    if (lua_isnil(L, -1) || (lua_type(L, -1) == LUA_TNUMBER &&
+                             lua_tonumber(L, -1) != lua_tonumber(L, -1)))
       corrupt(L);
     int key = lua_gettop(L);
     decode_value(L, d, depth + 1);
@@ -1461,7 +1454,8 @@ static void fail_with(lua_State *L, decoder *d) {
 
 /* Pushes why the class named at `name` (a T_MODULE payload, read
  * before) is no metatable here; the value found is at -1. */
-static void push_class_error(lua_State *L, decoder *d, const unsigned char *name) {
+static void push_class_error(lua_State *L, decoder *d,
+                             const unsigned char *name) {
   decoder at = *d;
   at.p = name;
   size_t mlen, klen;
@@ -1524,8 +1518,7 @@ static int rebuild_export(lua_State *L) {
   }
   if (lua_isnil(L, -1))                           /* ..., nil, reason */
     lua_pushliteral(L, "it returned nil");
-  else
-    lconc_tostring_safe(L, -1);
+  else lconc_tostring_safe(L, -1);
   return luaL_error(L, "'%s.%s' could not rebuild the value: %s", mod, fn,
                     lua_tostring(L, -1));
 }
@@ -1714,7 +1707,7 @@ int lconc_decode(lua_State *L, conc_msg *m, const char *fname,
   return n;
 }
 
-/* ---- strings without a lua_State (errors made in C) ------------------------ */
+/* ---- strings without a lua_State (errors made in C) --------------------- */
 
 const char *lconc_msg_string(const conc_msg *m, size_t *len) {
   const unsigned char *d = conc_msg_data(m);
@@ -1732,12 +1725,13 @@ const char *lconc_msg_string(const conc_msg *m, size_t *len) {
 
 const char *lconc_msg_type_name(const conc_msg *m) {
   static const char *const names[] = {
-      [T_NIL] = "nil", [T_FALSE] = "boolean", [T_TRUE] = "boolean",
-      [T_INT] = "number", [T_FLOAT] = "number", [T_STR] = "string",
-      [T_TABLE] = "table", [T_REF] = "table", [T_FUNC] = "function",
-      [T_MODULE] = "module member", [T_OBJ] = "conc object",
-      [T_ENV] = "table", [T_CLASS] = "table",
-      [T_EXPORT] = "exported value"};
+      [T_NIL] = "nil",         [T_FALSE] = "boolean",
+      [T_TRUE] = "boolean",    [T_INT] = "number",
+      [T_FLOAT] = "number",    [T_STR] = "string",
+      [T_TABLE] = "table",     [T_REF] = "table",
+      [T_FUNC] = "function",   [T_MODULE] = "module member",
+      [T_OBJ] = "conc object", [T_ENV] = "table",
+      [T_CLASS] = "table",     [T_EXPORT] = "exported value"};
   const unsigned char *d = conc_msg_data(m);
   if (m->len < 2 || d[1] >= sizeof names / sizeof names[0]) return "no";
   return names[d[1]];
@@ -1779,7 +1773,7 @@ void lconc_tostring_safe(lua_State *L, int idx) {
   }
 }
 
-/* ---- per-state setup ------------------------------------------------------------ */
+/* ---- per-state setup ---------------------------------------------------- */
 
 int lconc_codec_loaded_meta(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);

@@ -8,8 +8,21 @@
 
 /* A value's tag byte. */
 enum {
-  T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_FUNC,
-  T_MODULE, T_OBJ, T_ENV, T_UPVAL, T_CLASS, T_EXPORT
+  T_NIL,
+  T_FALSE,
+  T_TRUE,
+  T_INT,
+  T_FLOAT,
+  T_STR,
+  T_TABLE,
+  T_REF,
+  T_FUNC,
+  T_MODULE,
+  T_OBJ,
+  T_ENV,
+  T_UPVAL,
+  T_CLASS,
+  T_EXPORT
 };
 /* The message's first byte. */
 enum { F_BACKREFS = 1, F_CODE = 2, F_PRELOAD = 4 };

@@ -100,8 +100,10 @@ lheap *lheap_new(void) {
 
 static void count_chunk_bytes(lheap *h, size_t add, size_t sub) {
   h->chunk_bytes = h->chunk_bytes + add - sub;
-  if (add) atomic_fetch_add_explicit(&all_chunk_bytes, add, memory_order_relaxed);
-  if (sub) atomic_fetch_sub_explicit(&all_chunk_bytes, sub, memory_order_relaxed);
+  if (add)
+    atomic_fetch_add_explicit(&all_chunk_bytes, add, memory_order_relaxed);
+  if (sub)
+    atomic_fetch_sub_explicit(&all_chunk_bytes, sub, memory_order_relaxed);
 }
 
 void lheap_free(lheap *h) {
@@ -127,7 +129,7 @@ size_t lheap_all_chunk_bytes(void) {
   return atomic_load_explicit(&all_chunk_bytes, memory_order_relaxed);
 }
 
-/* ---- chunks ---------------------------------------------------------------- */
+/* ---- chunks ------------------------------------------------------------- */
 
 /* The position in the index of the last chunk at or below p (0 if none). */
 static size_t index_of(const lheap *h, const void *p) {
@@ -178,7 +180,7 @@ static int grow(lheap *h) {
   return 1;
 }
 
-/* ---- free lists ------------------------------------------------------------- */
+/* ---- free lists --------------------------------------------------------- */
 
 /* The next free block after b (its link read under ASan's poison). */
 static free_block *next_of(free_block *b) {
@@ -206,8 +208,7 @@ static void *pop_class(lheap *h, int c) {
 /* A block of class `have` now serves class `c` (smaller): the rest of it
  * becomes a free block of its own size. */
 static void split(lheap *h, void *p, int have, int c) {
-  if (have > c)
-    push_class(h, (char *)p + class_size(c), have - c - 1);
+  if (have > c) push_class(h, (char *)p + class_size(c), have - c - 1);
 }
 
 /* A block of n bytes: from its class, else carved, else from a new
@@ -231,7 +232,7 @@ static void *small_alloc(lheap *h, size_t n) {
   return p;
 }
 
-/* ---- giving chunks back ---------------------------------------------------- */
+/* ---- giving chunks back ------------------------------------------------- */
 
 size_t lheap_chunk_bytes(const lheap *h) { return h->chunk_bytes; }
 
@@ -296,12 +297,12 @@ size_t lheap_trim(lheap *h) {
   return given;
 }
 
-/* ---- the allocator --------------------------------------------------------- */
+/* ---- the allocator ------------------------------------------------------ */
 
 /* realloc, except that a failed shrink keeps the block. */
 static void *big_realloc(void *ptr, size_t osize, size_t nsize) {
   void *p = realloc(ptr, nsize);
-  if (p == NULL && nsize <= osize) return ptr;  /* still valid and big enough */
+  if (p == NULL && nsize <= osize) return ptr; /* still valid and big enough */
   return p;
 }
 
@@ -317,7 +318,7 @@ void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     free(ptr);
     return NULL;
   }
-  if (ptr == NULL) {  /* osize is a type tag then */
+  if (ptr == NULL) { /* osize is a type tag then */
     if (nsize == 0) return NULL;
     if (nsize > LHEAP_SMALL || h->use_malloc) return malloc(nsize);
     return small_alloc(h, nsize);
@@ -335,9 +336,9 @@ void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     }
     if (nsize > LHEAP_SMALL || h->use_malloc)
       return big_realloc(ptr, osize, nsize);
-    void *p = small_alloc(h, nsize);  /* a shrink into the classes */
+    void *p = small_alloc(h, nsize); /* a shrink into the classes */
     if (p == NULL) {
-      h->mixed = 1;  /* it stays malloc's (see the top) */
+      h->mixed = 1; /* it stays malloc's (see the top) */
       return ptr;
     }
     memcpy(p, ptr, nsize);
@@ -349,7 +350,7 @@ void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
       free(ptr);
       return NULL;
     }
-    return big_realloc(ptr, osize, nsize);  /* stays malloc's */
+    return big_realloc(ptr, osize, nsize); /* stays malloc's */
   }
   /* A block of the classes. */
   int oc = class_of(osize);
@@ -358,7 +359,7 @@ void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   if (nsize > LHEAP_SMALL || h->use_malloc) {
-    void *p = malloc(nsize);  /* a small block outgrows the classes */
+    void *p = malloc(nsize); /* a small block outgrows the classes */
     if (p == NULL) return nsize < osize ? ptr : NULL;
     memcpy(p, ptr, nsize < osize ? nsize : osize);
     push_class(h, ptr, oc);
@@ -372,7 +373,7 @@ void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   void *p = small_alloc(h, nsize);
   if (p == NULL) {
     if (nc > oc) return NULL;
-    split(h, ptr, oc, nc);  /* a shrink keeps its block's front */
+    split(h, ptr, oc, nc); /* a shrink keeps its block's front */
     return ptr;
   }
   memcpy(p, ptr, nsize < osize ? nsize : osize);

@@ -54,7 +54,7 @@ static int a_cas(lua_State *L) {
 
 void lconc_open_atomic(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"load", a_load}, {"store", a_store}, {"add", a_add},
+      {"load", a_load}, {"store", a_store},          {"add", a_add},
       {"swap", a_swap}, {"compare_and_swap", a_cas}, {NULL, NULL}};
   lconc_declare(&conc_atomic_type, methods, NULL, NULL);
   lua_pushcfunction(L, atomic_new);

@@ -48,8 +48,8 @@ static conc_time opt_timeout(lua_State *L) {
 
 /* Refuses options it does not know (a misspelt one would be ignored). */
 static void check_keys(lua_State *L) {
-  static const char *const known[] = {"failures", "timeout", "successes",
-                                      "probes", "on_change", NULL};
+  static const char *const known[] = {"failures", "timeout",   "successes",
+                                      "probes",   "on_change", NULL};
   lua_pushnil(L);
   while (lua_next(L, 1)) {
     lua_pop(L, 1);
@@ -169,8 +169,8 @@ static int cb_called(lua_State *L, int status, lua_KContext ctx) {
   lua_remove(L, 2);
   bool ok = status == LUA_OK || status == LUA_YIELD;
   int nres = lua_gettop(L) - 1;                 /* self, results... */
-  int outcome = !ok || failed_result(L, nres)
-                    ? CONC_CALL_FAILURE : CONC_CALL_SUCCESS;
+  int outcome = !ok || failed_result(L, nres) ? CONC_CALL_FAILURE
+                                              : CONC_CALL_SUCCESS;
   conc_breaker_change ch;
   conc_breaker_end(b, conc_now(), ticket, outcome, &ch);
   if (!report(L, &ch)) return lua_error(L);
@@ -202,8 +202,7 @@ static int cb_call(lua_State *L) {
    * ticket waits below it on the stack. */
   lua_pushinteger(L, (lua_Integer)ticket);
   lua_insert(L, 2);                             /* self, ticket, fn, ... */
-  int status = lua_pcallk(L, lua_gettop(L) - 3, LUA_MULTRET, 0, 0,
-                          cb_called);
+  int status = lua_pcallk(L, lua_gettop(L) - 3, LUA_MULTRET, 0, 0, cb_called);
   return cb_called(L, status, 0);
 }
 
@@ -237,9 +236,10 @@ static int cb_counts(lua_State *L) {
 }
 
 void lconc_open_breaker(lua_State *L) {
-  static const luaL_Reg cb_m[] = {
-      {"call", cb_call}, {"state", cb_state}, {"counts", cb_counts},
-      {NULL, NULL}};
+  static const luaL_Reg cb_m[] = {{"call", cb_call},
+                                  {"state", cb_state},
+                                  {"counts", cb_counts},
+                                  {NULL, NULL}};
   lconc_declare(&conc_breaker_type, cb_m, NULL, NULL);
   lua_pushcfunction(L, cb_new);
   lua_setfield(L, -2, "breaker");

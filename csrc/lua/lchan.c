@@ -51,7 +51,7 @@ static conc_chan *check_writable(lua_State *L, const char *fname,
 static int chan_new(lua_State *L) {
   lua_Integer cap = lconc_optinteger(L, 1, 0);
   lconc_argcheck(L, cap >= 0 && cap <= 0x7fffffff, 1,
-                "capacity must be an integer from 0 to 2^31-1");
+                 "capacity must be an integer from 0 to 2^31-1");
   conc_chan *c = conc_chan_new((size_t)cap);
   if (c == NULL) return luaL_error(L, "conc.chan: not enough memory");
   lconc_push_obj(L, (conc_obj *)c);
@@ -111,8 +111,8 @@ static int chan_try_send(lua_State *L) {
 }
 
 /* A receive's end: v, true | nil, false (closed) | nil, nil, reason. */
-static int recv_end(lua_State *L, lconc_wait_call *a, int rc,
-                    const char *fname, const char *reason) {
+static int recv_end(lua_State *L, lconc_wait_call *a, int rc, const char *fname,
+                    const char *reason) {
   if (lconc_aborted(rc)) return lconc_raise_abort(L, rc, "conc.chan:recv");
   if (rc == CONC_OK) {
     lconc_decode(L, &a->cs.msg, fname, LCONC_VALUE);
@@ -246,15 +246,20 @@ static int chan_range(lua_State *L) {
 }
 
 void lconc_open_chan(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"send", chan_send},         {"recv", chan_recv},
-      {"try_send", chan_try_send}, {"try_recv", chan_try_recv},
-      {"close", chan_close},       {"len", chan_len},
-      {"cap", chan_cap},           {"range", chan_range},
-      {"recv_only", chan_recv_only}, {NULL, NULL}};
-  static const luaL_Reg meta[] = {
-      {"__len", chan_len}, {"__close", chan_scope_close},
-      {"__eq", chan_eq}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"send", chan_send},
+                                     {"recv", chan_recv},
+                                     {"try_send", chan_try_send},
+                                     {"try_recv", chan_try_recv},
+                                     {"close", chan_close},
+                                     {"len", chan_len},
+                                     {"cap", chan_cap},
+                                     {"range", chan_range},
+                                     {"recv_only", chan_recv_only},
+                                     {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__len", chan_len},
+                                  {"__close", chan_scope_close},
+                                  {"__eq", chan_eq},
+                                  {NULL, NULL}};
   lconc_declare(&conc_chan_type, methods, meta, NULL);
   lconc_declare(&conc_chan_view_type, methods, meta, NULL);
   lua_pushcfunction(L, chan_new);

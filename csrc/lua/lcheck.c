@@ -56,8 +56,7 @@ static bool push_module_name(lua_State *L, int fidx, const char *name) {
  * __name, if it is conc's), else NULL. Leaves the stack as it was. */
 static const char *self_type(lua_State *L, const char *type) {
   if (type) return type;
-  if (lua_gettop(L) >= 1 &&
-      luaL_getmetafield(L, 1, "__name") == LUA_TSTRING) {
+  if (lua_gettop(L) >= 1 && luaL_getmetafield(L, 1, "__name") == LUA_TSTRING) {
     const char *name = lua_tostring(L, -1);
     bool ours = strncmp(name, "conc.", 5) == 0;
     lua_pop(L, 1);  /* the metatable keeps the string alive */
@@ -103,14 +102,11 @@ int lconc_typeerror(lua_State *L, int arg, const char *tname) {
   const char *got;
   if (luaL_getmetafield(L, arg, "__name") == LUA_TSTRING)
     got = lua_tostring(L, -1);
-  else if (lua_type(L, arg) == LUA_TLIGHTUSERDATA)
-    got = "light userdata";
-  else
-    got = luaL_typename(L, arg);
+  else if (lua_type(L, arg) == LUA_TLIGHTUSERDATA) got = "light userdata";
+  else got = luaL_typename(L, arg);
   const char *msg = lua_pushfstring(L, "%s expected, got %s", tname, got);
   /* A bad self of a conc method: the expected type is self's type. */
-  const char *type =
-      arg == 1 && strncmp(tname, "conc.", 5) == 0 ? tname : NULL;
+  const char *type = arg == 1 && strncmp(tname, "conc.", 5) == 0 ? tname : NULL;
   return argerror_typed(L, arg, msg, type);
 }
 
@@ -120,8 +116,7 @@ lua_Integer lconc_checkinteger(lua_State *L, int arg) {
   if (!isnum) {
     if (lua_isnumber(L, arg))
       lconc_argerror(L, arg, "number has no integer representation");
-    else
-      lconc_typeerror(L, arg, lua_typename(L, LUA_TNUMBER));
+    else lconc_typeerror(L, arg, lua_typename(L, LUA_TNUMBER));
   }
   return d;
 }
@@ -147,14 +142,17 @@ void lconc_checkany(lua_State *L, int arg) {
 
 const char *lconc_checklstring(lua_State *L, int arg, size_t *len) {
   const char *s = lua_tolstring(L, arg, len);
-  if (s == NULL) lconc_typeerror(L, arg, lua_typename(L, LUA_TSTRING));
+  if (s == NULL) {
+    lconc_typeerror(L, arg, lua_typename(L, LUA_TSTRING));
+    return "";  /* (never: it raises) */
+  }
   return s;
 }
 
 int lconc_checkoption(lua_State *L, int arg, const char *def,
                       const char *const lst[]) {
-  const char *name =
-      def && lua_isnoneornil(L, arg) ? def : lconc_checkstring(L, arg);
+  const char *name = def && lua_isnoneornil(L, arg) ? def
+                                                    : lconc_checkstring(L, arg);
   for (int i = 0; lst[i]; i++)
     if (strcmp(lst[i], name) == 0) return i;
   return lconc_argerror(L, arg,

@@ -38,12 +38,11 @@ CONC_API void lconc_push_obj(lua_State *L, conc_obj *o);
 CONC_API conc_obj *lconc_check_obj(lua_State *L, int idx,
                                    const conc_type *type);
 /* The object at idx if it is a conc object of `type`, else NULL. */
-CONC_API conc_obj *lconc_test_obj(lua_State *L, int idx,
-                                  const conc_type *type);
+CONC_API conc_obj *lconc_test_obj(lua_State *L, int idx, const conc_type *type);
 /* The object at idx if it is any conc object, else NULL. */
 CONC_API conc_obj *lconc_to_obj(lua_State *L, int idx);
 
-/* ---- channels (lchan.c) -------------------------------------------------- */
+/* ---- channels (lchan.c) ------------------------------------------------- */
 
 /* The channel at idx if it is a conc.chan or a receive-only view of one
  * (conc.chan.recv_only), else NULL. *recv_only (if not NULL) is set when
@@ -52,7 +51,7 @@ CONC_API conc_obj *lconc_to_obj(lua_State *L, int idx);
 CONC_API conc_chan *lconc_test_chan(lua_State *L, int idx, int *recv_only);
 
 
-/* ---- bounded waits (lwait.c) --------------------------------------------- */
+/* ---- bounded waits (lwait.c) -------------------------------------------- */
 
 /* How long a blocking call may wait: until deadline, or until ctx (if not
  * NULL; borrowed from the argument) is canceled. */
@@ -74,8 +73,8 @@ CONC_API int lconc_wait_op(conc_case *cs, const lconc_wait *w);
  * ctx.Err() first); c NULL means done. CONC_OK once closed, else the
  * code as lconc_wait_op gives it (CONC_EDEADLOCK included: the caller
  * raises it, after letting go of what it holds). */
-CONC_API int lconc_wait_closed(lua_State *L, const char *label,
-                               conc_chan *c, const lconc_wait *w);
+CONC_API int lconc_wait_closed(lua_State *L, const char *label, conc_chan *c,
+                               const lconc_wait *w);
 /*
  * The same two waits, for a light task that may park (see lconc_call):
  * `a` from lconc_wait_area; if the wait parks, k runs when it is over
@@ -89,13 +88,12 @@ typedef struct lconc_wait_call {
   int64_t keep_n;
   int closed_wait;  /* lconc_wait_closed's shape */
 } lconc_wait_call;
-CONC_API lconc_wait_call *lconc_wait_area(lua_State *L,
-                                          lconc_wait_call *local);
-CONC_API int lconc_wait_op_k(lua_State *L, lconc_wait_call *a,
-                             lua_KContext ctx, lua_KFunction k);
-CONC_API int lconc_wait_closed_k(lua_State *L, const char *label,
-                                 conc_chan *c, lconc_wait_call *a,
-                                 lua_KContext ctx, lua_KFunction k);
+CONC_API lconc_wait_call *lconc_wait_area(lua_State *L, lconc_wait_call *local);
+CONC_API int lconc_wait_op_k(lua_State *L, lconc_wait_call *a, lua_KContext ctx,
+                             lua_KFunction k);
+CONC_API int lconc_wait_closed_k(lua_State *L, const char *label, conc_chan *c,
+                                 lconc_wait_call *a, lua_KContext ctx,
+                                 lua_KFunction k);
 CONC_API int lconc_wait_done(lua_State *L, lconc_wait_call **a);
 /* A wait saw an owned channel fire while what it announces has not
  * happened (so it was closed by something other than its owner): prints
@@ -106,13 +104,11 @@ CONC_API _Noreturn void lconc_internal_error(const char *what);
  * raises for a deadlock (CONC_EDEADLOCK, the main script's wait). */
 CONC_API int lconc_push_fail(lua_State *L, int rc, const char *fname);
 
-/* ---- the codec (codec.c) ------------------------------------------------- */
+/* ---- the codec (codec.c) ------------------------------------------------ */
 
 /* How a failure names the value: "argument #k", "result #k", "value" (a
  * single value, as sent on a channel) or "error value" (a worker's). */
-typedef enum {
-  LCONC_ARG, LCONC_RESULT, LCONC_VALUE, LCONC_ERROR
-} lconc_what;
+typedef enum { LCONC_ARG, LCONC_RESULT, LCONC_VALUE, LCONC_ERROR } lconc_what;
 
 /*
  * Encodes the n values at stack index first.. into *m. Raises a Lua error
@@ -124,15 +120,14 @@ CONC_API void lconc_encode(lua_State *L, int first, int n, conc_msg *m,
                            const char *fname, lconc_what what, int argbase);
 /* As lconc_encode, but returns an error message (pushed) instead of
  * raising: 0 on success, 1 with the message on the stack. */
-CONC_API int lconc_encode_protected(lua_State *L, int first, int n,
-                                    conc_msg *m, const char *fname,
-                                    lconc_what what, int argbase);
+CONC_API int lconc_encode_protected(lua_State *L, int first, int n, conc_msg *m,
+                                    const char *fname, lconc_what what,
+                                    int argbase);
 /* Encodes conc.go's call, fn and its n - 1 arguments at first, as
  * lconc_encode does, with the Lua functions of package.preload (those
  * that can travel) ahead of them: decoding the call installs them in the
  * worker's package.preload before anything else arrives. */
-CONC_API void lconc_encode_call(lua_State *L, int first, int n,
-                                conc_msg *m);
+CONC_API void lconc_encode_call(lua_State *L, int first, int n, conc_msg *m);
 /* Pushes the values of *m and frees it; returns how many it pushed. A
  * module value the receiver cannot load frees *m and raises
  * `fname: value, field 'f': module 'util' cannot be loaded here: ...`
@@ -171,7 +166,7 @@ CONC_API int lconc_codec_loaded_meta(lua_State *L, int idx);
 /* Per-state setup of the codec (module lookup, scratch buffers). */
 CONC_API void lconc_codec_init(lua_State *L);
 
-/* ---- registration of the binding's parts --------------------------------- */
+/* ---- registration of the binding's parts -------------------------------- */
 
 CONC_API void lconc_open_chan(lua_State *L);     /* lchan.c */
 CONC_API void lconc_open_select(lua_State *L);   /* lselect.c */
@@ -187,7 +182,7 @@ CONC_API void lconc_open_sem(lua_State *L);      /* lsem.c */
 CONC_API void lconc_open_errgroup(lua_State *L); /* lerrgroup.c */
 CONC_API void lconc_open_atomic(lua_State *L);   /* latomic.c */
 
-/* ---- semaphores (lsem.c) --------------------------------------------------- */
+/* ---- semaphores (lsem.c) ------------------------------------------------ */
 
 /* Acquires n of s within w, waiting (named `label`) through the one
  * wait path. CONC_OK when acquired; else nothing is held and the code
@@ -197,13 +192,13 @@ CONC_API int lconc_sem_acquire(lua_State *L, const char *label, conc_sem *s,
                                int64_t n, const lconc_wait *w);
 /* The same, parking a light task (see lconc_wait_closed_k); in k,
  * lconc_sem_acquire_done(L) gives the code. */
-CONC_API int lconc_sem_acquire_k(lua_State *L, const char *label,
-                                 conc_sem *s, int64_t n, const lconc_wait *w,
+CONC_API int lconc_sem_acquire_k(lua_State *L, const char *label, conc_sem *s,
+                                 int64_t n, const lconc_wait *w,
                                  lua_KContext ctx, lua_KFunction k);
 CONC_API int lconc_sem_acquire_done(lua_State *L);
 CONC_API void lconc_open_signal(lua_State *L);   /* lsignal.c */
 
-/* ---- Ctrl-C and the main script (lsignal.c) --------------------------------- */
+/* ---- Ctrl-C and the main script (lsignal.c) ----------------------------- */
 
 /* L is the main script's state (the one that loaded conc on the main
  * thread): remembers its main thread, whose hook lua.c's SIGINT handler
@@ -218,7 +213,7 @@ CONC_API void lconc_open_pubsub(lua_State *L);   /* lpubsub.c */
 CONC_API void lconc_open_merge(lua_State *L);    /* lmerge.c */
 CONC_API void lconc_open_workpool(lua_State *L); /* lworkpool.c */
 
-/* ---- threads (lsched.c) ---------------------------------------------------- */
+/* ---- threads (lsched.c) ------------------------------------------------- */
 
 /* Call at the start of every binding function that may block, with the
  * name its waits show in the deadlock report and conc.workers() ("worker
@@ -236,7 +231,7 @@ typedef struct lconc_thread_save {
 CONC_API void lconc_thread_enter_task(lconc_thread_save *s);
 CONC_API void lconc_thread_leave_task(const lconc_thread_save *s);
 
-/* ---- blocking calls of light tasks (worker.c) ------------------------------- */
+/* ---- blocking calls of light tasks (worker.c) --------------------------- */
 
 /*
  * A blocking call runs its core function through lconc_call. On a light
@@ -275,7 +270,7 @@ CONC_API int lconc_raise_abort(lua_State *L, int rc, const char *fname);
  * see main_state_closing in lconc.c). */
 CONC_API void lconc_main_enter(void);
 
-/* ---- the host's hook (lhost.c) ---------------------------------------------- */
+/* ---- the host's hook (lhost.c) ------------------------------------------ */
 
 /* Runs the function the host set with conc_lua_set_state_init (if any)
  * on L, a new worker's state, from the state's protected setup: if it

@@ -80,8 +80,10 @@ static void check_key(lua_State *L, int idx, const char *fname) {
   int t = lua_type(L, idx);
   if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN &&
       lconc_to_obj(L, idx) == NULL)
-    luaL_error(L, "%s: key must be a string, number, boolean or conc "
-               "object, got %s", fname, luaL_typename(L, idx));
+    luaL_error(L,
+               "%s: key must be a string, number, boolean or conc "
+               "object, got %s",
+               fname, luaL_typename(L, idx));
   if (t != LUA_TNUMBER || lua_isinteger(L, idx)) return;
   lua_Number n = lua_tonumber(L, idx);
   if (n != n) luaL_error(L, "%s: key is NaN", fname);
@@ -192,10 +194,10 @@ void lconc_open_ctx(lua_State *L) {
       {"__call", cancel_call}, {"__close", cancel_close}, {NULL, NULL}};
   static const luaL_Reg cancel_methods[] = {{NULL, NULL}};
   static const luaL_Reg funcs[] = {
-      {"background", c_background},   {"todo", c_background},
-      {"with_cancel", c_with_cancel}, {"with_cancel_cause", c_with_cancel},
+      {"background", c_background},     {"todo", c_background},
+      {"with_cancel", c_with_cancel},   {"with_cancel_cause", c_with_cancel},
       {"with_timeout", c_with_timeout}, {"with_deadline", c_with_deadline},
-      {"with_value", c_with_value},   {NULL, NULL}};
+      {"with_value", c_with_value},     {NULL, NULL}};
   lconc_declare(&conc_ctx_type, methods, NULL, NULL);
   lconc_declare(&cancel_type, cancel_methods, cancel_meta, NULL);
   luaL_setfuncs(L, funcs, 0);

@@ -31,8 +31,7 @@ static int eg_new(lua_State *L) {
  * value that cannot travel is replaced by its text. */
 static int encode_error(lua_State *L) {
   conc_msg *m = (conc_msg *)lua_touserdata(L, 1);
-  if (lconc_encode_protected(L, 2, 1, m, "conc.errgroup", LCONC_VALUE,
-                             1) == 0)
+  if (lconc_encode_protected(L, 2, 1, m, "conc.errgroup", LCONC_VALUE, 1) == 0)
     return 0;
   lconc_tostring_safe(L, 2);
   lconc_encode(L, -1, 1, m, "conc.errgroup", LCONC_VALUE, 1);
@@ -137,8 +136,8 @@ static int eg_go(lua_State *L) {
     luaL_checkstack(L, 2, NULL);
     lua_pushlightuserdata(L, t);
     lua_pushlightuserdata(L, sem);
-    return eg_go_end(L, lconc_sem_acquire_k(L, "errgroup go", sem, 1,
-                                            &forever, 0, eg_go_k));
+    return eg_go_end(L, lconc_sem_acquire_k(L, "errgroup go", sem, 1, &forever,
+                                            0, eg_go_k));
   }
   spawn_in(t, g);
   return 0;
@@ -166,7 +165,8 @@ static int eg_set_limit(lua_State *L) {
   lua_Integer n = lconc_checkinteger(L, 2);
   int rc = conc_errgroup_set_limit(g, (int64_t)n);
   if (rc == CONC_EBUSY)
-    return luaL_error(L, "conc.errgroup:set_limit: errgroup: modify limit "
+    return luaL_error(L,
+                      "conc.errgroup:set_limit: errgroup: modify limit "
                       "while %I workers in the group are still active",
                       (lua_Integer)conc_errgroup_running(g));
   if (rc != CONC_OK)
@@ -245,11 +245,14 @@ static int eg_running(lua_State *L) {
 }
 
 void lconc_open_errgroup(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"go", eg_go},         {"try_go", eg_try_go},
-      {"set_limit", eg_set_limit}, {"wait", eg_wait},
-      {"errors", eg_errors}, {"limit", eg_limit},
-      {"running", eg_running}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"go", eg_go},
+                                     {"try_go", eg_try_go},
+                                     {"set_limit", eg_set_limit},
+                                     {"wait", eg_wait},
+                                     {"errors", eg_errors},
+                                     {"limit", eg_limit},
+                                     {"running", eg_running},
+                                     {NULL, NULL}};
   lconc_declare(&conc_errgroup_type, methods, NULL, NULL);
   lua_pushcfunction(L, eg_new);
   lua_setfield(L, -2, "errgroup");

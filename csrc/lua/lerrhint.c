@@ -37,8 +37,8 @@ void lconc_site_push(lua_State *L, const lconc_site *s) {
   if (s == NULL || s->line <= 0) {
     lua_pushliteral(L, "");
   } else if (s->by == 0) {
-    lua_pushfstring(L, "created by conc.go in the main script at %s:%d",
-                    s->src, s->line);
+    lua_pushfstring(L, "created by conc.go in the main script at %s:%d", s->src,
+                    s->line);
   } else {
     lua_pushfstring(L, "created by conc.go in worker %I at %s:%d",
                     (lua_Integer)s->by, s->src, s->line);

@@ -42,7 +42,7 @@ CONC_API void lconc_errhint_globals(lua_State *L);
 CONC_API void lconc_errhint_traceback(lua_State *L, const lconc_site *site);
 /* The same for the stack of co (a task's coroutine that an error ended,
  * its frames still there) from `level`, pushed on L. */
-CONC_API void lconc_errhint_traceback_of(lua_State *L, lua_State *co,
-                                         int level, const lconc_site *site);
+CONC_API void lconc_errhint_traceback_of(lua_State *L, lua_State *co, int level,
+                                         const lconc_site *site);
 
 #endif

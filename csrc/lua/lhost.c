@@ -17,11 +17,13 @@ static int is_open(lua_State *L) {
 
 static void check_open(lua_State *L, const char *fname) {
   if (!is_open(L))
-    luaL_error(L, "%s: conc.core is not open in this lua_State (require "
-               "\"conc\" or call luaopen_conc_core first)", fname);
+    luaL_error(L,
+               "%s: conc.core is not open in this lua_State (require "
+               "\"conc\" or call luaopen_conc_core first)",
+               fname);
 }
 
-/* ---- objects -------------------------------------------------------------- */
+/* ---- objects ------------------------------------------------------------ */
 
 static int push_body(lua_State *L) {
   lconc_push_obj(L, (conc_obj *)lua_touserdata(L, 1));
@@ -55,13 +57,13 @@ conc_chan *conc_lua_to_chan(lua_State *L, int idx, int *recv_only) {
   return lconc_test_chan(L, idx, recv_only);
 }
 
-/* ---- values through a state ----------------------------------------------- */
+/* ---- values through a state --------------------------------------------- */
 
 int conc_lua_to_msg(lua_State *L, int idx, conc_msg *m) {
   idx = lua_absindex(L, idx);
   check_open(L, "conc_lua_to_msg");
-  if (lconc_encode_protected(L, idx, 1, m, "conc_lua_to_msg", LCONC_VALUE,
-                             1) == 0)
+  if (lconc_encode_protected(L, idx, 1, m, "conc_lua_to_msg", LCONC_VALUE, 1) ==
+      0)
     return LUA_OK;
   return LUA_ERRRUN;
 }
@@ -74,7 +76,7 @@ int conc_lua_push_msg(lua_State *L, conc_msg *m) {
   return lconc_decode_protected(L, m, "conc_lua_push_msg", LCONC_VALUE);
 }
 
-/* ---- the states of workers ------------------------------------------------ */
+/* ---- the states of workers ---------------------------------------------- */
 
 static _Atomic(lua_CFunction) state_init;
 
@@ -95,7 +97,6 @@ void lconc_call_state_init(lua_State *L) {
   const char *why = lua_tostring(L, -1);
   /* The task that needed the state fails without this text (it is told
    * only that no state could be made): the host's error goes here. */
-  fprintf(stderr, "conc: conc_lua_set_state_init's function failed: %s\n",
-          why);
+  fprintf(stderr, "conc: conc_lua_set_state_init's function failed: %s\n", why);
   luaL_error(L, "conc_lua_set_state_init's function failed: %s", why);
 }

@@ -21,7 +21,7 @@ static conc_reservation *checkres(lua_State *L) {
 static double check_rate(lua_State *L, int idx) {
   lua_Number r = lconc_checknumber(L, idx);
   lconc_argcheck(L, r >= 0, idx,  /* NaN fails too */
-                "rate must be >= 0 events per second (math.huge: no limit)");
+                 "rate must be >= 0 events per second (math.huge: no limit)");
   return (double)r;
 }
 
@@ -84,16 +84,14 @@ static int lim_wait_end(lua_State *L, const lim_call *a, int rc) {
   else if (rc == CONC_ERATEDEADLINE)
     lua_pushfstring(L, "rate: Wait(n=%I) would exceed context deadline",
                     (lua_Integer)a->n);
-  else
-    return lconc_push_fail(L, rc, "conc.limiter:wait");
+  else return lconc_push_fail(L, rc, "conc.limiter:wait");
   return 2;
 }
 
 static int lim_wait_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
-  return lim_wait_end(L, (lim_call *)lconc_op_area_k(L),
-                      lconc_call_result(L));
+  return lim_wait_end(L, (lim_call *)lconc_op_area_k(L), lconc_call_result(L));
 }
 
 static int lim_wait(lua_State *L) {
@@ -114,7 +112,8 @@ static int lim_reserve(lua_State *L) {
   conc_limiter *l = checklim(L);
   int64_t n = opt_n(L, 2);
   conc_reservation *r = conc_limiter_reserve(l, conc_now(), n);
-  if (r == NULL) return luaL_error(L, "conc.limiter:reserve: not enough memory");
+  if (r == NULL)
+    return luaL_error(L, "conc.limiter:reserve: not enough memory");
   lconc_push_obj(L, (conc_obj *)r);
   return 1;
 }
@@ -151,7 +150,7 @@ static int lim_tokens(lua_State *L) {
   return 1;
 }
 
-/* ---- reservations ---------------------------------------------------------- */
+/* ---- reservations ------------------------------------------------------- */
 
 /* res:ok() -> whether the limiter can grant it (n <= burst) */
 static int res_ok(lua_State *L) {
@@ -162,7 +161,8 @@ static int res_ok(lua_State *L) {
 /* res:delay() -> seconds to wait before acting: 0 now, math.huge never */
 static int res_delay(lua_State *L) {
   conc_time d = conc_reservation_delay(checkres(L), conc_now());
-  lua_pushnumber(L, d == CONC_NEVER ? (lua_Number)HUGE_VAL : (lua_Number)d / 1e9);
+  lua_pushnumber(L,
+                 d == CONC_NEVER ? (lua_Number)HUGE_VAL : (lua_Number)d / 1e9);
   return 1;
 }
 
@@ -174,15 +174,19 @@ static int res_cancel(lua_State *L) {
 }
 
 void lconc_open_limiter(lua_State *L) {
-  static const luaL_Reg lim_m[] = {
-      {"allow", lim_allow},         {"wait", lim_wait},
-      {"reserve", lim_reserve},     {"set_limit", lim_set_limit},
-      {"set_burst", lim_set_burst}, {"limit", lim_limit},
-      {"burst", lim_burst},         {"tokens", lim_tokens},
-      {NULL, NULL}};
-  static const luaL_Reg res_m[] = {
-      {"ok", res_ok}, {"delay", res_delay}, {"cancel", res_cancel},
-      {NULL, NULL}};
+  static const luaL_Reg lim_m[] = {{"allow", lim_allow},
+                                   {"wait", lim_wait},
+                                   {"reserve", lim_reserve},
+                                   {"set_limit", lim_set_limit},
+                                   {"set_burst", lim_set_burst},
+                                   {"limit", lim_limit},
+                                   {"burst", lim_burst},
+                                   {"tokens", lim_tokens},
+                                   {NULL, NULL}};
+  static const luaL_Reg res_m[] = {{"ok", res_ok},
+                                   {"delay", res_delay},
+                                   {"cancel", res_cancel},
+                                   {NULL, NULL}};
   lconc_declare(&conc_limiter_type, lim_m, NULL, NULL);
   lconc_declare(&conc_reservation_type, res_m, NULL, NULL);
   lua_pushcfunction(L, lim_new);

@@ -73,8 +73,14 @@ static void push_key(lua_State *L, const conc_map_key *k) {
   lua_Number n;
   switch (k->kind) {
     case KEY_STR: lua_pushlstring(L, k->data, k->len); break;
-    case KEY_INT: memcpy(&i, k->data, sizeof i); lua_pushinteger(L, i); break;
-    case KEY_FLOAT: memcpy(&n, k->data, sizeof n); lua_pushnumber(L, n); break;
+    case KEY_INT:
+      memcpy(&i, k->data, sizeof i);
+      lua_pushinteger(L, i);
+      break;
+    case KEY_FLOAT:
+      memcpy(&n, k->data, sizeof n);
+      lua_pushnumber(L, n);
+      break;
     default: lua_pushboolean(L, k->kind == KEY_TRUE);
   }
 }
@@ -90,15 +96,13 @@ static void checkgiven(lua_State *L, int idx, const char *fname,
 }
 
 /* Encodes the value argument at idx into *v. */
-static void checkvalue(lua_State *L, int idx, const char *fname,
-                       conc_msg *v) {
+static void checkvalue(lua_State *L, int idx, const char *fname, conc_msg *v) {
   checkgiven(L, idx, fname, "value");
   lconc_encode(L, idx, 1, v, fname, LCONC_VALUE, 1);
 }
 
 /* Pushes v (decoding and freeing *m) and true, or nil and false. */
-static int push_found(lua_State *L, int found, conc_msg *m,
-                      const char *fname) {
+static int push_found(lua_State *L, int found, conc_msg *m, const char *fname) {
   if (found) lconc_decode(L, m, fname, LCONC_VALUE);
   else lua_pushnil(L);
   lua_pushboolean(L, found);

@@ -24,15 +24,19 @@ static int merge_new(lua_State *L) {
     lua_rawgeti(L, 1, i);
     in[i - 1] = lconc_test_chan(L, -1, NULL);
     if (in[i - 1] == NULL)
-      return luaL_error(L, "conc.merge: element #%d is a %s, not a "
-                        "conc.chan", (int)i, luaL_typename(L, -1));
+      return luaL_error(L,
+                        "conc.merge: element #%d is a %s, not a "
+                        "conc.chan",
+                        (int)i, luaL_typename(L, -1));
     lua_pop(L, 1);  /* the list keeps it alive */
   }
   conc_chan *out;
   int rc = conc_merge_new(in, (size_t)n, ctx, &out);
   if (rc == CONC_EINVAL)
-    return luaL_error(L, "conc.merge: merged channels nested more than %d "
-                      "deep", CONC_MERGE_DEPTH);
+    return luaL_error(L,
+                      "conc.merge: merged channels nested more than %d "
+                      "deep",
+                      CONC_MERGE_DEPTH);
   if (rc == CONC_EOVERFLOW) return luaL_error(L, TOO_MANY);
   if (rc != CONC_OK) return luaL_error(L, "conc.merge: not enough memory");
   lconc_push_obj(L, (conc_obj *)out);

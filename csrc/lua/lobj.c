@@ -55,7 +55,8 @@ static void push_weak_table(lua_State *L, const void *key, const char *mode) {
 /* __gc, a closure over its class's type: it releases only a box of that
  * class (someone may call it by hand on anything). */
 static int obj_gc(lua_State *L) {
-  const conc_type *type = (const conc_type *)lua_touserdata(L, lua_upvalueindex(1));
+  const conc_type *type = (const conc_type *)
+      lua_touserdata(L, lua_upvalueindex(1));
   conc_obj *o = lconc_test_obj(L, 1, type);
   if (o == NULL) return 0;
   ((lconc_box *)lua_touserdata(L, 1))->o = NULL;
@@ -170,7 +171,10 @@ conc_obj *lconc_test_obj(lua_State *L, int idx, const conc_type *type) {
 
 conc_obj *lconc_check_obj(lua_State *L, int idx, const conc_type *type) {
   lconc_box *b = sealed_box(L, idx);
-  if (b == NULL || b->type != type) lconc_typeerror(L, idx, type->name);
+  if (b == NULL || b->type != type) {
+    lconc_typeerror(L, idx, type->name);  /* raises */
+    return NULL;
+  }
   if (b->o == NULL) lconc_argerror(L, idx, "object already released");
   return b->o;
 }

@@ -34,8 +34,10 @@ static size_t check_topics(lua_State *L, int idx, const char **names,
   lconc_argcheck(L, n <= MAX_TOPICS, idx, "more than 64 topics");
   for (lua_Integer i = 1; i <= n; i++) {
     if (lua_rawgeti(L, idx, i) != LUA_TSTRING)
-      luaL_error(L, "conc.pubsub:subscribe: topic #%d is a %s, not a "
-                 "string", (int)i, luaL_typename(L, -1));
+      luaL_error(L,
+                 "conc.pubsub:subscribe: topic #%d is a %s, not a "
+                 "string",
+                 (int)i, luaL_typename(L, -1));
     names[i - 1] = lua_tolstring(L, -1, &lens[i - 1]);
     lua_pop(L, 1);  /* still referenced by the list */
   }
@@ -52,10 +54,10 @@ static int ps_subscribe(lua_State *L) {
   size_t n = check_topics(L, 3, names, lens);
   lua_Integer cap = lconc_optinteger(L, 4, 100);
   lconc_argcheck(L, cap >= 0 && cap <= 0x7fffffff, 4,
-                "capacity must be an integer from 0 to 2^31-1");
+                 "capacity must be an integer from 0 to 2^31-1");
   conc_chan *ch;
-  if (conc_pubsub_subscribe(ps, id, idlen, names, lens, n, (size_t)cap,
-                            &ch) != CONC_OK)
+  if (conc_pubsub_subscribe(ps, id, idlen, names, lens, n, (size_t)cap, &ch) !=
+      CONC_OK)
     return luaL_error(L, "conc.pubsub:subscribe: not enough memory");
   lconc_push_obj(L, (conc_obj *)ch);
   return 1;
@@ -109,10 +111,12 @@ static int ps_len(lua_State *L) {
 }
 
 void lconc_open_pubsub(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"subscribe", ps_subscribe}, {"unsubscribe", ps_unsubscribe},
-      {"publish", ps_publish},     {"dropped", ps_dropped},
-      {"len", ps_len},             {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"subscribe", ps_subscribe},
+                                     {"unsubscribe", ps_unsubscribe},
+                                     {"publish", ps_publish},
+                                     {"dropped", ps_dropped},
+                                     {"len", ps_len},
+                                     {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__len", ps_len}, {NULL, NULL}};
   lconc_declare(&conc_pubsub_type, methods, meta, NULL);
   lua_pushcfunction(L, ps_new);

@@ -34,7 +34,8 @@ static void append_int(char *buf, size_t size, size_t *n, int v) {
   char digits[12];
   int k = (int)sizeof digits - 1;
   digits[k] = '\0';
-  do digits[--k] = (char)('0' + v % 10); while ((v /= 10) > 0 && k > 0);
+  do digits[--k] = (char)('0' + v % 10);
+  while ((v /= 10) > 0 && k > 0);
   append(buf, size, n, digits + k);
 }
 
@@ -47,9 +48,8 @@ static void where_hook(char *buf, size_t size) {
   lua_Debug ar;
   size_t n = 0;
   buf[0] = '\0';
-  for (int level = 0, shown = 0; L && shown < 3 && n + 1 < size &&
-                                 lua_getstack(L, level, &ar);
-       level++) {
+  for (int level = 0, shown = 0;
+       L && shown < 3 && n + 1 < size && lua_getstack(L, level, &ar); level++) {
     if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
     if (shown++) append(buf, size, &n, " < ");
     append(buf, size, &n, ar.short_src);
@@ -97,8 +97,8 @@ static int set_deadlock_mode(lua_State *L) {
 static conc_thread_info *thread_infos(lua_State *L, int *n) {
   int room = conc_threads(NULL, 0) + 16;
   for (;;) {
-    conc_thread_info *info =
-        lua_newuserdatauv(L, (size_t)room * sizeof *info, 0);
+    conc_thread_info *info = lua_newuserdatauv(L, (size_t)room * sizeof *info,
+                                               0);
     *n = conc_threads(info, room);
     if (*n <= room) return info;
     lua_pop(L, 1);
@@ -120,7 +120,8 @@ static int workers(lua_State *L) {
     lua_setfield(L, -2, "id");
     lua_pushstring(L, info[i].what && info[i].state == CONC_THREAD_WAITING &&
                               strcmp(info[i].what, "sleep") == 0
-                          ? "sleeping" : states[info[i].state]);
+                          ? "sleeping"
+                          : states[info[i].state]);
     lua_setfield(L, -2, "state");
     if (info[i].what) {
       lua_pushstring(L, info[i].what);
@@ -208,12 +209,11 @@ static int set_maxprocs(lua_State *L) {
 }
 
 void lconc_open_sched(lua_State *L) {
-  static const luaL_Reg funcs[] = {
-      {"set_maxprocs", set_maxprocs},
-      {"gosched", lconc_gosched},
-      {"set_deadlock_mode", set_deadlock_mode},
-      {"workers", workers},
-      {"stats", stats},
-      {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"set_maxprocs", set_maxprocs},
+                                   {"gosched", lconc_gosched},
+                                   {"set_deadlock_mode", set_deadlock_mode},
+                                   {"workers", workers},
+                                   {"stats", stats},
+                                   {NULL, NULL}};
   luaL_setfuncs(L, funcs, 0);
 }

@@ -42,8 +42,10 @@ static int read_case(lua_State *L, conc_case *cs, int k) {
   if (op && strcmp(op, "recv") == 0) cs->op = CONC_RECV;
   else if (op && strcmp(op, "send") == 0) cs->op = CONC_SEND;
   else {
-    lua_pushfstring(L, "conc.select: case #%d: first field must be "
-                    "\"recv\" or \"send\"", k);
+    lua_pushfstring(L,
+                    "conc.select: case #%d: first field must be "
+                    "\"recv\" or \"send\"",
+                    k);
     return 1;
   }
   lua_rawgeti(L, -1, 2);
@@ -59,8 +61,10 @@ static int read_case(lua_State *L, conc_case *cs, int k) {
     return 1;
   }
   if (cs->op == CONC_SEND && recv_only) {  /* Go does not compile it */
-    lua_pushfstring(L, "conc.select: case #%d: send on receive-only "
-                    "channel", k);
+    lua_pushfstring(L,
+                    "conc.select: case #%d: send on receive-only "
+                    "channel",
+                    k);
     return 1;
   }
   if (cs->op == CONC_SEND) {
@@ -100,7 +104,8 @@ static int select_results(lua_State *L, conc_case *cases, int n, int r,
                           int closed_send, int has_default) {
   if (r < 0) {
     free_sends(cases, n, -1);
-    if (r == CONC_ENOMEM) return luaL_error(L, "conc.select: not enough memory");
+    if (r == CONC_ENOMEM)
+      return luaL_error(L, "conc.select: not enough memory");
     if (lconc_aborted(r)) return lconc_raise_abort(L, r, "conc.select");
     if (r == CONC_ERECVONLY)  /* read_case refuses those first */
       return luaL_error(L, "conc.select: send on receive-only channel");
@@ -148,8 +153,8 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   sel_call *a = (sel_call *)lconc_op_area_k(L);
-  return select_results(L, a->cases, a->n, lconc_call_result(L),
-                        a->closed_send, a->has_default);
+  return select_results(L, a->cases, a->n, lconc_call_result(L), a->closed_send,
+                        a->has_default);
 }
 
 static int select_(lua_State *L) {
@@ -171,7 +176,7 @@ static int select_(lua_State *L) {
   int in_area = a != &local.call;
   size_t room = in_area ? AREA_CASES : SMALL;
   conc_case *cases = in_area ? (conc_case *)(a + 1) : local.small;
-  if ((size_t)n > room)  /* a userdata: collected even if an error is raised */
+  if ((size_t)n > room) /* a userdata: collected even if an error is raised */
     cases = lua_newuserdatauv(L, (size_t)n * sizeof *cases, 0);
   for (int k = 0; k < n; k++) {
     lua_rawgeti(L, 1, k + 1);

@@ -26,8 +26,8 @@ static int64_t check_weight(lua_State *L, int idx, conc_sem *s,
   lua_Integer w = lconc_optinteger(L, idx, 1);
   lconc_argcheck(L, w >= 0, idx, "weight must not be negative");
   if (w > conc_sem_size(s))
-    luaL_error(L, "%s: semaphore: weight %I exceeds the size %I", fname,
-               w, (lua_Integer)conc_sem_size(s));
+    luaL_error(L, "%s: semaphore: weight %I exceeds the size %I", fname, w,
+               (lua_Integer)conc_sem_size(s));
   return (int64_t)w;
 }
 
@@ -45,8 +45,8 @@ static int sem_wait_outcome(const lconc_wait_call *a, int rc) {
   return rc;
 }
 
-int lconc_sem_acquire_k(lua_State *L, const char *label, conc_sem *s,
-                        int64_t n, const lconc_wait *w, lua_KContext ctx,
+int lconc_sem_acquire_k(lua_State *L, const char *label, conc_sem *s, int64_t n,
+                        const lconc_wait *w, lua_KContext ctx,
                         lua_KFunction k) {
   /* A context canceled before the call wins, as in x/sync. */
   if (w->ctx && conc_ctx_err(w->ctx)) return conc_ctx_err(w->ctx);
@@ -68,8 +68,8 @@ int lconc_sem_acquire_done(lua_State *L) {
   return sem_wait_outcome(a, rc);
 }
 
-int lconc_sem_acquire(lua_State *L, const char *label, conc_sem *s,
-                      int64_t n, const lconc_wait *w) {
+int lconc_sem_acquire(lua_State *L, const char *label, conc_sem *s, int64_t n,
+                      const lconc_wait *w) {
   return lconc_sem_acquire_k(L, label, s, n, w, 0, NULL);
 }
 
@@ -103,8 +103,8 @@ static int sem_acquire(lua_State *L) {
   int64_t n = check_weight(L, 2, s, "conc.semaphore:acquire");
   lconc_wait w;
   lconc_check_wait(L, 3, &w);
-  return acquire_end(L, lconc_sem_acquire_k(L, "semaphore acquire", s, n,
-                                            &w, 0, acquire_k));
+  return acquire_end(L, lconc_sem_acquire_k(L, "semaphore acquire", s, n, &w, 0,
+                                            acquire_k));
 }
 
 /* s:try_acquire([w = 1]) -> boolean (false also when w exceeds the
@@ -123,7 +123,8 @@ static int sem_release(lua_State *L) {
   lua_Integer w = lconc_optinteger(L, 2, 1);
   lconc_argcheck(L, w >= 0, 2, "weight must not be negative");
   if (conc_sem_release(s, (int64_t)w) != CONC_OK)
-    return luaL_error(L, "conc.semaphore:release: semaphore: released "
+    return luaL_error(L,
+                      "conc.semaphore:release: semaphore: released "
                       "more than held");
   return 0;
 }
@@ -157,7 +158,8 @@ static int guard_close(lua_State *L) {
   lua_getiuservalue(L, 1, 1);
   conc_sem *s = (conc_sem *)lconc_check_obj(L, -1, &conc_sem_type);
   if (conc_sem_release(s, g->weight) != CONC_OK)  /* released by hand */
-    return luaL_error(L, "conc.semaphore.guard: semaphore: released "
+    return luaL_error(L,
+                      "conc.semaphore.guard: semaphore: released "
                       "more than held");
   return 0;
 }
@@ -198,16 +200,18 @@ static int sem_guard_new(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);                 /* self, guard */
-  return guard_end(L, lconc_sem_acquire_k(L, "semaphore acquire", s, n, &w,
-                                          0, guard_k));
+  return guard_end(L, lconc_sem_acquire_k(L, "semaphore acquire", s, n, &w, 0,
+                                          guard_k));
 }
 
 void lconc_open_sem(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"acquire", sem_acquire}, {"try_acquire", sem_try_acquire},
-      {"release", sem_release}, {"guard", sem_guard_new},
-      {"size", sem_size},       {"held", sem_held},
-      {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"acquire", sem_acquire},
+                                     {"try_acquire", sem_try_acquire},
+                                     {"release", sem_release},
+                                     {"guard", sem_guard_new},
+                                     {"size", sem_size},
+                                     {"held", sem_held},
+                                     {NULL, NULL}};
   lconc_declare(&conc_sem_type, methods, NULL, NULL);
   lua_pushcfunction(L, sem_new);
   lua_setfield(L, -2, "semaphore");

@@ -22,8 +22,8 @@
 static const struct {
   const char *name;
   int sig;
-} names[] = {{"SIGHUP", SIGHUP},   {"SIGINT", SIGINT},   {"SIGQUIT", SIGQUIT},
-             {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2}, {"SIGALRM", SIGALRM},
+} names[] = {{"SIGHUP", SIGHUP},   {"SIGINT", SIGINT},    {"SIGQUIT", SIGQUIT},
+             {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2},  {"SIGALRM", SIGALRM},
              {"SIGTERM", SIGTERM}, {"SIGWINCH", SIGWINCH}};
 #define NNAMES ((int)(sizeof names / sizeof names[0]))
 
@@ -52,8 +52,7 @@ static void notify_all(lua_State *L, int first, int last, conc_obj *target,
   for (int i = first; i <= last; i++) check_signal(L, i, fname);
   int n = last >= first ? last - first + 1 : NNAMES;
   for (int k = 0; k < n; k++) {
-    int sig = last >= first ? check_signal(L, first + k, fname)
-                            : names[k].sig;
+    int sig = last >= first ? check_signal(L, first + k, fname) : names[k].sig;
     int rc = ctx ? conc_signal_notify_ctx((conc_ctx *)target, sig)
                  : conc_signal_notify((conc_chan *)target, sig);
     if (rc != CONC_OK) luaL_error(L, "%s: %s", fname, conc_strerror(rc));
@@ -68,8 +67,7 @@ static int s_notify(lua_State *L) {
   if (c == NULL) lconc_typeerror(L, 1, "conc.chan");
   if (ro)
     return luaL_error(L, "conc.signal.notify: send to receive-only channel");
-  notify_all(L, 2, lua_gettop(L), (conc_obj *)c, false,
-             "conc.signal.notify");
+  notify_all(L, 2, lua_gettop(L), (conc_obj *)c, false, "conc.signal.notify");
   return 0;
 }
 
@@ -126,7 +124,7 @@ static int s_context(lua_State *L) {
   return 2;
 }
 
-/* ---- Ctrl-C and the main script ------------------------------------------ */
+/* ---- Ctrl-C and the main script ----------------------------------------- */
 
 /* The main script's main thread, and its hook when its current blocking
  * call began. Written by the main thread; read by it, and by a SIGINT
@@ -137,8 +135,8 @@ static atomic_int mask0, count0;
 
 static int interrupt_pending(void) {
   lua_State *M = atomic_load_explicit(&main_L, memory_order_relaxed);
-  return M && lua_gethook(M) !=
-                  atomic_load_explicit(&hook0, memory_order_relaxed);
+  return M &&
+         lua_gethook(M) != atomic_load_explicit(&hook0, memory_order_relaxed);
 }
 
 void lconc_interrupt_init(lua_State *L) {

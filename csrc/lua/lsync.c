@@ -13,7 +13,7 @@ static void push_new(lua_State *L, void *o, const char *fname) {
   lconc_push_obj(L, (conc_obj *)o);
 }
 
-/* ---- WaitGroup ----------------------------------------------------------- */
+/* ---- WaitGroup ---------------------------------------------------------- */
 
 static int wg_new(lua_State *L) {
   push_new(L, conc_wg_new(), "conc.waitgroup");
@@ -23,7 +23,8 @@ static int wg_new(lua_State *L) {
 static int wg_add_delta(lua_State *L, conc_wg *wg, lua_Integer delta,
                         const char *fname) {
   int rc = conc_wg_add(wg, (int64_t)delta);
-  if (rc != CONC_OK) return luaL_error(L, "%s: sync: %s", fname, conc_strerror(rc));
+  if (rc != CONC_OK)
+    return luaL_error(L, "%s: sync: %s", fname, conc_strerror(rc));
   return 0;
 }
 
@@ -110,11 +111,12 @@ static int wg_wait(lua_State *L) {
 
 /* wg:count() -> the counter now (for diagnostics) */
 static int wg_count(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)conc_wg_count(CHECK(L, conc_wg, conc_wg_type)));
+  lua_pushinteger(L,
+                  (lua_Integer)conc_wg_count(CHECK(L, conc_wg, conc_wg_type)));
   return 1;
 }
 
-/* ---- Mutex --------------------------------------------------------------- */
+/* ---- Mutex -------------------------------------------------------------- */
 
 static int mu_new(lua_State *L) {
   push_new(L, conc_mutex_new(), "conc.mutex");
@@ -192,7 +194,7 @@ static int mu_unlock(lua_State *L) {
   return 0;
 }
 
-/* ---- RWMutex ---------------------------------------------------------------- */
+/* ---- RWMutex ------------------------------------------------------------ */
 
 static int rw_new(lua_State *L) {
   push_new(L, conc_rwmutex_new(), "conc.rwmutex");
@@ -207,8 +209,8 @@ static int rw_lock_with(lua_State *L, unlock_fn arm) {
 }
 
 static int rw_rlock_with(lua_State *L, unlock_fn arm) {
-  return do_lock(L, "rwmutex rlock", "conc.rwmutex:rlock", op_rw_rlock,
-                 RW(L), arm);
+  return do_lock(L, "rwmutex rlock", "conc.rwmutex:rlock", op_rw_rlock, RW(L),
+                 arm);
 }
 
 static int rw_lock(lua_State *L) { return rw_lock_with(L, NULL); }
@@ -238,7 +240,7 @@ static int rw_runlock(lua_State *L) {
   return 0;
 }
 
-/* ---- Cond ------------------------------------------------------------------- */
+/* ---- Cond --------------------------------------------------------------- */
 
 /* conc.cond(mutex) */
 static int cond_new(lua_State *L) {
@@ -253,8 +255,7 @@ static int cond_new(lua_State *L) {
 /* c:wait(): an interrupted wait (Ctrl-C, a deadlock in "error" mode)
  * raises holding the mutex again, as Wait always returns holding it. */
 static int cond_wait(lua_State *L) {
-  return do_lock(L, "cond wait", "conc.cond:wait", op_cond_wait, COND(L),
-                 NULL);
+  return do_lock(L, "cond wait", "conc.cond:wait", op_cond_wait, COND(L), NULL);
 }
 
 static int cond_signal(lua_State *L) {
@@ -282,7 +283,7 @@ static int cond_index(lua_State *L) {
   return 1;
 }
 
-/* ---- Once --------------------------------------------------------------------- */
+/* ---- Once --------------------------------------------------------------- */
 
 static int once_new(lua_State *L) {
   push_new(L, conc_once_new(), "conc.once");
@@ -343,16 +344,14 @@ static int once_ran(lua_State *L, int status, lua_KContext ctx) {
  * (the once object is kept alive by the userdata at 1). */
 static int once_run(lua_State *L, conc_once *o) {
   int nargs = lua_gettop(L) - 2;
-  int status = lua_pcallk(L, nargs, LUA_MULTRET, 0, (lua_KContext)o,
-                          once_ran);
+  int status = lua_pcallk(L, nargs, LUA_MULTRET, 0, (lua_KContext)o, once_ran);
   return once_ran(L, status, (lua_KContext)o);
 }
 
 /* The outcome, for every caller but the runner. */
 static int once_outcome_push(lua_State *L) {
   conc_msg outcome;
-  int failed = conc_once_outcome(CHECK(L, conc_once, conc_once_type),
-                                 &outcome);
+  int failed = conc_once_outcome(CHECK(L, conc_once, conc_once_type), &outcome);
   lua_settop(L, 0);
   int n = lconc_decode(L, &outcome, "conc.once:call", LCONC_RESULT);
   if (failed) return lua_error(L);
@@ -398,7 +397,7 @@ static int once_call(lua_State *L) {
   return once_outcome_push(L);
 }
 
-/* ---- guards: scoped locks ------------------------------------------------ */
+/* ---- guards: scoped locks ----------------------------------------------- */
 
 /*
  * A guard unlocks once, when its <close> variable goes out of scope (also
@@ -465,28 +464,34 @@ static int rw_rguard(lua_State *L) {
   return rw_rlock_with(L, rw_runlock);
 }
 
-/* ---- registration ---------------------------------------------------------------- */
+/* ---- registration ------------------------------------------------------- */
 
 void lconc_open_sync(lua_State *L) {
-  static const luaL_Reg wg_m[] = {
-      {"add", wg_add}, {"done", wg_done}, {"wait", wg_wait},
-      {"count", wg_count}, {"go", wg_go}, {NULL, NULL}};
-  static const luaL_Reg mu_m[] = {
-      {"lock", mu_lock}, {"unlock", mu_unlock}, {"try_lock", mu_try_lock},
-      {"guard", mu_guard}, {NULL, NULL}};
-  static const luaL_Reg rw_m[] = {
-      {"lock", rw_lock},         {"unlock", rw_unlock},
-      {"rlock", rw_rlock},       {"runlock", rw_runlock},
-      {"try_lock", rw_try_lock}, {"try_rlock", rw_try_rlock},
-      {"guard", rw_guard},       {"rguard", rw_rguard},
-      {NULL, NULL}};
-  static const luaL_Reg cond_m[] = {
-      {"wait", cond_wait}, {"signal", cond_signal},
-      {"broadcast", cond_broadcast}, {NULL, NULL}};
+  static const luaL_Reg wg_m[] = {{"add", wg_add},   {"done", wg_done},
+                                  {"wait", wg_wait}, {"count", wg_count},
+                                  {"go", wg_go},     {NULL, NULL}};
+  static const luaL_Reg mu_m[] = {{"lock", mu_lock},
+                                  {"unlock", mu_unlock},
+                                  {"try_lock", mu_try_lock},
+                                  {"guard", mu_guard},
+                                  {NULL, NULL}};
+  static const luaL_Reg rw_m[] = {{"lock", rw_lock},
+                                  {"unlock", rw_unlock},
+                                  {"rlock", rw_rlock},
+                                  {"runlock", rw_runlock},
+                                  {"try_lock", rw_try_lock},
+                                  {"try_rlock", rw_try_rlock},
+                                  {"guard", rw_guard},
+                                  {"rguard", rw_rguard},
+                                  {NULL, NULL}};
+  static const luaL_Reg cond_m[] = {{"wait", cond_wait},
+                                    {"signal", cond_signal},
+                                    {"broadcast", cond_broadcast},
+                                    {NULL, NULL}};
   static const luaL_Reg once_m[] = {{"call", once_call}, {NULL, NULL}};
-  static const luaL_Reg funcs[] = {
-      {"waitgroup", wg_new}, {"mutex", mu_new}, {"rwmutex", rw_new},
-      {"cond", cond_new},    {"once", once_new}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"waitgroup", wg_new}, {"mutex", mu_new},
+                                   {"rwmutex", rw_new},   {"cond", cond_new},
+                                   {"once", once_new},    {NULL, NULL}};
   lconc_declare(&conc_wg_type, wg_m, NULL, NULL);
   lconc_declare(&conc_mutex_type, mu_m, NULL, NULL);
   lconc_declare(&conc_rwmutex_type, rw_m, NULL, NULL);

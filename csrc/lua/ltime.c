@@ -181,7 +181,7 @@ static int t_reset(lua_State *L) {
   lua_Number s = check_seconds(L, 2);
   int ticker = lt->hdr.type == &ticker_type;
   lconc_argcheck(L, !ticker || s > 0, 2,
-                "non-positive interval for conc.ticker:reset");
+                 "non-positive interval for conc.ticker:reset");
   int was = conc_timer_stop_chan(lt->t, lt->c);
   int rc = conc_timer_start(lt->t, conc_deadline_in(s),
                             ticker ? conc_duration(s) : 0);
@@ -205,9 +205,9 @@ static int t_index(lua_State *L) {
 }
 
 void lconc_open_time(lua_State *L) {
-  static const luaL_Reg funcs[] = {
-      {"now", t_now},     {"sleep", t_sleep},   {"after", t_after},
-      {"timer", t_timer}, {"ticker", t_ticker}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"now", t_now},       {"sleep", t_sleep},
+                                   {"after", t_after},   {"timer", t_timer},
+                                   {"ticker", t_ticker}, {NULL, NULL}};
   static const luaL_Reg methods[] = {
       {"stop", t_stop}, {"reset", t_reset}, {NULL, NULL}};
   lconc_declare(&timer_type, methods, NULL, t_index);

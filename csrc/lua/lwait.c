@@ -30,7 +30,8 @@ void lconc_check_wait(lua_State *L, int idx, lconc_wait *w) {
 
 int lconc_wait_op(conc_case *cs, const lconc_wait *w) {
   if (w->ctx == NULL) {
-    if (cs->op == CONC_SEND) return conc_chan_send(cs->chan, &cs->msg, w->deadline);
+    if (cs->op == CONC_SEND)
+      return conc_chan_send(cs->chan, &cs->msg, w->deadline);
     int rc = conc_chan_recv(cs->chan, &cs->msg, w->deadline);
     cs->ok = rc == CONC_OK;
     return rc;
@@ -50,8 +51,7 @@ int lconc_wait_op(conc_case *cs, const lconc_wait *w) {
      * would report a failure with no error, or, worse, an operation never
      * done as done; better to stop here. */
     r = conc_ctx_err(w->ctx);
-    if (r == 0)
-      lconc_internal_error("a live context's done channel fired");
+    if (r == 0) lconc_internal_error("a live context's done channel fired");
   } else if (r == 0) {
     cs->msg = cases[0].msg;
     cs->ok = cases[0].ok;
@@ -94,8 +94,7 @@ int lconc_wait_op_k(lua_State *L, lconc_wait_call *a, lua_KContext ctx,
 }
 
 int lconc_wait_closed_k(lua_State *L, const char *label, conc_chan *c,
-                        lconc_wait_call *a, lua_KContext ctx,
-                        lua_KFunction k) {
+                        lconc_wait_call *a, lua_KContext ctx, lua_KFunction k) {
   if (a->w.ctx && conc_ctx_err(a->w.ctx)) return conc_ctx_err(a->w.ctx);
   if (c == NULL) return CONC_OK;
   a->cs = (conc_case){c, CONC_RECV, {0}, 0};

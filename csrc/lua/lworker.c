@@ -35,8 +35,10 @@ static void check_option_keys(lua_State *L) {
         found = strcmp(lua_tostring(L, -1), known[i]) == 0;
     if (!found) {
       lconc_tostring_safe(L, -1);
-      luaL_error(L, "conc.go: unknown option '%s' (options are: "
-                 "memory_limit, locked)", lua_tostring(L, -1));
+      luaL_error(L,
+                 "conc.go: unknown option '%s' (options are: "
+                 "memory_limit, locked)",
+                 lua_tostring(L, -1));
     }
   }
 }
@@ -56,7 +58,8 @@ static size_t go_options(lua_State *L, bool *locked) {
     int isint;
     limit = lua_tointegerx(L, -1, &isint);
     if (!isint || limit <= 0)
-      luaL_error(L, "conc.go: memory_limit must be a positive integer "
+      luaL_error(L,
+                 "conc.go: memory_limit must be a positive integer "
                  "(bytes)");
   }
   lua_pop(L, 1);
@@ -134,11 +137,13 @@ static int go(lua_State *L) {
      * cannot travel (a table with a metatable): say so rather than
      * take it for options. */
     if (luaL_getmetafield(L, 1, "__call") != LUA_TNIL)
-      return luaL_error(L, "conc.go: argument #1 is a callable table, "
+      return luaL_error(L,
+                        "conc.go: argument #1 is a callable table, "
                         "which cannot be run in a worker (it has a "
                         "metatable); wrap it in a function");
     if (lua_getmetatable(L, 1))
-      return luaL_error(L, "conc.go: the options table must be a plain "
+      return luaL_error(L,
+                        "conc.go: the options table must be a plain "
                         "table (it has a metatable)");
     memory_limit = go_options(L, &locked);
     first = 2;
@@ -150,8 +155,9 @@ static int go(lua_State *L) {
   int rc = spawn_call(L, &call, memory_limit, locked, NULL, &t);
   if (rc != CONC_OK) {  /* as a spawn the system refuses: a return value */
     lua_pushnil(L);
-    lua_pushfstring(L, "conc.go: %s", rc == CONC_ENOMEM
-                    ? "not enough memory" : conc_strerror(rc));
+    lua_pushfstring(L, "conc.go: %s",
+                    rc == CONC_ENOMEM ? "not enough memory"
+                                      : conc_strerror(rc));
     lua_pushliteral(L, "spawn");
     return 3;
   }
@@ -206,8 +212,8 @@ static int w_join(lua_State *L) {
   lconc_wait_call local, *a = lconc_wait_area(L, &local);
   a->w.deadline = CONC_NEVER;
   a->w.ctx = NULL;
-  return join_end(L, lconc_wait_closed_k(L, "worker join", t->done, a, 0,
-                                         join_k));
+  return join_end(L,
+                  lconc_wait_closed_k(L, "worker join", t->done, a, 0, join_k));
 }
 
 /* h:wait([timeout | ctx]) -> true when finished; false, reason when
@@ -235,8 +241,8 @@ static int w_wait(lua_State *L) {
   lconc_task *t = checktask(L);
   lconc_wait_call local, *a = lconc_wait_area(L, &local);
   lconc_check_wait(L, 2, &a->w);
-  return wait_end(L, lconc_wait_closed_k(L, "worker wait", t->done, a, 0,
-                                         wait_k));
+  return wait_end(L,
+                  lconc_wait_closed_k(L, "worker wait", t->done, a, 0, wait_k));
 }
 
 /* h:done() -> a channel closed when the worker has finished */
@@ -266,9 +272,9 @@ static int current(lua_State *L) {
 }
 
 void lconc_open_worker(lua_State *L) {
-  static const luaL_Reg methods[] = {
-      {"join", w_join}, {"wait", w_wait}, {"done", w_done},
-      {"id", w_id},     {"status", w_status}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"join", w_join},     {"wait", w_wait},
+                                     {"done", w_done},     {"id", w_id},
+                                     {"status", w_status}, {NULL, NULL}};
   lconc_declare(&lconc_task_type, methods, NULL, NULL);
   lua_pushcfunction(L, go);
   lua_setfield(L, -2, "go");

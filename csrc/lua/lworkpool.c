@@ -55,8 +55,8 @@ static void encode_result(lua_State *L, int mode, conc_msg *m, int job) {
     lconc_encode(L, top, 1, m, "conc.stage", LCONC_RESULT, 1);
     return;
   }
-  if (lconc_encode_protected(L, top, 1, m, "conc.workpool", LCONC_VALUE,
-                             1) == 0)
+  if (lconc_encode_protected(L, top, 1, m, "conc.workpool", LCONC_VALUE, 1) ==
+      0)
     return;
   lua_pop(L, 1);
   conc_msg probe;
@@ -67,16 +67,16 @@ static void encode_result(lua_State *L, int mode, conc_msg *m, int job) {
     lua_setfield(L, top, "job_error");
     lua_pushnil(L);
     lua_setfield(L, top, "job");
-    if (lconc_encode_protected(L, top, 1, m, "conc.workpool", LCONC_VALUE,
-                               1) == 0)
+    if (lconc_encode_protected(L, top, 1, m, "conc.workpool", LCONC_VALUE, 1) ==
+        0)
       return;
     lua_pop(L, 1);
   }
   lua_getfield(L, top, "ok");                /* t, ok */
   const char *field = lua_toboolean(L, -1) ? "value" : "err";
   lua_pop(L, 1);
-  if (lconc_encode_protected(L, top, 1, m, "conc.workpool", LCONC_VALUE,
-                             1) != 0) {      /* t, why */
+  if (lconc_encode_protected(L, top, 1, m, "conc.workpool", LCONC_VALUE, 1) !=
+      0) {      /* t, why */
     lua_pushnil(L);
     lua_setfield(L, top, field);
     lua_pushboolean(L, 0);
@@ -150,8 +150,7 @@ static bool after_recv(lua_State *L, lconc_wait_call *a, int rc) {
   }
   /* A job that cannot arrive (a module this worker cannot load) is a
    * failed result too: never fatal to the worker. */
-  if (lconc_decode_protected(L, &a->cs.msg, "conc.workpool",
-                             LCONC_VALUE) < 0) {
+  if (lconc_decode_protected(L, &a->cs.msg, "conc.workpool", LCONC_VALUE) < 0) {
     lua_createtable(L, 0, 2);            /* why, t */
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "ok");
@@ -190,8 +189,8 @@ static int loop_from_recv(lua_State *L) {
     lconc_wait_call local, *a = lconc_wait_area(L, &local);
     a->cs = (conc_case){conc_workpool_jobs(p), CONC_RECV, {0}, 0};
     a->w = (lconc_wait){CONC_NEVER, conc_workpool_ctx(p)};
-    lconc_blocking(L, mode_of(L) == MODE_POOL ? "workpool job"
-                                              : "stage receive");
+    lconc_blocking(L,
+                   mode_of(L) == MODE_POOL ? "workpool job" : "stage receive");
     if (!after_recv(L, a, lconc_wait_op_k(L, a, 0, recv_k))) return 0;
   }
 }
@@ -255,7 +254,7 @@ static void start_workers(lua_State *L, conc_workpool *p, int pool_idx,
     luaL_error(L, "%s: cannot start a worker: %s", fname, conc_strerror(rc));
 }
 
-/* ---- options ------------------------------------------------------------- */
+/* ---- options ------------------------------------------------------------ */
 
 /* Reads integer option `key` of the table at idx (def if absent). */
 static lua_Integer int_option(lua_State *L, int idx, const char *key,
@@ -268,8 +267,8 @@ static lua_Integer int_option(lua_State *L, int idx, const char *key,
     int isint;
     v = lua_tointegerx(L, -1, &isint);
     if (!isint || v < min || v > 0x7fffffff)
-      luaL_error(L, "%s: %s must be an integer from %d to 2^31-1", fname,
-                 key, (int)min);
+      luaL_error(L, "%s: %s must be an integer from %d to 2^31-1", fname, key,
+                 (int)min);
   }
   lua_pop(L, 1);
   return v;
@@ -310,10 +309,11 @@ static void check_keys(lua_State *L, int idx, const char *const *known,
 /* A pool over new or given channels, pushed; jobs and results released
  * to it. */
 static conc_workpool *push_pool(lua_State *L, int n, conc_chan *jobs,
-                                conc_chan *results, conc_ctx *ctx,
-                                int own_jobs, const char *fname) {
+                                conc_chan *results, conc_ctx *ctx, int own_jobs,
+                                const char *fname) {
   conc_workpool *p = jobs && results
-      ? conc_workpool_new(n, jobs, results, ctx, own_jobs) : NULL;
+                         ? conc_workpool_new(n, jobs, results, ctx, own_jobs)
+                         : NULL;
   if (own_jobs && jobs) conc_release((conc_obj *)jobs);
   if (results) conc_release((conc_obj *)results);
   if (p == NULL) luaL_error(L, "%s: not enough memory", fname);
@@ -328,7 +328,7 @@ static void push_view(lua_State *L, conc_chan *c, const char *fname) {
   lconc_push_obj(L, (conc_obj *)v);
 }
 
-/* ---- conc.stage ----------------------------------------------------------- */
+/* ---- conc.stage --------------------------------------------------------- */
 
 /* conc.stage(input, fn [, {workers = 1, buffer = 0, ctx = ctx}])
  * -> a receive-only channel of fn(v) for each v of input */
@@ -349,7 +349,7 @@ static int stage_new(lua_State *L) {
   return 1;
 }
 
-/* ---- conc.workpool -------------------------------------------------------- */
+/* ---- conc.workpool ------------------------------------------------------ */
 
 /* conc.workpool(n, fn [, {queue = 2 * n, results = 2 * n, ctx = ctx}]) */
 static int pool_new(lua_State *L) {
@@ -357,7 +357,7 @@ static int pool_new(lua_State *L) {
   const char *fname = "conc.workpool";
   lua_Integer n = lconc_checkinteger(L, 1);
   lconc_argcheck(L, n >= 1 && n <= 100000, 1,
-                "workers must be an integer from 1 to 100000");
+                 "workers must be an integer from 1 to 100000");
   lconc_checktype(L, 2, LUA_TFUNCTION);
   check_keys(L, 3, known, fname);
   lua_Integer queue = int_option(L, 3, "queue", 2 * n, 0, fname);
@@ -366,8 +366,8 @@ static int pool_new(lua_State *L) {
   conc_chan *jobs = conc_chan_new((size_t)queue);
   conc_chan *results = conc_chan_new((size_t)rcap);
   if (jobs == NULL && results) conc_release((conc_obj *)results);
-  conc_workpool *p = push_pool(L, (int)n, jobs, jobs ? results : NULL, ctx,
-                               1, fname);
+  conc_workpool *p = push_pool(L, (int)n, jobs, jobs ? results : NULL, ctx, 1,
+                               fname);
   start_workers(L, p, lua_gettop(L), 2, (int)n, MODE_POOL, fname);
   return 1;
 }
@@ -428,15 +428,14 @@ static int pool_submit(lua_State *L) {
 static int pool_try_submit(lua_State *L) {
   lconc_wait w = {CONC_NOWAIT, NULL};
   lua_settop(L, 2);
-  lua_pushboolean(L, submit(L, &w, "conc.workpool:try_submit", NULL) ==
-                        CONC_OK);
+  lua_pushboolean(L,
+                  submit(L, &w, "conc.workpool:try_submit", NULL) == CONC_OK);
   return 1;
 }
 
 /* p:results() -> a receive-only channel of {job =, ok =, value | err =} */
 static int pool_results(lua_State *L) {
-  push_view(L, conc_workpool_results(checkpool(L, 1)),
-            "conc.workpool:results");
+  push_view(L, conc_workpool_results(checkpool(L, 1)), "conc.workpool:results");
   return 1;
 }
 
@@ -470,8 +469,7 @@ static int pool_close(lua_State *L) {
   conc_workpool *p = checkpool(L, 1);
   conc_workpool_close(p);
   lconc_wait forever = {CONC_NEVER, NULL};
-  return wait_stopped(L, p, &forever, "workpool close",
-                      "conc.workpool:close");
+  return wait_stopped(L, p, &forever, "workpool close", "conc.workpool:close");
 }
 
 /* p:wait([timeout | ctx]) -> true once every worker has stopped (after
@@ -485,8 +483,8 @@ static int pool_wait(lua_State *L) {
 
 /* p:len(): jobs queued, not yet taken by a worker */
 static int pool_len(lua_State *L) {
-  lua_pushinteger(L,
-                  (lua_Integer)conc_chan_len(conc_workpool_jobs(checkpool(L, 1))));
+  lua_pushinteger(L, (lua_Integer)
+                         conc_chan_len(conc_workpool_jobs(checkpool(L, 1))));
   return 1;
 }
 

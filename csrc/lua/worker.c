@@ -1,13 +1,16 @@
 /*
- * worker.c: the threads that run conc.go's tasks, each with its own
- * lua_State.
+ * worker.c: running conc.go's tasks, each in a lua_State of its own.
  *
- * Threads are pooled: when a task ends, its thread parks (spinning first)
- * with its state ready, so the next conc.go is a hand-off rather than a
- * thread and state creation. Every task starts with fresh globals (the
+ * A task is light by default: the scheduler (core/proc.c) runs it as a
+ * coroutine of a pooled state, a turn at a time, on whichever of its
+ * threads is free; a blocking call parks it (lconc_call, below). A task
+ * started with {locked = true} has a thread of its own, from a pool:
+ * when it ends, its thread parks (spinning first) with its state ready,
+ * so the next locked conc.go is a hand-off rather than a thread and
+ * state creation; an idle thread exits after IDLE_SECONDS, and at most
+ * MAX_IDLE threads stay idle. Every task starts with fresh globals (the
  * standard libraries, see fresh_globals); package.loaded persists
- * between tasks of a state, so modules load once per thread. An idle thread exits after
- * IDLE_SECONDS, and at most MAX_IDLE threads stay idle.
+ * between tasks of a state, so modules load once per state.
  *
  * Lock order: pool.lock is a leaf (nothing else is taken while it is
  * held, except the waiter claim, which is lock-free).
@@ -69,9 +72,10 @@ static void task_destroy(conc_obj *o) {
       fprintf(stderr, "conc: worker %lld failed and was never joined: %.*s\n",
               (long long)t->id, (int)len, err);
     else  /* as lua5.4 words an error it cannot print */
-      fprintf(stderr, "conc: worker %lld failed and was never joined: "
-              "(error object is a %s value)\n", (long long)t->id,
-              lconc_msg_type_name(&t->result));
+      fprintf(stderr,
+              "conc: worker %lld failed and was never joined: "
+              "(error object is a %s value)\n",
+              (long long)t->id, lconc_msg_type_name(&t->result));
   }
   if (atomic_load(&t->state) != TASK_RUNNING) conc_msg_free(&t->result);
   if (t->owner) conc_release(t->owner);
@@ -156,14 +160,16 @@ void lconc_report_running(void) {
     ids[shown++] = (long long)t->id;
   conc__unlock(&pool.lock);
   if (n == 0) return;
-  fprintf(stderr, "conc: the main script ended with %d worker%s still "
-          "running (id", n, n > 1 ? "s" : "");
+  fprintf(stderr,
+          "conc: the main script ended with %d worker%s still "
+          "running (id",
+          n, n > 1 ? "s" : "");
   for (int i = 0; i < shown; i++)
     fprintf(stderr, "%s %lld", i ? "," : (n > 1 ? "s" : ""), ids[i]);
   fprintf(stderr, "%s); they end with the process\n", n > 10 ? ", ..." : "");
 }
 
-/* ---- states ----------------------------------------------------------------- */
+/* ---- states ------------------------------------------------------------- */
 
 /*
  * Libraries opened when a task first names them (through the __index of
@@ -175,8 +181,16 @@ void lconc_report_running(void) {
  * Each opener also takes the library's fingerprint (see watch below).
  */
 enum {
-  W_STRING, W_TABLE, W_COROUTINE, W_MATH, W_IO, W_OS, W_UTF8, W_DEBUG,
-  W_STRING_META, W_COUNT
+  W_STRING,
+  W_TABLE,
+  W_COROUTINE,
+  W_MATH,
+  W_IO,
+  W_OS,
+  W_UTF8,
+  W_DEBUG,
+  W_STRING_META,
+  W_COUNT
 };
 
 static void watch_lib(lua_State *L, int which);
@@ -204,7 +218,7 @@ static int co_isyieldable(lua_State *L) {
   lua_pushboolean(L, lua_isyieldable(co) && !at_task_top(co));
   return 1;
 }
-static int co_yield(lua_State *L) {
+static int co_yield (lua_State *L) {
   if (at_task_top(L))
     return luaL_error(L, "attempt to yield from outside a coroutine");
   return lua_yield(L, lua_gettop(L));
@@ -213,12 +227,10 @@ static int co_resume(lua_State *L);
 static int co_wrap(lua_State *L);
 static int open_coroutine(lua_State *L) {
   luaopen_coroutine(L);
-  static const luaL_Reg hidden[] = {{"running", co_running},
-                                    {"isyieldable", co_isyieldable},
-                                    {"yield", co_yield},
-                                    {"resume", co_resume},
-                                    {"wrap", co_wrap},
-                                    {NULL, NULL}};
+  static const luaL_Reg hidden[] = {
+      {"running", co_running}, {"isyieldable", co_isyieldable},
+      {"yield", co_yield },    {"resume", co_resume},
+      {"wrap", co_wrap},       {NULL, NULL}};
   luaL_setfuncs(L, hidden, 0);
   watch_lib(L, W_COROUTINE);
   return 1;
@@ -230,12 +242,15 @@ WATCHED_OPENER(open_utf8, luaopen_utf8, W_UTF8)
 WATCHED_OPENER(open_debug, luaopen_debug, W_DEBUG)
 
 /* In W_ order: lazy_libs[i] is watched as W_i. */
-static const luaL_Reg lazy_libs[] = {
-    {LUA_STRLIBNAME, fill_string},    {LUA_TABLIBNAME, open_table},
-    {LUA_COLIBNAME, open_coroutine},  {LUA_MATHLIBNAME, open_math},
-    {LUA_IOLIBNAME, open_io},         {LUA_OSLIBNAME, open_os},
-    {LUA_UTF8LIBNAME, open_utf8},     {LUA_DBLIBNAME, open_debug},
-    {NULL, NULL}};
+static const luaL_Reg lazy_libs[] = {{LUA_STRLIBNAME, fill_string},
+                                     {LUA_TABLIBNAME, open_table},
+                                     {LUA_COLIBNAME, open_coroutine},
+                                     {LUA_MATHLIBNAME, open_math},
+                                     {LUA_IOLIBNAME, open_io},
+                                     {LUA_OSLIBNAME, open_os},
+                                     {LUA_UTF8LIBNAME, open_utf8},
+                                     {LUA_DBLIBNAME, open_debug},
+                                     {NULL, NULL}};
 
 /* What luaopen_base puts in the globals (Lua 5.4: 24 functions, _G and
  * _VERSION); only a size hint for the table. */
@@ -281,13 +296,15 @@ typedef struct state_mem {
   /* The standard libraries as opened, and the string metatable: each
    * table's address (NULL: not open) and the fingerprint of its
    * contents then, to tell whether a task changed them. */
-  struct { const void *table; uint64_t print; } watch[W_COUNT];
+  struct {
+    const void *table;
+    uint64_t print;
+  } watch[W_COUNT];
   bool string_filled;  /* the string table has the library (see below) */
   bool string_dirty;   /* a task wrote into it, or the stand-in, before */
 } state_mem;
 
-static void *counting_alloc(void *ud, void *ptr, size_t osize,
-                            size_t nsize) {
+static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   state_mem *m = (state_mem *)ud;
   size_t old = ptr ? osize : 0;  /* with no block, osize is a type tag */
   if (m->limit && nsize > old && m->used + (nsize - old) > m->limit) {
@@ -315,7 +332,7 @@ static state_mem *mem_of(lua_State *L) {
   return (state_mem *)ud;
 }
 
-/* ---- what a task may leave behind ------------------------------------------ */
+/* ---- what a task may leave behind --------------------------------------- */
 
 /*
  * A task must start as in a fresh state, whatever the last task on its
@@ -406,9 +423,9 @@ static void watch_lib(lua_State *L, int which) {
  * watched as `which`, unchanged. Pops it. */
 static bool same_as_watched(lua_State *L, state_mem *m, int which) {
   bool same = lua_istable(L, -1)
-      ? m->watch[which].table == lua_topointer(L, -1) &&
-            m->watch[which].print == fingerprint(L, -1)
-      : m->watch[which].table == NULL && lua_isnil(L, -1);
+                  ? m->watch[which].table == lua_topointer(L, -1) &&
+                        m->watch[which].print == fingerprint(L, -1)
+                  : m->watch[which].table == NULL && lua_isnil(L, -1);
   lua_pop(L, 1);
   return same;
 }
@@ -447,7 +464,7 @@ static int reset_state(lua_State *L) {
   lua_gc(L, LUA_GCRESTART);
   lua_gc(L, LUA_GCINC, GC_PAUSE, GC_STEPMUL, GC_STEPSIZE);
   m->warn_on = m->warn_cont = false;
-  static const int types[] = {LUA_TNIL, LUA_TBOOLEAN, LUA_TNUMBER,
+  static const int types[] = {LUA_TNIL,      LUA_TBOOLEAN,       LUA_TNUMBER,
                               LUA_TFUNCTION, LUA_TLIGHTUSERDATA, LUA_TTHREAD};
   for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
     switch (types[i]) {  /* a value of each type, to reach its metatable */
@@ -531,7 +548,7 @@ static void on_warn(void *ud, const char *msg, int tocont) {
   m->warn_cont = tocont != 0;
 }
 
-/* ---- the string library, filled on first use ------------------------------ */
+/* ---- the string library, filled on first use ---------------------------- */
 
 /*
  * Every string reaches the string library through its metatable, whose
@@ -629,12 +646,15 @@ LAZY_STRING_ARITH(lazy_string_unm, LUA_OPUNM, 1)
 
 /* The events the string library's metatable answers (Lua 5.4), but
  * __index, which is T. */
-static const luaL_Reg lazy_string_meta[] = {
-    {"__add", lazy_string_add},   {"__sub", lazy_string_sub},
-    {"__mul", lazy_string_mul},   {"__mod", lazy_string_mod},
-    {"__pow", lazy_string_pow},   {"__div", lazy_string_div},
-    {"__idiv", lazy_string_idiv}, {"__unm", lazy_string_unm},
-    {NULL, NULL}};
+static const luaL_Reg lazy_string_meta[] = {{"__add", lazy_string_add},
+                                            {"__sub", lazy_string_sub},
+                                            {"__mul", lazy_string_mul},
+                                            {"__mod", lazy_string_mod},
+                                            {"__pow", lazy_string_pow},
+                                            {"__div", lazy_string_div},
+                                            {"__idiv", lazy_string_idiv},
+                                            {"__unm", lazy_string_unm},
+                                            {NULL, NULL}};
 
 /* Makes T (in package.loaded and the registry) and the stand-in string
  * metatable, and watches both. */
@@ -771,8 +791,7 @@ static void fresh_globals(lua_State *L) {
   for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
     if (lua_getfield(L, -1, lib->name) == LUA_TTABLE)
       lua_setfield(L, -3, lib->name);
-    else
-      lua_pop(L, 1);
+    else lua_pop(L, 1);
   }
   lua_pushliteral(L, LUA_GNAME);
   lua_pushvalue(L, -3);
@@ -790,7 +809,8 @@ static void set_path(lua_State *L, const char *field, const char *value) {
   if (lua_istable(L, -1)) {
     /* Usually what the last task set: then no new string. */
     const char *now = lua_getfield(L, -1, field) == LUA_TSTRING
-                          ? lua_tostring(L, -1) : NULL;
+                          ? lua_tostring(L, -1)
+                          : NULL;
     bool same = now != NULL && strcmp(now, value) == 0;
     lua_pop(L, 1);
     if (!same) {
@@ -815,7 +835,7 @@ static void end_task(lconc_task *t, int state) {
   conc__live_add(-1);  /* after its wake-ups: see sched.c */
 }
 
-/* ---- running a task ------------------------------------------------------------ */
+/* ---- running a task ----------------------------------------------------- */
 
 /* The message handler (upvalue 1: the task): appends the traceback and
  * where the task was spawned to a string error (lerrhint.c, which also
@@ -866,13 +886,14 @@ static int finish_body(lua_State *L) {
   lconc_task *t = o->t;
   if (!o->ok && o->out_of_memory) {
     lua_settop(L, 1);
-    lua_pushfstring(L, "conc.go: worker %I ran out of memory: its limit "
-                    "is %I bytes", (lua_Integer)t->id,
-                    (lua_Integer)t->memory_limit);
+    lua_pushfstring(L,
+                    "conc.go: worker %I ran out of memory: its limit "
+                    "is %I bytes",
+                    (lua_Integer)t->id, (lua_Integer)t->memory_limit);
   }
   int n = lua_gettop(L) - 1;
-  if (lconc_encode_protected(L, 2, n, &t->result, "conc.go", LCONC_RESULT,
-                             1) == 0)
+  if (lconc_encode_protected(L, 2, n, &t->result, "conc.go", LCONC_RESULT, 1) ==
+      0)
     return 0;
   /* The results (or error) could not travel: that is the error now. */
   if (!o->ok) lconc_tostring_safe(L, 2);
@@ -931,9 +952,9 @@ static bool run_task(lua_State *L, lconc_task *t) {
   ok = finish(L, t, ok, oom, 1);
   lua_settop(L, 0);
   current_id = 0;
-  lconc_blocking(NULL, NULL);  /* the state may be closed before the next task */
+  lconc_blocking(NULL, NULL); /* the state may be closed before the next task */
   conc__thread_leave();
-  if (t->memory_limit) lua_gc(L, LUA_GCCOLLECT);  /* give it back now */
+  if (t->memory_limit) lua_gc(L, LUA_GCCOLLECT); /* give it back now */
   /* Before the task ends: its spawner may hand the thread the next one
    * at once, and a thread still busy here would not be found idle. */
   bool replace = clean_state(L);
@@ -962,7 +983,7 @@ static lconc_task *idle_park(pool_thread *p, conc_time deadline) {
   pool.nidle++;
   conc__unlock(&pool.lock);
   if (conc__waiter_park(p->w, deadline) != CONC_SEL_TIMEOUT)
-    return p->task;  /* the spawner unlinked us and set task */
+    return p->task; /* the spawner unlinked us and set task */
   conc__lock(&pool.lock);
   for (pool_thread **q = &pool.idle; *q; q = &(*q)->next_idle)
     if (*q == p) {
@@ -994,7 +1015,7 @@ static lconc_task *idle_wait(pool_thread *p) {
 
 static void *thread_main(void *arg) {
   pool_thread *p = (pool_thread *)arg;
-  conc__waiter_adopt(p->w);  /* made by the spawner */
+  conc__waiter_adopt(p->w); /* made by the spawner */
   lconc_task *t = p->task;
   p->L = new_state();
   if (p->L == NULL) {
@@ -1052,7 +1073,7 @@ static int new_thread(lconc_task *t) {
   pool.threads++;
   conc__unlock(&pool.lock);
   pthread_t tid;
-  sigset_t old_mask;  /* the thread blocks conc's signals (signal.c) */
+  sigset_t old_mask; /* the thread blocks conc's signals (signal.c) */
   conc_signal_block(&old_mask);
   int rc = pthread_create(&tid, &attr, thread_main, p);
   conc_signal_restore(&old_mask);
@@ -1068,7 +1089,7 @@ static int new_thread(lconc_task *t) {
   return CONC_OK;
 }
 
-/* ---- light tasks: run by the scheduler (proc.c) --------------------------- */
+/* ---- light tasks: run by the scheduler (proc.c) ------------------------- */
 
 /*
  * A light task runs in a coroutine of a pooled state (the state's main
@@ -1091,7 +1112,7 @@ static struct {
   int n;
 } states = {CONC_LOCK_INIT, {0}, 0};
 
-static const char co_key = 'c';  /* registry: the state's coroutine */
+static const char co_key = 'c'; /* registry: the state's coroutine */
 
 /* The task this thread runs now, and its coroutine (the signal handler
  * reads it). */
@@ -1153,7 +1174,7 @@ static int light_setup(lua_State *L) {
   luaL_checkstack(co, n + LUA_MINSTACK, "conc.go: too many arguments");
   lua_xmove(L, co, n);
   t->nargs = n - 1;
-  return 1;  /* the coroutine: kept on L while the task lives */
+  return 1; /* the coroutine: kept on L while the task lives */
 }
 
 static void preempt_hook(lua_State *L, lua_Debug *ar) {
@@ -1186,12 +1207,11 @@ static void light_error(lua_State *L, lua_State *co) {
   int err = lua_gettop(L);
   if (lua_type(L, err) != LUA_TSTRING) {
     conc_msg m;
-    if (lconc_encode_protected(L, err, 1, &m, "conc.go", LCONC_ERROR,
-                               1) == 0) {
+    if (lconc_encode_protected(L, err, 1, &m, "conc.go", LCONC_ERROR, 1) == 0) {
       conc_msg_free(&m);
       return;
     }
-    lconc_tostring_safe(L, err);                /* err, why, text */
+    lconc_tostring_safe(L, err); /* err, why, text */
     lua_pushfstring(L, "%s (%s)", lua_tostring(L, -1), lua_tostring(L, -2));
     lua_replace(L, err);
     lua_settop(L, err);
@@ -1229,23 +1249,23 @@ static void light_end(lconc_task *t, int status, int nres) {
   m->limit = 0;
   lheap_use_malloc(m->heap, 0);
   conc_msg_free(&t->call);
-  lua_settop(L, 1);  /* the coroutine (or the setup's error) */
+  lua_settop(L, 1); /* the coroutine (or the setup's error) */
   if (co != NULL) {
-    lua_pop(L, 1);   /* still in the registry */
-    lua_pushcfunction(L, light_outcome);  /* a light function: no block */
+    lua_pop(L, 1); /* still in the registry */
+    lua_pushcfunction(L, light_outcome); /* a light function: no block */
     lua_pushlightuserdata(L, co);
     lua_pushinteger(L, status);
     lua_pushinteger(L, nres);
     if (lua_pcall(L, 3, LUA_MULTRET, 0) != LUA_OK)
-      status = LUA_ERRMEM;  /* its message is Lua's, made in advance */
+      status = LUA_ERRMEM; /* its message is Lua's, made in advance */
     /* Its pending <close> variables close now (an error leaves them
      * open); a coroutine an error ended is replaced. */
     if (status != LUA_OK && lua_resetthread(co) != LUA_OK) {
       lua_pushnil(L);
-      lua_rawsetp(L, LUA_REGISTRYINDEX, &co_key);  /* no new block */
+      lua_rawsetp(L, LUA_REGISTRYINDEX, &co_key); /* no new block */
     }
     lua_settop(co, 0);
-    lua_sethook(co, NULL, 0, 0);  /* its debug.sethook, as reset_state's */
+    lua_sethook(co, NULL, 0, 0); /* its debug.sethook, as reset_state's */
   }
   int ok = status == LUA_OK;
   if (t->on_end) t->on_end(t, L, ok, 0);
@@ -1263,7 +1283,7 @@ static void light_end(lconc_task *t, int status, int nres) {
   g->w->g = NULL;
   conc__waiter_release(g->w);
   conc__g_end(g);
-  end_task(t, ok ? TASK_DONE : TASK_FAILED);  /* t may be freed now */
+  end_task(t, ok ? TASK_DONE : TASK_FAILED); /* t may be freed now */
 }
 
 /* First turn: a state, the task's function ready in its coroutine. */
@@ -1352,7 +1372,7 @@ static int light_run(conc__g *g) {
     if (status == LUA_YIELD && t->yield_reason == Y_PARK) {
       r = CONC_G_PARKED;
     } else if (status == LUA_YIELD) {
-      lua_pop(co, nres);  /* a yield of its own: values go nowhere */
+      lua_pop(co, nres); /* a yield of its own: values go nowhere */
       r = CONC_G_YIELDED;
     } else {
       light_end(t, status, nres);
@@ -1384,7 +1404,7 @@ static int start_light(lconc_task *t) {
   return CONC_OK;
 }
 
-/* ---- blocking calls of light tasks ------------------------------------------ */
+/* ---- blocking calls of light tasks -------------------------------------- */
 
 /* The task L belongs to, when a yield of L reaches the scheduler: L is
  * the task's coroutine, or the innermost coroutine resumed through conc's
@@ -1406,14 +1426,12 @@ static lconc_task *parkable(lua_State *L) {
  * and when the task is woken, resumes the coroutine again. Other yields
  * are the coroutine's own, as usual.
  */
-static int resume_step(lua_State *L, lua_State *co, int narg,
-                       lua_KFunction k);
+static int resume_step(lua_State *L, lua_State *co, int narg, lua_KFunction k);
 
 /* Resumes co with narg values from L's top; returns what the base
  * library's auxresume does: the count of results moved to L, or -1 with
  * the error on L's top. Propagates a conc yield (does not return). */
-static int resume_step(lua_State *L, lua_State *co, int narg,
-                       lua_KFunction k) {
+static int resume_step(lua_State *L, lua_State *co, int narg, lua_KFunction k) {
   lconc_task *t = cur_task;
   if (narg > 0 || lua_status(co) == LUA_OK) {
     if (!lua_checkstack(co, narg)) {
@@ -1439,8 +1457,7 @@ static int resume_step(lua_State *L, lua_State *co, int narg,
     t->yield_from = L;
     return lua_yieldk(L, 0, (lua_KContext)co, k);
   }
-  if (t != NULL && t->depth > 0 && t->chain[t->depth - 1].co == co)
-    t->depth--;
+  if (t != NULL && t->depth > 0 && t->chain[t->depth - 1].co == co) t->depth--;
   (void)pushed;
   if (status == LUA_OK || status == LUA_YIELD) {
     if (!lua_checkstack(L, nres + 1)) {
@@ -1475,8 +1492,7 @@ static int co_resume_k(lua_State *L, int status, lua_KContext ctx) {
 static int co_resume(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
   luaL_argexpected(L, co != NULL, 1, "coroutine");
-  return resume_result(L, resume_step(L, co, lua_gettop(L) - 1,
-                                      co_resume_k));
+  return resume_result(L, resume_step(L, co, lua_gettop(L) - 1, co_resume_k));
 }
 
 /* wrap's outcome: the values, or the error raised again (with where the
@@ -1485,7 +1501,7 @@ static int wrap_result(lua_State *L, lua_State *co, int r) {
   if (r >= 0) return r;
   int stat = lua_status(co);
   if (stat != LUA_OK && stat != LUA_YIELD) {
-    stat = lua_resetthread(co);  /* its <close> variables */
+    stat = lua_resetthread(co); /* its <close> variables */
     lua_xmove(co, L, 1);
   }
   if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
@@ -1544,7 +1560,7 @@ int lconc_call(lua_State *L, lconc_op_fn op, void *arg, lua_KContext ctx,
     conc__fiber_put(f);
     return t->op_rc;
   }
-  t->g.fiber = f;  /* the scheduler goes on with it when woken */
+  t->g.fiber = f; /* the scheduler goes on with it when woken */
   t->yield_reason = Y_PARK;
   t->yield_from = L;
   return lua_yieldk(L, 0, ctx, k);
@@ -1564,7 +1580,7 @@ static int gosched_k(lua_State *L, int status, lua_KContext ctx) {
 
 int lconc_gosched(lua_State *L) {
   lconc_task *t = parkable(L);
-  if (t == NULL) {  /* the main script runs a ready task, if any */
+  if (t == NULL) { /* the main script runs a ready task, if any */
     conc__sched_help();
     return 0;
   }
@@ -1579,8 +1595,8 @@ static void set_hooks(void) {
 }
 
 int lconc_spawn(lconc_task *t) {
-  conc_retain(&t->hdr);  /* the running thread's reference */
-  conc__live_add(1);     /* live from now: the spawner is running */
+  conc_retain(&t->hdr); /* the running thread's reference */
+  conc__live_add(1); /* live from now: the spawner is running */
   list_add(t);
   if (!t->locked) return start_light(t);
   if (hand_off(t)) return CONC_OK;

@@ -47,7 +47,10 @@ typedef struct lconc_task {
   /* Coroutines of the task resumed through conc's coroutine.resume and
    * wrap, innermost last: a blocking call in one parks the whole task
    * when every resume down to the task can yield (`ok`). */
-  struct { lua_State *co; bool ok; } chain[16];
+  struct {
+    lua_State *co;
+    bool ok;
+  } chain[16];
   int depth;
   int (*op)(void *);      /* its blocking call on its fiber (lconc_call) */
   void *op_arg;

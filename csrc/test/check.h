@@ -157,9 +157,7 @@ static CHECK_UNUSED pthread_t spawn(void *(*fn)(void *), void *arg) {
   return t;
 }
 
-static CHECK_UNUSED void join(pthread_t t) {
-  CHECK_PT(pthread_join(t, NULL));
-}
+static CHECK_UNUSED void join(pthread_t t) { CHECK_PT(pthread_join(t, NULL)); }
 
 /* ---- the runner -------------------------------------------------------- */
 
@@ -186,11 +184,9 @@ static int check_run_one(const check_test *t, unsigned timeout) {
     }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 1;
   if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
-    fprintf(stderr, "  %s: timed out after %u s (a hang)\n", t->name,
-            timeout);
+    fprintf(stderr, "  %s: timed out after %u s (a hang)\n", t->name, timeout);
   else if (WIFSIGNALED(status))
-    fprintf(stderr, "  %s: killed by signal %d\n", t->name,
-            WTERMSIG(status));
+    fprintf(stderr, "  %s: killed by signal %d\n", t->name, WTERMSIG(status));
   return 0;
 }
 

@@ -53,8 +53,7 @@ static void trips_after_consecutive_failures(void) {
   CHECK(ch.from == CONC_BREAKER_CLOSED && ch.to == CONC_BREAKER_OPEN);
   conc_breaker_counts_get(b, &c);
   CHECK_EQ(c.requests, 0);  /* a new state, new counts */
-  CHECK_RC(call(b, t + 30 * S - 1, CONC_CALL_SUCCESS, &ch),
-           CONC_EBREAKEROPEN);
+  CHECK_RC(call(b, t + 30 * S - 1, CONC_CALL_SUCCESS, &ch), CONC_EBREAKEROPEN);
   CHECK_EQ(conc_breaker_state(b, t + 30 * S - 1, &ch), CONC_BREAKER_OPEN);
   rel(b);
 }

@@ -323,8 +323,7 @@ static void mpmc_run(size_t cap, long per_producer) {
   x->per_producer = per_producer;
   long total = MP_PRODUCERS * per_producer;
   x->seen = calloc((size_t)total, sizeof *x->seen);
-  CHECK_PT(pthread_barrier_init(&x->start, NULL,
-                                MP_PRODUCERS + MP_CONSUMERS));
+  CHECK_PT(pthread_barrier_init(&x->start, NULL, MP_PRODUCERS + MP_CONSUMERS));
   pthread_t prod[MP_PRODUCERS], cons[MP_CONSUMERS];
   for (int i = 0; i < MP_CONSUMERS; i++) cons[i] = spawn(mp_consumer, x);
   for (int i = 0; i < MP_PRODUCERS; i++) prod[i] = spawn(mp_producer, x);

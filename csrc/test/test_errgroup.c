@@ -103,8 +103,7 @@ static void *eg_worker(void *p) {
   eg_work *x = (eg_work *)p;
   int64_t n = conc_atomic_add(x->inside, 1);
   for (int64_t m = conc_atomic_load(x->max);
-       n > m && !conc_atomic_cas(x->max, m, n);
-       m = conc_atomic_load(x->max)) {
+       n > m && !conc_atomic_cas(x->max, m, n); m = conc_atomic_load(x->max)) {
   }
   conc_atomic_add(x->ran, 1);
   conc_atomic_add(x->inside, -1);
@@ -116,8 +115,8 @@ static void *eg_worker(void *p) {
  * once, never more than 3 at once; the atomics count exactly. */
 static void eg_threads_limited(void) {
   enum { N = 200 };
-  eg_work x = {conc_errgroup_new(NULL), conc_atomic_new(0),
-               conc_atomic_new(0), conc_atomic_new(0)};
+  eg_work x = {conc_errgroup_new(NULL), conc_atomic_new(0), conc_atomic_new(0),
+               conc_atomic_new(0)};
   CHECK_RC(conc_errgroup_set_limit(x.g, 3), CONC_OK);
   pthread_t th[N];
   for (int i = 0; i < N; i++) {

@@ -205,7 +205,8 @@ static void trim_gives_back_free_chunks(void) {
    * chunk: a block of a bigger class is lent, or the block kept. */
   static void *rest[CHUNK_MAX / 16];
   int nrest = 0;
-  while ((size_t)(h->end - h->bump) >= 16) rest[nrest++] = alloc(h, NULL, 0, 16);
+  while ((size_t)(h->end - h->bump) >= 16)
+    rest[nrest++] = alloc(h, NULL, 0, 16);
   fail_malloc = 1;
   for (int i = 0; i < 50; i++) {  /* kept and split, or lent and split */
     p[i] = alloc(h, p[i], 48, 16);

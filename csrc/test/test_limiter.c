@@ -173,7 +173,8 @@ static void canceled_wait_gives_tokens_back(void) {
   cancel_work x = {l, conc_ctx_new(bg, CONC_NEVER, NULL, NULL), 1};
   pthread_t t;
   CHECK_PT(pthread_create(&t, NULL, wait_with_ctx, &x));
-  while (conc_limiter_tokens(l, conc_now()) > -0.5) sched_yield();  /* reserved */
+  while (conc_limiter_tokens(l, conc_now()) > -0.5)
+    sched_yield();  /* reserved */
   conc_ctx_cancel(x.ctx, CONC_ECANCELED, NULL);
   CHECK_PT(pthread_join(t, NULL));
   CHECK_RC(x.rc, CONC_ECANCELED);

@@ -92,11 +92,10 @@ static void mutex_guard(void) { guard_case("mutex", "guard"); }
 static void rwmutex_guard(void) { guard_case("rwmutex", "guard"); }
 static void rwmutex_rguard(void) { guard_case("rwmutex", "rguard"); }
 
-static const check_test tests[] = {
-    {"mutex_guard", mutex_guard},
-    {"rwmutex_guard", rwmutex_guard},
-    {"rwmutex_rguard", rwmutex_rguard},
-    {NULL, NULL}};
+static const check_test tests[] = {{"mutex_guard", mutex_guard},
+                                   {"rwmutex_guard", rwmutex_guard},
+                                   {"rwmutex_rguard", rwmutex_rguard},
+                                   {NULL, NULL}};
 
 int main(int argc, char **argv) {
   return check_main("test_lua_guard", tests, argc, argv);

@@ -406,7 +406,7 @@ static void too_many_inputs_is_refused(void) {
   free(in);
 }
 
-/* ---- pub/sub ------------------------------------------------------------- */
+/* ---- pub/sub ------------------------------------------------------------ */
 
 static void pubsub_fans_out_and_drops(void) {
   conc_pubsub *ps = conc_pubsub_new();

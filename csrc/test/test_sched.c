@@ -85,8 +85,7 @@ static void deadlock_error_on_select(void) {
   CHECK_EQ(peek_parked(a, 1) + peek_parked(b, 0), 0);
   CHECK_EQ(msg_take_int(&cs[1].msg), 5);
   /* A select with only nil channels deadlocks too. */
-  CHECK_RC(conc_select(&cs[2], 1, CONC_NEVER, &closed_send),
-           CONC_EDEADLOCK);
+  CHECK_RC(conc_select(&cs[2], 1, CONC_NEVER, &closed_send), CONC_EDEADLOCK);
   conc_release((conc_obj *)a);
   conc_release((conc_obj *)b);
   main_leave();

@@ -213,8 +213,10 @@ static void check_uniform(const long *counts, int k, long n) {
   for (int i = 0; i < k; i++) {
     double dev = (double)counts[i] - mean;
     if (dev * dev > 64 * var) {  /* |dev| > 8 sd, without libm */
-      fprintf(stderr, "case %d chosen %ld times of %ld (expected %.0f,"
-              " variance %.0f)\n", i, counts[i], n, mean, var);
+      fprintf(stderr,
+              "case %d chosen %ld times of %ld (expected %.0f,"
+              " variance %.0f)\n",
+              i, counts[i], n, mean, var);
       CHECK(!"select is not uniform");
     }
   }
@@ -250,8 +252,8 @@ static void fairness_among_ready_only(void) {
   CHECK_RC(conc_chan_close(closed), CONC_OK);
   long counts[K] = {0}, ready[3] = {0};
   for (long t = 0; t < n; t++) {
-    conc_case cs[K] = {recv_case(idle), recv_case(closed), recv_case(NULL),
-                       recv_case(closed), recv_case(idle), recv_case(closed)};
+    conc_case cs[K] = {recv_case(idle),   recv_case(closed), recv_case(NULL),
+                       recv_case(closed), recv_case(idle),   recv_case(closed)};
     int closed_send;
     int rc = conc_select(cs, K, CONC_NOWAIT, &closed_send);
     CHECK(rc == 1 || rc == 3 || rc == 5);
@@ -331,8 +333,7 @@ static void *sel_consumer(void *p) {
   for (;;) {
     conc_case cs[3] = {recv_case(x->a), recv_case(x->b), recv_case(quit)};
     int closed_send;
-    int rc = conc_select(cs, 3, quit ? CONC_NEVER : CONC_NOWAIT,
-                         &closed_send);
+    int rc = conc_select(cs, 3, quit ? CONC_NEVER : CONC_NOWAIT, &closed_send);
     if (rc == CONC_EAGAIN) break;  /* quit, and nothing left */
     CHECK(rc >= 0 && rc <= 2);
     if (rc == 2) {
@@ -360,8 +361,7 @@ static void many_threads_shared_channels(void) {
   x->per_producer = scaled(20000, 8);
   long total = ST_PRODUCERS * x->per_producer;
   x->seen = calloc((size_t)total, sizeof *x->seen);
-  CHECK_PT(pthread_barrier_init(&x->start, NULL,
-                                ST_PRODUCERS + ST_CONSUMERS));
+  CHECK_PT(pthread_barrier_init(&x->start, NULL, ST_PRODUCERS + ST_CONSUMERS));
   pthread_t prod[ST_PRODUCERS], cons[ST_CONSUMERS];
   for (int i = 0; i < ST_CONSUMERS; i++) cons[i] = spawn(sel_consumer, x);
   for (int i = 0; i < ST_PRODUCERS; i++) prod[i] = spawn(sel_producer, x);
@@ -573,8 +573,8 @@ static void *kick_receiver(void *p) {
 static void select_passes_wakeup_on(void) {
   int took_b = 0;
   for (int round = 0; round < 30; round++) {
-    kick_run k = {conc_chan_new(1), conc_chan_new(1), NULL, NULL,
-                  -100, -100, 0};
+    kick_run k = {
+        conc_chan_new(1), conc_chan_new(1), NULL, NULL, -100, -100, 0};
     pthread_t s = spawn(kick_select, &k);
     wait_parked(k.a, 1, 1);
     wait_asleep(&k.s_waiter);

@@ -440,7 +440,8 @@ static void once_runs_once(void) {
     for (int i = 0; i < ONCE_T; i++) join(t[i]);
     CHECK_EQ(atomic_load(&x.runs), 1);
     CHECK_EQ(atomic_load(&x.runs) + atomic_load(&x.waits) +
-                 atomic_load(&x.dones), ONCE_T);
+                 atomic_load(&x.dones),
+             ONCE_T);
     conc_chan *wait = NULL;
     CHECK_EQ(conc_once_begin(x.o, &wait), CONC_ONCE_DONE);
     CHECK(wait == NULL);

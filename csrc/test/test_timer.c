@@ -276,7 +276,8 @@ static void stop_races_fire(void) {
   }
   CHECK(active > 0 && active <= rounds * N);
   if (active != rounds * N)
-    fprintf(stderr, "  note: stop_chan returned 0 for %ld of %ld timers"
+    fprintf(stderr,
+            "  note: stop_chan returned 0 for %ld of %ld timers"
             " that never delivered (a firing in flight was dropped)\n",
             rounds * N - active, rounds * N);
 }
@@ -389,8 +390,10 @@ static void *hammer_thread(void *p) {
     conc_timer *t = h->t[(seed >> 16) % 4];
     if ((seed >> 8) % 3) {
       atomic_fetch_add(&h->starts, 1);
-      int was = conc_timer_start(
-          t, conc_now() + (conc_time)((seed >> 20) % 200) * 1000, 0);
+      int was = conc_timer_start(t,
+                                 conc_now() +
+                                     (conc_time)((seed >> 20) % 200) * 1000,
+                                 0);
       CHECK(was == 0 || was == 1);
       atomic_fetch_add(&h->restarts, was);
     } else {
@@ -422,9 +425,9 @@ static void start_stop_hammer(void) {
   for (int i = 0; i < 4; i++)
     atomic_fetch_add(&h.stops, conc_timer_stop(h.t[i]));
   wait_past(in_ms(1));  /* in-flight firings are over */
-  CHECK_EQ(atomic_load(&h.starts),
-           atomic_load(&h.stops) + atomic_load(&h.restarts) +
-               atomic_load(&x.fires));
+  CHECK_EQ(atomic_load(&h.starts), atomic_load(&h.stops) +
+                                       atomic_load(&h.restarts) +
+                                       atomic_load(&x.fires));
   for (int i = 0; i < 4; i++) conc_timer_release(h.t[i]);
   CHECK_EQ(atomic_load(&x.drops), 4);
   pthread_barrier_destroy(&h.go);

@@ -64,8 +64,8 @@ static void strerror_names_every_code(void) {
   CHECK(strcmp(conc_strerror(CONC_OK), "ok") == 0);
   CHECK(strcmp(conc_strerror(CONC_ECLOSED), "channel closed") == 0);
   CHECK(strcmp(conc_strerror(CONC_ETIMEDOUT), "timeout") == 0);
-  CHECK(strcmp(conc_strerror(CONC_ENOTLOCKED),
-               "unlock of unlocked mutex") == 0);
+  CHECK(strcmp(conc_strerror(CONC_ENOTLOCKED), "unlock of unlocked mutex") ==
+        0);
   for (int code = -1; code >= CONC_ENOTLOCKED; code--)
     CHECK(strcmp(conc_strerror(code), "unknown error") != 0);
   CHECK(strcmp(conc_strerror(-1000), "unknown error") == 0);
@@ -166,13 +166,9 @@ static void claim_race_run(int deadline_us, long rounds) {
   free(r);
 }
 
-static void claim_exactly_one_wins(void) {
-  claim_race_run(0, scaled(3000, 3));
-}
+static void claim_exactly_one_wins(void) { claim_race_run(0, scaled(3000, 3)); }
 
-static void claim_races_timeout(void) {
-  claim_race_run(30, scaled(3000, 3));
-}
+static void claim_races_timeout(void) { claim_race_run(30, scaled(3000, 3)); }
 
 /* Claimed and woken before it parks: the park returns at once. */
 static void wake_before_park(void) {

@@ -117,7 +117,7 @@ static void run_capturing_stderr(lua_State *L, const char *code, char *out,
   fflush(stderr);
   CHECK(dup2(saved, 2) == 2);
   close(saved);
-  rewind(tmp);
+  CHECK(fseek(tmp, 0, SEEK_SET) == 0);
   size_t n = fread(out, 1, size - 1, tmp);
   out[n] = '\0';
   fclose(tmp);
@@ -134,8 +134,9 @@ static void test_failing_hook_fails_the_task_and_says_why(void) {
       "assert(ok == false and err:find('cannot create a lua_State', 1, "
       "true), tostring(err))\n",
       err, sizeof err);
-  CHECK(strstr(err, "conc: conc_lua_set_state_init's function failed: "
-                    "no sensors here\n") != NULL);
+  CHECK(strstr(err,
+               "conc: conc_lua_set_state_init's function failed: "
+               "no sensors here\n") != NULL);
   /* A later task gets a new state, and a new call of the hook. */
   conc_lua_set_state_init(good_init);
   run(L,
@@ -147,16 +148,14 @@ static void test_failing_hook_fails_the_task_and_says_why(void) {
   lua_close(L);
 }
 
-/* ---- objects ---------------------------------------------------------------- */
+/* ---- objects ------------------------------------------------------------ */
 
 static int check_chan_body(lua_State *L) {
   conc_lua_check(L, 1, &conc_chan_type);
   return 0;
 }
 
-static long refs(conc_chan *c) {
-  return atomic_load(&((conc_obj *)c)->refs);
-}
+static long refs(conc_chan *c) { return atomic_load(&((conc_obj *)c)->refs); }
 
 static void test_push_and_get_objects(void) {
   lua_State *L = new_host();
@@ -180,8 +179,7 @@ static void test_push_and_get_objects(void) {
   CHECK(strstr(lua_tostring(L, -1), "conc.chan expected, got number"));
   lua_pop(L, 2);
   /* The Lua side sends on it and hands back a receive-only view. */
-  run(L, "local ch = ...; assert(ch:send('hi')); return ch:recv_only()", 1,
-      1);
+  run(L, "local ch = ...; assert(ch:send('hi')); return ch:recv_only()", 1, 1);
   CHECK(conc_lua_test(L, -1, &conc_chan_type) == NULL);
   CHECK(conc_lua_to_chan(L, -1, &ro) == c && ro == 1);
   conc_msg m;
@@ -198,7 +196,7 @@ static void test_push_and_get_objects(void) {
   conc_release((conc_obj *)c);
 }
 
-/* ---- messages --------------------------------------------------------------- */
+/* ---- messages ----------------------------------------------------------- */
 
 static void send(conc_chan *c, conc_msg *m) {
   CHECK_RC(conc_chan_send(c, m, CONC_NOWAIT), CONC_OK);
@@ -214,8 +212,16 @@ static void test_messages_built_in_c_decode_in_lua(void) {
   send(c, &m);
   conc_lua_msg_boolean(&m, 0);
   send(c, &m);
-  const lua_Integer ints[] = {0, -1, 1, 63, 64, -64, -65, (lua_Integer)1 << 40,
-                              LUA_MININTEGER, LUA_MAXINTEGER};
+  const lua_Integer ints[] = {0,
+                              -1,
+                              1,
+                              63,
+                              64,
+                              -64,
+                              -65,
+                              (lua_Integer)1 << 40,
+                              LUA_MININTEGER,
+                              LUA_MAXINTEGER};
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
     conc_lua_msg_integer(&m, ints[i]);
     send(c, &m);
@@ -284,14 +290,18 @@ static void test_messages_built_in_c_decode_in_lua(void) {
 
 static void test_values_through_a_state(void) {
   lua_State *L = new_host();
-  run(L, "return {n = 3, list = {'a', 'b'}, f = function(x) return x * 2 "
-         "end}", 0, 1);
+  run(L,
+      "return {n = 3, list = {'a', 'b'}, f = function(x) return x * 2 "
+      "end}",
+      0, 1);
   conc_msg m;
   CHECK_RC(conc_lua_to_msg(L, -1, &m), LUA_OK);
   lua_pop(L, 1);
   CHECK_EQ(conc_lua_push_msg(L, &m), 1);
-  run(L, "local t = ...; assert(t.n == 3 and t.list[2] == 'b' and "
-         "t.f(21) == 42)", 1, 0);
+  run(L,
+      "local t = ...; assert(t.n == 3 and t.list[2] == 'b' and "
+      "t.f(21) == 42)",
+      1, 0);
   run(L, "return coroutine.create(print)", 0, 1);
   CHECK_RC(conc_lua_to_msg(L, -1, &m), LUA_ERRRUN);
   CHECK(strstr(lua_tostring(L, -1), "conc_lua_to_msg: ") != NULL);
@@ -316,8 +326,9 @@ static void test_a_state_without_conc_is_refused(void) {
   lua_pushcfunction(L, push_body);
   lua_pushlightuserdata(L, c);
   CHECK(lua_pcall(L, 1, 1, 0) != LUA_OK);
-  CHECK(strstr(lua_tostring(L, -1), "conc_lua_push: conc.core is not open "
-                                    "in this lua_State"));
+  CHECK(strstr(lua_tostring(L, -1),
+               "conc_lua_push: conc.core is not open "
+               "in this lua_State"));
   CHECK_EQ(refs(c), 1);
   /* A heap message: ASan's leak check sees it if it is not freed. */
   static char text[1000];
@@ -326,8 +337,9 @@ static void test_a_state_without_conc_is_refused(void) {
   lua_pushcfunction(L, push_msg_body);
   lua_pushlightuserdata(L, &m);
   CHECK(lua_pcall(L, 1, 1, 0) != LUA_OK);
-  CHECK(strstr(lua_tostring(L, -1), "conc_lua_push_msg: conc.core is not "
-                                    "open"));
+  CHECK(strstr(lua_tostring(L, -1),
+               "conc_lua_push_msg: conc.core is not "
+               "open"));
   lua_close(L);
   conc_release((conc_obj *)c);
 }
@@ -342,8 +354,7 @@ static const check_test tests[] = {
     {"messages_built_in_c_decode_in_lua",
      test_messages_built_in_c_decode_in_lua},
     {"values_through_a_state", test_values_through_a_state},
-    {"a_state_without_conc_is_refused",
-     test_a_state_without_conc_is_refused},
+    {"a_state_without_conc_is_refused", test_a_state_without_conc_is_refused},
     {NULL, NULL}};
 
 int main(int argc, char **argv) {

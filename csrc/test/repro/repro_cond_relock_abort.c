@@ -29,7 +29,8 @@ static void release_hold(void) { atomic_store(&owner, 0); }
 static void *signaler(void *arg) {
   (void)arg;
   while (!atomic_load(&stop)) {
-    while (conc_mutex_lock(mu) != CONC_OK) {}
+    while (conc_mutex_lock(mu) != CONC_OK) {
+    }
     hold(2);
     conc_cond_signal(cv);
     release_hold();
@@ -56,7 +57,8 @@ int main(void) {
   conc_time end = conc_now() + 2000000000;
   long rounds = 0;
   while (conc_now() < end && !atomic_load(&broken)) {
-    while (conc_mutex_lock(mu) != CONC_OK) {}
+    while (conc_mutex_lock(mu) != CONC_OK) {
+    }
     hold(1);
     release_hold();
     conc_cond_wait(cv);  /* returns holding the mutex, interrupted or not */

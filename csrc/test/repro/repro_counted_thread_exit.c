@@ -33,8 +33,10 @@ int main(void) {
     int listed = conc_threads(NULL, 0);
     int awake = conc__awake_threads();
     if (listed != 0 || awake != 0) {
-      fprintf(stderr, "round %d: %d threads listed and %d counted awake "
-              "after the host threads ended\n", round, listed, awake);
+      fprintf(stderr,
+              "round %d: %d threads listed and %d counted awake "
+              "after the host threads ended\n",
+              round, listed, awake);
       return 1;
     }
   }

@@ -65,8 +65,10 @@ int main(void) {
   }
   atomic_store(&quit, 1);
   join(t);
-  printf("%ld rounds: %ld cancelled contexts kept alive by their deadline"
-         " timer after the last reference was dropped\n", rounds, kept);
+  printf(
+      "%ld rounds: %ld cancelled contexts kept alive by their deadline"
+      " timer after the last reference was dropped\n",
+      rounds, kept);
   conc_release((conc_obj *)bg);
   return kept ? 1 : 0;
 }

@@ -110,8 +110,7 @@ static void finish_pop(size_t pos, int wake) {
 /* Waits up to 300 ms for n waiters parked on c. */
 static int parked(int recv, int n) {
   int k = 0;
-  for (int i = 0; i < 300 && (k = peek_parked(c, recv)) < n; i++)
-    usleep(1000);
+  for (int i = 0; i < 300 && (k = peek_parked(c, recv)) < n; i++) usleep(1000);
   return k;
 }
 
@@ -145,8 +144,8 @@ static int recv_arrive(void) {
   int np = parked(1, WAITERS);
   finish_push(p1, 1, 1);
   int n = stuck(t);
-  printf("recv, arrive: %d parked behind the push in flight, %d stuck\n",
-         np, n);
+  printf("recv, arrive: %d parked behind the push in flight, %d stuck\n", np,
+         n);
   return n;
 }
 

@@ -68,7 +68,8 @@ static void hook(char *buf, size_t size) {
 }
 
 static void on_trap(int sig, siginfo_t *si, void *ucp) {
-  (void)sig; (void)si;
+  (void)sig;
+  (void)si;
   ucontext_t *uc = ucp;
   if (conc__waiter_self() == atomic_load(&Ww)) {
     /* Hold at the first instruction boundary where it is asleep, counted

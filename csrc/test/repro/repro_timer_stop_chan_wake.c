@@ -49,12 +49,13 @@ int main(void) {
   conc_time until = in_ms(2000);
   while (!atomic_load(&sender_done) && conc_now() < until) sched_yield();
   if (!atomic_load(&sender_done)) {
-    printf("BUG: the sender was claimed by conc_timer_stop_chan but never "
-           "woken (still asleep after 2 s, past its own 0.5 s deadline); "
-           "channel len %zu\n", conc_chan_len(c));
+    printf(
+        "BUG: the sender was claimed by conc_timer_stop_chan but never "
+        "woken (still asleep after 2 s, past its own 0.5 s deadline); "
+        "channel len %zu\n",
+        conc_chan_len(c));
     return 1;
   }
-  printf("ok: sender returned %d (%s)\n", sender_rc,
-         conc_strerror(sender_rc));
+  printf("ok: sender returned %d (%s)\n", sender_rc, conc_strerror(sender_rc));
   return 0;
 }

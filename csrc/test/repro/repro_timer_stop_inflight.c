@@ -47,8 +47,10 @@ int main(void) {
     if (delivered) conc_msg_free(&m);  /* would be a second bug */
     if (!active && !delivered) bad++;
   }
-  printf("%ld rounds: stop_chan returned 0 for %ld timers that never "
-         "delivered a value\n", rounds, bad);
+  printf(
+      "%ld rounds: stop_chan returned 0 for %ld timers that never "
+      "delivered a value\n",
+      rounds, bad);
   conc_timer_release(t);
   conc_release((conc_obj *)c);
   return bad ? 1 : 0;

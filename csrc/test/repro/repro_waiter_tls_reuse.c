@@ -58,7 +58,9 @@ int main(void) {
   join(a);
   sem_post(&hold);
   join(b);
-  printf("waiter used in the exiting thread's destructor: %p, waiter "
-         "handed to the next thread: %p\n", (void *)in_exit, (void *)fresh);
+  printf(
+      "waiter used in the exiting thread's destructor: %p, waiter "
+      "handed to the next thread: %p\n",
+      (void *)in_exit, (void *)fresh);
   return in_exit == fresh ? 1 : 0;
 }

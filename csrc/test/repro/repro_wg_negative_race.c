@@ -83,8 +83,9 @@ int main(void) {
   }
   atomic_store(&quit, 1);
   join(a);
-  printf("%ld rounds: %ld lost wake-ups (count 0, waiter never released),"
-         " %ld early releases (count > 0, waiter released)\n",
-         round, lost, early);
+  printf(
+      "%ld rounds: %ld lost wake-ups (count 0, waiter never released),"
+      " %ld early releases (count > 0, waiter released)\n",
+      round, lost, early);
   return (lost + early) ? 1 : 0;
 }
