@@ -57,8 +57,7 @@ int conc_lua_msg_string(conc_msg *m, const char *s, size_t len) {
     return CONC_ENOMEM;
   }
   unsigned char small[CONC_MSG_INLINE];
-  unsigned char *buf =
-      nhead + len > sizeof small ? malloc(nhead + len) : small;
+  unsigned char *buf = nhead + len > sizeof small ? malloc(nhead + len) : small;
   if (buf == NULL) {
     memset(m, 0, sizeof *m);
     return CONC_ENOMEM;

@@ -7,8 +7,10 @@ local conc = {}
 ---Options of `conc.go`, a plain table before `fn`.
 ---@class conc.go_options
 ---@field memory_limit integer? Bytes the worker's Lua heap may grow by.
+---@field locked boolean? Run on a thread of its own for its whole life (Go's LockOSThread), not as a light task.
 
----Runs `fn(...)` in a worker: an OS thread with its own `lua_State`.
+---Runs `fn(...)` in a worker: a light task with its own `lua_State`,
+---scheduled over a few threads (see `conc.set_maxprocs`).
 ---`fn` and the arguments are copied by the codec (conc objects by
 ---reference). Raises when a value cannot travel; returns a fail tuple
 ---when the system refuses a thread.

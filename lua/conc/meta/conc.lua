@@ -29,6 +29,17 @@ local conc = {}
 ---@param mode conc.deadlock_mode
 function conc.set_deadlock_mode(mode) end
 
+---How many threads run tasks at once (Go's GOMAXPROCS; at start the
+---CPUs online, or `CONC_MAXPROCS` from the environment). Sets it to `n`
+---(1..64) when given; returns the value before.
+---@param n integer?
+---@return integer previous
+function conc.set_maxprocs(n) end
+
+---In a task: lets the other runnable tasks run first, then goes on (Go's
+---runtime.Gosched). In the main script: runs one ready task, if any.
+function conc.gosched() end
+
 ---One entry per live worker and one for the main script (`id` 0).
 ---@return conc.worker_info[]
 function conc.workers() end
@@ -46,9 +57,20 @@ function conc.stats() end
 ---@field age number Seconds since it started.
 
 ---@class conc.stats
----@field workers integer Live workers.
----@field threads integer Pool threads, busy or idle.
----@field idle_threads integer Idle pool threads.
+---@field workers integer Live workers (tasks).
+---@field tasks integer Live tasks (the same as `workers`).
+---@field threads integer Threads that run tasks: the scheduler's and the locked tasks', busy or idle.
+---@field idle_threads integer Of those, the idle ones.
+---@field procs integer How many may run tasks at once (`conc.set_maxprocs`).
+---@field run_queues integer[] Runnable tasks queued on each processor.
+---@field global_queue integer Runnable tasks in the global queue.
+---@field turns integer Turns the scheduler has given tasks so far.
+---@field steals integer Tasks one processor took from another's queue.
+---@field preemptions integer Times a task computing for over 10 ms was asked to yield.
+---@field handoffs integer Times a thread blocked in C code for over 1 ms gave its processor to another thread.
+---@field helped integer Turns the main script's thread gave tasks while it waited.
+---@field thread_blocks integer Waits of tasks that could not yield and blocked their thread.
+---@field spinning integer Threads looking for work right now.
 ---@field messages integer Messages delivered on channels so far.
 ---@field heap_bytes integer What the workers' Lua heaps hold.
 ---@field objects table<string, integer> Live conc objects by type name.
