@@ -7,7 +7,7 @@ local conc = {}
 ---Options of `conc.go`, a plain table before `fn`.
 ---@class conc.go_options
 ---@field memory_limit integer? Bytes the worker's Lua heap may grow by.
----@field locked boolean? Run on a thread of its own for its whole life (Go's LockOSThread), not as a light task.
+---@field locked boolean? A thread of its own for its whole life (LockOSThread).
 
 ---Runs `fn(...)` in a worker: a light task with its own `lua_State`,
 ---scheduled over a few threads (see `conc.set_maxprocs`).

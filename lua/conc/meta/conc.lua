@@ -59,15 +59,15 @@ function conc.stats() end
 ---@class conc.stats
 ---@field workers integer Live workers (tasks).
 ---@field tasks integer Live tasks (the same as `workers`).
----@field threads integer Threads that run tasks: the scheduler's and the locked tasks', busy or idle.
+---@field threads integer Threads that run tasks (scheduler's, locked tasks').
 ---@field idle_threads integer Of those, the idle ones.
 ---@field procs integer How many may run tasks at once (`conc.set_maxprocs`).
 ---@field run_queues integer[] Runnable tasks queued on each processor.
 ---@field global_queue integer Runnable tasks in the global queue.
 ---@field turns integer Turns the scheduler has given tasks so far.
 ---@field steals integer Tasks one processor took from another's queue.
----@field preemptions integer Times a task computing for over 10 ms was asked to yield.
----@field handoffs integer Times a thread blocked in C code for over 1 ms gave its processor to another thread.
+---@field preemptions integer Tasks asked to yield after 10 ms of computing.
+---@field handoffs integer Processors handed on by a thread blocked in C.
 ---@field helped integer Turns the main script's thread gave tasks while it waited.
 ---@field thread_blocks integer Waits of tasks that could not yield and blocked their thread.
 ---@field spinning integer Threads looking for work right now.
