@@ -40,7 +40,7 @@ SAN_RUN = CONC_SANITIZER=$(1) CONC_CPATH=$(CURDIR)/build-$(1)/?.so $(2) \
 .PHONY: all test specs demo bench bench-quick clean asan tsan valgrind \
         helgrind stress stress-short ctest fuzz-smoke lint luacheck \
         format-check cppcheck tidy tidy-files lib lib-check host-example \
-        rock-check
+        rock-check specs-procs
 
 all: $(MODULE)
 
@@ -227,6 +227,12 @@ $(LIB_DIR)/host/host-shared: $(HOST_SRC) examples/host/calib.h $(LIB_DIR)/libcon
 
 # The linters first; `make -k test` runs the specs even if one fails.
 test: lint specs
+
+# The specs with 1 and with 8 scheduler threads (the default is the CPUs
+# online): tasks' interleavings differ, their outcomes must not.
+specs-procs: $(MODULE)
+	CONC_MAXPROCS=1 $(LUA) $(BUSTED) -o utfTerminal
+	CONC_MAXPROCS=8 $(LUA) $(BUSTED) -o utfTerminal
 
 specs: $(MODULE)
 	@set -o pipefail; $(LUA) $(BUSTED) -o utfTerminal | tee build/test.log
