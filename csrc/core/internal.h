@@ -339,6 +339,8 @@ typedef struct conc__sched_hooks {
   /* In a signal handler, on a thread running a task for too long: ask
    * the task to yield soon (async-signal-safe). */
   void (*preempt)(void);
+  /* A scheduler thread is about to sleep, with nothing to run. */
+  void (*idle)(void);
 } conc__sched_hooks;
 CONC_API void conc__sched_set_hooks(const conc__sched_hooks *h);
 /* A new task: runnable. */

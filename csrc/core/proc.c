@@ -723,6 +723,7 @@ static void *m_main(void *arg) {
   for (;;) {
     conc__g *g = find_runnable(m);
     if (g == NULL) {  /* it is on the idle list, without its P */
+      if (S.hooks.idle) S.hooks.idle();
       if (!m_sleep(m)) return NULL;
       continue;
     }

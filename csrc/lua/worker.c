@@ -302,6 +302,7 @@ typedef struct state_mem {
   } watch[W_COUNT];
   bool string_filled;  /* the string table has the library (see below) */
   bool string_dirty;   /* a task wrote into it, or the stand-in, before */
+  bool garbage;        /* pooled since a task ran, not collected since */
 } state_mem;
 
 static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -1130,15 +1131,27 @@ static lua_State *state_get(void) {
   return L ? L : new_state();
 }
 
+static void state_put_clean(lua_State *L) {
+  conc__lock(&states.lock);
+  if (states.n < MAX_POOLED_STATES) {
+    states.free[states.n++] = L;
+    L = NULL;
+  }
+  conc__unlock(&states.lock);
+  if (L) close_state(L);
+}
+
 /* A state back in the pool gives back what its last task's garbage took
  * when that is much (a parked state's heap is a few KB). */
 #define BIG_HEAP (256u << 10)
 
 static void state_put(lua_State *L) {
   lheap *h = mem_of(L)->heap;
+  mem_of(L)->garbage = true;
   if (lheap_chunk_bytes(h) > BIG_HEAP) {
     lua_gc(L, LUA_GCCOLLECT);
     lheap_trim(h);
+    mem_of(L)->garbage = false;
   }
   conc__lock(&states.lock);
   if (states.n < MAX_POOLED_STATES) {
@@ -1147,6 +1160,32 @@ static void state_put(lua_State *L) {
   }
   conc__unlock(&states.lock);
   if (L) close_state(L);
+}
+
+/* A scheduler thread about to sleep (nothing to run) collects the
+ * garbage of the pooled states that ran a task since their last
+ * collection, and gives back their heaps' empty chunks: what a finished
+ * task dropped (conc objects included) is released once the program goes
+ * quiet, as an idle worker thread did before light tasks. */
+static void collect_pooled(void) {
+  lua_State *todo[MAX_POOLED_STATES];
+  int n = 0;
+  conc__lock(&states.lock);
+  for (int i = 0; i < states.n;) {
+    if (mem_of(states.free[i])->garbage) {
+      todo[n++] = states.free[i];
+      states.free[i] = states.free[--states.n];
+    } else {
+      i++;
+    }
+  }
+  conc__unlock(&states.lock);
+  for (int i = 0; i < n; i++) {
+    lua_gc(todo[i], LUA_GCCOLLECT);
+    lheap_trim(mem_of(todo[i])->heap);
+    mem_of(todo[i])->garbage = false;
+    state_put_clean(todo[i]);
+  }
 }
 
 /* The state's coroutine, made on first use (protected: memory). */
@@ -1590,7 +1629,8 @@ int lconc_gosched(lua_State *L) {
 }
 
 static void set_hooks(void) {
-  static const conc__sched_hooks hooks = {light_run, preempt_signal};
+  static const conc__sched_hooks hooks = {light_run, preempt_signal,
+                                          collect_pooled};
   conc__sched_set_hooks(&hooks);
 }
 
