@@ -119,7 +119,9 @@ CONC_PUBLIC int conc_lua_push_msg(lua_State *L, conc_msg *m);
 
 /*
  * The host's part in every lua_State conc creates for a worker: fn is
- * called once per state, on the worker's thread, after the standard
+ * called once per state, on the thread that makes it (a light task's
+ * state then runs on whichever scheduler thread is free: nothing of the
+ * host's may be tied to that thread), after the standard
  * libraries, package and conc.core's preload entry are set up and before
  * any task runs there, as a protected lua_CFunction with no arguments
  * (its results are dropped). It is the place to register the host's C
