@@ -83,7 +83,8 @@ struct conc__fiber {
   bool done;                /* fn returned */
   conc__fiber *next_free;
 #ifdef FIBER_ASAN
-  void *fake;               /* ASan's fake stack of the side switched from */
+  void *fake_thread;        /* ASan's fake stacks: the thread's, saved */
+  void *fake_fiber;         /* while the fiber runs, and the fiber's */
   const void *ret_bottom;   /* the thread stack's, for the way back */
   size_t ret_size;
 #endif
@@ -263,6 +264,16 @@ void conc__fiber_put(conc__fiber *f) {
 
 long conc__fibers_made(void) { return atomic_load(&fibers_made); }
 
+void conc__fiber_release_cached(void) {
+  conc__fiber *f = cached;
+  if (f == NULL) return;
+  cached = NULL;
+  conc__lock(&pool_lock);
+  f->next_free = pool_free;
+  pool_free = f;
+  conc__unlock(&pool_lock);
+}
+
 /* ---- switching ---------------------------------------------------------- */
 
 /* Thread -> fiber f (from conc__fiber_run or conc__fiber_resume). */
@@ -273,7 +284,7 @@ static void switch_in(conc__fiber *f) {
   __tsan_switch_to_fiber(f->tsan, 0);
 #endif
 #ifdef FIBER_ASAN
-  __sanitizer_start_switch_fiber(&f->fake, f->stack, FIBER_STACK);
+  __sanitizer_start_switch_fiber(&f->fake_thread, f->stack, FIBER_STACK);
 #endif
 #if defined(__x86_64__)
   conc__fiber_swap(&f->ret_sp, f->sp);
@@ -281,7 +292,7 @@ static void switch_in(conc__fiber *f) {
   CONC_CHECK(swapcontext(&f->ret_uc, &f->uc));
 #endif
 #ifdef FIBER_ASAN
-  __sanitizer_finish_switch_fiber(f->fake, NULL, NULL);
+  __sanitizer_finish_switch_fiber(f->fake_thread, NULL, NULL);
 #endif
   running = NULL;
   check_depth(f);
@@ -293,7 +304,7 @@ static void switch_out(conc__fiber *f, bool last) {
   __tsan_switch_to_fiber(f->tsan_ret, 0);
 #endif
 #ifdef FIBER_ASAN
-  __sanitizer_start_switch_fiber(last ? NULL : &f->fake, f->ret_bottom,
+  __sanitizer_start_switch_fiber(last ? NULL : &f->fake_fiber, f->ret_bottom,
                                  f->ret_size);
 #else
   (void)last;
@@ -304,7 +315,7 @@ static void switch_out(conc__fiber *f, bool last) {
   CONC_CHECK(swapcontext(&f->uc, &f->ret_uc));
 #endif
 #ifdef FIBER_ASAN
-  __sanitizer_finish_switch_fiber(f->fake, &f->ret_bottom, &f->ret_size);
+  __sanitizer_finish_switch_fiber(f->fake_fiber, &f->ret_bottom, &f->ret_size);
 #endif
 }
 

@@ -314,6 +314,8 @@ CONC_API void conc__fiber_suspend(void);
 /* The fiber the calling thread runs on, or NULL. */
 CONC_API conc__fiber *conc__fiber_current(void);
 CONC_API long conc__fibers_made(void);
+/* A thread that ends gives back the spare fiber it kept. */
+CONC_API void conc__fiber_release_cached(void);
 
 /* ---- light tasks: the M:N scheduler (proc.c) ---------------------------- */
 

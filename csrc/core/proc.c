@@ -345,8 +345,8 @@ static void give_p(conc__p *p, bool spinning) {
     m->handed = p;
     m->spinning = spinning;
     atomic_store(&p->m, m);
+    atomic_store(&m->word, 1);  /* under the lock: before it can idle again */
     conc__unlock(&S.lock);
-    atomic_store(&m->word, 1);
     futex_wake_word(&m->word);
     return;
   }
@@ -578,6 +578,7 @@ static void commit_park(conc__p *p, conc__g *g) {
     if (old) globrunq_put(old);
   } else {
     globrunq_put(g);
+    wakep();
   }
 }
 
@@ -605,8 +606,10 @@ static void execute(conc__m *m, conc__g *g) {
   if (run) r = S.hooks.run(g);
   conc__waiter_swap(own);
   atomic_store_explicit(&m->since, 0, memory_order_relaxed);
-  bool lost = atomic_exchange(&m->in_task, 0) == 2;
-  if (lost) atomic_store(&m->p, NULL);
+  /* Its P was taken during the turn (in_task 2): the taker clears m->p,
+   * within a few instructions of taking it. */
+  if (atomic_exchange(&m->in_task, 0) == 2)
+    while (atomic_load(&m->p) != NULL) conc__cpu_relax();
   conc__p *p = atomic_load(&m->p);
   if (r == CONC_G_PARKED) commit_park(p, g);
   else if (r == CONC_G_YIELDED) {
@@ -615,12 +618,19 @@ static void execute(conc__m *m, conc__g *g) {
   }
 }
 
+static void stop_spinning(conc__m *m) {
+  if (!m->spinning) return;
+  m->spinning = false;
+  atomic_fetch_sub(&S.nspinning, 1);
+}
+
 /* Finds a task for m, which holds a P; NULL when m gave its P up. */
 static conc__g *find_runnable(conc__m *m) {
   conc__p *p = atomic_load(&m->p);
   if (p->id >= atomic_load(&S.nprocs)) {  /* retired: give it all up */
     conc__g *g;
     while ((g = runq_get(p)) != NULL) globrunq_put(g);
+    stop_spinning(m);
     conc__lock(&S.lock);
     pidle_put_locked(p);
     atomic_store(&m->p, NULL);
@@ -652,8 +662,14 @@ static conc__g *find_runnable(conc__m *m) {
       for (int i = 0; i < 100; i++) conc__cpu_relax();
     }
   }
-  /* Nothing: give the P back and sleep. Looked at again after, so that
-   * a wake that saw no idle P (and so woke nobody) is not missed. */
+  /* Nothing. Its idle work first (collecting pooled states), holding
+   * its P: a P handed on meanwhile would find this thread busy. */
+  if (S.hooks.idle) S.hooks.idle();
+  /* Then it stops spinning (before it goes idle: once on the idle list a
+   * waker may take it and set `spinning` again), gives the P back and
+   * sleeps. Looked at again after, so that a wake that saw no idle P
+   * (and so woke nobody) is not missed. */
+  stop_spinning(m);
   conc__lock(&S.lock);
   g = globrunq_get_locked();
   if (g) {
@@ -664,10 +680,6 @@ static conc__g *find_runnable(conc__m *m) {
   atomic_store(&m->p, NULL);
   midle_put_locked(m);  /* with its P: a wake that takes the P finds it */
   conc__unlock(&S.lock);
-  if (m->spinning) {
-    m->spinning = false;
-    atomic_fetch_sub(&S.nspinning, 1);
-  }
   int n = atomic_load(&S.nprocs);
   for (int k = 0; k < n; k++) {
     conc__p *v = atomic_load(&S.ps[k]);
@@ -700,6 +712,7 @@ static bool m_sleep(conc__m *m) {
           atomic_store(&m->alive, false);
           m->dead = true;
           conc__unlock(&S.lock);
+          conc__fiber_release_cached();  /* the thread's spare fiber */
           return false;
         }
     }
@@ -723,7 +736,6 @@ static void *m_main(void *arg) {
   for (;;) {
     conc__g *g = find_runnable(m);
     if (g == NULL) {  /* it is on the idle list, without its P */
-      if (S.hooks.idle) S.hooks.idle();
       if (!m_sleep(m)) return NULL;
       continue;
     }
@@ -792,10 +804,12 @@ static void look_at_threads(conc_time now) {
        * more than an eighth of one, on a loaded machine too): blocked in
        * C. Its P goes to another thread. */
       int one = 1;
-      if (atomic_compare_exchange_strong(&m->in_task, &one, 2) &&
-          atomic_compare_exchange_strong(&m->p, &p, NULL)) {
-        atomic_store(&p->m, NULL);
-        handoff_p(p);
+      /* Winning in_task 1 -> 2 makes the monitor the owner of m's P:
+       * the thread, at its turn's end, waits for m->p to be cleared. */
+      if (atomic_compare_exchange_strong(&m->in_task, &one, 2)) {
+        conc__p *q = atomic_exchange(&m->p, NULL);
+        atomic_store(&q->m, NULL);
+        handoff_p(q);
       }
     } else if (same && waiting && now - since > PREEMPT_NS &&
                atomic_load(&m->in_task) == 1) {

@@ -1167,11 +1167,13 @@ static void state_put(lua_State *L) {
  * collection, and gives back their heaps' empty chunks: what a finished
  * task dropped (conc objects included) is released once the program goes
  * quiet, as an idle worker thread did before light tasks. */
+#define COLLECT_AT_ONCE 8 /* states a thread collects before it sleeps */
+
 static void collect_pooled(void) {
-  lua_State *todo[MAX_POOLED_STATES];
+  lua_State *todo[COLLECT_AT_ONCE];
   int n = 0;
   conc__lock(&states.lock);
-  for (int i = 0; i < states.n;) {
+  for (int i = 0; i < states.n && n < COLLECT_AT_ONCE;) {
     if (mem_of(states.free[i])->garbage) {
       todo[n++] = states.free[i];
       states.free[i] = states.free[--states.n];
@@ -1619,8 +1621,9 @@ static int gosched_k(lua_State *L, int status, lua_KContext ctx) {
 
 int lconc_gosched(lua_State *L) {
   lconc_task *t = parkable(L);
-  if (t == NULL) { /* the main script runs a ready task, if any */
-    conc__sched_help();
+  if (t == NULL) { /* the main script runs a ready task, if any (not a
+                    * task that cannot yield here: helping nests once) */
+    if (cur_task == NULL) conc__sched_help();
     return 0;
   }
   t->yield_reason = Y_PREEMPT;
