@@ -6,10 +6,10 @@ local support = require("support")
 
 -- How many tasks each "every kind of blocking call" case parks at once;
 -- the #stress run (make stress-short) parks 10,000 of each.
-local N = tonumber(os.getenv("CONC_TASKS_N")) or 1000
--- Under a sanitizer each turn of a task costs ~100 times more: the
--- timed cases scale their counts and durations by SLOW.
+-- Under a sanitizer each turn of a task costs ~100 times more, and each
+-- parked task's memory ~8 times: the counts and durations scale by SLOW.
 local SLOW = os.getenv("CONC_SANITIZER") and 10 or 1
+local N = tonumber(os.getenv("CONC_TASKS_N")) or 1000 // SLOW
 
 -- Runs code in a fresh process with CONC_MAXPROCS=procs; returns its
 -- output (asserting it exited 0 and printed "OK").
