@@ -836,6 +836,29 @@ static void end_task(lconc_task *t, int state) {
   conc__live_add(-1);  /* after its wake-ups: see sched.c */
 }
 
+/* A task's memory limit applies from here (see state_mem). */
+static void limit_begin(lua_State *L, const lconc_task *t) {
+  state_mem *m = mem_of(L);
+  m->hit = false;
+  if (t->memory_limit == 0) return;
+  m->used = bytes_in_use(L);
+  m->limit = m->used + t->memory_limit;
+  lheap_use_malloc(m->heap, 1);
+  lua_setallocf(L, counting_alloc, m);
+}
+
+/* The limit is lifted (reporting needs memory). True if the task ran out
+ * of memory: it ended with a memory error (the message handler is not
+ * called for one) after a refusal; a refusal the emergency collection
+ * made good, then another error, is that error. */
+static bool limit_end(lua_State *L, int status) {
+  state_mem *m = mem_of(L);
+  lua_setallocf(L, heap_alloc, m);
+  m->limit = 0;
+  lheap_use_malloc(m->heap, 0);
+  return m->hit && status == LUA_ERRMEM;
+}
+
 /* ---- running a task ----------------------------------------------------- */
 
 /* The message handler (upvalue 1: the task): appends the traceback and
@@ -844,30 +867,46 @@ static void end_task(lconc_task *t, int state) {
  * other error value travels as it is (a number stays a number, as a Go
  * user expects of a value), unless the codec cannot carry it: then the
  * error is its text, why it could not travel, and the traceback. */
+/* The error value at err (the top): true if it travels as it is (not a
+ * string); else it becomes a string (its text, and why it cannot
+ * travel, for a value that is not one), still at err and the top. */
+static bool error_travels(lua_State *L, int err) {
+  if (lua_type(L, err) == LUA_TSTRING) return false;
+  conc_msg m;
+  if (lconc_encode_protected(L, err, 1, &m, "conc.go", LCONC_ERROR, 1) == 0) {
+    conc_msg_free(&m);
+    lua_settop(L, err);
+    return true;
+  }
+  lconc_tostring_safe(L, err); /* err, why, text */
+  lua_pushfstring(L, "%s (%s)", lua_tostring(L, -1), lua_tostring(L, -2));
+  lua_replace(L, err);
+  lua_settop(L, err);
+  return false;
+}
+
 static int traceback(lua_State *L) {
   const lconc_task *t = lua_touserdata(L, lua_upvalueindex(1));
-  if (lua_type(L, 1) != LUA_TSTRING) {
-    conc_msg m;
-    if (lconc_encode_protected(L, 1, 1, &m, "conc.go", LCONC_ERROR, 1) == 0) {
-      conc_msg_free(&m);
-      lua_settop(L, 1);
-      return 1;
-    }
-    lconc_tostring_safe(L, 1);                  /* err, why, text */
-    lua_pushfstring(L, "%s (%s)", lua_tostring(L, -1), lua_tostring(L, -2));
-  }
+  lua_settop(L, 1);
+  if (error_travels(L, 1)) return 1;
   lconc_errhint_traceback(L, &t->site);
   return 1;
 }
 
 /* Protected body: prepare the state, decode fn and its arguments (run_task
  * frees the call message again after an error), call it. */
-static int task_body(lua_State *L) {
-  lconc_task *t = (lconc_task *)lua_touserdata(L, 1);
+/* A task's state before its function: its spawner's paths, fresh
+ * globals (L's stack emptied). */
+static void prepare_state(lua_State *L, const lconc_task *t) {
   lua_settop(L, 0);
   set_path(L, "path", t->path);
   set_path(L, "cpath", t->cpath);
   fresh_globals(L);
+}
+
+static int task_body(lua_State *L) {
+  lconc_task *t = (lconc_task *)lua_touserdata(L, 1);
+  prepare_state(L, t);
   int n = lconc_decode_in(L, &t->call, "conc.go", LCONC_ARG);
   lua_call(L, n - 1, LUA_MULTRET);
   return lua_gettop(L);
@@ -928,23 +967,10 @@ static bool run_task(lua_State *L, lconc_task *t) {
   lua_pushcclosure(L, traceback, 1);
   lua_pushcfunction(L, task_body);
   lua_pushlightuserdata(L, t);
-  state_mem *m = mem_of(L);
-  m->hit = false;
-  if (t->memory_limit) {
-    m->used = bytes_in_use(L);
-    m->limit = m->used + t->memory_limit;
-    lheap_use_malloc(m->heap, 1);
-    lua_setallocf(L, counting_alloc, m);
-  }
+  limit_begin(L, t);
   int status = lua_pcall(L, 1, LUA_MULTRET, 1);
   conc_msg_free(&t->call);  /* if an error left it undecoded: else a no-op */
-  lua_setallocf(L, heap_alloc, m);  /* lifted: reporting needs memory */
-  m->limit = 0;
-  lheap_use_malloc(m->heap, 0);
-  /* Out of memory if the task ended with a memory error (the message
-   * handler is not called for one) after a refusal: a refusal the
-   * emergency collection made good, then another error, is that error. */
-  bool oom = m->hit && status == LUA_ERRMEM;
+  bool oom = limit_end(L, status);
   int ok = status == LUA_OK;
   if (t->on_end) t->on_end(t, L, ok, 1);
   free(t->path);
@@ -1205,10 +1231,7 @@ static int get_co(lua_State *L) {
  * arguments, ready on the coroutine (left on top of L). */
 static int light_setup(lua_State *L) {
   lconc_task *t = (lconc_task *)lua_touserdata(L, 1);
-  lua_settop(L, 0);
-  set_path(L, "path", t->path);
-  set_path(L, "cpath", t->cpath);
-  fresh_globals(L);
+  prepare_state(L, t);
   get_co(L);
   lua_State *co = lua_tothread(L, -1);
   int n = lconc_decode_in(L, &t->call, "conc.go", LCONC_ARG);
@@ -1245,18 +1268,7 @@ static void preempt_signal(void) {
  * handler of a locked task makes it, on top of L. */
 static void light_error(lua_State *L, lua_State *co) {
   lua_xmove(co, L, 1);
-  int err = lua_gettop(L);
-  if (lua_type(L, err) != LUA_TSTRING) {
-    conc_msg m;
-    if (lconc_encode_protected(L, err, 1, &m, "conc.go", LCONC_ERROR, 1) == 0) {
-      conc_msg_free(&m);
-      return;
-    }
-    lconc_tostring_safe(L, err); /* err, why, text */
-    lua_pushfstring(L, "%s (%s)", lua_tostring(L, -1), lua_tostring(L, -2));
-    lua_replace(L, err);
-    lua_settop(L, err);
-  }
+  if (error_travels(L, lua_gettop(L))) return;
   lconc_errhint_traceback_of(L, co, 0, &cur_task->site);
   lua_replace(L, -2);
 }
@@ -1283,12 +1295,7 @@ static int light_outcome(lua_State *L) {
 static void light_end(lconc_task *t, int status, int nres) {
   lua_State *L = t->L, *co = t->co;
   conc__g *g = &t->g;
-  state_mem *m = mem_of(L);
-  /* The limit is lifted first: reporting needs memory. */
-  lua_setallocf(L, heap_alloc, m);
-  bool oom = m->hit && status == LUA_ERRMEM;
-  m->limit = 0;
-  lheap_use_malloc(m->heap, 0);
+  bool oom = limit_end(L, status); /* first: reporting needs memory */
   conc_msg_free(&t->call);
   lua_settop(L, 1); /* the coroutine (or the setup's error) */
   if (co != NULL) {
@@ -1347,14 +1354,7 @@ static bool light_start(lconc_task *t) {
   }
   /* The handler is made before the limit applies (unprotected here). */
   lua_pushcclosure(L, traceback, 1);
-  state_mem *m = mem_of(L);
-  m->hit = false;
-  if (t->memory_limit) {
-    m->used = bytes_in_use(L);
-    m->limit = m->used + t->memory_limit;
-    lheap_use_malloc(m->heap, 1);
-    lua_setallocf(L, counting_alloc, m);
-  }
+  limit_begin(L, t);
   lua_pushcfunction(L, light_setup);
   lua_pushlightuserdata(L, t);
   int status = lua_pcall(L, 1, 1, 1);
