@@ -247,8 +247,7 @@ conc__fiber *conc__fiber_get(void) {
   if (f) pool_free = f->next_free;
   conc__unlock(&pool_lock);
   if (f == NULL) f = new_slab();
-  if (f == NULL) conc__fatal("conc__fiber_get: mmap", 12);
-  return f;
+  return f; /* NULL: no memory (the caller blocks its thread instead) */
 }
 
 void conc__fiber_put(conc__fiber *f) {

@@ -304,6 +304,7 @@ static inline void conc__claimed(conc_waiter *w);
 /* ---- fibers: where a light task's blocking call runs (fiber.c) ---------- */
 
 typedef struct conc__fiber conc__fiber;
+/* A fiber, or NULL when no memory can be had for one. */
 CONC_API conc__fiber *conc__fiber_get(void);
 CONC_API void conc__fiber_put(conc__fiber *f);
 /* Runs fn(arg) on f: true when it returned, false when it suspended

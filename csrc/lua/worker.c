@@ -1597,6 +1597,7 @@ int lconc_call(lua_State *L, lconc_op_fn op, void *arg, lua_KContext ctx,
   t->op = op;
   t->op_arg = arg;
   conc__fiber *f = conc__fiber_get();
+  if (f == NULL) return op(arg); /* no memory for one: block the thread */
   if (conc__fiber_run(f, run_op, t)) {
     conc__fiber_put(f);
     return t->op_rc;
