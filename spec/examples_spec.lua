@@ -121,7 +121,10 @@ describe("examples", function()
       local f = assert(io.open(path))
       local code = f:read("a")
       f:close()
-      local out, rc = support.run_script(code, 30)
+      -- (under a sanitizer every park and turn of a task costs ~100x:
+      -- the contended examples need longer)
+      local out, rc = support.run_script(code,
+        os.getenv("CONC_SANITIZER") and 120 or 30)
       assert.are.equal(0, rc, out)
       -- every example states what it must print: a new one without an
       -- entry in `expected` fails here rather than pass unchecked

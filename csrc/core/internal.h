@@ -350,6 +350,8 @@ CONC_API void conc__sched_set_hooks(const conc__sched_hooks *h);
 CONC_API void conc__g_start(conc__g *g);
 /* The thread runs the main script: while it waits, it runs tasks. */
 CONC_API void conc__sched_main_thread(void);
+/* The main script ended: its thread runs no more tasks. */
+CONC_API void conc__sched_main_done(void);
 /* Called by park: the main script's thread waits; runs one ready task
  * if there is one (true). */
 CONC_API bool conc__sched_help(void);

@@ -115,6 +115,7 @@ static struct {
 
 static conc__m main_m = {.is_main = true};
 static atomic_bool main_registered;
+static atomic_bool main_done; /* the main script ended: it helps no more */
 static CONC_TLS conc__m *self_m;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
@@ -779,8 +780,6 @@ static void look_at_threads(conc_time now) {
     conc__m *m = &main_m;
     unsigned long tick = atomic_load(&m->tick);
     long long since = atomic_load(&m->since);
-    bool main_done = false;
-    (void)main_done;
     /* Always after a slice: the main script's own wait may have ended
      * (a timeout sets no flag), and it waits for this task to yield. */
     if (tick == m->seen_tick && since != 0 && now - since > PREEMPT_NS &&
@@ -957,8 +956,11 @@ void conc__sched_main_thread(void) {
   atomic_store(&main_registered, true);
 }
 
+void conc__sched_main_done(void) { atomic_store(&main_done, true); }
+
 bool conc__sched_help(void) {
-  if (self_m != &main_m || !atomic_load(&S.started)) return false;
+  if (self_m != &main_m || !atomic_load(&S.started) || atomic_load(&main_done))
+    return false;
   atomic_fetch_add_explicit(&main_m.tick, 1, memory_order_relaxed);
   conc__g *g = atomic_exchange(&S.main_next, NULL);
   if (g) CONC_HB_AFTER(&S.main_next);

@@ -15,6 +15,9 @@ static int main_state_closing(lua_State *L) {
   (void)L;
   lconc_blocking(NULL, NULL);  /* the state it names is closing */
   lconc_interrupt_close();
+  /* The main script ran its last line: its thread runs no more tasks
+   * (a task it took while it waits here would hold the exit). */
+  conc__sched_main_done();
   lconc_report_running();
   return 0;
 }
