@@ -898,6 +898,15 @@ static void init(void) {
   CONC_CHECK(pthread_attr_destroy(&attr));
   if (rc != 0) conc__fatal("proc.c: pthread_create (monitor)", rc);
   atomic_store(&S.started, true);
+  /* A thread for each P now, which goes idle at once: the first tasks
+   * readied while the main script waits find a thread to wake rather
+   * than wait for one to be made (slow under the sanitizers). */
+  for (int i = 0; i < n; i++) {
+    conc__lock(&S.lock);
+    conc__p *p = pidle_get_locked();
+    conc__unlock(&S.lock);
+    if (p) give_p(p, false);
+  }
 }
 
 /* ---- the runtime's side ------------------------------------------------- */

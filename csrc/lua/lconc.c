@@ -34,6 +34,7 @@ static void pin_module(void) {
 
 int luaopen_conc_core(lua_State *L) {
   pin_module();
+  lconc_sched_init();
   if (lua_getfield(L, LUA_REGISTRYINDEX, "conc.core") == LUA_TNIL) {
     lua_pushboolean(L, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, "conc.core");

@@ -1435,9 +1435,14 @@ static int light_run(conc__g *g) {
   return r;
 }
 
-static int start_light(lconc_task *t) {
+/* The scheduler's hooks, set once, when conc.core is first opened:
+ * before any scheduler thread (conc.set_maxprocs starts some) reads them. */
+void lconc_sched_init(void) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   CONC_CHECK(pthread_once(&once, set_hooks));
+}
+
+static int start_light(lconc_task *t) {
   t->g.ud = t;
   t->g.w = conc__waiter_new();
   if (t->g.w == NULL) {

@@ -72,6 +72,8 @@ CONC_API void lconc_task_discard(lconc_task *t);
 /* Starts task on a pooled or new thread; CONC_ETHREAD if none can be had.
  * Takes call, path and cpath over even on failure. */
 CONC_API int lconc_spawn(lconc_task *task);
+/* Gives the scheduler its hooks (luaopen_conc_core, once). */
+CONC_API void lconc_sched_init(void);
 /* What a task runs when it ends, whatever ended it (see on_end), and
  * for whom (retained by the task). */
 typedef struct lconc_end_hook {
