@@ -562,6 +562,9 @@ static void commit_park(conc__p *p, conc__g *g) {
   conc_time deadline = g->deadline;
   bool timed = deadline != CONC_NEVER;
   if (timed) conc__lock(&S.tlock);
+  /* The fiber's frames, written here, are read by the thread that
+   * resumes it: through the wake (Helgrind; C11 orders it already). */
+  CONC_HB_BEFORE(&w->state);
   unsigned s = CONC_W_WAITING;
   bool parked = atomic_compare_exchange_strong(&w->state, &s, CONC_W_PARKED);
   if (parked && timed) heap_push_locked(g);

@@ -231,8 +231,10 @@ void conc__waiter_wake(conc_waiter *w) {
   unsigned old = atomic_exchange_explicit(&w->state, CONC_W_WOKEN,
                                           memory_order_acq_rel);
   /* Only this wake saw it asleep: a parked task is made runnable once. */
-  if (old == CONC_W_PARKED) conc__ready(w->g);
-  else if (old == CONC_W_SLEEPING) futex_wake(&w->state);
+  if (old == CONC_W_PARKED) {
+    CONC_HB_AFTER(&w->state); /* the parker's commit_park */
+    conc__ready(w->g);
+  } else if (old == CONC_W_SLEEPING) futex_wake(&w->state);
 }
 
 bool conc__waiter_wake_spinning(conc_waiter *w) {
