@@ -1442,17 +1442,23 @@ void lconc_sched_init(void) {
   CONC_CHECK(pthread_once(&once, set_hooks));
 }
 
+/* A spawn that failed: undoes lconc_spawn's first steps (the count, the
+ * list, the running reference) and drops the call. */
+static void unspawn(lconc_task *t) {
+  conc__live_add(-1);
+  list_remove(t);
+  conc_msg_free(&t->call);
+  free(t->path);
+  free(t->cpath);
+  t->path = t->cpath = NULL;
+  conc_release(&t->hdr);
+}
+
 static int start_light(lconc_task *t) {
   t->g.ud = t;
   t->g.w = conc__waiter_new();
   if (t->g.w == NULL) {
-    conc__live_add(-1);
-    list_remove(t);
-    conc_msg_free(&t->call);
-    free(t->path);
-    free(t->cpath);
-    t->path = t->cpath = NULL;
-    conc_release(&t->hdr);
+    unspawn(t);
     return CONC_ENOMEM;
   }
   t->g.w->g = &t->g;
@@ -1660,14 +1666,6 @@ int lconc_spawn(lconc_task *t) {
   if (!t->locked) return start_light(t);
   if (hand_off(t)) return CONC_OK;
   int rc = new_thread(t);
-  if (rc != CONC_OK) {
-    conc__live_add(-1);
-    list_remove(t);
-    conc_msg_free(&t->call);
-    free(t->path);
-    free(t->cpath);
-    t->path = t->cpath = NULL;
-    conc_release(&t->hdr);
-  }
+  if (rc != CONC_OK) unspawn(t);
   return rc;
 }
