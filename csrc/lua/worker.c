@@ -1157,6 +1157,7 @@ static lua_State *state_get(void) {
   return L ? L : new_state();
 }
 
+/* Into the pool as it is (closed if the pool is full). */
 static void state_put_clean(lua_State *L) {
   conc__lock(&states.lock);
   if (states.n < MAX_POOLED_STATES) {
@@ -1179,13 +1180,7 @@ static void state_put(lua_State *L) {
     lheap_trim(h);
     mem_of(L)->garbage = false;
   }
-  conc__lock(&states.lock);
-  if (states.n < MAX_POOLED_STATES) {
-    states.free[states.n++] = L;
-    L = NULL;
-  }
-  conc__unlock(&states.lock);
-  if (L) close_state(L);
+  state_put_clean(L);
 }
 
 /* A scheduler thread about to sleep (nothing to run) collects the
