@@ -50,6 +50,7 @@
 #define BLOCKED_NS 1000000      /* in foreign C this long: hand its P on */
 #define PREEMPT_NS 10000000     /* computing this long: asked to yield */
 #define TICK_NS 1000000         /* the monitor's period while tasks live */
+#define LINGER_NS 100000000     /* it goes on ticking this long after */
 #define IDLE_M_NS 2000000000LL  /* a spare thread idle this long exits */
 
 typedef struct conc__p {
@@ -826,18 +827,27 @@ static void look_at_threads(conc_time now) {
 
 static void *monitor_main(void *arg) {
   (void)arg;
+  conc_time last_live = 0;
   for (;;) {
     unsigned word = atomic_load(&S.mon_word);
     conc_time next = fire_timers();
     conc_time now = conc_now();
     if (atomic_load(&S.live) > 0) {
+      last_live = now;
       look_at_threads(now);
       /* Work nobody came for (a next slot whose owner computes): a
        * thread looks for it. */
       if (work_waiting()) wakep();
-      if (next > now + TICK_NS) next = now + TICK_NS;
     }
+    /* Ticking on a while after the last task ended spares a program
+     * that starts tasks one after another (spawn, join, spawn) a wake
+     * of the monitor at each start (conc__g_start). */
+    if (now - last_live < LINGER_NS && next > now + TICK_NS)
+      next = now + TICK_NS;
     atomic_store(&S.mon_at, next == CONC_NEVER ? 0 : next);
+    /* Against conc__g_start: it raises live, then reads mon_at; this
+     * stores mon_at, then reads live. One of the two sees the other. */
+    if (next == CONC_NEVER && atomic_load(&S.live) > 0) continue;
     if (next > now) futex_wait_word(&S.mon_word, word, next);
   }
   return NULL;
@@ -948,7 +958,9 @@ void conc__g_start(conc__g *g) {
   CONC_CHECK(pthread_once(&init_once, init));
   g->deadline = CONC_NEVER;
   g->timer_idx = -1;
-  if (atomic_fetch_add(&S.live, 1) == 0) wake_monitor_by(0);
+  /* The monitor must tick within TICK_NS of a task's start; it is
+   * woken only when it sleeps longer (see monitor_main). */
+  if (atomic_fetch_add(&S.live, 1) == 0) wake_monitor_by(conc_now() + TICK_NS);
   conc__ready(g);
 }
 
