@@ -33,6 +33,12 @@ CONC_API void lconc_declare(const conc_type *type, const luaL_Reg *methods,
  * Within one lua_State the same object is always the same userdata. If
  * it raises (out of memory), the reference is still the caller's. */
 CONC_API void lconc_push_obj(lua_State *L, conc_obj *o);
+/* Tells L's collector that a userdata just made holds `bytes` of memory
+ * it does not see (a task, a channel's ring), so that it collects as
+ * often as if Lua had allocated them: else a loop that makes and drops
+ * such objects grows the C heap for long between collections. Nothing
+ * while the collector is stopped (collectgarbage "stop"). */
+CONC_API void lconc_gc_pressure(lua_State *L, size_t bytes);
 /* The object at idx if it is a conc object of `type`, else raises a type
  * error naming the argument. */
 CONC_API conc_obj *lconc_check_obj(lua_State *L, int idx,

@@ -8,6 +8,7 @@
  * Lua clears weak values before it runs finalizers, so a dying box is
  * never found again.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include "lconc.h"
@@ -157,6 +158,14 @@ void lconc_push_obj(lua_State *L, conc_obj *o) {
   lua_rawsetp(L, -3, o);                     /* objects, box */
   b->o = o;  /* last: until here a raise leaves the reference the caller's */
   lua_remove(L, -2);
+}
+
+void lconc_gc_pressure(lua_State *L, size_t bytes) {
+  /* LUA_GCSTEP with n > 0 adds n KB to the collector's debt and steps
+   * if it is due; it would also run a stopped collector: ask first. */
+  if (bytes < 512 || !lua_gc(L, LUA_GCISRUNNING)) return;
+  size_t kb = (bytes + 512) / 1024;
+  lua_gc(L, LUA_GCSTEP, kb > INT_MAX ? INT_MAX : (int)kb);
 }
 
 conc_obj *lconc_to_obj(lua_State *L, int idx) {

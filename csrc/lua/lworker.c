@@ -162,6 +162,7 @@ static int go(lua_State *L) {
     return 3;
   }
   lconc_push_obj(L, &t->hdr);
+  lconc_gc_pressure(L, sizeof *t + sizeof(conc_chan));  /* and its done */
   return 1;
 }
 
