@@ -76,11 +76,11 @@ typedef struct conc__m {
   bool dead;                     /* exited: the record is free (S.lock) */
   conc_time idle_since;          /* on the idle list since (S.lock) */
   atomic_ulong tick;             /* scheduling points */
-  atomic_llong since;            /* its task's start, or 0 */
   atomic_int in_task;            /* 0, 1 in a task, 2 its P was taken */
   bool spinning;
   bool is_main;
   unsigned long seen_tick;       /* the monitor's last look */
+  conc_time turn_seen;           /* when it first saw this turn, or 0 */
   int suspect;                   /* looks in a row it used no CPU */
   conc_time seen_cpu, seen_at;
 } conc__m;
@@ -434,7 +434,6 @@ static void m_atomics(conc__m *m) {
   CONC_HB_ATOMIC(&m->clock);
   CONC_HB_ATOMIC(&m->alive);
   CONC_HB_ATOMIC(&m->tick);
-  CONC_HB_ATOMIC(&m->since);
   CONC_HB_ATOMIC(&m->in_task);
 }
 
@@ -593,8 +592,9 @@ static void execute(conc__m *m, conc__g *g) {
     atomic_fetch_sub(&S.nspinning, 1);
     wakep();  /* there may be more: another thread looks */
   }
+  /* No clock read: the monitor times a turn from its first look at it
+   * (Go's sysmon does the same), a tick late at most. */
   atomic_fetch_add_explicit(&m->tick, 1, memory_order_relaxed);
-  atomic_store_explicit(&m->since, conc_now(), memory_order_relaxed);
   atomic_store(&m->in_task, 1);
   atomic_fetch_add_explicit(&S.tasks_run, 1, memory_order_relaxed);
   conc_waiter *own = conc__waiter_swap(g->w);
@@ -610,7 +610,6 @@ static void execute(conc__m *m, conc__g *g) {
   }
   if (run) r = S.hooks.run(g);
   conc__waiter_swap(own);
-  atomic_store_explicit(&m->since, 0, memory_order_relaxed);
   /* Its P was taken during the turn (in_task 2): the taker clears m->p,
    * within a few instructions of taking it. */
   if (atomic_exchange(&m->in_task, 0) == 2)
@@ -773,6 +772,18 @@ static bool work_waiting(void) {
   return false;
 }
 
+/* How long the monitor has seen m in the turn it is in now (from its
+ * first look at that turn), or -1 if m is not in the same turn as at
+ * the last look. */
+static conc_time turn_age(conc__m *m, conc_time now) {
+  unsigned long tick = atomic_load(&m->tick);
+  bool in = atomic_load(&m->in_task) != 0;
+  bool same = in && tick == m->seen_tick && m->turn_seen != 0;
+  m->seen_tick = tick;
+  if (!same) m->turn_seen = in ? now : 0;
+  return same ? now - m->turn_seen : -1;
+}
+
 static void look_at_threads(conc_time now) {
   conc__lock(&S.lock);
   conc__m *list = S.allm;
@@ -782,27 +793,22 @@ static void look_at_threads(conc_time now) {
    * main script waits for it to yield), never handed off (no P). */
   if (atomic_load(&main_registered)) {
     conc__m *m = &main_m;
-    unsigned long tick = atomic_load(&m->tick);
-    long long since = atomic_load(&m->since);
     /* Always after a slice: the main script's own wait may have ended
      * (a timeout sets no flag), and it waits for this task to yield. */
-    if (tick == m->seen_tick && since != 0 && now - since > PREEMPT_NS &&
-        atomic_load(&m->in_task) == 1) {
+    if (turn_age(m, now) > PREEMPT_NS && atomic_load(&m->in_task) == 1) {
       atomic_fetch_add(&S.preemptions, 1);
       pthread_kill(atomic_load(&m->tid), SIGURG);
     }
-    m->seen_tick = tick;
   }
   for (conc__m *m = list; m; m = m->next_all) {  /* never unlinked */
     if (!atomic_load(&m->alive)) continue;
-    unsigned long tick = atomic_load(&m->tick);
-    long long since = atomic_load(&m->since);
+    conc_time age = turn_age(m, now);
     conc__p *p = atomic_load(&m->p);
-    bool same = tick == m->seen_tick && since != 0;
+    bool same = age >= 0;
     conc_time cpu = same ? cpu_time(m) : 0;
     bool idle_cpu = same && cpu - m->seen_cpu < (now - m->seen_at) / 8;
     m->suspect = idle_cpu ? m->suspect + 1 : 0;
-    if (same && p && waiting && now - since > BLOCKED_NS && m->suspect >= 2) {
+    if (same && p && waiting && age > BLOCKED_NS && m->suspect >= 2) {
       /* Not computing (a thread that computes but waits for a core uses
        * more than an eighth of one, on a loaded machine too): blocked in
        * C. Its P goes to another thread. */
@@ -814,12 +820,11 @@ static void look_at_threads(conc_time now) {
         atomic_store(&q->m, NULL);
         handoff_p(q);
       }
-    } else if (same && waiting && now - since > PREEMPT_NS &&
+    } else if (same && waiting && age > PREEMPT_NS &&
                atomic_load(&m->in_task) == 1) {
       atomic_fetch_add(&S.preemptions, 1);
       pthread_kill(atomic_load(&m->tid), SIGURG);
     }
-    m->seen_tick = tick;
     m->seen_cpu = same ? cpu : cpu_time(m);
     m->seen_at = now;
   }

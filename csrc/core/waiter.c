@@ -271,7 +271,10 @@ bool conc__spin_until(bool (*ready)(const void *arg), const void *arg,
     n = usable_cpus();
     atomic_store_explicit(&ncpu, n, memory_order_relaxed);
   }
-  if (n < 2) return ready(arg);  /* spinning only delays the other side */
+  /* With one CPU, spinning only delays the other side. Often ready
+   * already (the main script's thread ran the task that answers): then
+   * no clock read. */
+  if (n < 2 || ready(arg)) return ready(arg);
   conc_time limit = conc_now() + SPIN_NS;
   if (limit > deadline) limit = deadline;
   /* With more Lua threads awake than cores, a spinner would hold the
