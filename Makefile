@@ -123,13 +123,19 @@ helgrind: build-helgrind/conc/core.so
 STRESS_OPS ?= 10000000
 STRESS_ENV = LUA_PATH_5_4='./lua/?.lua;./lua/?/init.lua;;' \
              LUA_CPATH_5_4='./build/?.so;;' $(if $(SEED),STRESS_SEED=$(SEED))
+# Both also park 10,000 tasks in every kind of blocking call
+# (spec/tasks_spec.lua's CONC_TASKS_N; `make test` parks 1,000).
+STRESS_TASKS = CONC_TASKS_N=10000 $(LUA) $(BUSTED) -o utfTerminal \
+               --filter=every spec/tasks_spec.lua
 stress: $(MODULE)
 	$(STRESS_ENV) STRESS_OPS=$(STRESS_OPS) $(LUA) stress/stress.lua
 	$(LUA) $(BUSTED) -o utfTerminal --run=stress
+	$(STRESS_TASKS)
 
 stress-short: $(MODULE)
 	$(STRESS_ENV) STRESS_OPS=1000000 $(LUA) stress/stress.lua
 	$(LUA) $(BUSTED) -o utfTerminal --run=stress
+	$(STRESS_TASKS)
 
 # C tests of the core and of the workers' heap, without Lua, under
 # ASan+UBSan and TSan, then the reproductions of core bugs found and

@@ -5,7 +5,8 @@ local conc = require("conc")
 local support = require("support")
 
 -- How many tasks each "every kind of blocking call" case parks at once;
--- the #stress run (make stress-short) parks 10,000 of each.
+-- `make stress-short` and `make stress` park 10,000 of each
+-- (CONC_TASKS_N=10000).
 -- Under a sanitizer each turn of a task costs ~100 times more, and each
 -- parked task's memory ~8 times: the counts and durations scale by SLOW.
 local SLOW = os.getenv("CONC_SANITIZER") and 10 or 1
@@ -244,12 +245,18 @@ describe("light tasks", function()
       run([[
         local conc = require("conc")
         local N = 100000
-        local c = conc.chan()
+        local c, ready = conc.chan(), conc.chan(N)
         local done = conc.waitgroup()
         local sum = conc.atomic(0)
         for i = 1, N do
-          done:go(function(c, sum) sum:add(c:recv()) end, c, sum)
+          done:go(function(c, ready, sum)
+            ready:send(true)
+            sum:add(c:recv())
+          end, c, ready, sum)
         end
+        -- Every task has run up to its receive: all N are parked at once.
+        for i = 1, N do ready:recv() end
+        assert(conc.stats().tasks == N, conc.stats().tasks)
         for i = 1, N do c:send(i) end
         done:wait()
         assert(sum:load() == N * (N + 1) // 2, sum:load())
