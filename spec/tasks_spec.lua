@@ -351,6 +351,55 @@ describe("light tasks", function()
     ]]), 1, 30)
   end)
 
+  it("a task the main script runs, blocked where it cannot yield, does " ..
+     "not hold the main script", function()
+    -- One P, and the main script waits right after each spawn: it runs
+    -- the task itself (stats().helped). The task blocks in a comparator
+    -- on what the main script sends only after its own wait is over.
+    run([[
+      local conc = require("conc")
+      local function sorter(c, started)
+        local t = {5, 3, 9, 1, 7}
+        local first, yieldable = true, false
+        table.sort(t, function(a, b)
+          if first then
+            first = false
+            yieldable = coroutine.isyieldable()
+            started:send(true)           -- can yield? no: it blocks ...
+            assert(c:recv() == "go")     -- ... and so does this
+          end
+          return a < b
+        end)
+        return table.concat(t, ","), yieldable
+      end
+      for round = 1, 200 do
+        local c, started = conc.chan(), conc.chan()
+        local before = conc.stats().helped
+        local h = conc.go(sorter, c, started)
+        assert(started:recv())    -- the main script runs the sorter here
+        c:send("go")
+        local ok, sorted, yieldable = h:join()
+        assert(ok, sorted)
+        assert(sorted == "1,3,5,7,9", sorted)
+        assert(yieldable == false)
+        assert(conc.stats().helped > before)
+      end
+      -- A timed wait there: the monitor's timer wakes the turn, which
+      -- the main script's next wait (join) goes on with.
+      local h = conc.go(function()
+        local t = {2, 1}
+        local got
+        table.sort(t, function(a, b)
+          got = got or conc.select({{"recv", conc.chan()}, timeout = 0.05})
+          return a < b
+        end)
+        return got
+      end)
+      assert(select(2, h:join()) == "timeout")
+      print("OK")
+    ]], 1, 60)
+  end)
+
   it("coroutines inside tasks call blocking conc functions", function()
     run([[
       local conc = require("conc")

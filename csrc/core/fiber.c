@@ -77,19 +77,21 @@ struct conc__fiber {
 #if !defined(__x86_64__)
   ucontext_t uc, ret_uc;
 #endif
-  char *stack;              /* FIBER_STACK bytes; the canary first */
+  char *stack; /* its `size` bytes (a wait fiber: the canary first) */
+  size_t size;
+  bool guarded; /* a big fiber: a guard page below its stack */
   void (*fn)(void *);
   void *arg;
-  bool done;                /* fn returned */
+  bool done; /* fn returned */
   conc__fiber *next_free;
 #ifdef FIBER_ASAN
-  void *fake_thread;        /* ASan's fake stacks: the thread's, saved */
-  void *fake_fiber;         /* while the fiber runs, and the fiber's */
-  const void *ret_bottom;   /* the thread stack's, for the way back */
+  void *fake_thread; /* ASan's fake stacks: the thread's, saved */
+  void *fake_fiber; /* while the fiber runs, and the fiber's */
+  const void *ret_bottom; /* the thread stack's, for the way back */
   size_t ret_size;
 #endif
 #ifdef FIBER_TSAN
-  void *tsan;               /* this fiber, and the thread's, to TSan */
+  void *tsan; /* this fiber, and the thread's, to TSan */
   void *tsan_ret;
 #endif
 #ifdef FIBER_VALGRIND
@@ -145,9 +147,9 @@ extern char conc__fiber_start[];
 #endif
 
 static conc__lock_t pool_lock = CONC_LOCK_INIT;
-static conc__fiber *pool_free;  /* pool_lock */
+static conc__fiber *pool_free; /* pool_lock */
 static atomic_long fibers_made;
-static CONC_TLS conc__fiber *cached;  /* one per thread, hot */
+static CONC_TLS conc__fiber *cached; /* one per thread, hot */
 static CONC_TLS conc__fiber *running; /* the fiber this thread is in */
 
 static void entry(void *p);
@@ -162,23 +164,23 @@ static void entry_uc(unsigned hi, unsigned lo) {
 static void fiber_prepare(conc__fiber *f) {
   f->done = false;
 #if defined(__x86_64__)
-  uintptr_t top = ((uintptr_t)(f->stack + FIBER_STACK)) & ~(uintptr_t)15;
+  uintptr_t top = ((uintptr_t)(f->stack + f->size)) & ~(uintptr_t)15;
   uint64_t *sp = (uint64_t *)top;
   /* After the swap's ret, rsp is 16-aligned at conc__fiber_start, so
    * its call enters `entry` as the ABI wants (rsp + 8 aligned). */
-  *--sp = (uint64_t)(uintptr_t)conc__fiber_start;  /* ret address */
-  *--sp = 0;                                  /* rbp */
-  *--sp = (uint64_t)(uintptr_t)f;             /* rbx */
-  *--sp = (uint64_t)(uintptr_t)entry;         /* r12 */
-  *--sp = 0;                                  /* r13 */
-  *--sp = 0;                                  /* r14 */
-  *--sp = 0;                                  /* r15 */
-  *--sp = 0x1F80u | ((uint64_t)0x037Fu << 32);  /* mxcsr, x87 cw */
+  *--sp = (uint64_t)(uintptr_t)conc__fiber_start; /* ret address */
+  *--sp = 0; /* rbp */
+  *--sp = (uint64_t)(uintptr_t)f; /* rbx */
+  *--sp = (uint64_t)(uintptr_t)entry; /* r12 */
+  *--sp = 0; /* r13 */
+  *--sp = 0; /* r14 */
+  *--sp = 0; /* r15 */
+  *--sp = 0x1F80u | ((uint64_t)0x037Fu << 32); /* mxcsr, x87 cw */
   f->sp = sp;
 #else
   CONC_CHECK(getcontext(&f->uc));
   f->uc.uc_stack.ss_sp = f->stack;
-  f->uc.uc_stack.ss_size = FIBER_STACK;
+  f->uc.uc_stack.ss_size = f->size;
   f->uc.uc_link = NULL;
   makecontext(&f->uc, (void (*)(void))entry_uc, 2,
               (unsigned)((uintptr_t)f >> 32), (unsigned)(uintptr_t)f);
@@ -192,7 +194,7 @@ static void fiber_prepare(conc__fiber *f) {
  * next fiber's stack. Reading the word costs no memory (an untouched page
  * reads as the shared zero page) and writing it is what it watches for. */
 static void check_depth(const conc__fiber *f) {
-  if (*(const volatile uint64_t *)(f->stack + 4096) != 0) {
+  if (!f->guarded && *(const volatile uint64_t *)(f->stack + 4096) != 0) {
     fprintf(stderr,
             "conc: fatal: a fiber's stack came within a page of "
             "overflowing\n");
@@ -214,6 +216,7 @@ static conc__fiber *new_slab(void) {
   for (int i = 0; i < SLAB; i++) {
     conc__fiber *f = &fs[i];
     f->stack = mem + (size_t)i * FIBER_STACK;
+    f->size = FIBER_STACK;
 #ifdef MADV_POPULATE_WRITE
     /* Its top page, the one a parked call uses, in one go: a first touch
      * costs ~10 us here, populating ~1 us a page (TOOLCHAIN.md). */
@@ -234,6 +237,30 @@ static conc__fiber *new_slab(void) {
   }
   conc__unlock(&pool_lock);
   return &fs[0];
+}
+
+conc__fiber *conc__fiber_new_big(size_t size) {
+  size_t page = 4096, bytes = size + page;
+  char *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1,
+                   0);
+  conc__fiber *f = calloc(1, sizeof *f);
+  if (mem == MAP_FAILED || f == NULL ||
+      mprotect(mem, page, PROT_NONE) != 0) { /* the guard, below */
+    if (mem != MAP_FAILED) munmap(mem, bytes);
+    free(f);
+    return NULL;
+  }
+  f->stack = mem + page;
+  f->size = size;
+  f->guarded = true;
+#ifdef FIBER_VALGRIND
+  f->vg_id = VALGRIND_STACK_REGISTER(f->stack, f->stack + size);
+#endif
+#ifdef FIBER_TSAN
+  f->tsan = __tsan_create_fiber(0);
+#endif
+  return f;
 }
 
 conc__fiber *conc__fiber_get(void) {
@@ -275,15 +302,17 @@ void conc__fiber_release_cached(void) {
 
 /* ---- switching ---------------------------------------------------------- */
 
-/* Thread -> fiber f (from conc__fiber_run or conc__fiber_resume). */
+/* Thread (or the fiber it runs: a wait fiber runs inside a big one) ->
+ * fiber f (from conc__fiber_run or conc__fiber_resume). */
 static void switch_in(conc__fiber *f) {
+  conc__fiber *outer = running;
   running = f;
 #ifdef FIBER_TSAN
   f->tsan_ret = __tsan_get_current_fiber();
   __tsan_switch_to_fiber(f->tsan, 0);
 #endif
 #ifdef FIBER_ASAN
-  __sanitizer_start_switch_fiber(&f->fake_thread, f->stack, FIBER_STACK);
+  __sanitizer_start_switch_fiber(&f->fake_thread, f->stack, f->size);
 #endif
 #if defined(__x86_64__)
   conc__fiber_swap(&f->ret_sp, f->sp);
@@ -293,7 +322,7 @@ static void switch_in(conc__fiber *f) {
 #ifdef FIBER_ASAN
   __sanitizer_finish_switch_fiber(f->fake_thread, NULL, NULL);
 #endif
-  running = NULL;
+  running = outer;
   check_depth(f);
 }
 
@@ -326,14 +355,14 @@ static void entry(void *p) {
   for (;;) {
     f->fn(f->arg);
     f->done = true;
-    switch_out(f, false);  /* reused: the next run comes back here */
+    switch_out(f, false); /* reused: the next run comes back here */
   }
 }
 
 bool conc__fiber_run(conc__fiber *f, void (*fn)(void *), void *arg) {
   f->fn = fn;
   f->arg = arg;
-  if (f->sp == NULL) fiber_prepare(f);  /* first use */
+  if (f->sp == NULL) fiber_prepare(f); /* first use */
   f->done = false;
   switch_in(f);
   return f->done;

@@ -282,6 +282,9 @@ CONC_API void conc__waiter_leave(conc_waiter *w);
 /* Makes w the calling thread's waiter for now (a thread running a light
  * task uses the task's); returns the one it replaces. */
 CONC_API conc_waiter *conc__waiter_swap(conc_waiter *w);
+/* If w's thread sleeps in its park, wakes it without waking its wait
+ * (it looks for other work, then sleeps again). */
+CONC_API void conc__waiter_poke(conc_waiter *w);
 /* The main script's waiter (NULL before it first waits). */
 CONC_API conc_waiter *conc__main_waiter(void);
 /* Live Lua threads: a worker counts from its spawn to its end. */
@@ -315,6 +318,10 @@ CONC_API void conc__fiber_suspend(void);
 /* The fiber the calling thread runs on, or NULL. */
 CONC_API conc__fiber *conc__fiber_current(void);
 CONC_API long conc__fibers_made(void);
+/* A fiber of its own with a stack of `size` bytes and a guard page, for
+ * Lua code (the main script's thread runs helped tasks on one); never
+ * freed. NULL if no memory. */
+CONC_API conc__fiber *conc__fiber_new_big(size_t size);
 /* A thread that ends gives back the spare fiber it kept. */
 CONC_API void conc__fiber_release_cached(void);
 
@@ -331,6 +338,12 @@ typedef struct conc__g {
   conc_time deadline;      /* its park's (CONC_NEVER: none) */
   int timer_idx;           /* its place in the timer heap, or -1 */
   conc_time queued;        /* when it was put in a "next" slot */
+  /* A task the main script's thread ran that blocked where it cannot
+   * yield: its turn, suspended on a helper fiber, is the main thread's
+   * to go on with (see conc__sched_help). */
+  struct conc__helper *helper;
+  atomic_bool pinned;      /* when woken: to the main thread's queue */
+  struct conc__g *pinned_next;
 } conc__g;
 
 /* Runs g until it parks (its fiber holds a blocking call: the scheduler
@@ -344,7 +357,14 @@ typedef struct conc__sched_hooks {
   void (*preempt)(void);
   /* A scheduler thread is about to sleep, with nothing to run. */
   void (*idle)(void);
+  /* The runtime's per-thread state of a turn (the task it runs, ...),
+   * CONC__CTX_WORDS words: op CONC__CTX_SAVE copies it into area (as a
+   * context that runs no task of its own yet), CONC__CTX_SWAP swaps
+   * it with area, CONC__CTX_RESTORE sets it from area. */
+  void (*ctx)(void **area, int op);
 } conc__sched_hooks;
+enum { CONC__CTX_SAVE, CONC__CTX_SWAP, CONC__CTX_RESTORE };
+#define CONC__CTX_WORDS 8
 CONC_API void conc__sched_set_hooks(const conc__sched_hooks *h);
 /* A new task: runnable. */
 CONC_API void conc__g_start(conc__g *g);
@@ -358,6 +378,8 @@ CONC_API bool conc__sched_help(void);
 /* A task that cannot yield blocks its thread: hand its processor on. */
 CONC_API void conc__sched_block_begin(void);
 CONC_API void conc__sched_block_end(void);
+/* A turn suspended on the main thread is runnable (its waits look). */
+CONC_API bool conc__sched_pinned_ready(void);
 /* A task ended (the runtime frees it after). */
 CONC_API void conc__g_end(conc__g *g);
 /* Wakes a task parked on its fiber (waiter.c's wake). */

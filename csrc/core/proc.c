@@ -112,6 +112,10 @@ static struct {
   int nheap, capheap;
   atomic_uint mon_word;
   atomic_llong mon_at;           /* when the monitor wakes (0: sleeps) */
+  /* Helped turns suspended on the main thread, woken (see helpers) */
+  conc__g *pinned_head, *pinned_tail;  /* lock */
+  atomic_int npinned;
+  _Atomic(conc_waiter *) main_w;       /* the main thread's waiter */
 } S = {.lock = CONC_LOCK_INIT, .tlock = CONC_LOCK_INIT};
 
 static conc__m main_m = {.is_main = true};
@@ -287,6 +291,7 @@ static conc__g *steal_work(conc__p *p, seen_t *seen, bool first) {
 /* ---- threads and processors --------------------------------------------- */
 
 static void *m_main(void *arg);
+static void pinned_put(conc__g *g);
 static void m_atomics(conc__m *m);
 
 /* Starts a thread that holds p (S.lock not held). False: none could. */
@@ -544,10 +549,48 @@ static conc_time fire_timers(void) {
   while (due) {
     conc__g *g = due;
     due = g->next;
-    globrunq_put(g);
-    wakep();
+    if (atomic_load(&g->pinned)) {
+      pinned_put(g);
+    } else {
+      globrunq_put(g);
+      wakep();
+    }
   }
   return next;
+}
+
+/* ---- tasks pinned to the main thread (see helpers, below) ------------- */
+
+/* g, a helped turn suspended on the main thread, is runnable: to the
+ * main thread's queue, and the main thread is woken if it sleeps in a
+ * wait (its loop looks at the queue: see waiter.c's park). */
+static void pinned_put(conc__g *g) {
+  conc__lock(&S.lock);
+  g->pinned_next = NULL;
+  if (S.pinned_tail) S.pinned_tail->pinned_next = g;
+  else S.pinned_head = g;
+  S.pinned_tail = g;
+  conc__unlock(&S.lock);
+  atomic_fetch_add(&S.npinned, 1);
+  conc_waiter *w = atomic_load(&S.main_w);
+  if (w) conc__waiter_poke(w);
+}
+
+static conc__g *pinned_get(void) {
+  if (atomic_load(&S.npinned) == 0) return NULL;
+  conc__lock(&S.lock);
+  conc__g *g = S.pinned_head;
+  if (g) {
+    S.pinned_head = g->pinned_next;
+    if (S.pinned_head == NULL) S.pinned_tail = NULL;
+  }
+  conc__unlock(&S.lock);
+  if (g) atomic_fetch_sub(&S.npinned, 1);
+  return g;
+}
+
+bool conc__sched_pinned_ready(void) {
+  return atomic_load(&S.npinned) > 0 && !atomic_load(&main_done);
 }
 
 /* ---- running tasks ------------------------------------------------------ */
@@ -573,7 +616,9 @@ static void commit_park(conc__p *p, conc__g *g) {
     if (timed) wake_monitor_by(deadline);
     return;
   }
-  if (p) {
+  if (atomic_load(&g->pinned)) {
+    pinned_put(g);
+  } else if (p) {
     runq_put(p, g, true);
   } else if (self_m == &main_m) {
     atomic_fetch_add_explicit(&S.main_next_puts, 1, memory_order_relaxed);
@@ -882,6 +927,8 @@ static void init(void) {
   CONC_HB_ATOMIC(&S.main_next);
   CONC_HB_ATOMIC(&S.main_next_puts);
   CONC_HB_ATOMIC(&S.live);
+  CONC_HB_ATOMIC(&S.npinned);
+  CONC_HB_ATOMIC(&S.main_w);
   CONC_HB_ATOMIC(&S.mon_word);
   CONC_HB_ATOMIC(&S.mon_at);
   CONC_HB_ATOMIC(&S.ps);
@@ -939,6 +986,10 @@ static void init(void) {
  * a round, or handed on by the monitor within a millisecond.
  */
 void conc__ready(conc__g *g) {
+  if (atomic_load(&g->pinned)) {
+    pinned_put(g);
+    return;
+  }
   conc__m *m = self_m;
   conc__g *out = NULL;
   if (m == &main_m) {
@@ -987,11 +1038,108 @@ void conc__sched_main_thread(void) {
 
 void conc__sched_main_done(void) { atomic_store(&main_done, true); }
 
+/*
+ * Helpers: the main script's thread runs a task's turn on a helper fiber
+ * (a stack of its own, as a scheduler thread's), not on its own stack.
+ * If the task then blocks where it cannot yield (a table.sort comparator,
+ * a metamethod called from C), its park suspends the helper fiber
+ * (park_task: the fiber is the current one) and the main script goes on
+ * at once: its own wait may be over, and what the task waits for may be
+ * something only the main script will do. The turn stays on that fiber,
+ * pinned to the main thread (a thread's frames cannot move to another):
+ * when woken, the task goes to the main thread's queue, which the main
+ * script's next wait in conc runs first (a wait asleep is woken for it).
+ * The runtime's per-thread state of the turn and the thread's waiter are
+ * swapped out with the fiber and back in with it.
+ */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define HELPER_STACK (8u << 20)
+#else
+#define HELPER_STACK (1u << 20) /* as a scheduler thread's */
+#endif
+#define HELPERS_MAX 64
+
+typedef struct conc__helper {
+  conc__fiber *f;
+  conc_waiter *main_w, *turn_w;   /* the thread's waiter: the other one */
+  void *ctx[CONC__CTX_WORDS];     /* the runtime's state: the other one */
+  struct conc__helper *next_free;
+} conc__helper;
+
+static conc__helper *helpers_free; /* the main thread's alone */
+static int helpers_made;
+
+static conc__helper *helper_get(void) {
+  conc__helper *h = helpers_free;
+  if (h != NULL) {
+    helpers_free = h->next_free;
+    return h;
+  }
+  if (helpers_made >= HELPERS_MAX || S.hooks.ctx == NULL) return NULL;
+  h = calloc(1, sizeof *h);
+  if (h != NULL && (h->f = conc__fiber_new_big(HELPER_STACK)) == NULL) {
+    free(h);
+    h = NULL;
+  }
+  if (h != NULL) helpers_made++;
+  return h;
+}
+
+static void helper_put(conc__helper *h) {
+  h->next_free = helpers_free;
+  helpers_free = h;
+}
+
+static void helped_turn(void *g) { execute(&main_m, (conc__g *)g); }
+
+/* Runs a turn of g on the main thread: a new one, or one that was
+ * suspended (g->helper). */
+static void run_helped(conc__g *g) {
+  conc__helper *h = g->helper;
+  if (h == NULL) {
+    h = helper_get();
+    if (h == NULL) { /* none can be had: on this stack, blocking it */
+      execute(&main_m, g);
+      return;
+    }
+    h->main_w = conc__waiter_self();
+    atomic_store(&S.main_w, h->main_w);
+    S.hooks.ctx(h->ctx, CONC__CTX_SAVE);
+    if (conc__fiber_run(h->f, helped_turn, g)) {
+      helper_put(h);
+      return;
+    }
+  } else {
+    g->helper = NULL;
+    atomic_store(&g->pinned, false);
+    timer_del(g);
+    S.hooks.ctx(h->ctx, CONC__CTX_SWAP);
+    h->main_w = conc__waiter_swap(h->turn_w);
+    atomic_fetch_add_explicit(&main_m.tick, 1, memory_order_relaxed);
+    atomic_store(&main_m.in_task, 1);
+    if (conc__fiber_resume(h->f)) { /* the turn ended: execute's own end */
+      S.hooks.ctx(h->ctx, CONC__CTX_RESTORE);
+      conc__waiter_swap(h->main_w);
+      helper_put(h);
+      return;
+    }
+  }
+  /* Suspended: the task blocked where it cannot yield (park_task). */
+  atomic_store(&main_m.in_task, 0);
+  h->turn_w = conc__waiter_swap(h->main_w);
+  S.hooks.ctx(h->ctx, CONC__CTX_SWAP);
+  g->helper = h;
+  atomic_store(&g->pinned, true);
+  commit_park(NULL, g);
+}
+
 bool conc__sched_help(void) {
   if (self_m != &main_m || !atomic_load(&S.started) || atomic_load(&main_done))
     return false;
   atomic_fetch_add_explicit(&main_m.tick, 1, memory_order_relaxed);
-  conc__g *g = atomic_exchange(&S.main_next, NULL);
+  /* A suspended turn first: it may hold what others wait for. */
+  conc__g *g = pinned_get();
+  if (g == NULL) g = atomic_exchange(&S.main_next, NULL);
   if (g) CONC_HB_AFTER(&S.main_next);
   /* Other work only while every P is busy: an idle P's thread, woken
    * for it, would otherwise find it taken and sleep again, and the
@@ -1006,7 +1154,7 @@ bool conc__sched_help(void) {
   }
   if (!g) return false;
   atomic_fetch_add_explicit(&S.helped, 1, memory_order_relaxed);
-  execute(&main_m, g);
+  run_helped(g);
   return true;
 }
 

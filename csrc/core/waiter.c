@@ -237,6 +237,12 @@ void conc__waiter_wake(conc_waiter *w) {
   } else if (old == CONC_W_SLEEPING) futex_wake(&w->state);
 }
 
+void conc__waiter_poke(conc_waiter *w) {
+  unsigned s = CONC_W_SLEEPING;
+  if (atomic_compare_exchange_strong(&w->state, &s, CONC_W_WAITING))
+    futex_wake(&w->state);
+}
+
 bool conc__waiter_wake_spinning(conc_waiter *w) {
   CONC_HB_BEFORE(w);  /* as in conc__waiter_wake */
   unsigned waiting = CONC_W_WAITING;
@@ -390,8 +396,9 @@ static int park(conc_waiter *w, conc_time deadline,
      * ping-pong with a task stays on this thread); a task that cannot
      * yield hands its processor on before its thread sleeps. */
     bool blocking_task = w->g != NULL;
+    bool helps = !blocking_task && w->id == 0 && w->counted;
     if (blocking_task) conc__sched_block_begin();
-    else if (w->id == 0 && w->counted) help_while_waiting(w, deadline);
+    else if (helps) help_while_waiting(w, deadline);
     for (;;) {
       unsigned s = CONC_W_WAITING;
       if (!atomic_compare_exchange_strong_explicit(&w->state, &s,
@@ -400,6 +407,14 @@ static int park(conc_waiter *w, conc_time deadline,
                                                    memory_order_acquire) &&
           s == CONC_W_WOKEN)
         break;
+      /* A turn suspended on this thread was woken (conc__sched_help):
+       * asleep first, then look, against conc__waiter_poke. */
+      if (helps && conc__sched_pinned_ready()) {
+        unsigned z = CONC_W_SLEEPING;
+        if (atomic_compare_exchange_strong(&w->state, &z, CONC_W_WAITING))
+          help_while_waiting(w, deadline);
+        continue;
+      }
       if (deadline != CONC_NEVER && conc_now() >= deadline) {
         if (!claim_timeout) {
           conc__sleep_end(w);

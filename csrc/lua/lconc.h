@@ -236,6 +236,8 @@ typedef struct lconc_thread_save {
 } lconc_thread_save;
 CONC_API void lconc_thread_enter_task(lconc_thread_save *s);
 CONC_API void lconc_thread_leave_task(const lconc_thread_save *s);
+/* The calling thread's, as lconc_thread_enter_task saves it. */
+CONC_API void lconc_thread_get(lconc_thread_save *s);
 
 /* ---- blocking calls of light tasks (worker.c) --------------------------- */
 

@@ -68,6 +68,11 @@ void lconc_thread_enter_task(lconc_thread_save *s) {
   main_thread = false;
 }
 
+void lconc_thread_get(lconc_thread_save *s) {
+  s->blocking = blocking_state;
+  s->main = main_thread;
+}
+
 void lconc_thread_leave_task(const lconc_thread_save *s) {
   blocking_state = s->blocking;
   main_thread = s->main;

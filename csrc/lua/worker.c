@@ -1648,9 +1648,68 @@ int lconc_gosched(lua_State *L) {
   return lua_yieldk(L, 0, 0, gosched_k);
 }
 
+/* What a thread keeps of the turn it runs (the scheduler's ctx hook:
+ * the main thread swaps it when a helped turn is suspended, proc.c). */
+typedef struct turn_ctx {
+  lconc_task *task;
+  lua_State *co;
+  int64_t id;
+  lconc_thread_save thread;
+  void *tsan_fiber; /* under TSan: tsan_resume's turn fiber */
+  int tsan_turns;
+} turn_ctx;
+_Static_assert(sizeof(turn_ctx) <= CONC__CTX_WORDS * sizeof(void *),
+               "turn_ctx fits the scheduler's area");
+
+static void ctx_get(turn_ctx *c) {
+  c->task = cur_task;
+  c->co = cur_co;
+  c->id = current_id;
+  lconc_thread_get(&c->thread);
+#if defined(__SANITIZE_THREAD__)
+  c->tsan_fiber = turn_fiber;
+  c->tsan_turns = turns_in_fiber;
+#else
+  c->tsan_fiber = NULL;
+  c->tsan_turns = 0;
+#endif
+}
+
+static void ctx_set(const turn_ctx *c) {
+  cur_task = c->task;
+  cur_co = c->co;
+  current_id = c->id;
+  lconc_thread_leave_task(&c->thread);
+#if defined(__SANITIZE_THREAD__)
+  turn_fiber = c->tsan_fiber;
+  turns_in_fiber = c->tsan_turns;
+#endif
+}
+
+static void turn_ctx_op(void **area, int op) {
+  turn_ctx *a = (turn_ctx *)(void *)area, now;
+  ctx_get(&now);
+  if (op == CONC__CTX_SAVE) {
+    *a = now;
+    /* The turn keeps the TSan fiber it runs in; the thread, should the
+     * turn be suspended, makes another. */
+    a->tsan_fiber = NULL;
+    a->tsan_turns = 0;
+  } else if (op == CONC__CTX_SWAP) {
+    ctx_set(a);
+    *a = now;
+  } else {
+#if defined(__SANITIZE_THREAD__)
+    if (now.tsan_fiber != NULL && now.tsan_fiber != a->tsan_fiber)
+      __tsan_destroy_fiber(now.tsan_fiber); /* the ended turn's */
+#endif
+    ctx_set(a);
+  }
+}
+
 static void set_hooks(void) {
   static const conc__sched_hooks hooks = {light_run, preempt_signal,
-                                          collect_pooled};
+                                          collect_pooled, turn_ctx_op};
   conc__sched_set_hooks(&hooks);
 }
 
