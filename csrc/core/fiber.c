@@ -93,6 +93,10 @@ struct conc__fiber {
 #ifdef FIBER_TSAN
   void *tsan; /* this fiber, and the thread's, to TSan */
   void *tsan_ret;
+  /* The TSan fiber current in it when it switched out (code on a helper
+   * fiber switches TSan fibers itself: worker.c's tsan_resume); NULL:
+   * its own. */
+  void *tsan_in;
 #endif
 #ifdef FIBER_VALGRIND
   unsigned vg_id;
@@ -309,7 +313,7 @@ static void switch_in(conc__fiber *f) {
   running = f;
 #ifdef FIBER_TSAN
   f->tsan_ret = __tsan_get_current_fiber();
-  __tsan_switch_to_fiber(f->tsan, 0);
+  __tsan_switch_to_fiber(f->tsan_in ? f->tsan_in : f->tsan, 0);
 #endif
 #ifdef FIBER_ASAN
   __sanitizer_start_switch_fiber(&f->fake_thread, f->stack, f->size);
@@ -329,6 +333,8 @@ static void switch_in(conc__fiber *f) {
 /* Fiber f -> the thread that switched in (from park, or at the end). */
 static void switch_out(conc__fiber *f, bool last) {
 #ifdef FIBER_TSAN
+  void *in = __tsan_get_current_fiber();
+  f->tsan_in = in == f->tsan ? NULL : in;
   __tsan_switch_to_fiber(f->tsan_ret, 0);
 #endif
 #ifdef FIBER_ASAN

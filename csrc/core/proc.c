@@ -1093,21 +1093,28 @@ static void helper_put(conc__helper *h) {
 static void helped_turn(void *g) { execute(&main_m, (conc__g *)g); }
 
 /* Runs a turn of g on the main thread: a new one, or one that was
- * suspended (g->helper). */
-static void run_helped(conc__g *g) {
+ * suspended (g->helper); false if it could not (g went to the global
+ * queue). */
+static bool run_helped(conc__g *g) {
   conc__helper *h = g->helper;
   if (h == NULL) {
     h = helper_get();
-    if (h == NULL) { /* none can be had: on this stack, blocking it */
+    if (h == NULL && S.hooks.ctx == NULL) { /* a host without a runtime */
       execute(&main_m, g);
-      return;
+      return true;
+    }
+    if (h == NULL) { /* none can be had: not on this stack, which could
+                      * then block on what a suspended turn holds */
+      globrunq_put(g);
+      wakep();
+      return false;
     }
     h->main_w = conc__waiter_self();
     atomic_store(&S.main_w, h->main_w);
     S.hooks.ctx(h->ctx, CONC__CTX_SAVE);
     if (conc__fiber_run(h->f, helped_turn, g)) {
       helper_put(h);
-      return;
+      return true;
     }
   } else {
     g->helper = NULL;
@@ -1121,7 +1128,7 @@ static void run_helped(conc__g *g) {
       S.hooks.ctx(h->ctx, CONC__CTX_RESTORE);
       conc__waiter_swap(h->main_w);
       helper_put(h);
-      return;
+      return true;
     }
   }
   /* Suspended: the task blocked where it cannot yield (park_task). */
@@ -1131,6 +1138,7 @@ static void run_helped(conc__g *g) {
   g->helper = h;
   atomic_store(&g->pinned, true);
   commit_park(NULL, g);
+  return true;
 }
 
 bool conc__sched_help(void) {
@@ -1152,9 +1160,8 @@ bool conc__sched_help(void) {
       if (v) g = steal_from(NULL, v, false);
     }
   }
-  if (!g) return false;
+  if (!g || !run_helped(g)) return false;
   atomic_fetch_add_explicit(&S.helped, 1, memory_order_relaxed);
-  run_helped(g);
   return true;
 }
 

@@ -409,7 +409,9 @@ static int park(conc_waiter *w, conc_time deadline,
         break;
       /* A turn suspended on this thread was woken (conc__sched_help):
        * asleep first, then look, against conc__waiter_poke. */
-      if (helps && conc__sched_pinned_ready()) {
+      atomic_thread_fence(memory_order_seq_cst); /* (C11's Dekker) */
+      if (helps && conc__sched_pinned_ready() &&
+          !(deadline != CONC_NEVER && conc_now() >= deadline)) {
         unsigned z = CONC_W_SLEEPING;
         if (atomic_compare_exchange_strong(&w->state, &z, CONC_W_WAITING))
           help_while_waiting(w, deadline);
