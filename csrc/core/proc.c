@@ -418,16 +418,19 @@ static void wakep(void) {
 
 /* p has work, or not: to a thread, or idle. */
 static void handoff_p(conc__p *p) {
-  bool work = atomic_load(&p->next) != NULL || runq_len(p) > 0 ||
-              atomic_load(&S.gq_n) > 0;
+  /* p is ours: only its holder puts work in it. The global queue is
+   * looked at under the lock that puts p idle: a globrunq_put after it
+   * sees p idle in its wakep (else the work could wait for the
+   * monitor's next look). */
+  bool work = atomic_load(&p->next) != NULL || runq_len(p) > 0;
+  conc__lock(&S.lock);
+  work = work || atomic_load(&S.gq_n) > 0;
+  if (!work) pidle_put_locked(p);
+  conc__unlock(&S.lock);
   if (work) {
     atomic_fetch_add(&S.handoffs, 1);
     give_p(p, false);
-    return;
   }
-  conc__lock(&S.lock);
-  pidle_put_locked(p);
-  conc__unlock(&S.lock);
 }
 
 /* The atomics of an M record (Helgrind: see CONC_HB_ATOMIC). */
