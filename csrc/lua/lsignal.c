@@ -152,9 +152,17 @@ void lconc_interrupt_close(void) { atomic_store(&main_L, NULL); }
 void lconc_interrupt_arm(void) {
   lua_State *M = atomic_load_explicit(&main_L, memory_order_relaxed);
   if (M == NULL) return;
-  atomic_store_explicit(&hook0, lua_gethook(M), memory_order_relaxed);
-  atomic_store_explicit(&mask0, lua_gethookmask(M), memory_order_relaxed);
-  atomic_store_explicit(&count0, lua_gethookcount(M), memory_order_relaxed);
+  /* Called at each of the main script's blocking calls: stores only
+   * what changed (a store per call made their cache line, which other
+   * threads read, bounce between cores: B2 lost half its rate). */
+  lua_Hook h = lua_gethook(M);
+  int mask = lua_gethookmask(M), count = lua_gethookcount(M);
+  if (atomic_load_explicit(&hook0, memory_order_relaxed) != h)
+    atomic_store_explicit(&hook0, h, memory_order_relaxed);
+  if (atomic_load_explicit(&mask0, memory_order_relaxed) != mask)
+    atomic_store_explicit(&mask0, mask, memory_order_relaxed);
+  if (atomic_load_explicit(&count0, memory_order_relaxed) != count)
+    atomic_store_explicit(&count0, count, memory_order_relaxed);
 }
 
 int lconc_raise_abort(lua_State *L, int rc, const char *fname) {
