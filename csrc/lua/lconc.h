@@ -259,6 +259,9 @@ typedef int (*lconc_op_fn)(void *arg);
 CONC_API void *lconc_op_area(lua_State *L, void *local, size_t size);
 /* In k: the area lconc_op_area gave. */
 CONC_API void *lconc_op_area_k(lua_State *L);
+/* Whether a blocking call made in L now would park a task (L is a
+ * light task's, where it can yield) rather than block the thread. */
+CONC_API int lconc_would_park(lua_State *L);
 CONC_API int lconc_call(lua_State *L, lconc_op_fn op, void *arg,
                         lua_KContext ctx, lua_KFunction k);
 CONC_API int lconc_call_result(lua_State *L);

@@ -1606,6 +1606,8 @@ static void run_op(void *arg) {
   t->op_rc = t->op(t->op_arg);
 }
 
+int lconc_would_park(lua_State *L) { return parkable(L) != NULL; }
+
 int lconc_call(lua_State *L, lconc_op_fn op, void *arg, lua_KContext ctx,
                lua_KFunction k) {
   lconc_task *t = parkable(L);
