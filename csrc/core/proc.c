@@ -881,17 +881,26 @@ static void look_at_threads(conc_time now) {
 static void *monitor_main(void *arg) {
   (void)arg;
   conc_time last_live = 0;
+  bool was_live = false;
   for (;;) {
     unsigned word = atomic_load(&S.mon_word);
     conc_time next = fire_timers();
     conc_time now = conc_now();
-    if (atomic_load(&S.live) > 0) {
+    bool live = atomic_load(&S.live) > 0;
+    if (live) {
       last_live = now;
       look_at_threads(now);
       /* Work nobody came for (a next slot whose owner computes): a
        * thread looks for it. */
       if (work_waiting()) wakep();
+    } else if (was_live) {
+      /* The last task ended: a thread that finds nothing to do runs the
+       * idle hook (collecting the pooled states' garbage) before it
+       * sleeps. Else, when the main script's thread ran the tasks
+       * itself, nothing would collect what they left. */
+      wakep();
     }
+    was_live = live;
     /* Ticking on a while after the last task ended spares a program
      * that starts tasks one after another (spawn, join, spawn) a wake
      * of the monitor at each start (conc__g_start). */
