@@ -158,9 +158,18 @@ static int lock_k(lua_State *L, int status, lua_KContext ctx) {
   return lock_end(L, (lock_call *)lconc_op_area_k(L), lconc_call_result(L));
 }
 
+/* try: the lock taken at once, or 0 (NULL: none); then nothing of the
+ * wait's machinery runs (Go's fast path). */
 static int do_lock(lua_State *L, const char *label, const char *fname,
-                   int (*lock)(void *), void *obj, unlock_fn arm) {
-  lock_call local, *a = (lock_call *)lconc_op_area(L, &local, sizeof local);
+                   int (*lock)(void *), int (*try)(void *), void *obj,
+                   unlock_fn arm) {
+  lock_call local;
+  if (try != NULL && try(obj)) {
+    local.arm = arm;
+    local.fname = fname;
+    return lock_end(L, &local, CONC_OK);
+  }
+  lock_call *a = (lock_call *)lconc_op_area(L, &local, sizeof local);
   a->lock = lock;
   a->obj = obj;
   a->arm = arm;
@@ -175,9 +184,16 @@ static int op_rw_rlock(void *o) {
   return conc_rwmutex_rlock((conc_rwmutex *)o);
 }
 static int op_cond_wait(void *o) { return conc_cond_wait((conc_cond *)o); }
+static int try_mutex(void *o) { return conc_mutex_trylock((conc_mutex *)o); }
+static int try_rw_lock(void *o) {
+  return conc_rwmutex_trylock((conc_rwmutex *)o);
+}
+static int try_rw_rlock(void *o) {
+  return conc_rwmutex_tryrlock((conc_rwmutex *)o);
+}
 
 static int mu_lock_with(lua_State *L, unlock_fn arm) {
-  return do_lock(L, "mutex lock", "conc.mutex:lock", op_mutex_lock,
+  return do_lock(L, "mutex lock", "conc.mutex:lock", op_mutex_lock, try_mutex,
                  CHECK(L, conc_mutex, conc_mutex_type), arm);
 }
 
@@ -204,13 +220,13 @@ static int rw_new(lua_State *L) {
 #define RW(L) CHECK(L, conc_rwmutex, conc_rwmutex_type)
 
 static int rw_lock_with(lua_State *L, unlock_fn arm) {
-  return do_lock(L, "rwmutex lock", "conc.rwmutex:lock", op_rw_lock, RW(L),
-                 arm);
+  return do_lock(L, "rwmutex lock", "conc.rwmutex:lock", op_rw_lock,
+                 try_rw_lock, RW(L), arm);
 }
 
 static int rw_rlock_with(lua_State *L, unlock_fn arm) {
-  return do_lock(L, "rwmutex rlock", "conc.rwmutex:rlock", op_rw_rlock, RW(L),
-                 arm);
+  return do_lock(L, "rwmutex rlock", "conc.rwmutex:rlock", op_rw_rlock,
+                 try_rw_rlock, RW(L), arm);
 }
 
 static int rw_lock(lua_State *L) { return rw_lock_with(L, NULL); }
@@ -255,7 +271,8 @@ static int cond_new(lua_State *L) {
 /* c:wait(): an interrupted wait (Ctrl-C, a deadlock in "error" mode)
  * raises holding the mutex again, as Wait always returns holding it. */
 static int cond_wait(lua_State *L) {
-  return do_lock(L, "cond wait", "conc.cond:wait", op_cond_wait, COND(L), NULL);
+  return do_lock(L, "cond wait", "conc.cond:wait", op_cond_wait, NULL, COND(L),
+                 NULL);
 }
 
 static int cond_signal(lua_State *L) {
