@@ -84,10 +84,13 @@ static int read_case(lua_State *L, conc_case *cs, int k) {
 
 /* The deadline from the options; *has_default: a default case. */
 static conc_time select_deadline(lua_State *L, int *has_default) {
-  lua_getfield(L, 1, "default");
+  lua_pushvalue(L, lua_upvalueindex(1)); /* "default" (no lookup of the C
+                                           string each call) */
+  lua_gettable(L, 1);
   *has_default = lua_toboolean(L, -1);
   lua_pop(L, 1);
-  lua_getfield(L, 1, "timeout");
+  lua_pushvalue(L, lua_upvalueindex(2)); /* "timeout" */
+  lua_gettable(L, 1);
   conc_time deadline = CONC_NEVER;
   if (!lua_isnil(L, -1)) {
     if (!lua_isnumber(L, -1))
@@ -161,7 +164,8 @@ static int select_(lua_State *L) {
   lconc_checktype(L, 1, LUA_TTABLE);
   int has_default;
   conc_time deadline = select_deadline(L, &has_default);
-  lua_getfield(L, 1, "n");
+  lua_pushvalue(L, lua_upvalueindex(3)); /* "n" */
+  lua_gettable(L, 1);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
   if (!lua_isnil(L, -1)) {  /* a number (not a string); 2.0 is 2 */
     int isint = 0;
@@ -191,13 +195,22 @@ static int select_(lua_State *L) {
   a->deadline = deadline;
   a->closed_send = 0;
   a->has_default = has_default;
-  lconc_blocking(L, "select");
-  int r = deadline == CONC_NOWAIT ? select_op(a)
-                                  : lconc_call(L, select_op, a, 0, select_k);
+  /* A case ready now is taken without the wait's machinery (a select
+   * polls its cases in a random order either way). */
+  a->deadline = CONC_NOWAIT;
+  int r = select_op(a);
+  if (r == CONC_EAGAIN && deadline != CONC_NOWAIT) {
+    a->deadline = deadline;
+    lconc_blocking(L, "select");
+    r = lconc_call(L, select_op, a, 0, select_k);
+  }
   return select_results(L, cases, (int)n, r, a->closed_send, has_default);
 }
 
 void lconc_open_select(lua_State *L) {
-  lua_pushcfunction(L, select_);
+  lua_pushliteral(L, "default");
+  lua_pushliteral(L, "timeout");
+  lua_pushliteral(L, "n");
+  lua_pushcclosure(L, select_, 3);
   lua_setfield(L, -2, "select");
 }
