@@ -300,6 +300,10 @@ typedef struct state_mem {
     const void *table;
     uint64_t print;
   } watch[W_COUNT];
+  /* The globals table fresh_globals made last, and its fingerprint
+   * then: a task that left it as it was leaves it to the next. */
+  const void *globals;
+  uint64_t globals_print;
   bool string_filled;  /* the string table has the library (see below) */
   bool string_dirty;   /* a task wrote into it, or the stand-in, before */
   bool garbage;        /* pooled since a task ran, not collected since */
@@ -800,7 +804,35 @@ static void fresh_globals(lua_State *L) {
   lua_pop(L, 1);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_mt_key);
   lua_setmetatable(L, -2);
+  state_mem *m = mem_of(L);
+  m->globals = lua_topointer(L, -1);
+  m->globals_print = fingerprint(L, -1);
   lua_pop(L, 1);
+}
+
+/* Whether the globals table is as fresh_globals left it: the same
+ * table, the same contents (a library a task opened on first use is in
+ * it now: it is rebuilt once for that), its metatable, loaded._G. */
+static bool globals_untouched(lua_State *L) {
+  state_mem *m = mem_of(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  bool same = m->globals != NULL && lua_topointer(L, -1) == m->globals;
+  if (same) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_mt_key);
+    if (!lua_getmetatable(L, -2)) lua_pushnil(L);
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  if (same) {
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushliteral(L, LUA_GNAME);
+    lua_rawget(L, -2);
+    same = lua_rawequal(L, -1, -3);
+    lua_pop(L, 2);
+  }
+  same = same && fingerprint(L, -1) == m->globals_print;
+  lua_pop(L, 1);
+  return same;
 }
 
 static void set_path(lua_State *L, const char *field, const char *value) {
@@ -901,7 +933,7 @@ static void prepare_state(lua_State *L, const lconc_task *t) {
   lua_settop(L, 0);
   set_path(L, "path", t->path);
   set_path(L, "cpath", t->cpath);
-  fresh_globals(L);
+  if (!globals_untouched(L)) fresh_globals(L);
 }
 
 static int task_body(lua_State *L) {
