@@ -28,8 +28,7 @@ static const char objects_key = 'o';  /* registry: address -> box */
  * (a neighbour written often made each read a miss). */
 static struct {
   _Alignas(64) atomic_uintptr_t v;
-  char pad[64 - sizeof(atomic_uintptr_t)];
-} seal_secret;
+} seal_secret; /* its alignment pads it to a line: nothing shares it */
 
 static uintptr_t seal_of(const lconc_box *b, const conc_type *type) {
   uintptr_t x = ((uintptr_t)b ^ ((uintptr_t)type << 1)) *

@@ -192,7 +192,6 @@ static int select_(lua_State *L) {
   }
   a->cases = cases;
   a->n = (int)n;
-  a->deadline = deadline;
   a->closed_send = 0;
   a->has_default = has_default;
   /* A case ready now is taken without the wait's machinery (a select
