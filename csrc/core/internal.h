@@ -372,6 +372,8 @@ CONC_API void conc__g_start(conc__g *g);
 CONC_API void conc__sched_main_thread(void);
 /* The main script ended: its thread runs no more tasks. */
 CONC_API void conc__sched_main_done(void);
+/* The main script makes a channel operation (see proc.c). */
+CONC_API void conc__sched_main_progress(void);
 /* Called by park: the main script's thread waits; runs one ready task
  * if there is one (true). */
 CONC_API bool conc__sched_help(void);

@@ -1050,6 +1050,26 @@ void conc__sched_main_thread(void) {
 
 void conc__sched_main_done(void) { atomic_store(&main_done, true); }
 
+/* The main script's thread goes on through channel operations while a
+ * task it woke waits in its next slot: the rule that it would run that
+ * task itself at its next wait (conc__ready) fails for a producer and a
+ * consumer (the main script drains a buffer, the producer it woke waits
+ * for it to be empty). After MAIN_OPS_WAKE such operations, a thread is
+ * woken to take the task (a spinning thread takes a next slot left a
+ * whole round). */
+#define MAIN_OPS_WAKE 64
+void conc__sched_main_progress(void) {
+  static int ops; /* the main thread's alone */
+  if (self_m != &main_m) return;
+  if (atomic_load_explicit(&S.main_next, memory_order_relaxed) == NULL) {
+    ops = 0;
+    return;
+  }
+  if (++ops < MAIN_OPS_WAKE) return;
+  ops = 0;
+  wakep();
+}
+
 /*
  * Helpers: the main script's thread runs a task's turn on a helper fiber
  * (a stack of its own, as a scheduler thread's), not on its own stack.

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include "lcheck.h"
+#include "../core/internal.h"
 #include "lconc.h"
 
 void lconc_internal_error(const char *what) {
@@ -87,6 +88,7 @@ static int wait_outcome(lconc_wait_call *a, int rc) {
 int lconc_wait_op_k(lua_State *L, lconc_wait_call *a, lua_KContext ctx,
                     lua_KFunction k) {
   a->closed_wait = 0;
+  conc__sched_main_progress();
   /* One that cannot wait never parks: no fiber for it. */
   if (a->w.deadline == CONC_NOWAIT && a->w.ctx == NULL)
     return lconc_wait_op(&a->cs, &a->w);
