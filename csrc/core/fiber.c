@@ -266,10 +266,7 @@ conc__fiber *conc__fiber_new_big(size_t size) {
 #ifdef FIBER_VALGRIND
   f->vg_id = VALGRIND_STACK_REGISTER(f->stack, f->stack + size);
 #endif
-#ifdef FIBER_TSAN
-  f->tsan = __tsan_create_fiber(0);
-#endif
-  return f;
+  return f; /* (its TSan context: fiber_prepare, on first use) */
 }
 
 conc__fiber *conc__fiber_get(void) {

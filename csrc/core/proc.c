@@ -1142,7 +1142,9 @@ static bool run_helped(conc__g *g) {
       return false;
     }
     h->main_w = conc__waiter_self();
-    atomic_store(&S.main_w, h->main_w);
+    /* Stored once: S's line is read by every thread. */
+    if (atomic_load_explicit(&S.main_w, memory_order_relaxed) != h->main_w)
+      atomic_store(&S.main_w, h->main_w);
     S.hooks.ctx(h->ctx, CONC__CTX_SAVE);
     if (conc__fiber_run(h->f, helped_turn, g)) {
       helper_put(h);

@@ -1720,25 +1720,29 @@ static void ctx_set(const turn_ctx *c) {
 #endif
 }
 
+/* (The area is copied in and out: it is the scheduler's words, not a
+ * turn_ctx.) */
 static void turn_ctx_op(void **area, int op) {
-  turn_ctx *a = (turn_ctx *)(void *)area, now;
+  turn_ctx a, now;
+  memcpy(&a, area, sizeof a);
   ctx_get(&now);
   if (op == CONC__CTX_SAVE) {
-    *a = now;
+    a = now;
     /* The turn keeps the TSan fiber it runs in; the thread, should the
      * turn be suspended, makes another. */
-    a->tsan_fiber = NULL;
-    a->tsan_turns = 0;
+    a.tsan_fiber = NULL;
+    a.tsan_turns = 0;
   } else if (op == CONC__CTX_SWAP) {
-    ctx_set(a);
-    *a = now;
+    ctx_set(&a);
+    a = now;
   } else {
 #if defined(__SANITIZE_THREAD__)
-    if (now.tsan_fiber != NULL && now.tsan_fiber != a->tsan_fiber)
+    if (now.tsan_fiber != NULL && now.tsan_fiber != a.tsan_fiber)
       __tsan_destroy_fiber(now.tsan_fiber); /* the ended turn's */
 #endif
-    ctx_set(a);
+    ctx_set(&a);
   }
+  memcpy(area, &a, sizeof a);
 }
 
 static void set_hooks(void) {
