@@ -297,6 +297,15 @@ describe("light tasks", function()
 
   it("an endless loop in one task does not stop the others finishing",
     function()
+      if os.getenv("CONC_SANITIZER") == "tsan" then
+        -- TSan holds an asynchronous signal back until its thread enters
+        -- an intercepted call; the spinner runs the (uninstrumented) Lua
+        -- VM and makes none, so the SIGURG that preempts it may never
+        -- land (seen: 2-5 hangs in 8 runs). The plain, ASan and
+        -- MAXPROCS 1/8 runs check it.
+        pending("not under TSan: its preemption signal is held back")
+        return
+      end
       run(driven([[
         local spin = conc.go(function() while true do end end)
         local hs = {}
