@@ -43,7 +43,7 @@ build = {
         "csrc/lua/lpubsub.c", "csrc/lua/lsched.c", "csrc/lua/lselect.c",
         "csrc/lua/lsem.c", "csrc/lua/lsignal.c", "csrc/lua/lsync.c",
         "csrc/lua/ltime.c", "csrc/lua/lwait.c", "csrc/lua/lworker.c",
-        "csrc/lua/lworkpool.c", "csrc/lua/worker.c",
+        "csrc/lua/lworkpool.c", "csrc/lua/pages.c", "csrc/lua/worker.c",
       },
       -- CONC_BUILD_MODULE: conc's C API stays hidden (csrc/conc.h).
       defines = { "_GNU_SOURCE", "CONC_BUILD_MODULE" },

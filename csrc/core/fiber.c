@@ -234,6 +234,11 @@ static conc__fiber *new_slab(void) {
      * costs ~10 us here, populating ~1 us a page (TOOLCHAIN.md). */
     (void)madvise(f->stack + FIBER_STACK - 4096, 4096, MADV_POPULATE_WRITE);
 #endif
+#ifdef MADV_POPULATE_READ
+    /* The page check_depth reads: mapped to the shared zero page now,
+     * which costs no memory, rather than by a fault at its first read. */
+    (void)madvise(f->stack + 4096, 4096, MADV_POPULATE_READ);
+#endif
 #ifdef FIBER_VALGRIND
     f->vg_id = VALGRIND_STACK_REGISTER(f->stack, f->stack + FIBER_STACK);
 #endif

@@ -4,7 +4,8 @@
  * Lua tells the allocator the size of every block it frees or resizes
  * (osize), so a block needs no header: its class is osize's. A class is
  * a free list threaded through its free blocks; an empty one takes the
- * next bytes of the current chunk. Chunks grow from 8 KB to 256 KB; the
+ * next bytes of the current chunk. Chunks grow from 16 KB (the first
+ * from pages.h, populated in one go, not fault by fault) to 256 KB; the
  * heap keeps their addresses sorted (`index`), to find a block's chunk.
  * A block's real size is always its class's size (a bigger block lent
  * to a smaller class gives the rest back as a block of its own), so a
@@ -33,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "heap.h"
+#include "pages.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -45,7 +47,7 @@
 
 #define GRAIN 16
 #define NCLASS (LHEAP_SMALL / GRAIN)
-#define CHUNK_FIRST (8u << 10)
+#define CHUNK_FIRST LPAGES_BLOCK /* from pages.h: populated at once */
 #define CHUNK_MAX (256u << 10)
 
 typedef struct free_block {
@@ -56,6 +58,7 @@ typedef struct chunk {
   struct chunk *next;
   size_t size;        /* bytes, this header included */
   char *carved_end;   /* where carving stopped (the current one: bump) */
+  lpages_region *pages; /* from lpages_get (NULL: from malloc) */
 } chunk;
 
 /* Blocks start GRAIN-aligned after the header: Lua's blocks hold
@@ -106,14 +109,20 @@ static void count_chunk_bytes(lheap *h, size_t add, size_t sub) {
     atomic_fetch_sub_explicit(&all_chunk_bytes, sub, memory_order_relaxed);
 }
 
+/* A chunk back where it came from. */
+static void chunk_free(chunk *c) {
+  UNPOISON(c, c->size);
+  if (c->pages != NULL) lpages_put(c, c->pages);
+  else free(c);
+}
+
 void lheap_free(lheap *h) {
   if (h == NULL) return;
   count_chunk_bytes(h, 0, h->chunk_bytes);
   chunk *c = h->chunks;
   while (c != NULL) {
     chunk *next = c->next;
-    UNPOISON(c, c->size);
-    free(c);
+    chunk_free(c);
     c = next;
   }
   free(h->index);
@@ -160,7 +169,8 @@ static int grow(lheap *h) {
     h->index_cap = cap;
   }
   size_t size = h->next_size;
-  chunk *c = malloc(size);
+  lpages_region *pages = NULL;
+  chunk *c = size == LPAGES_BLOCK ? lpages_get(&pages) : malloc(size);
   if (c == NULL) return 0;
   size_t at = h->nchunks == 0 ? 0 : index_of(h, c) + 1;
   if (at == 1 && (uintptr_t)c < (uintptr_t)h->index[0]) at = 0;
@@ -170,6 +180,7 @@ static int grow(lheap *h) {
   h->nchunks++;
   if (h->chunks != NULL) h->chunks->carved_end = h->bump;
   c->size = size;
+  c->pages = pages;
   c->next = h->chunks;
   h->chunks = c;
   count_chunk_bytes(h, size, 0);
@@ -285,8 +296,7 @@ size_t lheap_trim(lheap *h) {
   for (size_t i = 0; i < n; i++) {
     chunk *c = h->index[i];
     if (c->carved_end == NULL) {
-      UNPOISON(c, c->size);
-      free(c);
+      chunk_free(c);
     } else {
       h->index[kept++] = c;
     }

@@ -2,9 +2,11 @@
  * test_heap.c: a worker state's allocator (csrc/lua/heap.c), built into
  * this test with malloc, realloc and free wrapped: to count what goes to
  * malloc and to make it fail on demand. Under ASan, heap.c poisons free
- * blocks, so a use after free within a class is reported too.
+ * blocks, so a use after free within a class is reported too. The
+ * first chunks' source (csrc/lua/pages.c) is tested here too.
  */
 #include "check.h"
+#include "../lua/pages.c" /* the first chunks: with the real malloc */
 
 static int fail_malloc;      /* malloc and realloc return NULL */
 static long big_frees;       /* free() calls that reached the system */
@@ -319,6 +321,40 @@ static void random_operations(void) {
   lheap_free(h);
 }
 
+/* The first chunks' source: blocks apart, page-aligned, writable; given
+ * back, every wholly free region but one is unmapped, and a block given
+ * back is the next one handed out, its pages still populated. */
+static void pages_blocks_come_back(void) {
+  enum { N = 200 }; /* four regions' worth */
+  void *p[N];
+  lpages_region *owner[N];
+  for (unsigned i = 0; i < N; i++) {
+    p[i] = lpages_get(&owner[i]);
+    CHECK(p[i] != NULL && owner[i] != NULL);
+    CHECK(((uintptr_t)p[i] & 4095) == 0);
+    fill(p[i], LPAGES_BLOCK, i);
+  }
+  for (unsigned i = 0; i < N; i++) {
+    CHECK(filled(p[i], LPAGES_BLOCK, i)); /* so none overlaps another */
+    CHECK(owner[i]->base <= (char *)p[i]);
+    CHECK((char *)p[i] < owner[i]->base + (size_t)REGION_BLOCKS * LPAGES_BLOCK);
+  }
+  lpages_put(p[7], owner[7]);
+  lpages_region *r;
+  CHECK(lpages_get(&r) == p[7] && r == owner[7]);
+  for (unsigned i = 0; i < N; i++) lpages_put(p[i], owner[i]);
+  CHECK_EQ(empty, 1);
+  CHECK(partial != NULL && partial->next == NULL); /* the one kept */
+  CHECK_EQ(partial->free, ALL_FREE);
+  uint64_t populated = partial->populated;
+  void *q = lpages_get(&r);
+  CHECK(q != NULL && r == partial);
+  CHECK(populated & ((uint64_t)1 << ((char *)q - r->base) / LPAGES_BLOCK));
+  CHECK_EQ(empty, 0);
+  lpages_put(q, r);
+  CHECK_EQ(empty, 1);
+}
+
 static const check_test tests[] = {
     {"blocks_are_disjoint_and_reused", blocks_are_disjoint_and_reused},
     {"resizing_keeps_content", resizing_keeps_content},
@@ -331,6 +367,7 @@ static const check_test tests[] = {
     {"malloc_while_limited", malloc_while_limited},
     {"passthrough_when_off", passthrough_when_off},
     {"random_operations", random_operations},
+    {"pages_blocks_come_back", pages_blocks_come_back},
     {NULL, NULL}};
 
 int main(int argc, char **argv) {
