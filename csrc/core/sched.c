@@ -195,9 +195,13 @@ void conc__sleep_begin(conc_waiter *w) {
   conc_sleep_hook hook = atomic_load(&sleep_hook);
   char where[sizeof w->where] = "";
   if (hook) hook(where, sizeof where);
-  conc__lock(&sched_lock);
-  memcpy(w->where, where, sizeof where);
-  conc__unlock(&sched_lock);
+  /* Only this thread writes its `where` (readers lock): a wait in a loop
+   * finds it unchanged, and takes no lock that every sleeper shares. */
+  if (strcmp(w->where, where) != 0) {
+    conc__lock(&sched_lock);
+    memcpy(w->where, where, sizeof where);
+    conc__unlock(&sched_lock);
+  }
   atomic_store(&w->asleep, 1);
   /* Claimed already (before the store, so the claimer saw no flag and
    * uncounted nothing): not asleep, never counted. Looked at before the
