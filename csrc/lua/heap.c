@@ -17,6 +17,17 @@
  * lists (O(free blocks x log chunks)); an idle worker calls it once its
  * garbage is collected.
  *
+ * Bigger blocks: up to LHEAP_BIG, a block has a class too, 128 bytes
+ * apart, and comes from its free list or from the current chunk while it
+ * has room (a chunk is never made for one, but the first); else from
+ * malloc. A fresh state's own big blocks (its global state, string
+ * table, stacks, the globals' hash part) then share its first chunk
+ * with its small ones: one chunk, populated at once (pages.c), instead
+ * of eleven mallocs a state, each a page fault on fresh memory. A big
+ * block is told from malloc's by address (in_chunks). A block shrinking
+ * in place gives its rest back as class-sized blocks (two when the rest
+ * is no class's size), so the free lists still account for every byte.
+ *
  * Small blocks from malloc: while lheap_use_malloc is on (a task with a
  * memory limit, which must behave as malloc does: a block freed in one
  * class serves another) small blocks come from malloc, and when a big
@@ -46,7 +57,11 @@
 #endif
 
 #define GRAIN 16
-#define NCLASS (LHEAP_SMALL / GRAIN)
+#define NSMALL (LHEAP_SMALL / GRAIN)
+/* Blocks over LHEAP_SMALL, up to LHEAP_BIG, have classes 128 bytes apart
+ * (see "Bigger blocks" at the top). */
+#define BIG_GRAIN 128
+#define NCLASS (NSMALL + (LHEAP_BIG - LHEAP_SMALL) / BIG_GRAIN)
 #define CHUNK_FIRST LPAGES_BLOCK /* from pages.h: populated at once */
 #define CHUNK_MAX (256u << 10)
 
@@ -69,7 +84,7 @@ struct lheap {
   int passthrough;           /* CONC_HEAP=off: malloc for every block */
   int use_malloc;            /* small blocks from malloc for now */
   int mixed;                 /* some small blocks are malloc's */
-  free_block *free[NCLASS];  /* class c: blocks of (c + 1) * GRAIN bytes */
+  free_block *free[NCLASS];  /* class c: blocks of class_size(c) bytes */
   char *bump, *end;          /* the current chunk's bytes not yet carved */
   chunk *chunks;             /* the current one first */
   chunk **index;             /* every chunk, by address */
@@ -80,8 +95,14 @@ struct lheap {
 
 static atomic_size_t all_chunk_bytes;  /* every heap's, for conc.stats */
 
-static inline int class_of(size_t n) { return (int)((n - 1) / GRAIN); }
-static inline size_t class_size(int c) { return (size_t)(c + 1) * GRAIN; }
+static inline int class_of(size_t n) {
+  return n <= LHEAP_SMALL ? (int)((n - 1) / GRAIN)
+                          : NSMALL + (int)((n - LHEAP_SMALL - 1) / BIG_GRAIN);
+}
+static inline size_t class_size(int c) {
+  return c < NSMALL ? (size_t)(c + 1) * GRAIN
+                    : LHEAP_SMALL + (size_t)(c - NSMALL + 1) * BIG_GRAIN;
+}
 
 /* Looked up for each heap (a state is made once per worker thread): a
  * flag cached between threads would be a race to Helgrind, which does
@@ -217,9 +238,21 @@ static void *pop_class(lheap *h, int c) {
 }
 
 /* A block of class `have` now serves class `c` (smaller): the rest of it
- * becomes a free block of its own size. */
+ * goes back to the classes, as one block of the rest's size, or as two
+ * when that size is no class's (a bigger class and a small one). */
 static void split(lheap *h, void *p, int have, int c) {
-  if (have > c) push_class(h, (char *)p + class_size(c), have - c - 1);
+  char *rest = (char *)p + class_size(c);
+  size_t r = class_size(have) - class_size(c); /* a multiple of GRAIN */
+  while (r > 0) {
+    size_t piece = r;
+    if (r > LHEAP_SMALL) /* the biggest class size that fits */
+      piece = r < LHEAP_SMALL + BIG_GRAIN
+                  ? LHEAP_SMALL
+                  : LHEAP_SMALL + (r - LHEAP_SMALL) / BIG_GRAIN * BIG_GRAIN;
+    push_class(h, rest, class_of(piece));
+    rest += piece;
+    r -= piece;
+  }
 }
 
 /* A block of n bytes: from its class, else carved, else from a new
@@ -234,13 +267,38 @@ static void *small_alloc(lheap *h, size_t n) {
       p = h->bump;
       h->bump += size;
     } else {
-      for (int k = c + 1; k < NCLASS && p == NULL; k++)
+      for (int k = c + 1; k < NSMALL && p == NULL; k++)
         if ((p = pop_class(h, k)) != NULL) split(h, p, k, c);
       if (p == NULL) return NULL;
     }
   }
   UNPOISON(p, n);
   return p;
+}
+
+/* A block of n bytes (LHEAP_SMALL < n <= LHEAP_BIG): from its class, else
+ * carved from the current chunk if it fits (a chunk is made only if
+ * there is none), else NULL: then malloc's. */
+static void *big_alloc(lheap *h, size_t n) {
+  int c = class_of(n);
+  size_t size = class_size(c);
+  void *p = pop_class(h, c);
+  if (p == NULL) {
+    if (h->nchunks == 0 && !grow(h)) return NULL;
+    if ((size_t)(h->end - h->bump) < size) return NULL;
+    p = h->bump;
+    h->bump += size;
+  }
+  UNPOISON(p, n);
+  return p;
+}
+
+/* A new block of n bytes where it belongs: the classes, else malloc. */
+static void *new_block(lheap *h, size_t n) {
+  if (h->use_malloc || n > LHEAP_BIG) return malloc(n);
+  if (n <= LHEAP_SMALL) return small_alloc(h, n);
+  void *p = big_alloc(h, n);
+  return p != NULL ? p : malloc(n);
 }
 
 /* ---- giving chunks back ------------------------------------------------- */
@@ -330,8 +388,7 @@ void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   if (ptr == NULL) { /* osize is a type tag then */
     if (nsize == 0) return NULL;
-    if (nsize > LHEAP_SMALL || h->use_malloc) return malloc(nsize);
-    return small_alloc(h, nsize);
+    return new_block(h, nsize);
   }
   if (osize == 0) {
     /* Not Lua (it always says a block's size): a C module that frees
@@ -339,7 +396,7 @@ void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
      * unknown; it is left alone, and cannot be resized. */
     return NULL;
   }
-  if (osize > LHEAP_SMALL) {
+  if (osize > LHEAP_SMALL && !(osize <= LHEAP_BIG && in_chunks(h, ptr))) {
     if (nsize == 0) {
       free(ptr);
       return NULL;
@@ -355,7 +412,7 @@ void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     free(ptr);
     return p;
   }
-  if (is_malloced(h, ptr)) {
+  if (osize <= LHEAP_SMALL && is_malloced(h, ptr)) {
     if (nsize == 0) {
       free(ptr);
       return NULL;
@@ -369,8 +426,16 @@ void *lheap_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   if (nsize > LHEAP_SMALL || h->use_malloc) {
-    void *p = malloc(nsize); /* a small block outgrows the classes */
-    if (p == NULL) return nsize < osize ? ptr : NULL;
+    if (!h->use_malloc && nsize <= LHEAP_BIG && class_of(nsize) == oc) {
+      UNPOISON(ptr, nsize);
+      return ptr;
+    }
+    void *p = new_block(h, nsize); /* a bigger class, or malloc */
+    if (p == NULL && nsize > osize) return NULL;
+    if (p == NULL) { /* a shrink keeps its block's front */
+      split(h, ptr, oc, class_of(nsize));
+      return ptr;
+    }
     memcpy(p, ptr, nsize < osize ? nsize : osize);
     push_class(h, ptr, oc);
     return p;

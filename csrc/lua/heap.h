@@ -7,7 +7,8 @@
  * instructions (callgrind, glibc 2.36); from a free list of the state's
  * own, about ten. So a worker's state takes its blocks of up to
  * LHEAP_SMALL bytes from size classes (16 bytes apart) carved out of
- * chunks it owns, and bigger ones from malloc. Only the state's thread
+ * chunks it owns, blocks up to LHEAP_BIG from classes 128 bytes apart
+ * while its chunks have room, and bigger ones from malloc. Only the state's thread
  * allocates from it (a lua_State is used by one thread at a time), so it
  * takes no lock.
  *
@@ -23,6 +24,10 @@
 #include "../conc.h"  /* CONC_API: hidden in every build */
 
 #define LHEAP_SMALL 256
+/* Blocks up to LHEAP_BIG have classes too, carved from the chunks while
+ * they have room (heap.c): a fresh state's bigger blocks (its global
+ * state, string table, stacks, hash parts) then share its first chunk. */
+#define LHEAP_BIG 2048
 
 typedef struct lheap lheap;
 

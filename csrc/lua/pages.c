@@ -42,12 +42,12 @@
 
 #define REGION_BLOCKS 64 /* the bits of a uint64_t */
 #define ALL_FREE UINT64_MAX
-/* The bytes of a block populated when it is first handed out: what
- * every fresh state writes (its small blocks; the bigger ones are
- * malloc's). More would add RSS to a parked task without saving a fault
- * (B19's peak RSS: 545 MB for 20,000 tasks with 8 KB or none, 625 MB
- * with 12, 705 MB with 16); the rest faults in as a state grows. */
-#define POPULATED (8u << 10)
+/* The bytes of a block populated when it is first handed out: all of
+ * it, as a fresh state fills it (its small blocks, and its bigger ones:
+ * its global state, string table, stacks; heap.c). B19's 20,000 parked
+ * tasks: 19,000 page faults, against 56,000 with the first 8 KB
+ * populated and 116,000 with malloc's chunks, at the same peak RSS. */
+#define POPULATED LPAGES_BLOCK
 
 typedef struct lpages_region {
   char *base;
