@@ -79,6 +79,24 @@ describe("Ctrl-C in the main script", function()
     end)
   end
 
+  -- The main script's thread runs ready tasks while it waits: with
+  -- tasks that compute for ever there are always some, and it never
+  -- reached the check made before it sleeps (the Ctrl-C was lost).
+  for _, procs in ipairs({1, 2}) do
+    it("ends a wait while endless tasks keep it busy (MAXPROCS " ..
+       procs .. ")", function()
+      local out, rc, took = support.run_script(script(
+        "for _ = 1, 4 do conc.go(function() while true do end end) end\n" ..
+        kill_later("INT") .. "conc.chan():recv()\nprint('not reached')"),
+        20, "export CONC_MAXPROCS=" .. procs)
+      assert.are.equal(1, rc, out)
+      assert.matches("interrupted!", out, 1, true)
+      assert.is_nil(out:find("not reached", 1, true))
+      -- sent at 0.3 s; it took 7 s to 20 s (a timeout) before the fix
+      assert.is_true(took < 4, "took " .. took)
+    end)
+  end
+
   -- (lua.c lets one Ctrl-C be caught: the next kills the process)
   it("leaves a cond's mutex held after an interrupted wait", function()
     local out, rc = support.run_script(script(kill_later("INT", 0.2) .. [[

@@ -308,6 +308,17 @@ describe("light tasks", function()
       end
       run(driven([[
         local spin = conc.go(function() while true do end end)
+        -- loops inside coroutines of a task (the hook is per coroutine:
+        -- the innermost one resumed through conc's resume or wrap gets it)
+        local spin2 = conc.go(function()
+          coroutine.wrap(function() while true do end end)()
+        end)
+        local spin3 = conc.go(function()
+          local co = coroutine.create(function()
+            coroutine.wrap(function() while true do end end)()
+          end)
+          coroutine.resume(co)
+        end)
         local hs = {}
         for i = 1, 20 do
           hs[i] = conc.go(function(i)
@@ -323,6 +334,25 @@ describe("light tasks", function()
         local st = conc.stats()
         assert(st.preemptions + st.handoffs > 0)
       ]]), 1, 30)
+      -- The main script's timed wait ends on time while the task it may
+      -- run while it waits loops inside a coroutine (it hung: the signal's
+      -- hook went on the task's own coroutine, which was not running).
+      for _, procs in ipairs({1, 2}) do
+        run([[
+          local conc = require("conc")
+          conc.go(function()
+            coroutine.wrap(function() while true do end end)()
+          end)
+          for _ = 1, 3 do
+            local t0 = conc.now()
+            local _, ok, err = conc.chan():recv(0.2)
+            assert(ok == nil and err == "timeout", tostring(err))
+            assert(conc.now() - t0 < 2, "timed out late")
+          end
+          print("OK")
+          os.exit(0)
+        ]], procs, 30)
+      end
     end)
 
   it("a blocking call in table.sort's comparator works (it holds its " ..

@@ -250,6 +250,9 @@ CONC_API int conc__waiter_park_plain(conc_waiter *w, conc_time deadline);
  * now; on the way, puts conc's SIGINT wrapper back in front of the
  * host's handler if the host replaced it. */
 CONC_API bool conc__interrupt_before_sleep(void);
+/* Whether the host asked the main script to stop (a Ctrl-C), without
+ * wrapping its handler: cheap, for the main thread between helped turns. */
+CONC_API bool conc__interrupt_pending(void);
 
 /* Says what the calling thread is about to wait on (for the dump): the
  * name its caller gave (conc_wait_label), else the core's own `what`. */

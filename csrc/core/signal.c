@@ -301,6 +301,11 @@ static void wrap_host_sigint(void) {
   conc__unlock(&sig_lock);
 }
 
+bool conc__interrupt_pending(void) {
+  int (*pending)(void) = atomic_load(&pending_fn);
+  return pending != NULL && pending() != 0;
+}
+
 bool conc__interrupt_before_sleep(void) {
   int (*pending)(void) = atomic_load(&pending_fn);
   if (pending == NULL) return false;  /* a host that never asks to stop */

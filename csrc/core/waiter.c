@@ -323,6 +323,13 @@ static bool woken_or_ready(const void *p) {
 static void help_while_waiting(conc_waiter *w, conc_time deadline) {
   while (!woken(w) && !(deadline != CONC_NEVER && conc_now() >= deadline) &&
          conc__sched_help()) {
+    /* A Ctrl-C while it ran a task: the host's handler only marked the
+     * main script, which runs no Lua of its own while it helps (and ready
+     * tasks could keep it helping for ever): end an abortable wait now,
+     * as the wrapped handler does for a sleeping one. */
+    if (atomic_load_explicit(&w->abortable, memory_order_relaxed) &&
+        conc__interrupt_pending())
+      conc_interrupt_main();
   }
 }
 

@@ -1276,10 +1276,12 @@ static int light_setup(lua_State *L) {
   return 1; /* the coroutine: kept on L while the task lives */
 }
 
+static lconc_task *parkable(lua_State *L);
+
 static void preempt_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  lconc_task *t = cur_task;
-  if (t != NULL && L == t->co && lua_isyieldable(L)) {
+  lconc_task *t = parkable(L); /* its coroutine, or one it resumed */
+  if (t != NULL) {
     lua_sethook(L, NULL, 0, 0);
     t->yield_reason = Y_PREEMPT;
     t->yield_from = L;
@@ -1291,12 +1293,19 @@ static void preempt_hook(lua_State *L, lua_Debug *ar) {
 }
 
 /* SIGURG's handler (proc.c): as lua.c's Ctrl-C handler does, it only
- * sets a hook. A task with a debug hook of its own is left alone (its
- * hook keeps running; it yields at its next blocking call). */
+ * sets a hook, on the coroutine that runs: the task's, or the innermost
+ * one it resumed through conc's coroutine.resume or wrap (a loop inside
+ * one ran on unpreempted: the hook is per coroutine), whose yield then
+ * passes up to the task as a blocking call's does. A coroutine with a
+ * debug hook of its own is left alone (its hook keeps running; the task
+ * yields at its next blocking call). */
 static void preempt_signal(void) {
   lua_State *co = cur_co;
-  if (co != NULL && lua_gethook(co) == NULL)
-    lua_sethook(co, preempt_hook, LUA_MASKCOUNT, 1);
+  lconc_task *t = cur_task;
+  if (co == NULL) return;
+  int depth = t != NULL ? t->depth : 0; /* this thread's: no race */
+  if (depth > 0) co = t->chain[depth - 1].co;
+  if (lua_gethook(co) == NULL) lua_sethook(co, preempt_hook, LUA_MASKCOUNT, 1);
 }
 
 /* The error at the top of co (a task that raised), as the message
