@@ -68,14 +68,20 @@ describe("Ctrl-C in the main script", function()
     ["conc.select{}"] = "conc.select{}",
     ["ch:recv with a timeout"] = "conc.chan():recv(30)",
   }
+  -- Runs `before`, then `wait` in the main script, Ctrl-C'd at 0.3 s:
+  -- the wait must end with interrupted!, status 1, within `limit` s.
+  local function interrupts(before, wait, limit, env)
+    local out, rc, took = support.run_script(script(before ..
+      kill_later("INT") .. wait .. '\nprint("not reached")'), 20, env)
+    assert.are.equal(1, rc, out)
+    assert.matches("interrupted!", out, 1, true)
+    assert.is_nil(out:find("not reached", 1, true))
+    assert.is_true(took < limit, "took " .. took)
+  end
+
   for name, wait in pairs(waits) do
     it("ends " .. name .. " with interrupted!, status 1", function()
-      local out, rc, took = support.run_script(script(
-        kill_later("INT") .. wait .. '\nprint("not reached")'), 20)
-      assert.are.equal(1, rc, out)
-      assert.matches("interrupted!", out, 1, true)
-      assert.is_nil(out:find("not reached", 1, true))
-      assert.is_true(took < 10, "took " .. took)
+      interrupts("", wait, 10)
     end)
   end
 
@@ -85,15 +91,10 @@ describe("Ctrl-C in the main script", function()
   for _, procs in ipairs({1, 2}) do
     it("ends a wait while endless tasks keep it busy (MAXPROCS " ..
        procs .. ")", function()
-      local out, rc, took = support.run_script(script(
-        "for _ = 1, 4 do conc.go(function() while true do end end) end\n" ..
-        kill_later("INT") .. "conc.chan():recv()\nprint('not reached')"),
-        20, "export CONC_MAXPROCS=" .. procs)
-      assert.are.equal(1, rc, out)
-      assert.matches("interrupted!", out, 1, true)
-      assert.is_nil(out:find("not reached", 1, true))
-      -- sent at 0.3 s; it took 7 s to 20 s (a timeout) before the fix
-      assert.is_true(took < 4, "took " .. took)
+      -- (it took 7 s to 20 s, a timeout, before the fix)
+      interrupts(
+        "for _ = 1, 4 do conc.go(function() while true do end end) end\n",
+        "conc.chan():recv()", 4, "export CONC_MAXPROCS=" .. procs)
     end)
   end
 
