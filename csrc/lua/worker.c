@@ -1551,6 +1551,9 @@ static int resume_step(lua_State *L, lua_State *co, int narg, lua_KFunction k) {
     if (t->depth < (int)(sizeof t->chain / sizeof t->chain[0])) {
       t->chain[t->depth].co = co;
       t->chain[t->depth].ok = parkable(L) != NULL;
+      /* The entry before the count: SIGURG's handler, on this thread,
+       * reads the innermost entry (preempt_signal). */
+      atomic_signal_fence(memory_order_seq_cst);
       t->depth++;
       pushed = true;
     }
