@@ -382,6 +382,14 @@ typedef struct churn {
   long rounds;
 } churn;
 
+/* As check_freed, for a context another thread may still hold for a
+ * moment: its count must reach 1 within 5 s. */
+static void await_freed(conc_chan *probe) {
+  conc_time until = conc_now() + 5000000000LL; /* 5 s, in ns */
+  while (refs(probe) != 1 && conc_now() < until) sched_yield();
+  check_freed(probe);
+}
+
 static void *churn_thread(void *p) {
   churn *x = (churn *)p;
   pthread_barrier_wait(&x->go);
@@ -393,7 +401,9 @@ static void *churn_thread(void *p) {
     if (i % 2) {
       conc_chan *probe = watch(g);
       rel(g);
-      check_freed(probe);
+      /* A cancel of the parent running now holds g while it passes the
+       * cancel down (take_children): g goes when that cancel lets go. */
+      await_freed(probe);
     } else {
       rel(g);
     }
