@@ -72,6 +72,8 @@ static _Atomic(int (*)(void)) pending_fn;
  * sig_lock, before wrap_sigint is installed in front of it). */
 static struct sigaction host_sigint;
 
+static void wrap_locked(void);
+
 static uint64_t bit(int sig) { return (uint64_t)1 << sig; }
 
 int conc_signal_handled(int sig) {
@@ -250,8 +252,13 @@ int conc_signal_stop(conc_obj *obj) {
   if (t) {
     *link = t->next;
     for (int sig = 1; sig < NSIG_CONC; sig++)
-      if ((t->mask & bit(sig)) && --notified[sig] == 0)
+      if ((t->mask & bit(sig)) && --notified[sig] == 0) {
         CONC_CHECK(sigaction(sig, &saved[sig], NULL));  /* as before */
+        /* The host's Ctrl-C handler is back: wrapped now, as the next
+         * sleep may not look (it looks at most every WRAP_CHECK_NS, and
+         * a wait just before the stop may have looked). */
+        if (sig == SIGINT && atomic_load(&pending_fn) != NULL) wrap_locked();
+      }
   }
   bool last = t != NULL && targets == NULL;
   conc__unlock(&sig_lock);
@@ -286,8 +293,7 @@ static void wrap_sigint(int sig, siginfo_t *info, void *uc) {
  * there already, SIGINT is notified, or the host has no handler. */
 #define WRAP_CHECK_NS 10000000 /* 10 ms */
 
-static void wrap_host_sigint(void) {
-  conc__lock(&sig_lock);
+static void wrap_locked(void) {
   struct sigaction cur;
   if (notified[SIGINT] == 0 && sigaction(SIGINT, NULL, &cur) == 0 &&
       is_handler(&cur) &&
@@ -298,6 +304,11 @@ static void wrap_host_sigint(void) {
     sa.sa_flags = cur.sa_flags | SA_SIGINFO;
     CONC_CHECK(sigaction(SIGINT, &sa, NULL));
   }
+}
+
+static void wrap_host_sigint(void) {
+  conc__lock(&sig_lock);
+  wrap_locked();
   conc__unlock(&sig_lock);
 }
 
