@@ -389,6 +389,62 @@ describe("light tasks", function()
     ]]), 1, 30)
   end)
 
+  -- A finished task's finalizers run after it, in no task (a thread's
+  -- idle work), never in the next task its state runs: a finalizer that
+  -- waits for a later task got that task's state and waited for ever.
+  for _, procs in ipairs({1, 2}) do
+    it(("a finished task's finalizers run in no later task, and may " ..
+        "wait for one (MAXPROCS %d)"):format(procs), function()
+      run(driven([[
+        local n, c, got = 20, conc.chan(), conc.chan(20)
+        for i = 1, n do
+          conc.go(function(c, got, i)
+            setmetatable({}, {__gc = function()
+              got:send(c:recv() * 100 + i)
+            end})
+          end, c, got, i):join()
+        end
+        local senders = {}
+        for i = 1, n do
+          senders[i] = conc.go(function(c, i) c:send(i) end, c, i)
+        end
+        for i = 1, n do assert(senders[i]:join()) end
+        local seen, from = {}, {}
+        for _ = 1, n do
+          local v = got:recv()
+          local value, fin = v // 100, v % 100
+          assert(not seen[value] and not from[fin], v)
+          seen[value], from[fin] = true, true
+        end
+        for i = 1, n do assert(seen[i] and from[i], i) end
+        assert(got:try_recv() == nil)
+      ]]), procs, 60)
+    end)
+  end
+
+  it("a slow finalizer of a finished task does not hold up the others",
+     function()
+    -- One P: the finalizer computes for 1 s (CPU time) in a thread's idle
+    -- work; the monitor hands that thread's P on, as for a task in
+    -- foreign C, and the ticker's five short sleeps end first.
+    run(driven([[
+      local order = conc.chan(2)
+      conc.go(function(o)
+        setmetatable({}, {__gc = function()
+          local t0 = os.clock()
+          while os.clock() - t0 < 1 do end
+          o:send("finalizer")
+        end})
+      end, order):join()
+      conc.go(function(o)
+        for _ = 1, 5 do conc.sleep(0.01) end
+        o:send("ticker")
+      end, order)
+      assert(order:recv() == "ticker")
+      assert(order:recv() == "finalizer")
+    ]]), 1, 60)
+  end)
+
   it("a task the main script runs, blocked where it cannot yield, does " ..
      "not hold the main script", function()
     -- One P, and the main script waits right after each spawn: it runs

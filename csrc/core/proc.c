@@ -76,7 +76,8 @@ typedef struct conc__m {
   bool dead;                     /* exited: the record is free (S.lock) */
   conc_time idle_since;          /* on the idle list since (S.lock) */
   atomic_ulong tick;             /* scheduling points */
-  atomic_int in_task;            /* 0, 1 in a task, 2 its P was taken */
+  atomic_int in_task;            /* 0, 1 in a task, 2 its P was taken,
+                                  * 3 in its idle work (IDLE_WORK) */
   bool spinning;
   bool is_main;
   unsigned long seen_tick;       /* the monitor's last look */
@@ -676,6 +677,22 @@ static void stop_spinning(conc__m *m) {
   atomic_fetch_sub(&S.nspinning, 1);
 }
 
+/* The idle hook runs Lua finalizers (of objects a finished task left),
+ * which may take long or block: it is timed as a turn (in_task
+ * IDLE_WORK), and the monitor hands m's P to another thread when it
+ * lasts over BLOCKED_NS while tasks wait, as for a task in foreign C.
+ * False when m lost its P so. */
+#define IDLE_WORK 3
+
+static bool idle_work(conc__m *m) {
+  atomic_fetch_add_explicit(&m->tick, 1, memory_order_relaxed);
+  atomic_store(&m->in_task, IDLE_WORK);
+  S.hooks.idle();
+  if (atomic_exchange(&m->in_task, 0) != 2) return true;
+  while (atomic_load(&m->p) != NULL) conc__cpu_relax();  /* see execute */
+  return false;
+}
+
 /* Finds a task for m, which holds a P; NULL when m gave its P up. */
 static conc__g *find_runnable(conc__m *m) {
   conc__p *p = atomic_load(&m->p);
@@ -714,14 +731,21 @@ static conc__g *find_runnable(conc__m *m) {
       for (int i = 0; i < 100; i++) conc__cpu_relax();
     }
   }
-  /* Nothing. Its idle work first (collecting pooled states), holding
-   * its P: a P handed on meanwhile would find this thread busy. */
-  if (S.hooks.idle) S.hooks.idle();
-  /* Then it stops spinning (before it goes idle: once on the idle list a
-   * waker may take it and set `spinning` again), gives the P back and
-   * sleeps. Looked at again after, so that a wake that saw no idle P
-   * (and so woke nobody) is not missed. */
+  /* Nothing. It stops spinning (before it goes idle: once on the idle
+   * list a waker may take it and set `spinning` again; and before its
+   * idle work, which may be long: a spinner counted meanwhile would keep
+   * wakep from waking anyone). */
   stop_spinning(m);
+  /* Its idle work (collecting pooled states), holding its P: a P handed
+   * on meanwhile would find this thread busy. */
+  if (S.hooks.idle && !idle_work(m)) {
+    conc__lock(&S.lock);
+    midle_put_locked(m);  /* its P went on to another thread */
+    conc__unlock(&S.lock);
+    return NULL;
+  }
+  /* Then it gives the P back and sleeps. Looked at again after, so that
+   * a wake that saw no idle P (and so woke nobody) is not missed. */
   conc__lock(&S.lock);
   g = globrunq_get_locked();
   if (g) {
@@ -856,14 +880,18 @@ static void look_at_threads(conc_time now) {
     conc_time cpu = same ? cpu_time(m) : 0;
     bool idle_cpu = same && cpu - m->seen_cpu < (now - m->seen_at) / 8;
     m->suspect = idle_cpu ? m->suspect + 1 : 0;
-    if (same && p && waiting && age > BLOCKED_NS && m->suspect >= 2) {
+    int kind = atomic_load(&m->in_task);
+    if (same && p && waiting && age > BLOCKED_NS &&
+        (m->suspect >= 2 || kind == IDLE_WORK)) {
       /* Not computing (a thread that computes but waits for a core uses
        * more than an eighth of one, on a loaded machine too): blocked in
-       * C. Its P goes to another thread. */
-      int one = 1;
-      /* Winning in_task 1 -> 2 makes the monitor the owner of m's P:
-       * the thread, at its turn's end, waits for m->p to be cleared. */
-      if (atomic_compare_exchange_strong(&m->in_task, &one, 2)) {
+       * C. Its P goes to another thread. Idle work (finalizers) cannot
+       * be preempted: its P goes too, computing or not. */
+      /* Winning in_task 1 (or IDLE_WORK) -> 2 makes the monitor the
+       * owner of m's P: the thread, at its turn's end, waits for m->p
+       * to be cleared. */
+      if ((kind == 1 || kind == IDLE_WORK) &&
+          atomic_compare_exchange_strong(&m->in_task, &kind, 2)) {
         conc__p *q = atomic_exchange(&m->p, NULL);
         atomic_store(&q->m, NULL);
         handoff_p(q);
@@ -1197,6 +1225,11 @@ bool conc__sched_help(void) {
   if (!g || !run_helped(g)) return false;
   atomic_fetch_add_explicit(&S.helped, 1, memory_order_relaxed);
   return true;
+}
+
+void conc__sched_want_idle_work(void) {
+  CONC_CHECK(pthread_once(&init_once, init));
+  wakep();
 }
 
 void conc__sched_block_begin(void) {

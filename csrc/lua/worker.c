@@ -239,7 +239,14 @@ WATCHED_OPENER(open_math, luaopen_math, W_MATH)
 WATCHED_OPENER(open_io, luaopen_io, W_IO)
 WATCHED_OPENER(open_os, luaopen_os, W_OS)
 WATCHED_OPENER(open_utf8, luaopen_utf8, W_UTF8)
-WATCHED_OPENER(open_debug, luaopen_debug, W_DEBUG)
+static int debug_setmetatable(lua_State *L);
+static int open_debug(lua_State *L) {
+  luaopen_debug(L);
+  lua_pushcfunction(L, debug_setmetatable);
+  lua_setfield(L, -2, "setmetatable");
+  watch_lib(L, W_DEBUG);
+  return 1;
+}
 
 /* In W_ order: lazy_libs[i] is watched as W_i. */
 static const luaL_Reg lazy_libs[] = {{LUA_STRLIBNAME, fill_string},
@@ -307,6 +314,10 @@ typedef struct state_mem {
   bool string_filled;  /* the string table has the library (see below) */
   bool string_dirty;   /* a task wrote into it, or the stand-in, before */
   bool garbage;        /* pooled since a task ran, not collected since */
+  /* A task set a metatable with __gc since the last full collection:
+   * the state is collected before another task runs in it, so a Lua
+   * finalizer never runs inside an unrelated task (see state_put). */
+  bool finalizers;
 } state_mem;
 
 static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -755,6 +766,39 @@ static lua_State *new_state(void) {
   return L;
 }
 
+/* Whether the metatable at mt (a table or nil) makes a finalizable
+ * object: Lua looks at its raw __gc field, when it is set. */
+static void note_finalizer(lua_State *L, int mt) {
+  if (lua_type(L, mt) != LUA_TTABLE) return;
+  lua_pushliteral(L, "__gc");
+  if (lua_rawget(L, mt) != LUA_TNIL) mem_of(L)->finalizers = true;
+  lua_pop(L, 1);
+}
+
+/* setmetatable(t, mt) in a worker: the base library's, which it repeats
+ * (its errors included), and a note of a finalizer (state_mem). */
+static int worker_setmetatable(lua_State *L) {
+  int t = lua_type(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+  if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+    return luaL_error(L, "cannot change a protected metatable");
+  lua_settop(L, 2);
+  note_finalizer(L, 2);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+/* debug.setmetatable(v, mt): the debug library's, with the same note. */
+static int debug_setmetatable(lua_State *L) {
+  int t = lua_type(L, 2);
+  luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+  lua_settop(L, 2);
+  note_finalizer(L, 2);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
 /* print(...) in a worker: as the base library's, but the line is
  * written with one fwrite, so lines printed by workers at once never
  * mix (the base print writes each piece apart). */
@@ -796,6 +840,8 @@ static void fresh_globals(lua_State *L) {
   lua_call(L, 0, 1);                                 /* env */
   lua_pushcfunction(L, worker_print);
   lua_setfield(L, -2, "print");
+  lua_pushcfunction(L, worker_setmetatable);
+  lua_setfield(L, -2, "setmetatable");
   lua_rawgetp(L, LUA_REGISTRYINDEX, &require_key);
   lua_setfield(L, -2, "require");
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);   /* env, loaded */
@@ -1190,37 +1236,69 @@ static bool at_task_top(lua_State *L) {
   return cur_task != NULL && L == cur_task->co;
 }
 
+/* A pooled state, the last pooled first, but none whose finalizers are
+ * still to run (collect_pooled's work). */
 static lua_State *state_get(void) {
+  lua_State *L = NULL;
   conc__lock(&states.lock);
-  lua_State *L = states.n > 0 ? states.free[--states.n] : NULL;
+  for (int i = states.n - 1; i >= 0; i--)
+    if (!mem_of(states.free[i])->finalizers) {
+      L = states.free[i];
+      states.free[i] = states.free[--states.n];
+      break;
+    }
   conc__unlock(&states.lock);
   return L ? L : new_state();
 }
 
-/* Into the pool as it is (closed if the pool is full). */
-static void state_put_clean(lua_State *L) {
-  conc__lock(&states.lock);
-  if (states.n < MAX_POOLED_STATES) {
-    states.free[states.n++] = L;
-    L = NULL;
+static void collected(lua_State *L) {
+  lua_gc(L, LUA_GCCOLLECT);
+  lheap_trim(mem_of(L)->heap);
+  mem_of(L)->garbage = false;
+  if (mem_of(L)->finalizers) {
+    mem_of(L)->finalizers = false;
+    conc__timers_busy_add(-1); /* after its finalizers' wake-ups */
   }
+}
+
+/* Into the pool as it is (closed if the pool is full); true if pooled. */
+static bool state_put_clean(lua_State *L) {
+  conc__lock(&states.lock);
+  bool pooled = states.n < MAX_POOLED_STATES;
+  if (pooled) states.free[states.n++] = L;
   conc__unlock(&states.lock);
-  if (L) close_state(L);
+  if (!pooled) close_state(L);
+  return pooled;
 }
 
 /* A state back in the pool gives back what its last task's garbage took
  * when that is much (a parked state's heap is a few KB). */
 #define BIG_HEAP (256u << 10)
 
+/* A state whose task set a finalizer (a metatable with __gc) is pooled
+ * for collect_pooled to collect, which a thread does in its idle work,
+ * where no task runs and its P can be handed on (proc.c): the finalizers
+ * then run in no task's name (Go runs them in a goroutine of their own),
+ * never inside a later unrelated task (blaming it for what they do, or
+ * waiting for it: a finalizer that waits for a task that would run in
+ * its own state waited for ever). Until then it counts as a pending
+ * timer does: something may still wake a waiter, no deadlock. */
 static void state_put(lua_State *L) {
-  lheap *h = mem_of(L)->heap;
-  mem_of(L)->garbage = true;
-  if (lheap_chunk_bytes(h) > BIG_HEAP) {
+  state_mem *m = mem_of(L);
+  lheap *h = m->heap;
+  m->garbage = true;
+  if (lheap_chunk_bytes(h) > BIG_HEAP && !m->finalizers) {
     lua_gc(L, LUA_GCCOLLECT);
     lheap_trim(h);
-    mem_of(L)->garbage = false;
+    m->garbage = false;
   }
-  state_put_clean(L);
+  bool fin = m->finalizers;
+  if (fin) conc__timers_busy_add(1);
+  if (!state_put_clean(L)) {
+    if (fin) conc__timers_busy_add(-1); /* closed: they ran */
+  } else if (fin) {
+    conc__sched_want_idle_work();
+  }
 }
 
 /* A scheduler thread about to sleep (nothing to run) collects the
@@ -1244,9 +1322,7 @@ static void collect_pooled(void) {
   }
   conc__unlock(&states.lock);
   for (int i = 0; i < n; i++) {
-    lua_gc(todo[i], LUA_GCCOLLECT);
-    lheap_trim(mem_of(todo[i])->heap);
-    mem_of(todo[i])->garbage = false;
+    collected(todo[i]);
     state_put_clean(todo[i]);
   }
 }
@@ -1368,7 +1444,10 @@ static void light_end(lconc_task *t, int status, int nres) {
   lua_settop(L, 0);
   lconc_blocking(NULL, NULL);
   conc__waiter_leave(g->w);
-  if (t->memory_limit) lua_gc(L, LUA_GCCOLLECT);
+  if (t->memory_limit) {
+    lua_gc(L, LUA_GCCOLLECT);
+    mem_of(L)->finalizers = false; /* they ran */
+  }
   if (clean_state(L)) close_state(L);
   else state_put(L);
   t->L = t->co = NULL;
