@@ -445,6 +445,51 @@ describe("light tasks", function()
     ]]), 1, 60)
   end)
 
+  it("with no thread to be had, the main script's wait runs the ready " ..
+     "tasks (CONC_MAXTHREADS)", function()
+    -- Three tasks hold the three threads allowed, blocked in table.sort's
+    -- comparator until the sender runs; the sender waits in the global
+    -- queue (the next spawn took the main script's slot) beside an idle
+    -- P no thread can be started for. It used to wait for ever, silently.
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local c = conc.chan()
+      local sorters = {}
+      for i = 1, 3 do
+        sorters[i] = conc.go(function(c)
+          local t, got = {2, 1}, 0
+          table.sort(t, function(a, b)
+            if got == 0 then got = c:recv() end
+            return a < b
+          end)
+          return got
+        end, c)
+      end
+      while conc.stats().thread_blocks < 3 do end  -- all three blocked
+      local sender = conc.go(function(c)
+        for i = 1, 3 do c:send(i) end
+      end, c)
+      local other = conc.go(function() return "other" end)
+      assert(sender:join())
+      local total = 0
+      for i = 1, 3 do
+        local ok, got = sorters[i]:join()
+        assert(ok, got)
+        total = total + got
+      end
+      assert(total == 6, total)
+      assert(select(2, other:join()) == "other")
+      assert(conc.stats().threads <= 3, conc.stats().threads)
+      print("OK")
+    ]], 60, "export CONC_MAXPROCS=1 CONC_MAXTHREADS=3")
+    assert.are.equal(0, rc, out)
+    assert.matches("OK", out, 1, true)
+    local _, said = out:gsub("conc: cannot start a thread to run tasks " ..
+      "%(CONC_MAXTHREADS is 3%); ready tasks wait for a busy thread, or " ..
+      "for the main script's next wait\n", "")
+    assert.are.equal(1, said, out)
+  end)
+
   it("a task the main script runs, blocked where it cannot yield, does " ..
      "not hold the main script", function()
     -- One P, and the main script waits right after each spawn: it runs

@@ -395,6 +395,7 @@ CONC_API void conc__ready(conc__g *g);
 CONC_API int conc__sched_maxprocs(int n);  /* n <= 0: only reads */
 typedef struct conc__sched_stats {
   long tasks_run, steals, preemptions, handoffs, helped, thread_blocks;
+  long thread_failures;      /* threads conc could not start */
   int procs, threads, idle_threads, spinning, global_queue;
   int queue[64];            /* per processor: local queue + next slot */
 } conc__sched_stats;

@@ -36,6 +36,7 @@
  * none is held while another is taken, except S.tlock around a waiter's
  * state change (a CAS, no lock).
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <time.h>
@@ -95,7 +96,12 @@ static struct {
   conc__m *midle;
   int nmidle;
   conc__m *allm;
-  int nm;
+  int nm;                        /* threads made or being made (lock) */
+  int max_threads;               /* CONC_MAXTHREADS (lock) */
+  /* The last thread conc tried to start could not be: the main script's
+   * waits run any ready task, idle Ps or not (conc__sched_help). */
+  atomic_bool starved;
+  atomic_long thread_failures;
   atomic_int nprocs;
   int nmade;
   _Atomic(conc__p *) ps[MAXPROCS];  /* made under lock, read without */
@@ -295,17 +301,55 @@ static void *m_main(void *arg);
 static void pinned_put(conc__g *g);
 static void m_atomics(conc__m *m);
 
+/* No thread could be started (err: why, 0 for the cap). Go dies of it ("failed to
+ * create new OS thread"); conc goes on with the threads it has: the
+ * ready tasks wait for one to come free, or for the main script's next
+ * wait, which runs them (conc__sched_help). Said once on stderr, so a
+ * program that slows down for it is not left to guess. */
+static void thread_refused(int err) {
+  static atomic_bool said;
+  atomic_fetch_add(&S.thread_failures, 1);
+  atomic_store(&S.starved, true);
+  if (atomic_exchange(&said, true)) return;
+  char buf[128];
+  const char *why = buf;
+  if (err == 0) { /* the cap */
+    conc__lock(&S.lock);
+    snprintf(buf, sizeof buf, "CONC_MAXTHREADS is %d", S.max_threads);
+    conc__unlock(&S.lock);
+  } else {
+    why = strerror_r(err, buf, sizeof buf); /* GNU's: the text */
+  }
+  fprintf(stderr,
+          "conc: cannot start a thread to run tasks (%s); ready tasks wait "
+          "for a busy thread, or for the main script's next wait\n",
+          why);
+  fflush(stderr);
+}
+
 /* Starts a thread that holds p (S.lock not held). False: none could. */
 static bool start_m(conc__p *p, bool spinning) {
   /* A thread that exited left its record: reused (the monitor may still
    * be looking at it, through `alive`). */
   conc__lock(&S.lock);
+  bool full = S.nm >= S.max_threads;
   conc__m *m = S.allm;
-  while (m && !m->dead) m = m->next_all;
-  if (m) m->dead = false;
+  while (!full && m && !m->dead) m = m->next_all;
+  if (!full) S.nm++; /* counted from now: two starts never pass the cap */
+  if (!full && m) m->dead = false;
   conc__unlock(&S.lock);
+  if (full) {
+    thread_refused(0);
+    return false;
+  }
   bool fresh = m == NULL;
-  if (fresh && (m = calloc(1, sizeof *m)) == NULL) return false;
+  if (fresh && (m = calloc(1, sizeof *m)) == NULL) {
+    conc__lock(&S.lock);
+    S.nm--;
+    conc__unlock(&S.lock);
+    thread_refused(ENOMEM);
+    return false;
+  }
   if (fresh) m_atomics(m);
   m->handed = p;
   m->spinning = spinning;
@@ -330,16 +374,18 @@ static bool start_m(conc__p *p, bool spinning) {
   if (rc == 0) {
     atomic_store(&m->tid, tid);
     atomic_store(&m->clock, clock);
-    atomic_store(&m->alive, true);  /* after tid and clock: the monitor */
-    S.nm++;
+    atomic_store(&m->alive, true); /* after tid and clock: the monitor */
   } else {
-    m->dead = true;  /* kept for a later thread */
+    m->dead = true; /* kept for a later thread */
+    S.nm--;
   }
   if (fresh) {
     m->next_all = S.allm;
     S.allm = m;
   }
   conc__unlock(&S.lock);
+  if (rc != 0) thread_refused(rc);
+  else atomic_store(&S.starved, false);
   return rc == 0;
 }
 
@@ -353,7 +399,7 @@ static void give_p(conc__p *p, bool spinning) {
     m->handed = p;
     m->spinning = spinning;
     atomic_store(&p->m, m);
-    atomic_store(&m->word, 1);  /* under the lock: before it can idle again */
+    atomic_store(&m->word, 1); /* under the lock: before it can idle again */
     conc__unlock(&S.lock);
     futex_wake_word(&m->word);
     return;
@@ -380,7 +426,7 @@ static void midle_put_locked(conc__m *m) {
 
 static conc__p *pidle_get_locked(void) {
   conc__p *p = S.pidle;
-  while (p && p->id >= atomic_load(&S.nprocs)) p = p->next_idle;  /* none */
+  while (p && p->id >= atomic_load(&S.nprocs)) p = p->next_idle; /* none */
   if (p == NULL) return NULL;
   /* unlink p (the list is short: at most nprocs) */
   for (conc__p **q = &S.pidle; *q; q = &(*q)->next_idle)
@@ -436,7 +482,7 @@ static void handoff_p(conc__p *p) {
 
 /* The atomics of an M record (Helgrind: see CONC_HB_ATOMIC). */
 static void m_atomics(conc__m *m) {
-  conc__unused(m);  /* without -DCONC_VALGRIND, nothing to say */
+  conc__unused(m); /* without -DCONC_VALGRIND, nothing to say */
   CONC_HB_ATOMIC(&m->word);
   CONC_HB_ATOMIC(&m->p);
   CONC_HB_ATOMIC(&m->tid);
@@ -450,7 +496,7 @@ static void make_p_locked(int id) {
   conc__p *p = calloc(1, sizeof *p);
   if (p == NULL) {
     conc__fatal("proc.c: calloc", 12);
-    return;  /* (never: it aborts) */
+    return; /* (never: it aborts) */
   }
   CONC_HB_ATOMIC(&p->next);
   CONC_HB_ATOMIC(&p->next_puts);
@@ -639,7 +685,7 @@ static void execute(conc__m *m, conc__g *g) {
   if (m->spinning) {
     m->spinning = false;
     atomic_fetch_sub(&S.nspinning, 1);
-    wakep();  /* there may be more: another thread looks */
+    wakep(); /* there may be more: another thread looks */
   }
   /* No clock read: the monitor times a turn from its first look at it
    * (Go's sysmon does the same), a tick late at most. */
@@ -651,7 +697,7 @@ static void execute(conc__m *m, conc__g *g) {
   bool run = true;
   if (g->fiber) {
     timer_del(g);
-    if (!conc__fiber_resume(g->fiber)) run = false;  /* parked again */
+    if (!conc__fiber_resume(g->fiber)) run = false; /* parked again */
     else {
       conc__fiber_put(g->fiber);
       g->fiber = NULL;
@@ -689,14 +735,14 @@ static bool idle_work(conc__m *m) {
   atomic_store(&m->in_task, IDLE_WORK);
   S.hooks.idle();
   if (atomic_exchange(&m->in_task, 0) != 2) return true;
-  while (atomic_load(&m->p) != NULL) conc__cpu_relax();  /* see execute */
+  while (atomic_load(&m->p) != NULL) conc__cpu_relax(); /* see execute */
   return false;
 }
 
 /* Finds a task for m, which holds a P; NULL when m gave its P up. */
 static conc__g *find_runnable(conc__m *m) {
   conc__p *p = atomic_load(&m->p);
-  if (p->id >= atomic_load(&S.nprocs)) {  /* retired: give it all up */
+  if (p->id >= atomic_load(&S.nprocs)) { /* retired: give it all up */
     conc__g *g;
     while ((g = runq_get(p)) != NULL) globrunq_put(g);
     stop_spinning(m);
@@ -710,7 +756,7 @@ static conc__g *find_runnable(conc__m *m) {
   }
   unsigned long tick = atomic_load_explicit(&m->tick, memory_order_relaxed);
   conc__g *g = NULL;
-  if (tick % 61 == 0) g = globrunq_get();  /* fairness to the global queue */
+  if (tick % 61 == 0) g = globrunq_get(); /* fairness to the global queue */
   if (!g) g = runq_get(p);
   if (!g) g = globrunq_get();
   if (g) return g;
@@ -740,7 +786,7 @@ static conc__g *find_runnable(conc__m *m) {
    * on meanwhile would find this thread busy. */
   if (S.hooks.idle && !idle_work(m)) {
     conc__lock(&S.lock);
-    midle_put_locked(m);  /* its P went on to another thread */
+    midle_put_locked(m); /* its P went on to another thread */
     conc__unlock(&S.lock);
     return NULL;
   }
@@ -754,7 +800,7 @@ static conc__g *find_runnable(conc__m *m) {
   }
   pidle_put_locked(p);
   atomic_store(&m->p, NULL);
-  midle_put_locked(m);  /* with its P: a wake that takes the P finds it */
+  midle_put_locked(m); /* with its P: a wake that takes the P finds it */
   conc__unlock(&S.lock);
   int n = atomic_load(&S.nprocs);
   for (int k = 0; k < n; k++) {
@@ -788,7 +834,7 @@ static bool m_sleep(conc__m *m) {
           atomic_store(&m->alive, false);
           m->dead = true;
           conc__unlock(&S.lock);
-          conc__fiber_release_cached();  /* the thread's spare fiber */
+          conc__fiber_release_cached(); /* the thread's spare fiber */
           return false;
         }
     }
@@ -807,16 +853,16 @@ static bool m_sleep(conc__m *m) {
 static void *m_main(void *arg) {
   conc__m *m = (conc__m *)arg;
   self_m = m;
-  (void)conc__waiter_self();  /* its own, for what it does outside tasks */
-  if (!m_sleep(m)) return NULL;  /* takes the P it was started with */
+  (void)conc__waiter_self(); /* its own, for what it does outside tasks */
+  if (!m_sleep(m)) return NULL; /* takes the P it was started with */
   for (;;) {
     conc__g *g = find_runnable(m);
-    if (g == NULL) {  /* it is on the idle list, without its P */
+    if (g == NULL) { /* it is on the idle list, without its P */
       if (!m_sleep(m)) return NULL;
       continue;
     }
     execute(m, g);
-    if (atomic_load(&m->p) == NULL) {  /* its P was taken in its task */
+    if (atomic_load(&m->p) == NULL) { /* its P was taken in its task */
       conc__lock(&S.lock);
       midle_put_locked(m);
       conc__unlock(&S.lock);
@@ -872,7 +918,7 @@ static void look_at_threads(conc_time now) {
       pthread_kill(atomic_load(&m->tid), SIGURG);
     }
   }
-  for (conc__m *m = list; m; m = m->next_all) {  /* never unlinked */
+  for (conc__m *m = list; m; m = m->next_all) { /* never unlinked */
     if (!atomic_load(&m->alive)) continue;
     conc_time age = turn_age(m, now);
     conc__p *p = atomic_load(&m->p);
@@ -948,6 +994,14 @@ static void on_sigurg(int sig) {
   if (S.hooks.preempt) S.hooks.preempt();
 }
 
+/* The cap on threads that run tasks (Go's debug.SetMaxThreads, 10,000;
+ * past it conc starts no more, see thread_refused). */
+static int default_max_threads(void) {
+  const char *e = getenv("CONC_MAXTHREADS");  // NOLINT(concurrency-mt-unsafe)
+  long n = e ? strtol(e, NULL, 10) : 0;
+  return n > 0 && n < 1000000 ? (int)n : 10000;
+}
+
 static int default_procs(void) {
   /* Read once (pthread_once), when conc first starts a task. */
   const char *e = getenv("CONC_MAXPROCS");  // NOLINT(concurrency-mt-unsafe)
@@ -983,6 +1037,7 @@ static void init(void) {
   int n = default_procs();
   atomic_store(&S.nprocs, n);
   conc__lock(&S.lock);
+  S.max_threads = default_max_threads();
   for (int i = n - 1; i >= 0; i--) make_p_locked(i);
   S.nmade = n;
   conc__unlock(&S.lock);
@@ -1041,7 +1096,7 @@ void conc__ready(conc__g *g) {
     conc__p *p = m && atomic_load(&m->in_task) != 2 ? atomic_load(&m->p) : NULL;
     if (p) {
       runq_put(p, g, true);
-      out = queue_nonempty(p) ? g : NULL;  /* more than the next slot */
+      out = queue_nonempty(p) ? g : NULL; /* more than the next slot */
     } else {
       globrunq_put(g);
       out = g;
@@ -1121,8 +1176,8 @@ void conc__sched_main_progress(void) {
 
 typedef struct conc__helper {
   conc__fiber *f;
-  conc_waiter *main_w, *turn_w;   /* the thread's waiter: the other one */
-  void *ctx[CONC__CTX_WORDS];     /* the runtime's state: the other one */
+  conc_waiter *main_w, *turn_w; /* the thread's waiter: the other one */
+  void *ctx[CONC__CTX_WORDS]; /* the runtime's state: the other one */
   struct conc__helper *next_free;
 } conc__helper;
 
@@ -1213,9 +1268,11 @@ bool conc__sched_help(void) {
   if (g) CONC_HB_AFTER(&S.main_next);
   /* Other work only while every P is busy: an idle P's thread, woken
    * for it, would otherwise find it taken and sleep again, and the
-   * tasks would share this one thread. */
-  if (!g && atomic_load(&S.npidle) == 0) g = globrunq_get();
-  if (!g && atomic_load(&S.npidle) == 0) {
+   * tasks would share this one thread. Or while no thread could be
+   * started for an idle P: then nobody else may run it. */
+  bool any = atomic_load(&S.npidle) == 0 || atomic_load(&S.starved);
+  if (!g && any) g = globrunq_get();
+  if (!g && any) {
     int n = atomic_load(&S.nprocs);
     for (int k = 0; k < n && !g; k++) {
       conc__p *v = atomic_load(&S.ps[k]);
@@ -1275,6 +1332,7 @@ void conc__sched_get_stats(conc__sched_stats *out) {
   out->handoffs = atomic_load(&S.handoffs);
   out->helped = atomic_load(&S.helped);
   out->thread_blocks = atomic_load(&S.thread_blocks);
+  out->thread_failures = atomic_load(&S.thread_failures);
   out->procs = atomic_load(&S.nprocs);
   out->spinning = atomic_load(&S.nspinning);
   out->global_queue = atomic_load(&S.gq_n);

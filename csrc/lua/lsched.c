@@ -182,6 +182,8 @@ static int stats(lua_State *L) {
   lua_setfield(L, -2, "helped");
   lua_pushinteger(L, ss.thread_blocks);
   lua_setfield(L, -2, "thread_blocks");
+  lua_pushinteger(L, ss.thread_failures);
+  lua_setfield(L, -2, "thread_failures");
   lua_pushinteger(L, ss.spinning);
   lua_setfield(L, -2, "spinning");
   lua_pushinteger(L, ss.global_queue);
