@@ -70,7 +70,7 @@ function conc.stats() end
 ---@field handoffs integer Processors handed on by a thread blocked in C.
 ---@field helped integer Turns the main script's thread gave tasks while it waited.
 ---@field thread_blocks integer Waits of tasks that could not yield and blocked their thread.
----@field thread_failures integer Threads conc could not start (the system's limit, or `CONC_MAXTHREADS`).
+---@field thread_failures integer Threads conc could not start (`CONC_MAXTHREADS`, the system).
 ---@field spinning integer Threads looking for work right now.
 ---@field messages integer Messages delivered on channels so far.
 ---@field heap_bytes integer What the workers' Lua heaps hold.
