@@ -422,6 +422,41 @@ describe("light tasks", function()
     end)
   end
 
+  it("a finished task's finalizer is woken for even when its thread " ..
+     "blocks in C next (MAXPROCS 1)", function()
+    -- The one thread runs B next, which blocks it in table.sort's
+    -- comparator until A's finalizer sends: the processor it hands on
+    -- must go to a thread for the finalizer (idle work), not idle.
+    run(driven([[
+      local got, out = conc.chan(1), conc.chan(1)
+      conc.go(function(got, out)
+        local keep = setmetatable({}, {__gc = function() got:send(1) end})
+        conc.go(function(got, out)
+          local t = {2, 1}
+          table.sort(t, function(a, b) got:recv() return a < b end)
+          out:send("B done")
+        end, got, out)
+        return keep ~= nil
+      end, got, out)
+      assert(out:recv() == "B done")
+    ]]), 1, 60)
+  end)
+
+  it("a finalizer that waits for good is a deadlock, reported as such",
+     function()
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local c = conc.chan()
+      conc.go(function(c)
+        setmetatable({}, {__gc = function() c:recv() end})
+      end, c):join()
+      conc.chan():recv()  -- nothing will send, nor to the finalizer
+    ]], 20)
+    assert.are.equal(2, rc, out)
+    assert.matches("all workers are asleep - deadlock!", out, 1, true)
+    assert.matches("finalizers: waits in chan receive", out, 1, true)
+  end)
+
   it("a slow finalizer of a finished task does not hold up the others",
      function()
     -- One P: the finalizer computes for 1 s (CPU time) in a thread's idle

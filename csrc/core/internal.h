@@ -381,9 +381,11 @@ CONC_API void conc__sched_main_progress(void);
  * if there is one (true). */
 CONC_API bool conc__sched_help(void);
 /* A task that cannot yield blocks its thread: hand its processor on. */
-/* Idle work waits (a pooled state's finalizers): a thread that finds
- * nothing else to run does it (conc__sched_hooks.idle). */
-CONC_API void conc__sched_want_idle_work(void);
+/* Idle work waits (delta > 0: a pooled state's finalizers) or was taken
+ * up (delta < 0): a thread that finds nothing else to run does it
+ * (conc__sched_hooks.idle); while some waits, a thread is woken for it
+ * whenever a processor is idle. */
+CONC_API void conc__sched_idle_work_add(int delta);
 CONC_API void conc__sched_block_begin(void);
 CONC_API void conc__sched_block_end(void);
 /* A turn suspended on the main thread is runnable (its waits look). */

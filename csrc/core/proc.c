@@ -102,6 +102,7 @@ static struct {
    * waits run any ready task, idle Ps or not (conc__sched_help). */
   atomic_bool starved;
   atomic_long thread_failures;
+  atomic_int idle_wanted;        /* idle work waiting (worker.c's) */
   atomic_int nprocs;
   int nmade;
   _Atomic(conc__p *) ps[MAXPROCS];  /* made under lock, read without */
@@ -469,7 +470,8 @@ static void handoff_p(conc__p *p) {
    * looked at under the lock that puts p idle: a globrunq_put after it
    * sees p idle in its wakep (else the work could wait for the
    * monitor's next look). */
-  bool work = atomic_load(&p->next) != NULL || runq_len(p) > 0;
+  bool work = atomic_load(&p->next) != NULL || runq_len(p) > 0 ||
+              atomic_load(&S.idle_wanted) > 0;
   conc__lock(&S.lock);
   work = work || atomic_load(&S.gq_n) > 0;
   if (!work) pidle_put_locked(p);
@@ -782,6 +784,9 @@ static conc__g *find_runnable(conc__m *m) {
    * idle work, which may be long: a spinner counted meanwhile would keep
    * wakep from waking anyone). */
   stop_spinning(m);
+  /* Work that came while it was counted spinning (so nobody was woken
+   * for it): its own, or the global queue's. */
+  if ((g = runq_get(p)) != NULL || (g = globrunq_get()) != NULL) return g;
   /* Its idle work (collecting pooled states), holding its P: a P handed
    * on meanwhile would find this thread busy. */
   if (S.hooks.idle && !idle_work(m)) {
@@ -966,7 +971,7 @@ static void *monitor_main(void *arg) {
       look_at_threads(now);
       /* Work nobody came for (a next slot whose owner computes): a
        * thread looks for it. */
-      if (work_waiting()) wakep();
+      if (work_waiting() || atomic_load(&S.idle_wanted) > 0) wakep();
     } else if (was_live) {
       /* The last task ended: a thread that finds nothing to do runs the
        * idle hook (collecting the pooled states' garbage) before it
@@ -1093,7 +1098,10 @@ void conc__ready(conc__g *g) {
     out = atomic_exchange(&S.main_next, g);
     if (out) globrunq_put(out);
   } else {
-    conc__p *p = m && atomic_load(&m->in_task) != 2 ? atomic_load(&m->p) : NULL;
+    /* Not to its P while it lost it (2) or runs idle work (finalizers,
+     * which may go on long: the task would wait in its next slot). */
+    int in = m ? atomic_load(&m->in_task) : 2;
+    conc__p *p = in != 2 && in != IDLE_WORK ? atomic_load(&m->p) : NULL;
     if (p) {
       runq_put(p, g, true);
       out = queue_nonempty(p) ? g : NULL; /* more than the next slot */
@@ -1284,9 +1292,9 @@ bool conc__sched_help(void) {
   return true;
 }
 
-void conc__sched_want_idle_work(void) {
+void conc__sched_idle_work_add(int delta) {
   CONC_CHECK(pthread_once(&init_once, init));
-  wakep();
+  if (atomic_fetch_add(&S.idle_wanted, delta) + delta > 0) wakep();
 }
 
 void conc__sched_block_begin(void) {

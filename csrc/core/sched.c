@@ -124,6 +124,7 @@ static void describe_all(char *buf, size_t size) {
   for (conc_waiter *w = all; w && n + 1 < size; w = w->next_all) {
     char who[48];
     if (w->id == 0) snprintf(who, sizeof who, "main");
+    else if (w->id < 0) snprintf(who, sizeof who, "finalizers");
     else snprintf(who, sizeof who, "worker %lld", (long long)w->id);
     const char *what = atomic_load(&w->what);
     int k = snprintf(buf + n, size - n, "%s: %s %s%s%s\n", who,

@@ -1251,16 +1251,6 @@ static lua_State *state_get(void) {
   return L ? L : new_state();
 }
 
-static void collected(lua_State *L) {
-  lua_gc(L, LUA_GCCOLLECT);
-  lheap_trim(mem_of(L)->heap);
-  mem_of(L)->garbage = false;
-  if (mem_of(L)->finalizers) {
-    mem_of(L)->finalizers = false;
-    conc__timers_busy_add(-1); /* after its finalizers' wake-ups */
-  }
-}
-
 /* Into the pool as it is (closed if the pool is full); true if pooled. */
 static bool state_put_clean(lua_State *L) {
   conc__lock(&states.lock);
@@ -1281,49 +1271,94 @@ static bool state_put_clean(lua_State *L) {
  * then run in no task's name (Go runs them in a goroutine of their own),
  * never inside a later unrelated task (blaming it for what they do, or
  * waiting for it: a finalizer that waits for a task that would run in
- * its own state waited for ever). Until then it counts as a pending
- * timer does: something may still wake a waiter, no deadlock. */
+ * its own state waited for ever). While it waits in the pool it counts
+ * as a pending timer does (its finalizers may wake a waiter: no
+ * deadlock yet) and as idle work (a thread is woken for it). */
+static void finalizers_pending(int delta) {
+  if (delta > 0) conc__timers_busy_add(delta);
+  conc__sched_idle_work_add(delta);
+  if (delta < 0) conc__timers_busy_add(delta);
+}
+
 static void state_put(lua_State *L) {
   state_mem *m = mem_of(L);
   lheap *h = m->heap;
   m->garbage = true;
-  if (lheap_chunk_bytes(h) > BIG_HEAP && !m->finalizers) {
+  bool fin = m->finalizers;
+  if (lheap_chunk_bytes(h) > BIG_HEAP && !fin) {
     lua_gc(L, LUA_GCCOLLECT);
     lheap_trim(h);
     m->garbage = false;
   }
-  bool fin = m->finalizers;
-  if (fin) conc__timers_busy_add(1);
-  if (!state_put_clean(L)) {
-    if (fin) conc__timers_busy_add(-1); /* closed: they ran */
-  } else if (fin) {
-    conc__sched_want_idle_work();
+  if (fin) finalizers_pending(1);
+  if (!state_put_clean(L) && fin) finalizers_pending(-1); /* closed: ran */
+}
+
+/* A pooled state with garbage, one with finalizers first; NULL if none. */
+static lua_State *take_garbage(void) {
+  lua_State *L = NULL;
+  conc__lock(&states.lock);
+  int pick = -1;
+  for (int i = 0; i < states.n; i++) {
+    state_mem *m = mem_of(states.free[i]);
+    if (m->finalizers) {
+      pick = i;
+      break;
+    }
+    if (m->garbage && pick < 0) pick = i;
   }
+  if (pick >= 0) {
+    L = states.free[pick];
+    states.free[pick] = states.free[--states.n];
+  }
+  conc__unlock(&states.lock);
+  return L;
+}
+
+/* Runs the finalizers of a state taken from the pool. This thread counts
+ * as a live one meanwhile, in the deadlock check's terms, so that one
+ * that waits for good is a deadlock (reported as "finalizers"), as in Go.
+ * What they changed is undone, or the state replaced, as after a task.
+ * One that makes a new finalizable object leaves it to the state's next
+ * collection (taking it for idle work again would loop). */
+static void run_finalizers(lua_State *L) {
+  state_mem *m = mem_of(L);
+  conc__live_add(1);
+  conc__thread_enter(-1);
+  finalizers_pending(-1);
+  lua_gc(L, LUA_GCCOLLECT);
+  conc__thread_leave();
+  conc__live_add(-1);
+  m->finalizers = false;
+  m->garbage = false;
+  if (clean_state(L)) {
+    close_state(L);
+    return;
+  }
+  lheap_trim(m->heap);
+  state_put_clean(L);
 }
 
 /* A scheduler thread about to sleep (nothing to run) collects the
  * garbage of the pooled states that ran a task since their last
  * collection, and gives back their heaps' empty chunks: what a finished
  * task dropped (conc objects included) is released once the program goes
- * quiet, as an idle worker thread did before light tasks. */
+ * quiet, as an idle worker thread did before light tasks. One state at a
+ * time out of the pool: a finalizer that blocks holds only its own. */
 #define COLLECT_AT_ONCE 8 /* states a thread collects before it sleeps */
 
 static void collect_pooled(void) {
-  lua_State *todo[COLLECT_AT_ONCE];
-  int n = 0;
-  conc__lock(&states.lock);
-  for (int i = 0; i < states.n && n < COLLECT_AT_ONCE;) {
-    if (mem_of(states.free[i])->garbage) {
-      todo[n++] = states.free[i];
-      states.free[i] = states.free[--states.n];
-    } else {
-      i++;
+  for (int k = 0; k < COLLECT_AT_ONCE; k++) {
+    lua_State *L = take_garbage();
+    if (L == NULL) return;
+    if (mem_of(L)->finalizers) {
+      run_finalizers(L);
+      continue;
     }
-  }
-  conc__unlock(&states.lock);
-  for (int i = 0; i < n; i++) {
-    collected(todo[i]);
-    state_put_clean(todo[i]);
+    lua_gc(L, LUA_GCCOLLECT);
+    lheap_trim(mem_of(L)->heap);
+    mem_of(L)->garbage = false;
+    state_put_clean(L);
   }
 }
 
