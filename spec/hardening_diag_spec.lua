@@ -162,6 +162,25 @@ describe("each blocking call names itself", function()
     support.join_ok(runner)
   end)
 
+  it("in conc.workers(), for a select with no channel", function()
+    -- (in a process of its own: conc.select{} never returns)
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local h = conc.go(function() conc.select{} end)
+      while true do
+        for _, w in ipairs(conc.workers()) do
+          if w.id == h:id() and w.state == "blocked" then
+            print(w.waiting_in)
+            os.exit(0)
+          end
+        end
+        conc.sleep(0.001)  -- polling a condition, not ordering by time
+      end
+    ]], 20)
+    assert.are.equal(0, rc, out)
+    assert.are.equal("select with no channel\n", out)
+  end)
+
   it("in the deadlock report", function()
     local out, rc = support.run_script([[
       local conc = require("conc")

@@ -200,7 +200,7 @@ static int select_(lua_State *L) {
   int r = select_op(a);
   if (r == CONC_EAGAIN && deadline != CONC_NOWAIT) {
     a->deadline = deadline;
-    lconc_blocking(L, "select");
+    lconc_blocking(L, n == 0 ? "select with no channel" : "select");
     r = lconc_call(L, select_op, a, 0, select_k);
   }
   return select_results(L, cases, (int)n, r, a->closed_send, has_default);
