@@ -94,6 +94,20 @@ describe("argument errors", function()
     assert.is_false(ok)
     assert.matches("conc.semaphore: bad argument #1", err, 1, true)
   end)
+
+  it("a method called by another name is named by its own", function()
+    local ch = conc.chan(1)
+    local wait_for = ch.recv
+    local t = {put = ch.send}
+    assert.matches("conc.chan:recv: bad argument #2 (number of seconds",
+      error_of(function() wait_for(ch, "x") end), 1, true)
+    assert.matches("conc.chan:send: bad argument #1 (conc.chan expected",
+      error_of(function() t.put({}, 1) end), 1, true)
+    local mu = conc.mutex()
+    local release = mu.unlock
+    assert.matches("conc.mutex:unlock: sync: unlock of unlocked mutex",
+      error_of(function() release(mu) end), 1, true)
+  end)
 end)
 
 describe("a worker's traceback", function()

@@ -65,6 +65,35 @@ static const char *self_type(lua_State *L, const char *type) {
   return NULL;
 }
 
+/* Pushes the name the methods of type tname (its metatable's __index,
+ * a table or a C closure over one) have the function at fidx under: the
+ * name it was called by if that is one of them (a method may have two),
+ * else the first found. Returns whether it did (else the stack is as it
+ * was). `local f = ch.send; f(ch, ...)` is still conc.chan:send. */
+static bool push_method_name(lua_State *L, int fidx, const char *tname,
+                             const char *name) {
+  int top = lua_gettop(L);
+  if (luaL_getmetatable(L, tname) != LUA_TTABLE ||
+      lua_getfield(L, -1, "__index") == LUA_TNIL) {
+    lua_settop(L, top);
+    return false;
+  }
+  lua_remove(L, -2);                            /* the metatable */
+  if (lua_type(L, -1) == LUA_TFUNCTION && lua_getupvalue(L, -1, 1) != NULL)
+    lua_remove(L, -2);                          /* the closure's methods */
+  int t = lua_gettop(L);
+  if (name && lua_istable(L, t) &&
+      (lua_getfield(L, t, name), lua_rawequal(L, -1, fidx))) {
+    lua_pushstring(L, name);
+  } else if (lua_settop(L, t), !push_key_of(L, t, fidx)) {
+    lua_settop(L, top);
+    return false;
+  }
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+  return true;
+}
+
 const char *lconc_push_fname(lua_State *L, const char *type) {
   lua_Debug ar;
   if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "nf", &ar))
@@ -74,9 +103,15 @@ const char *lconc_push_fname(lua_State *L, const char *type) {
     lua_remove(L, f);
     return lua_tostring(L, -1);
   }
-  lua_pop(L, 1);
   const char *tname = self_type(L, type);
   const char *name = ar.name ? ar.name : "?";
+  if (tname && push_method_name(L, f, tname, ar.name)) {
+    const char *s = lua_pushfstring(L, "%s:%s", tname, lua_tostring(L, -1));
+    lua_replace(L, f);
+    lua_settop(L, f);
+    return s;
+  }
+  lua_pop(L, 1);
   if (tname) return lua_pushfstring(L, "%s:%s", tname, name);
   return lua_pushstring(L, name);
 }
