@@ -318,8 +318,7 @@ bool conc__interrupt_pending(void) {
 }
 
 bool conc__interrupt_before_sleep(void) {
-  int (*pending)(void) = atomic_load(&pending_fn);
-  if (pending == NULL) return false;  /* a host that never asks to stop */
+  if (atomic_load(&pending_fn) == NULL) return false; /* never asks */
   /* Looking at the host's handler is a system call: at most once every
    * WRAP_CHECK_NS (a main script receiving from a busy channel sleeps
    * ~100,000 times a second; the check then cost B2 60% of its rate).
@@ -332,5 +331,5 @@ bool conc__interrupt_before_sleep(void) {
                           memory_order_relaxed);
     wrap_host_sigint();
   }
-  return pending() != 0;
+  return conc__interrupt_pending();
 }
