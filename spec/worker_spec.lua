@@ -299,8 +299,9 @@ describe("conc.go", function()
       -- Light tasks take no thread: 3,000 start and end within 400 MB of
       -- address space (with 2 processors: each scheduler thread may get a
       -- malloc arena of its own, 64 MB of address space, and with 8 of
-      -- them (make specs-procs) the locked tasks found none left). Locked tasks take a thread each (1 MB of stack):
-      -- past the limit conc.go fails as a return value, never a crash.
+      -- them (make specs-procs) the locked tasks found none left).
+      -- Locked tasks take a thread each (1 MB of stack): past the limit
+      -- conc.go fails as a return value, never a crash.
       local out, rc = support.run_script([[
         local conc = require("conc")
         local function spawn_all(opts)
