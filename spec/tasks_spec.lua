@@ -442,6 +442,22 @@ describe("light tasks", function()
     ]]), 1, 60)
   end)
 
+  it("a locked task's finalizers run after it, in no task", function()
+    local got = conc.chan(10)
+    for i = 1, 10 do
+      local h = conc.go({locked = true}, function(got, i)
+        setmetatable({}, {__gc = function() got:send({i, conc.id()}) end})
+        return conc.id()
+      end, got, i)
+      local ok, id = h:join()
+      assert.is_true(ok)
+      assert.is_true(id > 0)
+      local v = got:recv()  -- it never came, until a later locked task
+      assert.are.same({i, 0}, v)
+    end
+    assert.is_nil(got:try_recv())
+  end)
+
   it("a finalizer that waits for good is a deadlock, reported as such",
      function()
     local out, rc = support.run_script([[

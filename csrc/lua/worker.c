@@ -1126,6 +1126,8 @@ static lconc_task *idle_wait(pool_thread *p) {
   return idle_park(p, conc_deadline_in(IDLE_SECONDS));
 }
 
+static bool finalize(lua_State *L, bool pooled);
+
 static void *thread_main(void *arg) {
   pool_thread *p = (pool_thread *)arg;
   conc__waiter_adopt(p->w); /* made by the spawner */
@@ -1135,7 +1137,10 @@ static void *thread_main(void *arg) {
     fail_task(t, "conc.go: cannot create a lua_State");
   } else {
     while (t != NULL) {
-      if (run_task(p->L, t)) {
+      /* A locked task's finalizers run after it too (see state_put),
+       * on its thread, before the next task. */
+      if (run_task(p->L, t) ||
+          (mem_of(p->L)->finalizers && finalize(p->L, false))) {
         close_state(p->L);
         if ((p->L = new_state()) == NULL) break;
       }
@@ -1315,28 +1320,32 @@ static lua_State *take_garbage(void) {
   return L;
 }
 
-/* Runs the finalizers of a state taken from the pool. This thread counts
+/* Runs the finalizers of a state taken from the pool (pooled), or of a
+ * locked task's thread after its task; true if the state must be
+ * replaced. This thread counts
  * as a live one meanwhile, in the deadlock check's terms, so that one
  * that waits for good is a deadlock (reported as "finalizers"), as in Go.
  * What they changed is undone, or the state replaced, as after a task.
  * One that makes a new finalizable object leaves it to the state's next
  * collection (taking it for idle work again would loop). */
-static void run_finalizers(lua_State *L) {
+static bool finalize(lua_State *L, bool pooled) {
   state_mem *m = mem_of(L);
   conc__live_add(1);
   conc__thread_enter(-1);
-  finalizers_pending(-1);
+  if (pooled) finalizers_pending(-1);
   lua_gc(L, LUA_GCCOLLECT);
   conc__thread_leave();
   conc__live_add(-1);
   m->finalizers = false;
   m->garbage = false;
-  if (clean_state(L)) {
-    close_state(L);
-    return;
-  }
+  if (clean_state(L)) return true;
   lheap_trim(m->heap);
-  state_put_clean(L);
+  return false;
+}
+
+static void run_finalizers(lua_State *L) {
+  if (finalize(L, true)) close_state(L);
+  else state_put_clean(L);
 }
 
 /* A scheduler thread about to sleep (nothing to run) collects the
