@@ -97,12 +97,6 @@ static struct {
   int nmidle;
   conc__m *allm;
   int nm;                        /* threads made or being made (lock) */
-  int max_threads;               /* CONC_MAXTHREADS (lock) */
-  /* The last thread conc tried to start could not be: the main script's
-   * waits run any ready task, idle Ps or not (conc__sched_help). */
-  atomic_bool starved;
-  atomic_long thread_failures;
-  atomic_int idle_wanted;        /* idle work waiting (worker.c's) */
   atomic_int nprocs;
   int nmade;
   _Atomic(conc__p *) ps[MAXPROCS];  /* made under lock, read without */
@@ -124,6 +118,12 @@ static struct {
   conc__g *pinned_head, *pinned_tail;  /* lock */
   atomic_int npinned;
   _Atomic(conc_waiter *) main_w;       /* the main thread's waiter */
+  int max_threads;               /* CONC_MAXTHREADS (lock) */
+  /* The last thread conc tried to start could not be: the main script's
+   * waits run any ready task, idle Ps or not (conc__sched_help). */
+  atomic_bool starved;
+  atomic_long thread_failures;
+  atomic_int idle_wanted;        /* idle work waiting (worker.c's) */
 } S = {.lock = CONC_LOCK_INIT, .tlock = CONC_LOCK_INIT};
 
 static conc__m main_m = {.is_main = true};
@@ -307,7 +307,7 @@ static void m_atomics(conc__m *m);
  * ready tasks wait for one to come free, or for the main script's next
  * wait, which runs them (conc__sched_help). Said once on stderr, so a
  * program that slows down for it is not left to guess. */
-static void thread_refused(int err) {
+__attribute__((cold)) static void thread_refused(int err) {
   static atomic_bool said;
   atomic_fetch_add(&S.thread_failures, 1);
   atomic_store(&S.starved, true);
@@ -1278,8 +1278,8 @@ bool conc__sched_help(void) {
    * for it, would otherwise find it taken and sleep again, and the
    * tasks would share this one thread. Or while no thread could be
    * started for an idle P: then nobody else may run it. */
-  bool any = atomic_load(&S.npidle) == 0 || atomic_load(&S.starved);
-  if (!g && any) g = globrunq_get();
+  bool any = !g && (atomic_load(&S.npidle) == 0 || atomic_load(&S.starved));
+  if (any) g = globrunq_get();
   if (!g && any) {
     int n = atomic_load(&S.nprocs);
     for (int k = 0; k < n && !g; k++) {
