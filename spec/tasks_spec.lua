@@ -442,6 +442,60 @@ describe("light tasks", function()
     ]]), 1, 60)
   end)
 
+  for _, procs in ipairs({1, 2}) do
+    it(("every finished task's finalizer runs once, in no task, past " ..
+        "what the pool holds; then a true deadlock is reported " ..
+        "(MAXPROCS %d)"):format(procs), function()
+      -- 300 tasks alive at once (the pool keeps 256 states), each leaves
+      -- a finalizer; more than a thread's batch of 8 collections.
+      local out, rc = support.run_script([[
+        local conc = require("conc")
+        local n, gate, fins = 300, conc.chan(), conc.chan(300)
+        local hs = {}
+        for i = 1, n do
+          hs[i] = conc.go(function(gate, fins, i)
+            setmetatable({}, {__gc = function()
+              fins:send(i * 1000 + conc.id())
+            end})
+            gate:recv()
+          end, gate, fins, i)
+        end
+        gate:close()
+        for i = 1, n do assert(hs[i]:join()) end
+        local seen = {}
+        for _ = 1, n do
+          local v = fins:recv()
+          local i, id = v // 1000, v % 1000
+          assert(id == 0, "finalizer ran in task " .. id)
+          assert(not seen[i], "twice: " .. i)
+          seen[i] = true
+        end
+        print("all " .. n)
+        io.stdout:flush()
+        conc.chan():recv()
+      ]], 60, "export CONC_MAXPROCS=" .. procs)
+      assert.are.equal(2, rc, out)
+      assert.matches("all 300\n", out)
+      assert.matches("all workers are asleep - deadlock!", out, 1, true)
+    end)
+  end
+
+  it("finalizers that wait for good, more than the processors, are all " ..
+     "reported", function()
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      for _ = 1, 3 do
+        conc.go(function()
+          setmetatable({}, {__gc = function() conc.chan():recv() end})
+        end):join()
+      end
+      conc.chan():recv()
+    ]], 20, "export CONC_MAXPROCS=2")
+    assert.are.equal(2, rc, out)
+    local _, n = out:gsub("finalizers: waits in chan receive", "")
+    assert.are.equal(3, n, out)
+  end)
+
   it("a locked task's finalizers run after it, in no task", function()
     local got = conc.chan(10)
     for i = 1, 10 do
@@ -539,6 +593,41 @@ describe("light tasks", function()
       "%(CONC_MAXTHREADS is 3%); ready tasks wait for a busy thread, or " ..
       "for the main script's next wait\n", "")
     assert.are.equal(1, said, out)
+  end)
+
+  it("with one thread allowed, the main script's sleeping wait runs the " ..
+     "ready tasks", function()
+    -- The one thread blocks in a comparator; the main script is asleep
+    -- in res:recv() when the feeder becomes ready: a refused thread
+    -- start wakes it to run the feeder and the other sorters.
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local n, ch, res = 4, conc.chan(), conc.chan(4)
+      for i = 1, n do
+        conc.go(function(ch, res, i)
+          local t = {3, 1, 2}
+          table.sort(t, function(a, b) ch:recv() return a < b end)
+          res:send(i)
+        end, ch, res, i)
+      end
+      conc.go(function(ch, n)
+        local i, sent = 0, true
+        while sent and i < n * 10 do
+          i = i + 1
+          sent = ch:send(i, 5)
+        end
+      end, ch, n)
+      local seen = {}
+      for _ = 1, n do
+        local i = assert(res:recv())
+        assert(not seen[i])
+        seen[i] = true
+      end
+      print("OK")
+      os.exit(0)
+    ]], 60, "export CONC_MAXPROCS=1 CONC_MAXTHREADS=1")
+    assert.are.equal(0, rc, out)
+    assert.matches("OK", out, 1, true)
   end)
 
   it("a task the main script runs, blocked where it cannot yield, does " ..

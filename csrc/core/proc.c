@@ -311,6 +311,9 @@ __attribute__((cold)) static void thread_refused(int err) {
   static atomic_bool said;
   atomic_fetch_add(&S.thread_failures, 1);
   atomic_store(&S.starved, true);
+  /* The main script, asleep in a wait, runs the work meanwhile. */
+  conc_waiter *w = atomic_load(&S.main_w);
+  if (w) conc__waiter_poke(w);
   if (atomic_exchange(&said, true)) return;
   char buf[128];
   const char *why = buf;
@@ -403,6 +406,8 @@ static void give_p(conc__p *p, bool spinning) {
     atomic_store(&m->word, 1); /* under the lock: before it can idle again */
     conc__unlock(&S.lock);
     futex_wake_word(&m->word);
+    if (atomic_load_explicit(&S.starved, memory_order_relaxed))
+      atomic_store(&S.starved, false); /* a thread came free */
     return;
   }
   conc__unlock(&S.lock);
@@ -641,8 +646,15 @@ static conc__g *pinned_get(void) {
   return g;
 }
 
+static bool work_waiting(void);
+
+/* Whether the main script's sleeping wait should wake to run tasks: a
+ * turn pinned to it was woken, or no thread could be started for ready
+ * work (then only it may run that). */
 bool conc__sched_pinned_ready(void) {
-  return atomic_load(&S.npinned) > 0 && !atomic_load(&main_done);
+  if (atomic_load(&main_done)) return false;
+  return atomic_load(&S.npinned) > 0 ||
+         (atomic_load(&S.starved) && work_waiting());
 }
 
 /* ---- running tasks ------------------------------------------------------ */
@@ -758,6 +770,17 @@ static conc__g *find_runnable(conc__m *m) {
   }
   unsigned long tick = atomic_load_explicit(&m->tick, memory_order_relaxed);
   conc__g *g = NULL;
+  /* Fairness to idle work (finalizers), which busy threads never reach
+   * otherwise (Go's finalizer goroutine gets its turns too). */
+  if (tick % 61 == 0 && S.hooks.idle && atomic_load(&S.idle_wanted) > 0) {
+    stop_spinning(m);
+    if (!idle_work(m)) {
+      conc__lock(&S.lock);
+      midle_put_locked(m); /* its P went on to another thread */
+      conc__unlock(&S.lock);
+      return NULL;
+    }
+  }
   if (tick % 61 == 0) g = globrunq_get(); /* fairness to the global queue */
   if (!g) g = runq_get(p);
   if (!g) g = globrunq_get();
@@ -815,7 +838,8 @@ static conc__g *find_runnable(conc__m *m) {
       break;
     }
   }
-  if (atomic_load(&S.main_next) != NULL) wakep();
+  if (atomic_load(&S.main_next) != NULL || atomic_load(&S.idle_wanted) > 0)
+    wakep();
   return NULL;
 }
 
@@ -912,6 +936,9 @@ static void look_at_threads(conc_time now) {
   conc__m *list = S.allm;
   conc__unlock(&S.lock);
   bool waiting = work_waiting();
+  /* Idle work waiting: a thread blocked in C (or in a finalizer) past
+   * BLOCKED_NS hands its P on for it too, but no task is preempted. */
+  bool give = waiting || atomic_load(&S.idle_wanted) > 0;
   /* The main script's thread, while it runs a task: preempted too (the
    * main script waits for it to yield), never handed off (no P). */
   if (atomic_load(&main_registered)) {
@@ -932,7 +959,7 @@ static void look_at_threads(conc_time now) {
     bool idle_cpu = same && cpu - m->seen_cpu < (now - m->seen_at) / 8;
     m->suspect = idle_cpu ? m->suspect + 1 : 0;
     int kind = atomic_load(&m->in_task);
-    if (same && p && waiting && age > BLOCKED_NS &&
+    if (same && p && give && age > BLOCKED_NS &&
         (m->suspect >= 2 || kind == IDLE_WORK)) {
       /* Not computing (a thread that computes but waits for a core uses
        * more than an eighth of one, on a loaded machine too): blocked in
@@ -965,7 +992,8 @@ static void *monitor_main(void *arg) {
     unsigned word = atomic_load(&S.mon_word);
     conc_time next = fire_timers();
     conc_time now = conc_now();
-    bool live = atomic_load(&S.live) > 0;
+    /* Idle work waiting (finalizers) keeps it looking, as tasks do. */
+    bool live = atomic_load(&S.live) > 0 || atomic_load(&S.idle_wanted) > 0;
     if (live) {
       last_live = now;
       look_at_threads(now);
@@ -988,7 +1016,9 @@ static void *monitor_main(void *arg) {
     atomic_store(&S.mon_at, next == CONC_NEVER ? 0 : next);
     /* Against conc__g_start: it raises live, then reads mon_at; this
      * stores mon_at, then reads live. One of the two sees the other. */
-    if (next == CONC_NEVER && atomic_load(&S.live) > 0) continue;
+    if (next == CONC_NEVER &&
+        (atomic_load(&S.live) > 0 || atomic_load(&S.idle_wanted) > 0))
+      continue;
     if (next > now) futex_wait_word(&S.mon_word, word, next);
   }
   return NULL;
@@ -1284,7 +1314,8 @@ bool conc__sched_help(void) {
     int n = atomic_load(&S.nprocs);
     for (int k = 0; k < n && !g; k++) {
       conc__p *v = atomic_load(&S.ps[k]);
-      if (v) g = steal_from(NULL, v, false);
+      /* Its next slot too when no thread could be started for it. */
+      if (v) g = steal_from(NULL, v, atomic_load(&S.starved));
     }
   }
   if (!g || !run_helped(g)) return false;
@@ -1294,7 +1325,12 @@ bool conc__sched_help(void) {
 
 void conc__sched_idle_work_add(int delta) {
   CONC_CHECK(pthread_once(&init_once, init));
-  if (atomic_fetch_add(&S.idle_wanted, delta) + delta > 0) wakep();
+  int old = atomic_fetch_add(&S.idle_wanted, delta);
+  if (old + delta <= 0) return;
+  /* The monitor looks while idle work waits (see monitor_main): woken
+   * for the first, as conc__g_start wakes it for the first task. */
+  if (old <= 0) wake_monitor_by(conc_now() + TICK_NS);
+  wakep();
 }
 
 void conc__sched_block_begin(void) {

@@ -318,6 +318,8 @@ typedef struct state_mem {
    * the state is collected before another task runs in it, so a Lua
    * finalizer never runs inside an unrelated task (see state_put). */
   bool finalizers;
+  bool close_after;      /* replace it once its finalizers have run */
+  lua_State *fin_next;   /* in the queue of states to finalize */
 } state_mem;
 
 static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -1071,6 +1073,9 @@ static bool run_task(lua_State *L, lconc_task *t) {
   /* Before the task ends: its spawner may hand the thread the next one
    * at once, and a thread still busy here would not be found idle. */
   bool replace = clean_state(L);
+  /* Its finalizers run next (thread_main): counted live from before its
+   * end, or a joiner's wait could look like a deadlock meanwhile. */
+  if (mem_of(L)->finalizers) conc__live_add(1);
   end_task(t, ok ? TASK_DONE : TASK_FAILED);
   return replace;
 }
@@ -1137,10 +1142,11 @@ static void *thread_main(void *arg) {
     fail_task(t, "conc.go: cannot create a lua_State");
   } else {
     while (t != NULL) {
+      bool replace = run_task(p->L, t);
       /* A locked task's finalizers run after it too (see state_put),
        * on its thread, before the next task. */
-      if (run_task(p->L, t) ||
-          (mem_of(p->L)->finalizers && finalize(p->L, false))) {
+      if (mem_of(p->L)->finalizers) replace = finalize(p->L, false) || replace;
+      if (replace) {
         close_state(p->L);
         if ((p->L = new_state()) == NULL) break;
       }
@@ -1224,11 +1230,16 @@ static void set_hooks(void);
 
 #define MAX_POOLED_STATES 256
 
+/* The pool of states, and the queue of states whose finalizers are to
+ * run (no bound: each is a finished task's, and a thread's idle work
+ * empties it; closing one when a pool was full ran them in the ending
+ * task). */
 static struct {
   conc__lock_t lock;
   lua_State *free[MAX_POOLED_STATES];
   int n;
-} states = {CONC_LOCK_INIT, {0}, 0};
+  lua_State *fin_head, *fin_tail;
+} states = {CONC_LOCK_INIT, {0}, 0, NULL, NULL};
 
 static const char co_key = 'c'; /* registry: the state's coroutine */
 
@@ -1241,17 +1252,9 @@ static bool at_task_top(lua_State *L) {
   return cur_task != NULL && L == cur_task->co;
 }
 
-/* A pooled state, the last pooled first, but none whose finalizers are
- * still to run (collect_pooled's work). */
 static lua_State *state_get(void) {
-  lua_State *L = NULL;
   conc__lock(&states.lock);
-  for (int i = states.n - 1; i >= 0; i--)
-    if (!mem_of(states.free[i])->finalizers) {
-      L = states.free[i];
-      states.free[i] = states.free[--states.n];
-      break;
-    }
+  lua_State *L = states.n > 0 ? states.free[--states.n] : NULL;
   conc__unlock(&states.lock);
   return L ? L : new_state();
 }
@@ -1270,13 +1273,13 @@ static bool state_put_clean(lua_State *L) {
  * when that is much (a parked state's heap is a few KB). */
 #define BIG_HEAP (256u << 10)
 
-/* A state whose task set a finalizer (a metatable with __gc) is pooled
+/* A state whose task set a finalizer (a metatable with __gc) is queued
  * for collect_pooled to collect, which a thread does in its idle work,
  * where no task runs and its P can be handed on (proc.c): the finalizers
  * then run in no task's name (Go runs them in a goroutine of their own),
  * never inside a later unrelated task (blaming it for what they do, or
  * waiting for it: a finalizer that waits for a task that would run in
- * its own state waited for ever). While it waits in the pool it counts
+ * its own state waited for ever). While it waits in the queue it counts
  * as a pending timer does (its finalizers may wake a waiter: no
  * deadlock yet) and as idle work (a thread is woken for it). */
 static void finalizers_pending(int delta) {
@@ -1285,36 +1288,50 @@ static void finalizers_pending(int delta) {
   if (delta < 0) conc__timers_busy_add(delta);
 }
 
-static void state_put(lua_State *L) {
+/* A finished task's state: pooled, or queued for its finalizers (then
+ * replaced after them if `replace`, else pooled). */
+static void state_put(lua_State *L, bool replace) {
   state_mem *m = mem_of(L);
   lheap *h = m->heap;
   m->garbage = true;
-  bool fin = m->finalizers;
-  if (lheap_chunk_bytes(h) > BIG_HEAP && !fin) {
+  if (m->finalizers) {
+    m->close_after = replace;
+    m->fin_next = NULL;
+    finalizers_pending(1);
+    conc__lock(&states.lock);
+    if (states.fin_tail) mem_of(states.fin_tail)->fin_next = L;
+    else states.fin_head = L;
+    states.fin_tail = L;
+    conc__unlock(&states.lock);
+    return;
+  }
+  if (replace) {
+    close_state(L);
+    return;
+  }
+  if (lheap_chunk_bytes(h) > BIG_HEAP) {
     lua_gc(L, LUA_GCCOLLECT);
     lheap_trim(h);
     m->garbage = false;
   }
-  if (fin) finalizers_pending(1);
-  if (!state_put_clean(L) && fin) finalizers_pending(-1); /* closed: ran */
+  state_put_clean(L);
 }
 
-/* A pooled state with garbage, one with finalizers first; NULL if none. */
+/* A state to collect: the first queued for its finalizers, else a pooled
+ * one with garbage; NULL if none. */
 static lua_State *take_garbage(void) {
-  lua_State *L = NULL;
   conc__lock(&states.lock);
-  int pick = -1;
-  for (int i = 0; i < states.n; i++) {
-    state_mem *m = mem_of(states.free[i]);
-    if (m->finalizers) {
-      pick = i;
-      break;
-    }
-    if (m->garbage && pick < 0) pick = i;
-  }
-  if (pick >= 0) {
-    L = states.free[pick];
-    states.free[pick] = states.free[--states.n];
+  lua_State *L = states.fin_head;
+  if (L != NULL) {
+    states.fin_head = mem_of(L)->fin_next;
+    if (states.fin_head == NULL) states.fin_tail = NULL;
+  } else {
+    for (int i = 0; i < states.n; i++)
+      if (mem_of(states.free[i])->garbage) {
+        L = states.free[i];
+        states.free[i] = states.free[--states.n];
+        break;
+      }
   }
   conc__unlock(&states.lock);
   return L;
@@ -1330,7 +1347,7 @@ static lua_State *take_garbage(void) {
  * collection (taking it for idle work again would loop). */
 static bool finalize(lua_State *L, bool pooled) {
   state_mem *m = mem_of(L);
-  conc__live_add(1);
+  if (pooled) conc__live_add(1); /* else run_task counted it */
   conc__thread_enter(-1);
   if (pooled) finalizers_pending(-1);
   lua_gc(L, LUA_GCCOLLECT);
@@ -1344,7 +1361,8 @@ static bool finalize(lua_State *L, bool pooled) {
 }
 
 static void run_finalizers(lua_State *L) {
-  if (finalize(L, true)) close_state(L);
+  bool close = mem_of(L)->close_after;
+  if (finalize(L, true) || close) close_state(L);
   else state_put_clean(L);
 }
 
@@ -1357,13 +1375,14 @@ static void run_finalizers(lua_State *L) {
 #define COLLECT_AT_ONCE 8 /* states a thread collects before it sleeps */
 
 static void collect_pooled(void) {
-  for (int k = 0; k < COLLECT_AT_ONCE; k++) {
+  for (int k = 0; k < COLLECT_AT_ONCE;) {
     lua_State *L = take_garbage();
     if (L == NULL) return;
-    if (mem_of(L)->finalizers) {
+    if (mem_of(L)->finalizers) { /* all of them: only pooled ones count */
       run_finalizers(L);
       continue;
     }
+    k++;
     lua_gc(L, LUA_GCCOLLECT);
     lheap_trim(mem_of(L)->heap);
     mem_of(L)->garbage = false;
@@ -1492,8 +1511,7 @@ static void light_end(lconc_task *t, int status, int nres) {
     lua_gc(L, LUA_GCCOLLECT);
     mem_of(L)->finalizers = false; /* they ran */
   }
-  if (clean_state(L)) close_state(L);
-  else state_put(L);
+  state_put(L, clean_state(L));
   t->L = t->co = NULL;
   g->w->g = NULL;
   conc__waiter_release(g->w);
