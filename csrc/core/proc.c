@@ -311,8 +311,10 @@ __attribute__((cold)) static void thread_refused(int err) {
   static atomic_bool said;
   atomic_fetch_add(&S.thread_failures, 1);
   atomic_store(&S.starved, true);
-  /* The main script, asleep in a wait, runs the work meanwhile. */
+  /* The main script, asleep in a wait, runs the work meanwhile (its
+   * waiter is known here once it has run a task, else from sched.c). */
   conc_waiter *w = atomic_load(&S.main_w);
+  if (w == NULL) w = conc__main_waiter();
   if (w) conc__waiter_poke(w);
   if (atomic_exchange(&said, true)) return;
   char buf[128];
@@ -937,8 +939,10 @@ static void look_at_threads(conc_time now) {
   conc__unlock(&S.lock);
   bool waiting = work_waiting();
   /* Idle work waiting: a thread blocked in C (or in a finalizer) past
-   * BLOCKED_NS hands its P on for it too, but no task is preempted. */
-  bool give = waiting || atomic_load(&S.idle_wanted) > 0;
+   * BLOCKED_NS hands its P on for it too (one computing keeps it: each
+   * would hand on to a new thread that collects in turn), but no task is
+   * preempted for it. */
+  bool idle_waiting = atomic_load(&S.idle_wanted) > 0;
   /* The main script's thread, while it runs a task: preempted too (the
    * main script waits for it to yield), never handed off (no P). */
   if (atomic_load(&main_registered)) {
@@ -959,8 +963,9 @@ static void look_at_threads(conc_time now) {
     bool idle_cpu = same && cpu - m->seen_cpu < (now - m->seen_at) / 8;
     m->suspect = idle_cpu ? m->suspect + 1 : 0;
     int kind = atomic_load(&m->in_task);
-    if (same && p && give && age > BLOCKED_NS &&
-        (m->suspect >= 2 || kind == IDLE_WORK)) {
+    if (same && p && age > BLOCKED_NS &&
+        ((waiting && (m->suspect >= 2 || kind == IDLE_WORK)) ||
+         (idle_waiting && m->suspect >= 2))) {
       /* Not computing (a thread that computes but waits for a core uses
        * more than an eighth of one, on a loaded machine too): blocked in
        * C. Its P goes to another thread. Idle work (finalizers) cannot

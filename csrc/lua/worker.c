@@ -1282,11 +1282,6 @@ static bool state_put_clean(lua_State *L) {
  * its own state waited for ever). While it waits in the queue it counts
  * as a pending timer does (its finalizers may wake a waiter: no
  * deadlock yet) and as idle work (a thread is woken for it). */
-static void finalizers_pending(int delta) {
-  if (delta > 0) conc__timers_busy_add(delta);
-  conc__sched_idle_work_add(delta);
-  if (delta < 0) conc__timers_busy_add(delta);
-}
 
 /* A finished task's state: pooled, or queued for its finalizers (then
  * replaced after them if `replace`, else pooled). */
@@ -1297,12 +1292,13 @@ static void state_put(lua_State *L, bool replace) {
   if (m->finalizers) {
     m->close_after = replace;
     m->fin_next = NULL;
-    finalizers_pending(1);
+    conc__timers_busy_add(1); /* before anyone may take it */
     conc__lock(&states.lock);
     if (states.fin_tail) mem_of(states.fin_tail)->fin_next = L;
     else states.fin_head = L;
     states.fin_tail = L;
     conc__unlock(&states.lock);
+    conc__sched_idle_work_add(1); /* after: a thread woken finds it */
     return;
   }
   if (replace) {
@@ -1322,7 +1318,8 @@ static void state_put(lua_State *L, bool replace) {
 static lua_State *take_garbage(void) {
   conc__lock(&states.lock);
   lua_State *L = states.fin_head;
-  if (L != NULL) {
+  bool queued = L != NULL;
+  if (queued) {
     states.fin_head = mem_of(L)->fin_next;
     if (states.fin_head == NULL) states.fin_tail = NULL;
   } else {
@@ -1334,6 +1331,7 @@ static lua_State *take_garbage(void) {
       }
   }
   conc__unlock(&states.lock);
+  if (queued) conc__sched_idle_work_add(-1); /* taken up */
   return L;
 }
 
@@ -1349,7 +1347,7 @@ static bool finalize(lua_State *L, bool pooled) {
   state_mem *m = mem_of(L);
   if (pooled) conc__live_add(1); /* else run_task counted it */
   conc__thread_enter(-1);
-  if (pooled) finalizers_pending(-1);
+  if (pooled) conc__timers_busy_add(-1); /* queued: now this thread's */
   lua_gc(L, LUA_GCCOLLECT);
   conc__thread_leave();
   conc__live_add(-1);
