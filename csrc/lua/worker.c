@@ -1131,7 +1131,7 @@ static lconc_task *idle_wait(pool_thread *p) {
   return idle_park(p, conc_deadline_in(IDLE_SECONDS));
 }
 
-static bool finalize(lua_State *L, bool pooled);
+static bool finalize(lua_State *L, bool queued);
 
 static void *thread_main(void *arg) {
   pool_thread *p = (pool_thread *)arg;
@@ -1259,14 +1259,13 @@ static lua_State *state_get(void) {
   return L ? L : new_state();
 }
 
-/* Into the pool as it is (closed if the pool is full); true if pooled. */
-static bool state_put_clean(lua_State *L) {
+/* Into the pool as it is (closed if the pool is full). */
+static void state_put_clean(lua_State *L) {
   conc__lock(&states.lock);
   bool pooled = states.n < MAX_POOLED_STATES;
   if (pooled) states.free[states.n++] = L;
   conc__unlock(&states.lock);
   if (!pooled) close_state(L);
-  return pooled;
 }
 
 /* A state back in the pool gives back what its last task's garbage took
@@ -1281,10 +1280,9 @@ static bool state_put_clean(lua_State *L) {
  * waiting for it: a finalizer that waits for a task that would run in
  * its own state waited for ever). While it waits in the queue it counts
  * as a pending timer does (its finalizers may wake a waiter: no
- * deadlock yet) and as idle work (a thread is woken for it). */
-
-/* A finished task's state: pooled, or queued for its finalizers (then
- * replaced after them if `replace`, else pooled). */
+ * deadlock yet) and as idle work (a thread is woken for it). Once they
+ * have run it is replaced if `replace` (the task changed what a fresh
+ * state would not have), else pooled. */
 static void state_put(lua_State *L, bool replace) {
   state_mem *m = mem_of(L);
   lheap *h = m->heap;
@@ -1335,19 +1333,19 @@ static lua_State *take_garbage(void) {
   return L;
 }
 
-/* Runs the finalizers of a state taken from the pool (pooled), or of a
+/* Runs the finalizers of a state taken from the queue (queued), or of a
  * locked task's thread after its task; true if the state must be
- * replaced. This thread counts
- * as a live one meanwhile, in the deadlock check's terms, so that one
- * that waits for good is a deadlock (reported as "finalizers"), as in Go.
+ * replaced. This thread counts as a live one meanwhile, in the deadlock
+ * check's terms, so that one that waits for good is a deadlock (reported
+ * as "finalizers"), as in Go.
  * What they changed is undone, or the state replaced, as after a task.
  * One that makes a new finalizable object leaves it to the state's next
  * collection (taking it for idle work again would loop). */
-static bool finalize(lua_State *L, bool pooled) {
+static bool finalize(lua_State *L, bool queued) {
   state_mem *m = mem_of(L);
-  if (pooled) conc__live_add(1); /* else run_task counted it */
+  if (queued) conc__live_add(1); /* else run_task counted it */
   conc__thread_enter(-1);
-  if (pooled) conc__timers_busy_add(-1); /* queued: now this thread's */
+  if (queued) conc__timers_busy_add(-1); /* now this thread's */
   lua_gc(L, LUA_GCCOLLECT);
   conc__thread_leave();
   conc__live_add(-1);
@@ -1376,7 +1374,7 @@ static void collect_pooled(void) {
   for (int k = 0; k < COLLECT_AT_ONCE;) {
     lua_State *L = take_garbage();
     if (L == NULL) return;
-    if (mem_of(L)->finalizers) { /* all of them: only pooled ones count */
+    if (mem_of(L)->finalizers) { /* all queued: only pooled ones count */
       run_finalizers(L);
       continue;
     }
