@@ -49,7 +49,7 @@ function conc.workers() end
 function conc.stats() end
 
 ---@class conc.worker_info
----@field id integer The worker's id, 0 for the main script.
+---@field id integer The worker's id, 0 for the main script, -1 for finalizers.
 ---@field state "running"|"blocked"|"waiting"|"sleeping"
 ---@field waiting_in string? The blocking call it is in (`"chan receive"`).
 ---@field object string? The address of the object it waits on.
