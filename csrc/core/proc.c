@@ -743,7 +743,7 @@ static void stop_spinning(conc__m *m) {
  * which may take long or block: it is timed as a turn (in_task
  * IDLE_WORK), and the monitor hands m's P to another thread when it
  * lasts over BLOCKED_NS while tasks wait, as for a task in foreign C.
- * False when m lost its P so. */
+ * False when m lost its P so: it is on the idle list then, without one. */
 #define IDLE_WORK 3
 
 static bool idle_work(conc__m *m) {
@@ -752,6 +752,9 @@ static bool idle_work(conc__m *m) {
   S.hooks.idle();
   if (atomic_exchange(&m->in_task, 0) != 2) return true;
   while (atomic_load(&m->p) != NULL) conc__cpu_relax(); /* see execute */
+  conc__lock(&S.lock);
+  midle_put_locked(m); /* its P went on to another thread */
+  conc__unlock(&S.lock);
   return false;
 }
 
@@ -776,12 +779,7 @@ static conc__g *find_runnable(conc__m *m) {
    * otherwise (Go's finalizer goroutine gets its turns too). */
   if (tick % 61 == 0 && S.hooks.idle && atomic_load(&S.idle_wanted) > 0) {
     stop_spinning(m);
-    if (!idle_work(m)) {
-      conc__lock(&S.lock);
-      midle_put_locked(m); /* its P went on to another thread */
-      conc__unlock(&S.lock);
-      return NULL;
-    }
+    if (!idle_work(m)) return NULL;
   }
   if (tick % 61 == 0) g = globrunq_get(); /* fairness to the global queue */
   if (!g) g = runq_get(p);
@@ -814,12 +812,7 @@ static conc__g *find_runnable(conc__m *m) {
   if ((g = runq_get(p)) != NULL || (g = globrunq_get()) != NULL) return g;
   /* Its idle work (collecting pooled states), holding its P: a P handed
    * on meanwhile would find this thread busy. */
-  if (S.hooks.idle && !idle_work(m)) {
-    conc__lock(&S.lock);
-    midle_put_locked(m); /* its P went on to another thread */
-    conc__unlock(&S.lock);
-    return NULL;
-  }
+  if (S.hooks.idle && !idle_work(m)) return NULL;
   /* Then it gives the P back and sleeps. Looked at again after, so that
    * a wake that saw no idle P (and so woke nobody) is not missed. */
   conc__lock(&S.lock);
