@@ -25,7 +25,10 @@ void lconc_blocking(lua_State *L, const char *label) {
 
 /* Appends s to buf (size bytes, *n used), truncating; keeps it ended. */
 static void append(char *buf, size_t size, size_t *n, const char *s) {
-  while (*s && *n + 1 < size) buf[(*n)++] = *s++;
+  size_t len = strlen(s);
+  if (len > size - 1 - *n) len = size - 1 - *n;
+  memcpy(buf + *n, s, len);
+  *n += len;
   buf[*n] = '\0';
 }
 
