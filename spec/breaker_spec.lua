@@ -113,7 +113,7 @@ describe("conc.breaker", function()
     assert.are.equal(0, #changes)
   end)
 
-  it("on_change is decoded once per state: its upvalues persist there",
+  it("on_change is decoded once per task: its upvalues persist there",
     function()
     local seen = conc.chan(16)
     local n = 0
@@ -126,6 +126,38 @@ describe("conc.breaker", function()
     local a, b, c = seen:recv(), seen:recv(), seen:recv()
     assert.are.same({1, 2, 3}, {a, b, c})
     assert.are.equal(0, n) -- the breaker holds a copy, as conc.go would
+  end)
+
+  it("each task decodes its own on_change: no copy outlives its task",
+    function()
+    -- One processor: the tasks run one after another in pooled states,
+    -- where a copy kept from an earlier task would show its globals and
+    -- its upvalues' counts.
+    local old = conc.set_maxprocs(1)
+    local seen = conc.chan(100)
+    local n = 0
+    local cb = conc.breaker{failures = 1, timeout = 0, on_change = function()
+      n = n + 1
+      seen:send({conc.id(), WHO, n}) -- luacheck: globals WHO
+    end}
+    for _ = 1, 20 do
+      support.join_ok(conc.go(function(b)
+        WHO = conc.id() -- luacheck: globals WHO
+        b:call(function() return nil, "x" end) -- closed -> open
+        b:call(function() return 1 end)         -- -> half-open -> closed
+      end, cb))
+    end
+    conc.set_maxprocs(old)
+    local got = {}
+    while #seen > 0 do
+      local c = seen:recv()
+      got[#got + 1] = c
+      assert.are.equal(c[1], c[2]) -- the task's own globals
+    end
+    assert.are.equal(60, #got)
+    for i, c in ipairs(got) do
+      assert.are.equal((i - 1) % 3 + 1, c[3]) -- a fresh copy per task
+    end
   end)
 
   it("an error in on_change is raised from the call that made the change",

@@ -95,16 +95,9 @@ static int cb_new(lua_State *L) {
 /* Pushes this state's copy of the breaker's on_change (self at 1), or
  * false if it has none. */
 static void push_on_change(lua_State *L, conc_breaker *b) {
-  if (lua_getfield(L, LUA_REGISTRYINDEX, cache_key) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);  /* keyed by breaker userdata, weakly */
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, cache_key);
-  }                                             /* cache */
+  /* Keyed by breaker userdata, weakly; for this task only (a later task
+   * in the state decodes its own: fresh globals and upvalues). */
+  lconc_push_task_local(L, cache_key, "k");     /* cache */
   lua_pushvalue(L, 1);
   if (lua_rawget(L, -2) != LUA_TNIL) {          /* cache, fn */
     lua_remove(L, -2);

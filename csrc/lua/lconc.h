@@ -239,6 +239,14 @@ CONC_API void lconc_thread_leave_task(const lconc_thread_save *s);
 /* The calling thread's, as lconc_thread_enter_task saves it. */
 CONC_API void lconc_thread_get(lconc_thread_save *s);
 
+/* Pushes the table under `key` in L's task-local table, made on first
+ * use (with metatable mt_mode's __mode, if not NULL): the binding's
+ * caches of values decoded for the running task. A pooled state drops
+ * them after each task, so no later task sees the values (nor their
+ * globals); in the main state they last as long as it. */
+CONC_API void lconc_push_task_local(lua_State *L, const char *key,
+                                    const char *mt_mode);
+
 /* ---- blocking calls of light tasks (worker.c) --------------------------- */
 
 /*

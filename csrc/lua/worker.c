@@ -61,6 +61,30 @@ int lconc_is_worker_state(lua_State *L) {
   return is;
 }
 
+static const char task_local_key = 't';  /* registry: see worker.h */
+
+void lconc_push_task_local(lua_State *L, const char *key, const char *mt_mode) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &task_local_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &task_local_key);
+  }
+  if (lua_getfield(L, -1, key) != LUA_TTABLE) {  /* locals, nil */
+    lua_pop(L, 1);
+    lua_newtable(L);
+    if (mt_mode != NULL) {
+      lua_createtable(L, 0, 1);
+      lua_pushstring(L, mt_mode);
+      lua_setfield(L, -2, "__mode");
+      lua_setmetatable(L, -2);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, key);
+  }
+  lua_remove(L, -2);
+}
+
 /* ---- tasks -------------------------------------------------------------- */
 
 static void task_destroy(conc_obj *o) {
@@ -484,6 +508,8 @@ static bool state_changed(lua_State *L) {
 static int reset_state(lua_State *L) {
   state_mem *m = mem_of(L);
   lua_sethook(L, NULL, 0, 0);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &task_local_key);
   /* Only if stopped: a restart also zeroes the collector's debt, so the
    * next task's first allocation would run a step (~4,700 instructions
    * a task in B4, callgrind) however little garbage there is. */
