@@ -524,11 +524,14 @@ CONC_PUBLIC conc_sem *conc_sem_new(int64_t size);  /* NULL: ENOMEM */
 CONC_PUBLIC int64_t conc_sem_size(const conc_sem *s);
 /* Weight held now (for diagnostics). */
 CONC_PUBLIC int64_t conc_sem_held(conc_sem *s);
-/* Acquires n (0 <= n <= size) without waiting if it fits and nobody
- * waits: CONC_OK. Else CONC_EAGAIN with *wait set to a queued request:
- * the caller waits until conc_sem_wait_chan(*wait) is closed (then the
- * weight was granted to it) or gives up, and in both cases ends it with
- * conc_sem_wait_end. ENOMEM: nothing acquired, nothing queued. */
+/* Acquires n (n >= 0, else EINVAL) without waiting if it fits and
+ * nobody waits: CONC_OK. Else CONC_EAGAIN with *wait set to a queued
+ * request: the caller waits until conc_sem_wait_chan(*wait) is closed
+ * (then the weight was granted to it) or gives up, and in both cases
+ * ends it with conc_sem_wait_end. A request for more than the size is
+ * never granted: as in x/sync it waits until given up, outside the queue
+ * (it holds no other request up). ENOMEM: nothing acquired, nothing
+ * queued. */
 CONC_PUBLIC int conc_sem_acquire(conc_sem *s, int64_t n, conc_sem_wait **wait);
 /* The channel closed when the request is granted (borrowed: it lives
  * until conc_sem_wait_end; receive-only). */

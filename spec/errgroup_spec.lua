@@ -158,6 +158,29 @@ describe("conc.errgroup", function()
     assert.are.equal("context canceled", ctx:err())
   end)
 
+  it("a limit of 0 starts nothing: try_go is false, go waits for ever",
+    function()
+      -- As Go's SetLimit(0): Go blocks; here the deadlock check ends it.
+      local out, rc = support.run_script([[
+        local conc = require("conc")
+        local g = conc.errgroup()
+        g:set_limit(0)
+        print("try_go", g:try_go(function() end))
+        local h = conc.go(function(eg)
+          eg:go(function() end)
+        end, g)
+        print("task", h:wait(0.1))
+        print("counted", g:running())
+        g:go(function() end)
+      ]], 10)
+      assert.are.equal(2, rc)
+      assert.matches("try_go\tfalse\n", out)
+      assert.matches("task\tfalse\ttimeout\n", out)
+      assert.matches("counted\t1\n", out)
+      assert.matches("worker %d+: waits in errgroup go", out)
+      assert.matches("main: waits in errgroup go", out)
+    end)
+
   it("g:go waiting at the limit is named for deadlock detection",
     function()
       local out, rc = support.run_script([[

@@ -30,6 +30,7 @@ struct conc_sem_wait {
   int64_t n;                   /* the weight asked for */
   conc_chan *ready;            /* closed once granted (owned) */
   bool granted;                /* sem lock: set when it leaves the queue */
+  bool queued;                 /* false: n > size, never granted */
 };
 
 /* size is fixed; `lock` guards cur and the queue. Invariant: 0 <= cur
@@ -139,23 +140,34 @@ static void free_wait(conc_sem_wait *w) {
   free(w);
 }
 
+/* A request larger than the semaphore can never be granted: as in
+ * x/sync, it waits (until its wait ends otherwise: a timeout, a
+ * context) outside the queue, so the requests behind it are not held
+ * up by one that is doomed. An errgroup limited to 0 waits so. */
 int conc_sem_acquire(conc_sem *s, int64_t n, conc_sem_wait **wait) {
-  if (n < 0 || n > s->size) return CONC_EINVAL;
+  if (n < 0) return CONC_EINVAL;
   if (conc_sem_try_acquire(s, n)) return CONC_OK;
   conc_sem_wait *w = new_wait(n);
   if (w == NULL) return CONC_ENOMEM;
   conc__lock(&s->lock);
+  conc_retain(&s->hdr);  /* the request's: see sem_destroy */
+  if (n > s->size) {
+    conc__unlock(&s->lock);
+    *wait = w;
+    return CONC_EAGAIN;
+  }
   if (s->head == NULL && s->size - s->cur >= n) {  /* freed meanwhile */
     s->cur += n;
     conc__unlock(&s->lock);
     free_wait(w);
+    conc_release(&s->hdr);
     return CONC_OK;
   }
+  w->queued = true;
   w->prev = s->tail;
   if (s->tail) s->tail->next = w;
   else s->head = w;
   s->tail = w;
-  conc_retain(&s->hdr);  /* the request's: see sem_destroy */
   conc__unlock(&s->lock);
   *wait = w;
   return CONC_EAGAIN;
@@ -166,7 +178,7 @@ conc_chan *conc_sem_wait_chan(const conc_sem_wait *wait) { return wait->ready; }
 int conc_sem_wait_end(conc_sem *s, conc_sem_wait *w) {
   conc__lock(&s->lock);
   bool granted = w->granted;
-  if (granted) {
+  if (granted || !w->queued) {
     conc__unlock(&s->lock);
   } else {
     bool was_head = s->head == w;

@@ -31,10 +31,27 @@ static void sem_counts_and_misuse(void) {
   CHECK_EQ(conc_sem_held(s), 3);            /* left as it was */
   CHECK_RC(conc_sem_release(s, 3), CONC_OK);
   CHECK_RC(conc_sem_release(s, 1), CONC_EHELD);
-  conc_sem_wait *w = NULL;
-  CHECK_RC(conc_sem_acquire(s, 4, &w), CONC_EINVAL);  /* never fits */
+  conc_sem_wait *w = NULL, *w1 = NULL;
+  CHECK_RC(conc_sem_acquire(s, -1, &w), CONC_EINVAL);
   CHECK_EQ(conc_sem_try_acquire(s, 4), 0);
   CHECK_RC(conc_sem_acquire(s, 0, &w), CONC_OK);
+  /* Never fits: it waits (x/sync), outside the queue, holding nobody up */
+  CHECK_RC(conc_sem_acquire(s, 4, &w), CONC_EAGAIN);
+  CHECK_RC(conc_sem_acquire(s, 3, &w1), CONC_OK);
+  CHECK_RC(conc_sem_acquire(s, 1, &w1), CONC_EAGAIN);  /* full: queued */
+  CHECK_RC(conc_sem_release(s, 3), CONC_OK);
+  CHECK_EQ(conc_chan_closed(conc_sem_wait_chan(w1)), 1);
+  CHECK_EQ(conc_sem_wait_end(s, w1), 1);
+  CHECK_EQ(conc_chan_closed(conc_sem_wait_chan(w)), 0);
+  CHECK_EQ(conc_sem_wait_end(s, w), 0);
+  CHECK_RC(conc_sem_release(s, 1), CONC_OK);
+  CHECK_EQ(conc_sem_held(s), 0);
+  /* A limit of 0 (an errgroup's): every request of 1 waits so */
+  conc_sem *z = conc_sem_new(0);
+  CHECK_RC(conc_sem_acquire(z, 1, &w), CONC_EAGAIN);
+  CHECK_EQ(conc_sem_wait_end(z, w), 0);
+  CHECK_RC(conc_sem_acquire(z, 0, &w), CONC_OK);
+  rel(z);
   CHECK(conc_sem_new(-1) == NULL);
   rel(s);
 }

@@ -175,7 +175,7 @@ function errgroup:go(fn, ...) end
 ---@return boolean
 function errgroup:try_go(fn, ...) end
 
----At most `n` functions at once; negative: no limit.
+---At most `n` functions at once; negative: no limit; 0: `go` waits for ever.
 ---@param n integer
 function errgroup:set_limit(n) end
 
