@@ -280,3 +280,145 @@ describe("conc.chan under load", function()
       end
     end)
 end)
+
+describe("conc.chan: waiters of a buffered channel (Go's runtime order)",
+  function()
+  -- Waits until `n` tasks are parked in `what`, unclaimed (conc.workers()
+  -- says "blocked"; a task woken but not yet run says "waiting").
+  local function parked(what, n)
+    local function count()
+      local k = 0
+      for _, w in ipairs(conc.workers()) do
+        if w.id ~= 0 and w.waiting_in == what and w.state == "blocked" then
+          k = k + 1
+        end
+      end
+      return k
+    end
+    local t0 = conc.now()
+    while count() < n do
+      assert(conc.now() - t0 < 10, "not parked: " .. what)
+      conc.sleep(0.0005)
+    end
+  end
+
+  it("senders parked on a full channel are received in that order",
+    function()
+      for _, cap in ipairs({1, 2, 4}) do
+        for _ = 1, 5 do
+          local ch = conc.chan(cap)
+          for i = 1, cap do ch:send(-i) end
+          local hs = {}
+          for i = 1, 5 do
+            hs[i] = conc.go(function(c, v) c:send(v) end, ch, i)
+            parked("chan send", i)
+          end
+          for i = 1, cap do assert.are.equal(-i, ch:recv()) end
+          for i = 1, 5 do assert.are.equal(i, ch:recv()) end
+          for i = 1, 5 do support.join_ok(hs[i]) end
+        end
+      end
+    end)
+
+  it("receivers parked on an empty channel get values in that order",
+    function()
+      for _, cap in ipairs({1, 2, 4}) do
+        for _ = 1, 5 do
+          local ch, out = conc.chan(cap), conc.chan(5)
+          local hs = {}
+          for i = 1, 5 do
+            hs[i] = conc.go(function(c, o, me)
+              o:send({me, (c:recv())})
+            end, ch, out, i)
+            parked("chan receive", i)
+          end
+          for v = 1, 5 do ch:send(v) end
+          local got = {}
+          for _ = 1, 5 do
+            local r = out:recv()
+            got[r[1]] = r[2]
+          end
+          assert.are.same({1, 2, 3, 4, 5}, got)
+          for i = 1, 5 do support.join_ok(hs[i]) end
+        end
+      end
+    end)
+
+  it("a parked sender is not overtaken by senders that keep it full",
+    function()
+      -- Go's bound: a receive moves the first waiting sender's value in,
+      -- so at most cap + 4 (the flooders, one value each) come first.
+      for _, cap in ipairs({1, 2, 8}) do
+        local ch, stop = conc.chan(cap), conc.atomic()
+        local floods = {}
+        for f = 1, 4 do
+          floods[f] = conc.go(function(c, s)
+            while s:load() == 0 do c:send("flood") end
+          end, ch, stop)
+        end
+        for _ = 1, 5 do
+          parked("chan send", 4) -- full again: the victim must wait
+          local victim = conc.go(function(c) c:send("victim") end, ch)
+          parked("chan send", 5)
+          local before = 0
+          while ch:recv() ~= "victim" do before = before + 1 end
+          assert.is_true(before <= cap + 4,
+            ("cap %d: %d values before the parked sender's"):format(
+              cap, before))
+          support.join_ok(victim)
+        end
+        stop:store(1)
+        ch:close() -- a flooder still sending raises: they all end
+        for f = 1, 4 do
+          local ok, err = floods[f]:join()
+          assert.is_true(ok or err:find("send on closed channel", 1, true)
+                         ~= nil, err)
+        end
+      end
+    end)
+
+  it("timed sends and receives racing on small buffers: exactly once",
+    function()
+      -- A send that timed out was not delivered: it is sent again. A
+      -- value is lost or received twice if a timeout and a hand-off
+      -- both claim the same wait.
+      for _, cap in ipairs({1, 2, 3}) do
+        local ch, got = conc.chan(cap), conc.chan(64)
+        local prods, cons = {}, {}
+        for p = 1, 6 do
+          prods[p] = conc.go(function(c, id)
+            for i = 1, 1000 do
+              local v = id * 100000 + i
+              while not c:send(v, 0.0002) do end
+            end
+          end, ch, p)
+        end
+        for k = 1, 6 do
+          cons[k] = conc.go(function(c, out)
+            local n = 0
+            while true do
+              local v, ok = c:recv(0.0002)
+              if ok then
+                out:send(v)
+                n = n + 1
+              elseif ok == false then
+                return n
+              end
+            end
+          end, ch, got)
+        end
+        local seen, total = {}, 0
+        while total < 6 * 1000 do
+          local v = got:recv()
+          assert.is_nil(seen[v], "received twice: " .. v)
+          seen[v] = true
+          total = total + 1
+        end
+        for p = 1, 6 do support.join_ok(prods[p]) end
+        ch:close()
+        local n = 0
+        for k = 1, 6 do n = n + support.join_ok(cons[k]) end
+        assert.are.equal(6 * 1000, n)
+      end
+    end)
+end)

@@ -276,6 +276,64 @@ static conc_waiter *claim_retry(conc_chan *c, conc_waitq *q, bool locked) {
   return w;
 }
 
+/* Wakes the waiters chained on list (by their `next`), no lock held. */
+static void wake_list(conc_sudog *list) {
+  while (list != NULL) {
+    conc_sudog *next = list->next;  /* read before the owner may return */
+    conc__waiter_wake(list->w);
+    list = next;
+  }
+}
+
+/*
+ * After a push (q: recvq) or a pop (q: sendq) that did not hold the
+ * lock: serves the waiters of the other side in the order they came, as
+ * Go's runtime does. A blocking send (receive) parked on the ring has
+ * its operation done for it here, under the lock, with the room (value)
+ * just made, so whoever tries next cannot overtake it. A select is woken
+ * to retry, as is a waiter whose operation fails here (an operation that
+ * never waits took the room first, between the look and the claim).
+ * Each operation done here is one more push (pop): the other side's
+ * waiters are looked at after it, as after any (the Dekker half, see
+ * conc__waitq_push); and while room (values) remains, the next waiter is
+ * served (the pass-on of buffered_op).
+ *
+ * With no room (value) left at the look, the waiters keep their places:
+ * an operation that never waited took it, and the pop (push) that makes
+ * room next serves them; or a pop (push) is in flight on the slot, and
+ * serves them once done.
+ */
+static void serve(conc_chan *c, conc_waitq *q) {
+  if (atomic_load(&q->n) == 0) return;  /* the Dekker half: seq_cst */
+  bool send = q == &c->sendq;
+  conc_sudog *list = NULL;
+  conc__lock(&c->lock);
+  for (;;) {
+    conc_sudog *head = q->head;
+    if (head == NULL || (head->handoff && !(send ? conc__chan_can_send(c)
+                                                 : conc__chan_can_recv(c))))
+      break;
+    conc_sudog *s = conc__waitq_claim(q);
+    if (s == NULL) break;
+    int rc = !s->handoff ? CONC_EAGAIN
+             : send      ? ring_push(c, s->elem, true)
+                         : ring_pop(c, s->elem, true);
+    s->ok = rc == CONC_OK ? CONC_SUDOG_DONE : CONC_SUDOG_RETRY;
+    s->next = list;  /* s is ours until woken: reuse its link */
+    list = s;
+    if (rc != CONC_OK) break;
+    if (!send) count_delivered();
+    conc_sudog *o = conc__waitq_claim(send ? &c->recvq : &c->sendq);
+    if (o != NULL) {
+      o->ok = CONC_SUDOG_RETRY;
+      o->next = list;
+      list = o;
+    }
+  }
+  conc__unlock(&c->lock);
+  wake_list(list);
+}
+
 void conc__chan_kick(conc_chan *c, int op) {
   bool send = op == CONC_SEND;
   if (!(send ? conc__chan_can_send(c) : conc__chan_can_recv(c))) return;
@@ -415,6 +473,7 @@ static int park_buffered(conc_chan *c, conc_waitq *q, conc_msg *m,
   memset(&sd, 0, sizeof sd);
   sd.w = w;
   sd.elem = send ? m : &slot;
+  sd.handoff = true;
   conc__lock(&c->lock);
   conc__waiter_arm(w);
   conc__waiting_on(w, send ? "chan send" : "chan receive", c, true);
@@ -423,7 +482,7 @@ static int park_buffered(conc_chan *c, conc_waitq *q, conc_msg *m,
   int fired = conc__waiter_park_or(w, deadline, send ? can_send : can_recv, c);
   if (fired >= 0) {  /* the waker unlinked it */
     if (sd.ok != CONC_SUDOG_DONE) return CONC_EAGAIN;
-    conc__msg_move(m, &slot);
+    if (!send) conc__msg_move(m, &slot);  /* a send's went into the ring */
     return CONC_OK;
   }
   conc__lock(&c->lock);
@@ -460,8 +519,7 @@ static int buffered_op(conc_chan *c, conc_msg *m, conc_time deadline,
     int rc = send ? ring_push(c, m, exact) : ring_pop(c, m, exact);
     if (rc == CONC_OK) {
       if (!send) count_delivered();
-      conc_waiter *w = claim_retry(c, send ? &c->recvq : &c->sendq, false);
-      if (w != NULL) conc__waiter_wake(w);
+      serve(c, send ? &c->recvq : &c->sendq);
       if (woken) conc__chan_kick(c, send ? CONC_SEND : CONC_RECV);
       return rc;
     }
@@ -526,11 +584,7 @@ int conc__chan_close_owned(conc_chan *c) {
   claim_all(&c->recvq, ok, &list);
   claim_all(&c->sendq, ok, &list);
   conc__unlock(&c->lock);
-  while (list != NULL) {
-    conc_sudog *next = list->next;  /* read before the owner may return */
-    conc__waiter_wake(list->w);
-    list = next;
-  }
+  wake_list(list);
   return CONC_OK;
 }
 

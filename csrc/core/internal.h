@@ -125,6 +125,8 @@ struct conc_sudog {
   int32_t index;            /* the case index claimed on success */
   unsigned char ok;         /* set by the waker: a CONC_SUDOG_ value */
   bool linked;              /* in a queue now (guarded by the queue lock) */
+  bool handoff;             /* a buffered channel's waker may do its
+                             * operation for it (chan.c: park_buffered) */
 };  /* 40 bytes: see struct conc_waiter's first line */
 
 /* What a waker tells the sudog's owner. */
