@@ -290,9 +290,10 @@ static void wake_list(conc_sudog *list) {
  * lock: serves the waiters of the other side in the order they came, as
  * Go's runtime does. A blocking send (receive) parked on the ring has
  * its operation done for it here, under the lock, with the room (value)
- * just made, so whoever tries next cannot overtake it. A select is woken
- * to retry, as is a waiter whose operation fails here (an operation that
- * never waits took the room first, between the look and the claim).
+ * just made, rather than being woken to race for it (an operation that
+ * has not waited gives way to the waiters: after_waiters). A select is
+ * woken to retry, as is a waiter whose operation fails here (an
+ * operation took the room first, between the look and the claim).
  * Each operation done here is one more push (pop): the other side's
  * waiters are looked at after it, as after any (the Dekker half, see
  * conc__waitq_push); and while room (values) remains, the next waiter is
@@ -303,35 +304,60 @@ static void wake_list(conc_sudog *list) {
  * room next serves them; or a pop (push) is in flight on the slot, and
  * serves them once done.
  */
-static void serve(conc_chan *c, conc_waitq *q) {
-  if (atomic_load(&q->n) == 0) return;  /* the Dekker half: seq_cst */
+static void serve_locked(conc_chan *c, conc_waitq *q, conc_sudog **list) {
   bool send = q == &c->sendq;
-  conc_sudog *list = NULL;
-  conc__lock(&c->lock);
   for (;;) {
     conc_sudog *head = q->head;
     if (head == NULL || (head->handoff && !(send ? conc__chan_can_send(c)
                                                  : conc__chan_can_recv(c))))
-      break;
+      return;
     conc_sudog *s = conc__waitq_claim(q);
-    if (s == NULL) break;
+    if (s == NULL) return;
     int rc = !s->handoff ? CONC_EAGAIN
              : send      ? ring_push(c, s->elem, true)
                          : ring_pop(c, s->elem, true);
     s->ok = rc == CONC_OK ? CONC_SUDOG_DONE : CONC_SUDOG_RETRY;
-    s->next = list;  /* s is ours until woken: reuse its link */
-    list = s;
-    if (rc != CONC_OK) break;
+    s->next = *list;  /* s is ours until woken: reuse its link */
+    *list = s;
+    if (rc != CONC_OK) return;
     if (!send) count_delivered();
     conc_sudog *o = conc__waitq_claim(send ? &c->recvq : &c->sendq);
     if (o != NULL) {
       o->ok = CONC_SUDOG_RETRY;
-      o->next = list;
-      list = o;
+      o->next = *list;
+      *list = o;
     }
   }
+}
+
+static void serve(conc_chan *c, conc_waitq *q) {
+  if (atomic_load(&q->n) == 0) return;  /* the Dekker half: seq_cst */
+  conc_sudog *list = NULL;
+  conc__lock(&c->lock);
+  serve_locked(c, q, &list);
   conc__unlock(&c->lock);
   wake_list(list);
+}
+
+/*
+ * A send (receive) that finds senders (receivers) parked comes after
+ * them, as in Go's runtime: under the lock it serves them with the room
+ * (values) there is, and does its own operation only if none is left
+ * waiting. EAGAIN: it is to wait behind them (or the ring is full,
+ * empty). Taken until the operation has parked: one that was woken, or
+ * saw room and claimed itself, was ahead of those linked now.
+ */
+static int after_waiters(conc_chan *c, conc_msg *m, bool send) {
+  conc_waitq *own = send ? &c->sendq : &c->recvq;
+  conc_sudog *list = NULL;
+  conc__lock(&c->lock);
+  serve_locked(c, own, &list);
+  int rc = CONC_EAGAIN;
+  if (atomic_load_explicit(&own->n, memory_order_relaxed) == 0)
+    rc = send ? ring_push(c, m, true) : ring_pop(c, m, true);
+  conc__unlock(&c->lock);
+  wake_list(list);
+  return rc;
 }
 
 void conc__chan_kick(conc_chan *c, int op) {
@@ -462,8 +488,9 @@ static int unbuffered_op(conc_chan *c, conc_msg *m, conc_time deadline,
 /* ---- buffered: the ring, and a park when it is full or empty ---------- */
 
 /* Links a sudog on q and parks until a waker says retry (EAGAIN), the
- * ring looks ready (EAGAIN too), the deadline passes or a deadlock; or
- * a locked send hands a receiver its value (OK, in *m). */
+ * ring looks ready (EAGAIN too), the deadline passes or a deadlock; or a
+ * waker did the operation for it (OK: serve_locked pushed the sender's
+ * *m, or a pop or a locked send put a receiver's value in *m). */
 static int park_buffered(conc_chan *c, conc_waitq *q, conc_msg *m,
                          conc_time deadline) {
   bool send = q == &c->sendq;
@@ -495,7 +522,9 @@ static int park_buffered(conc_chan *c, conc_waitq *q, conc_msg *m,
 /*
  * A full (send) or empty (receive) ring: the other side is usually a
  * moment away, so spin on the slot first; then park. Every push or pop
- * that finds a waiter on the other side wakes one to retry.
+ * that finds waiters on the other side serves them (serve_locked); an
+ * operation that finds waiters on its own side, before it has parked,
+ * goes after them (after_waiters).
  *
  * The first try of a blocking operation is not exact: it does not tell
  * "full" from "an operation in flight" (see ring_push). Every later try
@@ -515,8 +544,12 @@ static int park_buffered(conc_chan *c, conc_waitq *q, conc_msg *m,
 static int buffered_op(conc_chan *c, conc_msg *m, conc_time deadline,
                        bool send) {
   bool exact = deadline == CONC_NOWAIT, spun = false, woken = false;
+  bool parked = false; /* until then, waiters of its side go first */
   for (;;) {
-    int rc = send ? ring_push(c, m, exact) : ring_pop(c, m, exact);
+    int rc = !parked && atomic_load(send ? &c->sendq.n : &c->recvq.n) != 0
+                 ? after_waiters(c, m, send)
+             : send ? ring_push(c, m, exact)
+                    : ring_pop(c, m, exact);
     if (rc == CONC_OK) {
       if (!send) count_delivered();
       serve(c, send ? &c->recvq : &c->sendq);
@@ -534,6 +567,7 @@ static int buffered_op(conc_chan *c, conc_msg *m, conc_time deadline,
     }
     if (deadline != CONC_NEVER && conc_now() >= deadline) return CONC_ETIMEDOUT;
     rc = park_buffered(c, send ? &c->sendq : &c->recvq, m, deadline);
+    parked = true;
     if (rc != CONC_EAGAIN && rc != CONC_ETIMEDOUT) return rc;
     /* Woken to retry: try again. Timed out: one exact try first, which
      * finds a value (room) that came just before the deadline, and then

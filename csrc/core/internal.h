@@ -429,8 +429,10 @@ CONC_API conc_sudog *conc__waitq_claim(conc_waitq *q);
  * message pos, and its `lap` says whose turn it is. Pushes and pops take
  * no lock. The lock guards the wait queues and `closed`; a thread that
  * finds the ring full or empty links a sudog under it, and whoever pushes
- * or pops then (and sees the queue's n > 0) claims and wakes one waiter
- * of the other side with CONC_SUDOG_RETRY: it tries again. Close sets
+ * or pops then (and sees the queue's n > 0) serves the waiters of the
+ * other side in order: does a parked send's (receive's) operation for it
+ * (CONC_SUDOG_DONE), or wakes a select to retry (CONC_SUDOG_RETRY); see
+ * chan.c's serve_locked. Close sets
  * RING_CLOSED in `tail` (so exactly the pushes before it succeed) and
  * wakes everyone to retry.
  */
