@@ -283,13 +283,14 @@ end)
 
 describe("conc.chan: waiters of a buffered channel (Go's runtime order)",
   function()
-  -- Waits until `n` tasks are parked in `what`, unclaimed (conc.workers()
-  -- says "blocked"; a task woken but not yet run says "waiting").
+  -- Waits until `n` tasks are parked in `what` or a select, unclaimed
+  -- (conc.workers() says "blocked"; woken but not yet run: "waiting").
   local function parked(what, n)
     local function count()
       local k = 0
       for _, w in ipairs(conc.workers()) do
-        if w.id ~= 0 and w.waiting_in == what and w.state == "blocked" then
+        if w.id ~= 0 and (w.waiting_in == what or w.waiting_in == "select")
+           and w.state == "blocked" then
           k = k + 1
         end
       end
@@ -343,6 +344,51 @@ describe("conc.chan: waiters of a buffered channel (Go's runtime order)",
         end
       end
     end)
+
+  it("a select parked among them is served in its turn too", function()
+    for _, cap in ipairs({1, 3}) do
+      for _ = 1, 5 do
+        local ch, out = conc.chan(cap), conc.chan(10)
+        for i = 1, cap do ch:send(-i) end
+        local hs = {}
+        for i = 1, 5 do -- senders 2 and 4 wait in a select
+          hs[i] = conc.go(function(c, v, o)
+            if v % 2 == 0 then
+              o:send((conc.select{{"send", c, v}, {"recv", conc.chan()}}))
+            else
+              c:send(v)
+            end
+          end, ch, i, out)
+          parked("chan send", i)
+        end
+        for i = 1, cap do assert.are.equal(-i, ch:recv()) end
+        for i = 1, 5 do assert.are.equal(i, ch:recv()) end
+        for i = 1, 5 do support.join_ok(hs[i]) end
+        assert.are.same({1, 1}, {(out:recv()), (out:recv())})
+        -- and receivers: a select waits second of three
+        local rs = {}
+        for i = 1, 3 do
+          rs[i] = conc.go(function(c, me, o)
+            if me == 2 then
+              local _, v = conc.select{{"recv", conc.chan()}, {"recv", c}}
+              o:send({me, v})
+            else
+              o:send({me, (c:recv())})
+            end
+          end, ch, i, out)
+          parked("chan receive", i)
+        end
+        for v = 1, 3 do ch:send(v * 10) end
+        local got = {}
+        for _ = 1, 3 do
+          local r = out:recv()
+          got[r[1]] = r[2]
+        end
+        assert.are.same({10, 20, 30}, got)
+        for i = 1, 3 do support.join_ok(rs[i]) end
+      end
+    end
+  end)
 
   it("a parked sender is not overtaken by senders that keep it full",
     function()

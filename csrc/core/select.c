@@ -121,6 +121,10 @@ static int park_on_all(conc_case *cases, const int *order, int n,
     sd->index = i;
     sd->elem = &cases[i].msg;
     conc_chan *c = cases[i].chan;
+    /* A buffered channel's waker may do this case for it, in the order
+     * of its queue (chan.c's serve_locked): the select then fires with
+     * it, as when an unbuffered channel's partner takes the message. */
+    sd->handoff = c->cap > 0;
     buffered |= c->cap > 0;
     conc__waitq_push(cases[i].op == CONC_SEND ? &c->sendq : &c->recvq, sd);
   }
