@@ -344,8 +344,8 @@ static void serve(conc_chan *c, conc_waitq *q) {
  * them, as in Go's runtime: under the lock it serves them with the room
  * (values) there is, and does its own operation only if none is left
  * waiting. EAGAIN: it is to wait behind them (or the ring is full,
- * empty). Taken until the operation has parked: one that was woken, or
- * saw room and claimed itself, was ahead of those linked now.
+ * empty). Taken until the operation has parked: one that was woken to
+ * retry was at the head of the queue, ahead of those linked now.
  */
 static int after_waiters(conc_chan *c, conc_msg *m, bool send) {
   conc_waitq *own = send ? &c->sendq : &c->recvq;
@@ -488,9 +488,9 @@ static int unbuffered_op(conc_chan *c, conc_msg *m, conc_time deadline,
 /* ---- buffered: the ring, and a park when it is full or empty ---------- */
 
 /* Links a sudog on q and parks until a waker says retry (EAGAIN), the
- * ring looks ready (EAGAIN too), the deadline passes or a deadlock; or a
- * waker did the operation for it (OK: serve_locked pushed the sender's
- * *m, or a pop or a locked send put a receiver's value in *m). */
+ * deadline passes or a deadlock; or a waker did the operation for it
+ * (OK: serve_locked pushed the sender's *m, or a pop or a locked send
+ * put a receiver's value in *m). */
 static int park_buffered(conc_chan *c, conc_waitq *q, conc_msg *m,
                          conc_time deadline) {
   bool send = q == &c->sendq;
@@ -505,8 +505,17 @@ static int park_buffered(conc_chan *c, conc_waitq *q, conc_msg *m,
   conc__waiter_arm(w);
   conc__waiting_on(w, send ? "chan send" : "chan receive", c, true);
   conc__waitq_push(q, &sd);
+  /* The waiter's half of the Dekker pairing (see conc__waitq_push): the
+   * slot is looked at after linking. Room (a value) made by an
+   * operation that did not see us is served here, from the head of the
+   * queue, in order (we may be the one served: then we wake ourselves).
+   * Not by claiming ourselves to retry, which would pass those ahead. */
+  conc_sudog *list = NULL;
+  if (send ? conc__chan_can_send(c) : conc__chan_can_recv(c))
+    serve_locked(c, q, &list);
   conc__unlock(&c->lock);
-  int fired = conc__waiter_park_or(w, deadline, send ? can_send : can_recv, c);
+  wake_list(list);
+  int fired = conc__waiter_park(w, deadline);
   if (fired >= 0) {  /* the waker unlinked it */
     if (sd.ok != CONC_SUDOG_DONE) return CONC_EAGAIN;
     if (!send) conc__msg_move(m, &slot);  /* a send's went into the ring */
@@ -515,7 +524,6 @@ static int park_buffered(conc_chan *c, conc_waitq *q, conc_msg *m,
   conc__lock(&c->lock);
   conc__waitq_remove(q, &sd);
   conc__unlock(&c->lock);
-  if (fired == CONC_SEL_RETRY) return CONC_EAGAIN;
   return fired == CONC_SEL_TIMEOUT ? CONC_ETIMEDOUT : conc__abort_code(fired);
 }
 
