@@ -291,9 +291,10 @@ static void wake_list(conc_sudog *list) {
  * Go's runtime does. A blocking send (receive) parked on the ring has
  * its operation done for it here, under the lock, with the room (value)
  * just made, rather than being woken to race for it (an operation that
- * has not waited gives way to the waiters: after_waiters). A select is
- * woken to retry, as is a waiter whose operation fails here (an
- * operation took the room first, between the look and the claim).
+ * has not waited gives way to the waiters: after_waiters). A select's
+ * case is done for it the same way (the select fires with it). A waiter
+ * whose operation fails here (an operation took the room first, between
+ * the look and the claim) is woken to retry.
  * Each operation done here is one more push (pop): the other side's
  * waiters are looked at after it, as after any (the Dekker half, see
  * conc__waitq_push); and while room (values) remains, the next waiter is
@@ -308,6 +309,15 @@ static void serve_locked(conc_chan *c, conc_waitq *q, conc_sudog **list) {
   bool send = q == &c->sendq;
   for (;;) {
     conc_sudog *head = q->head;
+    /* A head already claimed (timed out, interrupted, or a select that
+     * fired elsewhere) is stale: dropped, not taken for a waiter that
+     * goes first (after_waiters would report a full or empty ring). */
+    while (head != NULL &&
+           atomic_load_explicit(&head->w->selected, memory_order_acquire) !=
+               CONC_SEL_NONE) {
+      conc__waitq_remove(q, head);
+      head = q->head;
+    }
     if (head == NULL || (head->handoff && !(send ? conc__chan_can_send(c)
                                                  : conc__chan_can_recv(c))))
       return;

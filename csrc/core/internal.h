@@ -430,9 +430,9 @@ CONC_API conc_sudog *conc__waitq_claim(conc_waitq *q);
  * no lock. The lock guards the wait queues and `closed`; a thread that
  * finds the ring full or empty links a sudog under it, and whoever pushes
  * or pops then (and sees the queue's n > 0) serves the waiters of the
- * other side in order: does a parked send's (receive's) operation for it
- * (CONC_SUDOG_DONE), or wakes a select to retry (CONC_SUDOG_RETRY); see
- * chan.c's serve_locked. Close sets
+ * other side in order: does a parked send's (receive's) or select
+ * case's operation for it (CONC_SUDOG_DONE), or wakes it to retry
+ * (CONC_SUDOG_RETRY); see chan.c's serve_locked. Close sets
  * RING_CLOSED in `tail` (so exactly the pushes before it succeed) and
  * wakes everyone to retry.
  */

@@ -6,9 +6,11 @@
  * if none is, link one sudog per case on its channel's queue and park;
  * (3) once woken (or timed out), unlink the sudogs that did not fire.
  * The waiter's claim (a compare-and-swap) makes exactly one case win.
- * A buffered channel's waker does not complete the case: it wakes the
- * select to poll again (CONC_SUDOG_RETRY), as does the select itself
- * when it sees a buffered case ready before it sleeps.
+ * A buffered channel's waker does a case for the select in its turn
+ * among the channel's waiters (CONC_SUDOG_DONE, see chan.c's
+ * serve_locked), or wakes it to poll again (CONC_SUDOG_RETRY); the
+ * select also polls again when it sees a buffered case ready before it
+ * sleeps (that poll does not go after the channel's other waiters).
  *
  * Lock order: channel locks are taken in increasing address order,
  * each channel once however many cases name it. No other lock is held

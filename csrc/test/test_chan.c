@@ -500,6 +500,59 @@ static void nowait_recv_sees_completed_sends(void) {
   conc_release((conc_obj *)r.c);
 }
 
+/* Writes a value into the slot of a push whose position was claimed
+ * (a push "in flight"), 50 ms later, on a thread of its own. */
+typedef struct late_push {
+  conc_chan *c;
+  size_t pos;
+} late_push;
+
+static void *finish_push(void *p) {
+  late_push *lp = (late_push *)p;
+  usleep(50000);
+  size_t i = lp->pos % lp->c->cap;
+  conc_msg m;
+  msg_int(&m, 100);
+  conc__msg_move(&lp->c->slots[i].msg, &m);
+  atomic_store(&lp->c->slots[i].lap, 2 * (lp->pos - i) + 1);
+  return NULL;
+}
+
+/* A receive that does not wait, with a push in flight and a later one
+ * done, waits for the first and takes its value, even when the queue of
+ * receivers holds a stale waiter (one that timed out and has not yet
+ * unlinked): a stale waiter is not one that goes first (after_waiters
+ * said "empty" here). */
+static void nowait_recv_past_stale_waiter(void) {
+  conc_chan *c = conc_chan_new(4);
+  conc_waiter *w = conc__waiter_new();
+  conc_sudog sd;
+  memset(&sd, 0, sizeof sd);
+  sd.w = w;
+  sd.handoff = true;
+  conc__waiter_arm(w);
+  CHECK(conc__waiter_claim(w, CONC_SEL_TIMEOUT)); /* it timed out */
+  conc__lock(&c->lock);
+  conc__waitq_push(&c->recvq, &sd);
+  conc__unlock(&c->lock);
+  late_push lp = {c, atomic_fetch_add(&c->tail, 1)};
+  conc_msg m;
+  msg_int(&m, 7);
+  CHECK_RC(conc_chan_send(c, &m, CONC_NOWAIT), CONC_OK);
+  pthread_t t = spawn(finish_push, &lp);
+  conc_msg out;
+  CHECK_RC(conc_chan_recv(c, &out, CONC_NOWAIT), CONC_OK);
+  CHECK_EQ(msg_take_int(&out), 100);
+  CHECK_RC(conc_chan_recv(c, &out, CONC_NOWAIT), CONC_OK);
+  CHECK_EQ(msg_take_int(&out), 7);
+  CHECK_EQ(pthread_join(t, NULL), 0);
+  conc__lock(&c->lock);
+  conc__waitq_remove(&c->recvq, &sd); /* the owner's unlink: done already */
+  conc__unlock(&c->lock);
+  conc__waiter_release(w);
+  conc_release((conc_obj *)c);
+}
+
 static const check_test tests[] = {
     {"buffered_fifo", buffered_fifo},
     {"buffered_ring_wraps", buffered_ring_wraps},
@@ -518,6 +571,7 @@ static const check_test tests[] = {
     {"deadline_races_handover_send", deadline_races_handover_send},
     {"deadline_races_handover", deadline_races_handover},
     {"nowait_recv_sees_completed_sends", nowait_recv_sees_completed_sends},
+    {"nowait_recv_past_stale_waiter", nowait_recv_past_stale_waiter},
     {NULL, NULL}};
 
 int main(int argc, char **argv) {
