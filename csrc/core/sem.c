@@ -30,7 +30,6 @@ struct conc_sem_wait {
   int64_t n;                   /* the weight asked for */
   conc_chan *ready;            /* closed once granted (owned) */
   bool granted;                /* sem lock: set when it leaves the queue */
-  bool queued;                 /* false: n > size, never granted */
 };
 
 /* size is fixed; `lock` guards cur and the queue. Invariant: 0 <= cur
@@ -163,7 +162,6 @@ int conc_sem_acquire(conc_sem *s, int64_t n, conc_sem_wait **wait) {
     conc_release(&s->hdr);
     return CONC_OK;
   }
-  w->queued = true;
   w->prev = s->tail;
   if (s->tail) s->tail->next = w;
   else s->head = w;
@@ -178,7 +176,7 @@ conc_chan *conc_sem_wait_chan(const conc_sem_wait *wait) { return wait->ready; }
 int conc_sem_wait_end(conc_sem *s, conc_sem_wait *w) {
   conc__lock(&s->lock);
   bool granted = w->granted;
-  if (granted || !w->queued) {
+  if (granted || w->n > s->size) {  /* the latter never queued */
     conc__unlock(&s->lock);
   } else {
     bool was_head = s->head == w;

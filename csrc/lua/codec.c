@@ -465,11 +465,7 @@ static void index_name(lua_State *L, int vidx, const char *mod,
 static void build_modnames(lua_State *L, scratch *s) {
   mods_clear(s);
   s->oom_mods = 0;
-  lua_newtable(L);                                        /* names */
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  lconc_new_weak_table(L, "k");                           /* names */
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);   /* names, loaded */
   for (int pass = 0; pass < 2; pass++) {
     lua_pushnil(L);
@@ -784,11 +780,7 @@ static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
 static void put_dump(lua_State *L, scratch *s, int idx) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &dumps_key) != LUA_TTABLE) {
     lua_pop(L, 1);
-    lua_createtable(L, 0, 4);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
+    lconc_new_weak_table(L, "k");
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &dumps_key);
   }

@@ -33,6 +33,8 @@ CONC_API void lconc_declare(const conc_type *type, const luaL_Reg *methods,
  * Within one lua_State the same object is always the same userdata. If
  * it raises (out of memory), the reference is still the caller's. */
 CONC_API void lconc_push_obj(lua_State *L, conc_obj *o);
+/* Pushes a new empty table whose metatable has __mode = mode ("k", "v"). */
+CONC_API void lconc_new_weak_table(lua_State *L, const char *mode);
 /* Tells L's collector that a userdata just made holds `bytes` of memory
  * it does not see (a task, a channel's ring), so that it collects as
  * often as if Lua had allocated them: else a loop that makes and drops

@@ -45,14 +45,18 @@ static lconc_box *sealed_box(lua_State *L, int idx) {
   return b;
 }
 
-static void push_weak_table(lua_State *L, const void *key, const char *mode) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TNIL) return;
-  lua_pop(L, 1);
+void lconc_new_weak_table(lua_State *L, const char *mode) {
   lua_newtable(L);
   lua_createtable(L, 0, 1);
   lua_pushstring(L, mode);
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
+}
+
+static void push_weak_table(lua_State *L, const void *key, const char *mode) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TNIL) return;
+  lua_pop(L, 1);
+  lconc_new_weak_table(L, mode);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }

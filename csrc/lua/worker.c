@@ -72,13 +72,8 @@ void lconc_push_task_local(lua_State *L, const char *key, const char *mt_mode) {
   }
   if (lua_getfield(L, -1, key) != LUA_TTABLE) {  /* locals, nil */
     lua_pop(L, 1);
-    lua_newtable(L);
-    if (mt_mode != NULL) {
-      lua_createtable(L, 0, 1);
-      lua_pushstring(L, mt_mode);
-      lua_setfield(L, -2, "__mode");
-      lua_setmetatable(L, -2);
-    }
+    if (mt_mode != NULL) lconc_new_weak_table(L, mt_mode);
+    else lua_newtable(L);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, key);
   }
