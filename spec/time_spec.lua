@@ -40,8 +40,11 @@ describe("time", function()
   end)
 
   it("many afters fire in deadline order", function()
-    local chans = {}
-    for k = 10, 1, -1 do chans[k] = conc.after(k * 0.005) end
+    -- Deadlines t0 + k * 5 ms, made latest first: each delay counts from
+    -- t0, not from its own creation (under valgrind making ten took
+    -- longer than 5 ms, which put two deadlines out of order).
+    local chans, t0 = {}, conc.now()
+    for k = 10, 1, -1 do chans[k] = conc.after(t0 + k * 0.005 - conc.now()) end
     local last = 0
     for k = 1, 10 do
       local v = chans[k]:recv()
