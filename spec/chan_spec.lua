@@ -394,13 +394,20 @@ describe("conc.chan: waiters of a buffered channel (Go's runtime order)",
     function()
       -- Go's bound: a receive moves the first waiting sender's value in,
       -- so at most cap + 4 (the flooders, one value each) come first.
-      for _, cap in ipairs({1, 2, 8}) do
+      -- The flooders send plainly, then in selects (whose first poll
+      -- goes after the parked senders too).
+      for _, cap in ipairs({1, 2, 8, -1, -2, -8}) do
+        local by_select = cap < 0
+        cap = math.abs(cap)
         local ch, stop = conc.chan(cap), conc.atomic()
         local floods = {}
         for f = 1, 4 do
-          floods[f] = conc.go(function(c, s)
-            while s:load() == 0 do c:send("flood") end
-          end, ch, stop)
+          floods[f] = conc.go(function(c, s, sel)
+            while s:load() == 0 do
+              if sel then conc.select{{"send", c, "flood"}}
+              else c:send("flood") end
+            end
+          end, ch, stop, by_select)
         end
         for _ = 1, 5 do
           parked("chan send", 4) -- full again: the victim must wait

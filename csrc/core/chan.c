@@ -277,7 +277,7 @@ static conc_waiter *claim_retry(conc_chan *c, conc_waitq *q, bool locked) {
 }
 
 /* Wakes the waiters chained on list (by their `next`), no lock held. */
-static void wake_list(conc_sudog *list) {
+void conc__wake_list(conc_sudog *list) {
   while (list != NULL) {
     conc_sudog *next = list->next;  /* read before the owner may return */
     conc__waiter_wake(list->w);
@@ -346,7 +346,7 @@ static void serve(conc_chan *c, conc_waitq *q) {
   conc__lock(&c->lock);
   serve_locked(c, q, &list);
   conc__unlock(&c->lock);
-  wake_list(list);
+  conc__wake_list(list);
 }
 
 /*
@@ -357,16 +357,28 @@ static void serve(conc_chan *c, conc_waitq *q) {
  * empty). Taken until the operation has parked: one that was woken to
  * retry was at the head of the queue, ahead of those linked now.
  */
+bool conc__chan_serve_own(conc_chan *c, int op, conc_sudog **list) {
+  conc_waitq *own = op == CONC_SEND ? &c->sendq : &c->recvq;
+  if (atomic_load_explicit(&own->n, memory_order_relaxed) == 0) return true;
+  serve_locked(c, own, list);
+  return atomic_load_explicit(&own->n, memory_order_relaxed) == 0;
+}
+
+bool conc__chan_serve_ready(conc_chan *c, int op, conc_sudog **list) {
+  bool send = op == CONC_SEND;
+  if (!(send ? conc__chan_can_send(c) : conc__chan_can_recv(c))) return false;
+  serve_locked(c, send ? &c->sendq : &c->recvq, list);
+  return true;
+}
+
 static int after_waiters(conc_chan *c, conc_msg *m, bool send) {
-  conc_waitq *own = send ? &c->sendq : &c->recvq;
   conc_sudog *list = NULL;
   conc__lock(&c->lock);
-  serve_locked(c, own, &list);
   int rc = CONC_EAGAIN;
-  if (atomic_load_explicit(&own->n, memory_order_relaxed) == 0)
+  if (conc__chan_serve_own(c, send ? CONC_SEND : CONC_RECV, &list))
     rc = send ? ring_push(c, m, true) : ring_pop(c, m, true);
   conc__unlock(&c->lock);
-  wake_list(list);
+  conc__wake_list(list);
   return rc;
 }
 
@@ -521,10 +533,9 @@ static int park_buffered(conc_chan *c, conc_waitq *q, conc_msg *m,
    * queue, in order (we may be the one served: then we wake ourselves).
    * Not by claiming ourselves to retry, which would pass those ahead. */
   conc_sudog *list = NULL;
-  if (send ? conc__chan_can_send(c) : conc__chan_can_recv(c))
-    serve_locked(c, q, &list);
+  conc__chan_serve_ready(c, send ? CONC_SEND : CONC_RECV, &list);
   conc__unlock(&c->lock);
-  wake_list(list);
+  conc__wake_list(list);
   int fired = conc__waiter_park(w, deadline);
   if (fired >= 0) {  /* the waker unlinked it */
     if (sd.ok != CONC_SUDOG_DONE) return CONC_EAGAIN;
@@ -636,7 +647,7 @@ int conc__chan_close_owned(conc_chan *c) {
   claim_all(&c->recvq, ok, &list);
   claim_all(&c->sendq, ok, &list);
   conc__unlock(&c->lock);
-  wake_list(list);
+  conc__wake_list(list);
   return CONC_OK;
 }
 

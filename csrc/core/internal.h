@@ -140,7 +140,6 @@ enum {
   CONC_SEL_NONE = -1,
   CONC_SEL_TIMEOUT = -2,
   CONC_SEL_DEADLOCK = -3,
-  CONC_SEL_RETRY = -4,  /* park_or: `ready` held and we claimed ourselves */
   CONC_SEL_INTERRUPT = -5  /* the main script's wait, interrupted */
 };
 
@@ -227,16 +226,6 @@ static inline bool conc__sudog_plain(const conc_sudog *s) {
  * (nobody else will complete an operation for it then).
  */
 CONC_API int conc__waiter_park(conc_waiter *w, conc_time deadline);
-/*
- * As park, for a waiter whose sudogs are linked where lock-free wakers
- * may have made progress possible without seeing them (buffered
- * channels): it polls ready(arg) while it spins and once before it
- * sleeps; when it holds and the waiter claims itself, returns
- * CONC_SEL_RETRY (the caller unlinks its sudogs and tries again).
- */
-CONC_API int conc__waiter_park_or(conc_waiter *w, conc_time deadline,
-                                  bool (*ready)(const void *arg),
-                                  const void *arg);
 /*
  * As park, for a plain wait (see struct conc_waiter), which never claims
  * itself: its completer claims it while holding the lock of the queue
@@ -477,6 +466,19 @@ CONC_API int conc__chan_close_owned(conc_chan *c);
 CONC_API int conc__chan_try_send(conc_chan *c, conc_msg *m, conc_waiter **wake);
 CONC_API int conc__chan_try_recv(conc_chan *c, conc_msg *out,
                                  conc_waiter **wake);
+
+/* Buffered c, its lock held: serves the waiters of op's own side
+ * (CONC_SEND: the senders) from the head of their queue with the room
+ * (values) there is, as chan.c's serve_locked; the served are chained
+ * on *list, to be woken with conc__wake_list once no lock is held.
+ * serve_own: an operation that has not waited goes after those waiting;
+ * true if none is left, so it may go now. serve_ready: a waiter that has
+ * just linked its sudog serves its queue if c is ready for op (it may
+ * be served itself); true if it was. */
+CONC_API bool conc__chan_serve_own(conc_chan *c, int op, conc_sudog **list);
+CONC_API bool conc__chan_serve_ready(conc_chan *c, int op, conc_sudog **list);
+/* Wakes the waiters chained on list (by their `next`), no lock held. */
+CONC_API void conc__wake_list(conc_sudog *list);
 
 /* Whether a push (pop) on buffered c could proceed now, or c closed. */
 CONC_API bool conc__chan_can_send(const conc_chan *c);

@@ -6,11 +6,11 @@
  * if none is, link one sudog per case on its channel's queue and park;
  * (3) once woken (or timed out), unlink the sudogs that did not fire.
  * The waiter's claim (a compare-and-swap) makes exactly one case win.
- * A buffered channel's waker does a case for the select in its turn
- * among the channel's waiters (CONC_SUDOG_DONE, see chan.c's
- * serve_locked), or wakes it to poll again (CONC_SUDOG_RETRY); the
- * select also polls again when it sees a buffered case ready before it
- * sleeps (that poll does not go after the channel's other waiters).
+ * On a buffered channel a select takes its turn among the channel's
+ * waiters, as a plain send or receive does: pass 1 serves the waiters
+ * of a case's own side before the case may go, and a waker does a
+ * parked case for the select in its turn (CONC_SUDOG_DONE, see chan.c's
+ * serve_locked), or wakes it to poll again (CONC_SUDOG_RETRY).
  *
  * Lock order: channel locks are taken in increasing address order,
  * each channel once however many cases name it. No other lock is held
@@ -63,18 +63,30 @@ static void unlock_all(conc_chan **locks, int n) {
 }
 
 /* Pass 1, every lock held: performs the first ready case in `order`.
- * Returns its index or CONC_EAGAIN; *wake is set as by the try_ calls. */
+ * Returns its index or CONC_EAGAIN; *wake is set as by the try_ calls,
+ * and the waiters served on the way are chained on *served. */
 static int poll_cases(conc_case *cases, const int *order, int n,
-                      conc_waiter **wake, int *closed_send) {
+                      conc_waiter **wake, conc_sudog **served,
+                      int *closed_send) {
   for (int k = 0; k < n; k++) {
     int i = order[k];
     conc_case *cs = &cases[i];
+    conc_chan *c = cs->chan;
+    /* On a buffered channel, the waiters of the case's own side go
+     * first (in Go's runtime, room in a buffer means no sender waits):
+     * served with the room (values) there is, the case is not ready
+     * while some are left. */
+    const conc_waitq *own = cs->op == CONC_SEND ? &c->sendq : &c->recvq;
+    if (c->cap > 0 && atomic_load_explicit(&own->n, memory_order_relaxed) &&
+        !atomic_load_explicit(&c->closed, memory_order_relaxed) &&
+        !conc__chan_serve_own(c, cs->op, served))
+      continue;
     int rc;
     if (cs->op == CONC_SEND) {
-      rc = conc__chan_try_send(cs->chan, &cs->msg, wake);
+      rc = conc__chan_try_send(c, &cs->msg, wake);
       if (rc == CONC_ECLOSED) *closed_send = 1;
     } else {
-      rc = conc__chan_try_recv(cs->chan, &cs->msg, wake);
+      rc = conc__chan_try_recv(c, &cs->msg, wake);
       cs->ok = rc == CONC_OK;
     }
     if (rc != CONC_EAGAIN) return i;
@@ -82,39 +94,20 @@ static int poll_cases(conc_case *cases, const int *order, int n,
   return CONC_EAGAIN;
 }
 
-/* What a select parked on buffered channels polls: can any case of it
- * proceed now (see conc__waiter_park_or)? */
-typedef struct sel_poll {
-  const conc_case *cases;
-  const int *order;
-  int n;
-} sel_poll;
-
-static bool any_ready(const void *p) {
-  const sel_poll *sp = (const sel_poll *)p;
-  for (int k = 0; k < sp->n; k++) {
-    const conc_case *cs = &sp->cases[sp->order[k]];
-    if (cs->chan->cap == 0) continue;
-    if (cs->op == CONC_SEND ? conc__chan_can_send(cs->chan)
-                            : conc__chan_can_recv(cs->chan))
-      return true;
-  }
-  return false;
-}
-
 /* park_on_all's "poll again": a buffered case became ready. */
 #define RESTART (-1000)
 
 /* Passes 2 and 3: park on every case, then unlink what did not fire.
- * Returns the case that fired, a failure, or RESTART. */
+ * Returns the case that fired, a failure, or RESTART. `served`: the
+ * waiters pass 1 served, to wake once the locks are released. */
 static int park_on_all(conc_case *cases, const int *order, int n,
                        conc_chan **locks, int nlocks, conc_sudog *sudogs,
-                       conc_time deadline, int *closed_send) {
+                       conc_sudog *served, conc_time deadline,
+                       int *closed_send) {
   conc_waiter *w = conc__waiter_self();
   conc__waiter_arm(w);
   conc__waiting_on(w, "select",
                    n == 1 ? (const void *)cases[order[0]].chan : NULL, true);
-  bool buffered = false;
   for (int k = 0; k < n; k++) {
     int i = order[k];
     conc_sudog *sd = &sudogs[k];
@@ -127,16 +120,22 @@ static int park_on_all(conc_case *cases, const int *order, int n,
      * of its queue (chan.c's serve_locked): the select then fires with
      * it, as when an unbuffered channel's partner takes the message. */
     sd->handoff = c->cap > 0;
-    buffered |= c->cap > 0;
     conc__waitq_push(cases[i].op == CONC_SEND ? &c->sendq : &c->recvq, sd);
   }
+  /* The waiter's half of the Dekker pairing (see conc__waitq_push), as
+   * a plain wait's (chan.c's park_buffered): room (a value) that a
+   * lock-free operation made without seeing our sudogs is served now,
+   * from the head of its queue, in order; this select may be the one
+   * served (it then wakes itself, and its other sudogs are stale). */
+  for (int k = 0; k < n; k++) {
+    conc_case *cs = &cases[order[k]];
+    if (cs->chan->cap > 0) conc__chan_serve_ready(cs->chan, cs->op, &served);
+  }
   unlock_all(locks, nlocks);
-  sel_poll sp = {cases, order, n};
-  int fired = conc__waiter_park_or(w, deadline, buffered ? any_ready : NULL,
-                                   &sp);
-  int result = fired == CONC_SEL_RETRY     ? RESTART
-               : fired == CONC_SEL_TIMEOUT ? CONC_ETIMEDOUT
-                                           : conc__abort_code(fired);
+  conc__wake_list(served);
+  int fired = conc__waiter_park(w, deadline);
+  int result = fired == CONC_SEL_TIMEOUT ? CONC_ETIMEDOUT
+                                         : conc__abort_code(fired);
   for (int k = 0; k < n; k++) {
     int i = order[k];
     conc_chan *c = cases[i].chan;
@@ -199,17 +198,19 @@ static int select_with(conc_case *cases, int n, conc_time deadline,
   for (;;) {
     lock_all(locks, nlocks);
     conc_waiter *wake = NULL;
-    int rc = poll_cases(cases, order, live, &wake, closed_send);
+    conc_sudog *served = NULL;
+    int rc = poll_cases(cases, order, live, &wake, &served, closed_send);
     if (rc == CONC_EAGAIN && deadline != CONC_NOWAIT &&
         !(retried && deadline != CONC_NEVER && conc_now() >= deadline)) {
-      rc = park_on_all(cases, order, live, locks, nlocks, sudogs, deadline,
-                       closed_send);
+      rc = park_on_all(cases, order, live, locks, nlocks, sudogs, served,
+                       deadline, closed_send);
       if (rc == RESTART) {
         retried = true;
         continue;
       }
     } else {
       unlock_all(locks, nlocks);
+      conc__wake_list(served);
       if (wake) conc__waiter_wake(wake);
       if (rc == CONC_EAGAIN && deadline != CONC_NOWAIT) rc = CONC_ETIMEDOUT;
     }

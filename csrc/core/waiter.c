@@ -252,7 +252,7 @@ bool conc__waiter_wake_spinning(conc_waiter *w) {
                                                  memory_order_acquire);
 }
 
-static bool woken(conc_waiter *w) {
+static bool woken(const conc_waiter *w) {
   return atomic_load_explicit(&w->state, memory_order_acquire) == CONC_W_WOKEN;
 }
 
@@ -305,18 +305,7 @@ bool conc__spin_until(bool (*ready)(const void *arg), const void *arg,
   }
 }
 
-/* What a parked thread polls while it spins: its wake-up, or (for a
- * buffered channel) the condition that makes retrying worthwhile. */
-typedef struct park_poll {
-  conc_waiter *w;
-  bool (*ready)(const void *arg);
-  const void *arg;
-} park_poll;
-
-static bool woken_or_ready(const void *p) {
-  const park_poll *k = (const park_poll *)p;
-  return woken(k->w) || (k->ready != NULL && k->ready(k->arg));
-}
+static bool woken_p(const void *w) { return woken((const conc_waiter *)w); }
 
 /* The main script's thread waits: it runs ready tasks meanwhile, one at
  * a time, until its wait is over or there are none. */
@@ -363,28 +352,18 @@ static int park_task(conc_waiter *w, conc_time deadline, bool claim_timeout) {
   return fired;
 }
 
-/* Parks (see conc__waiter_park_or). At the deadline: if claim_timeout,
+/* Parks (see conc__waiter_park). At the deadline: if claim_timeout,
  * claims the waiter with CONC_SEL_TIMEOUT (or, claimed by a waker, waits
  * for its wake); if not, returns CONC_SEL_TIMEOUT unclaimed (a plain
  * wait: see conc__waiter_park_plain). */
-static int park(conc_waiter *w, conc_time deadline,
-                bool (*ready)(const void *arg), const void *arg,
-                bool claim_timeout, bool spin) {
-  park_poll k = {w, ready, arg};
+static int park(conc_waiter *w, conc_time deadline, bool claim_timeout,
+                bool spin) {
   /* The main script's thread runs the ready tasks first (the one it
    * has just woken is likely the one that will answer). */
   if (w->id == 0 && w->counted && w->g == NULL) help_while_waiting(w, deadline);
   /* A task on its fiber does not spin: its thread has other tasks. */
   if (spin && conc__fiber_current() == NULL)
-    conc__spin_until(woken_or_ready, &k, deadline);
-  /* Checked at least once after the caller linked its sudogs: a waker
-   * that did not see them made `ready` true before we look (see
-   * conc__waitq_push). Claiming ourselves keeps wakers off. */
-  if (!woken(w) && ready != NULL && ready(arg) &&
-      conc__waiter_claim(w, CONC_SEL_RETRY)) {
-    conc__waiting_done(w);
-    return CONC_SEL_RETRY;
-  }
+    conc__spin_until(woken_p, w, deadline);
   /* The main script's abortable wait, about to sleep: a Ctrl-C since it
    * began ends it (one during the sleep wakes it: conc_interrupt_main). */
   if (!woken(w) && w->id == 0 && w->counted &&
@@ -447,17 +426,12 @@ static int park(conc_waiter *w, conc_time deadline,
   return fired;
 }
 
-int conc__waiter_park_or(conc_waiter *w, conc_time deadline,
-                         bool (*ready)(const void *arg), const void *arg) {
-  return park(w, deadline, ready, arg, true, true);
-}
-
 int conc__waiter_park(conc_waiter *w, conc_time deadline) {
-  return park(w, deadline, NULL, NULL, true, true);
+  return park(w, deadline, true, true);
 }
 
 int conc__waiter_park_plain(conc_waiter *w, conc_time deadline) {
-  return park(w, deadline, NULL, NULL, false, true);
+  return park(w, deadline, false, true);
 }
 
 /* A sleep parks on the waiter (nobody wakes it, so it does not spin):
@@ -466,7 +440,7 @@ int conc_sleep_until(conc_time deadline) {
   conc_waiter *w = conc__waiter_self();
   conc__waiter_arm(w);
   conc__waiting_on(w, "sleep", NULL, true);  /* never asleep for good */
-  int fired = park(w, deadline, NULL, NULL, true, false);
+  int fired = park(w, deadline, true, false);
   return fired >= 0 || fired == CONC_SEL_TIMEOUT ? CONC_OK
                                                  : conc__abort_code(fired);
 }

@@ -594,6 +594,82 @@ static void select_served_in_order(void) {
   }
 }
 
+/* Completes a pop on buffered c by hand, without the serve that
+ * follows it (as a pop whose thread was preempted between its slot and
+ * its look at the parked senders): room with a sender still parked. */
+static int64_t pop_unserved(conc_chan *c) {
+  size_t pos = atomic_fetch_add(&c->head, 1);
+  size_t i = pos % c->cap;
+  conc_msg out;
+  conc__msg_move(&out, &c->slots[i].msg);
+  atomic_store(&c->slots[i].lap, 2 * (pos + c->cap - i));
+  return msg_take_int(&out);
+}
+
+typedef struct after_run {
+  conc_chan *c;
+  int rc;
+} after_run;
+
+static void *after_sender(void *p) {
+  after_run *a = (after_run *)p;
+  conc_msg m;
+  msg_int(&m, 1);
+  a->rc = conc_chan_send(a->c, &m, CONC_NEVER);
+  return NULL;
+}
+
+static void *after_select(void *p) {
+  after_run *a = (after_run *)p;
+  conc_case cs[1] = {send_case(a->c, 2)};
+  int closed_send;
+  a->rc = conc_select(cs, 1, CONC_NEVER, &closed_send);
+  return NULL;
+}
+
+/* A select's send case on a buffered channel goes after the senders
+ * parked there, as a plain send does: with room made by a pop whose
+ * serve has not come yet, a select that does not wait serves the parked
+ * sender W with it and finds no room left (its default); one that waits
+ * serves W, parks behind it and is served by the next receive. (Pass 1
+ * took the room for itself: W's value came after the select's.) */
+static void select_goes_after_waiters(void) {
+  for (int waits = 0; waits < 2; waits++) {
+    for (int round = 0; round < 20; round++) {
+      conc_chan *c = conc_chan_new(1);
+      put(c, 0);
+      after_run w = {c, -100}, s = {c, -100};
+      pthread_t wt = spawn(after_sender, &w);
+      wait_parked(c, 0, 1);
+      CHECK_EQ(pop_unserved(c), 0);
+      pthread_t st;
+      if (waits) {
+        st = spawn(after_select, &s);
+        CHECK_EQ(pthread_join(wt, NULL), 0); /* the select served W */
+        wait_parked(c, 0, 1);                /* and parked behind it */
+      } else {
+        conc_case cs[1] = {send_case(c, 2)};
+        int closed_send;
+        CHECK_RC(conc_select(cs, 1, CONC_NOWAIT, &closed_send), CONC_EAGAIN);
+        conc_msg_free(&cs[0].msg);
+        CHECK_EQ(pthread_join(wt, NULL), 0);
+      }
+      CHECK_RC(w.rc, CONC_OK);
+      conc_msg m;
+      CHECK_RC(conc_chan_recv(c, &m, CONC_NEVER), CONC_OK);
+      CHECK_EQ(msg_take_int(&m), 1);
+      if (waits) {
+        CHECK_EQ(pthread_join(st, NULL), 0);
+        CHECK_EQ(s.rc, 0);
+        CHECK_RC(conc_chan_recv(c, &m, CONC_NOWAIT), CONC_OK);
+        CHECK_EQ(msg_take_int(&m), 2);
+      }
+      CHECK_RC(conc_chan_recv(c, &m, CONC_NOWAIT), CONC_EAGAIN);
+      conc_release((conc_obj *)c);
+    }
+  }
+}
+
 static const check_test tests[] = {
     {"ready_recv_chosen", ready_recv_chosen},
     {"ready_send_chosen", ready_send_chosen},
@@ -610,6 +686,7 @@ static const check_test tests[] = {
     {"timeouts_race_senders", timeouts_race_senders},
     {"buffered_selects_exactly_once", buffered_selects_exactly_once},
     {"select_served_in_order", select_served_in_order},
+    {"select_goes_after_waiters", select_goes_after_waiters},
     {NULL, NULL}};
 
 int main(int argc, char **argv) {
