@@ -492,6 +492,9 @@ CONC_API bool conc__chan_can_recv(const conc_chan *c);
  * not do). */
 CONC_API void conc__chan_kick(conc_chan *c, int op);
 
+/* The processors this process may run on (its affinity mask). */
+CONC_API int conc__cpus(void);
+
 /* Spins while ready(arg) is false, up to the spin budget (and never past
  * deadline); returns ready(arg). For waits that are usually short. */
 CONC_API bool conc__spin_until(bool (*ready)(const void *arg), const void *arg,

@@ -759,6 +759,27 @@ static bool idle_work(conc__m *m) {
 }
 
 /* Finds a task for m, which holds a P; NULL when m gave its P up. */
+/* Whether the main script's thread is on a processor: it runs Lua, or
+ * spins or helps in a wait (it is not asleep in one). It is not a P's
+ * thread, but it takes a core all the same: a spinner beside it and the
+ * busy Ps' threads, more threads than cores, would take turns with the
+ * threads doing the work (a pipeline into the main script, 2 Ps on 2
+ * cores: 7-10x slower than with 1). */
+static bool main_awake(void) {
+  conc_waiter *w = conc__main_waiter();
+  return w != NULL && !atomic_load_explicit(&main_done, memory_order_relaxed) &&
+         atomic_load_explicit(&w->state, memory_order_relaxed) !=
+             CONC_W_SLEEPING;
+}
+
+/* More threads on processors than there are cores: the busy Ps' threads
+ * (a spinner holds its P) and the main script's. A spinner would then
+ * take turns with the threads doing the work. */
+static bool oversubscribed(void) {
+  int busy = atomic_load(&S.nprocs) - atomic_load(&S.npidle);
+  return busy + main_awake() > conc__cpus();
+}
+
 static conc__g *find_runnable(conc__m *m) {
   conc__p *p = atomic_load(&m->p);
   if (p->id >= atomic_load(&S.nprocs)) { /* retired: give it all up */
@@ -788,7 +809,8 @@ static conc__g *find_runnable(conc__m *m) {
   /* Spin: look elsewhere, a bounded number of rounds. */
   if (!m->spinning) {
     int n = atomic_load(&S.nspinning);
-    if (2 * n < atomic_load(&S.nprocs) - atomic_load(&S.npidle) + 1) {
+    int busy = atomic_load(&S.nprocs) - atomic_load(&S.npidle);
+    if (2 * n < busy + 1) {
       m->spinning = true;
       atomic_fetch_add(&S.nspinning, 1);
     }
@@ -799,7 +821,9 @@ static conc__g *find_runnable(conc__m *m) {
       if ((g = runq_get(p)) || (g = globrunq_get()) ||
           (g = steal_work(p, seen, round == 0)))
         return g;
-      for (int i = 0; i < 100; i++) conc__cpu_relax();
+      if (oversubscribed()) sched_yield();
+      else
+        for (int i = 0; i < 100; i++) conc__cpu_relax();
     }
   }
   /* Nothing. It stops spinning (before it goes idle: once on the idle

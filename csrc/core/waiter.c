@@ -270,13 +270,18 @@ static int usable_cpus(void) {
   return (int)sysconf(_SC_NPROCESSORS_ONLN);
 }
 
-bool conc__spin_until(bool (*ready)(const void *arg), const void *arg,
-                      conc_time deadline) {
+int conc__cpus(void) {
   int n = atomic_load_explicit(&ncpu, memory_order_relaxed);
   if (n == 0) {
     n = usable_cpus();
     atomic_store_explicit(&ncpu, n, memory_order_relaxed);
   }
+  return n;
+}
+
+bool conc__spin_until(bool (*ready)(const void *arg), const void *arg,
+                      conc_time deadline) {
+  int n = conc__cpus();
   /* With one CPU, spinning only delays the other side. Often ready
    * already (the main script's thread ran the task that answers): then
    * no clock read. */
