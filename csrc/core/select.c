@@ -64,9 +64,12 @@ static void unlock_all(conc_chan **locks, int n) {
 
 /* Pass 1, every lock held: performs the first ready case in `order`.
  * Returns its index or CONC_EAGAIN; *wake is set as by the try_ calls,
- * and the waiters served on the way are chained on *served. */
+ * and the waiters served on the way are chained on *served. `head`: the
+ * case whose sudog was woken to retry (-1: none), which was at the head
+ * of its queue and does not go after the waiters behind it (a plain
+ * wait woken so does not either: chan.c's buffered_op). */
 static int poll_cases(conc_case *cases, const int *order, int n,
-                      conc_waiter **wake, conc_sudog **served,
+                      conc_waiter **wake, conc_sudog **served, int head,
                       int *closed_send) {
   for (int k = 0; k < n; k++) {
     int i = order[k];
@@ -77,7 +80,8 @@ static int poll_cases(conc_case *cases, const int *order, int n,
      * served with the room (values) there is, the case is not ready
      * while some are left. */
     const conc_waitq *own = cs->op == CONC_SEND ? &c->sendq : &c->recvq;
-    if (c->cap > 0 && atomic_load_explicit(&own->n, memory_order_relaxed) &&
+    if (c->cap > 0 && i != head &&
+        atomic_load_explicit(&own->n, memory_order_relaxed) &&
         !atomic_load_explicit(&c->closed, memory_order_relaxed) &&
         !conc__chan_serve_own(c, cs->op, served))
       continue;
@@ -98,12 +102,13 @@ static int poll_cases(conc_case *cases, const int *order, int n,
 #define RESTART (-1000)
 
 /* Passes 2 and 3: park on every case, then unlink what did not fire.
- * Returns the case that fired, a failure, or RESTART. `served`: the
- * waiters pass 1 served, to wake once the locks are released. */
+ * Returns the case that fired, a failure, or RESTART (*head: the case
+ * woken to retry). `served`: the waiters pass 1 served, to wake once the
+ * locks are released. */
 static int park_on_all(conc_case *cases, const int *order, int n,
                        conc_chan **locks, int nlocks, conc_sudog *sudogs,
-                       conc_sudog *served, conc_time deadline,
-                       int *closed_send) {
+                       conc_sudog *served, conc_time deadline, int *closed_send,
+                       int *head) {
   conc_waiter *w = conc__waiter_self();
   conc__waiter_arm(w);
   conc__waiting_on(w, "select",
@@ -141,8 +146,10 @@ static int park_on_all(conc_case *cases, const int *order, int n,
     conc_chan *c = cases[i].chan;
     if (i == fired) {  /* the waker unlinked it and filled it in */
       int ok = sudogs[k].ok;
-      if (ok == CONC_SUDOG_RETRY) result = RESTART;
-      else {
+      if (ok == CONC_SUDOG_RETRY) {
+        result = RESTART;
+        *head = i;
+      } else {
         result = i;
         if (cases[i].op == CONC_SEND) *closed_send = ok == CONC_SUDOG_CLOSED;
         else cases[i].ok = ok == CONC_SUDOG_DONE;
@@ -195,15 +202,17 @@ static int select_with(conc_case *cases, int n, conc_time deadline,
   }
   int nlocks = sort_unique(locks, live);
   bool retried = false;
+  int head = -1;
   for (;;) {
     lock_all(locks, nlocks);
     conc_waiter *wake = NULL;
     conc_sudog *served = NULL;
-    int rc = poll_cases(cases, order, live, &wake, &served, closed_send);
+    int rc = poll_cases(cases, order, live, &wake, &served, head, closed_send);
+    head = -1;
     if (rc == CONC_EAGAIN && deadline != CONC_NOWAIT &&
         !(retried && deadline != CONC_NEVER && conc_now() >= deadline)) {
       rc = park_on_all(cases, order, live, locks, nlocks, sudogs, served,
-                       deadline, closed_send);
+                       deadline, closed_send, &head);
       if (rc == RESTART) {
         retried = true;
         continue;

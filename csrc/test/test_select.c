@@ -670,6 +670,65 @@ static void select_goes_after_waiters(void) {
   }
 }
 
+/* A select woken to retry keeps its place: it was at the head of its
+ * queue, so it does not go after the waiter W behind it (as a plain wait
+ * woken so does not). S waits on buffered a (and b); W waits on a
+ * behind it. A push P1 claims a's position 0 and has not written it; a
+ * select's send under the lock pushes 2 at position 1 and wakes S, at the
+ * head, to retry; S's restart waits on b's lock (held here) while P1
+ * writes 1 without its serve (its thread between the slot and the look
+ * at the receivers). S must get 1, W 2. (S's pass 1 served W first.) */
+typedef struct retry_run {
+  conc_chan *a, *b;
+  int64_t s_got, w_got;
+} retry_run;
+
+static void *retry_select(void *p) {
+  retry_run *r = (retry_run *)p;
+  conc_case cs[2] = {recv_case(r->a), recv_case(r->b)};
+  int closed_send;
+  CHECK_EQ(conc_select(cs, 2, CONC_NEVER, &closed_send), 0);
+  r->s_got = msg_take_int(&cs[0].msg);
+  return NULL;
+}
+
+static void *retry_receiver(void *p) {
+  retry_run *r = (retry_run *)p;
+  conc_msg m;
+  CHECK_RC(conc_chan_recv(r->a, &m, CONC_NEVER), CONC_OK);
+  r->w_got = msg_take_int(&m);
+  return NULL;
+}
+
+static void select_retry_keeps_its_place(void) {
+  for (int round = 0; round < 10; round++) {
+    retry_run r = {conc_chan_new(4), conc_chan_new(1), -1, -1};
+    pthread_t s = spawn(retry_select, &r);
+    wait_parked(r.a, 1, 1);
+    pthread_t w = spawn(retry_receiver, &r);
+    wait_parked(r.a, 1, 2);
+    size_t p1 = atomic_fetch_add(&r.a->tail, 1); /* P1, in flight */
+    conc__lock(&r.b->lock);                      /* S's restart waits */
+    conc_case cs[1] = {send_case(r.a, 2)};
+    int closed_send;
+    CHECK_EQ(conc_select(cs, 1, CONC_NOWAIT, &closed_send), 0);
+    /* S asleep on b's lock (its futex word says a waiter sleeps) */
+    while (atomic_load(&r.b->lock.v) != 2) sched_yield();
+    size_t i = p1 % r.a->cap;
+    conc_msg m;
+    msg_int(&m, 1);
+    conc__msg_move(&r.a->slots[i].msg, &m);
+    atomic_store(&r.a->slots[i].lap, 2 * (p1 - i) + 1);
+    conc__unlock(&r.b->lock);
+    CHECK_EQ(pthread_join(s, NULL), 0);
+    CHECK_EQ(pthread_join(w, NULL), 0);
+    CHECK_EQ(r.s_got, 1);
+    CHECK_EQ(r.w_got, 2);
+    conc_chan *c[2] = {r.a, r.b};
+    release_all(c, 2);
+  }
+}
+
 static const check_test tests[] = {
     {"ready_recv_chosen", ready_recv_chosen},
     {"ready_send_chosen", ready_send_chosen},
@@ -687,6 +746,7 @@ static const check_test tests[] = {
     {"buffered_selects_exactly_once", buffered_selects_exactly_once},
     {"select_served_in_order", select_served_in_order},
     {"select_goes_after_waiters", select_goes_after_waiters},
+    {"select_retry_keeps_its_place", select_retry_keeps_its_place},
     {NULL, NULL}};
 
 int main(int argc, char **argv) {
