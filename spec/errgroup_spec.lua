@@ -55,6 +55,19 @@ describe("conc.errgroup", function()
       {g3:wait()})
   end)
 
+  it("error(nil) reads the same in errors() and the context's cause",
+    function()
+      local nil_error = "errgroup: a function failed with a nil error"
+      local g, ctx = conc.errgroup()
+      for _ = 1, 4 do g:go(function() error(nil) end) end
+      assert.are.same({nil, nil_error}, {g:wait()})
+      local errs = g:errors()
+      assert.are.equal(4, #errs)
+      for i = 1, 4 do assert.are.equal(nil_error, errs[i]) end
+      assert.are.equal("context canceled", ctx:err())
+      assert.are.equal(nil_error, ctx:cause())
+    end)
+
   it("returning nil alone, or values, is a success", function()
     local g = conc.errgroup()
     g:go(function() return nil end)

@@ -13,6 +13,10 @@
 
 #define EG(L) ((conc_errgroup *)lconc_check_obj(L, 1, &conc_errgroup_type))
 
+/* What error(nil) reads as: still a failure, said plainly, the same in
+ * wait, errors() and the context's cause. */
+#define NIL_ERROR "errgroup: a function failed with a nil error"
+
 /* conc.errgroup([parent]) -> g, ctx */
 static int eg_new(lua_State *L) {
   conc_ctx *parent = NULL;
@@ -44,6 +48,10 @@ static void take_error(lconc_task *t, lua_State *L, int idx, conc_msg *m) {
   if (L == NULL) {
     if (conc_msg_copy(m, &t->result) != CONC_OK)
       lconc_msg_from_string(m, "conc.errgroup: not enough memory");
+    return;
+  }
+  if (lua_isnil(L, idx)) {
+    lconc_msg_from_string(m, NIL_ERROR);
     return;
   }
   if (lua_checkstack(L, 3)) {
@@ -191,8 +199,8 @@ static int eg_wait_end(lua_State *L, lconc_wait_call *a, int rc) {
   lua_pushnil(L);
   lconc_decode_protected(L, &first, "conc.errgroup:wait", LCONC_VALUE);
   lua_settop(L, 2);  /* a message that cannot arrive is the error */
-  if (lua_isnil(L, 2)) {  /* error(nil): still a failure, said plainly */
-    lua_pushliteral(L, "errgroup: a function failed with a nil error");
+  if (lua_isnil(L, 2)) {  /* a failure's error is never nil */
+    lua_pushliteral(L, NIL_ERROR);
     lua_replace(L, 2);
   }
   return 2;
