@@ -1266,6 +1266,15 @@ describe("bad input: contexts", function()
     end)
   end
 
+  it("called with no name (by pcall), each names itself", function()
+    for _, name in ipairs({"with_cancel", "with_cancel_cause"}) do
+      local ok, err = pcall(conc[name], "x")
+      assert.is_false(ok)
+      assert.are.equal(("conc.%s: bad argument #1 (conc.ctx expected, " ..
+        "got string)"):format(name), err)
+    end
+  end)
+
   it("conc.with_timeout(parent, seconds) and with_deadline(parent, t) " ..
      "take a conc.ctx", function()
       for _, name in ipairs({"with_timeout", "with_deadline"}) do
@@ -1869,13 +1878,20 @@ describe("bad input: conc.pool", function()
     sweep{label = "conc.pool(opts)", short = "pool", qual = "conc.pool",
           fn = "pool", args = {}, pos = 1,
           accept = function(r)
-            if is_absent(r) or r.kind == "table" or r.kind == "mttable" then
+            -- a table of options: a pool's own fields are not options
+            if is_absent(r) or r.kind == "table" or
+               (r.kind == "mttable" and r.name ~= "a conc.pool") then
               return function(res)
                 expect(tostring(res[1]):find("^conc.pool"), "returned %s",
                        show(res))
               end
             end
           end}
+  end)
+
+  it("conc.pool(opts) refuses an unknown option", function()
+    assert.has_error(function() conc.pool{nwe = print} end,
+      "conc.pool: unknown option 'nwe' (the one option is new)")
   end)
 
   it("conc.pool{new = fn}: new is nil or a function", function()

@@ -21,6 +21,22 @@ describe("conc.select", function()
     assert.are.equal(0, #full)
   end)
 
+  it("refuses a field that is neither a case nor an option", function()
+    local c = conc.chan(1)
+    local msg = "conc.select: unknown field '%s' (a select takes its " ..
+      "cases 1..n and the options default, timeout and n)"
+    for key, shown in pairs({defualt = "defualt", [5] = "5", [2.5] = "2.5",
+                             [true] = "true"}) do
+      local cases = {{"recv", c}, default = true}
+      cases[key] = true
+      assert.has_error(function() conc.select(cases) end, msg:format(shown))
+    end
+    -- cases up to n (nil ones too) and the options are fine
+    assert.are.equal("default",
+      conc.select{{"recv", c}, nil, {"recv", nil}, n = 3, default = true})
+    assert.are.equal("timeout", conc.select{timeout = 0})
+  end)
+
   it("default fires when nothing is ready", function()
     local i = conc.select{{"recv", conc.chan()}, default = true}
     assert.are.equal("default", i)

@@ -31,7 +31,7 @@ static bool push_module_name(lua_State *L, int fidx, const char *name) {
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);  /* loaded */
   lua_getfield(L, top + 1, "conc.core");                 /* loaded, conc */
   /* The name it was called by first: one function may have two names
-   * (with_cancel and with_cancel_cause). */
+   * (background and todo). */
   if (name && lua_istable(L, top + 2) &&
       (lua_getfield(L, top + 2, name), lua_rawequal(L, -1, fidx))) {
     lua_pushstring(L, name);                             /* ..., f, key */

@@ -47,11 +47,22 @@ static int c_background(lua_State *L) {
   return 1;
 }
 
-/* conc.with_cancel(parent) -> ctx, cancel */
-static int c_with_cancel(lua_State *L) {
+static int new_cancel(lua_State *L, const char *fname) {
   conc_ctx *parent = checkctx(L, 1);
   return push_with_cancel(L, conc_ctx_new(parent, CONC_NEVER, NULL, NULL),
-                          "conc.with_cancel");
+                          fname);
+}
+
+/* conc.with_cancel(parent) -> ctx, cancel */
+static int c_with_cancel(lua_State *L) {
+  return new_cancel(L, "conc.with_cancel");
+}
+
+/* conc.with_cancel_cause(parent) -> ctx, cancel: the same (every cancel
+ * function takes a cause); a function of its own, so that an error
+ * names the one called even where Lua knows no name for it (pcall). */
+static int c_with_cancel_cause(lua_State *L) {
+  return new_cancel(L, "conc.with_cancel_cause");
 }
 
 /* conc.with_deadline(parent, t) -> ctx, cancel (t on conc.now's clock) */
@@ -193,11 +204,14 @@ void lconc_open_ctx(lua_State *L) {
   static const luaL_Reg cancel_meta[] = {
       {"__call", cancel_call}, {"__close", cancel_close}, {NULL, NULL}};
   static const luaL_Reg cancel_methods[] = {{NULL, NULL}};
-  static const luaL_Reg funcs[] = {
-      {"background", c_background},     {"todo", c_background},
-      {"with_cancel", c_with_cancel},   {"with_cancel_cause", c_with_cancel},
-      {"with_timeout", c_with_timeout}, {"with_deadline", c_with_deadline},
-      {"with_value", c_with_value},     {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"background", c_background},
+                                   {"todo", c_background},
+                                   {"with_cancel", c_with_cancel},
+                                   {"with_cancel_cause", c_with_cancel_cause},
+                                   {"with_timeout", c_with_timeout},
+                                   {"with_deadline", c_with_deadline},
+                                   {"with_value", c_with_value},
+                                   {NULL, NULL}};
   lconc_declare(&conc_ctx_type, methods, NULL, NULL);
   lconc_declare(&cancel_type, cancel_methods, cancel_meta, NULL);
   luaL_setfuncs(L, funcs, 0);

@@ -11,6 +11,7 @@
  * A case whose channel is nil, or a nil case, is never ready (Go's nil
  * channel). Among ready cases one is chosen uniformly at random.
  */
+#include <stdbool.h>
 #include <string.h>
 #include "lcheck.h"
 #include "lconc.h"
@@ -160,6 +161,34 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
                         a->has_default);
 }
 
+/* Whether the key on top is one of the options (upvalues 1-3). */
+static bool is_option(lua_State *L) {
+  for (int i = 1; i <= 3; i++)
+    if (lua_rawequal(L, -1, lua_upvalueindex(i))) return true;
+  return false;
+}
+
+/* Refuses a key of the select's table that is neither a case (1..n) nor
+ * an option: a misspelled `default` would make the select block (Go's
+ * compiler refuses the like). Only the keys after the sequence's border
+ * are visited (the options, as a rule). */
+static void check_keys(lua_State *L, lua_Integer n) {
+  lua_Integer border = (lua_Integer)lua_rawlen(L, 1);
+  if (border > 0) lua_pushinteger(L, border);
+  else lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    int isint = 0;
+    lua_Integer k = lua_tointegerx(L, -1, &isint);
+    if (lua_type(L, -1) == LUA_TNUMBER && isint && k >= 1 && k <= n) continue;
+    if (lua_type(L, -1) == LUA_TSTRING && is_option(L)) continue;
+    luaL_error(L,
+               "conc.select: unknown field '%s' (a select takes its cases "
+               "1..n and the options default, timeout and n)",
+               luaL_tolstring(L, -1, NULL));
+  }
+}
+
 static int select_(lua_State *L) {
   lconc_checktype(L, 1, LUA_TTABLE);
   int has_default;
@@ -175,6 +204,7 @@ static int select_(lua_State *L) {
   }
   lua_pop(L, 1);
   lconc_argcheck(L, n <= MAX_CASES, 1, "too many cases (4096 at most)");
+  check_keys(L, n);
   sel_local local;
   sel_call *a = (sel_call *)lconc_op_area(L, &local, LCONC_OP_AREA);
   int in_area = a != &local.call;

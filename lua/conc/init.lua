@@ -42,6 +42,12 @@ function conc.pool(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("conc.pool: options must be a table like {new = fn}", 2)
   end
+  for k in pairs(opts or {}) do -- a misspelled `new` would go unseen
+    if k ~= "new" then
+      error(("conc.pool: unknown option '%s' (the one option is new)")
+        :format(tostring(k)), 2)
+    end
+  end
   local new = opts and opts.new
   if new ~= nil and type(new) ~= "function" then
     error("conc.pool: new must be a function", 2)

@@ -119,7 +119,10 @@ function chan:recv_only() end
 
 ---A receive-only channel (Go's `<-chan T`): what conc hands out
 ---(`h:done()`, `ctx:done()`, `timer.C`, `conc.after`) and `ch:recv_only()`.
----Sending on it or closing it raises.
+---Sending on it or closing it raises. (At run time the channels conc
+---owns are `conc.chan`s, refused for sending; the views that
+---`ch:recv_only()`, `conc.stage` and `pool:results()` make are named
+---`conc.chan.recv_only`.)
 ---@class conc.chan.recv_only: conc.chan
 ---@operator len: integer
 
