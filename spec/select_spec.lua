@@ -31,6 +31,11 @@ describe("conc.select", function()
       cases[key] = true
       assert.has_error(function() conc.select(cases) end, msg:format(shown))
     end
+    -- a bad case says where the select was called, as other errors do
+    local ok, err = pcall(function() conc.select{{"sned", c}} end)
+    assert.is_false(ok)
+    assert.matches('^[^:]*select_spec%.lua:%d+: conc%.select: case #1: ' ..
+      'first field must be "recv" or "send"$', err)
     -- cases up to n (nil ones too) and the options are fine
     assert.are.equal("default",
       conc.select{{"recv", c}, nil, {"recv", nil}, n = 3, default = true})

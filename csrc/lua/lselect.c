@@ -216,6 +216,9 @@ static int select_(lua_State *L) {
     lua_rawgeti(L, 1, k + 1);
     if (read_case(L, &cases[k], k + 1)) {
       free_sends(cases, k, -1);
+      luaL_where(L, 1); /* where it was called, as luaL_error says */
+      lua_insert(L, -2);
+      lua_concat(L, 2);
       return lua_error(L);
     }
     lua_pop(L, 1);
