@@ -1326,11 +1326,15 @@ bool conc__sched_help(void) {
   conc__g *g = pinned_get();
   if (g == NULL) g = atomic_exchange(&S.main_next, NULL);
   if (g) CONC_HB_AFTER(&S.main_next);
-  /* Other work only while every P is busy: an idle P's thread, woken
-   * for it, would otherwise find it taken and sleep again, and the
-   * tasks would share this one thread. Or while no thread could be
-   * started for an idle P: then nobody else may run it. */
-  bool any = !g && (atomic_load(&S.npidle) == 0 || atomic_load(&S.starved));
+  /* Other work only while no thread could be started for an idle P:
+   * then nobody else may run it. Not while the Ps are busy, though that
+   * core would run a task otherwise: the tasks then ran on one thread
+   * more than GOMAXPROCS, and on 2 cores a task holding a semaphore
+   * (or a lock) lost its core to another that waited for it (B15, 8
+   * tasks sharing a semaphore of 2 at MAXPROCS 2: 260-1630 ns a pair,
+   * bimodal; now ~72 ns, as Go's 73). Nor while a P is idle: its
+   * thread, woken for the work, would find it taken and sleep again. */
+  bool any = !g && atomic_load(&S.starved);
   if (any) g = globrunq_get();
   if (!g && any) {
     int n = atomic_load(&S.nprocs);
