@@ -1327,13 +1327,11 @@ bool conc__sched_help(void) {
   if (g == NULL) g = atomic_exchange(&S.main_next, NULL);
   if (g) CONC_HB_AFTER(&S.main_next);
   /* Other work only while no thread could be started for an idle P:
-   * then nobody else may run it. Not while the Ps are busy, though that
-   * core would run a task otherwise: the tasks then ran on one thread
-   * more than GOMAXPROCS, and on 2 cores a task holding a semaphore
-   * (or a lock) lost its core to another that waited for it (B15, 8
-   * tasks sharing a semaphore of 2 at MAXPROCS 2: 260-1630 ns a pair,
-   * bimodal; now ~72 ns, as Go's 73). Nor while a P is idle: its
-   * thread, woken for the work, would find it taken and sleep again. */
+   * then nobody else may run it. Not while the Ps are busy: the tasks
+   * then ran on one thread more than GOMAXPROCS (Go's bound), and on 2
+   * cores a task holding a semaphore or a lock could lose its core to
+   * one waiting for it. Nor while a P is idle: its thread, woken for
+   * the work, would find it taken and sleep again. */
   bool any = !g && atomic_load(&S.starved);
   if (any) g = globrunq_get();
   if (!g && any) {
