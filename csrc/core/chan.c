@@ -349,14 +349,7 @@ static void serve(conc_chan *c, conc_waitq *q) {
   conc__wake_list(list);
 }
 
-/*
- * A send (receive) that finds senders (receivers) parked comes after
- * them, as in Go's runtime: under the lock it serves them with the room
- * (values) there is, and does its own operation only if none is left
- * waiting. EAGAIN: it is to wait behind them (or the ring is full,
- * empty). Taken until the operation has parked: one that was woken to
- * retry was at the head of the queue, ahead of those linked now.
- */
+/* See internal.h: select.c's passes use them too. */
 bool conc__chan_serve_own(conc_chan *c, int op, conc_sudog **list) {
   conc_waitq *own = op == CONC_SEND ? &c->sendq : &c->recvq;
   if (atomic_load_explicit(&own->n, memory_order_relaxed) == 0) return true;
@@ -371,6 +364,14 @@ bool conc__chan_serve_ready(conc_chan *c, int op, conc_sudog **list) {
   return true;
 }
 
+/*
+ * A send (receive) that finds senders (receivers) parked comes after
+ * them, as in Go's runtime: under the lock it serves them with the room
+ * (values) there is, and does its own operation only if none is left
+ * waiting. EAGAIN: it is to wait behind them (or the ring is full,
+ * empty). Taken until the operation has parked: one that was woken to
+ * retry was at the head of the queue, ahead of those linked now.
+ */
 static int after_waiters(conc_chan *c, conc_msg *m, bool send) {
   conc_sudog *list = NULL;
   conc__lock(&c->lock);

@@ -758,7 +758,6 @@ static bool idle_work(conc__m *m) {
   return false;
 }
 
-/* Finds a task for m, which holds a P; NULL when m gave its P up. */
 /* Whether the main script's thread is on a processor: it runs Lua, or
  * spins or helps in a wait (it is not asleep in one). It is not a P's
  * thread, but it takes a core all the same: a spinner beside it and the
@@ -780,6 +779,7 @@ static bool oversubscribed(void) {
   return busy + main_awake() > conc__cpus();
 }
 
+/* Finds a task for m, which holds a P; NULL when m gave its P up. */
 static conc__g *find_runnable(conc__m *m) {
   conc__p *p = atomic_load(&m->p);
   if (p->id >= atomic_load(&S.nprocs)) { /* retired: give it all up */
@@ -809,8 +809,7 @@ static conc__g *find_runnable(conc__m *m) {
   /* Spin: look elsewhere, a bounded number of rounds. */
   if (!m->spinning) {
     int n = atomic_load(&S.nspinning);
-    int busy = atomic_load(&S.nprocs) - atomic_load(&S.npidle);
-    if (2 * n < busy + 1) {
+    if (2 * n < atomic_load(&S.nprocs) - atomic_load(&S.npidle) + 1) {
       m->spinning = true;
       atomic_fetch_add(&S.nspinning, 1);
     }

@@ -98,7 +98,7 @@ static int poll_cases(conc_case *cases, const int *order, int n,
   return CONC_EAGAIN;
 }
 
-/* park_on_all's "poll again": a buffered case became ready. */
+/* park_on_all's "poll again": a waker said retry (CONC_SUDOG_RETRY). */
 #define RESTART (-1000)
 
 /* Passes 2 and 3: park on every case, then unlink what did not fire.
