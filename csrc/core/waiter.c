@@ -45,7 +45,8 @@ static pthread_once_t waiter_key_once = PTHREAD_ONCE_INIT;
 static conc__lock_t free_lock = CONC_LOCK_INIT;
 static conc_waiter *free_waiters;  /* free_lock */
 static CONC_TLS uint64_t tls_rand;
-static atomic_int ncpu;  /* processors online; 0 until first looked up */
+static int ncpu;  /* the processors it may use (once: ncpu_once) */
+static pthread_once_t ncpu_once = PTHREAD_ONCE_INIT;
 
 void conc__fatal(const char *what, int err) {
   char buf[128];  /* strerror_r: strerror is not thread-safe (GNU's
@@ -270,13 +271,17 @@ static int usable_cpus(void) {
   return (int)sysconf(_SC_NPROCESSORS_ONLN);
 }
 
+static void look_up_cpus(void) {
+  ncpu = usable_cpus();
+  CONC_HB_BEFORE(&ncpu);
+}
+
+/* Looked up once, by whichever thread asks first (the scheduler's
+ * threads and the waits do). */
 int conc__cpus(void) {
-  int n = atomic_load_explicit(&ncpu, memory_order_relaxed);
-  if (n == 0) {
-    n = usable_cpus();
-    atomic_store_explicit(&ncpu, n, memory_order_relaxed);
-  }
-  return n;
+  pthread_once(&ncpu_once, look_up_cpus);
+  CONC_HB_AFTER(&ncpu); /* pthread_once's edge, which Helgrind misses */
+  return ncpu;
 }
 
 bool conc__spin_until(bool (*ready)(const void *arg), const void *arg,
