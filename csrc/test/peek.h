@@ -29,4 +29,34 @@ static CHECK_UNUSED void wait_parked(conc_chan *c, int recv, int n) {
   while (peek_parked(c, recv) < n) sched_yield();
 }
 
+/* A buffered channel's ring worked by hand, as an operation "in flight"
+ * (its position claimed, its slot not yet done) or one whose serve of
+ * the other side's waiters has not come yet (its thread preempted between
+ * the slot and the look at the queue). Positions are not wrapped (c's
+ * lap counter, chan.c's ring_push and ring_pop). */
+
+/* Claims the next push position; finish it with peek_finish_push. */
+static CHECK_UNUSED size_t peek_claim_push(conc_chan *c) {
+  return atomic_fetch_add(&c->tail, 1);
+}
+
+/* Writes v into the slot of the push claimed at pos, without serving. */
+static CHECK_UNUSED void peek_finish_push(conc_chan *c, size_t pos, int64_t v) {
+  size_t i = pos % c->cap;
+  conc_msg m;
+  msg_int(&m, v);
+  conc__msg_move(&c->slots[i].msg, &m);
+  atomic_store(&c->slots[i].lap, 2 * (pos - i) + 1);
+}
+
+/* Pops the head value, without serving the parked senders. */
+static CHECK_UNUSED int64_t peek_pop_unserved(conc_chan *c) {
+  size_t pos = atomic_fetch_add(&c->head, 1);
+  size_t i = pos % c->cap;
+  conc_msg out;
+  conc__msg_move(&out, &c->slots[i].msg);
+  atomic_store(&c->slots[i].lap, 2 * (pos + c->cap - i));
+  return msg_take_int(&out);
+}
+
 #endif

@@ -510,11 +510,7 @@ typedef struct late_push {
 static void *finish_push(void *p) {
   late_push *lp = (late_push *)p;
   usleep(50000);
-  size_t i = lp->pos % lp->c->cap;
-  conc_msg m;
-  msg_int(&m, 100);
-  conc__msg_move(&lp->c->slots[i].msg, &m);
-  atomic_store(&lp->c->slots[i].lap, 2 * (lp->pos - i) + 1);
+  peek_finish_push(lp->c, lp->pos, 100);
   return NULL;
 }
 
@@ -535,7 +531,7 @@ static void nowait_recv_past_stale_waiter(void) {
   conc__lock(&c->lock);
   conc__waitq_push(&c->recvq, &sd);
   conc__unlock(&c->lock);
-  late_push lp = {c, atomic_fetch_add(&c->tail, 1)};
+  late_push lp = {c, peek_claim_push(c)};
   conc_msg m;
   msg_int(&m, 7);
   CHECK_RC(conc_chan_send(c, &m, CONC_NOWAIT), CONC_OK);

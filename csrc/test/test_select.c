@@ -594,18 +594,6 @@ static void select_served_in_order(void) {
   }
 }
 
-/* Completes a pop on buffered c by hand, without the serve that
- * follows it (as a pop whose thread was preempted between its slot and
- * its look at the parked senders): room with a sender still parked. */
-static int64_t pop_unserved(conc_chan *c) {
-  size_t pos = atomic_fetch_add(&c->head, 1);
-  size_t i = pos % c->cap;
-  conc_msg out;
-  conc__msg_move(&out, &c->slots[i].msg);
-  atomic_store(&c->slots[i].lap, 2 * (pos + c->cap - i));
-  return msg_take_int(&out);
-}
-
 typedef struct after_run {
   conc_chan *c;
   int rc;
@@ -641,7 +629,7 @@ static void select_goes_after_waiters(void) {
       after_run w = {c, -100}, s = {c, -100};
       pthread_t wt = spawn(after_sender, &w);
       wait_parked(c, 0, 1);
-      CHECK_EQ(pop_unserved(c), 0);
+      CHECK_EQ(peek_pop_unserved(c), 0); /* its serve not come yet */
       pthread_t st;
       if (waits) {
         st = spawn(after_select, &s);
@@ -707,18 +695,14 @@ static void select_retry_keeps_its_place(void) {
     wait_parked(r.a, 1, 1);
     pthread_t w = spawn(retry_receiver, &r);
     wait_parked(r.a, 1, 2);
-    size_t p1 = atomic_fetch_add(&r.a->tail, 1); /* P1, in flight */
+    size_t p1 = peek_claim_push(r.a); /* P1, in flight */
     conc__lock(&r.b->lock);                      /* S's restart waits */
     conc_case cs[1] = {send_case(r.a, 2)};
     int closed_send;
     CHECK_EQ(conc_select(cs, 1, CONC_NOWAIT, &closed_send), 0);
     /* S asleep on b's lock (its futex word says a waiter sleeps) */
     while (atomic_load(&r.b->lock.v) != 2) sched_yield();
-    size_t i = p1 % r.a->cap;
-    conc_msg m;
-    msg_int(&m, 1);
-    conc__msg_move(&r.a->slots[i].msg, &m);
-    atomic_store(&r.a->slots[i].lap, 2 * (p1 - i) + 1);
+    peek_finish_push(r.a, p1, 1); /* without its serve */
     conc__unlock(&r.b->lock);
     CHECK_EQ(pthread_join(s, NULL), 0);
     CHECK_EQ(pthread_join(w, NULL), 0);
