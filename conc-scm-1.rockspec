@@ -30,8 +30,9 @@ build = {
       sources = {
         "csrc/core/atomic.c", "csrc/core/breaker.c", "csrc/core/chan.c",
         "csrc/core/cmap.c", "csrc/core/ctx.c", "csrc/core/errgroup.c",
-        "csrc/core/fiber.c", "csrc/core/limiter.c", "csrc/core/merge.c",
-        "csrc/core/msg.c", "csrc/core/proc.c", "csrc/core/pubsub.c",
+        "csrc/core/fiber.c", "csrc/core/hugemap.c", "csrc/core/limiter.c",
+        "csrc/core/merge.c", "csrc/core/msg.c", "csrc/core/proc.c",
+        "csrc/core/pubsub.c",
         "csrc/core/sched.c", "csrc/core/select.c", "csrc/core/sem.c",
         "csrc/core/signal.c", "csrc/core/sync.c", "csrc/core/timer.c",
         "csrc/core/waiter.c", "csrc/core/workpool.c", "csrc/lua/codec.c",

@@ -312,6 +312,8 @@ CONC_API void conc__fiber_suspend(void);
 /* The fiber the calling thread runs on, or NULL. */
 CONC_API conc__fiber *conc__fiber_current(void);
 CONC_API long conc__fibers_made(void);
+/* f's stack: its lowest byte, and its size in *size (for tests). */
+CONC_API char *conc__fiber_stack(const conc__fiber *f, size_t *size);
 /* A fiber of its own with a stack of `size` bytes and a guard page, for
  * Lua code (the main script's thread runs helped tasks on one); never
  * freed. NULL if no memory. */

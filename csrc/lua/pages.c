@@ -2,31 +2,32 @@
  * pages.c: the first chunk of every worker state's heap (see pages.h).
  *
  * Why not malloc: a new state writes the start of its first chunk at
- * once, and on this kind of machine the first touch of a fresh page is a
- * page fault of ~10 us, where populating pages with one madvise costs
- * ~1 us a page (TOOLCHAIN.md). From malloc, a chunk's pages fault one by
- * one, and more in malloc itself: a thread's arena grows page by page,
- * each growth an mprotect and a fault on the new top. 100,000 parked
- * tasks are 100,000 new states (B19); `perf stat -e page-faults` of
- * 20,000 of them: 116,000 faults before, 56,000 with this and fiber.c's
- * read-populated check page.
+ * once, and on this kind of machine the first write to a fresh page costs
+ * 10-14 us (bench/c/first_touch.c). From malloc, a chunk's pages fault
+ * one by one, and more in malloc itself: a thread's arena grows page by
+ * page, each growth an mprotect and a fault on the new top. 100,000
+ * parked tasks are 100,000 new states (B19).
  *
- * Blocks come from regions of 64 blocks (1 MB), one mapping each, with
- * a bit a block for "free" and one for "populated": a block's first
- * POPULATED bytes are populated when it is first handed out (a region is
- * reserved, not touched, until then), and it keeps its pages while free,
- * so a state made after another closed faults nothing. A region all of
- * whose blocks are free is unmapped (one system call for 64 blocks, not
- * one a block: each such call flushes every thread's TLB), except one,
- * kept for the next states. Regions with a free block are on a list; a
- * state takes a populated block first.
+ * Blocks come from regions of 128 blocks (2 MB, one mapping each). On
+ * this machine the first touch of a 4 KB page from user code costs ~4-10
+ * us even after the kernel populated it, while a huge page populated in
+ * one madvise costs nothing at its first touch (core/hugemap.h). So
+ * while no other region is live a region is of 4 KB pages, a block's
+ * populated when it is handed out (a program with a few tasks then holds
+ * what they use, not 2 MB), and every further region is a huge page,
+ * present at once: B19's 30,000 tasks 4.66 -> 3.69 s (`bench/ab`). A
+ * region keeps its pages while its blocks are free, so a state made
+ * after another closed faults nothing. A region all of whose blocks are
+ * free is unmapped (one system call for 128 blocks, not one a block: each
+ * such call flushes every thread's TLB), except one, kept for the next
+ * states. Regions with a free block are on a list.
  */
 #include "pages.h"
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/mman.h>
+#include "../core/hugemap.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/lsan_interface.h>
@@ -40,34 +41,22 @@
 #define LSAN_UNROOT(p, n) ((void)(p), (void)(n))
 #endif
 
-#define REGION_BLOCKS 64 /* the bits of a uint64_t */
-#define ALL_FREE UINT64_MAX
-/* The bytes of a block populated when it is first handed out: all of
- * it, as a fresh state fills it (its small blocks, and its bigger ones:
- * its global state, string table, stacks; heap.c). B19's 20,000 parked
- * tasks: 19,000 page faults, against 56,000 with the first 8 KB
- * populated and 116,000 with malloc's chunks, at the same peak RSS. */
-#define POPULATED LPAGES_BLOCK
+#define WORDS (CONC_HUGE_BYTES / LPAGES_BLOCK / 64) /* of free bits */
 
 typedef struct lpages_region {
   char *base;
-  uint64_t free;      /* bit i: block i is free */
-  uint64_t populated; /* bit i: block i's pages are present */
-  struct lpages_region *prev, *next; /* on `partial` while free != 0 */
+  uint64_t free[WORDS]; /* bit i of word w: block 64 w + i is free */
+  int nfree;
+  int huge; /* present whole; else a block is populated when handed out */
+  struct lpages_region *prev, *next; /* on `partial` while nfree > 0 */
 } region;
+
+#define REGION_BLOCKS ((int)(64 * WORDS))
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static region *partial; /* the regions with a free block */
 static int empty;       /* regions on it with every block free */
-
-static void populate(void *p, size_t n) {
-#ifdef MADV_POPULATE_WRITE
-  (void)madvise(p, n, MADV_POPULATE_WRITE); /* else: faults, as malloc's */
-#else
-  (void)p;
-  (void)n;
-#endif
-}
+static int live;        /* regions mapped */
 
 static void list_add(region *r) {
   r->prev = NULL;
@@ -82,63 +71,71 @@ static void list_remove(region *r) {
   if (r->next != NULL) r->next->prev = r->prev;
 }
 
-static region *new_region(void) {
+/* A new region, its memory made present (a huge page's: ~0.5 ms) with
+ * no lock held. */
+static region *new_region(int huge) {
   region *r = calloc(1, sizeof *r);
   if (r == NULL) return NULL;
-  void *m = mmap(NULL, (size_t)REGION_BLOCKS * LPAGES_BLOCK,
-                 PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (m == MAP_FAILED) {
+  r->huge = huge;
+  r->base = conc__huge_map(huge);
+  if (r->base == NULL) {
     free(r);
     return NULL;
   }
-  LSAN_ROOT(m, (size_t)REGION_BLOCKS * LPAGES_BLOCK);
-  r->base = m;
-  r->free = ALL_FREE;
+  LSAN_ROOT(r->base, CONC_HUGE_BYTES);
+  for (size_t w = 0; w < WORDS; w++) r->free[w] = UINT64_MAX;
+  r->nfree = REGION_BLOCKS;
   return r;
 }
 
 void *lpages_get(lpages_region **owner) {
   pthread_mutex_lock(&lock);
   region *r = partial;
-  if (r == NULL && (r = new_region()) != NULL) {
-    list_add(r);
+  if (r == NULL) {
+    int huge = live++ > 0;
+    pthread_mutex_unlock(&lock);
+    r = new_region(huge);
+    pthread_mutex_lock(&lock);
+    if (r == NULL) {
+      live--;
+      pthread_mutex_unlock(&lock);
+      return NULL;
+    }
+    list_add(r); /* another thread's new one may be there too: both stay */
     empty++;
   }
-  if (r == NULL) {
-    pthread_mutex_unlock(&lock);
-    return NULL;
-  }
-  uint64_t ready = r->free & r->populated;
-  int i = __builtin_ctzll(ready ? ready : r->free);
-  uint64_t bit = (uint64_t)1 << i;
-  bool fresh = !(r->populated & bit);
-  if (r->free == ALL_FREE) empty--;
-  r->free &= ~bit;
-  r->populated |= bit;
-  if (r->free == 0) list_remove(r);
+  size_t w = 0;
+  while (r->free[w] == 0) w++; /* nfree > 0: one word has a bit */
+  int i = __builtin_ctzll(r->free[w]);
+  if (r->nfree == REGION_BLOCKS) empty--;
+  r->free[w] &= ~((uint64_t)1 << i);
+  if (--r->nfree == 0) list_remove(r);
   pthread_mutex_unlock(&lock);
-  char *p = r->base + (size_t)i * LPAGES_BLOCK;
-  if (fresh) populate(p, POPULATED);
+  char *p = r->base + (64 * w + (size_t)i) * LPAGES_BLOCK;
+  if (!r->huge) conc__huge_populate(p, LPAGES_BLOCK); /* a no-op if present */
   *owner = r;
   return p;
 }
 
 void lpages_put(void *p, lpages_region *r) {
-  int i = (int)(((char *)p - r->base) / LPAGES_BLOCK);
+  size_t i = (size_t)((char *)p - r->base) / LPAGES_BLOCK;
   pthread_mutex_lock(&lock);
-  if (r->free == 0) list_add(r);
-  r->free |= (uint64_t)1 << i;
+  if (r->nfree == 0) list_add(r);
+  r->free[i / 64] |= (uint64_t)1 << (i % 64);
   bool drop = false;
-  if (r->free == ALL_FREE) {
+  if (++r->nfree == REGION_BLOCKS) {
     drop = empty > 0; /* one empty region is kept */
-    if (drop) list_remove(r);
-    else empty++;
+    if (drop) {
+      list_remove(r);
+      live--;
+    } else {
+      empty++;
+    }
   }
   pthread_mutex_unlock(&lock);
   if (drop) {
-    LSAN_UNROOT(r->base, (size_t)REGION_BLOCKS * LPAGES_BLOCK);
-    munmap(r->base, (size_t)REGION_BLOCKS * LPAGES_BLOCK);
+    LSAN_UNROOT(r->base, CONC_HUGE_BYTES);
+    conc__huge_unmap(r->base);
     free(r);
   }
 }

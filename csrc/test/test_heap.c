@@ -6,6 +6,7 @@
  * first chunks' source (csrc/lua/pages.c) is tested here too.
  */
 #include "check.h"
+#include <sys/mman.h>
 #include "../lua/pages.c" /* the first chunks: with the real malloc */
 
 static int fail_malloc;      /* malloc and realloc return NULL */
@@ -376,35 +377,52 @@ static void big_classes(void) {
 #endif
 }
 
-/* The first chunks' source: blocks apart, page-aligned, writable; given
- * back, every wholly free region but one is unmapped, and a block given
- * back is the next one handed out, its pages still populated. */
+/* Whether all of the n bytes at p (page-aligned) are present. */
+static int present(void *p, size_t n) {
+  unsigned char vec[CONC_HUGE_BYTES / 4096];
+  CHECK(n <= sizeof vec * 4096);
+  CHECK(mincore(p, n, vec) == 0);
+  for (size_t i = 0; i < (n + 4095) / 4096; i++)
+    if (!(vec[i] & 1)) return 0;
+  return 1;
+}
+
+/* The first chunks' source: blocks apart, page-aligned, writable, present
+ * when handed out (the first region's block by block, the next regions'
+ * whole, as huge pages); given back, every wholly free region but one is
+ * unmapped, and a block given back is the next one handed out. */
 static void pages_blocks_come_back(void) {
-  enum { N = 200 }; /* four regions' worth */
+  enum { N = 300 }; /* three regions' worth */
   void *p[N];
   lpages_region *owner[N];
   for (unsigned i = 0; i < N; i++) {
     p[i] = lpages_get(&owner[i]);
     CHECK(p[i] != NULL && owner[i] != NULL);
     CHECK(((uintptr_t)p[i] & 4095) == 0);
+    CHECK(present(p[i], LPAGES_BLOCK));
     fill(p[i], LPAGES_BLOCK, i);
   }
+  CHECK_EQ(live, 3);
+  CHECK(!owner[0]->huge && owner[N - 1]->huge);
+  CHECK(owner[REGION_BLOCKS] != owner[0]);
+  /* a huge region's blocks are present before they are handed out */
+  CHECK(present(owner[N - 1]->base, CONC_HUGE_BYTES / 2));
   for (unsigned i = 0; i < N; i++) {
     CHECK(filled(p[i], LPAGES_BLOCK, i)); /* so none overlaps another */
     CHECK(owner[i]->base <= (char *)p[i]);
-    CHECK((char *)p[i] < owner[i]->base + (size_t)REGION_BLOCKS * LPAGES_BLOCK);
+    CHECK((char *)p[i] < owner[i]->base + CONC_HUGE_BYTES);
   }
   lpages_put(p[7], owner[7]);
   lpages_region *r;
   CHECK(lpages_get(&r) == p[7] && r == owner[7]);
   for (unsigned i = 0; i < N; i++) lpages_put(p[i], owner[i]);
   CHECK_EQ(empty, 1);
+  CHECK_EQ(live, 1);
   CHECK(partial != NULL && partial->next == NULL); /* the one kept */
-  CHECK_EQ(partial->free, ALL_FREE);
-  uint64_t populated = partial->populated;
+  CHECK_EQ(partial->nfree, REGION_BLOCKS);
   void *q = lpages_get(&r);
   CHECK(q != NULL && r == partial);
-  CHECK(populated & ((uint64_t)1 << ((char *)q - r->base) / LPAGES_BLOCK));
+  CHECK(present(q, LPAGES_BLOCK));
   CHECK_EQ(empty, 0);
   lpages_put(q, r);
   CHECK_EQ(empty, 1);
