@@ -154,6 +154,20 @@ describe("conc.go", function()
     MY_GLOBAL_FROM_MAIN = nil
   end)
 
+  it("every task's math.random has a seed of its own", function()
+    -- tasks one after another reuse a pooled state, within one second
+    local seen, n = {}, 0
+    for _ = 1, 50 do
+      local ok, v = conc.go(function()
+        return math.random(1, 1 << 53)
+      end):join()
+      assert.is_true(ok)
+      if not seen[v] then n = n + 1 end
+      seen[v] = true
+    end
+    assert.are.equal(50, n)
+  end)
+
   it("workers can start workers", function()
     local h = conc.go(function()
       local inner = conc.go(function(x) return x * 2, conc.id() end, 21)
@@ -245,6 +259,31 @@ describe("conc.go", function()
       assert.has_error(function() conc.go({memory_limit = -1}, print) end,
         "conc.go: memory_limit must be a positive integer (bytes)")
     end)
+
+  it("a task out of memory while the string library opens leaves later "
+    .. "tasks the whole library", function()
+    -- a fresh process, so that the pooled states have not opened it yet
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local function oom()
+        return conc.go({memory_limit = 1000}, function()
+          return #string.rep("x", 100)
+        end):join()
+      end
+      for _ = 1, 3 do assert(not oom()) end
+      for _ = 1, 20 do
+        local ok, n, rep = conc.go(function()
+          local n = 0
+          for _ in pairs(string) do n = n + 1 end
+          return n, string.rep("ab", 3)
+        end):join()
+        assert(ok and n == 17 and rep == "ababab", tostring(n))
+      end
+      print("ok")
+    ]], 30)
+    assert.are.equal(0, rc, out)
+    assert.are.equal("ok\n", out)
+  end)
 
   it("a state gives back the heap its task's garbage took", function()
     if os.getenv("CONC_HEAP") == "off" then

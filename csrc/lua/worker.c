@@ -332,6 +332,7 @@ typedef struct state_mem {
   uint64_t globals_print;
   bool string_filled;  /* the string table has the library (see below) */
   bool string_dirty;   /* a task wrote into it, or the stand-in, before */
+  bool string_filling; /* fill_string is under way */
   bool garbage;        /* pooled since a task ran, not collected since */
   /* A task set a metatable with __gc since the last full collection:
    * the state is collected before another task runs in it, so a Lua
@@ -542,7 +543,13 @@ static int reset_state(lua_State *L) {
     lua_rawget(L, -2);     /* unchanged: state_changed looked */
     lua_pushliteral(L, "randomseed");
     lua_rawget(L, -2);
-    lua_call(L, 0, 0);
+    /* A seed of its own: randomseed() with none takes the time in whole
+     * seconds and the state's address (Lua 5.4.4), the same for every
+     * task this state runs within a second. */
+    lua_pushinteger(L, (lua_Integer)(((uint64_t)conc__rand() << 32) |
+                                     conc__rand()));
+    lua_pushinteger(L, (lua_Integer)conc_now());
+    lua_call(L, 2, 0);
     lua_pop(L, 2);
   }
   return 0;
@@ -612,20 +619,10 @@ static void on_warn(void *ud, const char *msg, int tocont) {
  */
 static const char string_key = 's';  /* registry: T */
 
-/* Pushes T, filled. */
-static int fill_string(lua_State *L) {
-  state_mem *m = mem_of(L);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &string_key);     /* T */
-  if (m->string_filled) return 1;
-  int t = lua_gettop(L);
-  lua_pushvalue(L, t);
-  bool touched = !same_as_watched(L, m, W_STRING);
-  lua_pushliteral(L, "");
-  if (!lua_getmetatable(L, -1)) lua_pushnil(L);       /* T, "", mt */
-  touched = !same_as_watched(L, m, W_STRING_META) || touched;
-  lua_pop(L, 1);
-  m->string_filled = true;
-  m->string_dirty = m->string_dirty || touched;
+/* Protected: fills T (at 1) from luaopen_string and makes it the
+ * __index of the real string metatable. */
+static int fill_string_body(lua_State *L) {
+  const int t = 1;
   luaopen_string(L);        /* T, S: S's metatable is every string's now */
   lua_pushnil(L);
   while (lua_next(L, -2)) {                           /* T, S, k, v */
@@ -649,6 +646,36 @@ static int fill_string(lua_State *L) {
   watch_table(L, -1, W_STRING_META);
   lua_pop(L, 2);
   watch_table(L, t, W_STRING);
+  return 0;
+}
+
+/* Pushes T, filled. A fill that fails (a task's memory limit) raises its
+ * error with T part-filled: the state is then marked changed (replaced
+ * after the task) and the task's next use of a string function fills
+ * again, rather than every later task finding T empty. */
+static int fill_string(lua_State *L) {
+  state_mem *m = mem_of(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &string_key);     /* T */
+  if (m->string_filled || m->string_filling)
+    return 1; /* (a finalizer
+                                               run by the fill: T as is) */
+  int t = lua_gettop(L);
+  lua_pushvalue(L, t);
+  bool touched = !same_as_watched(L, m, W_STRING);
+  lua_pushliteral(L, "");
+  if (!lua_getmetatable(L, -1)) lua_pushnil(L);       /* T, "", mt */
+  touched = !same_as_watched(L, m, W_STRING_META) || touched;
+  lua_pop(L, 1);
+  bool dirty = m->string_dirty || touched;
+  m->string_dirty = true; /* until the fill is whole */
+  m->string_filling = true;
+  lua_pushcfunction(L, fill_string_body);
+  lua_pushvalue(L, t);
+  int rc = lua_pcall(L, 1, 0, 0);
+  m->string_filling = false;
+  if (rc != LUA_OK) lua_error(L);
+  m->string_filled = true;
+  m->string_dirty = dirty;
   return 1;
 }
 
