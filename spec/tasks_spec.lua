@@ -719,6 +719,72 @@ describe("light tasks", function()
     ]], 2)
   end)
 
+  it("a task parked inside nested coroutines parks again as it should "
+    .. "afterwards", function()
+    for _, procs in ipairs({1, 2}) do
+      run([[
+        local conc = require("conc")
+        local ch, N = conc.chan(), 200
+        -- B parks inside A, yields plainly, then is resumed from a sort
+        -- comparator (no yield possible there): its second receive must
+        -- block the thread and get its value, not be taken for parkable
+        -- (a stale entry of an earlier park: the value was lost)
+        local hs = {}
+        for i = 1, N do
+          hs[i] = conc.go(function(ch)
+            local B
+            local A = coroutine.create(function()
+              B = coroutine.create(function()
+                local v1 = ch:recv()
+                coroutine.yield()
+                return v1 + ch:recv()
+              end)
+              assert(coroutine.resume(B))
+              coroutine.yield()
+            end)
+            assert(coroutine.resume(A))
+            local res
+            table.sort({2, 1}, function(a, b)
+              if not res then res = {coroutine.resume(B)} end
+              return a < b
+            end)
+            assert(res[1], res[2])
+            return res[2]
+          end, ch)
+        end
+        for i = 1, 2 * N do assert(ch:send(i)) end
+        local got = 0
+        for i = 1, N do
+          local ok, v = hs[i]:join()
+          assert(ok, v)
+          got = got + v
+        end
+        -- every value sent came back in a task's sum: none lost
+        assert(got == N * (2 * N + 1), got)
+        -- parks inside two nested coroutines, many times: none blocks a
+        -- thread, and a coroutine that tried to resume itself parks too
+        local h = conc.go(function(ch)
+          for _ = 1, 40 do
+            coroutine.wrap(function()
+              coroutine.wrap(function() ch:recv() end)()
+            end)()
+          end
+          local co = coroutine.create(function()
+            assert(not coroutine.resume(coroutine.running()))
+            for _ = 1, 20 do ch:recv() end
+          end)
+          assert(coroutine.resume(co))
+        end, ch)
+        local before = conc.stats().thread_blocks
+        for i = 1, 60 do assert(ch:send(i)) end
+        assert(h:join())
+        assert(conc.stats().thread_blocks == before,
+          conc.stats().thread_blocks - before .. " calls blocked a thread")
+        print("OK")
+      ]], procs, 60)
+    end
+  end)
+
   it("a task sees no coroutine of its own at its top level", function()
     run([[
       local conc = require("conc")

@@ -1732,7 +1732,7 @@ static int resume_step(lua_State *L, lua_State *co, int narg, lua_KFunction k) {
     lua_xmove(L, co, narg);
   }
   bool pushed = false;
-  if (t != NULL && (t->depth == 0 || t->chain[t->depth - 1].co != co)) {
+  if (t != NULL) {
     if (t->depth < (int)(sizeof t->chain / sizeof t->chain[0])) {
       t->chain[t->depth].co = co;
       t->chain[t->depth].ok = parkable(L) != NULL;
@@ -1745,14 +1745,21 @@ static int resume_step(lua_State *L, lua_State *co, int narg, lua_KFunction k) {
   }
   int nres;
   int status = lua_resume(co, L, narg, &nres);
+  /* Only the entry pushed here is popped: co resuming itself (an error)
+   * must not pop its resumer's entry for it. */
+  if (pushed) t->depth--;
   if (status == LUA_YIELD && t != NULL && t->yield_reason != Y_NONE &&
       t->yield_from == co) {
-    /* A conc yield: pass it on (the chain entry stays while parked). */
+    /* A conc yield: pass it on. Every level pops its entry on the way
+     * out, and the continuations push them again on the way back in when
+     * the task is woken (k resumes co here again): an entry kept while
+     * parked was pushed a second time then, under the inner one, and the
+     * stale inner entry later made a coroutine count as parkable where
+     * it was not (its waiter queued, then the yield refused: a value
+     * taken and lost) and took the preemption hook. */
     t->yield_from = L;
     return lua_yieldk(L, 0, (lua_KContext)co, k);
   }
-  if (t != NULL && t->depth > 0 && t->chain[t->depth - 1].co == co) t->depth--;
-  (void)pushed;
   if (status == LUA_OK || status == LUA_YIELD) {
     if (!lua_checkstack(L, nres + 1)) {
       lua_pop(co, nres);
