@@ -243,6 +243,30 @@ describe("conc.breaker", function()
     assert.are.equal("closed", cb:state()) -- 3 successes in a row
   end)
 
+  it("a probe whose coroutine is closed or dropped inside fn gives its "
+    .. "place back", function()
+    for _, ending in ipairs({"close", "drop"}) do
+      local cb = conc.breaker{failures = 1, timeout = 0.02, probes = 1}
+      cb:call(fail)
+      await_half_open(cb)
+      local co = coroutine.create(function()
+        return cb:call(function() coroutine.yield("probing") end)
+      end)
+      assert.are.same({true, "probing"}, {coroutine.resume(co)})
+      assert.are.same({nil, "too many probes"}, {cb:call(fail)})
+      if ending == "close" then
+        assert.is_true(coroutine.close(co))
+      else
+        co = nil  -- luacheck: ignore 311 (dropped for the collector)
+        collectgarbage()
+        collectgarbage()
+      end
+      assert.are.equal(0, cb:counts().requests)
+      assert.are.same({"fine"}, {cb:call(function() return "fine" end)})
+      assert.are.equal("closed", cb:state())
+    end
+  end)
+
   it("is shared by reference: a worker sees the state main made", function()
     local cb = conc.breaker{failures = 1, timeout = 60}
     cb:call(fail)

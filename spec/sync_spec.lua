@@ -319,6 +319,36 @@ describe("conc.once", function()
     assert.are.same({code = 1}, werr)
   end)
 
+  it("a runner whose coroutine is closed or dropped inside fn finishes "
+    .. "the once (Go: f that exits by Goexit)", function()
+    local gone = "conc.once:call: fn did not return (its coroutine was "
+      .. "closed or collected)"
+    for _, ending in ipairs({"close", "drop"}) do
+      local once = conc.once()
+      local co = coroutine.create(function()
+        return once:call(function() coroutine.yield("inside") end)
+      end)
+      assert.are.same({true, "inside"}, {coroutine.resume(co)})
+      -- a caller in a task waits for the runner meanwhile
+      local waiter = conc.go(function(o)
+        return pcall(o.call, o, function() return "not me" end)
+      end, once)
+      if ending == "close" then
+        assert.is_true(coroutine.close(co))
+      else
+        co = nil  -- luacheck: ignore 311 (dropped for the collector)
+        collectgarbage()
+        collectgarbage()
+      end
+      assert.is_true(waiter:wait(10), "the waiter still waits")
+      local ok, wok, werr = waiter:join()
+      assert.is_true(ok)
+      assert.are.same({false, gone}, {wok, werr})
+      assert.are.same({false, gone},
+        {pcall(once.call, once, function() return "never" end)})
+    end
+  end)
+
   it("returns several results; the runner gets its own values", function()
     local once = conc.once()
     local t = {}

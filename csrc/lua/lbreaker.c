@@ -146,24 +146,26 @@ static void check_callable(lua_State *L, int idx) {
   lconc_typeerror(L, idx, "function");
 }
 
-/* Whether results 2.. (after self at 1) say failure: nil, err with err
+/* Whether the nres results from base say failure: nil, err with err
  * neither nil nor false (a Go function's non-nil error). */
-static int failed_result(lua_State *L, int nres) {
-  return nres >= 2 && lua_isnil(L, 2) && lua_toboolean(L, 3);
+static int failed_result(lua_State *L, int base, int nres) {
+  return nres >= 2 && lua_isnil(L, base) && lua_toboolean(L, base + 1);
 }
 
 /* cb:call(fn, ...) -> fn(...)'s results | nil, "circuit breaker is open"
  * | nil, "too many probes". A raise is a failure and is raised again;
- * results nil, err are a failure and are returned. */
+ * results nil, err are a failure and are returned. Above self, fn and
+ * its arguments up to ctx, the closer holding the ticket, then fn's
+ * results (or its error). */
 static int cb_called(lua_State *L, int status, lua_KContext ctx) {
-  (void)ctx;
   conc_breaker *b = checkcb(L);
-  uint64_t ticket = (uint64_t)lua_tointeger(L, 2);
-  lua_remove(L, 2);
+  int closer = (int)ctx + 1;
+  uint64_t ticket = lconc_closer_disarm((lconc_closer *)lua_touserdata(L,
+                                                                       closer));
   bool ok = status == LUA_OK || status == LUA_YIELD;
-  int nres = lua_gettop(L) - 1;                 /* self, results... */
-  int outcome = !ok || failed_result(L, nres) ? CONC_CALL_FAILURE
-                                              : CONC_CALL_SUCCESS;
+  int nres = lua_gettop(L) - closer;
+  int outcome = !ok || failed_result(L, closer + 1, nres) ? CONC_CALL_FAILURE
+                                                          : CONC_CALL_SUCCESS;
   conc_breaker_change ch;
   conc_breaker_end(b, conc_now(), ticket, outcome, &ch);
   if (!report(L, &ch)) return lua_error(L);
@@ -171,9 +173,24 @@ static int cb_called(lua_State *L, int status, lua_KContext ctx) {
   return nres;
 }
 
+/* A call whose fn never returned (its coroutine closed or dropped while
+ * fn yielded): its place goes back, as if never admitted. */
+static int cb_abandon(lua_State *L, conc_obj *obj, uint64_t ticket) {
+  conc_breaker_change ch;
+  conc_breaker_end((conc_breaker *)obj, conc_now(), ticket, CONC_CALL_ABANDON,
+                   &ch);
+  if (ch.from < 0) return 0;
+  lconc_push_obj(L, obj);                       /* self, for report */
+  return !report(L, &ch);
+}
+
 static int cb_call(lua_State *L) {
   conc_breaker *b = checkcb(L);
   check_callable(L, 2);
+  /* What running fn needs, before the place is ours to give back */
+  int top = lua_gettop(L);
+  luaL_checkstack(L, top + 1, "conc.breaker:call: too many arguments");
+  lconc_closer *closer = lconc_push_closer(L);
   uint64_t ticket = 0;
   conc_breaker_change ch, ch2;
   int rc = conc_breaker_begin(b, conc_now(), &ticket, &ch);
@@ -191,12 +208,13 @@ static int cb_call(lua_State *L) {
     lua_pushstring(L, conc_strerror(rc));
     return 2;
   }
-  /* fn runs with a continuation (a light task may park in it); its
-   * ticket waits below it on the stack. */
-  lua_pushinteger(L, (lua_Integer)ticket);
-  lua_insert(L, 2);                             /* self, ticket, fn, ... */
-  int status = lua_pcallk(L, lua_gettop(L) - 3, LUA_MULTRET, 0, 0, cb_called);
-  return cb_called(L, status, 0);
+  /* fn runs with a continuation (a light task may park in it), on copies
+   * of fn and its arguments above the closer, which must stay put */
+  lconc_closer_arm(closer, cb_abandon, (conc_obj *)b, ticket);
+  for (int i = 2; i <= top; i++) lua_pushvalue(L, i);
+  int status = lua_pcallk(L, top - 2, LUA_MULTRET, 0, (lua_KContext)top,
+                          cb_called);
+  return cb_called(L, status, (lua_KContext)top);
 }
 
 /* cb:state() -> "closed" | "open" | "half-open" */

@@ -176,6 +176,21 @@ CONC_API void lconc_codec_init(lua_State *L);
 
 /* ---- registration of the binding's parts -------------------------------- */
 
+/* A call that runs Lua code (which may yield, and whose coroutine may
+ * then be closed or dropped) marks its frame with a closer (lcloser.c):
+ * pushed at the top, to-be-closed, unarmed (raises only when memory runs
+ * out); armed, its closing or collection runs abandon(L, obj, data) once
+ * (obj retained meanwhile), which returns 0, or 1 with an error on L's
+ * top to raise. */
+typedef struct lconc_closer lconc_closer;
+CONC_API lconc_closer *lconc_push_closer(lua_State *L);
+CONC_API void lconc_closer_arm(lconc_closer *c,
+                               int (*abandon)(lua_State *L, conc_obj *obj,
+                                              uint64_t data),
+                               conc_obj *obj, uint64_t data);
+/* Disarms c (if armed); returns the data it was armed with. */
+CONC_API uint64_t lconc_closer_disarm(lconc_closer *c);
+
 CONC_API void lconc_open_chan(lua_State *L);     /* lchan.c */
 CONC_API void lconc_open_select(lua_State *L);   /* lselect.c */
 CONC_API void lconc_open_worker(lua_State *L);   /* lworker.c */

@@ -329,22 +329,25 @@ static int once_share(lua_State *L) {
   return 0;
 }
 
-/* Runs fn(...) at stack 2.. as the once's runner and publishes the
- * outcome; returns fn's results, or raises its error. Whatever happens
- * the once finishes, or every later caller would wait forever: sharing
- * runs protected, with a fixed text as the last resort. The runner
- * gets fn's values themselves, even those that cannot travel (the other
- * callers then get the error that says so). */
+/* Runs fn(...) as the once's runner and publishes the outcome; returns
+ * fn's results, or raises its error. Whatever happens the once finishes,
+ * or every later caller would wait forever: sharing runs protected, with
+ * a fixed text as the last resort, and a closer (lcloser.c) at ctx + 1
+ * finishes it if fn never returns (its coroutine closed or dropped while
+ * fn yielded). fn's results (or its error) are above the closer. The
+ * runner gets fn's values themselves, even those that cannot travel (the
+ * other callers then get the error that says so). */
 static int once_ran(lua_State *L, int status, lua_KContext ctx) {
-  conc_once *o = (conc_once *)ctx;
+  conc_once *o = CHECK(L, conc_once, conc_once_type);
+  int closer = (int)ctx + 1, base = closer + 1;
   int ok = status == LUA_OK || status == LUA_YIELD;
-  int n = lua_gettop(L) - 1;  /* results, or the error, at 2.. */
+  int n = lua_gettop(L) - closer; /* results, or the error, at base.. */
   once_outcome out = {.failed = !ok};
   int shared = lua_checkstack(L, n + 2);
   if (shared) {
     lua_pushcfunction(L, once_share);
     lua_pushlightuserdata(L, &out);
-    for (int i = 2; i <= n + 1; i++) lua_pushvalue(L, i);
+    for (int i = base; i < base + n; i++) lua_pushvalue(L, i);
     shared = lua_pcall(L, n + 1, 0, 0) == LUA_OK;
     if (!shared) lua_pop(L, 1);
   }
@@ -352,17 +355,36 @@ static int once_ran(lua_State *L, int status, lua_KContext ctx) {
     out.failed = 1;
     lconc_msg_from_string(&out.msg, "conc.once:call: not enough memory");
   }
+  lconc_closer_disarm((lconc_closer *)lua_touserdata(L, closer));
   conc_once_finish(o, &out.msg, out.failed);
   if (!ok) return lua_error(L);
   return n;
 }
 
+/* A runner whose fn never returned: the once is done, with an error for
+ * every later caller (Go: f that exits by runtime.Goexit). */
+static int once_abandon(lua_State *L, conc_obj *obj, uint64_t data) {
+  (void)L;
+  (void)data;
+  conc_msg m;
+  lconc_msg_from_string(&m,
+                        "conc.once:call: fn did not return (its "
+                        "coroutine was closed or collected)");
+  conc_once_finish((conc_once *)obj, &m, 1);
+  return 0;
+}
+
 /* fn runs with a continuation: a light task running it may park in it
- * (the once object is kept alive by the userdata at 1). */
-static int once_run(lua_State *L, conc_once *o) {
-  int nargs = lua_gettop(L) - 2;
-  int status = lua_pcallk(L, nargs, LUA_MULTRET, 0, (lua_KContext)o, once_ran);
-  return once_ran(L, status, (lua_KContext)o);
+ * (the once object is kept alive by the userdata at 1). Above the once,
+ * fn and its arguments up to top, then the closer, then copies of them
+ * for the call (a to-be-closed slot must stay where it is). */
+static int once_run(lua_State *L, conc_once *o, int top) {
+  lconc_closer_arm((lconc_closer *)lua_touserdata(L, top + 1), once_abandon,
+                   (conc_obj *)o, 0);
+  for (int i = 2; i <= top; i++) lua_pushvalue(L, i);
+  int status = lua_pcallk(L, top - 2, LUA_MULTRET, 0, (lua_KContext)top,
+                          once_ran);
+  return once_ran(L, status, (lua_KContext)top);
 }
 
 /* The outcome, for every caller but the runner. */
@@ -401,8 +423,14 @@ static int once_call(lua_State *L) {
   conc_once *o = CHECK(L, conc_once, conc_once_type);
   lconc_checktype(L, 2, LUA_TFUNCTION);
   conc_chan *wait = NULL;
+  /* What running fn needs, before the once is ours to finish: nothing
+   * may raise between its begin and the closer's arming. */
+  int top = lua_gettop(L);
+  luaL_checkstack(L, top + 1, "conc.once:call: too many arguments");
+  lconc_push_closer(L);
   int state = conc_once_begin(o, &wait);
-  if (state == CONC_ONCE_RUN) return once_run(L, o);
+  if (state == CONC_ONCE_RUN) return once_run(L, o, top);
+  lua_settop(L, top); /* the closer, unarmed */
   if (state == CONC_ONCE_WAIT) {
     lconc_wait_call local, *a = lconc_wait_area(L, &local);
     a->w.deadline = CONC_NEVER;
