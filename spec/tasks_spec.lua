@@ -196,6 +196,21 @@ describe("light tasks", function()
         for i = 1, 100 do assert(select(2, hs[i]:join()) == i) end
         print("OK")
       ]], 3)
+      -- as Go reads GOMAXPROCS: all of it a positive integer, or ignored
+      -- (the processors online, as with none)
+      local out = run([[
+        print(require("conc").set_maxprocs(), "OK")
+      ]], "")
+      local online = tonumber(out:match("^(%d+)"))
+      for _, bad in ipairs({"5abc", "1.9", "1e1", "' 2'", "-1", "0",
+                            "99999999999999999999"}) do
+        run(([[
+          local n = require("conc").set_maxprocs()
+          assert(n == %d, "CONC_MAXPROCS=" .. os.getenv("CONC_MAXPROCS")
+            .. ": " .. n)
+          print("OK")
+        ]]):format(online), bad)
+      end
     end)
 
   for _, procs in ipairs{1, 2} do

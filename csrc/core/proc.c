@@ -37,6 +37,7 @@
  * state change (a CAS, no lock).
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <time.h>
@@ -1052,16 +1053,26 @@ static void on_sigurg(int sig) {
 
 /* The cap on threads that run tasks (Go's debug.SetMaxThreads, 10,000;
  * past it conc starts no more, see thread_refused). */
+/* The environment variable name as a positive decimal integer below
+ * limit, or 0 if unset or anything else ("5abc", "1.9", " 2"): as Go
+ * reads GOMAXPROCS, all of it or nothing. */
+static long env_count(const char *name, long limit) {
+  const char *e = getenv(name);  // NOLINT(concurrency-mt-unsafe)
+  if (e == NULL || *e < '0' || *e > '9') return 0;
+  char *end;
+  errno = 0;
+  long n = strtol(e, &end, 10);
+  return *end == '\0' && errno == 0 && n > 0 && n < limit ? n : 0;
+}
+
 static int default_max_threads(void) {
-  const char *e = getenv("CONC_MAXTHREADS");  // NOLINT(concurrency-mt-unsafe)
-  long n = e ? strtol(e, NULL, 10) : 0;
-  return n > 0 && n < 1000000 ? (int)n : 10000;
+  long n = env_count("CONC_MAXTHREADS", 1000000);
+  return n > 0 ? (int)n : 10000;
 }
 
 static int default_procs(void) {
   /* Read once (pthread_once), when conc first starts a task. */
-  const char *e = getenv("CONC_MAXPROCS");  // NOLINT(concurrency-mt-unsafe)
-  long n = e ? strtol(e, NULL, 10) : 0;
+  long n = env_count("CONC_MAXPROCS", LONG_MAX);
   if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
   if (n < 1) n = 1;
   if (n > MAXPROCS) n = MAXPROCS;
