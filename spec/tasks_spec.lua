@@ -708,6 +708,84 @@ describe("light tasks", function()
     ]], 1, 60)
   end)
 
+  it("a task that computes where it cannot be preempted does not starve "
+    .. "the others, nor hold the main script's timed wait", function()
+    -- One P. A spinner that cannot yield (a sort comparator, or a debug
+    -- hook of its own, which preemption leaves alone; conc.gosched in a
+    -- comparator too) waits for a flag only another task sets: its P
+    -- must go to another thread within a few slices (it took 0.5-2.5 s,
+    -- when the spinner gave up its loop of its own).
+    run(driven(([[
+      local spinners = {
+        function(flag)  -- in a comparator
+          local conc = require("conc")
+          local t0, seen = conc.now(), false
+          table.sort({3, 1, 2}, function(a, b)
+            while not seen and conc.now() - t0 < 20 do
+              seen = flag:load() == 1
+            end
+            return a < b
+          end)
+          return seen and conc.now()
+        end,
+        function(flag)  -- conc.gosched where it cannot yield
+          local conc = require("conc")
+          local t0, seen = conc.now(), false
+          table.sort({3, 1, 2}, function(a, b)
+            while not seen and conc.now() - t0 < 20 do
+              conc.gosched()
+              seen = flag:load() == 1
+            end
+            return a < b
+          end)
+          return seen and conc.now()
+        end,
+        function(flag)  -- under a debug hook of its own
+          local conc = require("conc")
+          local n = 0
+          debug.sethook(function() n = n + 1 end, "", 1000)
+          local t0 = conc.now()
+          while flag:load() == 0 and conc.now() - t0 < 20 do end
+          debug.sethook()
+          return flag:load() == 1 and n > 0 and conc.now()
+        end,
+      }
+      for i, spinner in ipairs(spinners) do
+        local flag = conc.atomic(0)
+        local h = conc.go(spinner, flag)
+        conc.sleep(0.005)  -- the spinner has the P
+        local t_set = conc.now()
+        local setter = conc.go(function(flag) flag:store(1) end, flag)
+        local ok, t_seen = h:join()
+        assert(ok and t_seen, "spinner " .. i .. " never saw the flag")
+        assert(t_seen - t_set < %g, ("spinner %%d starved the others " ..
+          "for %%.2f s"):format(i, t_seen - t_set))
+        assert(setter:join())
+      end
+    ]]):format(0.3 * SLOW)), 1, 90)
+    -- The main script's timed wait, while its thread runs (helping) a
+    -- task that computes in a comparator for 3 s, ends near its time.
+    run([[
+      local conc = require("conc")
+      local h = conc.go(function()
+        local conc = require("conc")
+        local t0 = conc.now()
+        table.sort({3, 1, 2}, function(a, b)
+          while conc.now() - t0 < 3 do end
+          return a < b
+        end)
+        return true
+      end)
+      local t0 = conc.now()
+      conc.sleep(0.05)
+      local waited = conc.now() - t0
+      assert(waited < 1.5, ("the main script's sleep took %.2f s"):format(
+        waited))
+      assert(h:join())
+      print("OK")
+    ]], 1, 60)
+  end)
+
   it("coroutines inside tasks call blocking conc functions", function()
     run([[
       local conc = require("conc")

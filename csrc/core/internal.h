@@ -373,6 +373,12 @@ CONC_API void conc__sched_main_progress(void);
 /* Called by park: the main script's thread waits; runs one ready task
  * if there is one (true). */
 CONC_API bool conc__sched_help(void);
+/* On the main script's thread, in a task's turn it runs (helping) that
+ * computes where it cannot yield and was asked to: suspends the turn,
+ * pinned and ready, so that the main script's wait (its time may be up)
+ * goes on; returns when its next wait runs the turn on (true). Anywhere
+ * else false, at once. */
+CONC_API bool conc__sched_helped_pause(void);
 /* A task that cannot yield blocks its thread: hand its processor on. */
 /* Idle work waits (delta > 0: a pooled state's finalizers) or was taken
  * up (delta < 0): a thread that finds nothing else to run does it
@@ -380,6 +386,9 @@ CONC_API bool conc__sched_help(void);
  * whenever a processor is idle. */
 CONC_API void conc__sched_idle_work_add(int delta);
 CONC_API void conc__sched_block_begin(void);
+/* The same, not counted as a block (conc.gosched where it cannot yield:
+ * the others run on while it goes on). */
+CONC_API void conc__sched_hand_off(void);
 CONC_API void conc__sched_block_end(void);
 /* A turn suspended on the main thread is runnable (its waits look). */
 CONC_API bool conc__sched_pinned_ready(void);

@@ -27,9 +27,10 @@
  * The monitor thread: fires the timers of parked tasks' deadlines; every
  * millisecond while tasks live, hands the P of a thread stuck in one task
  * for over 1 ms without using the CPU (foreign blocking C code) to
- * another thread when other tasks wait; and asks a task that computes
- * for over 10 ms while others wait to yield (SIGURG, whose handler sets
- * a count hook through the runtime).
+ * another thread when other tasks wait; asks a task that computes for
+ * over 10 ms while others wait to yield (SIGURG, whose handler sets a
+ * count hook through the runtime); and hands on the P of one that has
+ * not yielded 20 ms later (it cannot where it computes).
  *
  * Locks: S.lock (idle lists, the global queue, the list of threads) and
  * S.tlock (the timer heap) are leaves, and so is each P's queue lock;
@@ -51,6 +52,7 @@
 #define SPIN_ROUNDS 40          /* a spinner's looks before it sleeps */
 #define BLOCKED_NS 1000000      /* in foreign C this long: hand its P on */
 #define PREEMPT_NS 10000000     /* computing this long: asked to yield */
+#define UNYIELDING_NS 30000000  /* and still in that turn: its P goes */
 #define TICK_NS 1000000         /* the monitor's period while tasks live */
 #define LINGER_NS 100000000     /* it goes on ticking this long after */
 #define IDLE_M_NS 2000000000LL  /* a spare thread idle this long exits */
@@ -996,6 +998,16 @@ static void look_at_threads(conc_time now) {
         atomic_store(&q->m, NULL);
         handoff_p(q);
       }
+    } else if (same && waiting && age > UNYIELDING_NS && p && kind == 1 &&
+               atomic_compare_exchange_strong(&m->in_task, &kind, 2)) {
+      /* Asked to yield for 20 ms and still in the same turn: it cannot
+       * (it computes where a task cannot yield, in a sort comparator, or
+       * under a debug hook of its own, which preemption leaves alone).
+       * It goes on computing on its thread, and its P goes to another,
+       * as a blocked one's: the others run meanwhile. */
+      conc__p *q = atomic_exchange(&m->p, NULL);
+      atomic_store(&q->m, NULL);
+      handoff_p(q);
     } else if (same && waiting && age > PREEMPT_NS &&
                atomic_load(&m->in_task) == 1) {
       atomic_fetch_add(&S.preemptions, 1);
@@ -1328,6 +1340,20 @@ static bool run_helped(conc__g *g) {
   return true;
 }
 
+bool conc__sched_helped_pause(void) {
+  if (self_m != &main_m || conc__fiber_current() == NULL) return false;
+  conc_waiter *w = conc__waiter_self(); /* the turn's (execute swapped) */
+  if (w->g == NULL) return false;
+  /* Not waiting: run_helped's commit_park must find it ready at once,
+   * not park it (a waiter that never waited reads WAITING). No waker
+   * touches the state of a waiter that is not in a wait. */
+  atomic_store(&w->state, CONC_W_WOKEN);
+  w->g->deadline = CONC_NEVER;
+  atomic_fetch_add(&S.preemptions, 1);
+  conc__fiber_suspend(); /* back here when the main script runs it on */
+  return true;
+}
+
 bool conc__sched_help(void) {
   if (self_m != &main_m || !atomic_load(&S.started) || atomic_load(&main_done))
     return false;
@@ -1368,8 +1394,12 @@ void conc__sched_idle_work_add(int delta) {
 }
 
 void conc__sched_block_begin(void) {
-  conc__m *m = self_m;
   atomic_fetch_add_explicit(&S.thread_blocks, 1, memory_order_relaxed);
+  conc__sched_hand_off();
+}
+
+void conc__sched_hand_off(void) {
+  conc__m *m = self_m;
   if (m == NULL || m == &main_m) return;
   int one = 1;
   /* Its P goes, unless the monitor took it already. */

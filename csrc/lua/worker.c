@@ -1471,8 +1471,11 @@ static void preempt_hook(lua_State *L, lua_Debug *ar) {
     lua_yield(L, 0);
     return;
   }
-  /* In a C function that cannot yield: look again a little later. */
+  /* In a C function that cannot yield: look again a little later. The
+   * main script's thread running it (helping) sets it aside instead, and
+   * goes back to the main script's wait, whose time may be up. */
   lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1000);
+  if (conc__sched_helped_pause()) lua_sethook(L, NULL, 0, 0);
 }
 
 /* SIGURG's handler (proc.c): as lua.c's Ctrl-C handler does, it only
@@ -1887,6 +1890,10 @@ int lconc_gosched(lua_State *L) {
   if (t == NULL) { /* the main script runs a ready task, if any (not a
                     * task that cannot yield here: helping nests once) */
     if (cur_task == NULL) conc__sched_help();
+    /* A task that cannot yield here lets the others run all the same:
+     * its turn set aside (on the main script's thread), or its P handed
+     * to another thread while it goes on (Go: Gosched yields the P). */
+    else if (!conc__sched_helped_pause()) conc__sched_hand_off();
     return 0;
   }
   t->yield_reason = Y_PREEMPT;
