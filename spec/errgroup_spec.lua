@@ -68,9 +68,10 @@ describe("conc.errgroup", function()
       assert.are.equal(nil_error, ctx:cause())
     end)
 
-  it("returning nil alone, or values, is a success", function()
+  it("returning nil alone, nil, false, or values, is a success", function()
     local g = conc.errgroup()
     g:go(function() return nil end)
+    g:go(function() return nil, false end)  -- as cb:call has it
     g:go(function() return 1, "x" end)
     g:go(function() return coroutine.create(print) end)  -- never encoded
     assert.is_true(g:wait())
@@ -153,6 +154,28 @@ describe("conc.errgroup", function()
     assert.has_error(function() g:set_limit("x") end)
     assert.has_error(function() conc.errgroup(42) end)
     assert.has_error(function() g.wait(conc.mutex()) end)
+  end)
+
+  it("an argument that cannot travel: the method called is named, its "
+    .. "arguments counted as Lua counts a method's", function()
+    local co = coroutine.create(print)
+    local g, wg = conc.errgroup(), conc.waitgroup()
+    local function raised(f, ...)
+      local ok, err = pcall(f, ...)
+      assert.is_false(ok)
+      return err
+    end
+    assert.are.equal("conc.errgroup:go: argument #3: cannot transfer a "
+      .. "coroutine", raised(g.go, g, function() end, 1, co))
+    assert.are.equal("conc.errgroup:try_go: argument #2: cannot transfer "
+      .. "a coroutine", raised(g.try_go, g, function() end, co))
+    assert.are.equal("conc.waitgroup:go: argument #2: cannot transfer a "
+      .. "coroutine", raised(wg.go, wg, function() end, co))
+    assert.are.equal("conc.workpool: argument #2, upvalue 'co': cannot "
+      .. "transfer a coroutine",
+      raised(conc.workpool, 1, function() return co end))
+    assert.is_true(g:wait())
+    assert.is_true(wg:wait(0))
   end)
 
   it("is shared: g:go from a worker, wait from another", function()

@@ -60,6 +60,12 @@ describe("conc.pubsub", function()
     assert.has_error(function() ps:subscribe("a", "t", -1) end)
     assert.has_error(function() ps:publish("t", io.stdout) end)
     assert.has_error(function() ps.publish(conc.chan(), "t", 1) end)
+    -- as ch:send: a missing payload is a mistake, an explicit nil a value
+    assert.has_error(function() ps:publish("t") end,
+      "conc.pubsub:publish: payload expected")
+    local sub = ps:subscribe("n", "t", 1)
+    assert.are.equal(1, ps:publish("t", nil))
+    assert.are.same({topic = "t"}, sub:recv())
   end)
 
   it("is shared: N publishing workers, M subscribers, exact counts",

@@ -27,18 +27,22 @@ describe("conc.workpool", function()
     local p = conc.workpool(2, function(j)
       if j == "raise" then error("boom", 0) end
       if j == "nil" then return nil, "refused" end
+      if j == "false" then return nil, false end  -- a value, as cb:call
       return j
     end)
     local res = p:results()
-    for _, j in ipairs({"raise", "ok", "nil"}) do assert(p:submit(j)) end
+    for _, j in ipairs({"raise", "ok", "nil", "false"}) do
+      assert(p:submit(j))
+    end
     local got = {}
-    for _ = 1, 3 do
+    for _ = 1, 4 do
       local r = res:recv()
       got[r.job] = r
     end
     assert.are.same({job = "raise", ok = false, err = "boom"}, got.raise)
     assert.are.same({job = "ok", ok = true, value = "ok"}, got.ok)
     assert.are.same({job = "nil", ok = false, err = "refused"}, got["nil"])
+    assert.are.same({job = "false", ok = true}, got["false"])
     conc.go(function(res) for _ in res:range() do end end, res)
     p:close()
     assert.are.equal(0, p:workers())

@@ -1206,17 +1206,18 @@ static void put_preload(lua_State *L, scratch *s, int p) {
   put_byte(s, 0);
 }
 
-void lconc_encode_call(lua_State *L, int first, int n, conc_msg *m) {
+void lconc_encode_call(lua_State *L, int first, int n, conc_msg *m,
+                       const char *label, int argno) {
   first = lua_absindex(L, first);
   if (!push_preload(L)) {
-    lconc_encode(L, first, n, m, "conc.go", LCONC_ARG, first);
+    lconc_encode(L, first, n, m, label, LCONC_ARG, argno);
     return;
   }
   int temporary;
   scratch *s = acquire_scratch(L, &temporary);
   put_preload(L, s, lua_gettop(L));
-  int failed = encode_into(L, s, temporary, first, n, m, "conc.go", LCONC_ARG,
-                           first);
+  int failed = encode_into(L, s, temporary, first, n, m, label, LCONC_ARG,
+                           argno);
   lua_remove(L, failed ? -2 : -1);                  /* P */
   if (failed) lua_error(L);
 }

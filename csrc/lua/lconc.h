@@ -134,8 +134,11 @@ CONC_API int lconc_encode_protected(lua_State *L, int first, int n, conc_msg *m,
 /* Encodes conc.go's call, fn and its n - 1 arguments at first, as
  * lconc_encode does, with the Lua functions of package.preload (those
  * that can travel) ahead of them: decoding the call installs them in the
- * worker's package.preload before anything else arrives. */
-CONC_API void lconc_encode_call(lua_State *L, int first, int n, conc_msg *m);
+ * worker's package.preload before anything else arrives. An error names
+ * `label` (the function called) and the value at first as argument
+ * #argno (a method's self is not counted). */
+CONC_API void lconc_encode_call(lua_State *L, int first, int n, conc_msg *m,
+                                const char *label, int argno);
 /* Pushes the values of *m and frees it; returns how many it pushed. A
  * module value the receiver cannot load frees *m and raises
  * `fname: value, field 'f': module 'util' cannot be loaded here: ...`

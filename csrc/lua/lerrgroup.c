@@ -76,7 +76,8 @@ static void task_end(lconc_task *t, lua_State *L, int ok, int base) {
     take_error(t, L, base + 1, &err);
     failed = 1;
   } else if (lua_gettop(L) >= base + 2 && lua_isnil(L, base + 1) &&
-             !lua_isnil(L, base + 2)) {  /* returned nil, err */
+             lua_toboolean(L, base + 2)) { /* returned nil, err: err
+                                              neither nil nor false */
     take_error(t, L, base + 2, &err);
     failed = 1;
   }
@@ -102,7 +103,7 @@ static void spawn_in(lconc_task *t, conc_errgroup *g) {
 /* The task for fn(...) at 2..: encoded before anything is counted. */
 static lconc_task *new_task(lua_State *L, const char *fname) {
   lconc_checktype(L, 2, LUA_TFUNCTION);
-  lconc_task *t = lconc_task_new(L, 2, lua_gettop(L) - 1, 0);
+  lconc_task *t = lconc_task_new(L, 2, lua_gettop(L) - 1, 0, fname, 1);
   if (t == NULL) luaL_error(L, "%s: not enough memory", fname);
   return t;
 }

@@ -77,6 +77,9 @@ static int ps_publish(lua_State *L) {
   conc_pubsub *ps = checkps(L);
   size_t len;
   const char *topic = lconc_checklstring(L, 2, &len);
+  /* as ch:send: an explicit nil is a payload, a missing one a mistake */
+  if (lua_isnone(L, 3))
+    return luaL_error(L, "conc.pubsub:publish: payload expected");
   lua_settop(L, 3);
   lua_createtable(L, 0, 2);  /* Go's Message{Topic, Payload} */
   lua_pushvalue(L, 2);

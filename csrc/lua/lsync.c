@@ -52,7 +52,8 @@ static void wg_task_end(lconc_task *t, lua_State *L, int ok, int base) {
 static int wg_go(lua_State *L) {
   conc_wg *wg = CHECK(L, conc_wg, conc_wg_type);
   lconc_checktype(L, 2, LUA_TFUNCTION);
-  lconc_task *t = lconc_task_new(L, 2, lua_gettop(L) - 1, 0);
+  lconc_task *t = lconc_task_new(L, 2, lua_gettop(L) - 1, 0,
+                                 "conc.waitgroup:go", 1);
   if (t == NULL) return luaL_error(L, "conc.waitgroup:go: not enough memory");
   int rc = conc_wg_add(wg, 1);
   if (rc != CONC_OK) {

@@ -89,10 +89,10 @@ static lconc_task *task_from_call(lua_State *L, conc_msg *call,
   return t;
 }
 
-lconc_task *lconc_task_new(lua_State *L, int first, int n,
-                           size_t memory_limit) {
+lconc_task *lconc_task_new(lua_State *L, int first, int n, size_t memory_limit,
+                           const char *label, int argno) {
   conc_msg call;
-  lconc_encode_call(L, first, n, &call);
+  lconc_encode_call(L, first, n, &call, label, argno);
   return task_from_call(L, &call, memory_limit);
 }
 
@@ -150,7 +150,8 @@ static int go(lua_State *L) {
   }
   lconc_checktype(L, first, LUA_TFUNCTION);
   conc_msg call;
-  lconc_encode_call(L, first, lua_gettop(L) - first + 1, &call);
+  lconc_encode_call(L, first, lua_gettop(L) - first + 1, &call, "conc.go",
+                    first);
   lconc_task *t;
   int rc = spawn_call(L, &call, memory_limit, locked, NULL, &t);
   if (rc != CONC_OK) {  /* as a spawn the system refuses: a return value */

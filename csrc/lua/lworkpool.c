@@ -26,11 +26,12 @@ static conc_workpool *checkpool(lua_State *L, int idx) {
 /* Builds a pool's result for the job at `job` from the protected call of
  * fn on it (status; its two results, or the error, on top), as {job =,
  * ok = true, value =} or {job =, ok = false, err =}. A function fails by
- * raising or by returning nil, err. */
+ * raising or by returning nil, err with err neither nil nor false (Go's
+ * non-nil error, as the breaker and errgroup have it). */
 static void pool_result(lua_State *L, int status, int job) {
   bool ok = status == LUA_OK || status == LUA_YIELD;
   if (!ok) lua_pushnil(L);                   /* error, nil */
-  bool failed = !ok || (lua_isnil(L, -2) && !lua_isnil(L, -1));
+  bool failed = !ok || (lua_isnil(L, -2) && lua_toboolean(L, -1));
   /* The value (-2), the error raised (-2), or the err of nil, err (-1). */
   int v = lua_absindex(L, ok && failed ? -1 : -2);
   lua_createtable(L, 0, 3);                  /* r1, r2, t */
@@ -238,7 +239,8 @@ static void start_workers(lua_State *L, conc_workpool *p, int pool_idx,
   lua_pushvalue(L, fn_idx);
   lua_pushinteger(L, mode);
   conc_msg call;
-  lconc_encode_call(L, top + 1, 4, &call);  /* fn encoded once */
+  /* fn encoded once; an error names it as the argument it was */
+  lconc_encode_call(L, top + 1, 4, &call, fname, fn_idx - 2);
   lua_settop(L, top);
   lconc_end_hook hook = {worker_ended, (conc_obj *)p};
   int started = 0, rc = CONC_OK;

@@ -62,10 +62,12 @@ typedef struct lconc_task {
 CONC_API extern const conc_type lconc_task_type;
 
 /* A task for conc.go's call: fn and its n - 1 arguments at stack index
- * first (encoded now: raises if they cannot travel), with the caller's
- * package paths. NULL when memory runs out (nothing to free then). */
+ * first (encoded now: raises if they cannot travel, naming `label` and
+ * fn as argument #argno), with the caller's package paths. NULL when
+ * memory runs out (nothing to free then). */
 CONC_API lconc_task *lconc_task_new(lua_State *L, int first, int n,
-                                    size_t memory_limit);
+                                    size_t memory_limit, const char *label,
+                                    int argno);
 /* Drops a task that was never spawned (its call and paths with it). */
 CONC_API void lconc_task_discard(lconc_task *t);
 
