@@ -39,6 +39,31 @@ describe("conc.go", function()
       assert.are.equal("failed", h:status())
     end)
 
+  it("a <close> variable that raises while a task unwinds from an error "
+    .. "makes its error the task's, light or locked (as pcall)", function()
+    local function f(e)
+      local _ <close> = setmetatable({}, {__close = function(_, err)
+        error({from_close = true, got = err}, 0)
+      end})
+      error(e, 0)
+    end
+    for _, opts in ipairs({{}, {locked = true}}) do
+      local ok, err = conc.go(opts, f, "orig"):join()
+      assert.is_false(ok)
+      -- the closing method got the task's error (with its traceback, as
+      -- a message handler makes it), and raised its own
+      assert.is_true(err.from_close)
+      assert.matches("^orig\nstack traceback:\n", err.got)
+      -- a closing method that does not raise leaves the error as it was
+      ok, err = conc.go(opts, function()
+        local _ <close> = setmetatable({}, {__close = function() end})
+        error({code = 7})
+      end):join()
+      assert.is_false(ok)
+      assert.are.same({code = 7}, err)
+    end
+  end)
+
   it("a worker error value that is a table travels as a table", function()
     local h = conc.go(function() error({code = 42}) end)
     local ok, err = h:join()

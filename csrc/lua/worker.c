@@ -1506,20 +1506,40 @@ static void light_error(lua_State *L, lua_State *co) {
 /* The task ended (status: lua_resume's, or the setup's): its outcome,
  * then its state back to the pool and its waiter back. */
 /* Protected: the outcome of co (1: co, 2: lua_resume's status, 3: its
- * count of results) onto L, results or the error with its traceback. */
+ * count of results, 4: a light userdata, a bool set if co must be
+ * replaced) onto L, results or the error with its traceback. An error
+ * leaves co's <close> variables open: they close here, after the
+ * traceback was taken, with the error as their second argument; one
+ * that raises makes its error the task's, as in a locked task (a pcall:
+ * the last error wins). */
 static int light_outcome(lua_State *L) {
   lua_State *co = (lua_State *)lua_touserdata(L, 1);
   int status = (int)lua_tointeger(L, 2), nres = (int)lua_tointeger(L, 3);
+  bool *dead = (bool *)lua_touserdata(L, 4);
   lua_settop(L, 0);
   if (status == LUA_OK) {
     luaL_checkstack(L, nres + LUA_MINSTACK, "conc.go: too many results");
     lua_xmove(co, L, nres);
-  } else if (status == LUA_ERRMEM) {
-    lua_xmove(co, L, 1);
-  } else {
-    light_error(L, co);
+    return lua_gettop(L);
   }
-  return lua_gettop(L);
+  if (status == LUA_ERRMEM) lua_xmove(co, L, 1);
+  else light_error(L, co); /* L: the outcome, traceback and all */
+  luaL_checkstack(co, 1, "conc.go: error");
+  lua_pushvalue(L, 1); /* what closing methods get: the outcome, as a */
+  lua_xmove(L, co, 1); /* locked task's get its message handler's */
+  *dead = true; /* an error ended it: it is replaced */
+  if (lua_resetthread(co) != LUA_OK && lua_gettop(co) >= 1) {
+    lua_xmove(co, L, 1); /* L: outcome, the error after closing */
+    if (!lua_rawequal(L, 1, 2)) { /* a closing method raised */
+      lua_replace(L, 1);
+      if (!error_travels(L, 1)) { /* its traceback: of what is left */
+        lconc_errhint_traceback_of(L, co, 0, &cur_task->site);
+        lua_replace(L, 1);
+      }
+    }
+    lua_settop(L, 1);
+  }
+  return 1;
 }
 
 static void light_end(lconc_task *t, int status, int nres) {
@@ -1530,15 +1550,17 @@ static void light_end(lconc_task *t, int status, int nres) {
   lua_settop(L, 1); /* the coroutine (or the setup's error) */
   if (co != NULL) {
     lua_pop(L, 1); /* still in the registry */
+    bool dead = false;
     lua_pushcfunction(L, light_outcome); /* a light function: no block */
     lua_pushlightuserdata(L, co);
     lua_pushinteger(L, status);
     lua_pushinteger(L, nres);
-    if (lua_pcall(L, 3, LUA_MULTRET, 0) != LUA_OK)
+    lua_pushlightuserdata(L, &dead);
+    if (lua_pcall(L, 4, LUA_MULTRET, 0) != LUA_OK) {
       status = LUA_ERRMEM; /* its message is Lua's, made in advance */
-    /* Its pending <close> variables close now (an error leaves them
-     * open); a coroutine an error ended is replaced. */
-    if (status != LUA_OK && lua_resetthread(co) != LUA_OK) {
+      if (!dead) dead = lua_resetthread(co) != LUA_OK; /* <close>s */
+    }
+    if (dead) { /* a coroutine an error ended is replaced */
       lua_pushnil(L);
       lua_rawsetp(L, LUA_REGISTRYINDEX, &co_key); /* no new block */
     }
