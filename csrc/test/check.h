@@ -159,6 +159,35 @@ static CHECK_UNUSED pthread_t spawn(void *(*fn)(void *), void *arg) {
 
 static CHECK_UNUSED void join(pthread_t t) { CHECK_PT(pthread_join(t, NULL)); }
 
+/* Runs fn(arg) in a child process with its stderr caught in buf (n
+ * bytes, NUL-terminated); returns its wait status. For what must end a
+ * process (an abort, an exit with Go's status). */
+static CHECK_UNUSED int in_child(void (*fn)(void *), void *arg, char *buf,
+                                 size_t n) {
+  int fds[2];
+  CHECK(pipe(fds) == 0);
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    dup2(fds[1], 2);
+    close(fds[0]);
+    fn(arg);
+    _exit(0);
+  }
+  close(fds[1]);
+  size_t got = 0;
+  ssize_t k;
+  while (got < n - 1 && (k = read(fds[0], buf + got, n - 1 - got)) > 0)
+    got += (size_t)k;
+  buf[got] = '\0';
+  close(fds[0]);
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  return status;
+}
+
 /* ---- the runner -------------------------------------------------------- */
 
 /* Runs one test in a child; 1 if it passed. */

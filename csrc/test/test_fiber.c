@@ -80,33 +80,17 @@ static void down_to_the_last_page(void *arg) {
   use_stack(bytes);
 }
 
+static void overflow_in_child(void *arg) {
+  (void)arg;
+  to_bottom t = {conc__fiber_get()};
+  conc__fiber_run(t.f, down_to_the_last_page, &t); /* aborts */
+}
+
 /* A call that comes within a page of the bottom aborts the process with
  * a message when its fiber switches back (in a child process). */
 static void overflow_aborts(void) {
-  int fds[2];
-  CHECK(pipe(fds) == 0);
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  CHECK(pid >= 0);
-  if (pid == 0) {
-    dup2(fds[1], 2);
-    close(fds[0]);
-    to_bottom t = {conc__fiber_get()};
-    conc__fiber_run(t.f, down_to_the_last_page, &t);
-    _exit(0); /* not reached */
-  }
-  close(fds[1]);
   char buf[1024];
-  size_t n = 0;
-  ssize_t k;
-  while (n < sizeof buf - 1 &&
-         (k = read(fds[0], buf + n, sizeof buf - 1 - n)) > 0)
-    n += (size_t)k;
-  buf[n] = '\0';
-  close(fds[0]);
-  int status;
-  CHECK(waitpid(pid, &status, 0) == pid);
+  int status = in_child(overflow_in_child, NULL, buf, sizeof buf);
   CHECK(WIFSIGNALED(status));
   CHECK_EQ(WTERMSIG(status), SIGABRT);
   CHECK(strstr(buf, "a fiber's stack came within a page of overflowing") !=

@@ -212,35 +212,19 @@ static void deadlock_with_worker(void) {
   main_leave();
 }
 
+static void lock_out_in_child(void *arg) {
+  (void)arg;
+  main_enter(CONC_DEADLOCK_EXIT);
+  conc_mutex *mu = conc_mutex_new();
+  conc_mutex_lock(mu);
+  conc_mutex_lock(mu); /* locks itself out: not a channel wait */
+}
+
 /* EXIT mode (the default) prints Go's message and exits with status 2;
  * run in a child process of its own. */
 static void deadlock_exit_mode(void) {
-  int fds[2];
-  CHECK(pipe(fds) == 0);
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  CHECK(pid >= 0);
-  if (pid == 0) {
-    dup2(fds[1], 2);
-    close(fds[0]);
-    main_enter(CONC_DEADLOCK_EXIT);
-    conc_mutex *mu = conc_mutex_new();
-    conc_mutex_lock(mu);
-    conc_mutex_lock(mu);  /* locks itself out: not a channel wait */
-    _exit(0);
-  }
-  close(fds[1]);
   char buf[4096];
-  size_t n = 0;
-  ssize_t k;
-  while (n < sizeof buf - 1 &&
-         (k = read(fds[0], buf + n, sizeof buf - 1 - n)) > 0)
-    n += (size_t)k;
-  buf[n] = '\0';
-  close(fds[0]);
-  int status;
-  CHECK(waitpid(pid, &status, 0) == pid);
+  int status = in_child(lock_out_in_child, NULL, buf, sizeof buf);
   CHECK(WIFEXITED(status));
   CHECK_EQ(WEXITSTATUS(status), 2);
   CHECK(contains(buf, "fatal error: all workers are asleep - deadlock!"));
