@@ -265,6 +265,31 @@ describe("conc.breaker", function()
       assert.are.same({"fine"}, {cb:call(function() return "fine" end)})
       assert.are.equal("closed", cb:state())
     end
+    -- collected, then brought back by a finalizer and resumed: the call
+    -- returns, but its place went back once only (probes stay 1)
+    local cb = conc.breaker{failures = 1, timeout = 0.02, probes = 1,
+                            successes = 100}
+    cb:call(fail)
+    await_half_open(cb)
+    local revived
+    do
+      local co = coroutine.create(function()
+        return cb:call(function() coroutine.yield("in") return "late" end)
+      end)
+      assert.are.same({true, "in"}, {coroutine.resume(co)})
+      setmetatable({co = co}, {__gc = function(h) revived = h.co end})
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_not_nil(revived)
+    assert.are.same({true, "late"}, {coroutine.resume(revived)})
+    assert.are.equal(0, cb:counts().requests)
+    local held = coroutine.create(function()
+      return cb:call(function() coroutine.yield("probing") end)
+    end)
+    assert.are.same({true, "probing"}, {coroutine.resume(held)})
+    assert.are.same({nil, "too many probes"}, {cb:call(fail)})
+    assert.is_true(coroutine.close(held))
   end)
 
   it("is shared by reference: a worker sees the state main made", function()

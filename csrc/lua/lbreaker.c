@@ -160,15 +160,18 @@ static int failed_result(lua_State *L, int base, int nres) {
 static int cb_called(lua_State *L, int status, lua_KContext ctx) {
   conc_breaker *b = checkcb(L);
   int closer = (int)ctx + 1;
-  uint64_t ticket = lconc_closer_disarm((lconc_closer *)lua_touserdata(L,
-                                                                       closer));
+  uint64_t ticket;
+  bool mine = lconc_closer_disarm((lconc_closer *)lua_touserdata(L, closer),
+                                  &ticket);
   bool ok = status == LUA_OK || status == LUA_YIELD;
   int nres = lua_gettop(L) - closer;
   int outcome = !ok || failed_result(L, closer + 1, nres) ? CONC_CALL_FAILURE
                                                           : CONC_CALL_SUCCESS;
   conc_breaker_change ch;
-  conc_breaker_end(b, conc_now(), ticket, outcome, &ch);
-  if (!report(L, &ch)) return lua_error(L);
+  if (mine) { /* else its place went back already (abandoned) */
+    conc_breaker_end(b, conc_now(), ticket, outcome, &ch);
+    if (!report(L, &ch)) return lua_error(L);
+  }
   if (!ok) return lua_error(L);                 /* fn's error, as it was */
   return nres;
 }
@@ -194,9 +197,14 @@ static int cb_call(lua_State *L) {
   uint64_t ticket = 0;
   conc_breaker_change ch, ch2;
   int rc = conc_breaker_begin(b, conc_now(), &ticket, &ch);
+  /* Armed at once: reporting may run out of memory, and the place must
+   * go back whatever raises. */
+  if (rc == CONC_OK)
+    lconc_closer_arm(closer, cb_abandon, (conc_obj *)b, ticket);
   if (!report(L, &ch)) {  /* on_change raised: fn will not run */
     int err = lua_gettop(L);
     if (rc == CONC_OK) {   /* give its place back (and say so) */
+      lconc_closer_disarm(closer, NULL);
       conc_breaker_end(b, conc_now(), ticket, CONC_CALL_ABANDON, &ch2);
       report(L, &ch2);
       lua_settop(L, err);  /* the first error is the one raised */
@@ -210,7 +218,6 @@ static int cb_call(lua_State *L) {
   }
   /* fn runs with a continuation (a light task may park in it), on copies
    * of fn and its arguments above the closer, which must stay put */
-  lconc_closer_arm(closer, cb_abandon, (conc_obj *)b, ticket);
   for (int i = 2; i <= top; i++) lua_pushvalue(L, i);
   int status = lua_pcallk(L, top - 2, LUA_MULTRET, 0, (lua_KContext)top,
                           cb_called);

@@ -22,6 +22,7 @@ struct lconc_closer {
   conc_obj *obj; /* retained while armed: its box may be collected first */
   uint64_t data;
   bool in_slot; /* pushed and not closed yet */
+  bool fired;   /* abandon ran: the call must not finish again */
 };
 
 static int closer_close(lua_State *L) {
@@ -30,6 +31,9 @@ static int closer_close(lua_State *L) {
   conc_obj *obj = c->obj;
   if (obj == NULL) return 0;
   c->obj = NULL;
+  /* A coroutine a finalizer brought back may yet resume fn, which then
+   * returns to its continuation: which must know. */
+  c->fired = true;
   lua_settop(L, 0);
   int failed = c->abandon(L, obj, c->data);
   conc_release(obj);
@@ -82,6 +86,7 @@ lconc_closer *lconc_push_closer(lua_State *L) {
   c->obj = NULL;
   c->data = 0;
   c->in_slot = true;
+  c->fired = false;
   lua_toclose(L, -1);
   return c;
 }
@@ -95,9 +100,10 @@ void lconc_closer_arm(lconc_closer *c,
   c->obj = obj;
 }
 
-uint64_t lconc_closer_disarm(lconc_closer *c) {
+bool lconc_closer_disarm(lconc_closer *c, uint64_t *data) {
   conc_obj *obj = c->obj;
   c->obj = NULL;
   if (obj != NULL) conc_release(obj);
-  return c->data;
+  if (data != NULL) *data = c->data;
+  return !c->fired;
 }

@@ -5,6 +5,7 @@
 #ifndef LCONC_H
 #define LCONC_H
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <lua.h>
 #include <lauxlib.h>
@@ -191,8 +192,11 @@ CONC_API void lconc_closer_arm(lconc_closer *c,
                                int (*abandon)(lua_State *L, conc_obj *obj,
                                               uint64_t data),
                                conc_obj *obj, uint64_t data);
-/* Disarms c (if armed); returns the data it was armed with. */
-CONC_API uint64_t lconc_closer_disarm(lconc_closer *c);
+/* Disarms c (if armed) and sets *data (if not NULL) to the data it was
+ * armed with; false if abandon ran already (the call's coroutine was
+ * collected, then brought back by a finalizer and resumed): the call
+ * must not finish its object again. */
+CONC_API bool lconc_closer_disarm(lconc_closer *c, uint64_t *data);
 
 CONC_API void lconc_open_chan(lua_State *L);     /* lchan.c */
 CONC_API void lconc_open_select(lua_State *L);   /* lselect.c */

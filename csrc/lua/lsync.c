@@ -356,8 +356,9 @@ static int once_ran(lua_State *L, int status, lua_KContext ctx) {
     out.failed = 1;
     lconc_msg_from_string(&out.msg, "conc.once:call: not enough memory");
   }
-  lconc_closer_disarm((lconc_closer *)lua_touserdata(L, closer));
-  conc_once_finish(o, &out.msg, out.failed);
+  if (lconc_closer_disarm((lconc_closer *)lua_touserdata(L, closer), NULL))
+    conc_once_finish(o, &out.msg, out.failed);
+  else conc_msg_free(&out.msg); /* done already, as abandoned */
   if (!ok) return lua_error(L);
   return n;
 }
