@@ -12,10 +12,10 @@
  * this machine the first touch of a 4 KB page from user code costs ~4-10
  * us even after the kernel populated it, while a huge page populated in
  * one madvise costs nothing at its first touch (core/hugemap.h). So
- * while no other region is live a region is of 4 KB pages, a block's
- * populated when it is handed out (a program with a few tasks then holds
- * what they use, not 2 MB), and every further region is a huge page,
- * present at once: B19's 30,000 tasks 4.66 -> 3.69 s (`bench/ab`). A
+ * while fewer than SMALL_REGIONS are live a region is of 4 KB pages, a
+ * block's populated when it is handed out (a program with a few hundred
+ * tasks then holds what they use), and every further region is a huge
+ * page, present at once: B19's 30,000 tasks 4.66 -> 3.69 s (`bench/ab`). A
  * region keeps its pages while its blocks are free, so a state made
  * after another closed faults nothing. A region all of whose blocks are
  * free is unmapped (one system call for 128 blocks, not one a block: each
@@ -52,6 +52,11 @@ typedef struct lpages_region {
 } region;
 
 #define REGION_BLOCKS ((int)(64 * WORDS))
+/* Regions of 4 KB pages made before any huge one: a program with up to
+ * 512 live states holds only what they use (B6's 200 parked tasks: 31 KB
+ * each, against 42 KB with huge regions from the second on, each 2 MB
+ * present whole, two at once when two threads make one together). */
+#define SMALL_REGIONS 4
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static region *partial; /* the regions with a free block */
@@ -92,7 +97,7 @@ void *lpages_get(lpages_region **owner) {
   pthread_mutex_lock(&lock);
   region *r = partial;
   if (r == NULL) {
-    int huge = live++ > 0;
+    int huge = live++ >= SMALL_REGIONS;
     pthread_mutex_unlock(&lock);
     r = new_region(huge);
     pthread_mutex_lock(&lock);

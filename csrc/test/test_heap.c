@@ -388,11 +388,12 @@ static int present(void *p, size_t n) {
 }
 
 /* The first chunks' source: blocks apart, page-aligned, writable, present
- * when handed out (the first region's block by block, the next regions'
+ * when handed out (the first regions' block by block, the next ones'
  * whole, as huge pages); given back, every wholly free region but one is
  * unmapped, and a block given back is the next one handed out. */
 static void pages_blocks_come_back(void) {
-  enum { N = 300 }; /* three regions' worth */
+  /* the small regions, then most of a huge one */
+  enum { N = (SMALL_REGIONS + 1) * REGION_BLOCKS - 20 };
   void *p[N];
   lpages_region *owner[N];
   for (unsigned i = 0; i < N; i++) {
@@ -402,11 +403,12 @@ static void pages_blocks_come_back(void) {
     CHECK(present(p[i], LPAGES_BLOCK));
     fill(p[i], LPAGES_BLOCK, i);
   }
-  CHECK_EQ(live, 3);
-  CHECK(!owner[0]->huge && owner[N - 1]->huge);
+  CHECK_EQ(live, SMALL_REGIONS + 1);
+  CHECK(!owner[0]->huge && !owner[N - 1 - REGION_BLOCKS]->huge);
+  CHECK(owner[N - 1]->huge);
   CHECK(owner[REGION_BLOCKS] != owner[0]);
   /* a huge region's blocks are present before they are handed out */
-  CHECK(present(owner[N - 1]->base, CONC_HUGE_BYTES / 2));
+  CHECK(present(owner[N - 1]->base, CONC_HUGE_BYTES));
   for (unsigned i = 0; i < N; i++) {
     CHECK(filled(p[i], LPAGES_BLOCK, i)); /* so none overlaps another */
     CHECK(owner[i]->base <= (char *)p[i]);
