@@ -1063,8 +1063,6 @@ static void on_sigurg(int sig) {
   if (S.hooks.preempt) S.hooks.preempt();
 }
 
-/* The cap on threads that run tasks (Go's debug.SetMaxThreads, 10,000;
- * past it conc starts no more, see thread_refused). */
 /* The environment variable name as a positive decimal integer below
  * limit, or 0 if unset or anything else ("5abc", "1.9", " 2"): as Go
  * reads GOMAXPROCS, all of it or nothing. */
@@ -1077,6 +1075,8 @@ static long env_count(const char *name, long limit) {
   return *end == '\0' && errno == 0 && n > 0 && n < limit ? n : 0;
 }
 
+/* The cap on threads that run tasks (Go's debug.SetMaxThreads, 10,000;
+ * past it conc starts no more, see thread_refused). */
 static int default_max_threads(void) {
   long n = env_count("CONC_MAXTHREADS", 1000000);
   return n > 0 ? (int)n : 10000;

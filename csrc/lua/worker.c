@@ -656,9 +656,8 @@ static int fill_string_body(lua_State *L) {
 static int fill_string(lua_State *L) {
   state_mem *m = mem_of(L);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &string_key);     /* T */
-  if (m->string_filled || m->string_filling)
-    return 1; /* (a finalizer
-                                               run by the fill: T as is) */
+  /* (filling: a finalizer the fill ran reads T as it is) */
+  if (m->string_filled || m->string_filling) return 1;
   int t = lua_gettop(L);
   lua_pushvalue(L, t);
   bool touched = !same_as_watched(L, m, W_STRING);
