@@ -271,17 +271,9 @@ describe("conc.breaker", function()
                             successes = 100}
     cb:call(fail)
     await_half_open(cb)
-    local revived
-    do
-      local co = coroutine.create(function()
-        return cb:call(function() coroutine.yield("in") return "late" end)
-      end)
-      assert.are.same({true, "in"}, {coroutine.resume(co)})
-      setmetatable({co = co}, {__gc = function(h) revived = h.co end})
-    end
-    collectgarbage()
-    collectgarbage()
-    assert.is_not_nil(revived)
+    local revived = support.revived(function()
+      return cb:call(function() coroutine.yield("in") return "late" end)
+    end)
     assert.are.same({true, "late"}, {coroutine.resume(revived)})
     assert.are.equal(0, cb:counts().requests)
     local held = coroutine.create(function()

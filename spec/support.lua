@@ -28,6 +28,24 @@ function support.run_script(code, timeout_s, shell_prefix)
   return out:gsub("rc=%d+%s*$", ""), rc, conc.now() - t0
 end
 
+-- Runs body in a coroutine up to its first yield (of "in"), then drops
+-- the coroutine with a finalizer that brings it back, and collects:
+-- returns it, suspended where it yielded, after the collection that ran
+-- the finalizers of what it held (a closer's too).
+function support.revived(body)
+  local revived
+  do
+    local co = coroutine.create(body)
+    local ok, v = coroutine.resume(co)
+    assert(ok and v == "in", tostring(v))
+    setmetatable({co = co}, {__gc = function(h) revived = h.co end})
+  end
+  collectgarbage()
+  collectgarbage()
+  assert(revived, "the coroutine was not brought back")
+  return revived
+end
+
 -- The lines read from a file handle (closed after), as an array.
 local function lines_from(handle)
   local t = {}

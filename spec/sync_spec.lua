@@ -349,17 +349,10 @@ describe("conc.once", function()
     end
     -- collected, then brought back by a finalizer and resumed: fn returns,
     -- but the once is done already and stays as it was
-    local once, revived = conc.once(), nil
-    do
-      local co = coroutine.create(function()
-        return once:call(function() coroutine.yield("in") return "late" end)
-      end)
-      assert.are.same({true, "in"}, {coroutine.resume(co)})
-      setmetatable({co = co}, {__gc = function(h) revived = h.co end})
-    end
-    collectgarbage()
-    collectgarbage()
-    assert.is_not_nil(revived)
+    local once = conc.once()
+    local revived = support.revived(function()
+      return once:call(function() coroutine.yield("in") return "late" end)
+    end)
     assert.are.same({true, "late"}, {coroutine.resume(revived)})
     assert.are.same({false, gone},
       {pcall(once.call, once, function() return "never" end)})
