@@ -249,18 +249,11 @@ describe("conc.breaker", function()
       local cb = conc.breaker{failures = 1, timeout = 0.02, probes = 1}
       cb:call(fail)
       await_half_open(cb)
-      local co = coroutine.create(function()
+      local probe = support.suspended(function()
         return cb:call(function() coroutine.yield("probing") end)
-      end)
-      assert.are.same({true, "probing"}, {coroutine.resume(co)})
+      end, "probing")
       assert.are.same({nil, "too many probes"}, {cb:call(fail)})
-      if ending == "close" then
-        assert.is_true(coroutine.close(co))
-      else
-        co = nil  -- luacheck: ignore 311 (dropped for the collector)
-        collectgarbage()
-        collectgarbage()
-      end
+      support.abandon(probe, ending)
       assert.are.equal(0, cb:counts().requests)
       assert.are.same({"fine"}, {cb:call(function() return "fine" end)})
       assert.are.equal("closed", cb:state())

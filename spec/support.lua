@@ -28,6 +28,28 @@ function support.run_script(code, timeout_s, shell_prefix)
   return out:gsub("rc=%d+%s*$", ""), rc, conc.now() - t0
 end
 
+-- A coroutine of body, resumed up to its first yield (of `mark`), in a
+-- box that holds the only reference to it, for support.abandon.
+function support.suspended(body, mark)
+  local co = coroutine.create(body)
+  local ok, v = coroutine.resume(co)
+  assert(ok and v == mark, tostring(v))
+  return {co = co}
+end
+
+-- Ends a boxed coroutine suspended mid-call as a program may: "close"
+-- (coroutine.close, which must succeed) or "drop" (the only reference
+-- gone, then a full collection).
+function support.abandon(box, ending)
+  if ending == "close" then
+    assert(coroutine.close(box.co))
+  else
+    box.co = nil
+    collectgarbage()
+    collectgarbage()
+  end
+end
+
 -- Runs body in a coroutine up to its first yield (of "in"), then drops
 -- the coroutine with a finalizer that brings it back, and collects:
 -- returns it, suspended where it yielded, after the collection that ran
@@ -35,10 +57,8 @@ end
 function support.revived(body)
   local revived
   do
-    local co = coroutine.create(body)
-    local ok, v = coroutine.resume(co)
-    assert(ok and v == "in", tostring(v))
-    setmetatable({co = co}, {__gc = function(h) revived = h.co end})
+    local box = support.suspended(body, "in")
+    setmetatable(box, {__gc = function(h) revived = h.co end})
   end
   collectgarbage()
   collectgarbage()

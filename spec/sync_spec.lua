@@ -325,21 +325,14 @@ describe("conc.once", function()
       .. "closed or collected)"
     for _, ending in ipairs({"close", "drop"}) do
       local once = conc.once()
-      local co = coroutine.create(function()
+      local runner = support.suspended(function()
         return once:call(function() coroutine.yield("inside") end)
-      end)
-      assert.are.same({true, "inside"}, {coroutine.resume(co)})
+      end, "inside")
       -- a caller in a task waits for the runner meanwhile
       local waiter = conc.go(function(o)
         return pcall(o.call, o, function() return "not me" end)
       end, once)
-      if ending == "close" then
-        assert.is_true(coroutine.close(co))
-      else
-        co = nil  -- luacheck: ignore 311 (dropped for the collector)
-        collectgarbage()
-        collectgarbage()
-      end
+      support.abandon(runner, ending)
       assert.is_true(waiter:wait(10), "the waiter still waits")
       local ok, wok, werr = waiter:join()
       assert.is_true(ok)

@@ -716,31 +716,23 @@ describe("light tasks", function()
     -- must go to another thread within a few slices (it took 0.5-2.5 s,
     -- when the spinner gave up its loop of its own).
     run(driven(([[
+      -- in a comparator, calling conc.gosched there or not
+      local function in_comparator(flag, gosched)
+        local conc = require("conc")
+        local t0, seen = conc.now(), false
+        table.sort({3, 1, 2}, function(a, b)
+          while not seen and conc.now() - t0 < 20 do
+            if gosched then conc.gosched() end
+            seen = flag:load() == 1
+          end
+          return a < b
+        end)
+        return seen and conc.now()
+      end
       local spinners = {
-        function(flag)  -- in a comparator
-          local conc = require("conc")
-          local t0, seen = conc.now(), false
-          table.sort({3, 1, 2}, function(a, b)
-            while not seen and conc.now() - t0 < 20 do
-              seen = flag:load() == 1
-            end
-            return a < b
-          end)
-          return seen and conc.now()
-        end,
-        function(flag)  -- conc.gosched where it cannot yield
-          local conc = require("conc")
-          local t0, seen = conc.now(), false
-          table.sort({3, 1, 2}, function(a, b)
-            while not seen and conc.now() - t0 < 20 do
-              conc.gosched()
-              seen = flag:load() == 1
-            end
-            return a < b
-          end)
-          return seen and conc.now()
-        end,
-        function(flag)  -- under a debug hook of its own
+        {in_comparator, false},
+        {in_comparator, true},
+        {function(flag)  -- under a debug hook of its own
           local conc = require("conc")
           local n = 0
           debug.sethook(function() n = n + 1 end, "", 1000)
@@ -748,11 +740,11 @@ describe("light tasks", function()
           while flag:load() == 0 and conc.now() - t0 < 20 do end
           debug.sethook()
           return flag:load() == 1 and n > 0 and conc.now()
-        end,
+        end, false},
       }
       for i, spinner in ipairs(spinners) do
         local flag = conc.atomic(0)
-        local h = conc.go(spinner, flag)
+        local h = conc.go(spinner[1], flag, spinner[2])
         conc.sleep(0.005)  -- the spinner has the P
         local t_set = conc.now()
         local setter = conc.go(function(flag) flag:store(1) end, flag)
