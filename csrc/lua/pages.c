@@ -53,7 +53,7 @@ typedef struct lpages_region {
 
 #define REGION_BLOCKS ((int)(64 * WORDS))
 /* Regions of 4 KB pages made before any huge one: a program with up to
- * 512 live states holds only what they use (B6's 200 parked tasks: 31 KB
+ * 512 live states holds only what they use (B6's 200 parked tasks: 26 KB
  * each, against 42 KB with huge regions from the second on, each 2 MB
  * present whole, two at once when two threads make one together). */
 #define SMALL_REGIONS 4
@@ -76,8 +76,8 @@ static void list_remove(region *r) {
   if (r->next != NULL) r->next->prev = r->prev;
 }
 
-/* A new region, its memory made present (a huge page's: ~0.5 ms) with
- * no lock held. */
+/* A new region, made with no lock held (a huge one is made present at
+ * once: ~0.5 ms). */
 static region *new_region(int huge) {
   region *r = calloc(1, sizeof *r);
   if (r == NULL) return NULL;
