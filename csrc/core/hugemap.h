@@ -1,5 +1,6 @@
 /*
- * hugemap.h: memory mapped in 2 MB huge pages, all of it present at once.
+ * hugemap.h: 2 MB regions, aligned, either in a huge page present at
+ * once or in 4 KB pages made present part by part.
  *
  * On this kind of machine (a VM with shadow page tables) the first write
  * from user code to a fresh 4 KB page costs 10-14 us, and still 4-6 us
