@@ -645,6 +645,40 @@ describe("light tasks", function()
     assert.matches("OK", out, 1, true)
   end)
 
+  it("the main script's wait runs no task while every P runs one " ..
+     "(GOMAXPROCS threads, not one more)", function()
+    -- One P, its thread computing in a task that never waits; the main
+    -- script starts a task and joins it. The task must wait for the P
+    -- (the busy one is preempted within a slice): run by the main
+    -- script's thread it would be a second thread running tasks at
+    -- MAXPROCS 1, and at MAXPROCS 2 with 8 tasks on a semaphore of 2 a
+    -- third holder made them queue on it (B15's convoy).
+    run([[
+      local conc = require("conc")
+      for round = 1, 20 do
+        local started, stop = conc.chan(1), conc.chan()
+        local busy = conc.go(function(started, stop)
+          started:send(true)              -- buffered: it goes on at once
+          local spins = 0
+          while select(2, stop:try_recv()) ~= false do spins = spins + 1 end
+          return spins
+        end, started, stop)
+        -- Not a wait (that would run it here): the P's thread takes it.
+        repeat local _, ok = started:try_recv() until ok
+        local before = conc.stats().helped
+        local ok, v = conc.go(function(x) return x * 2 end, round):join()
+        assert(ok and v == 2 * round, tostring(v))
+        local helped = conc.stats().helped - before
+        assert(helped == 0, ("round %d: the main script ran %d turns while " ..
+          "the P ran a task"):format(round, helped))
+        stop:close()
+        assert(busy:join())
+      end
+      print("OK")
+      os.exit(0)
+    ]], 1)
+  end)
+
   it("a task the main script runs, blocked where it cannot yield, does " ..
      "not hold the main script", function()
     -- One P, and the main script waits right after each spawn: it runs

@@ -1354,14 +1354,31 @@ bool conc__sched_helped_pause(void) {
   return true;
 }
 
+/* Whether every P's thread runs a task (none idle, none spinning): the
+ * main script's thread, running one more, would make GOMAXPROCS + 1
+ * (Go's main goroutine, blocked, holds no P). With 8 tasks on a
+ * semaphore of 2 and 2 Ps, that third runner made them queue on the
+ * semaphore, and each release then handed its unit on to a parked task
+ * (a convoy: a park and a wake a pair, 10x slower, B15). */
+static bool every_p_runs(void) {
+  return atomic_load_explicit(&S.npidle, memory_order_relaxed) == 0 &&
+         atomic_load_explicit(&S.nspinning, memory_order_relaxed) == 0;
+}
+
 bool conc__sched_help(void) {
   if (self_m != &main_m || !atomic_load(&S.started) || atomic_load(&main_done))
     return false;
   atomic_fetch_add_explicit(&main_m.tick, 1, memory_order_relaxed);
   /* A suspended turn first: it may hold what others wait for. */
   conc__g *g = pinned_get();
-  if (g == NULL) g = atomic_exchange(&S.main_next, NULL);
-  if (g) CONC_HB_AFTER(&S.main_next);
+  if (g == NULL) {
+    g = atomic_exchange(&S.main_next, NULL);
+    if (g) CONC_HB_AFTER(&S.main_next);
+    if (g && every_p_runs()) { /* see every_p_runs */
+      globrunq_put(g);
+      return false;
+    }
+  }
   /* Other work only while no thread could be started for an idle P:
    * then nobody else may run it. Not while the Ps are busy: the tasks
    * then ran on one thread more than GOMAXPROCS (Go's bound), and on 2
