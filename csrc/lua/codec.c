@@ -99,7 +99,15 @@ typedef struct scratch {
   size_t mods_size, mods_used;  /* open addressing, size a power of 2 */
   int mods_valid, oom_mods;
   errpath path;
+  /* The objects whose exports are being encoded, innermost first (a
+   * chain through encode_export's frames; reset with the scratch). */
+  const struct exporting *exporting;
 } scratch;
+
+typedef struct exporting {
+  const void *obj;
+  const struct exporting *outer;
+} exporting;
 
 static const char scratch_key = 's';
 static const char modnames_key = 'm';
@@ -313,6 +321,7 @@ static void scratch_reset(scratch *s) {
   s->oom = 0;
   s->path.nseg = 0;
   s->env_ptr = NULL;
+  s->exporting = NULL;
 }
 
 static void scratch_free(scratch *s) {
@@ -638,6 +647,16 @@ static const char *encode_export(lua_State *L, scratch *s, int idx, int depth,
     lua_pop(L, 1);
     return "a value nested too deeply (200 levels at most)";
   }
+  exporting self = {lua_topointer(L, idx), s->exporting};
+  for (const exporting *e = self.outer; e; e = e->outer)
+    if (e->obj == self.obj) { /* its hook would be called for ever */
+      lua_pop(L, 1);
+      snprintf(export_err, sizeof export_err,
+               "%s (the value its __conc_export returned holds the %s "
+               "itself)",
+               what, what + 2); /* "a table": "table" */
+      return export_err;
+    }
   const char *err = call_export(L, idx, what);  /* value, name */
   if (err) return err;
   size_t len;
@@ -647,8 +666,11 @@ static const char *encode_export(lua_State *L, scratch *s, int idx, int depth,
   put_string(s, name, modlen);
   put_string(s, name + modlen + 1, len - modlen - 1);
   s->flags |= F_CODE;
+  s->exporting = &self;
   err = encode_value(L, s, lua_gettop(L) - 1, depth + 1);
+  s->exporting = self.outer;
   lua_pop(L, 2);
+  if (err == export_err) return err; /* an inner export's, worded */
   if (err) {
     char inner[sizeof export_err];
     snprintf(inner, sizeof inner, "%s", err);  /* err may be export_err */
