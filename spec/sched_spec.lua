@@ -19,6 +19,40 @@ describe("deadlock detection", function()
     assert.is_nil(out:find("never printed", 1, true))
   end)
 
+  it("reports thousands of workers: the main script's line first, whole " ..
+     "lines, then the count of those left out", function()
+    -- A ring of 3,000 tasks each waiting for the one before. The report
+    -- was a 4 KB buffer: 90 lines, cut mid-line, without main's.
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local n, chs, hs = 3000, {}, {}
+      for i = 1, n do chs[i] = conc.chan() end
+      for i = 1, n do
+        hs[i] = conc.go(function(a, b) a:recv(); b:send(1) end,
+                        chs[i], chs[i % n + 1])
+      end
+      hs[1]:join()
+    ]])
+    assert.are.equal(2, rc, out)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.are.equal("fatal error: all workers are asleep - deadlock!",
+                     lines[1])
+    assert.matches("^main: waits in worker join at [^\n]*:%d+$", lines[2])
+    local shown, seen = 0, {}
+    for i = 3, #lines - 1 do
+      local id = lines[i]:match(
+        "^worker (%d+): waits in chan receive at .*:%d+$")
+      assert.is_truthy(id, lines[i])
+      assert.is_nil(seen[id], "twice: " .. lines[i])
+      seen[id], shown = true, shown + 1
+    end
+    local more = tonumber(lines[#lines]:match("^%.%.%. and (%d+) more$"))
+    assert.is_truthy(more, lines[#lines])
+    assert.are.equal(3000, shown + more)
+    assert.is_true(shown >= 500, shown)
+  end)
+
   it("sees a deadlock that appears when the last other worker ends",
     function()
       local out, rc = support.run_script([[

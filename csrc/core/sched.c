@@ -30,7 +30,9 @@ static atomic_bool main_gone;  /* the main script ended: no more checks */
 static _Atomic(conc_sleep_hook) sleep_hook;
 static conc__lock_t sched_lock = CONC_LOCK_INIT;
 static conc_waiter *all;              /* counted threads (sched_lock) */
-static char report[4096];             /* the last deadlock (sched_lock) */
+/* The last deadlock (sched_lock): a line a thread, as Go's report has a
+ * stack a goroutine (~100 bytes a line: 650 lines; then a count). */
+static char report[65536];
 /* The main script's waiter, for conc_interrupt_main (a signal handler
  * reads it: an atomic, never locked). */
 static _Atomic(conc_waiter *) main_waiter;
@@ -119,20 +121,39 @@ void conc__thread_gone(conc_waiter *w) {
 }
 
 /* Appends one line per counted thread to buf (sched_lock held). */
+/* One line of the report for w, into line. */
+static int describe(const conc_waiter *w, char *line, size_t size) {
+  char who[48];
+  if (w->id == 0) snprintf(who, sizeof who, "main");
+  else if (w->id < 0) snprintf(who, sizeof who, "finalizers");
+  else snprintf(who, sizeof who, "worker %lld", (long long)w->id);
+  const char *what = atomic_load(&w->what);
+  return snprintf(line, size, "%s: %s %s%s%s\n", who,
+                  atomic_load(&w->asleep) ? "waits in" : "runs",
+                  what ? what : "?", w->where[0] ? " at " : "", w->where);
+}
+
+/* Appends a line for each thread to buf: the main script's and the
+ * finalizers' first, then the workers'; whole lines only, and the count
+ * of those that did not fit. */
 static void describe_all(char *buf, size_t size) {
   size_t n = strlen(buf);
-  for (conc_waiter *w = all; w && n + 1 < size; w = w->next_all) {
-    char who[48];
-    if (w->id == 0) snprintf(who, sizeof who, "main");
-    else if (w->id < 0) snprintf(who, sizeof who, "finalizers");
-    else snprintf(who, sizeof who, "worker %lld", (long long)w->id);
-    const char *what = atomic_load(&w->what);
-    int k = snprintf(buf + n, size - n, "%s: %s %s%s%s\n", who,
-                     atomic_load(&w->asleep) ? "waits in" : "runs",
-                     what ? what : "?", w->where[0] ? " at " : "", w->where);
-    if (k < 0) break;
-    n += (size_t)k;
-  }
+  int left_out = 0;
+  char line[sizeof((conc_waiter *)0)->where + 128];
+  for (int workers = 0; workers <= 1; workers++)
+    for (const conc_waiter *w = all; w; w = w->next_all) {
+      if ((w->id > 0) != workers) continue;
+      int k = describe(w, line, sizeof line);
+      if (k < 0) continue;
+      if ((size_t)k >= sizeof line) k = (int)sizeof line - 1;
+      if (left_out || n + (size_t)k + 64 >= size) { /* room for the count */
+        left_out++;
+        continue;
+      }
+      memcpy(buf + n, line, (size_t)k + 1);
+      n += (size_t)k;
+    }
+  if (left_out) snprintf(buf + n, size - n, "... and %d more\n", left_out);
 }
 
 /* The counters say every live thread is asleep: confirm it thread by
