@@ -310,6 +310,46 @@ describe("light tasks", function()
       assert.is_truthy(out:find("handed off\ttrue", 1, true), out)
     end)
 
+  it("a ping-pong pair shares one slice: it does not keep the only P " ..
+     "(Go's TestPingPongHog)", function()
+    if os.getenv("CONC_SANITIZER") == "tsan" then
+      pending("not under TSan: its preemption signal is held back (below)")
+      return
+    end
+    -- Two pairs at MAXPROCS 1: a hog pair computing ~4 ms a turn and a
+    -- light pair ~10 us a turn, each handing the turn to its partner.
+    -- The partner goes on in the slice of the turn before (Go's
+    -- inheritTime), so each pair is preempted after one slice and the
+    -- other gets the P. Before, every hand-off began a new slice and a
+    -- pair of short turns counted as many turns (every 61st went to the
+    -- global queue): the light pair made 1 round for the hog's 25.
+    local out = run(driven([[
+      local function pair(limit, counter)
+        local ch = conc.chan()
+        local function run(ch, limit, counter)
+          while ch:recv() do
+            local c = 0
+            for _ = 1, limit do c = c + 1 end
+            counter:add(1)
+            ch:send(true)
+          end
+        end
+        conc.go(run, ch, limit, counter)
+        conc.go(run, ch, limit, counter)
+        ch:send(true)
+      end
+      local hog, light = conc.atomic(0), conc.atomic(0)
+      pair(1000000, hog)
+      pair(1000, light)
+      conc.sleep(0.3)
+      local h, l = hog:load(), light:load()
+      print(("hog %d light %d"):format(h, l))
+      -- Equal time: the light pair's rounds are ~400 times shorter.
+      assert(l >= 20 * h, ("light %d rounds, hog %d"):format(l, h))
+    ]]), 1)
+    assert.matches("hog %d+ light %d+", out)
+  end)
+
   it("an endless loop in one task does not stop the others finishing",
     function()
       if os.getenv("CONC_SANITIZER") == "tsan" then
@@ -641,6 +681,114 @@ describe("light tasks", function()
       print("OK")
       os.exit(0)
     ]], 60, "export CONC_MAXPROCS=1 CONC_MAXTHREADS=1")
+    assert.are.equal(0, rc, out)
+    assert.matches("OK", out, 1, true)
+  end)
+
+  for _, procs in ipairs({1, 2}) do
+    it("a task the main script's wait runs does not hold the main script " ..
+       "in os.execute or a read (MAXPROCS " .. procs .. ")", function()
+      -- The blocking task is the one the main script started last, so
+      -- its wait runs it. Go's main goroutine is never held by another's
+      -- system call: each wait below ends while the task is still in
+      -- its call (`finished` is empty), not when the call returns. Each
+      -- blocker ends before the next starts: glibc's fflush(NULL) in
+      -- io.popen, and any fopen after it, wait for a stream another
+      -- thread's read holds.
+      run([[
+        local conc = require("conc")
+        local cmd = "sleep 0.3; echo x"
+        local blockers = {
+          function() os.execute(cmd) end,
+          function() local p = io.popen(cmd); p:read("l"); p:close() end,
+          function()
+            local p = io.popen(cmd)
+            for _ in p:lines() do end
+            p:close()
+          end,
+          function()
+            io.input(io.popen(cmd))
+            io.read("l")
+            io.close(io.input())
+          end,
+        }
+        for round = 1, 2 do
+          for k, block in ipairs(blockers) do
+            local finished, done = conc.chan(1), conc.chan()
+            conc.go(function(done) conc.sleep(0.02); done:close() end, done)
+            conc.go(function(block, finished)
+              block()
+              finished:send(true)
+            end, block, finished)
+            done:recv()
+            assert(#finished == 0, ("round %d, blocker %d: the main " ..
+              "script waited for the task's call"):format(round, k))
+            assert(finished:recv())
+          end
+          -- A rendezvous ends at once, and a timeout on time.
+          local jobs, results = conc.chan(), conc.chan(1)
+          local finished = conc.chan(1)
+          conc.go(function(jobs, results, finished, cmd)
+            for job in jobs:range() do
+              os.execute(cmd)
+              finished:send(true)
+              results:send(job)
+            end
+          end, jobs, results, finished, cmd)
+          jobs:send("a")
+          assert(#finished == 0, "the send waited for the worker's call")
+          local ctx, cancel <close> = conc.with_timeout(conc.background(), 0.05)
+          local i = conc.select({{"recv", results}, {"recv", ctx:done()}})
+          assert(i == 2 and #finished == 0, "the timeout waited")
+          assert(finished:recv() and results:recv() == "a")
+          jobs:close()
+        end
+        print("OK")
+      ]], procs)
+    end)
+  end
+
+  it("past the thread cap, hundreds of tasks blocked where they cannot " ..
+     "yield wait on the main script's thread, and the one they wait for " ..
+     "runs", function()
+    -- Three threads allowed: the rest of the sorters' turns are suspended
+    -- on the main script's thread, each on a helper stack. With 64 of
+    -- those at most, the 65th and later stayed queued, and so did the
+    -- sender after them: the main script's wait woke, failed and woke
+    -- again for ever (a core at 100%). Each value arrives exactly once.
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local n, ch, wg = 300, conc.chan(), conc.waitgroup()
+      local got, blocked = conc.chan(300), conc.waitgroup()
+      blocked:add(n)
+      for _ = 1, n do
+        wg:go(function(ch, got, blocked)
+          local v
+          table.sort({2, 1}, function(a, b)
+            if not v then
+              blocked:done()
+              v = ch:recv()      -- blocks: a comparator cannot yield
+            end
+            return a < b
+          end)
+          got:send(v)
+        end, ch, got, blocked)
+      end
+      -- The sorters' turns run in this wait, on this thread past the
+      -- third; all of them block before the sender starts.
+      assert(blocked:wait(20), "not all the sorters ran")
+      conc.go(function(ch, n) for i = 1, n do ch:send(i) end end, ch, n)
+      assert(wg:wait(20), "the sorters did not all end")
+      got:close()
+      local seen, count = {}, 0
+      for v in got:range() do
+        assert(not seen[v], "twice: " .. tostring(v))
+        seen[v], count = true, count + 1
+      end
+      assert(count == n, count)
+      print("OK")
+      os.exit(0)
+    ]], 60, "export CONC_MAXPROCS=1 CONC_MAXTHREADS=3")
     assert.are.equal(0, rc, out)
     assert.matches("OK", out, 1, true)
   end)

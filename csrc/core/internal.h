@@ -379,6 +379,11 @@ CONC_API bool conc__sched_help(void);
  * goes on; returns when its next wait runs the turn on (true). Anywhere
  * else false, at once. */
 CONC_API bool conc__sched_helped_pause(void);
+/* In a task's turn the main script's thread runs, while another thread
+ * could take the task: a call that may block in foreign C should yield
+ * first, so that the task goes on elsewhere (the main script's wait
+ * cannot end while its thread is in that call). */
+CONC_API bool conc__sched_should_leave_main(void);
 /* A task that cannot yield blocks its thread: hand its processor on. */
 /* Idle work waits (delta > 0: a pooled state's finalizers) or was taken
  * up (delta < 0): a thread that finds nothing else to run does it

@@ -86,6 +86,14 @@ typedef struct conc__m {
   bool is_main;
   unsigned long seen_tick;       /* the monitor's last look */
   conc_time turn_seen;           /* when it first saw this turn, or 0 */
+  /* Time slices, as Go's schedtick: a task taken from the P's next slot
+   * (woken by the one before) goes on in the slice of the turn before,
+   * so a ping-pong pair is preempted as one task is (Go's inheritTime:
+   * a pair restarting the slice at each hand-off kept a P for good). */
+  atomic_ulong slice;
+  bool inherit;                  /* the task to run came from `next` */
+  unsigned long seen_slice;      /* the monitor's last look */
+  conc_time slice_seen;          /* when it first saw this slice, or 0 */
   int suspect;                   /* looks in a row it used no CPU */
   conc_time seen_cpu, seen_at;
 } conc__m;
@@ -125,8 +133,9 @@ static struct {
   /* The last thread conc tried to start could not be: the main script's
    * waits run any ready task, idle Ps or not (conc__sched_help). */
   atomic_bool starved;
+  atomic_bool no_helper; /* the main thread could have none: see helpers_out */
   atomic_long thread_failures;
-  atomic_int idle_wanted;        /* idle work waiting (worker.c's) */
+  atomic_int idle_wanted; /* idle work waiting (worker.c's) */
 } S = {.lock = CONC_LOCK_INIT, .tlock = CONC_LOCK_INIT};
 
 static conc__m main_m = {.is_main = true};
@@ -187,7 +196,7 @@ static conc__g *globrunq_get(void) {
 static void runq_put(conc__p *p, conc__g *g, bool next) {
   if (next) {
     atomic_fetch_add_explicit(&p->next_puts, 1, memory_order_relaxed);
-    CONC_HB_BEFORE(&p->next);  /* what the readier did, for the runner */
+    CONC_HB_BEFORE(&p->next); /* what the readier did, for the runner */
     g = atomic_exchange(&p->next, g);
     if (g == NULL) return;
   }
@@ -216,6 +225,7 @@ static conc__g *runq_get(conc__p *p) {
   conc__g *g = atomic_exchange(&p->next, NULL);
   if (g) {
     CONC_HB_AFTER(&p->next);
+    if (self_m) self_m->inherit = true; /* see conc__m.slice */
     return g;
   }
   conc__lock(&p->lock);
@@ -279,7 +289,7 @@ static conc__g *steal_work(conc__p *p, seen_t *seen, bool first) {
   for (int k = 0; k < n; k++) {
     conc__p *v = atomic_load(&S.ps[(start + k) % n]);
     if (v == NULL || v == p) continue;
-    conc__m *vm = atomic_load(&v->m);  /* only a hint */
+    conc__m *vm = atomic_load(&v->m); /* only a hint */
     bool take_next = aged(&seen[v->id], vm ? atomic_load(&vm->tick) : 0,
                           atomic_load(&v->next_puts), first);
     conc__g *g = steal_from(p, v, take_next);
@@ -659,7 +669,8 @@ static bool work_waiting(void);
 bool conc__sched_pinned_ready(void) {
   if (atomic_load(&main_done)) return false;
   return atomic_load(&S.npinned) > 0 ||
-         (atomic_load(&S.starved) && work_waiting());
+         (atomic_load(&S.starved) && !atomic_load(&S.no_helper) &&
+          work_waiting());
 }
 
 /* ---- running tasks ------------------------------------------------------ */
@@ -709,6 +720,9 @@ static void execute(conc__m *m, conc__g *g) {
   /* No clock read: the monitor times a turn from its first look at it
    * (Go's sysmon does the same), a tick late at most. */
   atomic_fetch_add_explicit(&m->tick, 1, memory_order_relaxed);
+  if (!m->inherit)
+    atomic_fetch_add_explicit(&m->slice, 1, memory_order_relaxed);
+  m->inherit = false;
   atomic_store(&m->in_task, 1);
   atomic_fetch_add_explicit(&S.tasks_run, 1, memory_order_relaxed);
   conc_waiter *own = conc__waiter_swap(g->w);
@@ -785,6 +799,7 @@ static bool oversubscribed(void) {
 /* Finds a task for m, which holds a P; NULL when m gave its P up. */
 static conc__g *find_runnable(conc__m *m) {
   conc__p *p = atomic_load(&m->p);
+  m->inherit = false;
   if (p->id >= atomic_load(&S.nprocs)) { /* retired: give it all up */
     conc__g *g;
     while ((g = runq_get(p)) != NULL) globrunq_put(g);
@@ -797,7 +812,10 @@ static conc__g *find_runnable(conc__m *m) {
     wakep();
     return NULL;
   }
-  unsigned long tick = atomic_load_explicit(&m->tick, memory_order_relaxed);
+  /* Slices, not turns: a ping-pong pair's turns count as one (Go's
+   * schedtick), else every 61st of its hand-offs gave its P to the
+   * global queue, whose task then kept it for a whole slice. */
+  unsigned long tick = atomic_load_explicit(&m->slice, memory_order_relaxed);
   conc__g *g = NULL;
   /* Fairness to idle work (finalizers), which busy threads never reach
    * otherwise (Go's finalizer goroutine gets its turns too). */
@@ -892,6 +910,7 @@ static bool m_sleep(conc__m *m) {
     conc__unlock(&S.lock);
     if (p) {
       m->idle_since = 0;
+      atomic_fetch_add(&m->slice, 1); /* whatever its next slot holds */
       atomic_store(&p->m, m);
       atomic_store(&m->p, p);
       return true;
@@ -952,6 +971,16 @@ static conc_time turn_age(conc__m *m, conc_time now) {
   return same ? now - m->turn_seen : -1;
 }
 
+/* How long m has been in the slice it is in now (see conc__m.slice),
+ * from the monitor's first look at it; -1 if it began since. */
+static conc_time slice_age(conc__m *m, conc_time now) {
+  unsigned long slice = atomic_load(&m->slice);
+  bool same = slice == m->seen_slice && m->slice_seen != 0;
+  m->seen_slice = slice;
+  if (!same) m->slice_seen = now;
+  return same ? now - m->slice_seen : -1;
+}
+
 static void look_at_threads(conc_time now) {
   conc__lock(&S.lock);
   conc__m *list = S.allm;
@@ -976,6 +1005,7 @@ static void look_at_threads(conc_time now) {
   for (conc__m *m = list; m; m = m->next_all) { /* never unlinked */
     if (!atomic_load(&m->alive)) continue;
     conc_time age = turn_age(m, now);
+    conc_time in_slice = slice_age(m, now);
     conc__p *p = atomic_load(&m->p);
     bool same = age >= 0;
     conc_time cpu = same ? cpu_time(m) : 0;
@@ -1008,7 +1038,7 @@ static void look_at_threads(conc_time now) {
       conc__p *q = atomic_exchange(&m->p, NULL);
       atomic_store(&q->m, NULL);
       handoff_p(q);
-    } else if (same && waiting && age > PREEMPT_NS &&
+    } else if (waiting && in_slice > PREEMPT_NS &&
                atomic_load(&m->in_task) == 1) {
       atomic_fetch_add(&S.preemptions, 1);
       pthread_kill(atomic_load(&m->tid), SIGURG);
@@ -1254,7 +1284,12 @@ void conc__sched_main_progress(void) {
 #else
 #define HELPER_STACK (1u << 20) /* as a scheduler thread's */
 #endif
-#define HELPERS_MAX 64
+/* A suspended helped turn holds its helper: past the thread cap
+ * (CONC_MAXTHREADS), tasks blocked where they cannot yield pile up on
+ * the main thread, which alone runs the ready ones then; with 64 the
+ * 65th such task left a producer they waited for unrun, for good.
+ * Address space only (MAP_NORESERVE), touched as deep as a turn goes. */
+#define HELPERS_MAX 4096
 
 typedef struct conc__helper {
   conc__fiber *f;
@@ -1285,6 +1320,22 @@ static conc__helper *helper_get(void) {
 static void helper_put(conc__helper *h) {
   h->next_free = helpers_free;
   helpers_free = h;
+  atomic_store_explicit(&S.no_helper, false, memory_order_relaxed);
+}
+
+/* No helper could be had: the main script's wait sleeps until one is
+ * free (conc__sched_pinned_ready) rather than wake, fail and wake again
+ * for the work it cannot run (100% of a core, for good). Said once. */
+__attribute__((cold)) static void helpers_out(void) {
+  static bool said; /* the main thread's alone */
+  atomic_store(&S.no_helper, true);
+  if (said) return;
+  said = true;
+  fprintf(stderr,
+          "conc: the main script's thread holds %d tasks blocked where they "
+          "cannot yield, and runs no more; ready tasks wait for a thread\n",
+          helpers_made);
+  fflush(stderr);
 }
 
 static void helped_turn(void *g) { execute(&main_m, (conc__g *)g); }
@@ -1302,6 +1353,7 @@ static bool run_helped(conc__g *g) {
     }
     if (h == NULL) { /* none can be had: not on this stack, which could
                       * then block on what a suspended turn holds */
+      helpers_out();
       globrunq_put(g);
       wakep();
       return false;
@@ -1363,6 +1415,11 @@ bool conc__sched_helped_pause(void) {
 static bool every_p_runs(void) {
   return atomic_load_explicit(&S.npidle, memory_order_relaxed) == 0 &&
          atomic_load_explicit(&S.nspinning, memory_order_relaxed) == 0;
+}
+
+bool conc__sched_should_leave_main(void) {
+  return self_m == &main_m && conc__fiber_current() != NULL &&
+         !atomic_load_explicit(&S.starved, memory_order_relaxed);
 }
 
 bool conc__sched_help(void) {

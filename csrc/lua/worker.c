@@ -255,8 +255,38 @@ static int open_coroutine(lua_State *L) {
   return 1;
 }
 WATCHED_OPENER(open_math, luaopen_math, W_MATH)
-WATCHED_OPENER(open_io, luaopen_io, W_IO)
-WATCHED_OPENER(open_os, luaopen_os, W_OS)
+/* The library functions that may block in the kernel for long (a read
+ * from a terminal, pipe or socket, a wait for a child) are wrapped: see
+ * leave_main. */
+static void wrap_blocking(lua_State *L, int idx, const char *const names[]);
+/* All of io and of a file's methods: not only a read from a pipe or a
+ * terminal blocks. glibc locks a stream for each operation, and
+ * io.popen's fflush(NULL) (and fopen, fclose: its list of streams)
+ * waits for every stream, one a read blocked in holds: a popen in the
+ * main script's thread waited a second for another task's read. */
+static int open_io(lua_State *L) {
+  luaopen_io(L);
+  static const char *const io_funcs[] = {"close", "flush",   "input", "lines",
+                                         "open",  "output",  "popen", "read",
+                                         "write", "tmpfile", NULL};
+  wrap_blocking(L, -1, io_funcs);
+  static const char *const methods[] = {"close", "flush", "lines",   "read",
+                                        "seek",  "write", "setvbuf", NULL};
+  if (luaL_getmetatable(L, LUA_FILEHANDLE) == LUA_TTABLE &&
+      lua_getfield(L, -1, "__index") == LUA_TTABLE)
+    wrap_blocking(L, -1, methods);
+  lua_settop(L, -3); /* the method table and the metatable (or nils) */
+  watch_lib(L, W_IO);
+  return 1;
+}
+static int open_os(lua_State *L) {
+  luaopen_os(L);
+  static const char *const os_funcs[] = {"execute", "remove", "rename",
+                                         "tmpname", NULL};
+  wrap_blocking(L, -1, os_funcs);
+  watch_lib(L, W_OS);
+  return 1;
+}
 WATCHED_OPENER(open_utf8, luaopen_utf8, W_UTF8)
 static int debug_setmetatable(lua_State *L);
 static int open_debug(lua_State *L) {
@@ -1892,6 +1922,65 @@ int lconc_call(lua_State *L, lconc_op_fn op, void *arg, lua_KContext ctx,
   t->yield_reason = Y_PARK;
   t->yield_from = L;
   return lua_yieldk(L, 0, ctx, k);
+}
+
+/*
+ * A task the main script's thread runs (while the main script waits)
+ * that blocks in foreign C holds the main script until that call
+ * returns: a rendezvous it finished, a timeout, a shutdown signal all
+ * wait for a child process or a read (Go's main goroutine is never held
+ * by another's system call). Nothing can move a turn off a thread once
+ * it is in C, so the standard library's calls that may block for long
+ * yield first there (as conc.gosched: the task goes to the global queue,
+ * which another thread runs) and make the call where the task goes on.
+ * Where the task cannot yield, or no other thread can be had, the call
+ * is made at once. Elsewhere the cost is a check and a lua_call.
+ */
+static int leave_main(lua_State *L);
+static int call_wrapped(lua_State *L) {
+  int n = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, n, LUA_MULTRET);
+  /* io.lines and file:lines return an iterator that reads: wrapped too */
+  if (lua_toboolean(L, lua_upvalueindex(2)) && lua_gettop(L) >= 1 &&
+      lua_type(L, 1) == LUA_TFUNCTION) {
+    lua_pushvalue(L, 1);
+    lua_pushboolean(L, 0);
+    lua_pushcclosure(L, leave_main, 2);
+    lua_replace(L, 1);
+  }
+  return lua_gettop(L);
+}
+
+static int leave_main_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return call_wrapped(L);
+}
+
+static int leave_main(lua_State *L) {
+  lconc_task *t;
+  if (!conc__sched_should_leave_main() || (t = parkable(L)) == NULL)
+    return call_wrapped(L);
+  t->yield_reason = Y_PREEMPT;
+  t->yield_from = L;
+  return lua_yieldk(L, 0, 0, leave_main_k);
+}
+
+/* Replaces each named function of the table at idx by a leave_main
+ * closure over it ("lines": its iterators too). */
+static void wrap_blocking(lua_State *L, int idx, const char *const names[]) {
+  idx = lua_absindex(L, idx);
+  for (int i = 0; names[i]; i++) {
+    if (lua_getfield(L, idx, names[i]) != LUA_TFUNCTION) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushboolean(L, strcmp(names[i], "lines") == 0);
+    lua_pushcclosure(L, leave_main, 2);
+    lua_setfield(L, idx, names[i]);
+  }
 }
 
 int lconc_call_result(lua_State *L) {
