@@ -44,9 +44,13 @@ SAN_RUN = CONC_SANITIZER=$(1) CONC_CPATH=$(CURDIR)/build-$(1)/?.so $(2) \
 
 all: $(MODULE)
 
+# Linked beside it, then renamed: a process that has the module loaded
+# keeps its file (the linker rewriting it in place killed such a
+# process with SIGBUS).
 $(MODULE): $(CORE_SRC) $(LUA_SRC) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(CORE_SRC) $(LUA_SRC) $(SO_LDFLAGS) -o $@
+	$(CC) $(ALL_CFLAGS) $(CORE_SRC) $(LUA_SRC) $(SO_LDFLAGS) -o $@.new
+	mv -f $@.new $@
 
 # busted's own summary, then the plain "N passed, N failed" line CI reads.
 build-asan/conc/core.so: $(CORE_SRC) $(LUA_SRC) $(HEADERS)
