@@ -748,6 +748,29 @@ describe("light tasks", function()
     end)
   end
 
+  it("a task the main script runs, in foreign C, gets one preemption " ..
+     "signal a slice, not one a millisecond", function()
+    -- luasocket's sleep is a C call conc does not wrap: the turn stays
+    -- on the main script's thread for its 0.3 s. Each SIGURG interrupts
+    -- the call's system call; the first set the hook already.
+    local out = run([[
+      local conc = require("conc")
+      local before = conc.stats()
+      local h = conc.go(function()
+        require("socket").sleep(0.3)
+        return "slept"
+      end)
+      assert(select(2, h:join()) == "slept")
+      local after = conc.stats()
+      assert(after.helped - before.helped == 1, "not run by the main script")
+      local signals = after.preemptions - before.preemptions
+      print("signals " .. signals)
+      assert(signals <= 40, signals)   -- ~30 at one a slice; ~290 before
+      print("OK")
+    ]], 1)
+    assert.matches("signals %d+", out)
+  end)
+
   it("past the thread cap, hundreds of tasks blocked where they cannot " ..
      "yield wait on the main script's thread, and the one they wait for " ..
      "runs", function()
@@ -793,38 +816,50 @@ describe("light tasks", function()
     assert.matches("OK", out, 1, true)
   end)
 
-  it("the main script's wait runs no task while every P runs one " ..
-     "(GOMAXPROCS threads, not one more)", function()
-    -- One P, its thread computing in a task that never waits; the main
-    -- script starts a task and joins it. The task must wait for the P
-    -- (the busy one is preempted within a slice): run by the main
-    -- script's thread it would be a second thread running tasks at
-    -- MAXPROCS 1, and at MAXPROCS 2 with 8 tasks on a semaphore of 2 a
-    -- third holder made them queue on it (B15's convoy).
-    run([[
+  it("the main script's wait runs no task while the Ps' threads fill " ..
+     "the cores", function()
+    -- As many Ps as cores (nproc), each thread computing in a task that
+    -- never waits; the main script starts a task and joins it. Run by
+    -- the main script's thread it would make one thread more than cores
+    -- running tasks: at MAXPROCS 2 on 2 cores with 8 tasks on a
+    -- semaphore of 2, that third holder lost its core and the tasks
+    -- queued on the semaphore (B15's convoy). The task waits for a P's
+    -- next turn instead (the busy ones are preempted within a slice).
+    local out, rc = support.run_script([[
       local conc = require("conc")
-      for round = 1, 20 do
-        local started, stop = conc.chan(1), conc.chan()
-        local busy = conc.go(function(started, stop)
-          started:send(true)              -- buffered: it goes on at once
-          local spins = 0
-          while select(2, stop:try_recv()) ~= false do spins = spins + 1 end
-          return spins
-        end, started, stop)
-        -- Not a wait (that would run it here): the P's thread takes it.
-        repeat local _, ok = started:try_recv() until ok
+      local cores = tonumber(io.popen("nproc"):read("l"))
+      conc.set_maxprocs(cores)
+      for round = 1, 10 do
+        local started, stop = conc.chan(cores), conc.chan()
+        local busy = {}
+        for i = 1, cores do
+          busy[i] = conc.go(function(started, stop)
+            started:send(true)            -- buffered: it goes on at once
+            local spins = 0
+            while select(2, stop:try_recv()) ~= false do spins = spins + 1 end
+            return spins
+          end, started, stop)
+        end
+        -- Not a wait (that would run them here): the Ps' threads do.
+        local n = 0
+        repeat
+          local _, ok = started:try_recv()
+          if ok then n = n + 1 end
+        until n == cores
         local before = conc.stats().helped
         local ok, v = conc.go(function(x) return x * 2 end, round):join()
         assert(ok and v == 2 * round, tostring(v))
         local helped = conc.stats().helped - before
         assert(helped == 0, ("round %d: the main script ran %d turns while " ..
-          "the P ran a task"):format(round, helped))
+          "the Ps ran a task each"):format(round, helped))
         stop:close()
-        assert(busy:join())
+        for i = 1, cores do assert(busy[i]:join()) end
       end
       print("OK")
       os.exit(0)
-    ]], 1)
+    ]], 60, "unset CONC_MAXPROCS")
+    assert.are.equal(0, rc, out)
+    assert.matches("OK", out, 1, true)
   end)
 
   it("a task the main script runs, blocked where it cannot yield, does " ..

@@ -177,7 +177,7 @@ describe("__conc_export", function()
                  raised(ch.send, ch, holds))
     -- An export that holds the object itself would call its hook for
     -- ever: one clause says so (it said "holds a table (" 30 times over,
-    -- cut off mid-word); an inner export's refusal is not wrapped again.
+    -- cut off mid-word); an inner export's refusal is wrapped once.
     local itself = setmetatable({}, {__conc_export = function(v)
       return v, "fixtures.handle.open"
     end})
@@ -194,7 +194,8 @@ describe("__conc_export", function()
       return {inner = boom}, "fixtures.handle.open"
     end})
     assert.equal("conc.chan:send: value, field 'inner': cannot transfer a "
-                 .. "table (its __conc_export raised: boom)",
+                 .. "table (the value its __conc_export returned holds a "
+                 .. "table (its __conc_export raised: boom))",
                  raised(ch.send, ch, outer))
     assert.equal(0, #ch)
   end)

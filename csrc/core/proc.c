@@ -102,6 +102,15 @@ static struct {
   conc__lock_t lock;
   conc__g *gq_head, *gq_tail;
   atomic_int gq_n;
+  /* The global queue's first gq_urgent tasks (the last: gq_urgent_tail)
+   * were readied where no P's next slot could take them: by a timer, by
+   * another thread than a P's (the monitor, a host's), or by the main
+   * script's thread when it could not run them itself. Each P takes them
+   * at its next turn, as Go's timers ready a goroutine into the next
+   * slot of the P that runs them: else they waited for a slice to end
+   * behind a ping-pong pair (a 1 ms sleep took 13 ms). */
+  conc__g *gq_urgent_tail;
+  atomic_int gq_urgent;
   conc__p *pidle;
   atomic_int npidle;
   conc__m *midle;
@@ -173,12 +182,29 @@ static void globrunq_put(conc__g *g) {
   conc__unlock(&S.lock);
 }
 
+/* Puts g after the urgent tasks already there (see gq_urgent). */
+static void globrunq_put_urgent(conc__g *g) {
+  conc__lock(&S.lock);
+  conc__g *after = S.gq_urgent_tail;
+  g->next = after ? after->next : S.gq_head;
+  if (after) after->next = g;
+  else S.gq_head = g;
+  if (g->next == NULL) S.gq_tail = g;
+  S.gq_urgent_tail = g;
+  atomic_fetch_add_explicit(&S.gq_urgent, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&S.gq_n, 1, memory_order_relaxed);
+  conc__unlock(&S.lock);
+}
+
 static conc__g *globrunq_get_locked(void) {
   conc__g *g = S.gq_head;
   if (g) {
     S.gq_head = g->next;
     if (!S.gq_head) S.gq_tail = NULL;
     atomic_fetch_sub_explicit(&S.gq_n, 1, memory_order_relaxed);
+    if (g == S.gq_urgent_tail) S.gq_urgent_tail = NULL;
+    if (atomic_load_explicit(&S.gq_urgent, memory_order_relaxed) > 0)
+      atomic_fetch_sub_explicit(&S.gq_urgent, 1, memory_order_relaxed);
   }
   return g;
 }
@@ -511,6 +537,7 @@ static void m_atomics(conc__m *m) {
   CONC_HB_ATOMIC(&m->clock);
   CONC_HB_ATOMIC(&m->alive);
   CONC_HB_ATOMIC(&m->tick);
+  CONC_HB_ATOMIC(&m->slice);
   CONC_HB_ATOMIC(&m->in_task);
 }
 
@@ -624,7 +651,7 @@ static conc_time fire_timers(void) {
     if (atomic_load(&g->pinned)) {
       pinned_put(g);
     } else {
-      globrunq_put(g);
+      globrunq_put_urgent(g);
       wakep();
     }
   }
@@ -812,10 +839,11 @@ static conc__g *find_runnable(conc__m *m) {
     wakep();
     return NULL;
   }
-  /* Slices, not turns: a ping-pong pair's turns count as one (Go's
-   * schedtick), else every 61st of its hand-offs gave its P to the
-   * global queue, whose task then kept it for a whole slice. */
-  unsigned long tick = atomic_load_explicit(&m->slice, memory_order_relaxed);
+  unsigned long tick = atomic_load_explicit(&m->tick, memory_order_relaxed);
+  /* Slices, not turns, for the global queue: a ping-pong pair's turns
+   * count as one (Go's schedtick), else every 61st of its hand-offs gave
+   * its P to the global queue, whose task then kept it for a slice. */
+  unsigned long slice = atomic_load_explicit(&m->slice, memory_order_relaxed);
   conc__g *g = NULL;
   /* Fairness to idle work (finalizers), which busy threads never reach
    * otherwise (Go's finalizer goroutine gets its turns too). */
@@ -823,7 +851,9 @@ static conc__g *find_runnable(conc__m *m) {
     stop_spinning(m);
     if (!idle_work(m)) return NULL;
   }
-  if (tick % 61 == 0) g = globrunq_get(); /* fairness to the global queue */
+  if (atomic_load_explicit(&S.gq_urgent, memory_order_relaxed) > 0 ||
+      slice % 61 == 0)
+    g = globrunq_get(); /* see gq_urgent; and fairness to the queue */
   if (!g) g = runq_get(p);
   if (!g) g = globrunq_get();
   if (g) return g;
@@ -997,7 +1027,13 @@ static void look_at_threads(conc_time now) {
     conc__m *m = &main_m;
     /* Always after a slice: the main script's own wait may have ended
      * (a timeout sets no flag), and it waits for this task to yield. */
-    if (turn_age(m, now) > PREEMPT_NS && atomic_load(&m->in_task) == 1) {
+    /* Once a slice, not at every look: the first sets the hook, which
+     * stays; a turn in foreign C had a signal a millisecond, each
+     * interrupting its system call (EINTR, or a restart). */
+    static conc_time signalled; /* the monitor's alone */
+    if (turn_age(m, now) > PREEMPT_NS && atomic_load(&m->in_task) == 1 &&
+        now - signalled >= PREEMPT_NS) {
+      signalled = now;
       atomic_fetch_add(&S.preemptions, 1);
       pthread_kill(atomic_load(&m->tid), SIGURG);
     }
@@ -1123,6 +1159,7 @@ static int default_procs(void) {
 
 static void init(void) {
   CONC_HB_ATOMIC(&S.gq_n);
+  CONC_HB_ATOMIC(&S.gq_urgent);
   CONC_HB_ATOMIC(&S.npidle);
   CONC_HB_ATOMIC(&S.nprocs);
   CONC_HB_ATOMIC(&S.nspinning);
@@ -1210,7 +1247,7 @@ void conc__ready(conc__g *g) {
       runq_put(p, g, true);
       out = queue_nonempty(p) ? g : NULL; /* more than the next slot */
     } else {
-      globrunq_put(g);
+      globrunq_put_urgent(g);
       out = g;
     }
   }
@@ -1328,7 +1365,10 @@ static void helper_put(conc__helper *h) {
  * for the work it cannot run (100% of a core, for good). Said once. */
 __attribute__((cold)) static void helpers_out(void) {
   static bool said; /* the main thread's alone */
-  atomic_store(&S.no_helper, true);
+  /* Only while all it has are held: one put back clears it. (A first
+   * helper that could not be made leaves the waits retrying.) */
+  if (helpers_made > 0 && helpers_free == NULL)
+    atomic_store(&S.no_helper, true);
   if (said) return;
   said = true;
   fprintf(stderr,
@@ -1406,15 +1446,20 @@ bool conc__sched_helped_pause(void) {
   return true;
 }
 
-/* Whether every P's thread runs a task (none idle, none spinning): the
- * main script's thread, running one more, would make GOMAXPROCS + 1
- * (Go's main goroutine, blocked, holds no P). With 8 tasks on a
- * semaphore of 2 and 2 Ps, that third runner made them queue on the
- * semaphore, and each release then handed its unit on to a parked task
- * (a convoy: a park and a wake a pair, 10x slower, B15). */
-static bool every_p_runs(void) {
+/* Whether the main script's thread running a task would make more
+ * threads running tasks than there are cores: every P's thread runs one
+ * (none idle, none spinning) and they fill the cores. With 8 tasks on a
+ * semaphore of 2 and 2 Ps on 2 cores, that third runner took turns with
+ * the others, a holder lost its core, the tasks queued on the semaphore
+ * and each release then handed its unit on to a parked task (a convoy:
+ * a park and a wake a pair, 10x slower, B15). With a core to spare it
+ * runs the task (a ping-pong with the main script stays on its thread:
+ * sent away, each hand-off waited for a P's next turn). */
+static bool main_would_crowd(void) {
   return atomic_load_explicit(&S.npidle, memory_order_relaxed) == 0 &&
-         atomic_load_explicit(&S.nspinning, memory_order_relaxed) == 0;
+         atomic_load_explicit(&S.nspinning, memory_order_relaxed) == 0 &&
+         atomic_load_explicit(&S.nprocs, memory_order_relaxed) + 1 >
+             conc__cpus();
 }
 
 bool conc__sched_should_leave_main(void) {
@@ -1431,8 +1476,9 @@ bool conc__sched_help(void) {
   if (g == NULL) {
     g = atomic_exchange(&S.main_next, NULL);
     if (g) CONC_HB_AFTER(&S.main_next);
-    if (g && every_p_runs()) { /* see every_p_runs */
-      globrunq_put(g);
+    if (g && main_would_crowd()) {
+      globrunq_put_urgent(g); /* a P takes it at its next turn */
+      wakep(); /* (or one that went idle meanwhile) */
       return false;
     }
   }

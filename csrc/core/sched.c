@@ -145,7 +145,10 @@ static void describe_all(char *buf, size_t size) {
       if ((w->id > 0) != workers) continue;
       int k = describe(w, line, sizeof line);
       if (k < 0) continue;
-      if ((size_t)k >= sizeof line) k = (int)sizeof line - 1;
+      if ((size_t)k >= sizeof line) { /* cut: still a line */
+        k = (int)sizeof line - 1;
+        line[k - 1] = '\n';
+      }
       if (left_out || n + (size_t)k + 64 >= size) { /* room for the count */
         left_out++;
         continue;

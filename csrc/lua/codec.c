@@ -670,7 +670,10 @@ static const char *encode_export(lua_State *L, scratch *s, int idx, int depth,
   err = encode_value(L, s, lua_gettop(L) - 1, depth + 1);
   s->exporting = self.outer;
   lua_pop(L, 2);
-  if (err == export_err) return err; /* an inner export's, worded */
+  /* One "holds" clause: an inner export's refusal that has one already
+   * (an export holding its object, or nested exports) is passed on. */
+  if (err && strstr(err, "(the value its __conc_export returned holds"))
+    return err;
   if (err) {
     char inner[sizeof export_err];
     snprintf(inner, sizeof inner, "%s", err);  /* err may be export_err */
