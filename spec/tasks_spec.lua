@@ -350,6 +350,41 @@ describe("light tasks", function()
     assert.matches("hog %d+ light %d+", out)
   end)
 
+  it("a task a timer wakes runs at the P's next turn, not after a " ..
+     "ping-pong pair's slice", function()
+    -- MAXPROCS 1: a pair hands the turn back and forth (in one slice);
+    -- a third task sleeps 1 ms a hundred times. Woken by the monitor's
+    -- timer, it went to the back of the global queue and waited for the
+    -- pair's 10 ms slice to end (13 ms late on average); Go's timers
+    -- ready a goroutine into the next slot of the P that runs them.
+    local out = run(driven([[
+      local stop = conc.atomic(0)
+      local a, b = conc.chan(), conc.chan()
+      local p1 = conc.go(function(a, b, stop)
+        local n = 0
+        while stop:load() == 0 do a:send(n); b:recv(); n = n + 1 end
+        a:close()
+        return n
+      end, a, b, stop)
+      local p2 = conc.go(function(a, b)
+        for v in a:range() do b:send(v) end
+      end, a, b)
+      local late = 0
+      for _ = 1, 100 do
+        local t0 = conc.now()
+        conc.sleep(0.001)
+        late = late + (conc.now() - t0 - 0.001)
+      end
+      stop:store(1)
+      local _, rounds = p1:join()
+      assert(p2:join())
+      print(("late %.2f ms, rounds %d"):format(late * 10, rounds))
+      assert(rounds > 100, rounds)   -- the pair did run meanwhile
+      assert(late / 100 < 0.003 * SLOW, late / 100)
+    ]]):gsub("SLOW", tostring(SLOW)), 1)
+    assert.matches("late [%d.]+ ms", out)
+  end)
+
   it("an endless loop in one task does not stop the others finishing",
     function()
       if os.getenv("CONC_SANITIZER") == "tsan" then
