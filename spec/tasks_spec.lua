@@ -385,6 +385,49 @@ describe("light tasks", function()
     assert.matches("late [%d.]+ ms", out)
   end)
 
+  it("tasks timers wake take every other turn at most: a stream of them " ..
+     "does not starve a ping-pong pair", function()
+    -- MAXPROCS 1: 2,000 tasks each sleeping 1 ms in a loop want
+    -- more turns than the P has. Timer-woken tasks go first at the P's
+    -- next turn (see the test above); when they took every turn, the
+    -- pair beside them never made a round.
+    local out = run(driven(([[
+      local stop = conc.atomic(0)
+      local sleepers = {}
+      for i = 1, @N@ do
+        sleepers[i] = conc.go(function(stop)
+          local wakes = 0
+          while stop:load() == 0 do
+            conc.sleep(0.001)
+            wakes = wakes + 1
+          end
+          return wakes
+        end, stop)
+      end
+      local a, b = conc.chan(), conc.chan()
+      local p1 = conc.go(function(a, b, stop)
+        local n = 0
+        while stop:load() == 0 do a:send(n); b:recv(); n = n + 1 end
+        a:close()
+        return n
+      end, a, b, stop)
+      local p2 = conc.go(function(a, b)
+        for v in a:range() do b:send(v) end
+      end, a, b)
+      conc.sleep(0.5)
+      stop:store(1)
+      local _, rounds = p1:join()
+      assert(p2:join())
+      local wakes = 0
+      for i = 1, @N@ do wakes = wakes + select(2, sleepers[i]:join()) end
+      print(("rounds %d, wakes %d"):format(rounds, wakes))
+      assert(rounds >= @ROUNDS@, rounds)
+      assert(wakes >= @N@, wakes)
+    ]]):gsub("@N@", tostring(2000 // SLOW))
+      :gsub("@ROUNDS@", tostring(5000 // SLOW))), 1)
+    assert.matches("rounds %d+", out)
+  end)
+
   it("an endless loop in one task does not stop the others finishing",
     function()
       if os.getenv("CONC_SANITIZER") == "tsan" then
@@ -777,6 +820,24 @@ describe("light tasks", function()
           assert(i == 2 and #finished == 0, "the timeout waited")
           assert(finished:recv() and results:recv() == "a")
           jobs:close()
+          -- Opening a FIFO waits for its writer.
+          local path = os.tmpname()
+          os.remove(path)
+          assert(os.execute("mkfifo " .. path))
+          local writer = io.popen("sleep 0.3; echo x > " .. path)
+          local done
+          finished, done = conc.chan(1), conc.chan()
+          conc.go(function(done) conc.sleep(0.02); done:close() end, done)
+          conc.go(function(path, finished)
+            local f = assert(io.open(path, "r"))
+            finished:send(f:read("a"))
+            f:close()
+          end, path, finished)
+          done:recv()
+          assert(#finished == 0, "the main script waited for the FIFO's open")
+          assert(finished:recv() == "x\n")
+          writer:close()
+          os.remove(path)
         end
         print("OK")
       ]], procs)

@@ -92,6 +92,7 @@ typedef struct conc__m {
    * a pair restarting the slice at each hand-off kept a P for good). */
   atomic_ulong slice;
   bool inherit;                  /* the task to run came from `next` */
+  bool last_urgent;              /* its last pick was an urgent task */
   unsigned long seen_slice;      /* the monitor's last look */
   conc_time slice_seen;          /* when it first saw this slice, or 0 */
   int suspect;                   /* looks in a row it used no CPU */
@@ -198,6 +199,9 @@ static void globrunq_put_urgent(conc__g *g) {
 
 static conc__g *globrunq_get_locked(void) {
   conc__g *g = S.gq_head;
+  if (self_m) /* (the prefix: the head is urgent if any is) */
+    self_m->last_urgent = g && atomic_load_explicit(&S.gq_urgent,
+                                                    memory_order_relaxed) > 0;
   if (g) {
     S.gq_head = g->next;
     if (!S.gq_head) S.gq_tail = NULL;
@@ -213,6 +217,23 @@ static conc__g *globrunq_get(void) {
   if (atomic_load_explicit(&S.gq_n, memory_order_relaxed) == 0) return NULL;
   conc__lock(&S.lock);
   conc__g *g = globrunq_get_locked();
+  conc__unlock(&S.lock);
+  return g;
+}
+
+/* The first task after the urgent ones (fairness: see find_runnable). */
+static conc__g *globrunq_get_plain(void) {
+  if (atomic_load_explicit(&S.gq_n, memory_order_relaxed) == 0) return NULL;
+  conc__lock(&S.lock);
+  conc__g *after = S.gq_urgent_tail;
+  conc__g *g = after ? after->next : NULL;
+  if (after == NULL) {
+    g = globrunq_get_locked();
+  } else if (g != NULL) {
+    after->next = g->next;
+    if (S.gq_tail == g) S.gq_tail = after;
+    atomic_fetch_sub_explicit(&S.gq_n, 1, memory_order_relaxed);
+  }
   conc__unlock(&S.lock);
   return g;
 }
@@ -851,9 +872,16 @@ static conc__g *find_runnable(conc__m *m) {
     stop_spinning(m);
     if (!idle_work(m)) return NULL;
   }
-  if (atomic_load_explicit(&S.gq_urgent, memory_order_relaxed) > 0 ||
-      slice % 61 == 0)
-    g = globrunq_get(); /* see gq_urgent; and fairness to the queue */
+  /* An urgent task (see gq_urgent) at every other pick at most: a
+   * stream of them (thousands of sleepers waking each millisecond) took
+   * every turn, and the rest waited for good. Every 61st slice the
+   * first of the others, for fairness (Go's schedtick % 61). */
+  bool urgent_turn = !m->last_urgent &&
+                     atomic_load_explicit(&S.gq_urgent, memory_order_relaxed) >
+                         0;
+  m->last_urgent = false;
+  if (urgent_turn) g = globrunq_get();
+  else if (slice % 61 == 0) g = globrunq_get_plain();
   if (!g) g = runq_get(p);
   if (!g) g = globrunq_get();
   if (g) return g;

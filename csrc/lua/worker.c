@@ -264,14 +264,22 @@ typedef struct blocking_fn {
   int kind; /* LM_ */
 } blocking_fn;
 static void wrap_blocking(lua_State *L, int idx, const blocking_fn fns[]);
-enum { LM_ALWAYS, LM_SELF, LM_INPUT, LM_SELF_LINES, LM_IO_LINES, LM_CLOSE };
+enum {
+  LM_ALWAYS,
+  LM_POPEN,
+  LM_NAMED, /* when argument 1 is a file name (io.input, io.output) */
+  LM_SELF,
+  LM_INPUT,
+  LM_SELF_LINES,
+  LM_IO_LINES,
+  LM_CLOSE
+};
 static int open_io(lua_State *L) {
   luaopen_io(L);
-  static const blocking_fn io_fns[] = {{"read", LM_INPUT},
-                                       {"lines", LM_IO_LINES},
-                                       {"close", LM_CLOSE},
-                                       {"popen", LM_ALWAYS},
-                                       {NULL, 0}};
+  static const blocking_fn io_fns[] = {
+      {"read", LM_INPUT},  {"lines", LM_IO_LINES}, {"close", LM_CLOSE},
+      {"popen", LM_POPEN}, {"open", LM_ALWAYS},    {"tmpfile", LM_ALWAYS},
+      {"input", LM_NAMED}, {"output", LM_NAMED},   {NULL, 0}};
   wrap_blocking(L, -1, io_fns);
   static const blocking_fn methods[] = {{"read", LM_SELF},
                                         {"lines", LM_SELF_LINES},
@@ -1937,9 +1945,13 @@ int lconc_call(lua_State *L, lconc_op_fn op, void *arg, lua_KContext ctx,
  * it is in C, so the standard library's calls that may block for long
  * yield first there (as conc.gosched: the task goes to the global queue,
  * which a P's thread runs) and make the call where the task goes on:
- * io.popen and os.execute always; a read, a lines iterator's read and a
- * close when the stream is a pipe, a socket or a terminal (a close
- * waits for a popen's child). Writes, and reads of files, stay (leaving
+ * io.popen, os.execute and opening a file (a FIFO's open waits for its
+ * writer) always; a read, a lines iterator's read and a close when the
+ * stream is a pipe, a socket or a terminal (a close waits for a popen's
+ * child), and any close while a popen is under way (glibc's popen
+ * flushes every stream, holding its list of streams, which fclose
+ * takes: a read blocked on one stream held them all). Writes, and reads
+ * of files, stay (leaving
  * costs a yield and a thread's wake, 20-30 us: a logger task writing for
  * the main script went from 0.9 to 33 us a line). Where the task cannot
  * yield, or no other thread can be had, the call is made at once.
@@ -1969,17 +1981,22 @@ static FILE *default_stream(lua_State *L, const char *key) {
   return f;
 }
 
+static atomic_int popens; /* io.popen calls under way, in any task */
+
 static bool call_may_block(lua_State *L, int kind) {
   switch (kind) {
-    case LM_ALWAYS: return true;
+    case LM_ALWAYS:
+    case LM_POPEN: return true;
+    case LM_NAMED: return lua_type(L, 1) == LUA_TSTRING;
     case LM_SELF:
     case LM_SELF_LINES: return stream_may_block(stream_at(L, 1));
     case LM_INPUT: return stream_may_block(default_stream(L, "_IO_input"));
-    case LM_IO_LINES:
-      return lua_isnoneornil(L, 1) &&
+    case LM_IO_LINES: /* a file name: it opens one */
+      return !lua_isnoneornil(L, 1) ||
              stream_may_block(default_stream(L, "_IO_input"));
     default: /* LM_CLOSE */
-      return stream_may_block(lua_isnone(L, 1) ? default_stream(L, "_IO_output")
+      return atomic_load_explicit(&popens, memory_order_relaxed) > 0 ||
+             stream_may_block(lua_isnone(L, 1) ? default_stream(L, "_IO_output")
                                                : stream_at(L, 1));
   }
 }
@@ -1991,7 +2008,11 @@ static int leave_iter(lua_State *L);
 static int call_wrapped(lua_State *L) {
   lua_CFunction fn = lua_tocfunction(L, lua_upvalueindex(1));
   int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
+  /* (a popen that raises leaves the count one too high: closes on the
+   * main thread then leave too, which costs a yield, nothing else) */
+  if (kind == LM_POPEN) atomic_fetch_add(&popens, 1);
   int n = fn(L);
+  if (kind == LM_POPEN) atomic_fetch_sub(&popens, 1);
   if ((kind == LM_SELF_LINES || kind == LM_IO_LINES) && n >= 1 &&
       stream_may_block(stream_at(L, 1))) {
     int it = lua_gettop(L) - n + 1;
