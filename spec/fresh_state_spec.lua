@@ -116,6 +116,62 @@ describe("a task starts as a fresh state would", function()
     end)
   end)
 
+  it("a change to the files' methods or metatable does not carry over",
+    function()
+      -- getmetatable(io.stdout) reaches them without the debug library.
+      carries_nothing(function()
+        local mt = getmetatable(io.stdout)
+        mt.__index.write = function() return "hijacked" end
+        mt.__index.read = function() return "hijacked" end
+        mt.__tostring = function() return "hijacked" end
+      end, function()
+        local f = io.tmpfile()
+        local fine = f:write("x") == f and tostring(f):find("^file %(")
+        f:seek("set")
+        fine = fine and f:read("a") == "x"
+        f:close()
+        return fine, "files' methods"
+      end)
+    end)
+
+  it("io's errors in a task read as plain Lua's (its wrappers, which " ..
+     "move a call that may block off the main script's thread, keep " ..
+     "names and lines)", function()
+    local function errors()
+      local out = {}
+      local function try(fn) out[#out + 1] = select(2, pcall(fn)) end
+      local f = io.open("/dev/null")
+      try(function() return f:read("x") end)
+      try(function() return io.read("x") end)
+      f:close()
+      try(function() return f:read() end)
+      try(function() return io.open("/dev/null", "zz") end)
+      try(function() for _ in io.popen("echo a"):lines("x") do end end)
+      try(function()
+        local p = io.popen("echo a; echo b")
+        for _ in p:lines() do p:close() end
+      end)
+      try(function() for _ in io.lines("/dev/null", "x") do end end)
+      try(function() return io.popen("true", "x") end)
+      try(function() return os.execute(print) end)
+      local lines = {}
+      for l in io.popen("printf '1 2\\n3 4\\n'"):lines("n", "n") do
+        lines[#lines + 1] = l
+      end
+      out[#out + 1] = table.concat(lines, ",")
+      return table.concat(out, "\n")
+    end
+    local plain = errors()
+    assert.matches("fresh_state_spec.lua:%d+: bad argument #1 to 'read'",
+                   plain)
+    assert.matches("'for iterator'", plain)
+    for procs = 1, 2 do
+      local before = conc.set_maxprocs(procs)
+      assert.are.equal(plain, run(errors))
+      conc.set_maxprocs(before)
+    end
+  end)
+
   it("metatables of other types do not carry over", function()
     carries_nothing(function()
       debug.setmetatable(0, {__index = math})

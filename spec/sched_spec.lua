@@ -21,18 +21,21 @@ describe("deadlock detection", function()
 
   it("reports thousands of workers: the main script's line first, whole " ..
      "lines, then the count of those left out", function()
-    -- A ring of 3,000 tasks each waiting for the one before. The report
+    -- A ring of tasks each waiting for the one before. The report
     -- was a 4 KB buffer: 90 lines, cut mid-line, without main's.
-    local out, rc = support.run_script([[
+    -- (1,300 under a sanitizer: 3,000 took TSan over a minute; a report
+    -- holds some 1,200 such lines)
+    local n = os.getenv("CONC_SANITIZER") and 1300 or 3000
+    local out, rc = support.run_script(([[
       local conc = require("conc")
-      local n, chs, hs = 3000, {}, {}
+      local n, chs, hs = @N@, {}, {}
       for i = 1, n do chs[i] = conc.chan() end
       for i = 1, n do
         hs[i] = conc.go(function(a, b) a:recv(); b:send(1) end,
                         chs[i], chs[i % n + 1])
       end
       hs[1]:join()
-    ]])
+    ]]):gsub("@N@", tostring(n)), 240)
     assert.are.equal(2, rc, out)
     local lines = {}
     for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
@@ -49,7 +52,7 @@ describe("deadlock detection", function()
     end
     local more = tonumber(lines[#lines]:match("^%.%.%. and (%d+) more$"))
     assert.is_truthy(more, lines[#lines])
-    assert.are.equal(3000, shown + more)
+    assert.are.equal(n, shown + more)
     assert.is_true(shown >= 500, shown)
   end)
 

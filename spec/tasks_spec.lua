@@ -341,7 +341,14 @@ describe("light tasks", function()
       local hog, light = conc.atomic(0), conc.atomic(0)
       pair(1000000, hog)
       pair(1000, light)
+      -- A task a timer wakes every 2 ms: its turn between a pair's
+      -- hand-offs began a new slice for the pair, never preempted then.
+      local stop = conc.atomic(0)
+      conc.go(function(stop)
+        while stop:load() == 0 do conc.sleep(0.002) end
+      end, stop)
       conc.sleep(0.3)
+      stop:store(1)
       local h, l = hog:load(), light:load()
       print(("hog %d light %d"):format(h, l))
       -- Equal time: the light pair's rounds are ~400 times shorter.
@@ -421,10 +428,11 @@ describe("light tasks", function()
       local wakes = 0
       for i = 1, @N@ do wakes = wakes + select(2, sleepers[i]:join()) end
       print(("rounds %d, wakes %d"):format(rounds, wakes))
-      assert(rounds >= @ROUNDS@, rounds)
+      -- Turns alternate: a round (two turns) for each wake or so; when
+      -- the woken took every turn, 314 rounds for 1.2 million wakes.
+      assert(rounds > 0 and rounds * 20 >= wakes, rounds)
       assert(wakes >= @N@, wakes)
-    ]]):gsub("@N@", tostring(2000 // SLOW))
-      :gsub("@ROUNDS@", tostring(5000 // SLOW))), 1)
+    ]]):gsub("@N@", tostring(2000 // SLOW))), 1)
     assert.matches("rounds %d+", out)
   end)
 
@@ -838,6 +846,32 @@ describe("light tasks", function()
           assert(finished:recv() == "x\n")
           writer:close()
           os.remove(path)
+          -- A <close> popen handle: its close waits for the child. The
+          -- task parks with it open; the main script wakes it into its
+          -- next slot, and its wait runs the rest (the close).
+          local wake, parked = conc.chan(1), conc.chan()
+          finished = conc.chan(1)
+          local h = conc.go(function(wake, parked, finished)
+            do
+              local f <close> = io.popen("sleep 0.3")
+              parked:send(true)
+              wake:recv()
+            end
+            finished:send(true)
+          end, wake, parked, finished)
+          assert(parked:recv())
+          local function waits(id)  -- parked in wake:recv()
+            for _, w in ipairs(conc.workers()) do
+              if w.id == id then return w.waiting_in == "chan receive" end
+            end
+          end
+          repeat until waits(h:id())
+          done = conc.chan()
+          conc.go(function(done) conc.sleep(0.02); done:close() end, done)
+          wake:send(true)             -- it goes to this thread's next slot
+          done:recv()
+          assert(#finished == 0, "the main script waited for a <close> pclose")
+          assert(finished:recv())
         end
         print("OK")
       ]], procs)

@@ -880,7 +880,10 @@ static conc__g *find_runnable(conc__m *m) {
                      atomic_load_explicit(&S.gq_urgent, memory_order_relaxed) >
                          0;
   m->last_urgent = false;
-  if (urgent_turn) g = globrunq_get();
+  /* In the slice that runs (as a next slot's task): a timer's turn
+   * between a pair's hand-offs began a new slice for the pair, which a
+   * sleeper every 2 ms then kept from ever being preempted. */
+  if (urgent_turn && (g = globrunq_get()) != NULL) m->inherit = true;
   else if (slice % 61 == 0) g = globrunq_get_plain();
   if (!g) g = runq_get(p);
   if (!g) g = globrunq_get();

@@ -210,10 +210,13 @@ enum {
   W_UTF8,
   W_DEBUG,
   W_STRING_META,
+  W_FILE_META,    /* the metatable of files, which getmetatable reaches */
+  W_FILE_METHODS, /* and its __index */
   W_COUNT
 };
 
 static void watch_lib(lua_State *L, int which);
+static void watch_table(lua_State *L, int idx, int which);
 
 #define WATCHED_OPENER(fname, opener, which) \
   static int fname(lua_State *L) {           \
@@ -285,9 +288,15 @@ static int open_io(lua_State *L) {
                                         {"lines", LM_SELF_LINES},
                                         {"close", LM_CLOSE},
                                         {NULL, 0}};
+  /* (__close: a <close> file's pclose waits for its child too) */
+  static const blocking_fn meta[] = {{"__close", LM_CLOSE}, {NULL, 0}};
   if (luaL_getmetatable(L, LUA_FILEHANDLE) == LUA_TTABLE &&
-      lua_getfield(L, -1, "__index") == LUA_TTABLE)
+      lua_getfield(L, -1, "__index") == LUA_TTABLE) {
     wrap_blocking(L, -1, methods);
+    wrap_blocking(L, -2, meta);
+    watch_table(L, -1, W_FILE_METHODS);
+    watch_table(L, -2, W_FILE_META);
+  }
   lua_settop(L, -3); /* the method table and the metatable (or nils) */
   watch_lib(L, W_IO);
   return 1;
@@ -532,6 +541,19 @@ static bool state_changed(lua_State *L) {
   if (!lua_getmetatable(L, -1)) lua_pushnil(L);
   changed = changed || !same_as_watched(L, m, W_STRING_META);
   lua_pop(L, 1);
+  /* Files' methods: getmetatable(io.stdout).__index.write = f would
+   * reach every later task (and pass by leave_main's wrappers). */
+  if (!changed && m->watch[W_FILE_META].table != NULL) {
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_FILEHANDLE);
+    if (lua_istable(L, -1)) {
+      lua_pushliteral(L, "__index");
+      lua_rawget(L, -2);
+    } else {
+      lua_pushnil(L);
+    }
+    changed = !same_as_watched(L, m, W_FILE_METHODS);
+    changed = !same_as_watched(L, m, W_FILE_META) || changed;
+  }
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   if (lua_getmetatable(L, -1)) {  /* none, or the codec's, unchanged */
     changed = changed || !lconc_codec_loaded_meta(L, -1);
@@ -2003,6 +2025,24 @@ static bool call_may_block(lua_State *L, int kind) {
 
 static int leave_iter(lua_State *L);
 
+/* Replaces the lines iterator at idx (a C closure) by a leave_iter
+ * closure with the same upvalues, at the same places, and the iterator
+ * after them: leave_iter calls its C function in its own frame, which
+ * reads them as its own, so its errors name it 'for iterator' at the
+ * caller's line, as before. */
+static void wrap_iter(lua_State *L, int idx) {
+  if (lua_tocfunction(L, idx) == NULL) return;
+  int k = 0;
+  luaL_checkstack(L, 2, NULL);
+  while (lua_getupvalue(L, idx, k + 1) != NULL) {
+    k++;
+    luaL_checkstack(L, 2, NULL);
+  }
+  lua_pushvalue(L, idx);
+  lua_pushcclosure(L, leave_iter, k + 1);
+  lua_replace(L, idx);
+}
+
 /* Calls the wrapped function in this frame; a lines iterator over a
  * stream that may block is wrapped in turn (the file is at 1 then). */
 static int call_wrapped(lua_State *L) {
@@ -2016,9 +2056,7 @@ static int call_wrapped(lua_State *L) {
   if ((kind == LM_SELF_LINES || kind == LM_IO_LINES) && n >= 1 &&
       stream_may_block(stream_at(L, 1))) {
     int it = lua_gettop(L) - n + 1;
-    lua_pushvalue(L, it);
-    lua_pushcclosure(L, leave_iter, 1);
-    lua_replace(L, it);
+    wrap_iter(L, it);
   }
   return n;
 }
@@ -2049,11 +2087,9 @@ static int leave_main(lua_State *L) {
 static int leave_iter_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
-  int n = lua_gettop(L);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, n, LUA_MULTRET);
-  return lua_gettop(L);
+  int last = 1; /* the iterator, after its upvalues (see wrap_iter) */
+  while (lua_type(L, lua_upvalueindex(last + 1)) != LUA_TNONE) last++;
+  return lua_tocfunction(L, lua_upvalueindex(last))(L);
 }
 
 static int leave_iter(lua_State *L) { return leave_then(L, leave_iter_k); }
