@@ -22,6 +22,25 @@ local function run(code, procs, timeout_s)
   return out
 end
 
+-- Code for driven bodies: start_pair(stop) starts a ping-pong pair of
+-- tasks over two unbuffered channels until stop (a conc.atomic) is set;
+-- returns them (the first's result: its rounds).
+local PAIR = [[
+  local function start_pair(stop)
+    local a, b = conc.chan(), conc.chan()
+    local p1 = conc.go(function(a, b, stop)
+      local n = 0
+      while stop:load() == 0 do a:send(n); b:recv(); n = n + 1 end
+      a:close()
+      return n
+    end, a, b, stop)
+    local p2 = conc.go(function(a, b)
+      for v in a:range() do b:send(v) end
+    end, a, b)
+    return p1, p2
+  end
+]]
+
 -- Runs `body` (the code of a function of no arguments) in a driver task,
 -- while the main script polls for its end without waiting in conc: the
 -- main script then runs no task itself (it would while it waits), so the
@@ -364,18 +383,9 @@ describe("light tasks", function()
     -- timer, it went to the back of the global queue and waited for the
     -- pair's 10 ms slice to end (13 ms late on average); Go's timers
     -- ready a goroutine into the next slot of the P that runs them.
-    local out = run(driven([[
+    local out = run(driven(PAIR .. [[
       local stop = conc.atomic(0)
-      local a, b = conc.chan(), conc.chan()
-      local p1 = conc.go(function(a, b, stop)
-        local n = 0
-        while stop:load() == 0 do a:send(n); b:recv(); n = n + 1 end
-        a:close()
-        return n
-      end, a, b, stop)
-      local p2 = conc.go(function(a, b)
-        for v in a:range() do b:send(v) end
-      end, a, b)
+      local p1, p2 = start_pair(stop)
       local late = 0
       for _ = 1, 100 do
         local t0 = conc.now()
@@ -398,7 +408,7 @@ describe("light tasks", function()
     -- more turns than the P has. Timer-woken tasks go first at the P's
     -- next turn (see the test above); when they took every turn, the
     -- pair beside them never made a round.
-    local out = run(driven(([[
+    local out = run(driven((PAIR .. [[
       local stop = conc.atomic(0)
       local sleepers = {}
       for i = 1, @N@ do
@@ -411,16 +421,7 @@ describe("light tasks", function()
           return wakes
         end, stop)
       end
-      local a, b = conc.chan(), conc.chan()
-      local p1 = conc.go(function(a, b, stop)
-        local n = 0
-        while stop:load() == 0 do a:send(n); b:recv(); n = n + 1 end
-        a:close()
-        return n
-      end, a, b, stop)
-      local p2 = conc.go(function(a, b)
-        for v in a:range() do b:send(v) end
-      end, a, b)
+      local p1, p2 = start_pair(stop)
       conc.sleep(0.5)
       stop:store(1)
       local _, rounds = p1:join()
