@@ -881,6 +881,12 @@ describe("light tasks", function()
 
   it("a task the main script runs, in foreign C, gets one preemption " ..
      "signal a slice, not one a millisecond", function()
+    if os.getenv("CONC_SANITIZER") == "tsan" then
+      -- (and under TSan the main script, slow between go and join, left
+      -- the task to a thread the monitor woke for it: not the case here)
+      pending("not under TSan: its preemption signal is held back")
+      return
+    end
     -- luasocket's sleep is a C call conc does not wrap: the turn stays
     -- on the main script's thread for its 0.3 s. Each SIGURG interrupts
     -- the call's system call; the first set the hook already.
