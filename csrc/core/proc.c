@@ -1487,7 +1487,9 @@ bool conc__sched_helped_pause(void) {
  * runs the task (a ping-pong with the main script stays on its thread:
  * sent away, each hand-off waited for a P's next turn). */
 static bool main_would_crowd(void) {
-  return atomic_load_explicit(&S.npidle, memory_order_relaxed) == 0 &&
+  /* (starved: no thread could be started, it may be the only runner) */
+  return !atomic_load_explicit(&S.starved, memory_order_relaxed) &&
+         atomic_load_explicit(&S.npidle, memory_order_relaxed) == 0 &&
          atomic_load_explicit(&S.nspinning, memory_order_relaxed) == 0 &&
          atomic_load_explicit(&S.nprocs, memory_order_relaxed) + 1 >
              conc__cpus();
