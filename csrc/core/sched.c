@@ -31,7 +31,8 @@ static _Atomic(conc_sleep_hook) sleep_hook;
 static conc__lock_t sched_lock = CONC_LOCK_INIT;
 static conc_waiter *all;              /* counted threads (sched_lock) */
 /* The last deadlock (sched_lock): a line a thread, as Go's report has a
- * stack a goroutine (~100 bytes a line: 650 lines; then a count). */
+ * stack a goroutine (50-250 bytes a line: some 600 lines or more; then
+ * a count). */
 static char report[65536];
 /* The main script's waiter, for conc_interrupt_main (a signal handler
  * reads it: an atomic, never locked). */
@@ -120,7 +121,6 @@ void conc__thread_gone(conc_waiter *w) {
   if (counted) conc__live_add(-1);
 }
 
-/* Appends one line per counted thread to buf (sched_lock held). */
 /* One line of the report for w, into line. */
 static int describe(const conc_waiter *w, char *line, size_t size) {
   char who[48];
@@ -133,9 +133,9 @@ static int describe(const conc_waiter *w, char *line, size_t size) {
                   what ? what : "?", w->where[0] ? " at " : "", w->where);
 }
 
-/* Appends a line for each thread to buf: the main script's and the
- * finalizers' first, then the workers'; whole lines only, and the count
- * of those that did not fit. */
+/* Appends a line for each counted thread to buf (sched_lock held): the
+ * main script's and the finalizers' first, then the workers'; whole
+ * lines only, and the count of those that did not fit. */
 static void describe_all(char *buf, size_t size) {
   size_t n = strlen(buf);
   int left_out = 0;
