@@ -1973,14 +1973,14 @@ int lconc_call(lua_State *L, lconc_op_fn op, void *arg, lua_KContext ctx,
  * child), and any close while a popen is under way (glibc's popen
  * flushes every stream, holding its list of streams, which fclose
  * takes: a read blocked on one stream held them all). Writes, and reads
- * of files, stay (leaving
- * costs a yield and a thread's wake, 20-30 us: a logger task writing for
- * the main script went from 0.9 to 33 us a line). Where the task cannot
- * yield, or no other thread can be had, the call is made at once.
+ * of files, stay (leaving costs a yield and a thread's wake, 20-30 us: a
+ * logger task writing for the main script went from 0.9 to 33 us a
+ * line). Where the task cannot yield, or no other thread can be had,
+ * the call is made at once.
  *
  * The wrapper calls the library's C function itself, in its own frame,
- * so the function's errors name it and its caller's line as before; the
- * lines iterators (which have upvalues of their own) are called.
+ * so the function's errors name it and its caller's line as before; a
+ * lines iterator's wrapper carries the iterator's upvalues (wrap_iter).
  */
 static bool stream_may_block(FILE *f) {
   struct stat st;
@@ -2048,11 +2048,21 @@ static void wrap_iter(lua_State *L, int idx) {
 static int call_wrapped(lua_State *L) {
   lua_CFunction fn = lua_tocfunction(L, lua_upvalueindex(1));
   int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
-  /* (a popen that raises leaves the count one too high: closes on the
-   * main thread then leave too, which costs a yield, nothing else) */
-  if (kind == LM_POPEN) atomic_fetch_add(&popens, 1);
+  /* Counted only with arguments io.popen takes: it raises on the
+   * others, before it flushes, and the count would stay one too high
+   * (every close on the main thread would leave it, a yield each). */
+  bool counted = false;
+  if (kind == LM_POPEN) { /* (no conversions: the arguments stay) */
+    int t = lua_type(L, 2);
+    const char *mode = t <= LUA_TNIL      ? "r"
+                       : t == LUA_TSTRING ? lua_tostring(L, 2)
+                                          : NULL;
+    counted = lua_isstring(L, 1) && mode != NULL &&
+              (mode[0] == 'r' || mode[0] == 'w') && mode[1] == '\0';
+  }
+  if (counted) atomic_fetch_add(&popens, 1);
   int n = fn(L);
-  if (kind == LM_POPEN) atomic_fetch_sub(&popens, 1);
+  if (counted) atomic_fetch_sub(&popens, 1);
   if ((kind == LM_SELF_LINES || kind == LM_IO_LINES) && n >= 1 &&
       stream_may_block(stream_at(L, 1))) {
     int it = lua_gettop(L) - n + 1;
