@@ -280,6 +280,22 @@ conc__fiber *conc__fiber_new_big(size_t size) {
   return f; /* (its TSan context: fiber_prepare, on first use) */
 }
 
+void conc__fiber_free_big(conc__fiber *f) {
+#ifdef FIBER_ASAN
+  /* Its suspended frames' redzones would be found by whatever is mapped
+   * here next. */
+  ASAN_UNPOISON_MEMORY_REGION(f->stack, f->size);
+#endif
+#ifdef FIBER_TSAN
+  if (f->tsan != NULL) __tsan_destroy_fiber(f->tsan);
+#endif
+#ifdef FIBER_VALGRIND
+  VALGRIND_STACK_DEREGISTER(f->vg_id);
+#endif
+  munmap(f->stack - 4096, f->size + 4096);
+  free(f);
+}
+
 conc__fiber *conc__fiber_get(void) {
   conc__fiber *f = cached;
   if (f != NULL) {

@@ -315,9 +315,11 @@ CONC_API long conc__fibers_made(void);
 /* f's stack: its lowest byte, and its size in *size (for tests). */
 CONC_API char *conc__fiber_stack(const conc__fiber *f, size_t *size);
 /* A fiber of its own with a stack of `size` bytes and a guard page, for
- * Lua code (the main script's thread runs helped tasks on one); never
- * freed. NULL if no memory. */
+ * Lua code (the main script's thread runs helped tasks on one). NULL if
+ * no memory. */
 CONC_API conc__fiber *conc__fiber_new_big(size_t size);
+/* Unmaps a fiber conc__fiber_new_big made (between its runs). */
+CONC_API void conc__fiber_free_big(conc__fiber *f);
 /* A thread that ends gives back the spare fiber it kept. */
 CONC_API void conc__fiber_release_cached(void);
 

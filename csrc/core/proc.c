@@ -1366,13 +1366,19 @@ typedef struct conc__helper {
   struct conc__helper *next_free;
 } conc__helper;
 
+/* Helpers kept for the next waits; the rest are unmapped when put back:
+ * a burst of tasks blocked in comparators left hundreds of touched
+ * stacks mapped for the process's life. */
+#define HELPERS_KEEP 8
+
 static conc__helper *helpers_free; /* the main thread's alone */
-static int helpers_made;
+static int helpers_made, helpers_idle;
 
 static conc__helper *helper_get(void) {
   conc__helper *h = helpers_free;
   if (h != NULL) {
     helpers_free = h->next_free;
+    helpers_idle--;
     return h;
   }
   if (helpers_made >= HELPERS_MAX || S.hooks.ctx == NULL) return NULL;
@@ -1386,9 +1392,16 @@ static conc__helper *helper_get(void) {
 }
 
 static void helper_put(conc__helper *h) {
+  atomic_store_explicit(&S.no_helper, false, memory_order_relaxed);
+  if (helpers_idle >= HELPERS_KEEP) {
+    conc__fiber_free_big(h->f);
+    free(h);
+    helpers_made--;
+    return;
+  }
   h->next_free = helpers_free;
   helpers_free = h;
-  atomic_store_explicit(&S.no_helper, false, memory_order_relaxed);
+  helpers_idle++;
 }
 
 /* No helper could be had: the main script's wait sleeps until one is
