@@ -75,6 +75,45 @@ describe("a task starts as a fresh state would", function()
       end)
     end)
 
+  it("a change to package or package.searchers does not carry over",
+    function()
+      carries_nothing(function() package.config = "x" end, function()
+        return package.config:sub(1, 1) == package.config:sub(1, 1):match("[/\\]"),
+          "package.config"
+      end)
+      carries_nothing(function()
+        package.searchers[2] = function() return "\n\tno searching" end
+      end, function()
+        return select(2, pcall(require, "no_such_module_x")):find("no file") ~= nil,
+          "package.searchers[2]"
+      end)
+      carries_nothing(function()
+        package.searchers = {}
+      end, function()
+        return #package.searchers == 4, "package.searchers"
+      end)
+    end)
+
+  it("a task that sets package.path keeps its state for the next task",
+    function()
+      -- path and cpath are set for every task: they leave out of the
+      -- package table's fingerprint, or each such task would cost a new
+      -- state (package.loaded, which a kept state keeps, tells).
+      local kept = 0
+      for _ = 1, ROUNDS do
+        local mark = run(function()
+          package.path = "./?.lua;" .. package.path
+          package.loaded.state_mark = package.loaded.state_mark or {}
+          return tostring(package.loaded.state_mark)
+        end)
+        local seen = run(function()
+          return tostring(package.loaded.state_mark)
+        end)
+        if seen == mark then kept = kept + 1 end
+      end
+      assert(kept >= ROUNDS // 2, kept)
+    end)
+
   it("collectgarbage('stop') does not carry over", function()
     carries_nothing(function() collectgarbage("stop") end, function()
       return collectgarbage("isrunning"), "collector stopped"
