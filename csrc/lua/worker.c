@@ -539,7 +539,7 @@ static void watch_package(lua_State *L) {
     for (lua_Unsigned i = 1; i <= m->searchers_n; i++) {
       lua_rawgeti(L, -1, (lua_Integer)i);
       m->searchers_was[i - 1] = lua_topointer(L, -1);
-      lua_rawseti(L, -3, 2 * PACKAGE_FIELDS + (lua_Integer)i);
+      lua_rawseti(L, -3, (lua_Integer)(2 * PACKAGE_FIELDS) + (lua_Integer)i);
     }
   }
   lua_pop(L, 1);
