@@ -115,6 +115,71 @@ describe("a task starts as a fresh state would", function()
       assert(kept >= ROUNDS // 2, kept)
     end)
 
+  it("the globals table has no metatable, and strict.lua's idiom works",
+    function()
+      -- The lazy libraries' metatable is taken away (the libraries
+      -- opened) when a task reaches for it: strict.lua's own __index
+      -- hid every library not opened yet ('math' is not declared).
+      local ok, max, had = run(function()
+        local had = getmetatable(_G) ~= nil or debug.getmetatable(_G) ~= nil
+        local mt = getmetatable(_G)
+        if mt == nil then mt = {}; setmetatable(_G, mt) end
+        mt.__declared = {}
+        mt.__newindex = function(t, n, v)
+          mt.__declared[n] = true; rawset(t, n, v)
+        end
+        mt.__index = function(_, n)
+          if not mt.__declared[n] then
+            error("variable '" .. n .. "' is not declared", 2)
+          end
+        end
+        local ok, max = pcall(function() return math.max(1, 2) end)
+        return ok, max, had
+      end)
+      assert.is_true(ok)
+      assert.equal(2, max)
+      assert.is_false(had)
+    end)
+
+  it("a change to the globals' metatable does not carry over", function()
+    carries_nothing(function()
+      setmetatable(_G, {__newindex = function(t, k) rawset(t, k, "poison") end})
+    end, function()
+      probe_global = 1  -- luacheck: ignore 111
+      -- luacheck: ignore 113
+      return probe_global == 1 and getmetatable(_G) == nil, "__newindex"
+    end)
+  end)
+
+  it("a module an earlier task loaded sees this task's globals", function()
+    -- package.loaded persists; the module's _ENV is the globals table,
+    -- which is emptied and filled again in place, not replaced.
+    carries_nothing(function()
+      require("fixtures.globals_probe")
+      secret_global = "leaked"  -- luacheck: ignore 111
+      print = nil  -- luacheck: ignore 121
+    end, function()
+      local m = require("fixtures.globals_probe")
+      return m.secret() == nil and m.has_print(), "module's globals"
+    end)
+    carries_nothing(function()
+      require("conc")
+      type = function() return "number" end  -- luacheck: ignore 121
+    end, function()
+      local pool = require("conc").pool({new = function() return {} end})
+      return type(pool:get()) == "table", "conc's own functions"
+    end)
+  end)
+
+  it("a metatable set on a library table does not carry over", function()
+    carries_nothing(function()
+      setmetatable(math, {__index = function() return "leaked" end})
+    end, function()
+      -- luacheck: ignore 143
+      return math.nope == nil and getmetatable(math) == nil, "math's"
+    end)
+  end)
+
   it("collectgarbage('stop') does not carry over", function()
     carries_nothing(function() collectgarbage("stop") end, function()
       return collectgarbage("isrunning"), "collector stopped"

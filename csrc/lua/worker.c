@@ -310,10 +310,13 @@ static int open_os(lua_State *L) {
 }
 WATCHED_OPENER(open_utf8, luaopen_utf8, W_UTF8)
 static int debug_setmetatable(lua_State *L);
+static int debug_getmetatable(lua_State *L);
 static int open_debug(lua_State *L) {
   luaopen_debug(L);
   lua_pushcfunction(L, debug_setmetatable);
   lua_setfield(L, -2, "setmetatable");
+  lua_pushcfunction(L, debug_getmetatable);
+  lua_setfield(L, -2, "getmetatable");
   watch_lib(L, W_DEBUG);
   return 1;
 }
@@ -374,10 +377,11 @@ typedef struct state_mem {
   bool hit;            /* a refusal happened during this task */
   bool warn_on, warn_cont;  /* warn(): "@on" seen; a message continues */
   /* The standard libraries as opened, and the string metatable: each
-   * table's address (NULL: not open) and the fingerprint of its
-   * contents then, to tell whether a task changed them. */
+   * table's address (NULL: not open), its metatable's and the
+   * fingerprint of its contents then, to tell whether a task changed
+   * them (setmetatable(math, mt) too). */
   struct {
-    const void *table;
+    const void *table, *meta;
     uint64_t print;
   } watch[W_COUNT];
   /* The globals table fresh_globals made last, and its fingerprint
@@ -504,9 +508,18 @@ static uint64_t fingerprint(lua_State *L, int idx) {
   return sum + mix64(n);
 }
 
+/* The address of the metatable of the table at idx, or NULL. */
+static const void *meta_of(lua_State *L, int idx) {
+  if (!lua_getmetatable(L, idx)) return NULL;
+  const void *meta = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  return meta;
+}
+
 static void watch_table(lua_State *L, int idx, int which) {
   state_mem *m = mem_of(L);
   m->watch[which].table = lua_topointer(L, idx);
+  m->watch[which].meta = meta_of(L, idx);
   m->watch[which].print = fingerprint(L, idx);
 }
 
@@ -592,6 +605,7 @@ static void watch_lib(lua_State *L, int which) {
 static bool same_as_watched(lua_State *L, state_mem *m, int which) {
   bool same = lua_istable(L, -1)
                   ? m->watch[which].table == lua_topointer(L, -1) &&
+                        m->watch[which].meta == meta_of(L, -1) &&
                         m->watch[which].print == fingerprint(L, -1)
                   : m->watch[which].table == NULL && lua_isnil(L, -1);
   lua_pop(L, 1);
@@ -964,8 +978,49 @@ static void note_finalizer(lua_State *L, int mt) {
   lua_pop(L, 1);
 }
 
+/*
+ * A task's globals table has a metatable (the lazy libraries' __index)
+ * where a fresh state's has none: code that reads or replaces it
+ * (strict.lua's `getmetatable(_G) or {}`, then its own __index) would
+ * hide the libraries not opened yet, and a change to it reached every
+ * later task. So the four functions that reach a metatable first open
+ * every library into a table that has it and take it away: the task
+ * then sees, and may change, what a fresh state has.
+ */
+static void unlazy(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return;
+  idx = lua_absindex(L, idx);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_mt_key);
+  bool lazy = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  if (!lazy) return;
+  for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
+    lua_pushstring(L, lib->name);
+    if (lua_rawget(L, idx) == LUA_TNIL) {
+      luaL_requiref(L, lib->name, lib->func, 0);
+      lua_setfield(L, idx, lib->name); /* (no metatable: raw) */
+    }
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  lua_setmetatable(L, idx);
+}
+
+/* getmetatable(v) in a worker: the base library's, after unlazy. */
+static int worker_getmetatable(lua_State *L) {
+  luaL_checkany(L, 1);
+  unlazy(L, 1);
+  if (!lua_getmetatable(L, 1)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  luaL_getmetafield(L, 1, "__metatable");
+  return 1;
+}
+
 /* setmetatable(t, mt) in a worker: the base library's, which it repeats
- * (its errors included), and a note of a finalizer (state_mem). */
+ * (its errors included), after unlazy, and a note of a finalizer
+ * (state_mem). */
 static int worker_setmetatable(lua_State *L) {
   int t = lua_type(L, 2);
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -973,8 +1028,17 @@ static int worker_setmetatable(lua_State *L) {
   if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
     return luaL_error(L, "cannot change a protected metatable");
   lua_settop(L, 2);
+  unlazy(L, 1);
   note_finalizer(L, 2);
   lua_setmetatable(L, 1);
+  return 1;
+}
+
+/* debug.getmetatable(v): the debug library's, after unlazy. */
+static int debug_getmetatable(lua_State *L) {
+  luaL_checkany(L, 1);
+  unlazy(L, 1);
+  if (!lua_getmetatable(L, 1)) lua_pushnil(L);
   return 1;
 }
 
@@ -983,6 +1047,7 @@ static int debug_setmetatable(lua_State *L) {
   int t = lua_type(L, 2);
   luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
   lua_settop(L, 2);
+  unlazy(L, 1);
   note_finalizer(L, 2);
   lua_setmetatable(L, 1);
   return 1;
@@ -1010,10 +1075,13 @@ static int worker_print(lua_State *L) {
 }
 
 /*
- * Makes a new globals table current and package.loaded._G: the base
- * library opened into it afresh, require, and the libraries opened so
- * far; its metatable opens the others. (Rebuilt rather than copied from
- * a pristine table, so a parked worker keeps one globals table, not two.)
+ * Makes the globals table fresh and package.loaded._G: the base library
+ * opened into it afresh, require, and the libraries opened so far; its
+ * metatable opens the others. (Rebuilt rather than copied from a
+ * pristine table, so a parked worker keeps one globals table, not two.)
+ * The table is emptied and filled in place: a module an earlier task
+ * loaded (package.loaded persists) has it as its _ENV, and must see this
+ * task's globals, as if this task had loaded it, not the earlier one's.
  */
 static void fresh_globals(lua_State *L) {
   int n = BASE_GLOBALS + 2;  /* and require, package */
@@ -1023,14 +1091,30 @@ static void fresh_globals(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  lua_createtable(L, 0, n);  /* no rehash as it fills */
-  lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  if (lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS) == LUA_TTABLE) {
+    lua_pushnil(L);
+    lua_setmetatable(L, -2);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) { /* clearing a field is allowed meanwhile */
+      lua_pop(L, 1);
+      lua_pushvalue(L, -1);
+      lua_pushnil(L);
+      lua_rawset(L, -4);
+    }
+    lua_pop(L, 1);
+  } else {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, n);  /* no rehash as it fills */
+    lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  }
   lua_pushcfunction(L, luaopen_base);
   lua_call(L, 0, 1);                                 /* env */
   lua_pushcfunction(L, worker_print);
   lua_setfield(L, -2, "print");
   lua_pushcfunction(L, worker_setmetatable);
   lua_setfield(L, -2, "setmetatable");
+  lua_pushcfunction(L, worker_getmetatable);
+  lua_setfield(L, -2, "getmetatable");
   lua_rawgetp(L, LUA_REGISTRYINDEX, &require_key);
   lua_setfield(L, -2, "require");
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);   /* env, loaded */
