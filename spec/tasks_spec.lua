@@ -565,6 +565,40 @@ describe("light tasks", function()
     end)
   end
 
+  for _, procs in ipairs({1, 2}) do
+    it(("what 50 finished tasks held is released once the program goes " ..
+        "quiet, not when each state runs again (MAXPROCS %d)"):format(procs),
+      function()
+        -- A thread about to sleep collected 8 pooled states at most: the
+        -- rest kept what their tasks held (here a pub/sub, whose
+        -- subscriber channel closes when it is freed) until each ran
+        -- another task.
+        run(driven([[
+          local ps = conc.pubsub()
+          local sub = ps:subscribe("s", "t", 100)
+          local hs = {}
+          for i = 1, 50 do
+            hs[i] = conc.go(function(ps, i)
+              ps:publish("t", i)
+              conc.gosched()  -- ends in a later turn, on a P's thread
+            end, ps, i)
+          end
+          for i = 1, #hs do assert(hs[i]:join()) end
+          hs, ps = nil, nil
+          collectgarbage()
+          collectgarbage()
+          local n = 0
+          while true do
+            local _, ok, reason = sub:recv(10)
+            assert(not reason, "the pub/sub was not freed")
+            if not ok then break end
+            n = n + 1
+          end
+          assert(n == 50, n)
+        ]]), procs, 60)
+      end)
+  end
+
   it("a finished task's finalizer is woken for even when its thread " ..
      "blocks in C next (MAXPROCS 1)", function()
     -- The one thread runs B next, which blocks it in table.sort's

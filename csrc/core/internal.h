@@ -392,6 +392,9 @@ CONC_API bool conc__sched_should_leave_main(void);
  * (conc__sched_hooks.idle); while some waits, a thread is woken for it
  * whenever a processor is idle. */
 CONC_API void conc__sched_idle_work_add(int delta);
+/* Whether a task waits in the calling thread's run queue or the global
+ * one (idle work stops early for it). */
+CONC_API bool conc__sched_work_waiting(void);
 CONC_API void conc__sched_block_begin(void);
 /* The same, not counted as a block (conc.gosched where it cannot yield:
  * the others run on while it goes on). */

@@ -1549,6 +1549,13 @@ bool conc__sched_help(void) {
   return true;
 }
 
+bool conc__sched_work_waiting(void) {
+  conc__m *m = self_m;
+  conc__p *p = m != NULL ? atomic_load(&m->p) : NULL;
+  return atomic_load_explicit(&S.gq_n, memory_order_relaxed) > 0 ||
+         (p != NULL && runq_len(p) > 0);
+}
+
 void conc__sched_idle_work_add(int delta) {
   CONC_CHECK(pthread_once(&init_once, init));
   int old = atomic_fetch_add(&S.idle_wanted, delta);
