@@ -501,6 +501,36 @@ describe("conc.map between workers", function()
     return hs
   end
 
+  it("a worker that runs out of memory in range leaves range working " ..
+     "for later tasks", function()
+    -- range's snapshot metatable, made on a state's first range, was
+    -- registered empty and then filled: a memory error in between left
+    -- it without __close, and every later range in that state failed
+    -- ("got a non-closable value").
+    local m = conc.map()
+    for i = 1, 2000 do m:store("k" .. i, {i, tostring(i)}) end
+    local failed = 0
+    for limit = 1024, 4096, 64 do
+      local ok, err = conc.go({memory_limit = limit}, function(m)
+        local n = 0
+        m:range(function() n = n + 1 end)
+        return n
+      end, m):join()
+      if not ok then
+        failed = failed + 1
+        assert.matches("ran out of memory", tostring(err))
+      end
+    end
+    assert(failed > 0, "no limit was small enough")
+    for _ = 1, 10 do
+      assert.equal(2000, support.join_ok(conc.go(function(m)
+        local n = 0
+        m:range(function() n = n + 1 end)
+        return n
+      end, m)))
+    end
+  end)
+
   it("is shared by reference with a worker", function()
     local m = conc.map()
     m:store("from main", 1)

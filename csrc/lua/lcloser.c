@@ -50,12 +50,9 @@ static const char spare_key = 'c';
 static lconc_closer *new_closer(lua_State *L) {
   lconc_closer *c = (lconc_closer *)lua_newuserdatauv(L, sizeof *c, 0);
   c->obj = NULL;
-  if (luaL_newmetatable(L, closer_name)) { /* the first in this state */
-    lua_pushcfunction(L, closer_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, closer_close);
-    lua_setfield(L, -2, "__gc");
-  }
+  static const luaL_Reg meta[] = {
+      {"__close", closer_close}, {"__gc", closer_close}, {NULL, NULL}};
+  lconc_push_meta(L, closer_name, meta);
   lua_setmetatable(L, -2);
   return c;
 }

@@ -36,6 +36,12 @@ CONC_API void lconc_declare(const conc_type *type, const luaL_Reg *methods,
 CONC_API void lconc_push_obj(lua_State *L, conc_obj *o);
 /* Pushes a new empty table whose metatable has __mode = mode ("k", "v"). */
 CONC_API void lconc_new_weak_table(lua_State *L, const char *mode);
+/* Pushes the metatable registered as `name`, made with `funcs` (and
+ * __name) if there is none yet: registered only once whole, where
+ * luaL_newmetatable registers it empty, and a memory error while it was
+ * filled left one without its __close in the state for good. */
+CONC_API void lconc_push_meta(lua_State *L, const char *name,
+                              const luaL_Reg *funcs);
 /* Tells L's collector that a userdata just made holds `bytes` of memory
  * it does not see (a task, a channel's ring), so that it collects as
  * often as if Lua had allocated them: else a loop that makes and drops

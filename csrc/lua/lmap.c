@@ -266,8 +266,7 @@ static int map_range(lua_State *L) {
   lua_settop(L, 2);
   conc_map_snap *s = lua_newuserdatauv(L, sizeof *s, 0);  /* m, fn, snap */
   memset(s, 0, sizeof *s);
-  if (luaL_newmetatable(L, SNAP_CLASS))  /* the first range in this state */
-    luaL_setfuncs(L, snap_meta, 0);
+  lconc_push_meta(L, SNAP_CLASS, snap_meta);
   lua_setmetatable(L, -2);
   lua_toclose(L, 3);
   if (conc_map_snapshot(m, s) != CONC_OK) return nomem(L, "conc.map:range");

@@ -147,6 +147,17 @@ static void push_class(lua_State *L, const conc_type *type) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, type);
 }
 
+void lconc_push_meta(lua_State *L, const char *name, const luaL_Reg *funcs) {
+  if (luaL_getmetatable(L, name) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 4);
+  luaL_setfuncs(L, funcs, 0);
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, name);
+}
+
 /* What the collector is told a new box holds in C (a guess: the
  * object's struct, lock and queues; a channel's ring, a context's
  * children, more), reported in steps of ACCOUNT_STEP. Unseen, that

@@ -193,10 +193,8 @@ static int sem_guard_new(lua_State *L) {
   sem_guard *g = (sem_guard *)lua_newuserdatauv(L, sizeof *g, 1);
   g->weight = n;  /* `g` is armed by guard_end, once acquired */
   g->armed = 0;
-  if (luaL_newmetatable(L, guard_name)) {
-    lua_pushcfunction(L, guard_close);
-    lua_setfield(L, -2, "__close");
-  }
+  static const luaL_Reg meta[] = {{"__close", guard_close}, {NULL, NULL}};
+  lconc_push_meta(L, guard_name, meta);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);                 /* self, guard */

@@ -473,10 +473,8 @@ static int guard_close(lua_State *L) {
 static guard *push_guard(lua_State *L) {
   guard *g = (guard *)lua_newuserdatauv(L, sizeof *g, 1);
   g->unlock = NULL;
-  if (luaL_newmetatable(L, guard_name)) {  /* first guard in this state */
-    lua_pushcfunction(L, guard_close);
-    lua_setfield(L, -2, "__close");
-  }
+  static const luaL_Reg meta[] = {{"__close", guard_close}, {NULL, NULL}};
+  lconc_push_meta(L, guard_name, meta);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
