@@ -363,3 +363,120 @@ describe("objects made and dropped in a loop", function()
     assert.are.equal(4, seen, out)
   end)
 end)
+
+describe("long chains of objects", function()
+  -- Freeing an object that held the last reference to the next one
+  -- recursed once per link (chan_destroy -> conc_msg_free -> ...,
+  -- ctx_destroy -> its parent), and so did cancelling a context's
+  -- descendants: a task's stack overflowed at 6,000-20,000 links
+  -- (SIGSEGV). Each runs in a script of its own, in a task.
+  local SAN = os.getenv("CONC_SANITIZER") ~= nil
+  local function in_a_task(n, body)
+    local out, rc = support.run_script(([[
+      local conc = require("conc")
+      local h = conc.go(function(conc, n)
+        %s
+      end, conc, %d)
+      local ok, got = h:join()
+      assert(ok, got)
+      print(got)
+    ]]):format(body, SAN and n // 4 or n), 120)
+    assert.are.equal(0, rc, out)
+    return out
+  end
+
+  it("a channel whose buffered value holds the previous one, 20,000 " ..
+     "deep, is freed", function()
+    local out = in_a_task(20000, [[
+      local before = conc.stats().objects["conc.chan"]
+      local head = conc.chan(1)
+      for _ = 1, n do
+        local c = conc.chan(1)
+        c:send(head)
+        head = c
+      end
+      head = nil
+      collectgarbage()
+      collectgarbage()
+      return conc.stats().objects["conc.chan"] - before
+    ]])
+    assert.matches("^0\n", out)
+  end)
+
+  it("a map that stores the previous one, 20,000 deep, is freed",
+    function()
+      local out = in_a_task(20000, [[
+        local before = conc.stats().objects["conc.map"] or 0
+        local head = conc.map()
+        for _ = 1, n do
+          local m = conc.map()
+          m:store("next", head)
+          head = m
+        end
+        head = nil
+        collectgarbage()
+        collectgarbage()
+        return conc.stats().objects["conc.map"] - before
+      ]])
+      assert.matches("^0\n", out)
+    end)
+
+  it("a chain of 100,000 with_value contexts is freed", function()
+    local out = in_a_task(100000, [[
+      local c = conc.background()
+      for i = 1, n do c = conc.with_value(c, "k", i) end
+      assert(c:value("k") == n)
+      c = nil
+      collectgarbage()
+      collectgarbage()
+      return "freed"
+    ]])
+    assert.matches("^freed\n", out)
+  end)
+
+  it("cancelling the root of 20,000 nested contexts cancels every one",
+    function()
+      local out = in_a_task(20000, [[
+        local root, cancel = conc.with_cancel(conc.background())
+        local c, all = root, {}
+        for i = 1, n do
+          c = conc.with_cancel(c)
+          all[i] = c
+        end
+        cancel()
+        for i = 1, n do
+          assert(all[i]:err() == "context canceled", i)
+          assert(all[i]:done():try_recv() == nil and
+                 select(2, all[i]:done():try_recv()) == false, i)
+        end
+        return "canceled " .. #all
+      ]])
+      assert.matches("^canceled %d+\n", out)
+    end)
+end)
+
+describe("a context's err", function()
+  it("is never set while its done channel is still open", function()
+    -- Go: "If Done is not yet closed, Err returns nil". The error was
+    -- stored, then done closed apart: a reader between the two saw
+    -- "context canceled" while done():try_recv() said it would block.
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local bad = 0
+      for _ = 1, tonumber(os.getenv("CONC_SANITIZER") and 5000 or 50000) do
+        local ctx, cancel = conc.with_cancel(conc.background())
+        local h = conc.go(function(cancel) cancel() end, cancel)
+        while true do
+          local err = ctx:err()
+          local _, ok = ctx:done():try_recv()  -- false: closed
+          if err and ok ~= false then bad = bad + 1 end
+          if err then break end
+        end
+        h:join()
+      end
+      print("bad " .. bad)
+    ]], 120, "export CONC_MAXPROCS=2")
+    assert.are.equal(0, rc, out)
+    assert.matches("bad 0\n", out)
+  end)
+end)

@@ -197,37 +197,73 @@ static int take_children(conc_ctx *c, conc_ctx ***out) {
   return live;
 }
 
-int conc_ctx_cancel(conc_ctx *c, int err, conc_msg *cause) {
-  conc_ctx **children = NULL;
+/* c's own cancellation: its error and cause set and its done closed,
+ * under its lock (Go closes under c.mu too: a child linked after sees
+ * the parent's done closed), its live children detached (retained)
+ * into *kids, *n of them. False if c was canceled already. */
+static bool cancel_one(conc_ctx *c, int err, conc_msg *cause, conc_ctx ***kids,
+                       int *n) {
   conc__lock(&c->lock);
   if (atomic_load(&c->err) != 0) {
     conc__unlock(&c->lock);
     if (cause) conc_msg_free(cause);
-    return 0;
+    return false;
   }
-  int n = take_children(c, &children);
-  if (n < 0) conc__fatal("conc_ctx_cancel: malloc", 12);
-  atomic_store(&c->err, err);
+  *n = take_children(c, kids);
+  if (*n < 0) conc__fatal("conc_ctx_cancel: malloc", 12);
   if (cause) {
     c->cause = *cause;
     c->has_cause = true;
   }
-  conc__unlock(&c->lock);
+  atomic_store(&c->err, err); /* before the close: see conc_ctx_err */
   conc__chan_close_owned(c->done);
+  conc__unlock(&c->lock);
   if (c->timer && conc_timer_stop(c->timer))
     conc_release(&c->hdr); /* the timer will not fire: its reference */
-  for (int i = 0; i < n; i++) {
+  return true;
+}
+
+/* The descendants are canceled from a worklist, not by recursion: a
+ * chain of 6,000 nested contexts overflowed a task's stack. Each gets a
+ * copy of c's cause. (A child's unlink from its parent is not needed:
+ * take_children took it out of the list.) */
+int conc_ctx_cancel(conc_ctx *c, int err, conc_msg *cause) {
+  bool has_cause = cause != NULL;
+  conc_ctx **todo = NULL;
+  int n = 0;
+  if (!cancel_one(c, err, cause, &todo, &n)) return 0;
+  int cap = n;
+  while (n > 0) {
+    conc_ctx *k = todo[--n];
     conc_msg copy;
-    int has = cause && conc_msg_copy(&copy, &c->cause) == CONC_OK;
-    conc_ctx_cancel(children[i], err, has ? &copy : NULL);
-    conc_release(&children[i]->hdr);
+    int has = has_cause && conc_msg_copy(&copy, &c->cause) == CONC_OK;
+    conc_ctx **kids = NULL;
+    int kn = 0;
+    if (cancel_one(k, err, has ? &copy : NULL, &kids, &kn) && kn > 0) {
+      if (n + kn > cap) {
+        cap = 2 * (n + kn);
+        conc_ctx **more = realloc(todo, (size_t)cap * sizeof *more);
+        if (more == NULL) conc__fatal("conc_ctx_cancel: malloc", 12);
+        todo = more;
+      }
+      memcpy(todo + n, kids, (size_t)kn * sizeof *kids);
+      n += kn;
+    }
+    free(kids);
+    conc_release(&k->hdr);
   }
-  free(children);
+  free(todo);
   unlink_from_parent(c);
   return 1;
 }
 
-int conc_ctx_err(conc_ctx *c) { return atomic_load(&c->err); }
+int conc_ctx_err(conc_ctx *c) {
+  int err = atomic_load(&c->err);
+  /* Set just before done is closed: until the close is seen, none, as
+   * Go's "If Done is not yet closed, Err returns nil" (err() read
+   * "context canceled" while done():try_recv() said it would block). */
+  return err != 0 && conc_chan_closed(c->done) ? err : 0;
+}
 
 conc_chan *conc_ctx_done(conc_ctx *c) { return c->done; }
 
