@@ -223,6 +223,12 @@ static bool cancel_one(conc_ctx *c, int err, conc_msg *cause, conc_ctx ***kids,
   return true;
 }
 
+static conc_ctx **grow(conc_ctx **todo, int cap) {
+  conc_ctx **more = realloc(todo, (size_t)cap * sizeof *more);
+  if (more == NULL) conc__fatal("conc_ctx_cancel: malloc", 12);
+  return more;
+}
+
 /* The descendants are canceled from a worklist, not by recursion: a
  * chain of 6,000 nested contexts overflowed a task's stack. Each gets a
  * copy of c's cause. (A child's unlink from its parent is not needed:
@@ -242,9 +248,7 @@ int conc_ctx_cancel(conc_ctx *c, int err, conc_msg *cause) {
     if (cancel_one(k, err, has ? &copy : NULL, &kids, &kn) && kn > 0) {
       if (n + kn > cap) {
         cap = 2 * (n + kn);
-        conc_ctx **more = realloc(todo, (size_t)cap * sizeof *more);
-        if (more == NULL) conc__fatal("conc_ctx_cancel: malloc", 12);
-        todo = more;
+        todo = grow(todo, cap);
       }
       memcpy(todo + n, kids, (size_t)kn * sizeof *kids);
       n += kn;

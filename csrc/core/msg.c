@@ -60,11 +60,9 @@ void conc_retain(conc_obj *o) {
  * link, and a chain of 20,000 channels (100,000 contexts) overflowed a
  * task's stack. The array is the thread's only while a release runs.
  */
-static CONC_TLS struct {
-  bool active;
-  int n, cap;
-  conc_obj **v;
-} dying;
+static CONC_TLS bool dying_active;
+static CONC_TLS int dying_n, dying_cap;
+static CONC_TLS conc_obj **dying_v;
 
 static void destroy(conc_obj *o) {
   atomic_long *c = count_of(o->type);
@@ -77,27 +75,27 @@ void conc_release(conc_obj *o) {
   if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_acq_rel) != 1) return;
   CONC_HB_AFTER(o);
   CONC_HB_FORGET(o);  /* the address may be reused by a new object */
-  if (dying.active) {
-    if (dying.n == dying.cap) {
-      int cap = dying.cap ? 2 * dying.cap : 16;
-      conc_obj **v = realloc(dying.v, (size_t)cap * sizeof *v);
+  if (dying_active) {
+    if (dying_n == dying_cap) {
+      int cap = dying_cap ? 2 * dying_cap : 16;
+      conc_obj **v = realloc(dying_v, (size_t)cap * sizeof *v);
       if (v == NULL) { /* no memory: here, recursing as before */
         destroy(o);
         return;
       }
-      dying.v = v;
-      dying.cap = cap;
+      dying_v = v;
+      dying_cap = cap;
     }
-    dying.v[dying.n++] = o;
+    dying_v[dying_n++] = o;
     return;
   }
-  dying.active = true;
+  dying_active = true;
   destroy(o);
-  while (dying.n > 0) destroy(dying.v[--dying.n]);
-  dying.active = false;
-  free(dying.v);
-  dying.v = NULL;
-  dying.cap = 0;
+  while (dying_n > 0) destroy(dying_v[--dying_n]);
+  dying_active = false;
+  free(dying_v);
+  dying_v = NULL;
+  dying_cap = 0;
 }
 
 static bool is_inline(const conc_msg *m) {
