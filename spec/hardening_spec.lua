@@ -264,6 +264,43 @@ describe("memory_limit", function()
     assert.matches("ran out of memory: its limit is 262144 bytes", err, 1,
       true)
   end)
+
+  -- Running out while conc decoded (a joined task's results, the task's
+  -- own function) read as "stack overflow (conc: too many values)" or
+  -- "module 'conc' cannot be loaded here": the stack's growth refused
+  -- for want of memory, and a memory error made into a plain one. In a
+  -- fresh process: its states have yet to load conc.
+  local function every_failure_names_the_limit(body)
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local failed = 0
+      for limit = 1024, 12000, 16 do
+        local ok, err = conc.go({memory_limit = limit}, function()
+          ]] .. body .. [[
+        end):join()
+        if not ok then
+          failed = failed + 1
+          assert(tostring(err):find("ran out of memory", 1, true), err)
+        end
+      end
+      assert(failed > 0, "no limit was small enough")
+      print("OK")
+    ]], 60)
+    assert.are.equal(0, rc, out)
+    assert.matches("OK", out, 1, true)
+  end
+
+  it("says so when it is reached in a join's results", function()
+    every_failure_names_the_limit([[
+      local h = conc.go(function() return {1, ("z"):rep(100)}, 2, 3 end)
+      return select("#", h:join())
+    ]])
+  end)
+
+  it("says so when it is reached while the task's function arrives",
+    function()
+      every_failure_names_the_limit("return conc ~= nil")
+    end)
 end)
 
 describe("contexts with a timeout too large to count", function()

@@ -42,6 +42,8 @@
 #include <string.h>
 #include "lconc.h"
 #include "codec.h"
+#include "lcheck.h"
+#include "worker.h"
 
 #define MAX_DEPTH 200
 _Static_assert(MAX_DEPTH == 200, "the refusals below name the limit");
@@ -539,7 +541,7 @@ static const void *env_pointer(lua_State *L, scratch *s) {
  * nothing else: a table traversal's stack slots above must not move.
  * rebuild: look at package.loaded again first. */
 static int module_name(lua_State *L, scratch *s, int idx, int rebuild) {
-  luaL_checkstack(L, 12, "conc: values nested too deeply");
+  lconc_checkstack(L, 12, "conc: values nested too deeply");
   if (rebuild) {
     build_modnames(L, s);
   } else if (lua_rawgetp(L, LUA_REGISTRYINDEX, &modnames_key) != LUA_TTABLE) {
@@ -1321,7 +1323,11 @@ static int load_member(lua_State *L) {
   if (lua_rawget(L, -2) == LUA_TNIL) {   /* not loaded here yet */
     lua_getglobal(L, "require");
     lua_pushvalue(L, 1);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    int status = lua_pcall(L, 1, 1, 0);
+    /* (require turns a loader's memory error into its own message) */
+    if (status == LUA_ERRMEM || (status != LUA_OK && lconc_memory_refused(L)))
+      return lconc_raise_nomem(L);
+    if (status != LUA_OK) {
       lconc_tostring_safe(L, -1);
       return luaL_error(L, "module '%s' cannot be loaded here: %s", mod,
                         lua_tostring(L, -1));
@@ -1363,7 +1369,7 @@ static int push_loaded_member(lua_State *L, const char *mod, size_t len,
 /* Pushes require(mod)[key] (or the module itself). If that fails, pushes
  * nothing, leaves the message in d->errslot and sets d->failed. */
 static void push_module(lua_State *L, decoder *d) {
-  luaL_checkstack(L, 4, "conc: message nested too deeply");
+  lconc_checkstack(L, 4, "conc: message nested too deeply");
   size_t len, klen = 0;
   const char *mod = get_string(L, d, &len);
   need(L, d, 1);
@@ -1374,7 +1380,9 @@ static void push_module(lua_State *L, decoder *d) {
   lua_pushlstring(L, mod, len);
   if (key) lua_pushlstring(L, key, klen);
   else lua_pushnil(L);
-  if (lua_pcall(L, 2, 1, 0) == LUA_OK) return;
+  int status = lua_pcall(L, 2, 1, 0);
+  if (status == LUA_OK) return;
+  if (status == LUA_ERRMEM) lconc_raise_nomem(L);
   if (d->errslot == 0) lua_error(L);  /* cannot happen: F_CODE is set */
   lua_replace(L, d->errslot);
   d->failed = 1;
@@ -1387,7 +1395,7 @@ static void decode_value(lua_State *L, decoder *d, int depth);
 #define ROOM_PER_LEVEL 4
 
 static void decode_table(lua_State *L, decoder *d, int depth) {
-  luaL_checkstack(L, ROOM_PER_LEVEL, "conc: message nested too deeply");
+  lconc_checkstack(L, ROOM_PER_LEVEL, "conc: message nested too deeply");
   uint64_t narr = get_varint(L, d), nhash = get_varint(L, d);
   size_t left = (size_t)(d->end - d->p);
   if (narr > left || nhash > left / 2 || narr > 0x7fffffff) corrupt(L);
@@ -1437,11 +1445,12 @@ static void join_upvalue(lua_State *L, decoder *d, int i) {
 }
 
 static void decode_function(lua_State *L, decoder *d, int depth) {
-  luaL_checkstack(L, ROOM_PER_LEVEL, "conc: message nested too deeply");
+  lconc_checkstack(L, ROOM_PER_LEVEL, "conc: message nested too deeply");
   uint32_t len = get_u32(L, d);
   need(L, d, len);
-  if (luaL_loadbufferx(L, (const char *)d->p, len, "=conc", "b") != LUA_OK)
-    lua_error(L);
+  int loaded = luaL_loadbufferx(L, (const char *)d->p, len, "=conc", "b");
+  if (loaded == LUA_ERRMEM) lconc_raise_nomem(L); /* as such: see below */
+  if (loaded != LUA_OK) lua_error(L);
   d->p += len;
   remember(L, d);
   int f = lua_gettop(L);
@@ -1496,7 +1505,7 @@ static void push_class_error(lua_State *L, decoder *d,
 /* An instance of a module's class: the receiver's own class, found by
  * name, becomes the metatable of the copied contents. */
 static void decode_class(lua_State *L, decoder *d, int depth) {
-  luaL_checkstack(L, ROOM_PER_LEVEL + 1, "conc: message nested too deeply");
+  lconc_checkstack(L, ROOM_PER_LEVEL + 1, "conc: message nested too deeply");
   need(L, d, 1);
   if (*d->p++ != T_MODULE) corrupt(L);
   const unsigned char *name = d->p;
@@ -1521,7 +1530,9 @@ static int rebuild_export(lua_State *L) {
   lua_pushcfunction(L, load_member);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, 2);
-  if (lua_pcall(L, 2, 1, 0) != LUA_OK)            /* mod, fn, v, rebuild */
+  int status = lua_pcall(L, 2, 1, 0);             /* mod, fn, v, rebuild */
+  if (status == LUA_ERRMEM) return lconc_raise_nomem(L);
+  if (status != LUA_OK)
     return luaL_error(L, "cannot rebuild with '%s.%s': %s", mod, fn,
                       lua_tostring(L, -1));
   lua_pushvalue(L, 3);
@@ -1544,7 +1555,7 @@ static int rebuild_export(lua_State *L) {
 /* A value its type exported: decodes what the hook returned and hands
  * it to the rebuilder the sender named. */
 static void decode_export(lua_State *L, decoder *d, int depth) {
-  luaL_checkstack(L, ROOM_PER_LEVEL + 4, "conc: message nested too deeply");
+  lconc_checkstack(L, ROOM_PER_LEVEL + 4, "conc: message nested too deeply");
   size_t mlen, flen;
   const char *mod = get_string(L, d, &mlen);
   const char *fn = get_string(L, d, &flen);
@@ -1553,7 +1564,9 @@ static void decode_export(lua_State *L, decoder *d, int depth) {
   lua_pushlstring(L, fn, flen);
   decode_value(L, d, depth + 1);                  /* rebuild, mod, fn, v */
   if (d->failed) return;
-  if (lua_pcall(L, 3, 1, 0) != LUA_OK) {
+  int status = lua_pcall(L, 3, 1, 0);
+  if (status == LUA_ERRMEM) lconc_raise_nomem(L);
+  if (status != LUA_OK) {
     fail_with(L, d);
     return;
   }
@@ -1612,7 +1625,7 @@ static void decode_value(lua_State *L, decoder *d, int depth) {
 /* Pops a call message's preload table into package.preload. */
 static void install_preload(lua_State *L) {
   if (!lua_istable(L, -1)) corrupt(L);
-  luaL_checkstack(L, 4, "conc: too many values");
+  lconc_checkstack(L, 4, "conc: too many values");
   if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE) == LUA_TTABLE) {
     lua_pushnil(L);                          /* preload, P, k */
     while (lua_next(L, -3)) {                /* P, preload, k, fn */
@@ -1654,7 +1667,7 @@ static int decode_all(lua_State *L, decode_for *f) {
   /* Each value takes a byte at least: a small message makes room for
    * all of its values at once, a big one value by value. */
   int small = m->len <= CONC_MSG_INLINE;
-  luaL_checkstack(L, small ? (int)m->len + 3 : 4, "conc: too many values");
+  lconc_checkstack(L, small ? (int)m->len + 3 : 4, "conc: too many values");
   if (data[0] & F_CODE) {  /* module values: room for a load error */
     lua_pushnil(L);
     d.errslot = lua_gettop(L);
@@ -1666,7 +1679,7 @@ static int decode_all(lua_State *L, decode_for *f) {
   int first = lua_gettop(L) + 1;
   int k = data[0] & F_PRELOAD ? 0 : 1;  /* 0: the preload table */
   for (; d.p < d.end; k++) {
-    if (!small) luaL_checkstack(L, 1, "conc: too many values");
+    if (!small) lconc_checkstack(L, 1, "conc: too many values");
     decode_value(L, &d, 0);
     if (d.failed) {
       lua_pushvalue(L, d.errslot);
@@ -1704,6 +1717,9 @@ int lconc_decode_protected(lua_State *L, conc_msg *m, const char *fname,
   lua_pushlightuserdata(L, &f);
   int status = lua_pcall(L, 1, LUA_MULTRET, 0);
   conc_msg_free(m);
+  /* A memory error stays one (lua_error would make it a plain error,
+   * and a task's memory limit would not name itself). */
+  if (status == LUA_ERRMEM) lconc_raise_nomem(L);
   if (status != LUA_OK) lua_error(L);
   if (f.failed) return -1;
   return lua_gettop(L) - base;

@@ -192,7 +192,7 @@ static int cb_call(lua_State *L) {
   check_callable(L, 2);
   /* What running fn needs, before the place is ours to give back */
   int top = lua_gettop(L);
-  luaL_checkstack(L, top + 1, "conc.breaker:call: too many arguments");
+  lconc_checkstack(L, top + 1, "conc.breaker:call: too many arguments");
   lconc_closer *closer = lconc_push_closer(L);
   uint64_t ticket = 0;
   conc_breaker_change ch, ch2;

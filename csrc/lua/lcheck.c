@@ -193,3 +193,20 @@ int lconc_checkoption(lua_State *L, int arg, const char *def,
   return lconc_argerror(L, arg,
                         lua_pushfstring(L, "invalid option '%s'", name));
 }
+
+/* Lua's own memory error (LUA_ERRMEM, which a task's memory limit then
+ * reports as "ran out of memory"): a block no allocator gives (1 EiB).
+ * A C function cannot raise that status otherwise. */
+int lconc_raise_nomem(lua_State *L) {
+  lua_newuserdatauv(L, (size_t)1 << 60, 0);
+  return luaL_error(L, "not enough memory"); /* (not reached) */
+}
+
+void lconc_checkstack(lua_State *L, int n, const char *msg) {
+  if (lua_checkstack(L, n)) return;
+  /* Refused far below the stack's limit: no memory for it (a task's
+   * memory limit), not too many values. */
+  if (lua_gettop(L) + n < LUAI_MAXSTACK - 1000) lconc_raise_nomem(L);
+  if (msg) luaL_error(L, "stack overflow (%s)", msg);
+  luaL_error(L, "stack overflow");
+}

@@ -32,6 +32,12 @@ CONC_API const char *lconc_checklstring(lua_State *L, int arg, size_t *len);
 CONC_API int lconc_checkoption(lua_State *L, int arg, const char *def,
                                const char *const lst[]);
 
+/* As luaL_checkstack, but a refusal far below Lua's stack limit is
+ * memory: it raises Lua's memory error (lconc_raise_nomem), so a task
+ * under a memory limit reports that, not "stack overflow (msg)". */
+CONC_API void lconc_checkstack(lua_State *L, int n, const char *msg);
+CONC_API int lconc_raise_nomem(lua_State *L);
+
 #define lconc_argcheck(L, cond, arg, extramsg) \
   ((void)((cond) || lconc_argerror(L, (arg), (extramsg))))
 #define lconc_argexpected(L, cond, arg, tname) \

@@ -142,7 +142,7 @@ static int eg_go(lua_State *L) {
   if (sem) {
     lconc_wait forever = {CONC_NEVER, NULL};
     /* Pushing allocates nothing (light userdata, stack room checked). */
-    luaL_checkstack(L, 2, NULL);
+    lconc_checkstack(L, 2, NULL);
     lua_pushlightuserdata(L, t);
     lua_pushlightuserdata(L, sem);
     return eg_go_end(L, lconc_sem_acquire_k(L, "errgroup go", sem, 1, &forever,

@@ -428,7 +428,7 @@ static int once_call(lua_State *L) {
   /* What running fn needs, before the once is ours to finish: nothing
    * may raise between its begin and the closer's arming. */
   int top = lua_gettop(L);
-  luaL_checkstack(L, top + 1, "conc.once:call: too many arguments");
+  lconc_checkstack(L, top + 1, "conc.once:call: too many arguments");
   lconc_push_closer(L);
   int state = conc_once_begin(o, &wait);
   if (state == CONC_ONCE_RUN) return once_run(L, o, top);

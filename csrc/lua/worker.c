@@ -22,6 +22,7 @@
 #include <lualib.h>
 #include "../core/internal.h"
 #include "heap.h"
+#include "lcheck.h"
 #include "worker.h"
 
 #define IDLE_SECONDS 5.0
@@ -60,6 +61,14 @@ int lconc_is_worker_state(lua_State *L) {
   int is = lua_rawgetp(L, LUA_REGISTRYINDEX, &worker_key) != LUA_TNIL;
   lua_pop(L, 1);
   return is;
+}
+
+typedef struct state_mem state_mem;
+static state_mem *mem_of(lua_State *L);
+static bool mem_refused(const state_mem *m);
+
+int lconc_memory_refused(lua_State *L) {
+  return lconc_is_worker_state(L) && mem_refused(mem_of(L));
 }
 
 static const char task_local_key = 't';  /* registry: see worker.h */
@@ -436,6 +445,8 @@ static state_mem *mem_of(lua_State *L) {
   lua_getallocf(L, &ud);
   return (state_mem *)ud;
 }
+
+static bool mem_refused(const state_mem *m) { return m->hit; }
 
 /* ---- what a task may leave behind --------------------------------------- */
 
@@ -1683,7 +1694,7 @@ static int light_setup(lua_State *L) {
   get_co(L);
   lua_State *co = lua_tothread(L, -1);
   int n = lconc_decode_in(L, &t->call, "conc.go", LCONC_ARG);
-  luaL_checkstack(co, n + LUA_MINSTACK, "conc.go: too many arguments");
+  lconc_checkstack(co, n + LUA_MINSTACK, "conc.go: too many arguments");
   lua_xmove(L, co, n);
   t->nargs = n - 1;
   return 1; /* the coroutine: kept on L while the task lives */
@@ -1748,13 +1759,13 @@ static int light_outcome(lua_State *L) {
   bool *dead = (bool *)lua_touserdata(L, 4);
   lua_settop(L, 0);
   if (status == LUA_OK) {
-    luaL_checkstack(L, nres + LUA_MINSTACK, "conc.go: too many results");
+    lconc_checkstack(L, nres + LUA_MINSTACK, "conc.go: too many results");
     lua_xmove(co, L, nres);
     return lua_gettop(L);
   }
   if (status == LUA_ERRMEM) lua_xmove(co, L, 1);
   else light_error(L, co); /* L: the outcome, traceback and all */
-  luaL_checkstack(co, 1, "conc.go: error");
+  lconc_checkstack(co, 1, "conc.go: error");
   lua_pushvalue(L, 1); /* what closing methods get: the outcome, as a */
   lua_xmove(L, co, 1); /* locked task's get its message handler's */
   *dead = true; /* an error ended it: it is replaced */
@@ -2200,10 +2211,10 @@ static int leave_iter(lua_State *L);
 static void wrap_iter(lua_State *L, int idx) {
   if (lua_tocfunction(L, idx) == NULL) return;
   int k = 0;
-  luaL_checkstack(L, 2, NULL);
+  lconc_checkstack(L, 2, NULL);
   while (lua_getupvalue(L, idx, k + 1) != NULL) {
     k++;
-    luaL_checkstack(L, 2, NULL);
+    lconc_checkstack(L, 2, NULL);
   }
   lua_pushvalue(L, idx);
   lua_pushcclosure(L, leave_iter, k + 1);

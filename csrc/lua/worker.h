@@ -92,6 +92,9 @@ CONC_API int lconc_go_detached(lua_State *L, conc_msg *call,
 CONC_API int64_t lconc_current_id(void);
 /* Marks L as a worker's state (its close is not the program's end). */
 CONC_API int lconc_is_worker_state(lua_State *L);
+/* Whether L is a worker's state whose task's memory limit refused an
+ * allocation (a failure then is most likely for want of memory). */
+CONC_API int lconc_memory_refused(lua_State *L);
 /* Reports, on stderr, the workers still running when the main state is
  * closed (the program ends; they are abandoned as Go abandons them). */
 CONC_API void lconc_report_running(void);
