@@ -163,6 +163,22 @@ describe("conc.workpool", function()
       assert.are.same({ok = 7, lost_job = 1, bad_value = 1, bad_job = 1}, by)
     end)
 
+  it("an error value that cannot travel keeps its text, as join's",
+    function()
+      -- It read only why it could not travel ("conc.workpool: value,
+      -- field 'err': cannot transfer ..."): the error itself was lost.
+      local p = conc.workpool(1, function()
+        error(setmetatable({}, {__tostring = function() return "MyErr" end}))
+      end)
+      assert.is_true(p:submit(1))
+      local r = p:results():recv()
+      p:close()
+      assert.is_false(r.ok)
+      assert.matches("^MyErr %(conc%.workpool: .*cannot transfer a table " ..
+        "with a metatable%)$", r.err)
+      assert.is_true(p:wait(5))
+    end)
+
   it("ends when its function cannot reach its workers (no hang)",
     function()
       -- an upvalue from a module no worker can load: every worker fails

@@ -78,6 +78,13 @@ static void encode_result(lua_State *L, int mode, conc_msg *m, int job) {
   lua_pop(L, 1);
   if (lconc_encode_protected(L, top, 1, m, "conc.workpool", LCONC_VALUE, 1) !=
       0) {      /* t, why */
+    if (field[0] == 'e') { /* the error's own text first, as join gives it */
+      lua_getfield(L, top, "err");
+      lconc_tostring_safe(L, -1);            /* t, why, err, text */
+      lua_pushfstring(L, "%s (%s)", lua_tostring(L, -1), lua_tostring(L, -3));
+      lua_replace(L, -4);
+      lua_pop(L, 2);                         /* t, text (why) */
+    }
     lua_pushnil(L);
     lua_setfield(L, top, field);
     lua_pushboolean(L, 0);
