@@ -64,6 +64,24 @@ describe("conc.go", function()
     end
   end)
 
+  it("a <close> variable's error while a task unwinds has a traceback, " ..
+     "light or locked", function()
+    -- A light task's read "stack traceback:" and nothing: closing had
+    -- taken the frames. It shows those the first error unwound.
+    local function f()
+      local _ <close> = setmetatable({}, {__close = function()
+        error("close err")
+      end})
+      error("body err")
+    end
+    for _, opts in ipairs({{}, {locked = true}}) do
+      local ok, err = conc.go(opts, f):join()
+      assert.is_false(ok)
+      assert.matches("close err\nstack traceback:\n.-worker_spec%.lua:%d+:",
+        err)
+    end
+  end)
+
   it("a worker error value that is a table travels as a table", function()
     local h = conc.go(function() error({code = 42}) end)
     local ok, err = h:join()

@@ -1772,11 +1772,21 @@ static int light_outcome(lua_State *L) {
   if (lua_resetthread(co) != LUA_OK && lua_gettop(co) >= 1) {
     lua_xmove(co, L, 1); /* L: outcome, the error after closing */
     if (!lua_rawequal(L, 1, 2)) { /* a closing method raised */
-      lua_replace(L, 1);
-      if (!error_travels(L, 1)) { /* its traceback: of what is left */
+      /* Its traceback: the frames the first error unwound (closing took
+       * them from co: "stack traceback:" was left empty), as lua5.4's
+       * message handler shows them below the closing method. */
+      const char *first = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1)
+                                                        : NULL;
+      const char *frames = first ? strstr(first, "\nstack traceback:") : NULL;
+      bool travels = error_travels(L, 2);
+      if (!travels && frames != NULL) {
+        lua_pushfstring(L, "%s%s", lua_tostring(L, 2), frames);
+        lua_replace(L, 2);
+      } else if (!travels) { /* of what is left */
         lconc_errhint_traceback_of(L, co, 0, &cur_task->site);
-        lua_replace(L, 1);
+        lua_replace(L, 2);
       }
+      lua_replace(L, 1);
     }
     lua_settop(L, 1);
   }
