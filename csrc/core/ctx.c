@@ -13,7 +13,10 @@
  * Locking: ctx->lock guards err, cause and the children list; a child's
  * sibling links and `linked` are guarded by its parent's lock. No two
  * context locks are ever held at once: cancel detaches the children under
- * its lock and cancels them after releasing it.
+ * its lock and cancels them after releasing it. Cancel closes `done`
+ * under ctx->lock (so the order is a context's lock, then its done
+ * channel's, then the scheduler's locks its wake-ups take); nothing takes
+ * a context lock while it holds one of those.
  */
 #include <string.h>
 #include "internal.h"

@@ -399,7 +399,7 @@ typedef struct state_mem {
   uint64_t globals_print;
   /* package as opened (watch_package): the table, its fields but path
    * and cpath, and its searchers, by identity. */
-  const void *package, *package_was[PACKAGE_FIELDS];
+  const void *package, *package_meta, *package_was[PACKAGE_FIELDS];
   const void *searchers_was[SEARCHERS_MAX];
   lua_Unsigned searchers_n;
   bool string_filled;  /* the string table has the library (see below) */
@@ -547,6 +547,7 @@ static const char package_key = 'p'; /* registry: the anchors */
 static void watch_package(lua_State *L) {
   state_mem *m = mem_of(L);
   m->package = lua_topointer(L, -1);
+  m->package_meta = meta_of(L, -1);
   lua_createtable(L, 2 * PACKAGE_FIELDS + SEARCHERS_MAX, 0);
   for (int i = 0; i < PACKAGE_FIELDS; i++) {
     lua_pushstring(L, package_fields[i]);
@@ -575,7 +576,8 @@ static void watch_package(lua_State *L) {
 static bool package_changed(lua_State *L, const state_mem *m) {
   lua_pushliteral(L, LUA_LOADLIBNAME);
   lua_rawget(L, -2);
-  bool changed = lua_topointer(L, -1) != m->package || !lua_istable(L, -1);
+  bool changed = lua_topointer(L, -1) != m->package || !lua_istable(L, -1) ||
+                 meta_of(L, -1) != m->package_meta;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &package_key);
   lua_insert(L, -2); /* anchors, package */
   for (int i = 0; !changed && i < PACKAGE_FIELDS; i++) {
@@ -1086,13 +1088,14 @@ static int worker_print(lua_State *L) {
 }
 
 /*
- * Makes the globals table fresh and package.loaded._G: the base library
- * opened into it afresh, require, and the libraries opened so far; its
- * metatable opens the others. (Rebuilt rather than copied from a
- * pristine table, so a parked worker keeps one globals table, not two.)
- * The table is emptied and filled in place: a module an earlier task
- * loaded (package.loaded persists) has it as its _ENV, and must see this
- * task's globals, as if this task had loaded it, not the earlier one's.
+ * Makes a new globals table current and package.loaded._G: the base
+ * library opened into it afresh, require, and the libraries opened so
+ * far; its metatable opens the others. (Rebuilt rather than copied from
+ * a pristine table, so a parked worker keeps one globals table, not two.)
+ * A new table, not the old one emptied: a module an earlier task loaded
+ * (package.loaded persists) keeps the old one as its _ENV, with the
+ * globals it defined as it loaded (function helper() ... end), which it
+ * needs; emptied, such a module failed in every later task.
  */
 static void fresh_globals(lua_State *L) {
   int n = BASE_GLOBALS + 2;  /* and require, package */
@@ -1102,22 +1105,8 @@ static void fresh_globals(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  if (lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS) == LUA_TTABLE) {
-    lua_pushnil(L);
-    lua_setmetatable(L, -2);
-    lua_pushnil(L);
-    while (lua_next(L, -2)) { /* clearing a field is allowed meanwhile */
-      lua_pop(L, 1);
-      lua_pushvalue(L, -1);
-      lua_pushnil(L);
-      lua_rawset(L, -4);
-    }
-    lua_pop(L, 1);
-  } else {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, n);  /* no rehash as it fills */
-    lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  }
+  lua_createtable(L, 0, n);  /* no rehash as it fills */
+  lua_rawseti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
   lua_pushcfunction(L, luaopen_base);
   lua_call(L, 0, 1);                                 /* env */
   lua_pushcfunction(L, worker_print);

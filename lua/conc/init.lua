@@ -2,6 +2,11 @@
 -- The C module conc.core does the work; this file adds what reads best
 -- in Lua (conc.pool) to the same table.
 local conc = require("conc.core")
+-- The globals it calls, as they are now: in a task's state this module
+-- is loaded once, and its _ENV is the globals of the task that loaded
+-- it, which that task may go on to change (type = nil).
+local error, getmetatable, pairs, setmetatable, tostring, type =
+  error, getmetatable, pairs, setmetatable, tostring, type
 
 conc._VERSION = "conc scm"
 
