@@ -1610,9 +1610,9 @@ static void decode_value(lua_State *L, decoder *d, int depth) {
     case T_OBJ: {
       uint64_t i = get_varint(L, d);
       if (i >= d->m->nrefs) corrupt(L);
-      conc_obj *o = conc_msg_ref(d->m, (uint32_t)i);
-      conc_retain(o);
-      lconc_push_obj(L, o);
+      /* (a retain before a push that ran out of memory was never given
+       * back: the object leaked) */
+      lconc_push_obj_shared(L, conc_msg_ref(d->m, (uint32_t)i));
       break;
     }
     case T_ENV: lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS); break;

@@ -34,6 +34,9 @@ CONC_API void lconc_declare(const conc_type *type, const luaL_Reg *methods,
  * Within one lua_State the same object is always the same userdata. If
  * it raises (out of memory), the reference is still the caller's. */
 CONC_API void lconc_push_obj(lua_State *L, conc_obj *o);
+/* Pushes o's box, taking a reference of its own (the caller keeps its):
+ * if it raises (no memory), it took none. */
+CONC_API void lconc_push_obj_shared(lua_State *L, conc_obj *o);
 /* Pushes a new empty table whose metatable has __mode = mode ("k", "v"). */
 CONC_API void lconc_new_weak_table(lua_State *L, const char *mode);
 /* Pushes the metatable registered as `name`, made with `funcs` (and

@@ -130,8 +130,7 @@ static int c_with_value(lua_State *L) {
 /* ctx:done() -> a channel closed when ctx is canceled */
 static int c_done(lua_State *L) {
   conc_chan *c = conc_ctx_done(checkctx(L, 1));
-  conc_retain((conc_obj *)c);
-  lconc_push_obj(L, (conc_obj *)c);
+  lconc_push_obj_shared(L, (conc_obj *)c);
   return 1;
 }
 

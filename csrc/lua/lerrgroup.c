@@ -26,8 +26,7 @@ static int eg_new(lua_State *L) {
   if (g == NULL) return luaL_error(L, "conc.errgroup: not enough memory");
   lconc_push_obj(L, (conc_obj *)g);
   conc_ctx *ctx = conc_errgroup_ctx(g);
-  conc_retain((conc_obj *)ctx);
-  lconc_push_obj(L, (conc_obj *)ctx);
+  lconc_push_obj_shared(L, (conc_obj *)ctx);
   return 2;
 }
 

@@ -170,11 +170,14 @@ void lconc_push_meta(lua_State *L, const char *name, const luaL_Reg *funcs) {
 #define ACCOUNT_STEP 8192
 static _Thread_local size_t unaccounted;
 
-void lconc_push_obj(lua_State *L, conc_obj *o) {
+/* Pushes o's box: `owned`, the caller's reference is taken over (and
+ * left the caller's if this raises); else one is taken when the box
+ * holds o, so a raise (no memory) takes none. */
+static void push_box(lua_State *L, conc_obj *o, bool owned) {
   push_weak_table(L, &objects_key, "v");     /* objects */
   if (lua_rawgetp(L, -1, o) == LUA_TUSERDATA &&
       ((lconc_box *)lua_touserdata(L, -1))->o == o) {
-    conc_release(o);  /* the interned box already holds a reference */
+    if (owned) conc_release(o); /* the interned box holds a reference */
     lua_remove(L, -2);
     return;
   }
@@ -187,6 +190,7 @@ void lconc_push_obj(lua_State *L, conc_obj *o) {
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, -3, o);                     /* objects, box */
+  if (!owned) conc_retain(o);
   b->o = o;  /* last: until here a raise leaves the reference the caller's */
   lua_remove(L, -2);
   if ((unaccounted += OBJ_C_BYTES) >= ACCOUNT_STEP) {
@@ -194,6 +198,10 @@ void lconc_push_obj(lua_State *L, conc_obj *o) {
     lconc_gc_pressure(L, ACCOUNT_STEP);
   }
 }
+
+void lconc_push_obj(lua_State *L, conc_obj *o) { push_box(L, o, true); }
+
+void lconc_push_obj_shared(lua_State *L, conc_obj *o) { push_box(L, o, false); }
 
 void lconc_gc_pressure(lua_State *L, size_t bytes) {
   /* LUA_GCSTEP with n > 0 adds n KB to the collector's debt and steps

@@ -292,8 +292,7 @@ static int cond_index(lua_State *L) {
   const char *k = lua_tostring(L, 2);
   if (k && k[0] == 'L' && k[1] == '\0') {
     conc_mutex *m = conc_cond_mutex(c);
-    conc_retain((conc_obj *)m);
-    lconc_push_obj(L, (conc_obj *)m);
+    lconc_push_obj_shared(L, (conc_obj *)m);
     return 1;
   }
   lua_pushvalue(L, 2);

@@ -195,8 +195,7 @@ static int t_index(lua_State *L) {
   ltimer *lt = check_any_timer(L);
   const char *k = lua_tostring(L, 2);
   if (k && k[0] == 'C' && k[1] == '\0') {
-    conc_retain((conc_obj *)lt->c);
-    lconc_push_obj(L, (conc_obj *)lt->c);
+    lconc_push_obj_shared(L, (conc_obj *)lt->c);
     return 1;
   }
   lua_pushvalue(L, 2);

@@ -250,8 +250,7 @@ static int w_wait(lua_State *L) {
 /* h:done() -> a channel closed when the worker has finished */
 static int w_done(lua_State *L) {
   lconc_task *t = checktask(L);
-  conc_retain((conc_obj *)t->done);
-  lconc_push_obj(L, (conc_obj *)t->done);
+  lconc_push_obj_shared(L, (conc_obj *)t->done);
   return 1;
 }
 
