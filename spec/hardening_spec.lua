@@ -422,40 +422,33 @@ describe("long chains of objects", function()
     return out
   end
 
-  it("a channel whose buffered value holds the previous one, 20,000 " ..
-     "deep, is freed", function()
-    local out = in_a_task(20000, [[
-      local before = conc.stats().objects["conc.chan"]
-      local head = conc.chan(1)
+  -- A chain of 20,000 objects of `class`, each made by `make` and linked
+  -- to the one before by `link` (x, head), is freed: none is left.
+  local function chain_is_freed(class, make, link)
+    local out = in_a_task(20000, ([[
+      local before = conc.stats().objects["%s"] or 0
+      local head = %s
       for _ = 1, n do
-        local c = conc.chan(1)
-        c:send(head)
-        head = c
+        local x = %s
+        %s
+        head = x
       end
       head = nil
       collectgarbage()
       collectgarbage()
-      return conc.stats().objects["conc.chan"] - before
-    ]])
+      return conc.stats().objects["%s"] - before
+    ]]):format(class, make, make, link, class))
     assert.matches("^0\n", out)
+  end
+
+  it("a channel whose buffered value holds the previous one, 20,000 " ..
+     "deep, is freed", function()
+    chain_is_freed("conc.chan", "conc.chan(1)", "x:send(head)")
   end)
 
   it("a map that stores the previous one, 20,000 deep, is freed",
     function()
-      local out = in_a_task(20000, [[
-        local before = conc.stats().objects["conc.map"] or 0
-        local head = conc.map()
-        for _ = 1, n do
-          local m = conc.map()
-          m:store("next", head)
-          head = m
-        end
-        head = nil
-        collectgarbage()
-        collectgarbage()
-        return conc.stats().objects["conc.map"] - before
-      ]])
-      assert.matches("^0\n", out)
+      chain_is_freed("conc.map", "conc.map()", 'x:store("next", head)')
     end)
 
   it("a chain of 100,000 with_value contexts is freed", function()
