@@ -218,7 +218,8 @@ enum {
   W_OS,
   W_UTF8,
   W_DEBUG,
-  W_STRING_META,
+  W_LIBS, /* lazy_libs' count */
+  W_STRING_META = W_LIBS,
   W_FILE_META,    /* the metatable of files, which getmetatable reaches */
   W_FILE_METHODS, /* and its __index */
   W_COUNT
@@ -544,6 +545,10 @@ static void watch_table(lua_State *L, int idx, int which) {
  * the fields' names (a name read from there costs half a push).
  */
 static const char package_key = 'p'; /* registry: the anchors */
+/* Registry: the names of lazy_libs, then "package", as strings: read
+ * from there by index, a name costs a fifth of lua_pushstring's ~200
+ * instructions (8 of them were 4% of B4's). */
+static const char lib_names_key = 'n';
 static void watch_package(lua_State *L) {
   state_mem *m = mem_of(L);
   m->package = lua_topointer(L, -1);
@@ -571,10 +576,10 @@ static void watch_package(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &package_key);
 }
 
-/* Whether package (loaded, at -1, holds it) is not as watch_package
- * found it. */
+/* Whether package (loaded, at -1, holds it; the library names below
+ * it) is not as watch_package found it. */
 static bool package_changed(lua_State *L, const state_mem *m) {
-  lua_pushliteral(L, LUA_LOADLIBNAME);
+  lua_rawgeti(L, -2, W_LIBS + 1); /* "package" */
   lua_rawget(L, -2);
   bool changed = lua_topointer(L, -1) != m->package || !lua_istable(L, -1) ||
                  meta_of(L, -1) != m->package_meta;
@@ -631,14 +636,15 @@ static bool same_as_watched(lua_State *L, state_mem *m, int which) {
 static bool state_changed(lua_State *L) {
   state_mem *m = mem_of(L);
   bool changed = m->string_dirty;
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &lib_names_key);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);  /* names, loaded */
   for (int i = 0; !changed && lazy_libs[i].name; i++) {
-    lua_pushstring(L, lazy_libs[i].name);
+    lua_rawgeti(L, -2, i + 1);
     lua_rawget(L, -2);  /* raw: a task may have given loaded a metatable */
     changed = !same_as_watched(L, m, i);
   }
   changed = changed || package_changed(L, m);
-  lua_pop(L, 1);
+  lua_pop(L, 2);
   lua_pushliteral(L, "");
   if (!lua_getmetatable(L, -1)) lua_pushnil(L);
   changed = changed || !same_as_watched(L, m, W_STRING_META);
@@ -929,6 +935,14 @@ static int setup_state(lua_State *L) {
   luaL_requiref(L, LUA_LOADLIBNAME, luaopen_package, 1);
   watch_package(L);
   lua_pop(L, 2);
+  lua_createtable(L, W_LIBS + 1, 0); /* see lib_names_key */
+  for (int i = 0; i < W_LIBS; i++) {
+    lua_pushstring(L, lazy_libs[i].name);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_pushliteral(L, LUA_LOADLIBNAME);
+  lua_rawseti(L, -2, W_LIBS + 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &lib_names_key);
   lua_getglobal(L, "require");  /* fresh globals get it from here */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &require_key);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
