@@ -218,12 +218,13 @@ enum {
   W_OS,
   W_UTF8,
   W_DEBUG,
-  W_LIBS, /* lazy_libs' count */
-  W_STRING_META = W_LIBS,
+  W_STRING_META,
   W_FILE_META,    /* the metatable of files, which getmetatable reaches */
   W_FILE_METHODS, /* and its __index */
   W_COUNT
 };
+
+#define W_LIBS W_STRING_META /* lazy_libs' count: the watches before */
 
 static void watch_lib(lua_State *L, int which);
 static void watch_table(lua_State *L, int idx, int which);
