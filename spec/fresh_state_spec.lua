@@ -54,6 +54,20 @@ describe("a task starts as a fresh state would", function()
     end, function()
       return not pcall(function() return ("x")() end), "__call"
     end)
+    -- Kept by one task where a later one finds it (package.loaded
+    -- persists), changed by that later task without getmetatable:
+    for round = 1, ROUNDS do
+      run(function() package.loaded.kept_meta = getmetatable("") end)
+      run(function()
+        local mt = package.loaded.kept_meta
+        if mt then mt.__call = function() return "called" end end
+      end)
+      local ok, what = run(function()
+        package.loaded.kept_meta = nil
+        return not pcall(function() return ("x")() end), "kept __call"
+      end)
+      assert(ok == true, ("round %d: %s"):format(round, tostring(what)))
+    end
     carries_nothing(function()
       debug.setmetatable("", {__index = {len = function() return -1 end}})
     end, function()

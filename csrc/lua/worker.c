@@ -406,6 +406,8 @@ typedef struct state_mem {
   lua_Unsigned searchers_n;
   bool string_filled;  /* the string table has the library (see below) */
   bool string_dirty;   /* a task wrote into it, or the stand-in, before */
+  /* A task reached the string metatable (see string_meta_same). */
+  bool string_meta_exposed;
   bool string_filling; /* fill_string is under way */
   bool garbage;        /* pooled since a task ran, not collected since */
   /* A task set a metatable with __gc since the last full collection:
@@ -631,6 +633,22 @@ static bool same_as_watched(lua_State *L, state_mem *m, int which) {
   return same;
 }
 
+/*
+ * Whether the string metatable (on top; popped) is as watched. Its
+ * fingerprint (~2.6k instructions, 6% of B4's) only once a task of this
+ * state has reached it, by getmetatable or debug.getmetatable or
+ * debug.setmetatable on a string (the only ways Lua code has, the
+ * binding's own: see unlazy): until then, no task could have changed its
+ * contents, and its identity says enough. Once reached, always: a task
+ * may keep it somewhere a later one finds it.
+ */
+static bool string_meta_same(lua_State *L, state_mem *m) {
+  if (m->string_meta_exposed) return same_as_watched(L, m, W_STRING_META);
+  bool same = lua_topointer(L, -1) == m->watch[W_STRING_META].table;
+  lua_pop(L, 1);
+  return same;
+}
+
 /* Whether the task changed what cannot be put back cheaply: a standard
  * library table (in package.loaded under its name), package's fields
  * or searchers, or the string metatable. */
@@ -648,7 +666,7 @@ static bool state_changed(lua_State *L) {
   lua_pop(L, 2);
   lua_pushliteral(L, "");
   if (!lua_getmetatable(L, -1)) lua_pushnil(L);
-  changed = changed || !same_as_watched(L, m, W_STRING_META);
+  changed = changed || !string_meta_same(L, m);
   lua_pop(L, 1);
   /* Files' methods: getmetatable(io.stdout).__index.write = f would
    * reach every later task (and pass by leave_main's wrappers). */
@@ -1034,10 +1052,16 @@ static void unlazy(lua_State *L, int idx) {
   lua_setmetatable(L, idx);
 }
 
+/* A task reaches the string metatable: see string_meta_same. */
+static void note_string_meta(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TSTRING) mem_of(L)->string_meta_exposed = true;
+}
+
 /* getmetatable(v) in a worker: the base library's, after unlazy. */
 static int worker_getmetatable(lua_State *L) {
   luaL_checkany(L, 1);
   unlazy(L, 1);
+  note_string_meta(L);
   if (!lua_getmetatable(L, 1)) {
     lua_pushnil(L);
     return 1;
@@ -1066,6 +1090,7 @@ static int worker_setmetatable(lua_State *L) {
 static int debug_getmetatable(lua_State *L) {
   luaL_checkany(L, 1);
   unlazy(L, 1);
+  note_string_meta(L);
   if (!lua_getmetatable(L, 1)) lua_pushnil(L);
   return 1;
 }
@@ -1076,6 +1101,7 @@ static int debug_setmetatable(lua_State *L) {
   luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
   lua_settop(L, 2);
   unlazy(L, 1);
+  note_string_meta(L);
   note_finalizer(L, 2);
   lua_setmetatable(L, 1);
   return 1;
