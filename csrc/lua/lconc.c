@@ -2,6 +2,7 @@
  * lconc.c: luaopen_conc_core, the C module conc.core.
  */
 #include <dlfcn.h>
+#include <pthread.h>
 #include "worker.h"
 
 /*
@@ -11,8 +12,36 @@
  * loaded run after this one) may wait in conc, and a wait that nothing
  * can end must be reported as a deadlock, not hang the exit silently.
  */
+/*
+ * The main script's states: the first state that opens conc.core on a
+ * thread that is not a worker's claims the main script's part (its
+ * thread runs tasks while it waits, and is the one deadlock detection
+ * counts besides the workers) until it closes; another state opened on
+ * that thread meanwhile shares it. A state opened on another thread
+ * meanwhile is a host's: its waits block its own thread, as a host
+ * thread's calls of conc.h do. Two threads both taking the main
+ * script's part ran tasks on one scheduler slot at once (SIGSEGV).
+ */
+static pthread_mutex_t main_lock = PTHREAD_MUTEX_INITIALIZER;
+static int main_states;     /* open states that claimed it (main_lock) */
+static pthread_t main_tid;  /* their thread, while main_states > 0 */
+
+static bool claim_main(void) {
+  pthread_mutex_lock(&main_lock);
+  bool mine = main_states == 0 || pthread_equal(main_tid, pthread_self());
+  if (mine) {
+    main_tid = pthread_self();
+    main_states++;
+  }
+  pthread_mutex_unlock(&main_lock);
+  return mine;
+}
+
 static int main_state_closing(lua_State *L) {
   (void)L;
+  pthread_mutex_lock(&main_lock);
+  main_states--;
+  pthread_mutex_unlock(&main_lock);
   lconc_blocking(NULL, NULL);  /* the state it names is closing */
   lconc_interrupt_close();
   /* The main script ran its last line: its thread runs no more tasks
@@ -42,7 +71,8 @@ int luaopen_conc_core(lua_State *L) {
   }
   lua_pop(L, 1);
   if (!lconc_is_worker_state(L) &&
-      lua_getfield(L, LUA_REGISTRYINDEX, "conc.main_sentinel") == LUA_TNIL) {
+      lua_getfield(L, LUA_REGISTRYINDEX, "conc.main_sentinel") == LUA_TNIL &&
+      claim_main()) {
     /* A sentinel collected when the main state closes (it is created
      * first, so it is finalized after every handle of that state). */
     lua_newuserdatauv(L, 1, 0);

@@ -5,6 +5,7 @@
  * the state-init hook and makes its main state afresh.
  */
 #include <limits.h>
+#include <pthread.h>
 #include <math.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -344,7 +345,36 @@ static void test_a_state_without_conc_is_refused(void) {
   conc_release((conc_obj *)c);
 }
 
+/* A host thread with a state of its own, which spawns, receives and
+ * joins 2000 times. */
+static void *own_state(void *arg) {
+  lua_State *L = new_host();
+  run(L,
+      "local conc = require(\"conc\") "
+      "for i = 1, 2000 do local c = conc.chan() "
+      "local h = conc.go(function(c) c:send(i) end, c) "
+      "assert(c:recv() == i) assert(h:join()) end",
+      0, 0);
+  lua_close(L);
+  *(int *)arg = 1;
+  return NULL;
+}
+
+static void test_states_on_two_threads_at_once(void) {
+  /* Both took the main script's part, and ran tasks on its one slot at
+   * once: SIGSEGV in 9 runs of 10. Now the second is a host's. Host
+   * threads: deadlock detection off, as embedding.md says. */
+  conc_deadlock_mode(CONC_DEADLOCK_OFF);
+  int done[2] = {0, 0};
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++)
+    CHECK(pthread_create(&t[i], NULL, own_state, &done[i]) == 0);
+  for (int i = 0; i < 2; i++) CHECK(pthread_join(t[i], NULL) == 0);
+  CHECK_EQ(done[0] + done[1], 2);
+}
+
 static const check_test tests[] = {
+    {"states_on_two_threads_at_once", test_states_on_two_threads_at_once},
     {"hook_gives_workers_the_module", test_hook_gives_workers_the_module},
     {"without_hook_workers_lack_the_module",
      test_without_hook_workers_lack_the_module},
