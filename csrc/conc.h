@@ -265,8 +265,9 @@ typedef struct conc_case {
  * (deadline == CONC_NOWAIT, Go's default) or ETIMEDOUT. A send case that
  * fired owns nothing any more; the others keep their messages. A send
  * case on a closed channel returns its index with *closed_send set (Go
- * panics there). ERECVONLY, before anything is done, if a send case is on
- * a receive-only channel.
+ * panics there; closed_send may be NULL). ERECVONLY, before anything is
+ * done, if a send case is on a receive-only channel; EINVAL if a case's
+ * op is neither CONC_RECV nor CONC_SEND.
  */
 CONC_PUBLIC int conc_select(conc_case *cases, int n, conc_time deadline,
                             int *closed_send);
@@ -321,7 +322,8 @@ CONC_PUBLIC conc_ctx *conc_ctx_new(conc_ctx *parent, conc_time deadline,
                                    conc_msg *key, conc_msg *value);
 /* Cancels ctx and its descendants with err (ECANCELED or EDEADLINE) and
  * an optional cause (taken over; NULL for none). 1 if this call did it,
- * 0 if it was canceled already (then the cause is freed). */
+ * 0 if it was canceled already (then the cause is freed); EINVAL for
+ * another err (the cause is still the caller's). */
 CONC_PUBLIC int conc_ctx_cancel(conc_ctx *ctx, int err, conc_msg *cause);
 /* 0 while live, else ECANCELED or EDEADLINE. */
 CONC_PUBLIC int conc_ctx_err(conc_ctx *ctx);

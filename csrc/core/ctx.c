@@ -237,6 +237,9 @@ static conc_ctx **grow(conc_ctx **todo, int cap) {
  * copy of c's cause. (A child's unlink from its parent is not needed:
  * take_children took it out of the list.) */
 int conc_ctx_cancel(conc_ctx *c, int err, conc_msg *cause) {
+  /* Any other error read as "live" (0: done closed, err none, and a wait
+   * on it aborted) or "unknown error". */
+  if (err != CONC_ECANCELED && err != CONC_EDEADLINE) return CONC_EINVAL;
   bool has_cause = cause != NULL;
   conc_ctx **todo = NULL;
   int n = 0;

@@ -229,10 +229,14 @@ static int select_with(conc_case *cases, int n, conc_time deadline,
 }
 
 int conc_select(conc_case *cases, int n, conc_time deadline, int *closed_send) {
+  int unused;
+  if (closed_send == NULL) closed_send = &unused; /* optional, as documented */
   *closed_send = 0;
   bool merged = false;
   for (int i = 0; i < n; i++) {
     cases[i].ok = 0;
+    if (cases[i].chan && cases[i].op != CONC_SEND && cases[i].op != CONC_RECV)
+      return CONC_EINVAL; /* (it was taken for a receive before) */
     if (cases[i].chan && cases[i].op == CONC_SEND && cases[i].chan->recv_only)
       return CONC_ERECVONLY;
     merged |= cases[i].chan && cases[i].chan->merge;

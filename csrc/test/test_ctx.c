@@ -438,7 +438,25 @@ static void churn_under_cancel(void) {
   rel(bg);
 }
 
+/* Only ECANCELED and EDEADLINE: another err left done closed with err
+ * 0 ("live"), and a wait on it aborted. */
+static void cancel_refuses_other_errors(void) {
+  conc_ctx *bg = conc_ctx_background();
+  conc_ctx *c = child(bg);
+  conc_msg cause;
+  msg_int_big(&cause, 5, 120);
+  CHECK_RC(conc_ctx_cancel(c, 0, &cause), CONC_EINVAL);
+  CHECK_RC(conc_ctx_cancel(c, CONC_ETIMEDOUT, NULL), CONC_EINVAL);
+  CHECK_EQ(conc_ctx_err(c), 0);
+  CHECK_EQ(conc_chan_closed(conc_ctx_done(c)), 0);
+  CHECK_EQ(conc_ctx_cancel(c, CONC_ECANCELED, &cause), 1); /* still ours */
+  CHECK_RC(conc_ctx_err(c), CONC_ECANCELED);
+  rel(c);
+  rel(bg);
+}
+
 static const check_test tests[] = {
+    {"cancel_refuses_other_errors", cancel_refuses_other_errors},
     {"background_is_never_done", background_is_never_done},
     {"cancel_once_with_cause", cancel_once_with_cause},
     {"cancel_propagates_down", cancel_propagates_down},

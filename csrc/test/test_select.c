@@ -713,7 +713,23 @@ static void select_retry_keeps_its_place(void) {
   }
 }
 
+/* closed_send may be NULL; an op that is neither recv nor send is
+ * EINVAL (it segfaulted, and was taken for a receive). */
+static void null_closed_send_and_bad_op(void) {
+  conc_chan *c[1] = {conc_chan_new(1)};
+  put(c[0], 7);
+  conc_case cs[1] = {recv_case(c[0])};
+  CHECK_EQ(conc_select(cs, 1, CONC_NEVER, NULL), 0);
+  CHECK_EQ(msg_take_int(&cs[0].msg), 7);
+  cs[0] = recv_case(c[0]);
+  cs[0].op = 7;
+  int closed_send = -1;
+  CHECK_RC(conc_select(cs, 1, CONC_NOWAIT, &closed_send), CONC_EINVAL);
+  release_all(c, 1);
+}
+
 static const check_test tests[] = {
+    {"null_closed_send_and_bad_op", null_closed_send_and_bad_op},
     {"ready_recv_chosen", ready_recv_chosen},
     {"ready_send_chosen", ready_send_chosen},
     {"default_when_nothing_ready", default_when_nothing_ready},
