@@ -6,13 +6,18 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include "lconc.h"
+#include "worker.h"
 
 /* Raises unless conc.core was opened in L: its classes and the codec's
  * per-state setup are what these functions stand on. */
+/* Open: conc.core was opened in L, or L is a worker's (conc's own state,
+ * where objects and values work whether or not its task required conc:
+ * a host module's calls in a task failed or not by which pooled state
+ * the task got). */
 static int is_open(lua_State *L) {
   int open = lua_getfield(L, LUA_REGISTRYINDEX, "conc.core") != LUA_TNIL;
   lua_pop(L, 1);
-  return open;
+  return open || lconc_is_worker_state(L);
 }
 
 static void check_open(lua_State *L, const char *fname) {

@@ -52,10 +52,19 @@ static int mod_answer(lua_State *L) {
   return 1;
 }
 
+/* echo(v): v through a message and back (conc_lua.h in a task). */
+static int mod_echo(lua_State *L) {
+  conc_msg m;
+  if (conc_lua_to_msg(L, 1, &m) != LUA_OK) return lua_error(L);
+  return conc_lua_push_msg(L, &m);
+}
+
 static int open_mod(lua_State *L) {
   lua_newtable(L);
   lua_pushcfunction(L, mod_answer);
   lua_setfield(L, -2, "answer");
+  lua_pushcfunction(L, mod_echo);
+  lua_setfield(L, -2, "echo");
   return 1;
 }
 
@@ -80,13 +89,17 @@ static void test_hook_gives_workers_the_module(void) {
       "local hs = {}\n"
       "for i = 1, 4 do\n"
       "  hs[i] = conc.go(function()\n"
-      "    return require('embed.mod').answer(), rawget(_G, 'set_by_hook')\n"
+      "    local mod = require('embed.mod')\n"
+      "    return mod.answer(), rawget(_G, 'set_by_hook'), mod.echo({i})\n"
       "  end)\n"
       "end\n"
       "for i = 1, 4 do\n"
-      "  local ok, v, g = hs[i]:join()\n"
+      "  local ok, v, g, e = hs[i]:join()\n"
       "  assert(ok and v == 42, tostring(v))\n"
       "  assert(g == nil, 'a global the hook set reached a task')\n"
+      /* conc_lua.h works in a task that never required conc (it said
+       * "conc.core is not open" unless the state's last task had) */
+      "  assert(type(e) == 'table' and e[1] == i, tostring(e))\n"
       "end\n",
       0, 0);
   lua_close(L);
