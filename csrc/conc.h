@@ -624,7 +624,9 @@ CONC_PUBLIC int conc_signal_stop(conc_obj *target);
  * SIGUSR2, SIGALRM, SIGTERM, SIGWINCH. */
 CONC_PUBLIC int conc_signal_handled(int sig);
 /* The message a delivery of sig sends (and a context's cause): set once
- * by the host before the first notify. */
+ * by the host before the first notify (conc.core's own, a Lua string
+ * like "SIGINT", is set when a state first opens it, unless the host's
+ * is set already; it never replaces the host's). */
 typedef void (*conc_signal_msg_fn)(conc_msg *m, int sig);
 CONC_PUBLIC void conc_signal_set_message(conc_signal_msg_fn make);
 /* Blocks conc's signals in the calling thread, saving the old mask in

@@ -391,6 +391,9 @@ CONC_API bool conc__sched_should_leave_main(void);
  * up (delta < 0): a thread that finds nothing else to run does it
  * (conc__sched_hooks.idle); while some waits, a thread is woken for it
  * whenever a processor is idle. */
+/* Sets the signal message maker if none is set yet (conc.core's own,
+ * which a host's conc_signal_set_message replaces or precedes). */
+CONC_API void conc__signal_default_message(conc_signal_msg_fn make);
 CONC_API void conc__sched_idle_work_add(int delta);
 /* Whether a task waits in the calling thread's run queue or the global
  * one (idle work stops early for it). */

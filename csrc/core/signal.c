@@ -102,6 +102,11 @@ void conc_signal_set_message(conc_signal_msg_fn make) {
   atomic_store(&make_msg, make);
 }
 
+void conc__signal_default_message(conc_signal_msg_fn make) {
+  conc_signal_msg_fn none = NULL;
+  atomic_compare_exchange_strong(&make_msg, &none, make);
+}
+
 void conc_set_interrupt_pending(int (*pending)(void)) {
   atomic_store(&pending_fn, pending);
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 #include "lconc.h"
 #include "lcheck.h"
+#include "../core/internal.h"
 
 static const struct {
   const char *name;
@@ -183,7 +184,8 @@ void lconc_open_signal(lua_State *L) {
       {"__call", sigstop_call}, {"__close", sigstop_call}, {NULL, NULL}};
   static const luaL_Reg no_methods[] = {{NULL, NULL}};
   lconc_declare(&sigstop_type, no_methods, stop_meta, NULL);
-  conc_signal_set_message(make_msg);
+  /* Unless the host set its own: every state's open replaced it. */
+  conc__signal_default_message(make_msg);
   lua_createtable(L, 0, 3);
   luaL_setfuncs(L, funcs, 0);
   lua_setfield(L, -2, "signal");

@@ -6,6 +6,8 @@
  */
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
 #include <math.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -386,7 +388,31 @@ static void test_states_on_two_threads_at_once(void) {
   CHECK_EQ(done[0] + done[1], 2);
 }
 
+/* The host's signal message maker stays the host's (every state's open
+ * of conc.core, a task's require "conc" among them, replaced it). */
+static void host_message(conc_msg *m, int sig) {
+  conc_lua_msg_integer(m, 1000 + sig);
+}
+
+static void test_host_signal_message_stays(void) {
+  conc_deadlock_mode(CONC_DEADLOCK_OFF);
+  conc_signal_set_message(host_message);
+  lua_State *L = new_host();
+  run(L, "require('conc').go(function() require('conc') end):join()", 0, 0);
+  conc_chan *c = conc_chan_new(1);
+  CHECK_RC(conc_signal_notify(c, SIGUSR1), CONC_OK);
+  CHECK(kill(getpid(), SIGUSR1) == 0);
+  conc_msg m;
+  CHECK_RC(conc_chan_recv(c, &m, conc_deadline_in(5)), CONC_OK);
+  CHECK_RC(conc_lua_push_msg(L, &m), 1);
+  CHECK_EQ(lua_tointeger(L, -1), 1000 + SIGUSR1);
+  CHECK_RC(conc_signal_stop((conc_obj *)c), CONC_OK);
+  conc_release((conc_obj *)c);
+  lua_close(L);
+}
+
 static const check_test tests[] = {
+    {"host_signal_message_stays", test_host_signal_message_stays},
     {"states_on_two_threads_at_once", test_states_on_two_threads_at_once},
     {"hook_gives_workers_the_module", test_hook_gives_workers_the_module},
     {"without_hook_workers_lack_the_module",
