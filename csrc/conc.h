@@ -159,7 +159,9 @@ CONC_PUBLIC int conc_msg_copy(conc_msg *dst, const conc_msg *src);
 typedef struct conc_waiter conc_waiter;
 
 /* Parks the calling thread until deadline: 0 when it came, EINTR when
- * the main script's wait was interrupted (conc_interrupt_main). */
+ * the main script's wait was interrupted (conc_interrupt_main),
+ * EDEADLOCK when it never can come (CONC_NEVER) and deadlock detection
+ * finds the program deadlocked in ERROR mode. */
 CONC_PUBLIC int conc_sleep_until(conc_time deadline);
 
 /* ---- scheduling facts: deadlock detection and the worker dump --------- */
@@ -170,9 +172,10 @@ CONC_PUBLIC int conc_sleep_until(conc_time deadline);
  * as Go's runtime says. EXIT (the default) prints
  * "fatal error: all workers are asleep - deadlock!" and what each waits
  * on, then exits with status 2; ERROR makes the main script's wait fail
- * with CONC_EDEADLOCK instead (when it waits in a channel operation,
- * select or a mutex lock; otherwise it exits as EXIT); OFF disables the
- * check (for hosts whose own threads use conc objects).
+ * with CONC_EDEADLOCK instead, whatever it waits in (a channel
+ * operation, select, a lock, a cond, which returns holding its mutex, a
+ * wait group, a sleep without deadline); OFF disables the check (for
+ * hosts whose own threads use conc objects).
  */
 enum { CONC_DEADLOCK_EXIT = 0, CONC_DEADLOCK_ERROR = 1, CONC_DEADLOCK_OFF = 2 };
 CONC_PUBLIC void conc_deadlock_mode(int mode);
