@@ -417,8 +417,9 @@ typedef struct conc_reservation conc_reservation;
 CONC_PUBLIC extern const conc_type conc_limiter_type, conc_reservation_type;
 #define CONC_RATE_INF 1.7976931348623157e308  /* DBL_MAX, Go's rate.Inf */
 
-/* limit >= 0 (CONC_RATE_INF or more: infinite), burst >= 0. A full
- * bucket. NULL: ENOMEM. */
+/* limit >= 0 (CONC_RATE_INF or more: infinite), burst >= 0: the
+ * caller's to check (the Lua binding does; other values are undefined).
+ * A full bucket. NULL: ENOMEM. */
 CONC_PUBLIC conc_limiter *conc_limiter_new(double limit, int64_t burst);
 /* Whether n events may happen at now (takes their tokens if so). */
 CONC_PUBLIC int conc_limiter_allow(conc_limiter *l, conc_time now, int64_t n);
@@ -474,6 +475,8 @@ CONC_PUBLIC extern const conc_type conc_breaker_type;
 enum { CONC_BREAKER_CLOSED, CONC_BREAKER_OPEN, CONC_BREAKER_HALF_OPEN };
 enum { CONC_CALL_SUCCESS, CONC_CALL_FAILURE, CONC_CALL_ABANDON };
 
+/* Each field's range is the caller's to check (the Lua binding does;
+ * other values are undefined). */
 typedef struct conc_breaker_config {
   int64_t failures;    /* >= 1 */
   int64_t successes;   /* >= 1 */
