@@ -32,7 +32,7 @@ CONC_API void lconc_declare(const conc_type *type, const luaL_Reg *methods,
                             const luaL_Reg *meta, lua_CFunction index);
 /* Pushes the userdata of o, taking over one reference the caller owns.
  * Within one lua_State the same object is always the same userdata. If
- * it raises (out of memory), the reference is still the caller's. */
+ * it raises (out of memory), the reference is released all the same. */
 CONC_API void lconc_push_obj(lua_State *L, conc_obj *o);
 /* Pushes o's box, taking a reference of its own (the caller keeps its):
  * if it raises (no memory), it took none. */

@@ -25,18 +25,18 @@ static conc_ctx *checkctx(lua_State *L, int idx) {
   return (conc_ctx *)lconc_check_obj(L, idx, &conc_ctx_type);
 }
 
-/* Pushes ctx (taking over its reference) and its cancel function. */
+/* Pushes ctx (taking over its reference) and its cancel function. In
+ * that order, each made just before its push: a push that raises (no
+ * memory) releases its own object's reference, and what was pushed
+ * before is a box the collector frees. */
 static int push_with_cancel(lua_State *L, conc_ctx *ctx, const char *fname) {
   if (ctx == NULL) return luaL_error(L, "%s: not enough memory", fname);
+  lconc_push_obj(L, (conc_obj *)ctx);
   lcancel *c = calloc(1, sizeof *c);
-  if (c == NULL) {
-    conc_release((conc_obj *)ctx);
-    return luaL_error(L, "%s: not enough memory", fname);
-  }
+  if (c == NULL) return luaL_error(L, "%s: not enough memory", fname);
   conc_obj_init(&c->hdr, &cancel_type);
   conc_retain((conc_obj *)ctx);
   c->ctx = ctx;
-  lconc_push_obj(L, (conc_obj *)ctx);
   lconc_push_obj(L, &c->hdr);
   return 2;
 }

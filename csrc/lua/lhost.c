@@ -30,20 +30,9 @@ static void check_open(lua_State *L, const char *fname) {
 
 /* ---- objects ------------------------------------------------------------ */
 
-static int push_body(lua_State *L) {
-  lconc_push_obj(L, (conc_obj *)lua_touserdata(L, 1));
-  return 1;
-}
-
 void conc_lua_push(lua_State *L, conc_obj *o) {
   check_open(L, "conc_lua_push");
-  lua_pushcfunction(L, push_body);
-  lua_pushlightuserdata(L, o);
-  conc_retain(o);  /* the Lua value's, taken over by lconc_push_obj */
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    conc_release(o);  /* a raise left it ours (see lconc_push_obj) */
-    lua_error(L);
-  }
+  lconc_push_obj_shared(L, o); /* the Lua value's own reference */
 }
 
 void conc_lua_push_chan(lua_State *L, conc_chan *c) {

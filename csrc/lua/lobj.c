@@ -199,7 +199,23 @@ static void push_box(lua_State *L, conc_obj *o, bool owned) {
   }
 }
 
-void lconc_push_obj(lua_State *L, conc_obj *o) { push_box(L, o, true); }
+static int push_shared_body(lua_State *L) {
+  push_box(L, (conc_obj *)lua_touserdata(L, 1), false);
+  return 1;
+}
+
+/* The box is made in a protected call: a raise (no memory, a task's
+ * memory limit) left the reference the caller's, and no caller gave it
+ * back (every constructor leaked its new object: a ticker went on
+ * firing). Now it is released on every path. */
+void lconc_push_obj(lua_State *L, conc_obj *o) {
+  lua_pushcfunction(L, push_shared_body);
+  lua_pushlightuserdata(L, o);
+  int status = lua_pcall(L, 1, 1, 0);
+  conc_release(o); /* the box holds one of its own, or there is none */
+  if (status == LUA_ERRMEM) lconc_raise_nomem(L);
+  if (status != LUA_OK) lua_error(L);
+}
 
 void lconc_push_obj_shared(lua_State *L, conc_obj *o) { push_box(L, o, false); }
 
