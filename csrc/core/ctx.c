@@ -36,6 +36,7 @@ struct conc_ctx {
   conc_ctx *children;        /* weak pointers (lock) */
   conc_ctx *prev, *next;     /* siblings (parent->lock) */
   bool linked;               /* in the parent's list (parent->lock) */
+  atomic_bool settled;       /* canceled, and so is every descendant */
 };
 
 static void ctx_destroy(conc_obj *o);
@@ -210,6 +211,12 @@ static bool cancel_one(conc_ctx *c, int err, conc_msg *cause, conc_ctx ***kids,
   if (atomic_load(&c->err) != 0) {
     conc__unlock(&c->lock);
     if (cause) conc_msg_free(cause);
+    /* Canceled by another call, which may still be canceling its
+     * descendants: as Go's cancel, which takes c.mu that the first holds
+     * until then, this one returns once they are (a second cancel()
+     * returned while children of the first still read live). Short:
+     * what the first does is a few closes a descendant. */
+    while (!atomic_load(&c->settled)) sched_yield();
     return false;
   }
   *n = take_children(c, kids);
@@ -244,7 +251,8 @@ int conc_ctx_cancel(conc_ctx *c, int err, conc_msg *cause) {
   conc_ctx **todo = NULL;
   int n = 0;
   if (!cancel_one(c, err, cause, &todo, &n)) return 0;
-  int cap = n;
+  int cap = n, nsettle = 0, capsettle = 0;
+  conc_ctx **settle = NULL; /* canceled here, settled at the end */
   while (n > 0) {
     conc_ctx *k = todo[--n];
     conc_msg copy;
@@ -260,9 +268,19 @@ int conc_ctx_cancel(conc_ctx *c, int err, conc_msg *cause) {
       n += kn;
     }
     free(kids);
-    conc_release(&k->hdr);
+    if (nsettle == capsettle) {
+      capsettle = capsettle ? 2 * capsettle : 16;
+      settle = grow(settle, capsettle);
+    }
+    settle[nsettle++] = k;
   }
   free(todo);
+  for (int i = 0; i < nsettle; i++) {
+    atomic_store(&settle[i]->settled, true);
+    conc_release(&settle[i]->hdr);
+  }
+  free(settle);
+  atomic_store(&c->settled, true);
   unlink_from_parent(c);
   return 1;
 }
