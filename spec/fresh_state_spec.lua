@@ -201,6 +201,26 @@ describe("a task starts as a fresh state would", function()
     end)
   end)
 
+  it("a library a task sets to nil stays nil in it, opened or not, and " ..
+     "is back for the next task", function()
+    -- The sandboxing idiom: the lazy libraries' __index opened them again
+    -- at the next read (a chunk loaded after `os = nil` had os.getenv).
+    for _ = 1, ROUNDS do
+      assert.same({n = 4}, {n = 4, run(function()
+        os, io, debug, string = nil, nil, nil, nil  -- luacheck: ignore 121
+        return load("return os, io, debug, string")()
+      end)})
+      assert.is_true(run(function()
+        return os ~= nil and io ~= nil and debug ~= nil and string ~= nil
+      end))
+      -- one a module opened with require is the global's all the same
+      assert.is_true(run(function()
+        local m = require("utf8")
+        return utf8 == m
+      end))
+    end
+  end)
+
   it("collectgarbage('stop') does not carry over", function()
     carries_nothing(function() collectgarbage("stop") end, function()
       return collectgarbage("isrunning"), "collector stopped"

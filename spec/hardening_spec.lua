@@ -265,6 +265,45 @@ describe("memory_limit", function()
       true)
   end)
 
+  -- A constructor whose new object's box could not be made (no memory)
+  -- left the reference with a caller that never gave it back: every
+  -- object a task made as it ran out leaked, and a context its whole
+  -- chain of parents.
+  it("leaks nothing that a task was making when it ran out", function()
+    local function count()
+      collectgarbage()
+      collectgarbage()
+      local n = 0
+      for _, v in pairs(conc.stats().objects) do n = n + v end
+      return n
+    end
+    local makers = {
+      function(conc)
+        local t = {}
+        for i = 1, 1e7 do t[i] = conc.map() end
+        return #t
+      end,
+      function(conc)
+        local t, c = {}, conc.background()
+        for i = 1, 1e7 do c = conc.with_cancel(c); t[i] = c end
+        return #t
+      end,
+    }
+    conc.background()  -- made once for good (with its done channel)
+    local base = count()
+    for _, make in ipairs(makers) do
+      for _ = 1, 5 do
+        local ok, err = conc.go({memory_limit = 200000}, make, conc):join()
+        assert.is_false(ok)
+        assert.matches("ran out of memory", err, 1, true)
+      end
+    end
+    -- Their states are collected once the program is idle: wait for it.
+    local deadline = conc.now() + 10
+    while count() > base and conc.now() < deadline do conc.sleep(0.01) end
+    assert.are.equal(base, count())
+  end)
+
   -- Running out while conc decoded (a joined task's results, the task's
   -- own function) read as "stack overflow (conc: too many values)" or
   -- "module 'conc' cannot be loaded here": the stack's growth refused
@@ -482,6 +521,40 @@ describe("long chains of objects", function()
         return "canceled " .. #all
       ]])
       assert.matches("^canceled %d+\n", out)
+    end)
+end)
+
+describe("a context's cancel", function()
+  it("returns once every descendant is canceled, even the second call",
+    function()
+      -- Go's cancel cancels the children holding c.mu, which a second
+      -- cancel takes: it returns after them. The second one here
+      -- returned at once, while the first was still at its children.
+      local out, rc = support.run_script([[
+        local conc = require("conc")
+        local kids_n = os.getenv("CONC_SANITIZER") and 2000 or 20000
+        local bad = 0
+        for _ = 1, 10 do
+          local parent, cancel = conc.with_cancel(conc.background())
+          local kids = {}
+          for i = 1, kids_n do kids[i] = conc.with_cancel(parent) end
+          local go = conc.atomic(0)
+          local h = conc.go({locked = true}, function(cancel, go)
+            while go:load() == 0 do end
+            cancel()
+          end, cancel, go)
+          go:store(1)
+          repeat until parent:err()  -- the first has closed its done
+          cancel()
+          for i = #kids, 1, -1 do
+            if kids[i]:err() == nil then bad = bad + 1 break end
+          end
+          assert(h:join())
+        end
+        print("bad " .. bad)
+      ]], 120, "export CONC_MAXPROCS=2")
+      assert.are.equal(0, rc, out)
+      assert.matches("bad 0\n", out)
     end)
 end)
 

@@ -599,6 +599,31 @@ describe("light tasks", function()
       end)
   end
 
+  for _, procs in ipairs({1, 2}) do
+    it(("what one finished task held, in a local or a global, is " ..
+        "released once the main script waits (MAXPROCS %d)"):format(procs),
+      function()
+        -- Its turn ran on the main script's thread, which put its state
+        -- back while the Ps' threads slept: nobody collected it (3 runs
+        -- of 10); and a global stayed current in the state until its
+        -- next task (for good).
+        run(driven([[
+          for _, global in ipairs({false, true}) do
+            for _ = 1, 5 do
+              local sub = select(2, assert(conc.go(function(global)
+                local ps = conc.pubsub()
+                if global then Kept = ps end  -- luacheck: ignore 111
+                return ps:subscribe("me", "t")
+              end, global):join()))
+              local _, ok, reason = sub:recv(10)
+              assert(not reason, "the pub/sub was not freed")
+              assert(ok == false)
+            end
+          end
+        ]]), procs, 120)
+      end)
+  end
+
   it("a finished task's finalizer is woken for even when its thread " ..
      "blocks in C next (MAXPROCS 1)", function()
     -- The one thread runs B next, which blocks it in table.sort's

@@ -292,6 +292,9 @@ CONC_API void conc__main_ended(void);
 CONC_API void conc__thread_gone(conc_waiter *w);
 /* Timers that may still wake someone: scheduled or firing. */
 CONC_API void conc__timers_busy_add(int delta);
+/* Called before a deadlock is reported: true if it had something
+ * collected that may still wake a waiter (the report waits for it). */
+CONC_API void conc__set_deadlock_sweep(bool (*sweep)(void));
 /* Park's accounting around a sleep with no deadline. */
 CONC_API void conc__sleep_begin(conc_waiter *w);
 CONC_API void conc__sleep_end(conc_waiter *w);
@@ -360,6 +363,9 @@ typedef struct conc__sched_hooks {
    * context that runs no task of its own yet), CONC__CTX_SWAP swaps
    * it with area, CONC__CTX_RESTORE sets it from area. */
   void (*ctx)(void **area, int op);
+  /* The main script's thread is about to sleep in a wait, with no task
+   * to run (it collects what it left to collect: see worker.c). */
+  void (*main_idle)(void);
 } conc__sched_hooks;
 enum { CONC__CTX_SAVE, CONC__CTX_SWAP, CONC__CTX_RESTORE };
 #define CONC__CTX_WORDS 8
@@ -375,6 +381,10 @@ CONC_API void conc__sched_main_progress(void);
 /* Called by park: the main script's thread waits; runs one ready task
  * if there is one (true). */
 CONC_API bool conc__sched_help(void);
+/* The main script's thread: its wait found no task to run (hooks). */
+CONC_API void conc__sched_main_idle(void);
+/* Whether the calling thread is the main script's. */
+CONC_API bool conc__sched_on_main(void);
 /* On the main script's thread, in a task's turn it runs (helping) that
  * computes where it cannot yield and was asked to: suspends the turn,
  * pinned and ready, so that the main script's wait (its time may be up)

@@ -1549,6 +1549,12 @@ bool conc__sched_help(void) {
   return true;
 }
 
+void conc__sched_main_idle(void) {
+  if (S.hooks.main_idle) S.hooks.main_idle();
+}
+
+bool conc__sched_on_main(void) { return self_m == &main_m; }
+
 bool conc__sched_work_waiting(void) {
   conc__m *m = self_m;
   conc__p *p = m != NULL ? atomic_load(&m->p) : NULL;

@@ -320,8 +320,9 @@ static bool woken_p(const void *w) { return woken((const conc_waiter *)w); }
 /* The main script's thread waits: it runs ready tasks meanwhile, one at
  * a time, until its wait is over or there are none. */
 static void help_while_waiting(conc_waiter *w, conc_time deadline) {
-  while (!woken(w) && !(deadline != CONC_NEVER && conc_now() >= deadline) &&
-         conc__sched_help()) {
+  for (;;) {
+    if (woken(w) || (deadline != CONC_NEVER && conc_now() >= deadline)) return;
+    if (!conc__sched_help()) break;
     /* A Ctrl-C while it ran a task: the host's handler only marked the
      * main script, which runs no Lua of its own while it helps (and ready
      * tasks could keep it helping for ever): end an abortable wait now,
@@ -330,6 +331,7 @@ static void help_while_waiting(conc_waiter *w, conc_time deadline) {
         conc__interrupt_pending())
       conc_interrupt_main();
   }
+  if (!woken(w)) conc__sched_main_idle(); /* then it sleeps */
 }
 
 /* A light task parks: its fiber switches back to the scheduler, which

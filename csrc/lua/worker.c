@@ -351,17 +351,44 @@ static const char lazy_mt_key = 'l';  /* registry: the globals' metatable */
 static const char require_key = 'r';  /* registry: package's require */
 static const char io_files_key = 'f'; /* registry: io's default files */
 
+/* Whether the globals table at env is the state's current one and has
+ * had lazy library i (state_mem's globals_libs); marks it as had. */
+static bool globals_had(lua_State *L, int env, int i);
+static void globals_mark(lua_State *L, int env, int i);
+
 /* __index(env, k) of task globals: opens a lazy library on first use. */
 static int lazy_index(lua_State *L) {
   const char *k = lua_tostring(L, 2);
   for (const luaL_Reg *lib = lazy_libs; k && lib->name; lib++) {
     if (strcmp(k, lib->name) != 0) continue;
+    /* These globals had it, and the task took it out (`os = nil`, to
+     * sandbox a chunk): nil, not the library again. */
+    int i = (int)(lib - lazy_libs);
+    if (globals_had(L, 1, i)) return 0;
     luaL_requiref(L, lib->name, lib->func, 0);      /* env, k, lib */
     lua_pushvalue(L, 2);
     lua_pushvalue(L, 3);
     lua_rawset(L, 1);                                /* env[k] = lib */
+    globals_mark(L, 1, i);
     return 1;
   }
+  return 0;
+}
+
+/* __newindex(env, k, v) of task globals: a rawset; but a library these
+ * globals do not have yet that is set to nil (`os = nil` before any use
+ * of os) is marked as theirs, taken out: lazy_index then reads it as
+ * nil rather than open it for the next read. */
+static int lazy_newindex(lua_State *L) {
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+  for (const luaL_Reg *lib = lazy_libs; k && lua_isnil(L, 3) && lib->name;
+       lib++) {
+    if (strcmp(k, lib->name) != 0) continue;
+    globals_mark(L, 1, (int)(lib - lazy_libs));
+    break;
+  }
+  lua_settop(L, 3);
+  lua_rawset(L, 1);
   return 0;
 }
 
@@ -399,6 +426,10 @@ typedef struct state_mem {
    * then: a task that left it as it was leaves it to the next. */
   const void *globals;
   uint64_t globals_print;
+  /* The lazy libraries it has had (bit i: lazy_libs[i]): given by
+   * fresh_globals or by lazy_index, or set to nil (lazy_newindex). One
+   * of them missing now was taken out by the task: it reads as nil. */
+  unsigned globals_libs;
   /* package as opened (watch_package): the table, its fields but path
    * and cpath, and its searchers, by identity. */
   const void *package, *package_meta, *package_was[PACKAGE_FIELDS];
@@ -451,6 +482,16 @@ static state_mem *mem_of(lua_State *L) {
 }
 
 static bool mem_refused(const state_mem *m) { return m->hit; }
+
+static bool globals_had(lua_State *L, int env, int i) {
+  const state_mem *m = mem_of(L);
+  return lua_topointer(L, env) == m->globals && (m->globals_libs >> i & 1u);
+}
+
+static void globals_mark(lua_State *L, int env, int i) {
+  state_mem *m = mem_of(L);
+  if (lua_topointer(L, env) == m->globals) m->globals_libs |= 1u << i;
+}
 
 /* ---- what a task may leave behind --------------------------------------- */
 
@@ -749,11 +790,24 @@ static int reset_state(lua_State *L) {
 /* Protected: sets *changed (the light userdata at 1) and, if the state
  * is to be kept, puts back what is cheap to. Reads only raw fields: no
  * code of the task's runs here. */
+static void fresh_globals(lua_State *L);
+static bool globals_untouched(lua_State *L);
+
 static int clean_body(lua_State *L) {
   bool *changed = (bool *)lua_touserdata(L, 1);
   lua_settop(L, 0);
   *changed = state_changed(L);
-  if (!*changed) reset_state(L);
+  if (*changed) return 0;
+  /* Now, not when the next task starts: the old globals (a pub/sub or a
+   * ticker a task left in a global) are garbage for the collection of
+   * the idle state, which ran with them still current before. With the
+   * collector stopped: a step here would run the task's finalizers in
+   * its name (reset_state restarts it). */
+  if (!globals_untouched(L)) {
+    lua_gc(L, LUA_GCSTOP);
+    fresh_globals(L);
+  }
+  reset_state(L);
   return 0;
 }
 
@@ -973,9 +1027,11 @@ static int setup_state(lua_State *L) {
   lua_setfield(L, -2, "conc.core");
   lua_pop(L, 1);
   make_string_table(L);
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 2);
   lua_pushcfunction(L, lazy_index);
   lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, lazy_newindex);
+  lua_setfield(L, -2, "__newindex");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &lazy_mt_key);
   lua_pushboolean(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &worker_key);
@@ -1161,10 +1217,14 @@ static void fresh_globals(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);   /* env, loaded */
   lua_getfield(L, -1, LUA_LOADLIBNAME);
   lua_setfield(L, -3, LUA_LOADLIBNAME);
+  unsigned libs = 0;
   for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
-    if (lua_getfield(L, -1, lib->name) == LUA_TTABLE)
+    if (lua_getfield(L, -1, lib->name) == LUA_TTABLE) {
       lua_setfield(L, -3, lib->name);
-    else lua_pop(L, 1);
+      libs |= 1u << (lib - lazy_libs);
+    } else {
+      lua_pop(L, 1);
+    }
   }
   lua_pushliteral(L, LUA_GNAME);
   lua_pushvalue(L, -3);
@@ -1175,6 +1235,7 @@ static void fresh_globals(lua_State *L) {
   state_mem *m = mem_of(L);
   m->globals = lua_topointer(L, -1);
   m->globals_print = fingerprint(L, -1);
+  m->globals_libs = libs;
   lua_pop(L, 1);
 }
 
@@ -1301,7 +1362,8 @@ static void prepare_state(lua_State *L, const lconc_task *t) {
   lua_settop(L, 0);
   set_path(L, "path", t->path);
   set_path(L, "cpath", t->cpath);
-  if (!globals_untouched(L)) fresh_globals(L);
+  /* A new state's first (clean_body makes them afresh after a task) */
+  if (mem_of(L)->globals == NULL) fresh_globals(L);
 }
 
 static int task_body(lua_State *L) {
@@ -1580,6 +1642,17 @@ static void state_put_clean(lua_State *L) {
   if (!pooled) close_state(L);
 }
 
+/*
+ * States the main script's thread put back with garbage (its tasks'
+ * turns ran there) are collected by that thread when its wait is about
+ * to sleep, with no task to run (collect_main_garbage): the Ps' threads
+ * may all be asleep already, and nothing woke one for them (a pub/sub a
+ * task dropped stayed alive, its subscribers open, in 3 runs of 10).
+ * Only plain pooled states: those with finalizers are idle work, for a
+ * P's thread.
+ */
+static atomic_bool main_garbage;
+
 /* A state back in the pool gives back what its last task's garbage took
  * when that is much (a parked state's heap is a few KB). */
 #define BIG_HEAP (256u << 10)
@@ -1620,14 +1693,22 @@ static void state_put(lua_State *L, bool replace) {
     lheap_trim(h);
     m->garbage = false;
   }
-  state_put_clean(L);
+  bool by_main = m->garbage && conc__sched_on_main(); /* (before: it is */
+  state_put_clean(L); /* anyone's after) */
+  if (by_main && !atomic_load_explicit(&main_garbage, memory_order_relaxed))
+    atomic_store(&main_garbage, true);
 }
 
-/* A state to collect: the first queued for its finalizers, else a pooled
- * one with garbage; NULL if none. */
-static lua_State *take_garbage(void) {
+/* States take_garbage gave out, not yet back (see the sweep below). */
+static atomic_int collecting;
+
+/* A state to collect: the first queued for its finalizers (if
+ * `finalizers`), else a pooled one with garbage; NULL if none. A pooled
+ * one is counted in `collecting` until the collector is done with it
+ * (a queued one's finalizers count as a live thread: see finalize). */
+static lua_State *take_garbage(bool finalizers) {
   conc__lock(&states.lock);
-  lua_State *L = states.fin_head;
+  lua_State *L = finalizers ? states.fin_head : NULL;
   bool queued = L != NULL;
   if (queued) {
     states.fin_head = mem_of(L)->fin_next;
@@ -1640,9 +1721,19 @@ static lua_State *take_garbage(void) {
         break;
       }
   }
+  if (L != NULL && !queued) atomic_fetch_add(&collecting, 1);
   conc__unlock(&states.lock);
   if (queued) conc__sched_idle_work_add(-1); /* taken up */
   return L;
+}
+
+/* Collects a pooled state take_garbage gave out and pools it again. */
+static void collect_one(lua_State *L) {
+  lua_gc(L, LUA_GCCOLLECT);
+  lheap_trim(mem_of(L)->heap);
+  mem_of(L)->garbage = false;
+  state_put_clean(L);
+  atomic_fetch_sub(&collecting, 1);
 }
 
 /* Runs the finalizers of a state taken from the queue (queued), or of a
@@ -1688,20 +1779,60 @@ static void run_finalizers(lua_State *L) {
 #define COLLECT_AT_ONCE 8
 #define COLLECT_MAX 4096 /* at one time, however many keep coming */
 
+/* A deadlock about to be reported (sched.c's sweep hook): if pooled
+ * states hold uncollected garbage, whose release may wake a waiter (a
+ * pub/sub a finished task held closes its subscribers), a P's thread
+ * collects them first, counted as a pending timer meanwhile (a false
+ * report in 1 run of 20 at MAXPROCS 8, racing the idle collection). */
+static atomic_bool sweeping;
+
+static void collect_pooled_some(bool all);
+
+static bool sweep_before_deadlock(void) {
+  /* (one being collected counts: what it releases may wake someone) */
+  bool any = atomic_load(&collecting) > 0;
+  conc__lock(&states.lock);
+  for (int i = 0; i < states.n && !any; i++)
+    any = mem_of(states.free[i])->garbage;
+  conc__unlock(&states.lock);
+  if (!any) return false;
+  if (atomic_exchange(&sweeping, true)) return true; /* under way */
+  conc__timers_busy_add(1);
+  conc__sched_idle_work_add(1);
+  return true;
+}
+
 static void collect_pooled(void) {
+  bool sweep = atomic_exchange(&sweeping, false);
+  collect_pooled_some(sweep);
+  if (sweep) {
+    conc__sched_idle_work_add(-1);
+    conc__timers_busy_add(-1); /* the check runs again */
+  }
+}
+
+static void collect_pooled_some(bool all) {
   for (int k = 0; k < COLLECT_MAX;) {
-    if (k >= COLLECT_AT_ONCE && conc__sched_work_waiting()) return;
-    lua_State *L = take_garbage();
+    if (!all && k >= COLLECT_AT_ONCE && conc__sched_work_waiting()) return;
+    lua_State *L = take_garbage(true);
     if (L == NULL) return;
     if (mem_of(L)->finalizers) { /* all queued: only pooled ones count */
       run_finalizers(L);
       continue;
     }
     k++;
-    lua_gc(L, LUA_GCCOLLECT);
-    lheap_trim(mem_of(L)->heap);
-    mem_of(L)->garbage = false;
-    state_put_clean(L);
+    collect_one(L);
+  }
+}
+
+static void collect_main_garbage(void) {
+  if (!atomic_load_explicit(&main_garbage, memory_order_relaxed) ||
+      !atomic_exchange(&main_garbage, false))
+    return;
+  for (int k = 0; k < COLLECT_AT_ONCE; k++) {
+    lua_State *L = take_garbage(false);
+    if (L == NULL) return;
+    collect_one(L);
   }
 }
 
@@ -2433,8 +2564,10 @@ static void turn_ctx_op(void **area, int op) {
 
 static void set_hooks(void) {
   static const conc__sched_hooks hooks = {light_run, preempt_signal,
-                                          collect_pooled, turn_ctx_op};
+                                          collect_pooled, turn_ctx_op,
+                                          collect_main_garbage};
   conc__sched_set_hooks(&hooks);
+  conc__set_deadlock_sweep(sweep_before_deadlock);
 }
 
 int lconc_spawn(lconc_task *t) {

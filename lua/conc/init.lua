@@ -2,11 +2,14 @@
 -- The C module conc.core does the work; this file adds what reads best
 -- in Lua (conc.pool) to the same table.
 local conc = require("conc.core")
--- The globals it calls, as they are now: in a task's state this module
--- is loaded once, and its _ENV is the globals of the task that loaded
--- it, which that task may go on to change (type = nil).
-local error, getmetatable, pairs, setmetatable, tostring, type =
-  error, getmetatable, pairs, setmetatable, tostring, type
+-- The globals it calls, as they are now, and no _ENV kept by any of its
+-- functions: in a task's state this module is loaded once, its _ENV the
+-- globals of the task that loaded it, which that task may go on to
+-- change (type = nil), and which it would keep alive (what that task
+-- left in its globals, a pub/sub or a ticker, was never freed).
+local error, getmetatable, pairs, require, select, setmetatable, tostring,
+  type = error, getmetatable, pairs, require, select, setmetatable,
+  tostring, type
 
 conc._VERSION = "conc scm"
 
@@ -71,7 +74,7 @@ function defer_mt.__close(self)
   local fn = self.fn
   if fn == nil then return end
   self.fn = nil
-  fn(table.unpack(self.args, 1, self.args.n))
+  fn(require("table").unpack(self.args, 1, self.args.n))
 end
 
 function conc.defer(fn, ...)
@@ -80,7 +83,8 @@ function conc.defer(fn, ...)
     error(("conc.defer: bad argument #1 (function expected, got %s)")
       :format(type(fn)), 2)
   end
-  return setmetatable({fn = fn, args = table.pack(...)}, defer_mt)
+  return setmetatable({fn = fn, args = {n = select("#", ...), ...}},
+    defer_mt)
 end
 
 return conc
