@@ -251,6 +251,11 @@ int conc_ctx_cancel(conc_ctx *c, int err, conc_msg *cause) {
   conc_ctx **todo = NULL;
   int n = 0;
   if (!cancel_one(c, err, cause, &todo, &n)) return 0;
+  for (int i = 0, j = n - 1; i < j; i++, j--) { /* popped in list order */
+    conc_ctx *t = todo[i];
+    todo[i] = todo[j];
+    todo[j] = t;
+  }
   int cap = n, nsettle = 0, capsettle = 0;
   conc_ctx **settle = NULL; /* canceled here, settled at the end */
   while (n > 0) {
@@ -264,8 +269,8 @@ int conc_ctx_cancel(conc_ctx *c, int err, conc_msg *cause) {
         cap = 2 * (n + kn);
         todo = grow(todo, cap);
       }
-      memcpy(todo + n, kids, (size_t)kn * sizeof *kids);
-      n += kn;
+      for (int i = kn - 1; i >= 0; i--) /* taken in their list's order */
+        todo[n++] = kids[i];
     }
     free(kids);
     if (nsettle == capsettle) {

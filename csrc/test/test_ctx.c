@@ -234,6 +234,7 @@ static void deadline_fires(void) {
   CHECK_RC(conc_ctx_err(c), CONC_EDEADLINE);
   wait_closed(conc_ctx_done(kid));
   CHECK_RC(conc_ctx_err(kid), CONC_EDEADLINE);
+  wait_closed(conc_ctx_done(later)); /* (siblings: in no set order) */
   CHECK_RC(conc_ctx_err(later), CONC_EDEADLINE);
   conc_msg out;
   CHECK_EQ(conc_ctx_cause(c, &out), 0);
