@@ -1300,9 +1300,20 @@ void conc__g_end(conc__g *g) {
   atomic_fetch_sub(&S.live, 1);
 }
 
+/* A state claims the main script's part (lconc.c's claim_main): the
+ * first on this thread, or the next after the one before closed. On the
+ * thread that had it, it helps again as the first did (a host that runs
+ * scripts one after another in new states on one thread). On another,
+ * the part is a blocked wait's only: tasks whose turns were suspended on
+ * the first thread's helper fibers can be resumed by that thread alone
+ * (their frames may hold its thread-local addresses). */
 void conc__sched_main_thread(void) {
   self_m = &main_m;
-  if (atomic_load(&main_registered)) return;
+  if (atomic_load(&main_registered)) {
+    if (pthread_equal(atomic_load(&main_m.tid), pthread_self()))
+      atomic_store(&main_done, false);
+    return;
+  }
   clockid_t clock;
   if (pthread_getcpuclockid(pthread_self(), &clock) != 0)
     clock = CLOCK_MONOTONIC;

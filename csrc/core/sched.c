@@ -179,17 +179,29 @@ static bool all_asleep(void) {
   return n == atomic_load(&live);
 }
 
+/* Whether every live thread is asleep, no timer pending (sched_lock
+ * held): the counters, then each thread's word. */
+static bool deadlocked_locked(void) {
+  return atomic_load(&conc__blocked) == atomic_load(&live) &&
+         atomic_load(&timers_busy) == 0 && all_asleep();
+}
+
 /* Every live thread is asleep for good: report, then exit or fail the
  * main script's wait. Called by the last one to fall asleep. */
 static void deadlock(void) {
+  /* Confirmed first: counters that agree by chance (a thread between
+   * its updates) cost no collection pass. */
+  conc__lock(&sched_lock);
+  bool dead = deadlocked_locked();
+  conc__unlock(&sched_lock);
+  if (!dead) return;
   /* Garbage not collected yet may wake a waiter (a pub/sub dropped closes
    * its subscribers): the hook has it collected first, counted as a
    * pending timer meanwhile, and the check runs again after. */
   bool (*sweep)(void) = atomic_load(&sweep_hook);
   if (sweep && sweep()) return;
   conc__lock(&sched_lock);
-  if (atomic_load(&conc__blocked) != atomic_load(&live) ||
-      atomic_load(&timers_busy) != 0 || !all_asleep()) {
+  if (!deadlocked_locked()) {
     conc__unlock(&sched_lock);  /* someone woke meanwhile */
     return;
   }

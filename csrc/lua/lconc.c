@@ -40,13 +40,16 @@ static bool claim_main(void) {
 static int main_state_closing(lua_State *L) {
   (void)L;
   pthread_mutex_lock(&main_lock);
-  main_states--;
+  bool last = --main_states == 0;
   pthread_mutex_unlock(&main_lock);
   lconc_blocking(NULL, NULL);  /* the state it names is closing */
   lconc_interrupt_close();
   /* The main script ran its last line: its thread runs no more tasks
-   * (a task it took while it waits here would hold the exit). */
-  conc__sched_main_done();
+   * (a task it took while it waits here would hold the exit), until a
+   * state opened on it later claims the part again (an embedder's next
+   * script). Not while another state of its own is open: that one is
+   * still the main script. */
+  if (last) conc__sched_main_done();
   lconc_report_running();
   return 0;
 }

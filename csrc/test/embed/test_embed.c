@@ -411,8 +411,30 @@ static void test_host_signal_message_stays(void) {
   lua_close(L);
 }
 
+/* Scripts one after another, each in a state of its own on the host's
+ * thread: the second's waits run ready tasks as the first's do. The
+ * first's close ended the main script's part for good, and the second
+ * ran none (its tasks all went to the Ps' threads). */
+static void test_next_state_on_the_thread_helps(void) {
+  conc_deadlock_mode(CONC_DEADLOCK_OFF);
+  for (int i = 0; i < 3; i++) {
+    lua_State *L = new_host();
+    run(L,
+        "local conc = require('conc') local before = conc.stats().helped "
+        "for i = 1, 500 do "
+        "  local ok, v = conc.go(function(i) return i end, i):join() "
+        "  assert(ok and v == i) "
+        "end "
+        "return conc.stats().helped - before",
+        0, 1);
+    CHECK(lua_tointeger(L, -1) > 0);
+    lua_close(L);
+  }
+}
+
 static const check_test tests[] = {
     {"host_signal_message_stays", test_host_signal_message_stays},
+    {"next_state_on_the_thread_helps", test_next_state_on_the_thread_helps},
     {"states_on_two_threads_at_once", test_states_on_two_threads_at_once},
     {"hook_gives_workers_the_module", test_hook_gives_workers_the_module},
     {"without_hook_workers_lack_the_module",
