@@ -415,26 +415,44 @@ static void test_host_signal_message_stays(void) {
  * thread: the second's waits run ready tasks as the first's do. The
  * first's close ended the main script's part for good, and the second
  * ran none (its tasks all went to the Ps' threads). */
+static lua_Integer helped_in_joins(lua_State *L) {
+  run(L,
+      "local conc = require('conc') local before = conc.stats().helped "
+      "for i = 1, 500 do "
+      "  local ok, v = conc.go(function(i) return i end, i):join() "
+      "  assert(ok and v == i) "
+      "end "
+      "return conc.stats().helped - before",
+      0, 1);
+  lua_Integer n = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return n;
+}
+
 static void test_next_state_on_the_thread_helps(void) {
   conc_deadlock_mode(CONC_DEADLOCK_OFF);
   for (int i = 0; i < 3; i++) {
     lua_State *L = new_host();
-    run(L,
-        "local conc = require('conc') local before = conc.stats().helped "
-        "for i = 1, 500 do "
-        "  local ok, v = conc.go(function(i) return i end, i):join() "
-        "  assert(ok and v == i) "
-        "end "
-        "return conc.stats().helped - before",
-        0, 1);
-    CHECK(lua_tointeger(L, -1) > 0);
+    CHECK(helped_in_joins(L) > 0);
     lua_close(L);
   }
+}
+
+/* Two states of the host's thread share the part: the first's close
+ * left it to the second, which ran no task after. */
+static void test_second_state_keeps_the_part(void) {
+  conc_deadlock_mode(CONC_DEADLOCK_OFF);
+  lua_State *first = new_host(), *second = new_host();
+  CHECK(helped_in_joins(first) > 0);
+  lua_close(first);
+  CHECK(helped_in_joins(second) > 0);
+  lua_close(second);
 }
 
 static const check_test tests[] = {
     {"host_signal_message_stays", test_host_signal_message_stays},
     {"next_state_on_the_thread_helps", test_next_state_on_the_thread_helps},
+    {"second_state_keeps_the_part", test_second_state_keeps_the_part},
     {"states_on_two_threads_at_once", test_states_on_two_threads_at_once},
     {"hook_gives_workers_the_module", test_hook_gives_workers_the_module},
     {"without_hook_workers_lack_the_module",
