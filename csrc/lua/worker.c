@@ -585,52 +585,99 @@ static void watch_table(lua_State *L, int idx, int which) {
  * its 12 entries cost ~5k instructions a task (B4 +15%), these reads
  * ~1.5k. New fields are not seen (require reads none); path and cpath
  * are set for every task (set_path). The values are anchored in the
- * registry (an address cannot come back as another value's), after
- * the fields' names (a name read from there costs half a push).
+ * registry (an address cannot come back as another value's), but for
+ * light C functions (loadlib, searchpath), whose address no other value
+ * can take.
+ *
+ * One registry table, `names_key`, holds the names the checks read by
+ * index (a name read from there costs a fifth of lua_pushstring's ~200
+ * instructions: 8 of them were 4% of B4's), then those anchors, sized to
+ * fit: a parked task's state is a few hundred bytes short of its first
+ * heap chunk, and a second table (or a bigger size class for this one)
+ * took it past (B6 26.6 -> 30.6 KB a task, B20 2328 -> 2762 MB).
+ *   1..W_LIBS       lazy_libs' names, then "package" (NAME_PACKAGE)
+ *   FIELD_NAME + i  package_fields[i]
+ *   after them      the anchors
  */
-static const char package_key = 'p'; /* registry: the anchors */
-/* Registry: the names of lazy_libs, then "package", as strings: read
- * from there by index, a name costs a fifth of lua_pushstring's ~200
- * instructions (8 of them were 4% of B4's). */
-static const char lib_names_key = 'n';
+static const char names_key = 'n';
+#define NAME_PACKAGE (W_LIBS + 1)
+#define FIELD_NAME (NAME_PACKAGE + 1)
+
+/* Whether the value on top needs an anchor (see above). */
+static bool needs_anchor(lua_State *L) {
+  if (!lua_iscfunction(L, -1)) return lua_topointer(L, -1) != NULL;
+  if (lua_getupvalue(L, -1, 1) == NULL) return false; /* a light one */
+  lua_pop(L, 1);
+  return true;
+}
+
+/* Pushes package[package_fields[i]] (package on top). */
+static void push_field(lua_State *L, int i) {
+  lua_pushstring(L, package_fields[i]);
+  lua_rawget(L, -2);
+}
+
 static void watch_package(lua_State *L) {
   state_mem *m = mem_of(L);
   m->package = lua_topointer(L, -1);
   m->package_meta = meta_of(L, -1);
-  lua_createtable(L, 2 * PACKAGE_FIELDS + SEARCHERS_MAX, 0);
+  int anchors = 0;
   for (int i = 0; i < PACKAGE_FIELDS; i++) {
-    lua_pushstring(L, package_fields[i]);
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, -3, i + 1);
-    lua_rawget(L, -3);
-    m->package_was[i] = lua_topointer(L, -1);
-    lua_rawseti(L, -2, PACKAGE_FIELDS + i + 1);
+    push_field(L, i);
+    anchors += needs_anchor(L);
+    lua_pop(L, 1);
   }
   m->searchers_n = 0;
-  lua_pushliteral(L, "searchers");
-  if (lua_rawget(L, -3) == LUA_TTABLE && lua_rawlen(L, -1) <= SEARCHERS_MAX) {
+  push_field(L, PACKAGE_SEARCHERS);
+  if (lua_istable(L, -1) && lua_rawlen(L, -1) <= SEARCHERS_MAX)
     m->searchers_n = lua_rawlen(L, -1);
-    for (lua_Unsigned i = 1; i <= m->searchers_n; i++) {
-      lua_rawgeti(L, -1, (lua_Integer)i);
-      m->searchers_was[i - 1] = lua_topointer(L, -1);
-      lua_rawseti(L, -3, (lua_Integer)(2 * PACKAGE_FIELDS) + (lua_Integer)i);
-    }
-  }
   lua_pop(L, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &package_key);
+  lua_createtable(L,
+                  FIELD_NAME - 1 + PACKAGE_FIELDS + anchors +
+                      (int)m->searchers_n,
+                  0);
+  lua_Integer at = 1;
+  for (int i = 0; i < W_LIBS; i++) {
+    lua_pushstring(L, lazy_libs[i].name);
+    lua_rawseti(L, -2, at++);
+  }
+  lua_pushliteral(L, LUA_LOADLIBNAME);
+  lua_rawseti(L, -2, at++);
+  for (int i = 0; i < PACKAGE_FIELDS; i++) {
+    lua_pushstring(L, package_fields[i]);
+    lua_rawseti(L, -2, at++);
+  }
+  lua_insert(L, -2); /* names, package */
+  for (int i = 0; i < PACKAGE_FIELDS; i++) {
+    push_field(L, i);
+    m->package_was[i] = lua_topointer(L, -1);
+    if (needs_anchor(L)) lua_rawseti(L, -3, at++);
+    else lua_pop(L, 1);
+  }
+  if (m->searchers_n > 0) {
+    push_field(L, PACKAGE_SEARCHERS);
+    for (lua_Unsigned k = 1; k <= m->searchers_n; k++) {
+      lua_rawgeti(L, -1, (lua_Integer)k);
+      m->searchers_was[k - 1] = lua_topointer(L, -1);
+      lua_rawseti(L, -4, at++);
+    }
+    lua_pop(L, 1);
+  }
+  lua_insert(L, -2); /* package, names */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &names_key);
 }
 
-/* Whether package (loaded, at -1, holds it; the library names below
+/* Whether package (loaded, at -1, holds it; names_key's table below
  * it) is not as watch_package found it. */
 static bool package_changed(lua_State *L, const state_mem *m) {
-  lua_rawgeti(L, -2, W_LIBS + 1); /* "package" */
+  lua_rawgeti(L, -2, NAME_PACKAGE);
   lua_rawget(L, -2);
   bool changed = lua_topointer(L, -1) != m->package || !lua_istable(L, -1) ||
                  meta_of(L, -1) != m->package_meta;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &package_key);
-  lua_insert(L, -2); /* anchors, package */
+  lua_pushvalue(L, -3);
+  lua_insert(L, -2); /* names, package */
   for (int i = 0; !changed && i < PACKAGE_FIELDS; i++) {
-    lua_rawgeti(L, -2, i + 1);
+    lua_rawgeti(L, -2, FIELD_NAME + i);
     lua_rawget(L, -2);
     changed = lua_topointer(L, -1) != m->package_was[i];
     if (!changed && i == PACKAGE_SEARCHERS && m->searchers_n > 0) {
@@ -696,7 +743,7 @@ static bool string_meta_same(lua_State *L, state_mem *m) {
 static bool state_changed(lua_State *L) {
   state_mem *m = mem_of(L);
   bool changed = m->string_dirty;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &lib_names_key);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);  /* names, loaded */
   for (int i = 0; !changed && lazy_libs[i].name; i++) {
     lua_rawgeti(L, -2, i + 1);
@@ -1008,14 +1055,6 @@ static int setup_state(lua_State *L) {
   luaL_requiref(L, LUA_LOADLIBNAME, luaopen_package, 1);
   watch_package(L);
   lua_pop(L, 2);
-  lua_createtable(L, W_LIBS + 1, 0); /* see lib_names_key */
-  for (int i = 0; i < W_LIBS; i++) {
-    lua_pushstring(L, lazy_libs[i].name);
-    lua_rawseti(L, -2, i + 1);
-  }
-  lua_pushliteral(L, LUA_LOADLIBNAME);
-  lua_rawseti(L, -2, W_LIBS + 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &lib_names_key);
   lua_getglobal(L, "require");  /* fresh globals get it from here */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &require_key);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
