@@ -14,11 +14,12 @@ local function run(fn, ...)
   return support.join_ok(conc.go(fn, ...))
 end
 
--- Runs `change` then `probe` ROUNDS times; probe must return true.
-local function carries_nothing(change, probe)
+-- Runs `change` then `probe` ROUNDS times (each given the extra
+-- arguments); probe must return true.
+local function carries_nothing(change, probe, ...)
   for round = 1, ROUNDS do
-    run(change)
-    local ok, what = run(probe)
+    run(change, ...)
+    local ok, what = run(probe, ...)
     assert(ok == true, ("round %d: %s"):format(round, tostring(what)))
   end
 end
@@ -107,6 +108,24 @@ describe("a task starts as a fresh state would", function()
       end, function()
         return #package.searchers == 4, "package.searchers"
       end)
+      -- loadlib and searchpath are compared by address, unanchored (no
+      -- other value can take a light C function's); the tables are the
+      -- registry's.
+      for _, field in ipairs({"loadlib", "searchpath"}) do
+        carries_nothing(function(f)
+          package[f] = function() return "replaced" end
+        end, function(f)
+          return debug.getinfo(package[f], "S").what == "C", "package." .. f
+        end, field)
+      end
+      for _, field in ipairs({"loaded", "preload"}) do
+        carries_nothing(function(f)
+          package[f] = {}
+        end, function(f)
+          local name = f == "loaded" and "_LOADED" or "_PRELOAD"
+          return package[f] == debug.getregistry()[name], "package." .. f
+        end, field)
+      end
     end)
 
   it("a task that sets package.path keeps its state for the next task",
