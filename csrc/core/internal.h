@@ -281,6 +281,7 @@ CONC_API conc_waiter *conc__waiter_swap(conc_waiter *w);
 CONC_API void conc__waiter_poke(conc_waiter *w);
 /* The main script's waiter (NULL before it first waits). */
 CONC_API conc_waiter *conc__main_waiter(void);
+CONC_API void conc__main_waiter_gone(conc_waiter *w);
 /* Live Lua threads: a worker counts from its spawn to its end. */
 CONC_API void conc__live_add(int delta);
 /* Lua threads live and not asleep for good (an estimate, for spinning). */

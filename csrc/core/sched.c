@@ -42,6 +42,15 @@ void conc_deadlock_mode(int m) { atomic_store(&mode, m); }
 
 conc_waiter *conc__main_waiter(void) { return atomic_load(&main_waiter); }
 
+/* The main script's thread exits: its waiter goes back on the free list,
+ * where a task may take it, and conc_interrupt_main must not claim that
+ * task's wait. (A SIGINT handler that loaded it just before may still:
+ * the window of a thread's exit.) */
+void conc__main_waiter_gone(conc_waiter *w) {
+  conc_waiter *expected = w;
+  atomic_compare_exchange_strong(&main_waiter, &expected, NULL);
+}
+
 void conc_wait_label(const char *label) { conc__waiter_self()->label = label; }
 
 void conc_set_sleep_hook(conc_sleep_hook hook) {

@@ -122,6 +122,7 @@ static void waiter_exit(void *p) {
    * main state: it counts until it ends) leaves the count and the list
    * of threads first: its waiter is about to be reused. */
   if (w->counted) conc__thread_gone(w);
+  conc__main_waiter_gone(w);
   tls_waiter = NULL;  /* a later destructor must not use the freed one */
   conc__waiter_release(w);
 }

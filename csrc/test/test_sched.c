@@ -304,7 +304,26 @@ static void object_and_message_counts(void) {
   CHECK_EQ(live_of("conc.mutex"), 0);
 }
 
+/* A thread that was the main script's exits: the interrupt's pointer
+ * to its waiter goes (the waiter is reused, a task's wait may get it). */
+static void *main_then_exit(void *leave) {
+  conc__live_add(1);
+  conc__thread_enter(0);
+  CHECK(conc__main_waiter() == conc__waiter_self());
+  if (leave) main_leave();
+  return NULL;
+}
+
+static void main_waiter_goes_with_its_thread(void) {
+  conc_deadlock_mode(CONC_DEADLOCK_OFF);
+  for (int leave = 0; leave <= 1; leave++) {
+    pthread_join(spawn(main_then_exit, leave ? &leave : NULL), NULL);
+    CHECK(conc__main_waiter() == NULL);
+  }
+}
+
 static const check_test tests[] = {
+    {"main_waiter_goes_with_its_thread", main_waiter_goes_with_its_thread},
     {"deadlock_error_on_recv", deadlock_error_on_recv},
     {"deadlock_error_on_select", deadlock_error_on_select},
     {"pending_timer_is_no_deadlock", pending_timer_is_no_deadlock},
