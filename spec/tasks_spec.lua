@@ -566,6 +566,35 @@ describe("light tasks", function()
     end)
   end
 
+  -- fifty_held(wait): a pub/sub that 50 finished tasks held, which the
+  -- main script drops; its subscriber is read with `wait` (nil: none)
+  -- until its close (the pub/sub freed), and every message came.
+  local FIFTY_HELD = [[
+    local function fifty_held(wait)
+      local ps = conc.pubsub()
+      local sub = ps:subscribe("s", "t", 100)
+      local hs = {}
+      for i = 1, 50 do
+        hs[i] = conc.go(function(ps, i)
+          ps:publish("t", i)
+          conc.gosched()  -- ends in a later turn, on a P's thread
+        end, ps, i)
+      end
+      for i = 1, #hs do assert(hs[i]:join()) end
+      hs, ps = nil, nil
+      collectgarbage()
+      collectgarbage()
+      local n = 0
+      while true do
+        local _, ok, reason = sub:recv(wait)
+        assert(not reason, "the pub/sub was not freed")
+        if not ok then break end
+        n = n + 1
+      end
+      assert(n == 50, n)
+    end
+  ]]
+
   for _, procs in ipairs({1, 2}) do
     it(("what 50 finished tasks held is released once the program goes " ..
         "quiet, not when each state runs again (MAXPROCS %d)"):format(procs),
@@ -574,29 +603,7 @@ describe("light tasks", function()
         -- rest kept what their tasks held (here a pub/sub, whose
         -- subscriber channel closes when it is freed) until each ran
         -- another task.
-        run(driven([[
-          local ps = conc.pubsub()
-          local sub = ps:subscribe("s", "t", 100)
-          local hs = {}
-          for i = 1, 50 do
-            hs[i] = conc.go(function(ps, i)
-              ps:publish("t", i)
-              conc.gosched()  -- ends in a later turn, on a P's thread
-            end, ps, i)
-          end
-          for i = 1, #hs do assert(hs[i]:join()) end
-          hs, ps = nil, nil
-          collectgarbage()
-          collectgarbage()
-          local n = 0
-          while true do
-            local _, ok, reason = sub:recv(10)
-            assert(not reason, "the pub/sub was not freed")
-            if not ok then break end
-            n = n + 1
-          end
-          assert(n == 50, n)
-        ]]), procs, 60)
+        run(driven(FIFTY_HELD .. "fifty_held(10)"), procs, 60)
       end)
   end
 
@@ -638,30 +645,10 @@ describe("light tasks", function()
         run(([[
           local conc = require("conc")
           conc.set_deadlock_mode("error")
-          for _ = 1, %d do
-            local ps = conc.pubsub()
-            local sub = ps:subscribe("s", "t", 100)
-            local hs = {}
-            for i = 1, 50 do
-              hs[i] = conc.go(function(ps, i)
-                ps:publish("t", i)
-                conc.gosched()
-              end, ps, i)
-            end
-            for i = 1, #hs do assert(hs[i]:join()) end
-            hs, ps = nil, nil
-            collectgarbage()
-            collectgarbage()
-            local n = 0
-            while true do
-              local _, ok = sub:recv()
-              if not ok then break end
-              n = n + 1
-            end
-            assert(n == 50, n)
-          end
+          %s
+          for _ = 1, %d do fifty_held(nil) end
           print("OK")
-        ]]):format(100 // SLOW), procs, 120)
+        ]]):format(FIFTY_HELD, 100 // SLOW), procs, 120)
       end)
   end
 
