@@ -757,6 +757,92 @@ describe("light tasks", function()
     assert.matches("finalizers: waits in chan receive", out, 1, true)
   end)
 
+  -- A pub/sub the main script drops after a task held it: its receive
+  -- ends when the pub/sub is freed (no deadlock while something may
+  -- still free it). `go_args` is the task's options and function.
+  local function freed_after(task)
+    return ([[
+      local conc = require("conc")
+      conc.set_deadlock_mode("error")
+      for _ = 1, %d do
+        local ps = conc.pubsub()
+        local sub = ps:subscribe("a", "t")
+        %s
+        ps = nil
+        collectgarbage()
+        collectgarbage()
+        local _, ok = sub:recv()
+        assert(ok == false)
+      end
+      print("OK")
+    ]]):format(20 // SLOW, task)
+  end
+
+  it("no deadlock is reported while a locked task's thread has yet to " ..
+     "collect what its task left", function()
+    -- Its state is its thread's, not the pool's: the sweep did not see
+    -- it, and the report came before the thread's collection (20 ms
+    -- idle) in every run.
+    run(freed_after([[
+      assert(conc.go({locked = true}, function(p)
+        local kept = p
+        return kept ~= nil
+      end, ps):join())
+    ]]), 2, 60)
+    run(freed_after([[
+      assert(conc.go({locked = true}, function(p)
+        Kept = p  -- luacheck: ignore 111
+      end, ps):join())
+    ]]), 2, 60)
+  end)
+
+  it("no deadlock is reported while a state whose finalizers ran is " ..
+     "being closed", function()
+    -- The finalizers' thread left the count, then closed the state (its
+    -- task changed a library), which released the pub/sub: a report came
+    -- in between (28 runs of 50).
+    for _, procs in ipairs({1, 8}) do
+      run(freed_after([[
+        conc.go(function(p)
+          conc.sleep(0.01)
+          table.kept = p                             -- replaced after
+          setmetatable({}, {__gc = function() end})  -- finalizers: queued
+        end, ps)
+      ]]), procs, 60)
+    end
+  end)
+
+  for _, locked in ipairs({false, true}) do
+    it(("a memory-limited task's finalizer that waits for good is a " ..
+        "deadlock%s"):format(locked and " (locked)" or ""), function()
+      -- Its collection ran after the task left the count: never reported.
+      local out, rc = support.run_script(([[
+        local conc = require("conc")
+        local c = conc.chan()
+        conc.go({memory_limit = 1 << 20, locked = %s}, function(c)
+          setmetatable({}, {__gc = function() c:recv() end})
+        end, c):join()
+      ]]):format(tostring(locked)), 20)
+      assert.are.equal(2, rc, out)
+      assert.matches("all workers are asleep - deadlock!", out, 1, true)
+      assert.matches("waits in chan receive", out, 1, true)
+    end)
+  end
+
+  it("a locked task that waits for good after one that left garbage is " ..
+     "a deadlock", function()
+    -- The thread's uncollected garbage counts as a pending timer until
+    -- its next task starts: then it is that task's state's.
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local ps = conc.pubsub()
+      assert(conc.go({locked = true}, function(p) Kept = p end, ps):join())
+      conc.go({locked = true}, function() conc.chan():recv() end):join()
+    ]], 20)
+    assert.are.equal(2, rc, out)
+    assert.matches("all workers are asleep - deadlock!", out, 1, true)
+  end)
+
   it("a slow finalizer of a finished task does not hold up the others",
      function()
     -- One P: the finalizer computes for 1 s (CPU time) in a thread's idle

@@ -1458,11 +1458,26 @@ static int finish(lua_State *L, lconc_task *t, int ok, bool oom, int base) {
   return o.ok;
 }
 
+/* A locked task's thread whose state holds garbage its tasks left (a
+ * pub/sub whose subscribers wait for its close): counted as a pending
+ * timer from before the task ends until idle_wait collects it or the
+ * state is closed, as the pool's states are swept (its own thread). */
+static CONC_TLS bool locked_garbage;
+
+static void locked_garbage_set(bool on) {
+  if (locked_garbage == on) return;
+  locked_garbage = on;
+  conc__timers_busy_add(on ? 1 : -1); /* off: after its wake-ups */
+}
+
 /* Runs t in L; true if L must be replaced before the next task (the
  * task changed what a fresh state would not have, see clean_state). */
 static bool run_task(lua_State *L, lconc_task *t) {
   current_id = t->id;
   conc__thread_enter(t->id);
+  /* What the last task left is this running task's state's now: only it
+   * collects it, and if it waits for good, so does that garbage. */
+  locked_garbage_set(false);
   lua_settop(L, 0);
   lua_pushlightuserdata(L, t);
   lua_pushcclosure(L, traceback, 1);
@@ -1481,14 +1496,16 @@ static bool run_task(lua_State *L, lconc_task *t) {
   lua_settop(L, 0);
   current_id = 0;
   lconc_blocking(NULL, NULL); /* the state may be closed before the next task */
-  conc__thread_leave();
+  /* Counted still: a finalizer that waits for good there is a deadlock. */
   if (t->memory_limit) lua_gc(L, LUA_GCCOLLECT); /* give it back now */
+  conc__thread_leave();
   /* Before the task ends: its spawner may hand the thread the next one
    * at once, and a thread still busy here would not be found idle. */
   bool replace = clean_state(L);
   /* Its finalizers run next (thread_main): counted live from before its
    * end, or a joiner's wait could look like a deadlock meanwhile. */
   if (mem_of(L)->finalizers) conc__live_add(1);
+  locked_garbage_set(true);
   end_task(t, ok ? TASK_DONE : TASK_FAILED);
   return replace;
 }
@@ -1541,6 +1558,7 @@ static lconc_task *idle_wait(pool_thread *p) {
   if (t != NULL) return t;
   lua_gc(p->L, LUA_GCCOLLECT);
   lheap_trim(mem_of(p->L)->heap);
+  locked_garbage_set(false);
   return idle_park(p, conc_deadline_in(IDLE_SECONDS));
 }
 
@@ -1558,14 +1576,19 @@ static void *thread_main(void *arg) {
       bool replace = run_task(p->L, t);
       /* A locked task's finalizers run after it too (see state_put),
        * on its thread, before the next task. */
-      if (mem_of(p->L)->finalizers) replace = finalize(p->L, false) || replace;
+      if (mem_of(p->L)->finalizers) {
+        replace = finalize(p->L, false) || replace;
+        conc__live_add(-1); /* its close, if any, is locked_garbage's */
+      }
       if (replace) {
         close_state(p->L);
+        locked_garbage_set(false);
         if ((p->L = new_state()) == NULL) break;
       }
       t = idle_wait(p);
     }
     if (p->L != NULL) close_state(p->L);
+    locked_garbage_set(false);
   }
   conc__lock(&pool.lock);
   pool.threads--;
@@ -1779,7 +1802,10 @@ static void collect_one(lua_State *L) {
  * locked task's thread after its task; true if the state must be
  * replaced. This thread counts as a live one meanwhile, in the deadlock
  * check's terms, so that one that waits for good is a deadlock (reported
- * as "finalizers"), as in Go.
+ * as "finalizers"), as in Go; the caller ends that count once it has
+ * closed or pooled the state (closing it releases what its tasks left,
+ * which may wake a waiter: a count ended before let a false deadlock be
+ * reported).
  * What they changed is undone, or the state replaced, as after a task.
  * One that makes a new finalizable object leaves it to the state's next
  * collection (taking it for idle work again would loop). */
@@ -1790,7 +1816,6 @@ static bool finalize(lua_State *L, bool queued) {
   if (queued) conc__timers_busy_add(-1); /* now this thread's */
   lua_gc(L, LUA_GCCOLLECT);
   conc__thread_leave();
-  conc__live_add(-1);
   m->finalizers = false;
   m->garbage = false;
   if (clean_state(L)) return true;
@@ -1802,6 +1827,7 @@ static void run_finalizers(lua_State *L) {
   bool close = mem_of(L)->close_after;
   if (finalize(L, true) || close) close_state(L);
   else state_put_clean(L);
+  conc__live_add(-1); /* after what closing it released woke its waiters */
 }
 
 /* A scheduler thread about to sleep (nothing to run) collects the
@@ -2029,11 +2055,11 @@ static void light_end(lconc_task *t, int status, int nres) {
   ok = finish(L, t, ok, oom, 0);
   lua_settop(L, 0);
   lconc_blocking(NULL, NULL);
-  conc__waiter_leave(g->w);
-  if (t->memory_limit) {
+  if (t->memory_limit) { /* counted still, as run_task's */
     lua_gc(L, LUA_GCCOLLECT);
     mem_of(L)->finalizers = false; /* they ran */
   }
+  conc__waiter_leave(g->w);
   state_put(L, clean_state(L));
   t->L = t->co = NULL;
   g->w->g = NULL;
