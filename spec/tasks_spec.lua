@@ -812,6 +812,23 @@ describe("light tasks", function()
     end
   end)
 
+  it("no deadlock is reported while globals a finalizer changed wait " ..
+     "for their collection", function()
+    -- The check after the finalizers replaces the globals the finalizer
+    -- set (holding the pub/sub): the state is pooled with garbage then,
+    -- for the sweep to see.
+    for _, procs in ipairs({1, 2}) do
+      run(freed_after([[
+        assert(conc.go(function(p)
+          local keep = setmetatable({}, {__gc = function()
+            Kept = p  -- luacheck: ignore 111
+          end})
+          return keep ~= nil
+        end, ps):join())
+      ]]), procs, 60)
+    end
+  end)
+
   for _, locked in ipairs({false, true}) do
     it(("a memory-limited task's finalizer that waits for good is a " ..
         "deadlock%s"):format(locked and " (locked)" or ""), function()

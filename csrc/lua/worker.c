@@ -1818,7 +1818,11 @@ static bool finalize(lua_State *L, bool queued) {
   conc__thread_leave();
   m->finalizers = false;
   m->garbage = false;
+  const void *globals = m->globals;
   if (clean_state(L)) return true;
+  /* The check replaced the globals a finalizer changed: the old ones
+   * are garbage, for the sweep to see. */
+  m->garbage = m->globals != globals;
   lheap_trim(m->heap);
   return false;
 }
