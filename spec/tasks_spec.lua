@@ -14,6 +14,12 @@ local N = tonumber(os.getenv("CONC_TASKS_N")) or 1000 // SLOW
 
 -- Runs code in a fresh process with CONC_MAXPROCS=procs; returns its
 -- output (asserting it exited 0 and printed "OK").
+-- The script's process exited as Go's runtime does on a deadlock.
+local function assert_deadlock(out, rc)
+  assert.are.equal(2, rc, out)
+  assert.matches("all workers are asleep - deadlock!", out, 1, true)
+end
+
 local function run(code, procs, timeout_s)
   local out, rc = support.run_script(code, timeout_s or 60,
     "export CONC_MAXPROCS=" .. (procs or 2))
@@ -752,8 +758,7 @@ describe("light tasks", function()
       end, c):join()
       conc.chan():recv()  -- nothing will send, nor to the finalizer
     ]], 20)
-    assert.are.equal(2, rc, out)
-    assert.matches("all workers are asleep - deadlock!", out, 1, true)
+    assert_deadlock(out, rc)
     assert.matches("finalizers: waits in chan receive", out, 1, true)
   end)
 
@@ -840,8 +845,7 @@ describe("light tasks", function()
           setmetatable({}, {__gc = function() c:recv() end})
         end, c):join()
       ]]):format(tostring(locked)), 20)
-      assert.are.equal(2, rc, out)
-      assert.matches("all workers are asleep - deadlock!", out, 1, true)
+      assert_deadlock(out, rc)
       assert.matches("waits in chan receive", out, 1, true)
     end)
   end
@@ -856,8 +860,7 @@ describe("light tasks", function()
       assert(conc.go({locked = true}, function(p) Kept = p end, ps):join())
       conc.go({locked = true}, function() conc.chan():recv() end):join()
     ]], 20)
-    assert.are.equal(2, rc, out)
-    assert.matches("all workers are asleep - deadlock!", out, 1, true)
+    assert_deadlock(out, rc)
   end)
 
   it("a slow finalizer of a finished task does not hold up the others",
@@ -1551,7 +1554,6 @@ describe("light tasks", function()
       for i = 1, 100 do conc.go(function(c) c:recv() end, c) end
       conc.chan():recv()
     ]], 20)
-    assert.are.equal(2, rc, out)
-    assert.matches("all workers are asleep - deadlock!", out, 1, true)
+    assert_deadlock(out, rc)
   end)
 end)
