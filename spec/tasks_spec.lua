@@ -436,12 +436,12 @@ describe("light tasks", function()
       for i = 1, @N@ do wakes = wakes + select(2, sleepers[i]:join()) end
       print(("rounds %d, wakes %d"):format(rounds, wakes))
       -- Turns alternate: a round (two turns) for each wake or so (under
-      -- TSan, whose pair is slower, 1 for 24 to 103); when the woken took
-      -- every turn, 314 rounds for 1.2 million wakes (1 for 3,800).
-      assert(rounds > 0 and rounds * @PER@ >= wakes, rounds)
+      -- TSan, whose pair is slower, 1 for 24 to 103; a CI run with the
+      -- machine slow, 1 for 60); when the woken took every turn, 314
+      -- rounds for 1.2 million wakes (1 for 3,800).
+      assert(rounds > 0 and rounds * 500 >= wakes, rounds)
       assert(wakes >= @N@, wakes)
-    ]]):gsub("@N@", tostring(2000 // SLOW))
-       :gsub("@PER@", tostring(100 * SLOW // 2))), 1)
+    ]]):gsub("@N@", tostring(2000 // SLOW))), 1)
     assert.matches("rounds %d+", out)
   end)
 
