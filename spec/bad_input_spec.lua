@@ -1104,7 +1104,7 @@ describe("bad input: time", function()
           accept = function(r)
             if not is_seconds(r) then return nil end
             return function(res)
-              expect(is_a(res[1], "conc.chan") and res[1]:cap() == 1,
+              expect(is_a(res[1], "conc.chan") and res[1]:cap() == 0,
                      "returned %s", show(res))
             end
           end}

@@ -615,6 +615,7 @@ int conc_chan_send(conc_chan *c, conc_msg *m, conc_time deadline) {
 
 int conc_chan_recv(conc_chan *c, conc_msg *out, conc_time deadline) {
   if (c->merge) return conc__merge_recv(c, out, deadline);
+  if (c->timer) conc__timer_run_due(c->timer);
   return c->cap > 0 ? buffered_op(c, out, deadline, false)
                     : unbuffered_op(c, out, deadline, false);
 }
@@ -652,14 +653,16 @@ int conc__chan_close_owned(conc_chan *c) {
   return CONC_OK;
 }
 
+/* A timer's channel reads as Go 1.23's: unbuffered, with nothing in it
+ * (its value is there for a receive, conc__timer_run_due). */
 size_t conc_chan_len(conc_chan *c) {
-  if (c->cap == 0) return 0;
+  if (c->cap == 0 || c->timer) return 0;
   size_t head = atomic_load(&c->head);
   size_t tail = atomic_load(&c->tail) & ~RING_CLOSED;
   ptrdiff_t n = (ptrdiff_t)(tail - head);
   return n <= 0 ? 0 : (size_t)n > c->cap ? c->cap : (size_t)n;
 }
 
-size_t conc_chan_cap(const conc_chan *c) { return c->cap; }
+size_t conc_chan_cap(const conc_chan *c) { return c->timer ? 0 : c->cap; }
 
 int conc_chan_closed(conc_chan *c) { return atomic_load(&c->closed); }

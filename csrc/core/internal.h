@@ -554,6 +554,9 @@ static inline void conc__msg_move(conc_msg *dst, const conc_msg *src) {
 /* The channel of timer t is being destroyed: t stops and the channel's
  * reference to it is dropped (chan.c's destroy). */
 CONC_API void conc__timer_chan_gone(conc_timer *t);
+/* A receive from the channel of timer t is about to look: fires t now
+ * if it is due (Go 1.23's synchronous timer channels; timer.c). */
+CONC_API void conc__timer_run_due(conc_timer *t);
 
 /* ---- merged channels (merge.c) ------------------------------------------ */
 

@@ -200,6 +200,11 @@ static int select_with(conc_case *cases, int n, conc_time deadline,
     int r = conc__waiter_park(w, deadline);
     return r == CONC_SEL_TIMEOUT ? CONC_ETIMEDOUT : conc__abort_code(r);
   }
+  for (int k = 0; k < live; k++) {  /* a due timer's value is there */
+    const conc_case *cs = &cases[order[k]];
+    if (cs->op == CONC_RECV && cs->chan->timer)
+      conc__timer_run_due(cs->chan->timer);
+  }
   int nlocks = sort_unique(locks, live);
   bool retried = false;
   int head = -1;

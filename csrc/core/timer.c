@@ -18,6 +18,7 @@
  * their own locks; the timer lock is never taken while they are held...
  * except by conc_timer_stop/start, which take only it (it is a leaf).
  */
+#include <sched.h>
 #include <stdio.h>
 #include "internal.h"
 
@@ -140,27 +141,47 @@ static void heap_remove(conc_timer *t) {
 
 /* ---- the thread --------------------------------------------------------- */
 
-/* Pops what is due at `now` into batch (rescheduling tickers); returns
- * how many. timers.lock held. */
+/* Takes t, due at `now`, for a firing: out of the heap, or a ticker to
+ * its next tick (skipping missed ones). Returns the generation fired;
+ * the firing holds a reference to t until fire_taken ends it.
+ * timers.lock held. */
+static uint64_t take_due(conc_timer *t, conc_time now, bool *one_shot) {
+  uint64_t gen = atomic_load_explicit(&t->gen, memory_order_relaxed);
+  *one_shot = t->period == 0;
+  t->in_flight = true;
+  t->flight_gen = gen;
+  atomic_store_explicit(&t->sent, false, memory_order_relaxed);
+  if (t->period > 0) {
+    t->when = conc__time_add(t->when, t->period);
+    if (t->when <= now) t->when = conc__time_add(now, t->period);
+    sift_down(t->index);
+    timer_retain(t);  /* the firing's reference; the heap keeps its own */
+  } else {
+    heap_remove(t);   /* the heap's reference passes to the firing; */
+  }                   /* it stays busy until the firing is done */
+  return gen;
+}
+
+/* Fires t as take_due took it, with no lock held, and ends the firing. */
+static void fire_taken(conc_timer *t, conc_time now, uint64_t gen,
+                       bool one_shot) {
+  t->fire(t, t->arg, now, gen);
+  conc__lock(&timers.lock);
+  t->in_flight = false;
+  conc__unlock(&timers.lock);
+  if (one_shot) conc__timers_busy_add(-1);  /* after its wake-ups */
+  conc_timer_release(t);
+}
+
+/* Pops what is due at `now` into batch; returns how many. timers.lock
+ * held. */
 static int pop_due(conc_time now, conc_timer **batch, uint64_t *gens,
                    bool *one_shot) {
   int n = 0;
   while (n < BATCH && timers.len > 0 && timers.heap[0]->when <= now) {
-    conc_timer *t = timers.heap[0];
-    gens[n] = atomic_load_explicit(&t->gen, memory_order_relaxed);
-    one_shot[n] = t->period == 0;
-    t->in_flight = true;
-    t->flight_gen = gens[n];
-    atomic_store_explicit(&t->sent, false, memory_order_relaxed);
-    batch[n++] = t;
-    if (t->period > 0) {  /* a ticker: next tick, skipping missed ones */
-      t->when = conc__time_add(t->when, t->period);
-      if (t->when <= now) t->when = conc__time_add(now, t->period);
-      sift_down(0);
-      timer_retain(t);  /* the batch's reference; the heap keeps its own */
-    } else {
-      heap_remove(t);   /* the heap's reference passes to the batch; */
-    }                   /* it stays busy until its firing is done */
+    batch[n] = timers.heap[0];
+    gens[n] = take_due(batch[n], now, &one_shot[n]);
+    n++;
   }
   return n;
 }
@@ -186,14 +207,7 @@ static void *timer_main(void *unused) {
       continue;
     }
     conc__unlock(&timers.lock);
-    for (int i = 0; i < n; i++) {
-      batch[i]->fire(batch[i], batch[i]->arg, now, gens[i]);
-      conc__lock(&timers.lock);
-      batch[i]->in_flight = false;
-      conc__unlock(&timers.lock);
-      if (one_shot[i]) conc__timers_busy_add(-1);  /* after its wake-ups */
-      conc_timer_release(batch[i]);
-    }
+    for (int i = 0; i < n; i++) fire_taken(batch[i], now, gens[i], one_shot[i]);
     conc__lock(&timers.lock);
   }
   return NULL;
@@ -303,6 +317,34 @@ conc_timer *conc_timer_new_chan(conc_chan *c, conc_tick_fn make) {
   timer_retain(t);   /* the channel's reference */
   c->timer = t;
   return t;
+}
+
+/*
+ * Go 1.23: once a timer's deadline has passed, a receive from its
+ * channel finds the value, a non-blocking one (select with default,
+ * try_recv) too: the receiver runs the timer if the timer thread has not
+ * yet. Called by every receive from a timer's channel (conc_chan_recv, a
+ * select's receive case) before it takes the channel's lock. A firing
+ * the timer thread has taken but not finished is waited for: it is a
+ * lock and a send away, and the value must be there when this returns.
+ */
+void conc__timer_run_due(conc_timer *t) {
+  conc_time now = conc_now();
+  conc__lock(&timers.lock);
+  while (t->in_flight &&
+         t->flight_gen == atomic_load_explicit(&t->gen, memory_order_relaxed)) {
+    conc__unlock(&timers.lock);
+    sched_yield();
+    conc__lock(&timers.lock);
+  }
+  if (t->index == NOT_SCHEDULED || t->when > now) {
+    conc__unlock(&timers.lock);
+    return;
+  }
+  bool one_shot;
+  uint64_t gen = take_due(t, now, &one_shot);
+  conc__unlock(&timers.lock);
+  fire_taken(t, now, gen, one_shot);
 }
 
 void conc__timer_chan_gone(conc_timer *t) {

@@ -20,15 +20,32 @@ static void slow_tick(conc_msg *m, conc_time now) {
 }
 
 /* Waits until a fresh timer at `when` has fired (on its own channel). */
+/* Sends the time it fired on the channel arg. */
+static void send_now(conc_timer *t, void *arg, conc_time now, uint64_t gen) {
+  (void)t, (void)gen;
+  conc_msg m;
+  msg_int(&m, now);
+  CHECK_RC(conc_chan_send((conc_chan *)arg, &m, CONC_NEVER), CONC_OK);
+}
+
+/* Returns once the timer thread has fired a timer due at `when`: what it
+ * took before is done. Not a channel timer: its receiver would run that
+ * one itself (conc__timer_run_due). */
 static void wait_past(conc_time when) {
   conc_chan *c = conc_chan_new(1);
-  conc_timer *t = conc_timer_new_chan(c, tick_now);
+  conc_timer *t = conc_timer_new(send_now, c, NULL);
   CHECK_EQ(conc_timer_start(t, when, 0), 0);
   conc_msg m;
   CHECK_RC(conc_chan_recv(c, &m, CONC_NEVER), CONC_OK);
   CHECK(msg_take_int(&m) >= when);
   conc_timer_release(t);
   conc_release((conc_obj *)c);
+}
+
+/* Whether the timer thread has put a value in timer channel c (its len
+ * reads 0, as Go 1.23's). */
+static bool holds_value(conc_chan *c) {
+  return atomic_load(&c->tail) != atomic_load(&c->head);
 }
 
 static void check_empty(conc_chan *c) {
@@ -227,11 +244,11 @@ static void stop_and_reset_drop_stale(void) {
   conc_chan *c = conc_chan_new(1);
   conc_timer *t = conc_timer_new_chan(c, tick_now);
   CHECK_EQ(conc_timer_start(t, conc_now(), 0), 0);
-  while (conc_chan_len(c) == 0) sched_yield();  /* fired, unreceived */
+  while (!holds_value(c)) sched_yield();  /* fired, unreceived */
   CHECK_EQ(conc_timer_stop_chan(t, c), 1);       /* still active */
   check_empty(c);
   CHECK_EQ(conc_timer_start(t, conc_now(), 0), 0);
-  while (conc_chan_len(c) == 0) sched_yield();
+  while (!holds_value(c)) sched_yield();
   CHECK_EQ(conc_timer_stop_chan(t, c), 1);       /* reset: stop ... */
   conc_time again = in_ms(20);
   CHECK_EQ(conc_timer_start(t, again, 0), 0);    /* ... and start */
@@ -318,6 +335,49 @@ static void ticker_drops_ticks(void) {
 }
 
 /* ---- generic timers: fire, drop and the bookkeeping of schedules ------- */
+
+/*
+ * Go 1.23: once a channel timer is due, a receive that does not wait
+ * finds its value, whether the timer thread has not taken it yet (the
+ * receiver fires it), is firing it (a 20 us tick: the receiver waits for
+ * it) or has sent it. Due now or some microseconds on; a select's case
+ * as well as a receive.
+ */
+static void due_value_is_there(void) {
+  enum { N = 4 };
+  conc_chan *c[N];
+  conc_timer *t[N];
+  for (int i = 0; i < N; i++) {
+    c[i] = conc_chan_new(1);
+    t[i] = conc_timer_new_chan(c[i], i % 2 ? slow_tick : tick_now);
+    CHECK_EQ(conc_chan_len(c[i]), 0);
+    CHECK_EQ(conc_chan_cap(c[i]), 0);
+  }
+  long rounds = scaled(300, 4);
+  for (long r = 0; r < rounds; r++) {
+    conc_time due = conc_now() + (r % 5) * 10000;
+    for (int i = 0; i < N; i++) conc_timer_start(t[i], due, 0);
+    while (conc_now() < due) sched_yield();
+    for (int i = 0; i < N; i++) {
+      conc_msg m;
+      if (i < 2) {
+        CHECK_RC(conc_chan_recv(c[i], &m, CONC_NOWAIT), CONC_OK);
+      } else {
+        conc_case cs = {c[i], CONC_RECV, {0}, 0};
+        int closed_send = 0;
+        CHECK_RC(conc_select(&cs, 1, CONC_NOWAIT, &closed_send), 0);
+        m = cs.msg;
+      }
+      CHECK(msg_take_int(&m) >= due);
+      check_empty(c[i]);
+      CHECK_EQ(conc_timer_stop_chan(t[i], c[i]), 0);  /* received */
+    }
+  }
+  for (int i = 0; i < N; i++) {
+    conc_timer_release(t[i]);
+    conc_release((conc_obj *)c[i]);
+  }
+}
 
 typedef struct counted {
   atomic_long fires, drops;
@@ -495,6 +555,7 @@ static const check_test tests[] = {
     {"stop_races_fire", stop_races_fire},
     {"ticker_drops_ticks", ticker_drops_ticks},
     {"drop_after_last_reference", drop_after_last_reference},
+    {"due_value_is_there", due_value_is_there},
     {"start_stop_hammer", start_stop_hammer},
     {"fire_goes_to_parked_receiver", fire_goes_to_parked_receiver},
     {NULL, NULL}};
