@@ -346,3 +346,71 @@ describe("a timer's channel keeps it alive", function()
     assert.is_false(ok)  -- closed: the deadline canceled it
   end)
 end)
+
+-- Go's panic in a goroutine ends the program with its message; here a
+-- worker's error waits for a join, and a main script that waits for what
+-- the worker never sent gets the deadlock report: it names the failure.
+describe("a failed worker nobody joined", function()
+  local function count(out, text)
+    local n = 0
+    for _ in out:gmatch(text:gsub("%p", "%%%0")) do n = n + 1 end
+    return n
+  end
+
+  it("is named in the deadlock report, once", function()
+    for _, spawn in ipairs({"conc.go(boom)",
+                            "conc.waitgroup():go(boom)"}) do
+      local out, rc = support.run_script(([[
+        local conc = require("conc")
+        local results = conc.chan()
+        local function boom() error("boom in worker"); results:send(1) end
+        %s
+        print(results:recv())
+      ]]):format(spawn))
+      assert.are.equal(2, rc, out)
+      assert.matches("all workers are asleep - deadlock!", out, 1, true)
+      assert.are.equal(1, count(out, "failed and was never joined: "), out)
+      assert.matches(
+        "worker 1 failed and was never joined: [^\n]*boom in worker", out)
+      assert.matches("main: waits in chan receive", out, 1, true)
+    end
+  end)
+
+  it("is named in the error of mode \"error\", and not again when collected",
+    function()
+      local out, rc = support.run_script([[
+        local conc = require("conc")
+        conc.set_deadlock_mode("error")
+        local h = conc.go(function() error({code = 7}) end)
+        h:wait()
+        local ok, err = pcall(conc.chan().recv, conc.chan())
+        assert(not ok)
+        print(err)
+        h = nil
+        collectgarbage()
+        collectgarbage()
+      ]])
+      assert.are.equal(0, rc, out)
+      assert.are.equal(1, count(out, "failed and was never joined"), out)
+      assert.matches("worker 1 failed and was never joined: " ..
+        "(error object is a table value)", out, 1, true)
+    end)
+
+  it("is not named once a join returned its error; at most ten are", function()
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      local joined = conc.go(function() error("seen") end)
+      assert(not joined:join())
+      local hs = {}
+      local function fail(k) error("fail " .. k) end
+      for i = 1, 15 do hs[i] = conc.go(fail, i) end
+      for i = 1, 15 do hs[i]:wait() end
+      conc.chan():recv()
+    ]])
+    assert.are.equal(2, rc, out)
+    assert.is_nil(out:find("seen", 1, true), out)
+    assert.are.equal(10, count(out, "failed and was never joined"), out)
+    assert.matches("worker 2 failed and was never joined: [^\n]*fail 1\n", out)
+    assert.matches("... and 5 more failed workers", out, 1, true)
+  end)
+end)

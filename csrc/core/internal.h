@@ -296,6 +296,11 @@ CONC_API void conc__timers_busy_add(int delta);
 /* Called before a deadlock is reported: true if it had something
  * collected that may still wake a waiter (the report waits for it). */
 CONC_API void conc__set_deadlock_sweep(bool (*sweep)(void));
+/* note(buf, size) appends to the deadlock report in buf (its first line
+ * there) what it has to say, within size bytes in all (a leaf lock at
+ * most: it runs under the scheduler's). The binding names the failed
+ * workers nobody joined. */
+CONC_API void conc__set_deadlock_note(void (*note)(char *buf, size_t size));
 /* Park's accounting around a sleep with no deadline. */
 CONC_API void conc__sleep_begin(conc_waiter *w);
 CONC_API void conc__sleep_end(conc_waiter *w);

@@ -67,6 +67,12 @@ void conc__set_deadlock_sweep(bool (*sweep)(void)) {
   atomic_store(&sweep_hook, sweep);
 }
 
+static _Atomic(void (*)(char *, size_t)) note_hook;
+
+void conc__set_deadlock_note(void (*note)(char *buf, size_t size)) {
+  atomic_store(&note_hook, note);
+}
+
 /* Checks the condition; called whenever it may have become true: a
  * thread fell asleep for good, a worker ended, a timer finished. */
 static void check(void) {
@@ -215,6 +221,10 @@ static void deadlock(void) {
     return;
   }
   snprintf(report, sizeof report, "all workers are asleep - deadlock!\n\n");
+  /* What failed unseen first (a worker's error: often the cause), in at
+   * most half the report, then the threads. */
+  void (*note)(char *, size_t) = atomic_load(&note_hook);
+  if (note) note(report, sizeof report / 2);
   describe_all(report, sizeof report);
   conc_waiter *main_w = NULL;
   for (conc_waiter *x = all; x; x = x->next_all)

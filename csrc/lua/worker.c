@@ -92,8 +92,83 @@ void lconc_push_task_local(lua_State *L, const char *key, const char *mt_mode) {
 
 /* ---- tasks -------------------------------------------------------------- */
 
+/*
+ * Failed tasks whose error no join has returned, oldest first: a
+ * deadlock report names them before the threads (note_failed). In Go the
+ * worker's panic would have ended the program with its message; here its
+ * error waits for a join, and a main script that waits for what the
+ * worker never sent saw only "all workers are asleep". failed_lock is a
+ * leaf: note_failed takes it under the scheduler's lock.
+ */
+static conc__lock_t failed_lock = CONC_LOCK_INIT;
+static lconc_task *failed_head, *failed_tail;
+
+static void failed_link(lconc_task *t) {
+  conc__lock(&failed_lock);
+  t->fnext = NULL;
+  t->fprev = failed_tail;
+  if (failed_tail) failed_tail->fnext = t;
+  else failed_head = t;
+  failed_tail = t;
+  t->in_failed = true;
+  conc__unlock(&failed_lock);
+}
+
+static void failed_unlink(lconc_task *t) {
+  conc__lock(&failed_lock);
+  if (t->in_failed) {
+    if (t->fprev) t->fprev->fnext = t->fnext;
+    else failed_head = t->fnext;
+    if (t->fnext) t->fnext->fprev = t->fprev;
+    else failed_tail = t->fprev;
+    t->in_failed = false;
+  }
+  conc__unlock(&failed_lock);
+}
+
+/* Appends "worker N failed and was never joined: <error>" for the failed
+ * tasks nobody joined (at most 10, each error cut at 4 KB) to the report
+ * in buf, within size bytes; a task named there is not named again when
+ * its handle is collected. */
+#define NOTE_FAILED_MAX 10
+#define NOTE_ERROR_MAX 4096
+
+static void note_failed(char *buf, size_t size) {
+  size_t n = strlen(buf);
+  int shown = 0, more = 0;
+  conc__lock(&failed_lock);
+  for (lconc_task *t = failed_head; t; t = t->fnext) {
+    if (atomic_load(&t->observed)) continue;
+    if (shown == NOTE_FAILED_MAX || n + 256 >= size) {
+      more++;
+      continue;
+    }
+    size_t len;
+    const char *err = lconc_msg_string(&t->result, &len);
+    int k = err != NULL
+                ? snprintf(buf + n, size - n,
+                           "worker %lld failed and was never joined: %.*s\n\n",
+                           (long long)t->id,
+                           (int)(len > NOTE_ERROR_MAX ? NOTE_ERROR_MAX : len),
+                           err)
+                : snprintf(buf + n, size - n,
+                           "worker %lld failed and was never joined: "
+                           "(error object is a %s value)\n\n",
+                           (long long)t->id, lconc_msg_type_name(&t->result));
+    if (k < 0) break;
+    n = (size_t)k >= size - n ? size - 1 : n + (size_t)k;
+    atomic_store(&t->observed, 1);
+    shown++;
+  }
+  conc__unlock(&failed_lock);
+  if (more > 0 && n + 64 < size)
+    snprintf(buf + n, size - n, "... and %d more failed worker%s\n\n", more,
+             more > 1 ? "s" : "");
+}
+
 static void task_destroy(conc_obj *o) {
   lconc_task *t = (lconc_task *)o;
+  failed_unlink(t);
   if (atomic_load(&t->state) == TASK_FAILED && !atomic_load(&t->observed)) {
     size_t len;
     const char *err = lconc_msg_string(&t->result, &len);
@@ -1330,6 +1405,7 @@ static void end_task(lconc_task *t, int state) {
   conc_retain((conc_obj *)done);
   atomic_store(&t->state, state);
   list_remove(t);
+  if (state == TASK_FAILED && !atomic_load(&t->observed)) failed_link(t);
   conc_release(&t->hdr);
   conc__chan_close_owned(done);
   conc_release((conc_obj *)done);
@@ -2640,6 +2716,7 @@ static void set_hooks(void) {
                                           collect_main_garbage};
   conc__sched_set_hooks(&hooks);
   conc__set_deadlock_sweep(sweep_before_deadlock);
+  conc__set_deadlock_note(note_failed);
 }
 
 int lconc_spawn(lconc_task *t) {

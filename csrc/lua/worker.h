@@ -29,6 +29,9 @@ typedef struct lconc_task {
   atomic_int observed;    /* a join has returned the outcome */
   conc_msg result;        /* the results, or the error */
   struct lconc_task *prev, *next;  /* the list of running tasks */
+  /* Failed, its error not joined yet (worker.c's failed list). */
+  struct lconc_task *fprev, *fnext;
+  bool in_failed;
   /* Run by the task's thread once fn has returned (ok) or raised, with
    * its results or its error on L above index base (it may pop them);
    * L is NULL when the task could not start (t->result says why). For
