@@ -1341,6 +1341,63 @@ describe("light tasks", function()
     ]], 1, 60)
   end)
 
+  it("a task's code outside its body (its outcome, loading what its call " ..
+     "names) does not hold the main script's timed wait", function()
+    -- One P, kept by a spinner: the main script's wait runs each new task
+    -- itself. Each computes 2 s where only the main script's thread can
+    -- set it aside: an error's __tostring, a <close> an error runs, a
+    -- module its function comes from, loaded as the call is decoded.
+    run([[
+      local conc = require("conc")
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert(os.execute("mkdir " .. dir))
+      local f = assert(io.open(dir .. "/slowmod.lua", "w"))
+      f:write([=[
+        local conc = require("conc")
+        if conc.id() ~= 0 then
+          local t = os.clock() while os.clock() - t < 2 do end
+        end
+        return {f = function() return "slow" end}
+      ]=])
+      f:close()
+      package.path = dir .. "/?.lua;" .. package.path
+      local slowmod = require("slowmod")
+      local function slow()
+        local t = os.clock() while os.clock() - t < 2 do end
+      end
+      local bodies = {
+        function() error(setmetatable({}, {__tostring = function()
+          slow() return "late" end})) end,
+        function()
+          local x <close> = setmetatable({}, {__close = slow})
+          error("closed")
+        end,
+        slowmod.f,
+      }
+      local flag = conc.atomic(0)
+      local spinner = conc.go(function(fl)
+        while fl:load() == 0 do end
+      end, flag)
+      conc.sleep(0.01)
+      for i, body in ipairs(bodies) do
+        local h = conc.go(body)
+        local t0 = conc.now()
+        local ok, why = h:wait(0.1)
+        local waited = conc.now() - t0
+        assert(not ok and why == "timeout", i .. ": " .. tostring(why))
+        assert(waited < 1.5, ("case %d: the main script's wait(0.1) " ..
+          "took %.2f s"):format(i, waited))
+        h:wait()
+      end
+      flag:store(1)
+      assert(spinner:join())
+      os.remove(dir .. "/slowmod.lua")
+      os.remove(dir)
+      print("OK")
+    ]], 1, 60)
+  end)
+
   it("coroutines inside tasks call blocking conc functions", function()
     run([[
       local conc = require("conc")

@@ -2040,8 +2040,32 @@ static void preempt_signal(void) {
   lconc_task *t = cur_task;
   if (co == NULL) return;
   int depth = t != NULL ? t->depth : 0; /* this thread's: no race */
-  if (depth > 0) co = t->chain[depth - 1].co;
+  if (depth > 0 && co != t->L) co = t->chain[depth - 1].co;
   if (lua_gethook(co) == NULL) lua_sethook(co, preempt_hook, LUA_MASKCOUNT, 1);
+  /* Outside the body (outside_begin): the <close>s an error left run on
+   * the coroutine, as lua_resetthread closes it. */
+  lua_State *body = t != NULL && co == t->L ? t->co : NULL;
+  if (body != NULL && lua_gethook(body) == NULL)
+    lua_sethook(body, preempt_hook, LUA_MASKCOUNT, 1);
+}
+
+/*
+ * A task's code outside its coroutine: decoding its call (which loads
+ * the modules it names), and its outcome (an error's __tostring, the
+ * results' __conc_export, <close> handlers an error runs, an errgroup's
+ * encoding). preempt_signal hooks the state's own thread meanwhile: it
+ * cannot yield, but the main script's thread running the task (helping)
+ * sets the turn aside there as it does in the body's C calls; before, a
+ * wait with a timeout in the main script was held until that code ended
+ * (forever for a __tostring that loops).
+ */
+static void outside_begin(lua_State *L) { cur_co = L; }
+
+static void outside_end(lconc_task *t) {
+  cur_co = NULL; /* first: a signal now hooks nothing */
+  if (lua_gethook(t->L) == preempt_hook) lua_sethook(t->L, NULL, 0, 0);
+  if (t->co && lua_gethook(t->co) == preempt_hook)
+    lua_sethook(t->co, NULL, 0, 0);
 }
 
 /* The error at the top of co (a task that raised), as the message
@@ -2105,6 +2129,7 @@ static int light_outcome(lua_State *L) {
 static void light_end(lconc_task *t, int status, int nres) {
   lua_State *L = t->L, *co = t->co;
   conc__g *g = &t->g;
+  outside_begin(L);
   bool oom = limit_end(L, status); /* first: reporting needs memory */
   conc_msg_free(&t->call);
   lua_settop(L, 1); /* the coroutine (or the setup's error) */
@@ -2139,6 +2164,7 @@ static void light_end(lconc_task *t, int status, int nres) {
     lua_gc(L, LUA_GCCOLLECT);
     mem_of(L)->finalizers = false; /* they ran */
   }
+  outside_end(t);
   conc__waiter_leave(g->w);
   state_put(L, clean_state(L));
   t->L = t->co = NULL;
@@ -2171,7 +2197,9 @@ static bool light_start(lconc_task *t) {
   limit_begin(L, t);
   lua_pushcfunction(L, light_setup);
   lua_pushlightuserdata(L, t);
+  outside_begin(L);
   int status = lua_pcall(L, 1, 1, 1);
+  outside_end(t);
   lua_remove(L, 1);
   if (status != LUA_OK) {
     light_end(t, status, 0);
