@@ -376,4 +376,19 @@ describe("conc.pool", function()
     assert.is_nil(conc.pool():get())
     assert.has_error(function() conc.pool{new = 1} end)
   end)
+
+  it("refuses to travel to another worker, naming itself", function()
+    local pool = conc.pool{new = function() return {} end}
+    local why = "a conc.pool holds values of one lua_State: make one in " ..
+                "each worker"
+    local ok, err = pcall(conc.go, function() return pool:get() end)
+    assert.is_false(ok)
+    assert.matches("upvalue 'pool'", err, 1, true)
+    assert.matches(why, err, 1, true)
+    local c = conc.chan(1)
+    ok, err = pcall(c.send, c, {pool})
+    assert.is_false(ok)
+    assert.matches(why, err, 1, true)
+    assert.are.equal(0, #c)
+  end)
 end)

@@ -19,6 +19,12 @@ conc._VERSION = "conc scm"
 -- create one per worker (each worker has its own state).
 local pool_mt = {__name = "conc.pool"}
 pool_mt.__index = pool_mt
+-- Its refusal to travel names it (the codec's own words would be "a
+-- table with a metatable").
+function pool_mt.__conc_export()
+  error("a conc.pool holds values of one lua_State: make one in each worker",
+    0)
+end
 
 local function check_pool(self, method)
   if getmetatable(self) ~= pool_mt then
