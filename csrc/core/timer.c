@@ -33,10 +33,15 @@ struct conc_timer {
   conc_tick_fn tick;        /* channel timers: builds the message */
   conc_chan *chan;          /* channel timers: weak (timers.lock), NULL
                              * once the channel is being destroyed */
-  /* A firing popped but not done (timers.lock), and whether a channel
-   * firing sent its value (the channel's lock). */
-  bool in_flight;
-  uint64_t flight_gen;  /* the generation of that firing (timers.lock) */
+  /* Firings of generation flight_gen taken but not done (timers.lock),
+   * and whether a channel firing of it sent its value (the channel's
+   * lock). A receiver (conc__timer_run_due) and the timer thread may
+   * fire one timer at once, a stale generation's beside the current
+   * one's: only the current one's firings count here, and a stale one
+   * writes neither (it once cleared the current one's flag, and a stop
+   * then called a schedule whose value never came inactive). */
+  int in_flight;
+  uint64_t flight_gen;  /* (timers.lock) */
   atomic_bool sent;  /* atomic: a reset from another thread may race */
 };
 
@@ -148,7 +153,8 @@ static void heap_remove(conc_timer *t) {
 static uint64_t take_due(conc_timer *t, conc_time now, bool *one_shot) {
   uint64_t gen = atomic_load_explicit(&t->gen, memory_order_relaxed);
   *one_shot = t->period == 0;
-  t->in_flight = true;
+  if (t->flight_gen != gen) t->in_flight = 0; /* a stale one's count */
+  t->in_flight++;
   t->flight_gen = gen;
   atomic_store_explicit(&t->sent, false, memory_order_relaxed);
   if (t->period > 0) {
@@ -167,9 +173,9 @@ static void fire_taken(conc_timer *t, conc_time now, uint64_t gen,
                        bool one_shot) {
   t->fire(t, t->arg, now, gen);
   conc__lock(&timers.lock);
-  t->in_flight = false;
+  if (t->flight_gen == gen) t->in_flight--; /* else a stale one: not counted */
   conc__unlock(&timers.lock);
-  if (one_shot) conc__timers_busy_add(-1);  /* after its wake-ups */
+  if (one_shot) conc__timers_busy_add(-1); /* after its wake-ups */
   conc_timer_release(t);
 }
 
@@ -220,7 +226,7 @@ static bool ensure_thread(void) {
   pthread_attr_t attr;
   CONC_CHECK(pthread_attr_init(&attr));
   CONC_CHECK(pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED));
-  sigset_t old_mask;  /* the thread blocks conc's signals (signal.c) */
+  sigset_t old_mask; /* the thread blocks conc's signals (signal.c) */
   conc_signal_block(&old_mask);
   int rc = pthread_create(&tid, &attr, timer_main, NULL);
   conc_signal_restore(&old_mask);
@@ -252,13 +258,13 @@ int conc_timer_start(conc_timer *t, conc_time when, conc_time period) {
   }
   t->when = when;
   t->period = period;
-  if (!was) timer_retain(t);  /* the heap's reference */
+  if (!was) timer_retain(t); /* the heap's reference */
   if (!heap_push(t)) {
     conc__unlock(&timers.lock);
     conc_timer_release(t);
     return CONC_ENOMEM;
   }
-  conc__timers_busy_add(1);  /* it may wake someone: no deadlock yet */
+  conc__timers_busy_add(1); /* it may wake someone: no deadlock yet */
   if (t->index == 0 && timers.sleeping && conc__waiter_claim(timers.w, 0)) {
     timers.sleeping = false;
     wake = timers.w;
@@ -272,7 +278,7 @@ int conc_timer_stop(conc_timer *t) {
   conc__lock(&timers.lock);
   int was = unschedule(t);
   conc__unlock(&timers.lock);
-  if (was) conc_timer_release(t);  /* the heap's reference */
+  if (was) conc_timer_release(t); /* the heap's reference */
   return was;
 }
 
@@ -292,29 +298,30 @@ static conc_chan *chan_of(conc_timer *t) {
 static void chan_fire(conc_timer *t, void *arg, conc_time now, uint64_t gen) {
   (void)arg;
   conc_chan *c = chan_of(t);
-  if (c == NULL) return;  /* nobody can receive it any more */
+  if (c == NULL) return; /* nobody can receive it any more */
   conc_msg m;
   conc_waiter *wake = NULL;
   t->tick(&m, now);
   conc__lock(&c->lock);
   /* Checked under the channel lock: a stop that bumped gen drains the
    * channel after, under the same lock, so no stale value survives. */
-  int rc = conc_timer_gen(t) == gen ? conc__chan_try_send(c, &m, &wake)
-                                    : CONC_EAGAIN;
-  atomic_store_explicit(&t->sent, rc == CONC_OK, memory_order_relaxed);
+  bool current = conc_timer_gen(t) == gen;
+  int rc = current ? conc__chan_try_send(c, &m, &wake) : CONC_EAGAIN;
+  if (current)
+    atomic_store_explicit(&t->sent, rc == CONC_OK, memory_order_relaxed);
   conc__unlock(&c->lock);
   if (rc != CONC_OK) conc_msg_free(&m);
   if (wake) conc__waiter_wake(wake);
-  conc_release((conc_obj *)c);  /* may destroy it: no lock held */
+  conc_release((conc_obj *)c); /* may destroy it: no lock held */
 }
 
 conc_timer *conc_timer_new_chan(conc_chan *c, conc_tick_fn make) {
-  if (c->timer != NULL) return NULL;  /* a channel owns one timer at most */
+  if (c->timer != NULL) return NULL; /* a channel owns one timer at most */
   conc_timer *t = conc_timer_new(chan_fire, NULL, NULL);
   if (t == NULL) return NULL;
   t->tick = make;
-  t->chan = c;       /* weak: a ticker nobody can receive from stops */
-  timer_retain(t);   /* the channel's reference */
+  t->chan = c; /* weak: a ticker nobody can receive from stops */
+  timer_retain(t); /* the channel's reference */
   c->timer = t;
   return t;
 }
@@ -331,7 +338,7 @@ conc_timer *conc_timer_new_chan(conc_chan *c, conc_tick_fn make) {
 void conc__timer_run_due(conc_timer *t) {
   conc_time now = conc_now();
   conc__lock(&timers.lock);
-  while (t->in_flight &&
+  while (t->in_flight > 0 &&
          t->flight_gen == atomic_load_explicit(&t->gen, memory_order_relaxed)) {
     conc__unlock(&timers.lock);
     sched_yield();
@@ -352,22 +359,22 @@ void conc__timer_chan_gone(conc_timer *t) {
   t->chan = NULL;
   int was = unschedule(t);
   conc__unlock(&timers.lock);
-  if (was) conc_timer_release(t);  /* the heap's reference */
+  if (was) conc_timer_release(t); /* the heap's reference */
   /* The channel's reference: t lives until here, as the analyzer, which
    * does not follow reference counts, cannot tell. */
-  conc_timer_release(t);  /* NOLINT(clang-analyzer-unix.Malloc) */
+  conc_timer_release(t); /* NOLINT(clang-analyzer-unix.Malloc) */
 }
 
 int conc_timer_stop_chan(conc_timer *t, conc_chan *c) {
   conc__lock(&timers.lock);
   /* A firing in flight counts only for the stop that made it stale (a
    * second stop finds the generation moved on). */
-  bool in_flight = t->in_flight &&
+  bool in_flight = t->in_flight > 0 &&
                    t->flight_gen ==
                        atomic_load_explicit(&t->gen, memory_order_relaxed);
   int was = unschedule(t);
   conc__unlock(&timers.lock);
-  if (was) conc_timer_release(t);  /* the heap's reference */
+  if (was) conc_timer_release(t); /* the heap's reference */
   conc_msg m;
   conc_waiter *wake;
   conc__lock(&c->lock);
@@ -378,6 +385,6 @@ int conc_timer_stop_chan(conc_timer *t, conc_chan *c) {
   int drained = conc__chan_try_recv(c, &m, &wake) == CONC_OK;
   conc__unlock(&c->lock);
   if (drained) conc_msg_free(&m);
-  if (wake) conc__waiter_wake(wake);  /* a sender on C, if any */
+  if (wake) conc__waiter_wake(wake); /* a sender on C, if any */
   return was || dropping || drained;
 }
