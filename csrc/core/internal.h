@@ -442,6 +442,8 @@ typedef struct conc_waitq {
 } conc_waitq;
 
 CONC_API void conc__waitq_push(conc_waitq *q, conc_sudog *s);
+/* Links s first in q (a waiter that goes back to where it was). */
+CONC_API void conc__waitq_push_front(conc_waitq *q, conc_sudog *s);
 CONC_API void conc__waitq_remove(conc_waitq *q, conc_sudog *s);
 /* Removes and returns the first sudog whose waiter this claim wins,
  * dropping stale ones (already claimed elsewhere) on the way. */

@@ -473,6 +473,16 @@ void conc__waitq_push(conc_waitq *q, conc_sudog *s) {
   atomic_fetch_add(&q->n, 1);
 }
 
+void conc__waitq_push_front(conc_waitq *q, conc_sudog *s) {
+  s->prev = NULL;
+  s->next = q->head;
+  if (q->head) q->head->prev = s;
+  else q->tail = s;
+  q->head = s;
+  s->linked = true;
+  atomic_fetch_add(&q->n, 1); /* as conc__waitq_push's */
+}
+
 void conc__waitq_remove(conc_waitq *q, conc_sudog *s) {
   if (!s->linked) return;
   if (s->prev) s->prev->next = s->next;

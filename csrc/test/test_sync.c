@@ -130,6 +130,58 @@ static void mutex_exact_counter(void) {
   rel(x.mu);
 }
 
+/* A thread takes the mutex, holds it 20 us and takes it again at once
+ * (an unlock wakes a waiter to try again, and the unlocker, running,
+ * comes back first, as in Go); another's locks must not starve: once it
+ * has waited 1 ms, the unlock hands the mutex to it. Its slowest lock is
+ * bounded, with room for a loaded machine. */
+typedef struct hammer {
+  conc_mutex *mu;
+  atomic_int stop;
+  atomic_long taken;
+} hammer;
+
+static void spin_us(long us) {
+  conc_time until = conc_now() + us * 1000;
+  while (conc_now() < until) {
+  }
+}
+
+static void *mutex_hammer(void *p) {
+  hammer *h = (hammer *)p;
+  while (!atomic_load(&h->stop)) {
+    conc_mutex_lock(h->mu);
+    atomic_fetch_add(&h->taken, 1);
+    spin_us(20); /* held 20 us: a waiter parks */
+    CHECK_RC(conc_mutex_unlock(h->mu), CONC_OK);
+  }
+  return NULL;
+}
+
+static void mutex_waiter_not_starved(void) {
+  hammer h;
+  memset(&h, 0, sizeof h);
+  h.mu = conc_mutex_new();
+  pthread_t t = spawn(mutex_hammer, &h);
+  while (atomic_load(&h.taken) < 100) sched_yield(); /* at it */
+  conc_time worst = 0;
+  long rounds = scaled(500, 4);
+  for (long i = 0; i < rounds; i++) {
+    conc_time t0 = conc_now();
+    conc_mutex_lock(h.mu);
+    conc_time took = conc_now() - t0;
+    CHECK_RC(conc_mutex_unlock(h.mu), CONC_OK);
+    if (took > worst) worst = took;
+    spin_us(50);
+  }
+  atomic_store(&h.stop, 1);
+  join(t);
+  CHECK(worst < 50 * CHECK_MS); /* ~1 ms; 4-90 ms without the hand-over */
+  CHECK(conc_mutex_trylock(h.mu)); /* left unlocked */
+  CHECK_RC(conc_mutex_unlock(h.mu), CONC_OK);
+  rel(h.mu);
+}
+
 static void mutex_trylock_unlock(void) {
   conc_mutex *mu = conc_mutex_new();
   CHECK_RC(conc_mutex_unlock(mu), CONC_ENOTLOCKED);
@@ -467,6 +519,7 @@ static const check_test tests[] = {
     {"wg_counter_and_negative", wg_counter_and_negative},
     {"wg_waiters_see_all_done", wg_waiters_see_all_done},
     {"mutex_exact_counter", mutex_exact_counter},
+    {"mutex_waiter_not_starved", mutex_waiter_not_starved},
     {"mutex_trylock_unlock", mutex_trylock_unlock},
     {"rwmutex_shared_readers", rwmutex_shared_readers},
     {"rwmutex_writers_exclude", rwmutex_writers_exclude},
