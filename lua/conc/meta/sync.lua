@@ -37,7 +37,7 @@ function waitgroup:count() end
 ---@return "spawn"? name
 function waitgroup:go(fn, ...) end
 
----Go's `sync.Mutex`, FIFO, not tied to a worker.
+---Go's `sync.Mutex` (its normal and starvation modes), not tied to a worker.
 ---@return conc.mutex
 function conc.mutex() end
 
