@@ -442,6 +442,8 @@ typedef struct conc_waitq {
 } conc_waitq;
 
 CONC_API void conc__waitq_push(conc_waitq *q, conc_sudog *s);
+/* Waiters queued on m now (tests order threads with it). */
+CONC_API int conc__mutex_waiters(conc_mutex *m);
 /* Links s first in q (a waiter that goes back to where it was). */
 CONC_API void conc__waitq_push_front(conc_waitq *q, conc_sudog *s);
 CONC_API void conc__waitq_remove(conc_waitq *q, conc_sudog *s);

@@ -127,9 +127,22 @@ conc_mutex *conc_mutex_new(void) {
   return m;
 }
 
+int conc__mutex_waiters(conc_mutex *m) {
+  conc__lock(&m->lock);
+  int n = 0;
+  for (const conc_sudog *sd = m->waiters.head; sd; sd = sd->next) n++;
+  conc__unlock(&m->lock);
+  return n;
+}
+
+/* Free is LOCKED clear: an unlock that woke a waiter to try again leaves
+ * WAITERS set with the mutex free (Go's TryLock looks at locked and
+ * starving alone). */
 int conc_mutex_trylock(conc_mutex *m) {
-  int s = 0;
-  return atomic_compare_exchange_strong(&m->state, &s, LOCKED);
+  int s = atomic_load_explicit(&m->state, memory_order_relaxed);
+  while (!(s & LOCKED))
+    if (atomic_compare_exchange_weak(&m->state, &s, s | LOCKED)) return 1;
+  return 0;
 }
 
 /* Parks on q (lock held by the caller, released here) until handed the
