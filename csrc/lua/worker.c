@@ -168,7 +168,9 @@ static void note_failed(char *buf, size_t size) {
 
 static void task_destroy(conc_obj *o) {
   lconc_task *t = (lconc_task *)o;
-  failed_unlink(t);
+  /* in_failed is set before the running thread's release and cleared
+   * only here: read without the lock (a global lock every task paid). */
+  if (t->in_failed) failed_unlink(t);
   if (atomic_load(&t->state) == TASK_FAILED && !atomic_load(&t->observed)) {
     size_t len;
     const char *err = lconc_msg_string(&t->result, &len);
