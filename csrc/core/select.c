@@ -191,7 +191,13 @@ static int select_with(conc_case *cases, int n, conc_time deadline,
                        int *closed_send, int *order, conc_chan **locks,
                        conc_sudog *sudogs) {
   int live = conc__shuffle_cases(cases, n, order);
-  for (int k = 0; k < live; k++) locks[k] = cases[order[k]].chan;
+  for (int k = 0; k < live; k++) {
+    const conc_case *cs = &cases[order[k]];
+    locks[k] = cs->chan;
+    /* A due timer's value is there for a select (Go 1.23's timers). */
+    if (cs->op == CONC_RECV && cs->chan->timer)
+      conc__timer_run_due(cs->chan->timer);
+  }
   if (live == 0) {  /* only nil channels: never ready (Go blocks) */
     if (deadline == CONC_NOWAIT) return CONC_EAGAIN;
     conc_waiter *w = conc__waiter_self();
@@ -199,11 +205,6 @@ static int select_with(conc_case *cases, int n, conc_time deadline,
     conc__waiting_on(w, "select with no channel", NULL, true);
     int r = conc__waiter_park(w, deadline);
     return r == CONC_SEL_TIMEOUT ? CONC_ETIMEDOUT : conc__abort_code(r);
-  }
-  for (int k = 0; k < live; k++) {  /* a due timer's value is there */
-    const conc_case *cs = &cases[order[k]];
-    if (cs->op == CONC_RECV && cs->chan->timer)
-      conc__timer_run_due(cs->chan->timer);
   }
   int nlocks = sort_unique(locks, live);
   bool retried = false;

@@ -102,7 +102,8 @@ enum { LOCKED = 1, WAITERS = 2 };
  * STARVING_NS (Go's starvationThresholdNs), the unlock hands the mutex to
  * it directly (it stays LOCKED), so no waiter starves. Handing it over
  * every time made every contended lock wait for a sleeper's wake-up: 1,000
- * tasks x 100 lock/unlock took 0.12 s on 2 Ps, 27 ms on one.
+ * tasks x 100 lock/unlock took 74-107 ms on 2 Ps (now 26-37), 20-24 ms
+ * on one (bench/RESULTS.md, eleventh stop).
  */
 #define STARVING_NS 1000000
 
