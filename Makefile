@@ -86,7 +86,8 @@ tsan: build-tsan/conc/core.so build-tsan/lua_host
 # any error fails the run. CONC_HEAP=off: worker states allocate every
 # block with malloc, for memcheck to see it (ASan checks the heap).
 VALGRIND_SPECS = spec/chan_spec.lua spec/select_spec.lua spec/codec_spec.lua \
-                 spec/sync_spec.lua spec/ctx_spec.lua spec/time_spec.lua
+                 spec/sync_spec.lua spec/ctx_spec.lua spec/time_spec.lua \
+                 spec/task_end_spec.lua
 valgrind: $(MODULE)
 	CONC_SANITIZER=valgrind CONC_HEAP=off \
 	CONC_LUA="valgrind -q --error-exitcode=3 --leak-check=full \

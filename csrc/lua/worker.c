@@ -2147,12 +2147,16 @@ static void light_end(lconc_task *t, int status, int nres) {
       status = LUA_ERRMEM; /* its message is Lua's, made in advance */
       if (!dead) dead = lua_resetthread(co) != LUA_OK; /* <close>s */
     }
+    lua_settop(co, 0);
+    lua_sethook(co, NULL, 0, 0); /* its debug.sethook, as reset_state's */
     if (dead) { /* a coroutine an error ended is replaced */
+      /* Out of the task first: a collection below may free it (the
+       * memory limit's, or a step of finish's), and a preemption signal
+       * (preempt_signal) and outside_end hooked t->co: freed memory. */
+      t->co = NULL;
       lua_pushnil(L);
       lua_rawsetp(L, LUA_REGISTRYINDEX, &co_key); /* no new block */
     }
-    lua_settop(co, 0);
-    lua_sethook(co, NULL, 0, 0); /* its debug.sethook, as reset_state's */
   }
   int ok = status == LUA_OK;
   if (t->on_end) t->on_end(t, L, ok, 0);
