@@ -23,33 +23,62 @@
  * script's part ran tasks on one scheduler slot at once (SIGSEGV).
  */
 static pthread_mutex_t main_lock = PTHREAD_MUTEX_INITIALIZER;
-static int main_states;     /* open states that claimed it (main_lock) */
-static pthread_t main_tid;  /* their thread, while main_states > 0 */
+/* An open state that claimed it (its sentinel's block). The oldest is
+ * the main script: Ctrl-C is looked for in its main thread (a host's
+ * second state, opened and closed while the first runs, took Ctrl-C
+ * away from it); only the last one's close ends the main script's part
+ * and reports the workers still running. */
+typedef struct main_state {
+  lua_State *main;  /* the state's main thread */
+  struct main_state *next;
+} main_state;
+static main_state *main_states; /* oldest first (main_lock) */
+static pthread_t main_tid;      /* their thread, while there are any */
 
-static bool claim_main(void) {
+/* Whether L takes (or shares) the main script's part; *first: it is the
+ * only state that has it. */
+static bool claim_main(lua_State *L, main_state *node, bool *first) {
   pthread_mutex_lock(&main_lock);
-  bool mine = main_states == 0 || pthread_equal(main_tid, pthread_self());
+  bool mine = main_states == NULL || pthread_equal(main_tid, pthread_self());
+  *first = main_states == NULL;
   if (mine) {
     main_tid = pthread_self();
-    main_states++;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    node->main = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    node->next = NULL;
+    main_state **q = &main_states;
+    while (*q) q = &(*q)->next;
+    *q = node;
   }
   pthread_mutex_unlock(&main_lock);
   return mine;
 }
 
 static int main_state_closing(lua_State *L) {
-  (void)L;
+  main_state *node = lua_touserdata(L, 1);
   pthread_mutex_lock(&main_lock);
-  bool last = --main_states == 0;
+  bool was_oldest = main_states == node;
+  for (main_state **q = &main_states; *q; q = &(*q)->next)
+    if (*q == node) {
+      *q = node->next;
+      break;
+    }
+  main_state *oldest = main_states;
   pthread_mutex_unlock(&main_lock);
   lconc_blocking(NULL, NULL);  /* the state it names is closing */
+  if (oldest != NULL) {
+    /* Another state of this thread is open: it is still the main
+     * script, and now the one Ctrl-C is looked for in. */
+    if (was_oldest) lconc_interrupt_init(oldest->main);
+    return 0;
+  }
   lconc_interrupt_close();
   /* The main script ran its last line: its thread runs no more tasks
    * (a task it took while it waits here would hold the exit), until a
    * state opened on it later claims the part again (an embedder's next
-   * script). Not while another state of its own is open: that one is
-   * still the main script. */
-  if (last) conc__sched_main_done();
+   * script). */
+  conc__sched_main_done();
   lconc_report_running();
   return 0;
 }
@@ -74,18 +103,20 @@ int luaopen_conc_core(lua_State *L) {
   }
   lua_pop(L, 1);
   if (!lconc_is_worker_state(L) &&
-      lua_getfield(L, LUA_REGISTRYINDEX, "conc.main_sentinel") == LUA_TNIL &&
-      claim_main()) {
+      lua_getfield(L, LUA_REGISTRYINDEX, "conc.main_sentinel") == LUA_TNIL) {
     /* A sentinel collected when the main state closes (it is created
      * first, so it is finalized after every handle of that state). */
-    lua_newuserdatauv(L, 1, 0);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, main_state_closing);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    lua_setfield(L, LUA_REGISTRYINDEX, "conc.main_sentinel");
-    lconc_main_enter();
-    lconc_interrupt_init(L);
+    main_state *node = lua_newuserdatauv(L, sizeof *node, 0);
+    bool first;
+    if (claim_main(L, node, &first)) {
+      lua_createtable(L, 0, 1);
+      lua_pushcfunction(L, main_state_closing);
+      lua_setfield(L, -2, "__gc");
+      lua_setmetatable(L, -2);
+      lua_setfield(L, LUA_REGISTRYINDEX, "conc.main_sentinel");
+      lconc_main_enter();
+      if (first) lconc_interrupt_init(node->main);
+    }
   }
   lua_settop(L, 0);
   lua_newtable(L);

@@ -55,6 +55,9 @@ CONC_API void lconc_gc_pressure(lua_State *L, size_t bytes);
  * error naming the argument. */
 CONC_API conc_obj *lconc_check_obj(lua_State *L, int idx,
                                    const conc_type *type);
+/* The same, raising in Lua's own wording (a host's conc_lua_check). */
+CONC_API conc_obj *lconc_check_obj_plain(lua_State *L, int idx,
+                                         const conc_type *type);
 /* The object at idx if it is a conc object of `type`, else NULL. */
 CONC_API conc_obj *lconc_test_obj(lua_State *L, int idx, const conc_type *type);
 /* The object at idx if it is any conc object, else NULL. */
@@ -239,10 +242,10 @@ CONC_API void lconc_open_signal(lua_State *L);   /* lsignal.c */
 
 /* ---- Ctrl-C and the main script (lsignal.c) ----------------------------- */
 
-/* L is the main script's state (the one that loaded conc on the main
- * thread): remembers its main thread, whose hook lua.c's SIGINT handler
- * sets, and tells the core how to ask whether Ctrl-C was pressed. */
-CONC_API void lconc_interrupt_init(lua_State *L);
+/* M is the main thread of the main script's state (the one that loaded
+ * conc on the main thread): remembers it (lua.c's SIGINT handler sets
+ * its hook), and tells the core how to ask whether Ctrl-C was pressed. */
+CONC_API void lconc_interrupt_init(lua_State *M);
 /* The main script's state is closing: no more questions to it. */
 CONC_API void lconc_interrupt_close(void);
 /* A blocking call of the main script begins: remembers the hook, so a

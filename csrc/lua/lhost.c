@@ -44,7 +44,7 @@ conc_obj *conc_lua_test(lua_State *L, int idx, const conc_type *type) {
 }
 
 conc_obj *conc_lua_check(lua_State *L, int idx, const conc_type *type) {
-  return lconc_check_obj(L, idx, type);
+  return lconc_check_obj_plain(L, idx, type);
 }
 
 conc_chan *conc_lua_to_chan(lua_State *L, int idx, int *recv_only) {

@@ -237,6 +237,16 @@ conc_obj *lconc_test_obj(lua_State *L, int idx, const conc_type *type) {
   return b && b->type == type ? b->o : NULL;
 }
 
+/* As lconc_check_obj, in Lua's own wording (luaL_typeerror's): for a
+ * host's C function (conc_lua_check), which conc's wording would name as
+ * a method of the type ("conc.chan:f: bad argument #1 ..."). */
+conc_obj *lconc_check_obj_plain(lua_State *L, int idx, const conc_type *type) {
+  lconc_box *b = sealed_box(L, idx);
+  if (b == NULL || b->type != type) luaL_typeerror(L, idx, type->name);
+  if (b->o == NULL) luaL_argerror(L, idx, "object already released");
+  return b->o;
+}
+
 conc_obj *lconc_check_obj(lua_State *L, int idx, const conc_type *type) {
   lconc_box *b = sealed_box(L, idx);
   if (b == NULL || b->type != type) {

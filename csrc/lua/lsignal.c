@@ -140,10 +140,8 @@ static int interrupt_pending(void) {
          lua_gethook(M) != atomic_load_explicit(&hook0, memory_order_relaxed);
 }
 
-void lconc_interrupt_init(lua_State *L) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  atomic_store(&main_L, lua_tothread(L, -1));
-  lua_pop(L, 1);
+void lconc_interrupt_init(lua_State *M) {
+  atomic_store(&main_L, M);
   lconc_interrupt_arm();
   conc_set_interrupt_pending(interrupt_pending);
 }

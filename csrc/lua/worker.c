@@ -1151,6 +1151,12 @@ static int setup_state(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &lazy_mt_key);
   lua_pushboolean(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &worker_key);
+  /* The host's hook sees the libraries as a task does, opened on first
+   * use (a module it loads may use table or string). */
+  lua_pushglobaltable(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &lazy_mt_key);
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
   lconc_call_state_init(L);  /* the host's modules (conc_lua.h) */
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <unistd.h>
 #include <math.h>
 #include <lauxlib.h>
@@ -107,6 +108,32 @@ static void test_hook_gives_workers_the_module(void) {
   lua_close(L);
 }
 
+/* The hook's Lua code sees the standard libraries as a task does (they
+ * open on first use): they were nil in it. */
+static int libs_init(lua_State *L) {
+  if (luaL_dostring(L,
+                    "local t = {} table.insert(t, string.rep('x', 2)) "
+                    "assert(math.max(1, 2) == 2 and os.time() > 0 and "
+                    "io.write and coroutine.wrap and utf8.char and "
+                    "debug.traceback) "
+                    "package.preload['embed.lib'] = function() "
+                    "return {v = t[1]} end") != LUA_OK)
+    return lua_error(L);
+  return 0;
+}
+
+static void test_hook_sees_the_libraries(void) {
+  conc_lua_set_state_init(libs_init);
+  lua_State *L = new_host();
+  run(L,
+      "local conc = require('conc')\n"
+      "local ok, v = conc.go(function() return require('embed.lib').v end)"
+      ":join()\n"
+      "assert(ok and v == 'xx', tostring(v))\n",
+      0, 0);
+  lua_close(L);
+}
+
 static void test_without_hook_workers_lack_the_module(void) {
   lua_State *L = new_host();
   preload(L, "embed.mod", open_mod);  /* the main state's, not workers' */
@@ -192,7 +219,11 @@ static void test_push_and_get_objects(void) {
   lua_pushcfunction(L, check_chan_body);
   lua_insert(L, -2);
   CHECK(lua_pcall(L, 1, 0, 0) != LUA_OK);
-  CHECK(strstr(lua_tostring(L, -1), "conc.chan expected, got number"));
+  /* Lua's own wording: the host's function is no conc method. */
+  CHECK(strstr(lua_tostring(L, -1),
+               "bad argument #1 to '?' (conc.chan expected, got number)") ||
+        strstr(lua_tostring(L, -1), "bad argument #1 (conc.chan expected"));
+  CHECK(strstr(lua_tostring(L, -1), "conc.chan:") == NULL);
   lua_pop(L, 2);
   /* The Lua side sends on it and hands back a receive-only view. */
   run(L, "local ch = ...; assert(ch:send('hi')); return ch:recv_only()", 1, 1);
@@ -449,7 +480,103 @@ static void test_second_state_keeps_the_part(void) {
   lua_close(second);
 }
 
+/* What a state's close wrote on stderr. */
+static void close_capturing_stderr(lua_State *L, char *out, size_t size) {
+  FILE *tmp = tmpfile();
+  CHECK(tmp != NULL);
+  fflush(stderr);
+  int saved = dup(2);
+  CHECK(saved >= 0 && dup2(fileno(tmp), 2) == 2);
+  lua_close(L);
+  fflush(stderr);
+  CHECK(dup2(saved, 2) == 2);
+  close(saved);
+  CHECK(fseek(tmp, 0, SEEK_SET) == 0);
+  size_t n = fread(out, 1, size - 1, tmp);
+  out[n] = '\0';
+  fclose(tmp);
+}
+
+/* A second state of the host's thread closes while the first, the main
+ * script, runs on: its close is not the main script's end (it reported
+ * the first's running workers as abandoned). */
+static void test_second_state_close_is_not_the_end(void) {
+  conc_deadlock_mode(CONC_DEADLOCK_OFF);
+  lua_State *first = new_host();
+  run(first,
+      "local conc = require('conc') gate = conc.chan() "
+      "h = conc.go(function(g) return g:recv() end, gate)",
+      0, 0);
+  lua_State *second = new_host();
+  char out[4096];
+  close_capturing_stderr(second, out, sizeof out);
+  CHECK(strstr(out, "the main script ended") == NULL);
+  run(first,
+      "gate:send(7) local ok, v = h:join() assert(ok and v == 7, tostring(v))",
+      0, 0);
+  close_capturing_stderr(first, out, sizeof out);
+  CHECK(strstr(out, "the main script ended") == NULL); /* none left */
+}
+
+/* Ctrl-C as lua.c takes it (its handler sets a hook on the main state):
+ * it ends the first state's wait after a second state of the thread was
+ * opened and closed (the second took Ctrl-C away, then nothing had it),
+ * and while the second is open. */
+static lua_State *interrupted;
+static void stop_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+/* lua.c's laction: lua_sethook is what the Lua manual allows a signal
+ * handler to call (it only stores the hook and its mask). */
+static void on_sigint(int sig) {
+  signal(sig, SIG_DFL);
+  /* NOLINTNEXTLINE(bugprone-signal-handler,cert-sig30-c,cert-msc54-cpp) */
+  lua_sethook(interrupted, stop_hook,
+              LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+}
+static void *send_sigint(void *arg) {
+  (void)arg;
+  usleep(100000);
+  kill(getpid(), SIGINT);
+  return NULL;
+}
+
+static void ctrl_c_ends_the_wait(bool keep_second) {
+  conc_deadlock_mode(CONC_DEADLOCK_OFF);
+  lua_State *first = new_host(), *second = new_host();
+  if (!keep_second) lua_close(second);
+  interrupted = first;
+  signal(SIGINT, on_sigint);
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, send_sigint, NULL) == 0);
+  /* Nothing sends: only Ctrl-C ends it (the test's timeout else). */
+  run(first,
+      "local ch = require('conc').chan() local ok, e = pcall(ch.recv, ch) "
+      "assert(not ok and tostring(e):find('interrupted!'), tostring(e))",
+      0, 0);
+  CHECK(pthread_join(t, NULL) == 0);
+  if (keep_second) lua_close(second);
+  lua_close(first);
+}
+
+static void test_ctrl_c_after_a_second_state_closed(void) {
+  ctrl_c_ends_the_wait(false);
+}
+
+static void test_ctrl_c_while_a_second_state_is_open(void) {
+  ctrl_c_ends_the_wait(true);
+}
+
 static const check_test tests[] = {
+    {"second_state_close_is_not_the_end",
+     test_second_state_close_is_not_the_end},
+    {"ctrl_c_after_a_second_state_closed",
+     test_ctrl_c_after_a_second_state_closed},
+    {"ctrl_c_while_a_second_state_is_open",
+     test_ctrl_c_while_a_second_state_is_open},
+    {"hook_sees_the_libraries", test_hook_sees_the_libraries},
     {"host_signal_message_stays", test_host_signal_message_stays},
     {"next_state_on_the_thread_helps", test_next_state_on_the_thread_helps},
     {"second_state_keeps_the_part", test_second_state_keeps_the_part},
