@@ -279,10 +279,11 @@ CONC_PUBLIC int conc_select(conc_case *cases, int n, conc_time deadline,
 
 typedef struct conc_timer conc_timer;
 /*
- * Called by the timer thread, with no lock held, when t fires; `gen` is
- * t's generation when it fired: compare it with conc_timer_gen() under
- * the lock that guards what fire does, to drop a firing that a stop or
- * reset made stale.
+ * Called by the timer thread, with no lock held, when t fires; `now` is
+ * the time it was due (its deadline or tick, even when it fires late, as
+ * Go 1.23 stamps a timer's value); `gen` is t's generation when it
+ * fired: compare it with conc_timer_gen() under the lock that guards
+ * what fire does, to drop a firing that a stop or reset made stale.
  */
 typedef void (*conc_timer_fn)(conc_timer *t, void *arg, conc_time now,
                               uint64_t gen);

@@ -167,6 +167,32 @@ describe("time", function()
       for i = 1, 4 do assert.are.same({true, 500}, {hs[i]:join()}) end
     end)
 
+  it("a tick's value is the time it was due, and a late ticker keeps " ..
+     "its grid (Go 1.23)", function()
+    -- The process is stopped (SIGSTOP) past several ticks; the late
+    -- firing said when it ran (off the grid), and the ticker went on
+    -- from there. Every value is now start + k x period, exactly.
+    local out, rc = require("spec.support").run_script([[
+      local conc = require("conc")
+      local pid = io.open("/proc/self/stat"):read("n")
+      local tk = conc.ticker(0.05)
+      local v = {tk.C:recv()}
+      os.execute(("(sleep 0.01; kill -STOP %d; sleep 0.3; kill -CONT %d) &")
+        :format(pid, pid))
+      conc.sleep(0.5)
+      for i = 2, 4 do v[i] = tk.C:recv() end
+      tk:stop()
+      for i = 2, 4 do
+        local k = (v[i] - v[1]) / 0.05
+        assert(k > 0 and math.abs(k - math.floor(k + 0.5)) < 1e-6,
+          ("value %d is %.6f periods after the first"):format(i, k))
+      end
+      print("on the grid")
+    ]], 60)
+    assert.are.equal(0, rc, out)
+    assert.matches("on the grid", out)
+  end)
+
   it("a timer can be passed to a worker", function()
     local t = conc.timer(0.01)
     local h = conc.go(function(tm) return (tm.C:recv()) ~= nil end, t)

@@ -147,19 +147,24 @@ static void heap_remove(conc_timer *t) {
 /* ---- the thread --------------------------------------------------------- */
 
 /* Takes t, due at `now`, for a firing: out of the heap, or a ticker to
- * its next tick (skipping missed ones). Returns the generation fired;
- * the firing holds a reference to t until fire_taken ends it.
- * timers.lock held. */
-static uint64_t take_due(conc_timer *t, conc_time now, bool *one_shot) {
+ * its next tick (skipping missed ones, on its grid: Go's). Returns the
+ * generation fired, and in *due when it was due (what its value says,
+ * as Go 1.23's sendTime: a firing late by a loaded machine, or made by
+ * a receiver long after, still reads the deadline); the firing holds a
+ * reference to t until fire_taken ends it. timers.lock held. */
+static uint64_t take_due(conc_timer *t, conc_time now, bool *one_shot,
+                         conc_time *due) {
   uint64_t gen = atomic_load_explicit(&t->gen, memory_order_relaxed);
   *one_shot = t->period == 0;
+  *due = t->when < now ? t->when : now;
   if (t->flight_gen != gen) t->in_flight = 0; /* a stale one's count */
   t->in_flight++;
   t->flight_gen = gen;
   atomic_store_explicit(&t->sent, false, memory_order_relaxed);
   if (t->period > 0) {
-    t->when = conc__time_add(t->when, t->period);
-    if (t->when <= now) t->when = conc__time_add(now, t->period);
+    /* The first tick after now, when + period * k. */
+    conc_time missed = (now - *due) / t->period;
+    t->when = conc__time_add(*due, t->period * (1 + missed));
     sift_down(t->index);
     timer_retain(t);  /* the firing's reference; the heap keeps its own */
   } else {
@@ -169,9 +174,9 @@ static uint64_t take_due(conc_timer *t, conc_time now, bool *one_shot) {
 }
 
 /* Fires t as take_due took it, with no lock held, and ends the firing. */
-static void fire_taken(conc_timer *t, conc_time now, uint64_t gen,
+static void fire_taken(conc_timer *t, conc_time due, uint64_t gen,
                        bool one_shot) {
-  t->fire(t, t->arg, now, gen);
+  t->fire(t, t->arg, due, gen);
   conc__lock(&timers.lock);
   if (t->flight_gen == gen) t->in_flight--; /* else a stale one: not counted */
   conc__unlock(&timers.lock);
@@ -182,11 +187,11 @@ static void fire_taken(conc_timer *t, conc_time now, uint64_t gen,
 /* Pops what is due at `now` into batch; returns how many. timers.lock
  * held. */
 static int pop_due(conc_time now, conc_timer **batch, uint64_t *gens,
-                   bool *one_shot) {
+                   bool *one_shot, conc_time *dues) {
   int n = 0;
   while (n < BATCH && timers.len > 0 && timers.heap[0]->when <= now) {
     batch[n] = timers.heap[0];
-    gens[n] = take_due(batch[n], now, &one_shot[n]);
+    gens[n] = take_due(batch[n], now, &one_shot[n], &dues[n]);
     n++;
   }
   return n;
@@ -197,11 +202,12 @@ static void *timer_main(void *unused) {
   conc_timer *batch[BATCH];
   uint64_t gens[BATCH];
   bool one_shot[BATCH];
+  conc_time dues[BATCH];
   conc__lock(&timers.lock);
   timers.w = conc__waiter_self();
   for (;;) {
     conc_time now = conc_now();
-    int n = pop_due(now, batch, gens, one_shot);
+    int n = pop_due(now, batch, gens, one_shot, dues);
     if (n == 0) {
       conc_time next = timers.len ? timers.heap[0]->when : CONC_NEVER;
       conc__waiter_arm(timers.w);
@@ -213,7 +219,8 @@ static void *timer_main(void *unused) {
       continue;
     }
     conc__unlock(&timers.lock);
-    for (int i = 0; i < n; i++) fire_taken(batch[i], now, gens[i], one_shot[i]);
+    for (int i = 0; i < n; i++)
+      fire_taken(batch[i], dues[i], gens[i], one_shot[i]);
     conc__lock(&timers.lock);
   }
   return NULL;
@@ -349,9 +356,10 @@ void conc__timer_run_due(conc_timer *t) {
     return;
   }
   bool one_shot;
-  uint64_t gen = take_due(t, now, &one_shot);
+  conc_time due;
+  uint64_t gen = take_due(t, now, &one_shot, &due);
   conc__unlock(&timers.lock);
-  fire_taken(t, now, gen, one_shot);
+  fire_taken(t, due, gen, one_shot);
 }
 
 void conc__timer_chan_gone(conc_timer *t) {

@@ -15,18 +15,20 @@ function conc.now() end
 ---@return conc.reason? reason
 function conc.sleep(seconds, ctx) end
 
----Go's `time.After`: a receive-only channel that receives `conc.now()`
+---Go's `time.After`: a receive-only channel that receives the time it was due
 ---once, after `seconds`.
 ---@param seconds number
 ---@return conc.chan.recv_only
 function conc.after(seconds) end
 
----Go's `time.Timer`: `timer.C` receives `conc.now()` when it fires.
+---Go's `time.Timer`: `timer.C` receives the time it was due (`conc.now()`'s
+---clock) when it fires.
 ---@param seconds number
 ---@return conc.timer
 function conc.timer(seconds) end
 
----Go's `time.Ticker`: `ticker.C` receives `conc.now()` every `seconds`.
+---Go's `time.Ticker`: `ticker.C` receives every `seconds` the time that tick
+---was due (start + k x `seconds`).
 ---@param seconds number
 ---@return conc.ticker
 function conc.ticker(seconds) end
@@ -91,7 +93,30 @@ function conc.with_timeout(parent, seconds) end
 ---@return conc.cancel cancel
 function conc.with_deadline(parent, t) end
 
----@alias conc.ctx_key string|number|boolean|conc.chan
+---A key: a string, number or boolean, or any conc object (compared by
+---identity: a private `conc.chan()` makes a key no other code can name).
+---@alias conc.ctx_key
+---| string
+---| number
+---| boolean
+---| conc.chan
+---| conc.ctx
+---| conc.mutex
+---| conc.rwmutex
+---| conc.waitgroup
+---| conc.cond
+---| conc.once
+---| conc.atomic
+---| conc.map
+---| conc.semaphore
+---| conc.limiter
+---| conc.breaker
+---| conc.errgroup
+---| conc.pubsub
+---| conc.workpool
+---| conc.timer
+---| conc.ticker
+---| conc.worker
 
 ---A child of `parent` that carries `value` under `key`.
 ---@param parent conc.ctx
