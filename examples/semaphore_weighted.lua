@@ -72,4 +72,11 @@ wg:wait()
 order:close()
 local got = {}
 for v in order:range() do got[#got + 1] = v end
-print("granted in order: " .. table.concat(got, ", "))
+-- The writer first: the readers queued behind it though a unit was free.
+-- Its release grants all three readers at once (in their queue order),
+-- and they then run in any order: sorted here.
+assert(got[1] == "writer (3)", "a reader overtook the writer: " .. got[1])
+local readers = {table.unpack(got, 2)}
+table.sort(readers)
+print(("granted in order: writer (3), then together: %s")
+  :format(table.concat(readers, ", ")))

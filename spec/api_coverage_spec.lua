@@ -213,6 +213,25 @@ describe("the public API", function()
     assert.are.same({}, missing)
   end)
 
+  it("docs/API.md's Index lists every module function and no other", function()
+    local list = assert(api:match("\n## Index\n.-\nModule functions: (.-);\n"),
+      "docs/API.md's Index has no \"Module functions:\" list")
+    local listed, problems = {}, {}
+    for k in list:gmatch("`conc%.([%w_]+)`") do listed[k] = true end
+    for k, v in pairs(conc) do
+      if type(v) == "function" and not INTERNAL[k] and not listed[k] then
+        problems[#problems + 1] = "conc." .. k .. " not listed"
+      end
+    end
+    for k in pairs(listed) do
+      if type(conc[k]) ~= "function" then
+        problems[#problems + 1] = "conc." .. k .. " listed, not a function"
+      end
+    end
+    table.sort(problems)
+    assert.are.same({}, problems)
+  end)
+
   -- The Index at the end of docs/API.md: one row per object type, its
   -- methods in backticks.
   local function api_index()

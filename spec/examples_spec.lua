@@ -78,7 +78,9 @@ local expected = {
   ["semaphore_weighted.lua"] = {contains = {
     "processWithSemaphore(12 items, 4): <nil> (at most ",
     "processWithSemaphore(with a bad item): ",
-    "processing bad: invalid item", "granted in order: writer (3), reader"},
+    "processing bad: invalid item",
+    "granted in order: writer (3), then together: reader 1, reader 2, " ..
+    "reader 3"},
     max_at_once = 4},
   ["errgroup.lua"] = {contains = {"/a: 13 bytes: hello from /a",
     "/b: 13 bytes: hello from /b", "/c: 13 bytes: hello from /c",

@@ -278,6 +278,7 @@ function workpool:try_submit(job) end
 function workpool:results() end
 
 ---Takes no more jobs, then waits until every queued job is done.
+---@return true
 function workpool:close() end
 
 ---Waits until every worker has stopped.
