@@ -1,6 +1,6 @@
 -- A task's end after an error. `make valgrind` runs this file, and its
 -- scripts under memcheck (CONC_LUA): the end must touch nothing it freed.
-local support = require("spec.support")
+local support = require("support")
 
 describe("a task's end", function()
   it("a memory-limited task that fails: its end reads no freed coroutine",

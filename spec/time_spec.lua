@@ -172,7 +172,7 @@ describe("time", function()
     -- The process is stopped (SIGSTOP) past several ticks; the late
     -- firing said when it ran (off the grid), and the ticker went on
     -- from there. Every value is now start + k x period, exactly.
-    local out, rc = require("spec.support").run_script([[
+    local out, rc = require("support").run_script([[
       local conc = require("conc")
       local pid = io.open("/proc/self/stat"):read("n")
       local tk = conc.ticker(0.05)

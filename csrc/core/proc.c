@@ -49,6 +49,7 @@
 
 #define MAXPROCS 64
 #define RUNQ 256
+#define MAINQ 8
 #define SPIN_ROUNDS 40          /* a spinner's looks before it sleeps */
 #define BLOCKED_NS 1000000      /* in foreign C this long: hand its P on */
 #define PREEMPT_NS 10000000     /* computing this long: asked to yield */
@@ -126,6 +127,12 @@ static struct {
   atomic_bool started;
   _Atomic(conc__g *) main_next;
   atomic_ulong main_next_puts;
+  /* Tasks a helped turn pushed out of the main script's next slot (see
+   * mainq_put): a short queue of the main thread's, run by its waits. */
+  conc__lock_t mq_lock;
+  conc__g *mq[MAINQ];
+  unsigned mq_head, mq_tail;
+  atomic_int mq_n;
   atomic_long tasks_run, steals, preemptions, handoffs, helped;
   atomic_long thread_blocks;     /* tasks that blocked their thread */
   atomic_int live;               /* tasks started and not ended */
@@ -146,7 +153,8 @@ static struct {
   atomic_bool no_helper; /* the main thread could have none: see helpers_out */
   atomic_long thread_failures;
   atomic_int idle_wanted; /* idle work waiting (worker.c's) */
-} S = {.lock = CONC_LOCK_INIT, .tlock = CONC_LOCK_INIT};
+} S = {
+    .lock = CONC_LOCK_INIT, .tlock = CONC_LOCK_INIT, .mq_lock = CONC_LOCK_INIT};
 
 static conc__m main_m = {.is_main = true};
 static atomic_bool main_registered;
@@ -288,6 +296,58 @@ static int runq_len(conc__p *p) {
   return n + (atomic_load(&p->next) != NULL);
 }
 
+/*
+ * The main thread's queue. A task the main script's thread runs (a
+ * helped turn) that readies another pushes the main script's next slot
+ * out. Sent to the global queue with a thread woken for it, the pushed
+ * task ran on a P's thread, which slept again once it was done: in a
+ * pipeline into the main script at MAXPROCS 1, a futex wake and a sleep
+ * for most values (0.25 s for 100,000 values through 2 stages where the
+ * consumer as a task took 0.10; 1-6 s on a loaded machine). It goes to
+ * this short queue instead, which the main script's waits run after the
+ * next slot; a spinning thread takes from it as from the next slot
+ * (after a whole round unclaimed), the monitor wakes a thread for it
+ * within a tick, and it is full at MAINQ (the rest as before).
+ */
+static bool mainq_put(conc__g *g) {
+  conc__lock(&S.mq_lock);
+  bool room = S.mq_tail - S.mq_head < MAINQ;
+  if (room) {
+    S.mq[S.mq_tail++ % MAINQ] = g;
+    atomic_fetch_add(&S.mq_n, 1);
+  }
+  conc__unlock(&S.mq_lock);
+  return room;
+}
+
+static conc__g *mainq_get(void) {
+  if (atomic_load_explicit(&S.mq_n, memory_order_relaxed) == 0) return NULL;
+  conc__g *g = NULL;
+  conc__lock(&S.mq_lock);
+  if (S.mq_head != S.mq_tail) {
+    g = S.mq[S.mq_head++ % MAINQ];
+    atomic_fetch_sub(&S.mq_n, 1);
+  }
+  conc__unlock(&S.mq_lock);
+  return g;
+}
+
+/* g into the main script's next slot. What it pushes out goes to the
+ * main thread's queue when a turn on the main thread readied g (`helped`)
+ * and there is room, else to the global queue: true then (the caller
+ * wakes a thread for it, or not). */
+static bool main_next_by_turn; /* the main thread's alone */
+static bool main_next_put(conc__g *g, bool helped) {
+  atomic_fetch_add_explicit(&S.main_next_puts, 1, memory_order_relaxed);
+  CONC_HB_BEFORE(&S.main_next);
+  conc__g *out = atomic_exchange(&S.main_next, g);
+  bool by_turn = main_next_by_turn;
+  main_next_by_turn = helped;
+  if (out == NULL || ((helped || by_turn) && mainq_put(out))) return false;
+  globrunq_put(out);
+  return true;
+}
+
 /* Steals half of victim's queue into p's (one returned to run); with
  * take_next, its next slot too when its queue is empty. */
 static conc__g *steal_from(conc__p *p, conc__p *victim, bool take_next) {
@@ -342,18 +402,17 @@ static conc__g *steal_work(conc__p *p, seen_t *seen, bool first) {
     conc__g *g = steal_from(p, v, take_next);
     if (g) return g;
   }
-  /* The main script's next slot, if it has not come for it. */
-  if (aged(&seen[MAXPROCS], atomic_load(&main_m.tick),
-           atomic_load(&S.main_next_puts), first) &&
-      atomic_load(&S.main_next) != NULL) {
-    conc__g *g = atomic_exchange(&S.main_next, NULL);
-    if (g) {
-      CONC_HB_AFTER(&S.main_next);
-      atomic_fetch_add(&S.steals, 1);
-      return g;
-    }
-  }
-  return NULL;
+  /* The main script's next slot and queue, if it has not come for them. */
+  if (!aged(&seen[MAXPROCS], atomic_load(&main_m.tick),
+            atomic_load(&S.main_next_puts), first))
+    return NULL;
+  conc__g *g = NULL;
+  if (atomic_load(&S.main_next) != NULL &&
+      (g = atomic_exchange(&S.main_next, NULL)) != NULL)
+    CONC_HB_AFTER(&S.main_next);
+  if (g == NULL) g = mainq_get();
+  if (g) atomic_fetch_add(&S.steals, 1);
+  return g;
 }
 
 /* ---- threads and processors --------------------------------------------- */
@@ -749,10 +808,7 @@ static void commit_park(conc__p *p, conc__g *g) {
   } else if (p) {
     runq_put(p, g, true);
   } else if (self_m == &main_m) {
-    atomic_fetch_add_explicit(&S.main_next_puts, 1, memory_order_relaxed);
-    CONC_HB_BEFORE(&S.main_next);
-    conc__g *old = atomic_exchange(&S.main_next, g);
-    if (old) globrunq_put(old);
+    main_next_put(g, true); /* (a helped turn's park) */
   } else {
     globrunq_put(g);
     wakep();
@@ -938,7 +994,8 @@ static conc__g *find_runnable(conc__m *m) {
       break;
     }
   }
-  if (atomic_load(&S.main_next) != NULL || atomic_load(&S.idle_wanted) > 0)
+  if (atomic_load(&S.main_next) != NULL || atomic_load(&S.mq_n) > 0 ||
+      atomic_load(&S.idle_wanted) > 0)
     wakep();
   return NULL;
 }
@@ -1011,7 +1068,9 @@ static conc_time cpu_time(conc__m *m) {
 }
 
 static bool work_waiting(void) {
-  if (atomic_load(&S.gq_n) > 0 || atomic_load(&S.main_next)) return true;
+  if (atomic_load(&S.gq_n) > 0 || atomic_load(&S.main_next) ||
+      atomic_load(&S.mq_n) > 0)
+    return true;
   int n = atomic_load(&S.nprocs);
   for (int k = 0; k < n; k++) {
     conc__p *p = atomic_load(&S.ps[k]);
@@ -1197,6 +1256,7 @@ static void init(void) {
   CONC_HB_ATOMIC(&S.started);
   CONC_HB_ATOMIC(&S.main_next);
   CONC_HB_ATOMIC(&S.main_next_puts);
+  CONC_HB_ATOMIC(&S.mq_n);
   CONC_HB_ATOMIC(&S.live);
   CONC_HB_ATOMIC(&S.npinned);
   CONC_HB_ATOMIC(&S.main_w);
@@ -1265,10 +1325,7 @@ void conc__ready(conc__g *g) {
   conc__m *m = self_m;
   conc__g *out = NULL;
   if (m == &main_m) {
-    atomic_fetch_add_explicit(&S.main_next_puts, 1, memory_order_relaxed);
-    CONC_HB_BEFORE(&S.main_next);
-    out = atomic_exchange(&S.main_next, g);
-    if (out) globrunq_put(out);
+    out = main_next_put(g, atomic_load(&m->in_task) == 1) ? g : NULL;
   } else {
     /* Not to its P while it lost it (2) or runs idle work (finalizers,
      * which may go on long: the task would wait in its next slot). */
@@ -1335,7 +1392,8 @@ void conc__sched_main_done(void) { atomic_store(&main_done, true); }
 void conc__sched_main_progress(void) {
   static int ops; /* the main thread's alone */
   if (self_m != &main_m) return;
-  if (atomic_load_explicit(&S.main_next, memory_order_relaxed) == NULL) {
+  if (atomic_load_explicit(&S.main_next, memory_order_relaxed) == NULL &&
+      atomic_load_explicit(&S.mq_n, memory_order_relaxed) == 0) {
     ops = 0;
     return;
   }
@@ -1533,6 +1591,7 @@ bool conc__sched_help(void) {
   if (g == NULL) {
     g = atomic_exchange(&S.main_next, NULL);
     if (g) CONC_HB_AFTER(&S.main_next);
+    else g = mainq_get();
     if (g && main_would_crowd()) {
       globrunq_put_urgent(g); /* a P takes it at its next turn */
       wakep(); /* (or one that went idle meanwhile) */
