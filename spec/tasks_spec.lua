@@ -1256,6 +1256,48 @@ describe("light tasks", function()
     end
   end)
 
+  it("tasks a turn on the main thread woke run while the main script " ..
+     "computes after", function()
+    -- One P, kept busy by two computing tasks. A task the main script's
+    -- wait runs spawns four, then ends the wait; the main script then
+    -- computes 0.3 s. What the turn woke stayed behind the main
+    -- script's next slot until its next wait (300 ms: a busy P never
+    -- looked there); the monitor hands it to the global queue within a
+    -- tick or two of the main thread not scheduling.
+    local out = run([[
+      local conc = require("conc")
+      conc.go(function() end):join()
+      local stop = conc.atomic(0)
+      for _ = 1, 2 do
+        conc.go(function(stop)
+          local x = 0
+          while stop:load() == 0 do x = x + 1 end
+        end, stop)
+      end
+      conc.sleep(0.02)
+      local res, woke = conc.chan(4), conc.chan(1)
+      conc.go(function(res, woke)
+        local conc = require("conc")
+        for _ = 1, 4 do
+          conc.go(function(res, t0) res:send(conc.now() - t0) end,
+            res, conc.now())
+        end
+        woke:send(true)
+      end, res, woke)
+      woke:recv()
+      local t = conc.now()
+      while conc.now() - t < 0.3 do end
+      for i = 1, 4 do
+        local late = res:recv()
+        assert(late < 0.15, ("task %d ran %.0f ms after its spawn")
+          :format(i, late * 1e3))
+      end
+      stop:store(1)
+      print("OK")
+    ]], 1)
+    assert.matches("OK", out, 1, true)
+  end)
+
   it("a task the main script runs, blocked where it cannot yield, does " ..
      "not hold the main script", function()
     -- One P, and the main script waits right after each spawn: it runs

@@ -336,13 +336,16 @@ static conc__g *mainq_get(void) {
  * main thread's queue when a turn on the main thread readied g (`helped`)
  * and there is room, else to the global queue: true then (the caller
  * wakes a thread for it, or not). */
-static bool main_next_by_turn; /* the main thread's alone */
+/* Whether a turn on the main thread put main_next's task there. The
+ * main thread's (atomic: a thread that had the main script's part before
+ * a host's other thread took it keeps self_m == &main_m). */
+static atomic_bool main_next_by_turn;
 static bool main_next_put(conc__g *g, bool helped) {
   atomic_fetch_add_explicit(&S.main_next_puts, 1, memory_order_relaxed);
   CONC_HB_BEFORE(&S.main_next);
   conc__g *out = atomic_exchange(&S.main_next, g);
-  bool by_turn = main_next_by_turn;
-  main_next_by_turn = helped;
+  bool by_turn = atomic_load_explicit(&main_next_by_turn, memory_order_relaxed);
+  atomic_store_explicit(&main_next_by_turn, helped, memory_order_relaxed);
   if (out == NULL || ((helped || by_turn) && mainq_put(out))) return false;
   globrunq_put(out);
   return true;
@@ -808,7 +811,7 @@ static void commit_park(conc__p *p, conc__g *g) {
   } else if (p) {
     runq_put(p, g, true);
   } else if (self_m == &main_m) {
-    main_next_put(g, true); /* (a helped turn's park) */
+    if (main_next_put(g, true)) wakep(); /* (a helped turn's park) */
   } else {
     globrunq_put(g);
     wakep();
@@ -1101,6 +1104,35 @@ static conc_time slice_age(conc__m *m, conc_time now) {
   return same ? now - m->slice_seen : -1;
 }
 
+/* The main script's next slot and queue, when its thread has not
+ * scheduled since the monitor's last look (it computes, is in C, sleeps
+ * in a wait, is in one long turn, or the script ended): to the global
+ * queue, urgent, which a busy P takes at its next turn. A spinning
+ * thread steals them only when a P runs out of work: with the Ps busy,
+ * tasks a helped turn had left there waited for the main script's next
+ * wait (300 ms behind a computing script; a livelock while pollers kept
+ * the Ps busy and the main script slept). */
+static void main_flush(void) {
+  static unsigned long seen; /* the monitor's alone */
+  unsigned long tick = atomic_load(&main_m.tick);
+  bool still = tick == seen;
+  seen = tick;
+  if (!still) return;
+  bool moved = false;
+  conc__g *g;
+  if (atomic_load(&S.main_next) != NULL &&
+      (g = atomic_exchange(&S.main_next, NULL)) != NULL) {
+    CONC_HB_AFTER(&S.main_next);
+    globrunq_put_urgent(g);
+    moved = true;
+  }
+  while ((g = mainq_get()) != NULL) {
+    globrunq_put_urgent(g);
+    moved = true;
+  }
+  if (moved) wakep();
+}
+
 static void look_at_threads(conc_time now) {
   conc__lock(&S.lock);
   conc__m *list = S.allm;
@@ -1186,6 +1218,7 @@ static void *monitor_main(void *arg) {
     bool live = atomic_load(&S.live) > 0 || atomic_load(&S.idle_wanted) > 0;
     if (live) {
       last_live = now;
+      main_flush();
       look_at_threads(now);
       /* Work nobody came for (a next slot whose owner computes): a
        * thread looks for it. */
@@ -1390,16 +1423,17 @@ void conc__sched_main_done(void) { atomic_store(&main_done, true); }
  * whole round). */
 #define MAIN_OPS_WAKE 64
 void conc__sched_main_progress(void) {
-  static int ops; /* the main thread's alone */
+  static atomic_int ops; /* the main thread's (see main_next_by_turn) */
   if (self_m != &main_m) return;
   if (atomic_load_explicit(&S.main_next, memory_order_relaxed) == NULL &&
       atomic_load_explicit(&S.mq_n, memory_order_relaxed) == 0) {
-    ops = 0;
+    atomic_store_explicit(&ops, 0, memory_order_relaxed);
     return;
   }
-  if (++ops < MAIN_OPS_WAKE) return;
-  ops = 0;
-  wakep();
+  /* (load and store, no read-modify-write: a plain counter's cost) */
+  int n = atomic_load_explicit(&ops, memory_order_relaxed) + 1;
+  atomic_store_explicit(&ops, n < MAIN_OPS_WAKE ? n : 0, memory_order_relaxed);
+  if (n >= MAIN_OPS_WAKE) wakep();
 }
 
 /*
@@ -1589,11 +1623,19 @@ bool conc__sched_help(void) {
   /* A suspended turn first: it may hold what others wait for. */
   conc__g *g = pinned_get();
   if (g == NULL) {
-    g = atomic_exchange(&S.main_next, NULL);
-    if (g) CONC_HB_AFTER(&S.main_next);
-    else g = mainq_get();
+    /* The queue first every 61st time: a pair handing the turn back and
+     * forth through the next slot would keep it for good. */
+    unsigned long tick = atomic_load_explicit(&main_m.tick,
+                                              memory_order_relaxed);
+    if (tick % 61 == 0) g = mainq_get();
+    if (g == NULL && (g = atomic_exchange(&S.main_next, NULL)) != NULL)
+      CONC_HB_AFTER(&S.main_next);
+    if (g == NULL) g = mainq_get();
     if (g && main_would_crowd()) {
-      globrunq_put_urgent(g); /* a P takes it at its next turn */
+      /* A P takes them at its next turn; the queue's too, which the
+       * main script's sleep would leave there (see main_flush). */
+      do globrunq_put_urgent(g);
+      while ((g = mainq_get()) != NULL);
       wakep(); /* (or one that went idle meanwhile) */
       return false;
     }
