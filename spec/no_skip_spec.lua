@@ -49,8 +49,11 @@ local ALLOWED_PENDING = {
   -- so under TSan a signal sent while all park is never handled
   ["spec/signal_spec.lua"] = {"not under TSan"},
   ["spec/examples_spec.lua"] = {"not under TSan"},
-  -- the same for SIGURG, which preempts a task looping in the Lua VM
-  ["spec/tasks_spec.lua"] = {"not under TSan: its preemption signal"},
+  -- the same for SIGURG, which preempts a task looping in the Lua VM;
+  -- and a scheduling share that holds only at the plain build's speed
+  -- (a pipeline into the main script: the plain run covers it)
+  ["spec/tasks_spec.lua"] = {"not under TSan: its preemption signal",
+    "not under a sanitizer: its turns outlast"},
 }
 
 -- The scripts that build and run the checks.
