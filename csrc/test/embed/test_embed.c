@@ -148,15 +148,21 @@ static void test_without_hook_workers_lack_the_module(void) {
   lua_close(L);
 }
 
-/* Reads what the code wrote on stderr (fd 2) while it ran. */
-static void run_capturing_stderr(lua_State *L, const char *code, char *out,
-                                 size_t size) {
+/* What fd 2 received while `step` ran (the code run, or the state
+ * closed, by the two below). */
+typedef struct stderr_step {
+  lua_State *L;
+  const char *code; /* NULL: close L */
+} stderr_step;
+
+static void capture_stderr(const stderr_step *step, char *out, size_t size) {
   FILE *tmp = tmpfile();
   CHECK(tmp != NULL);
   fflush(stderr);
   int saved = dup(2);
   CHECK(saved >= 0 && dup2(fileno(tmp), 2) == 2);
-  run(L, code, 0, 0);
+  if (step->code != NULL) run(step->L, step->code, 0, 0);
+  else lua_close(step->L);
   fflush(stderr);
   CHECK(dup2(saved, 2) == 2);
   close(saved);
@@ -164,6 +170,19 @@ static void run_capturing_stderr(lua_State *L, const char *code, char *out,
   size_t n = fread(out, 1, size - 1, tmp);
   out[n] = '\0';
   fclose(tmp);
+}
+
+/* Reads what the code wrote on stderr (fd 2) while it ran. */
+static void run_capturing_stderr(lua_State *L, const char *code, char *out,
+                                 size_t size) {
+  stderr_step step = {L, code};
+  capture_stderr(&step, out, size);
+}
+
+/* What a state's close wrote on stderr. */
+static void close_capturing_stderr(lua_State *L, char *out, size_t size) {
+  stderr_step step = {L, NULL};
+  capture_stderr(&step, out, size);
 }
 
 static void test_failing_hook_fails_the_task_and_says_why(void) {
@@ -478,23 +497,6 @@ static void test_second_state_keeps_the_part(void) {
   lua_close(first);
   CHECK(helped_in_joins(second) > 0);
   lua_close(second);
-}
-
-/* What a state's close wrote on stderr. */
-static void close_capturing_stderr(lua_State *L, char *out, size_t size) {
-  FILE *tmp = tmpfile();
-  CHECK(tmp != NULL);
-  fflush(stderr);
-  int saved = dup(2);
-  CHECK(saved >= 0 && dup2(fileno(tmp), 2) == 2);
-  lua_close(L);
-  fflush(stderr);
-  CHECK(dup2(saved, 2) == 2);
-  close(saved);
-  CHECK(fseek(tmp, 0, SEEK_SET) == 0);
-  size_t n = fread(out, 1, size - 1, tmp);
-  out[n] = '\0';
-  fclose(tmp);
 }
 
 /* A second state of the host's thread closes while the first, the main
