@@ -301,13 +301,14 @@ static int runq_len(conc__p *p) {
  * helped turn) that readies another pushes the main script's next slot
  * out. Sent to the global queue with a thread woken for it, the pushed
  * task ran on a P's thread, which slept again once it was done: in a
- * pipeline into the main script at MAXPROCS 1, a futex wake and a sleep
- * for most values (0.25 s for 100,000 values through 2 stages where the
- * consumer as a task took 0.10; 1-6 s on a loaded machine). It goes to
- * this short queue instead, which the main script's waits run after the
- * next slot; a spinning thread takes from it as from the next slot
- * (after a whole round unclaimed), the monitor wakes a thread for it
- * within a tick, and it is full at MAINQ (the rest as before).
+ * pipeline into the main script, a futex wake and a sleep for most
+ * values (100,000 values through 2 stages: 0.33 s at 1 P, where the
+ * consumer as a task took 0.17; 5.5 s with the other core busy). It goes
+ * to this short queue instead, which the main script's waits run after
+ * the next slot; a spinning thread takes from it as from the next slot
+ * (after a whole round unclaimed), the monitor hands it to the global
+ * queue when the main thread has not scheduled for a tick (main_flush),
+ * and it is full at MAINQ (the rest as before).
  */
 static bool mainq_put(conc__g *g) {
   conc__lock(&S.mq_lock);
@@ -332,14 +333,16 @@ static conc__g *mainq_get(void) {
   return g;
 }
 
-/* g into the main script's next slot. What it pushes out goes to the
- * main thread's queue when a turn on the main thread readied g (`helped`)
- * and there is room, else to the global queue: true then (the caller
- * wakes a thread for it, or not). */
 /* Whether a turn on the main thread put main_next's task there. The
  * main thread's (atomic: a thread that had the main script's part before
  * a host's other thread took it keeps self_m == &main_m). */
 static atomic_bool main_next_by_turn;
+
+/* g into the main script's next slot. What it pushes out goes to the
+ * main thread's queue when a turn on the main thread readied g (`helped`)
+ * or the task pushed out (main_next_by_turn) and there is room, else to
+ * the global queue: true then (the caller wakes a thread for it, or
+ * not). */
 static bool main_next_put(conc__g *g, bool helped) {
   atomic_fetch_add_explicit(&S.main_next_puts, 1, memory_order_relaxed);
   CONC_HB_BEFORE(&S.main_next);
@@ -1113,10 +1116,16 @@ static conc_time slice_age(conc__m *m, conc_time now) {
  * wait (300 ms behind a computing script; a livelock while pollers kept
  * the Ps busy and the main script slept). */
 static void main_flush(void) {
-  static unsigned long seen; /* the monitor's alone */
+  /* Neither moved since the last look: what waits there has waited a
+   * tick. (The main thread's tick alone: a `conc.go` then `join` from a
+   * script that had not waited for a while lost its task to a P's
+   * thread when the look fell between the two.) */
+  static unsigned long seen_tick, seen_puts; /* the monitor's alone */
   unsigned long tick = atomic_load(&main_m.tick);
-  bool still = tick == seen;
-  seen = tick;
+  unsigned long puts = atomic_load(&S.main_next_puts);
+  bool still = tick == seen_tick && puts == seen_puts;
+  seen_tick = tick;
+  seen_puts = puts;
   if (!still) return;
   bool moved = false;
   conc__g *g;
