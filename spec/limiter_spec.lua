@@ -196,6 +196,20 @@ describe("conc.limiter", function()
     assert.is_true(later:tokens() > -0.5)
   end)
 
+  it("takes Go's order too: wait(ctx, n) is WaitN(ctx, n)", function()
+    local lim, bg = conc.limiter(1, 5), conc.background()
+    assert.is_true(lim:wait(bg, 5))
+    assert.is_true(lim:tokens() < 1)  -- all five taken, not one
+    assert.are.same({nil, "rate: Wait(n=99) exceeds limiter's burst 5"},
+      {lim:wait(bg, 99)})
+    local c, cancel = conc.with_timeout(bg, 0.05)
+    assert.are.same({nil, "rate: Wait(n=3) would exceed context deadline"},
+      {lim:wait(c, 3)})
+    cancel()
+    assert.has_error(function() lim:wait(bg, -1) end,
+      "conc.limiter:wait: bad argument #2 (n must be >= 0)")
+  end)
+
   it("refuses bad arguments", function()
     local cases = {
       {function() return conc.limiter(-1, 1) end, "rate must be >= 0"},

@@ -34,6 +34,33 @@ describe("conc.semaphore", function()
     assert.are.equal(0, s:held())
   end)
 
+  it("takes Go's order too: acquire(ctx, w), guard(ctx, w)", function()
+    -- x/sync's Acquire(ctx, n): the weight after the context counts
+    local s, bg = conc.semaphore(3), conc.background()
+    assert.is_true(s:acquire(bg, 3))
+    assert.are.equal(3, s:held())
+    s:release(3)
+    assert.is_true(s:acquire(bg))    -- no weight: 1
+    assert.are.equal(1, s:held())
+    s:release()
+    do
+      local g <close> = s:guard(bg, 2)
+      assert.are.equal(2, s:held())
+    end
+    assert.are.equal(0, s:held())
+    assert.has_error(function() s:acquire(bg, 5) end,
+      "conc.semaphore:acquire: semaphore: weight 5 exceeds the size 3")
+    assert.has_error(function() s:acquire(bg, "x") end,
+      "conc.semaphore:acquire: bad argument #2 (number expected, got string)")
+    assert.has_error(function() s:guard(bg, -1) end,
+      "conc.semaphore:guard: bad argument #2 (weight must not be negative)")
+    assert.is_true(s:acquire(2))
+    local c, cancel = conc.with_timeout(bg, 0.02)
+    assert.are.same({nil, "context deadline exceeded"}, {s:acquire(c, 2)})
+    cancel()
+    assert.are.equal(2, s:held())
+  end)
+
   it("misuse raises in Go's words", function()
     local s = conc.semaphore(2)
     assert.has_error(function() s:release() end,

@@ -97,11 +97,8 @@ static int lim_wait_k(lua_State *L, int status, lua_KContext ctx) {
 static int lim_wait(lua_State *L) {
   lim_call local, *a = (lim_call *)lconc_op_area(L, &local, sizeof local);
   a->l = checklim(L);
-  int at = 3;  /* where the timeout or context is */
-  a->n = 1;
-  if (lconc_test_obj(L, 2, &conc_ctx_type)) at = 2;  /* lim:wait(ctx) */
-  else a->n = opt_n(L, 2);
-  lconc_check_wait(L, at, &a->w);
+  /* (n, ctx) or Go's (ctx, n) */
+  a->n = opt_n(L, lconc_check_count_wait(L, 2, &a->w));
   lconc_blocking(L, "limiter wait");
   return lim_wait_end(L, a, lconc_call(L, lim_wait_op, a, 0, lim_wait_k));
 }

@@ -73,15 +73,6 @@ int lconc_sem_acquire(lua_State *L, const char *label, conc_sem *s, int64_t n,
   return lconc_sem_acquire_k(L, label, s, n, w, 0, NULL);
 }
 
-/* s:acquire(ctx) reads as s:acquire(1, ctx): a context in place of
- * the weight is the wait argument. (A number there is the weight.) */
-static void default_weight(lua_State *L) {
-  if (lconc_test_obj(L, 2, &conc_ctx_type)) {
-    lua_pushnil(L);
-    lua_insert(L, 2);
-  }
-}
-
 /* s:acquire([w = 1] [, timeout | ctx]) -> true | nil, reason */
 static int acquire_end(lua_State *L, int rc) {
   if (rc == CONC_ENOMEM)
@@ -99,10 +90,9 @@ static int acquire_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int sem_acquire(lua_State *L) {
   conc_sem *s = SEM(L);
-  default_weight(L);
-  int64_t n = check_weight(L, 2, s, "conc.semaphore:acquire");
   lconc_wait w;
-  lconc_check_wait(L, 3, &w);
+  int at = lconc_check_count_wait(L, 2, &w); /* (w, ctx) or (ctx, w) */
+  int64_t n = check_weight(L, at, s, "conc.semaphore:acquire");
   return acquire_end(L, lconc_sem_acquire_k(L, "semaphore acquire", s, n, &w, 0,
                                             acquire_k));
 }
@@ -185,10 +175,9 @@ static int guard_k(lua_State *L, int status, lua_KContext ctx) {
  * of memory), and a failure after acquiring would leave weight held. */
 static int sem_guard_new(lua_State *L) {
   conc_sem *s = SEM(L);
-  default_weight(L);
-  int64_t n = check_weight(L, 2, s, "conc.semaphore:guard");
   lconc_wait w;
-  lconc_check_wait(L, 3, &w);
+  int at = lconc_check_count_wait(L, 2, &w); /* (w, ctx) or (ctx, w) */
+  int64_t n = check_weight(L, at, s, "conc.semaphore:guard");
   lua_settop(L, 1);
   sem_guard *g = (sem_guard *)lua_newuserdatauv(L, sizeof *g, 1);
   g->weight = n;  /* `g` is armed by guard_end, once acquired */

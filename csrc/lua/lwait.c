@@ -29,6 +29,15 @@ void lconc_check_wait(lua_State *L, int idx, lconc_wait *w) {
   if (w->ctx == NULL) lconc_typeerror(L, idx, "number of seconds or conc.ctx");
 }
 
+int lconc_check_count_wait(lua_State *L, int idx, lconc_wait *w) {
+  if (lconc_test_obj(L, idx, &conc_ctx_type)) {
+    lconc_check_wait(L, idx, w);
+    return idx + 1;
+  }
+  lconc_check_wait(L, idx + 1, w);
+  return idx;
+}
+
 int lconc_wait_op(conc_case *cs, const lconc_wait *w) {
   if (w->ctx == NULL) {
     if (cs->op == CONC_SEND)

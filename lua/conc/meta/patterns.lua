@@ -19,7 +19,7 @@ local semaphore = {}
 ---@param timeout conc.timeout?
 ---@return true? ok
 ---@return conc.reason? reason
----@overload fun(self: conc.semaphore, timeout: conc.ctx): true?, conc.reason?
+---@overload fun(self: conc.semaphore, ctx: conc.ctx, w: integer?): true?, conc.reason?
 function semaphore:acquire(w, timeout) end
 
 ---Takes `w` units only if they are free and nobody waits.
@@ -36,7 +36,7 @@ function semaphore:release(w) end
 ---@param timeout conc.timeout?
 ---@return conc.semaphore.guard? guard
 ---@return conc.reason? reason
----@overload fun(self: conc.semaphore, timeout: conc.ctx): conc.semaphore.guard?, conc.reason?
+---@overload fun(self: conc.semaphore, ctx: conc.ctx, w: integer?): conc.semaphore.guard?, conc.reason?
 function semaphore:guard(w, timeout) end
 
 ---The number of units.
@@ -70,7 +70,7 @@ function limiter:allow(n) end
 ---@param timeout conc.timeout?
 ---@return true? ok
 ---@return string? reason
----@overload fun(self: conc.limiter, timeout: conc.ctx): true?, string?
+---@overload fun(self: conc.limiter, ctx: conc.ctx, n: integer?): true?, string?
 function limiter:wait(n, timeout) end
 
 ---Takes `n` tokens (default 1) now, however long they take to come.
