@@ -113,6 +113,30 @@ describe("conc.errgroup", function()
     assert.is_true(max:load() <= 3)
   end)
 
+  it("running() never counts more than the limit and the callers of go",
+    function()
+      -- A function is uncounted before its unit of the limit goes back:
+      -- counted after, running() read limit + 2 now and then with the
+      -- main script alone calling go.
+      for _ = 1, 5 do
+        local g = conc.errgroup()
+        g:set_limit(8)
+        local max = conc.atomic()
+        for _ = 1, 200 do
+          g:go(function(g, max)
+            local n = g:running()
+            repeat
+              local m = max:load()
+            until n <= m or max:compare_and_swap(m, n)
+            conc.sleep(0.001)  -- so that several end together
+          end, g, max)
+        end
+        assert.is_true(g:wait())
+        assert.is_true(max:load() <= 9, "running() read " .. max:load())
+        assert.are.equal(0, g:running())
+      end
+    end)
+
   it("try_go is false at the limit; set_limit raises while running",
     function()
       local g = conc.errgroup()

@@ -12,7 +12,8 @@
  * Locking: `lock` guards limit, sem, errors and nerrors, and orders a
  * count taken by go against set_limit's check. Under it we may take the
  * semaphore's lock (try_begin) and increment wg (no lock); the context
- * is canceled and wg decremented after it is released.
+ * is canceled and wg decremented after it is released; a function's
+ * unit of the limit goes back after it is uncounted.
  */
 #include "internal.h"
 
@@ -104,11 +105,16 @@ void conc_errgroup_done(conc_errgroup *g, conc_msg *err, int held) {
       conc__fatal("conc_errgroup: malloc", 12);
   }
   conc_sem *sem = held ? g->sem : NULL;  /* unchanged while counted */
+  if (sem) conc_retain((conc_obj *)sem); /* set_limit may replace it now */
   conc__unlock(&g->lock);
   if (first) conc_ctx_cancel(g->ctx, CONC_ECANCELED, &cause);
+  /* Uncounted before its unit goes back: a function let in by that unit
+   * is counted after this one is not, so running() never reads above
+   * the limit (plus the callers waiting in go). */
+  conc_wg_add(g->wg, -1);
   if (sem && conc_sem_release(sem, 1) != CONC_OK)
     conc__fatal("conc_errgroup: limit released more than held", 22);
-  conc_wg_add(g->wg, -1);  /* last: Wait sees the error recorded */
+  if (sem) conc_release((conc_obj *)sem);
 }
 
 int conc_errgroup_set_limit(conc_errgroup *g, int64_t n) {

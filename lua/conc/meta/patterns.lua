@@ -193,7 +193,7 @@ function errgroup:errors() end
 ---@return integer
 function errgroup:limit() end
 
----Functions counted now.
+---Functions counted now: from `g:go` (waiting for the limit included) to their end.
 ---@return integer
 function errgroup:running() end
 
