@@ -540,7 +540,9 @@ CONC_API void conc__chan_kick(conc_chan *c, int op);
 CONC_API int conc__cpus(void);
 
 /* Spins while ready(arg) is false, up to the spin budget (and never past
- * deadline); returns ready(arg). For waits that are usually short. */
+ * deadline); returns ready(arg). For waits that are usually short. A
+ * task on its fiber only looks: its thread has other tasks to run, one
+ * of which may be the one that would make it ready. */
 CONC_API bool conc__spin_until(bool (*ready)(const void *arg), const void *arg,
                                conc_time deadline);
 

@@ -288,10 +288,13 @@ int conc__cpus(void) {
 bool conc__spin_until(bool (*ready)(const void *arg), const void *arg,
                       conc_time deadline) {
   int n = conc__cpus();
-  /* With one CPU, spinning only delays the other side. Often ready
-   * already (the main script's thread ran the task that answers): then
-   * no clock read. */
-  if (n < 2 || ready(arg)) return ready(arg);
+  /* With one CPU, spinning only delays the other side, and so does a
+   * task that spins on its fiber: its thread has other tasks, and the
+   * one that would answer may be queued behind it (a buffered ping-pong
+   * at MAXPROCS 1: 20 us a turn; sieve2: a sched_yield a turn). Often
+   * ready already (the main script's thread ran the task that answers):
+   * then no clock read. */
+  if (n < 2 || conc__fiber_current() != NULL || ready(arg)) return ready(arg);
   conc_time limit = conc_now() + SPIN_NS;
   if (limit > deadline) limit = deadline;
   /* With more Lua threads awake than cores, a spinner would hold the
@@ -374,9 +377,7 @@ static int park(conc_waiter *w, conc_time deadline, bool claim_timeout,
   /* The main script's thread runs the ready tasks first (the one it
    * has just woken is likely the one that will answer). */
   if (w->id == 0 && w->counted && w->g == NULL) help_while_waiting(w, deadline);
-  /* A task on its fiber does not spin: its thread has other tasks. */
-  if (spin && conc__fiber_current() == NULL)
-    conc__spin_until(woken_p, w, deadline);
+  if (spin) conc__spin_until(woken_p, w, deadline); /* not on a fiber */
   /* The main script's abortable wait, about to sleep: a Ctrl-C since it
    * began ends it (one during the sleep wakes it: conc_interrupt_main). */
   if (!woken(w) && w->id == 0 && w->counted &&
