@@ -28,6 +28,20 @@ function support.run_script(code, timeout_s, shell_prefix)
   return out:gsub("rc=%d+%s*$", ""), rc, conc.now() - t0
 end
 
+-- Code for a script run under `ulimit -v`: fills the address space to
+-- its last 256 KB with strings held in the global `fill`, so that no
+-- new thread's stack fits (set `fill = nil` and collect to give it back).
+support.FILL_ADDRESS_SPACE = [[
+  fill = {}
+  for _, size in ipairs({1 << 20, 1 << 18}) do
+    while true do
+      local ok, s = pcall(string.rep, "x", size - 64)
+      if not ok then break end
+      fill[#fill + 1] = s
+    end
+  end
+]]
+
 -- A coroutine of body, resumed up to its first yield (of `mark`), in a
 -- box that holds the only reference to it, for support.abandon.
 function support.suspended(body, mark)

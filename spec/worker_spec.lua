@@ -438,6 +438,41 @@ describe("conc.go", function()
       assert.matches("locked\ttrue\ttrue", out)
     end)
 
+  it("a first spawn with no memory left for the scheduler's threads " ..
+     "fails as a return value, and a later one starts them", function()
+    if os.getenv("CONC_SANITIZER") then
+      -- ASan and TSan reserve terabytes of address space: ulimit -v
+      -- stops them before the script starts. The plain run covers it.
+      pending("not under a sanitizer (ulimit -v)")
+      return
+    end
+    -- The scheduler's monitor thread could not be started (its stack
+    -- was 8 MB): the first conc.go aborted the process, pcall or not.
+    -- Now a start that finds no monitor tries again, and fails as a
+    -- spawn the system refuses while it cannot.
+    for _ = 1, 3 do
+      local out, rc = support.run_script([[
+        local conc = require("conc")
+      ]] .. support.FILL_ADDRESS_SPACE .. [[
+        local ok, h, err, name = pcall(conc.go, function() return 7 end)
+        fill = nil
+        collectgarbage()
+        collectgarbage()
+        assert(ok, h)
+        if h then
+          print("full", select(2, h:join()))
+        else
+          print("full", err, name)
+        end
+        print("after", select(2, conc.go(function() return 42 end):join()))
+      ]], 60, "ulimit -v 300000")
+      assert.are.equal(0, rc, out)
+      assert.is_truthy(out:find("full\t7\n", 1, true) or
+        out:find("full\tconc.go: cannot create thread\tspawn\n", 1, true), out)
+      assert.is_truthy(out:find("after\t42\n", 1, true), out)
+    end
+  end)
+
   it("rejects what is not a function", function()
     assert.has_error(function() conc.go(42) end)
     assert.has_error(function() conc.go() end)

@@ -376,8 +376,9 @@ typedef struct conc__sched_hooks {
 enum { CONC__CTX_SAVE, CONC__CTX_SWAP, CONC__CTX_RESTORE };
 #define CONC__CTX_WORDS 8
 CONC_API void conc__sched_set_hooks(const conc__sched_hooks *h);
-/* A new task: runnable. */
-CONC_API void conc__g_start(conc__g *g);
+/* A new task: runnable (CONC_OK), or CONC_ETHREAD: the scheduler's
+ * monitor thread could not be started, and g is not. */
+CONC_API int conc__g_start(conc__g *g);
 /* The thread runs the main script: while it waits, it runs tasks. */
 CONC_API void conc__sched_main_thread(void);
 /* The main script ended: its thread runs no more tasks. */

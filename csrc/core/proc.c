@@ -1289,6 +1289,39 @@ static int default_procs(void) {
   return (int)n;
 }
 
+/*
+ * The monitor thread (monitor_main), started with the scheduler. No task
+ * starts without it (it fires their timers, hands on the Ps of threads
+ * blocked in C, preempts): if the system refused it then (no memory for
+ * its stack), each task's start tries again, and fails as a spawn the
+ * system refuses. Its stack is small: it runs no Lua and calls little.
+ */
+static atomic_bool monitor_up;
+static conc__lock_t monitor_lock = CONC_LOCK_INIT;
+
+static int start_monitor(void) {
+  if (atomic_load(&monitor_up)) return 0;
+  conc__lock(&monitor_lock);
+  int rc = 0;
+  if (!atomic_load(&monitor_up)) {
+    pthread_attr_t attr;
+    CONC_CHECK(pthread_attr_init(&attr));
+    CONC_CHECK(pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED));
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    CONC_CHECK(pthread_attr_setstacksize(&attr, 256u << 10));
+#endif
+    pthread_t tid;
+    sigset_t old;
+    conc_signal_block(&old);
+    rc = pthread_create(&tid, &attr, monitor_main, NULL);
+    conc_signal_restore(&old);
+    CONC_CHECK(pthread_attr_destroy(&attr));
+    if (rc == 0) atomic_store(&monitor_up, true);
+  }
+  conc__unlock(&monitor_lock);
+  return rc;
+}
+
 static void init(void) {
   CONC_HB_ATOMIC(&S.gq_n);
   CONC_HB_ATOMIC(&S.gq_urgent);
@@ -1326,16 +1359,7 @@ static void init(void) {
   sa.sa_flags = SA_RESTART;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGURG, &sa, NULL);
-  pthread_attr_t attr;
-  CONC_CHECK(pthread_attr_init(&attr));
-  CONC_CHECK(pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED));
-  pthread_t tid;
-  sigset_t old;
-  conc_signal_block(&old);
-  int rc = pthread_create(&tid, &attr, monitor_main, NULL);
-  conc_signal_restore(&old);
-  CONC_CHECK(pthread_attr_destroy(&attr));
-  if (rc != 0) conc__fatal("proc.c: pthread_create (monitor)", rc);
+  start_monitor(); /* refused: the first task's start tries again */
   atomic_store(&S.started, true);
   /* A thread for each P now, which goes idle at once: the first tasks
    * readied while the main script waits find a thread to wake rather
@@ -1384,14 +1408,16 @@ void conc__ready(conc__g *g) {
   if (out) wakep();
 }
 
-void conc__g_start(conc__g *g) {
+int conc__g_start(conc__g *g) {
   CONC_CHECK(pthread_once(&init_once, init));
+  if (start_monitor() != 0) return CONC_ETHREAD;
   g->deadline = CONC_NEVER;
   g->timer_idx = -1;
   /* The monitor must tick within TICK_NS of a task's start; it is
    * woken only when it sleeps longer (see monitor_main). */
   if (atomic_fetch_add(&S.live, 1) == 0) wake_monitor_by(conc_now() + TICK_NS);
   conc__ready(g);
+  return CONC_OK;
 }
 
 void conc__g_end(conc__g *g) {
@@ -1527,10 +1553,16 @@ __attribute__((cold)) static void helpers_out(void) {
     atomic_store(&S.no_helper, true);
   if (said) return;
   said = true;
-  fprintf(stderr,
-          "conc: the main script's thread holds %d tasks blocked where they "
-          "cannot yield, and runs no more; ready tasks wait for a thread\n",
-          helpers_made);
+  if (helpers_made > 0)
+    fprintf(stderr,
+            "conc: the main script's thread holds %d tasks blocked where "
+            "they cannot yield, and runs no more; ready tasks wait for a "
+            "thread\n",
+            helpers_made);
+  else /* no memory for a helper's stack: it will try again */
+    fputs("conc: the main script's thread could not get a stack to run "
+          "tasks on (no memory); ready tasks wait for a thread\n",
+          stderr);
   fflush(stderr);
 }
 

@@ -2332,8 +2332,13 @@ static int start_light(lconc_task *t) {
     return CONC_ENOMEM;
   }
   t->g.w->g = &t->g;
-  conc__g_start(&t->g);
-  return CONC_OK;
+  int rc = conc__g_start(&t->g);
+  if (rc != CONC_OK) {
+    conc__waiter_release(t->g.w);
+    t->g.w = NULL;
+    unspawn(t);
+  }
+  return rc;
 }
 
 /* ---- blocking calls of light tasks -------------------------------------- */
