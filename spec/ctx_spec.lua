@@ -1,4 +1,5 @@
 local conc = require("conc")
+local support = require("support")
 
 describe("context", function()
   it("background is never canceled", function()
@@ -38,6 +39,35 @@ describe("context", function()
       assert.is_nil(sibling:err())
       cancel_root()
       assert.are.equal("context canceled", sibling:err())
+    end)
+
+  it("with_timeout says why it could not be made: no thread, or memory",
+    function()
+      if os.getenv("CONC_SANITIZER") then
+        -- ASan and TSan reserve terabytes of address space: ulimit -v
+        -- stops them before the script starts. The plain run covers it.
+        pending("not under a sanitizer (ulimit -v)")
+        return
+      end
+      -- Its deadline's timer thread could not be started: that was
+      -- reported as "not enough memory" (conc.after said why).
+      local out, rc = support.run_script([[
+        local conc = require("conc")
+        local bg = conc.background()
+      ]] .. support.FILL_ADDRESS_SPACE .. [[
+        print(select(2, pcall(conc.with_timeout, bg, 1)))
+        print(select(2, pcall(conc.with_deadline, bg, conc.now() + 1)))
+        fill = nil
+        collectgarbage()
+        collectgarbage()
+        local ctx, cancel = conc.with_timeout(bg, 0.01)
+        print("after", ctx:done():recv(), ctx:err())
+        cancel()
+      ]], 60, "ulimit -v 300000")
+      assert.are.equal(0, rc, out)
+      assert.matches("conc.with_timeout: cannot create thread\n" ..
+        "conc.with_deadline: cannot create thread\n" ..
+        "after\tnil\tcontext deadline exceeded\n", out, 1, true)
     end)
 
   it("a child of a canceled parent is born canceled", function()

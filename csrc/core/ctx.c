@@ -132,19 +132,21 @@ static int link_to_parent(conc_ctx *child, conc_ctx *p, conc_msg *cause,
  * from the parent sees it). A cancel may have come first or may come
  * meanwhile; conc_timer_stop returns 1 exactly once for one schedule, so
  * the timer's reference is dropped exactly once either way. */
-static bool arm_deadline(conc_ctx *c) {
+static int arm_deadline(conc_ctx *c) {
   conc_retain(&c->hdr);  /* held while the timer is scheduled */
-  if (conc_timer_start(c->timer, c->deadline, 0) < 0) {
+  int rc = conc_timer_start(c->timer, c->deadline, 0);
+  if (rc < 0) {  /* no timer thread, or no memory for the schedule */
     conc_release(&c->hdr);
-    return false;
+    return rc;
   }
   if (atomic_load(&c->err) && conc_timer_stop(c->timer))
     conc_release(&c->hdr);  /* canceled before it was scheduled */
-  return true;
+  return CONC_OK;
 }
 
-conc_ctx *conc_ctx_new(conc_ctx *parent, conc_time deadline, conc_msg *key,
-                       conc_msg *value) {
+conc_ctx *conc__ctx_make(conc_ctx *parent, conc_time deadline, conc_msg *key,
+                         conc_msg *value, int *rc) {
+  *rc = CONC_ENOMEM;
   conc_ctx *c = ctx_alloc();
   if (c == NULL) return NULL;
   conc_retain(&parent->hdr);
@@ -171,7 +173,7 @@ conc_ctx *conc_ctx_new(conc_ctx *parent, conc_time deadline, conc_msg *key,
     conc_ctx_cancel(c, err, has_cause ? &cause : NULL);
   } else if (timed) {
     if (c->timer == NULL) conc_ctx_cancel(c, CONC_EDEADLINE, NULL); /* past */
-    else if (!arm_deadline(c)) {
+    else if ((*rc = arm_deadline(c)) != CONC_OK) {
       conc_release(&c->hdr);
       return NULL;
     }
@@ -181,7 +183,14 @@ conc_ctx *conc_ctx_new(conc_ctx *parent, conc_time deadline, conc_msg *key,
     c->value = *value;
     c->has_value = true;
   }
+  *rc = CONC_OK;
   return c;
+}
+
+conc_ctx *conc_ctx_new(conc_ctx *parent, conc_time deadline, conc_msg *key,
+                       conc_msg *value) {
+  int rc;
+  return conc__ctx_make(parent, deadline, key, value, &rc);
 }
 
 /* Detaches the children that are still alive (retained) into an array;

@@ -537,6 +537,12 @@ CONC_API bool conc__chan_can_recv(const conc_chan *c);
  * not do). */
 CONC_API void conc__chan_kick(conc_chan *c, int op);
 
+/* conc_ctx_new, which says why it made none in *rc: CONC_ENOMEM, or
+ * its deadline's timer could not be scheduled (CONC_ETHREAD: no timer
+ * thread). */
+CONC_API conc_ctx *conc__ctx_make(conc_ctx *parent, conc_time deadline,
+                                  conc_msg *key, conc_msg *value, int *rc);
+
 /* The processors this process may run on (its affinity mask). */
 CONC_API int conc__cpus(void);
 

@@ -8,6 +8,7 @@
  */
 #include "lconc.h"
 #include "lcheck.h"
+#include "../core/internal.h"
 
 typedef struct lcancel {
   conc_obj hdr;
@@ -25,12 +26,18 @@ static conc_ctx *checkctx(lua_State *L, int idx) {
   return (conc_ctx *)lconc_check_obj(L, idx, &conc_ctx_type);
 }
 
-/* Pushes ctx (taking over its reference) and its cancel function. In
- * that order, each made just before its push: a push that raises (no
- * memory) releases its own object's reference, and what was pushed
- * before is a box the collector frees. */
-static int push_with_cancel(lua_State *L, conc_ctx *ctx, const char *fname) {
-  if (ctx == NULL) return luaL_error(L, "%s: not enough memory", fname);
+/* Makes a child of parent with deadline d (CONC_NEVER: none) and pushes
+ * it and its cancel function. In that order, each made just before its
+ * push: a push that raises (no memory) releases its own object's
+ * reference, and what was pushed before is a box the collector frees. */
+static int push_new(lua_State *L, conc_ctx *parent, conc_time d,
+                    const char *fname) {
+  int rc; /* no memory, or no timer thread for the deadline */
+  conc_ctx *ctx = conc__ctx_make(parent, d, NULL, NULL, &rc);
+  if (ctx == NULL)
+    return luaL_error(L, "%s: %s", fname,
+                      rc == CONC_ETHREAD ? conc_strerror(rc)
+                                         : "not enough memory");
   lconc_push_obj(L, (conc_obj *)ctx);
   lcancel *c = calloc(1, sizeof *c);
   if (c == NULL) return luaL_error(L, "%s: not enough memory", fname);
@@ -49,8 +56,7 @@ static int c_background(lua_State *L) {
 
 static int new_cancel(lua_State *L, const char *fname) {
   conc_ctx *parent = checkctx(L, 1);
-  return push_with_cancel(L, conc_ctx_new(parent, CONC_NEVER, NULL, NULL),
-                          fname);
+  return push_new(L, parent, CONC_NEVER, fname);
 }
 
 /* conc.with_cancel(parent) -> ctx, cancel */
@@ -71,8 +77,7 @@ static int c_with_deadline(lua_State *L) {
   lua_Number t = lconc_checknumber(L, 2);
   lconc_argcheck(L, t == t, 2, "deadline is NaN");
   conc_time d = conc_deadline_at(t);  /* clamped: a deadline stays one */
-  return push_with_cancel(L, conc_ctx_new(parent, d, NULL, NULL),
-                          "conc.with_deadline");
+  return push_new(L, parent, d, "conc.with_deadline");
 }
 
 /* conc.with_timeout(parent, seconds) -> ctx, cancel */
@@ -81,8 +86,7 @@ static int c_with_timeout(lua_State *L) {
   lua_Number s = lconc_checknumber(L, 2);
   lconc_argcheck(L, s == s, 2, "timeout is NaN");
   conc_time d = s <= 0 ? conc_now() : conc_deadline_in(s);
-  return push_with_cancel(L, conc_ctx_new(parent, d, NULL, NULL),
-                          "conc.with_timeout");
+  return push_new(L, parent, d, "conc.with_timeout");
 }
 
 /* Checks a context key and normalizes it in place as a table key is:
