@@ -265,6 +265,49 @@ describe("memory_limit", function()
       true)
   end)
 
+  -- A task's <close> methods after an error, and its finalizers at its
+  -- end, ran after the limit was lifted for conc's reporting: each built
+  -- 512 MB under a limit of 200 KB. They are the task's code: limited.
+  it("bounds the task's <close> methods and finalizers at its end",
+    function()
+      for _, locked in ipairs({false, true}) do
+        local opts = {memory_limit = 200000, locked = locked}
+        local ok, err = conc.go(opts, function()
+          local big <close> = setmetatable({}, {__close = function()
+            local t = {}
+            for i = 1, 1e7 do t[i] = i end
+          end})
+          error("first")
+        end):join()
+        assert.is_false(ok)
+        assert.matches("ran out of memory: its limit is 200000 bytes", err, 1,
+          true)
+        local built = conc.chan(1)
+        ok, err = conc.go(opts, function(built)
+          setmetatable({}, {__gc = function()
+            local t = {}
+            for i = 1, 1e7 do t[i] = i end
+            built:send(#t)
+          end})
+          return "returned"
+        end, built):join()
+        assert.are.same({true, "returned"}, {ok, err})
+        assert.are.equal(0, #built)  -- the finalizer ran out first
+        -- and the room the task had is still there for them
+        ok, err = conc.go(opts, function(built)
+          local small <close> = setmetatable({}, {__close = function()
+            local t = {}
+            for i = 1, 1000 do t[i] = i end
+            built:send(#t)
+          end})
+          error("second")
+        end, built):join()
+        assert.is_false(ok)
+        assert.matches("second", err, 1, true)
+        assert.are.equal(1000, built:recv())
+      end
+    end)
+
   -- A constructor whose new object's box could not be made (no memory)
   -- left the reference with a caller that never gave it back: every
   -- object a task made as it ran out leaked, and a context its whole

@@ -505,6 +505,10 @@ static int lazy_newindex(lua_State *L) {
 typedef struct state_mem {
   lheap *heap;
   size_t used, limit;  /* limit 0: none */
+  /* Lifted for conc's reporting (limit_end): the room that was left,
+   * for the task's own code that still runs (limit_again). */
+  size_t room;
+  bool lifted;
   bool hit;            /* a refusal happened during this task */
   bool warn_on, warn_cont;  /* warn(): "@on" seen; a message continues */
   /* The standard libraries as opened, and the string metatable: each
@@ -1440,6 +1444,7 @@ static void end_task(lconc_task *t, int state) {
 static void limit_begin(lua_State *L, const lconc_task *t) {
   state_mem *m = mem_of(L);
   m->hit = false;
+  m->lifted = false;
   if (t->memory_limit == 0) return;
   m->used = bytes_in_use(L);
   m->limit = m->used + t->memory_limit;
@@ -1451,12 +1456,33 @@ static void limit_begin(lua_State *L, const lconc_task *t) {
  * of memory: it ended with a memory error (the message handler is not
  * called for one) after a refusal; a refusal the emergency collection
  * made good, then another error, is that error. */
-static bool limit_end(lua_State *L, int status) {
+static void limit_lift(lua_State *L) {
   state_mem *m = mem_of(L);
+  if (m->limit == 0) return;
+  m->room = m->used < m->limit ? m->limit - m->used : 0;
+  m->lifted = true;
   lua_setallocf(L, heap_alloc, m);
   m->limit = 0;
   lheap_use_malloc(m->heap, 0);
-  return m->hit && status == LUA_ERRMEM;
+}
+
+static bool limit_end(lua_State *L, int status) {
+  limit_lift(L);
+  return mem_of(L)->hit && status == LUA_ERRMEM;
+}
+
+/* The limit again, with the room it had when lifted: for the task's own
+ * code that runs after conc's reporting began (its <close> methods after
+ * an error, its finalizers), which the limit bounds as it bounded the
+ * body. limit_lift lifts it again. */
+static void limit_again(lua_State *L) {
+  state_mem *m = mem_of(L);
+  if (!m->lifted) return;
+  m->used = bytes_in_use(L);
+  m->limit = m->used + m->room;
+  if (m->limit == 0) m->limit = 1; /* no room: still a limit */
+  lheap_use_malloc(m->heap, 1);
+  lua_setallocf(L, counting_alloc, m);
 }
 
 /* ---- running a task ----------------------------------------------------- */
@@ -1597,7 +1623,11 @@ static bool run_task(lua_State *L, lconc_task *t) {
   current_id = 0;
   lconc_blocking(NULL, NULL); /* the state may be closed before the next task */
   /* Counted still: a finalizer that waits for good there is a deadlock. */
-  if (t->memory_limit) lua_gc(L, LUA_GCCOLLECT); /* give it back now */
+  if (t->memory_limit) { /* give it back now; its finalizers limited */
+    limit_again(L);
+    lua_gc(L, LUA_GCCOLLECT);
+    limit_lift(L);
+  }
   conc__thread_leave();
   /* Before the task ends: its spawner may hand the thread the next one
    * at once, and a thread still busy here would not be found idle. */
@@ -2103,9 +2133,27 @@ static void light_error(lua_State *L, lua_State *co) {
 
 /* The task ended (status: lua_resume's, or the setup's): its outcome,
  * then its state back to the pool and its waiter back. */
+/* Closes co's pending <close> variables (lua_resetthread) under the
+ * task's memory limit again: they are its code, bounded as its body was
+ * (a locked task's close inside its protected call, limited). Sets
+ * *oom if one ran out of memory there. */
+static int close_limited(lua_State *L, lua_State *co, bool *oom) {
+  limit_again(L);
+  int closed = lua_resetthread(co);
+  if (closed == LUA_ERRMEM && mem_refused(mem_of(L))) *oom = true;
+  limit_lift(L);
+  return closed;
+}
+
+/* What light_outcome found besides the outcome. */
+typedef struct ending {
+  bool dead; /* co must be replaced */
+  bool oom;  /* a closing method ran out of the task's memory */
+} ending;
+
 /* Protected: the outcome of co (1: co, 2: lua_resume's status, 3: its
- * count of results, 4: a light userdata, a bool set if co must be
- * replaced) onto L, results or the error with its traceback. An error
+ * count of results, 4: a light userdata, an ending) onto L, results or
+ * the error with its traceback. An error
  * leaves co's <close> variables open: they close here, after the
  * traceback was taken, with the error as their second argument; one
  * that raises makes its error the task's, as in a locked task (a pcall:
@@ -2113,7 +2161,7 @@ static void light_error(lua_State *L, lua_State *co) {
 static int light_outcome(lua_State *L) {
   lua_State *co = (lua_State *)lua_touserdata(L, 1);
   int status = (int)lua_tointeger(L, 2), nres = (int)lua_tointeger(L, 3);
-  bool *dead = (bool *)lua_touserdata(L, 4);
+  ending *e = (ending *)lua_touserdata(L, 4);
   lua_settop(L, 0);
   if (status == LUA_OK) {
     lconc_checkstack(L, nres + LUA_MINSTACK, "conc.go: too many results");
@@ -2125,8 +2173,8 @@ static int light_outcome(lua_State *L) {
   lconc_checkstack(co, 1, "conc.go: error");
   lua_pushvalue(L, 1); /* what closing methods get: the outcome, as a */
   lua_xmove(L, co, 1); /* locked task's get its message handler's */
-  *dead = true; /* an error ended it: it is replaced */
-  if (lua_resetthread(co) != LUA_OK && lua_gettop(co) >= 1) {
+  e->dead = true; /* an error ended it: it is replaced */
+  if (close_limited(L, co, &e->oom) != LUA_OK && lua_gettop(co) >= 1) {
     lua_xmove(co, L, 1); /* L: outcome, the error after closing */
     if (!lua_rawequal(L, 1, 2)) { /* a closing method raised */
       /* Its traceback: the frames the first error unwound (closing took
@@ -2159,19 +2207,20 @@ static void light_end(lconc_task *t, int status, int nres) {
   lua_settop(L, 1); /* the coroutine (or the setup's error) */
   if (co != NULL) {
     lua_pop(L, 1); /* still in the registry */
-    bool dead = false;
+    ending e = {false, false};
     lua_pushcfunction(L, light_outcome); /* a light function: no block */
     lua_pushlightuserdata(L, co);
     lua_pushinteger(L, status);
     lua_pushinteger(L, nres);
-    lua_pushlightuserdata(L, &dead);
+    lua_pushlightuserdata(L, &e);
     if (lua_pcall(L, 4, LUA_MULTRET, 0) != LUA_OK) {
       status = LUA_ERRMEM; /* its message is Lua's, made in advance */
-      if (!dead) dead = lua_resetthread(co) != LUA_OK; /* <close>s */
+      if (!e.dead) e.dead = close_limited(L, co, &e.oom) != LUA_OK;
     }
+    oom = oom || e.oom;
     lua_settop(co, 0);
     lua_sethook(co, NULL, 0, 0); /* its debug.sethook, as reset_state's */
-    if (dead) { /* a coroutine an error ended is replaced */
+    if (e.dead) { /* a coroutine an error ended is replaced */
       /* Out of the task first: a collection below may free it (the
        * memory limit's, or a step of finish's), and a preemption signal
        * (preempt_signal) and outside_end hooked t->co: freed memory. */
@@ -2189,7 +2238,9 @@ static void light_end(lconc_task *t, int status, int nres) {
   lua_settop(L, 0);
   lconc_blocking(NULL, NULL);
   if (t->memory_limit) { /* counted still, as run_task's */
+    limit_again(L);
     lua_gc(L, LUA_GCCOLLECT);
+    limit_lift(L);
     mem_of(L)->finalizers = false; /* they ran */
   }
   outside_end(t);
