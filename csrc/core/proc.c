@@ -1560,9 +1560,10 @@ __attribute__((cold)) static void helpers_out(void) {
             "thread\n",
             helpers_made);
   else /* no memory for a helper's stack: it will try again */
-    fputs("conc: the main script's thread could not get a stack to run "
-          "tasks on (no memory); ready tasks wait for a thread\n",
-          stderr);
+    fputs(
+        "conc: the main script's thread could not get a stack to run "
+        "tasks on (no memory); ready tasks wait for a thread\n",
+        stderr);
   fflush(stderr);
 }
 

@@ -2148,7 +2148,7 @@ static int close_limited(lua_State *L, lua_State *co, bool *oom) {
 /* What light_outcome found besides the outcome. */
 typedef struct ending {
   bool dead; /* co must be replaced */
-  bool oom;  /* a closing method ran out of the task's memory */
+  bool oom; /* a closing method ran out of the task's memory */
 } ending;
 
 /* Protected: the outcome of co (1: co, 2: lua_resume's status, 3: its
