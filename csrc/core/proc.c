@@ -45,6 +45,9 @@
 #include <unistd.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include "internal.h"
 
 #define MAXPROCS 64
@@ -57,6 +60,7 @@
 #define TICK_NS 1000000         /* the monitor's period while tasks live */
 #define LINGER_NS 100000000     /* it goes on ticking this long after */
 #define IDLE_M_NS 2000000000LL  /* a spare thread idle this long exits */
+#define RELEASE_NS 1000000000LL /* no task this long: memory goes back */
 
 typedef struct conc__p {
   int id;
@@ -1215,10 +1219,28 @@ static void look_at_threads(conc_time now) {
   }
 }
 
+/*
+ * A burst of tasks leaves malloc's arenas (one per thread that ran them)
+ * holding the freed states, messages and tasks in fragments that malloc
+ * gives back to the system only from an arena's top: 5,000 parked tasks
+ * a round left 570 MB resident for good, 12 MB of it in use. Once no
+ * task has lived for RELEASE_NS, the monitor has every arena give back
+ * its free pages (malloc_trim: ~50 ms for 400 MB, 410 -> 97 MB), as Go's
+ * scavenger returns the heap's free pages in the background. Not sooner:
+ * a program that starts tasks again would fault them in again (~10 us a
+ * page here).
+ */
+static void release_memory(void) {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
 static void *monitor_main(void *arg) {
   (void)arg;
   conc_time last_live = 0;
   bool was_live = false;
+  bool release_due = false; /* tasks lived since the last release */
   for (;;) {
     unsigned word = atomic_load(&S.mon_word);
     conc_time next = fire_timers();
@@ -1227,6 +1249,7 @@ static void *monitor_main(void *arg) {
     bool live = atomic_load(&S.live) > 0 || atomic_load(&S.idle_wanted) > 0;
     if (live) {
       last_live = now;
+      release_due = true;
       main_flush();
       look_at_threads(now);
       /* Work nobody came for (a next slot whose owner computes): a
@@ -1245,6 +1268,14 @@ static void *monitor_main(void *arg) {
      * of the monitor at each start (conc__g_start). */
     if (now - last_live < LINGER_NS && next > now + TICK_NS)
       next = now + TICK_NS;
+    if (!live && release_due) {
+      if (now - last_live >= RELEASE_NS) {
+        release_due = false;
+        release_memory();
+      } else if (next > last_live + RELEASE_NS) {
+        next = last_live + RELEASE_NS;
+      }
+    }
     atomic_store(&S.mon_at, next == CONC_NEVER ? 0 : next);
     /* Against conc__g_start: it raises live, then reads mon_at; this
      * stores mon_at, then reads live. One of the two sees the other. */
