@@ -273,9 +273,10 @@ describe("memory_limit", function()
       for _, locked in ipairs({false, true}) do
         local opts = {memory_limit = 200000, locked = locked}
         local ok, err = conc.go(opts, function()
-          local big <close> = setmetatable({}, {__close = function()
+          local _ <close> = setmetatable({}, {__close = function()
             local t = {}
             for i = 1, 1e7 do t[i] = i end
+            error("built " .. #t)  -- (not reached: no memory for it)
           end})
           error("first")
         end):join()
@@ -295,7 +296,7 @@ describe("memory_limit", function()
         assert.are.equal(0, #built)  -- the finalizer ran out first
         -- and the room the task had is still there for them
         ok, err = conc.go(opts, function(built)
-          local small <close> = setmetatable({}, {__close = function()
+          local _ <close> = setmetatable({}, {__close = function()
             local t = {}
             for i = 1, 1000 do t[i] = i end
             built:send(#t)

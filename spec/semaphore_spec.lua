@@ -44,7 +44,7 @@ describe("conc.semaphore", function()
     assert.are.equal(1, s:held())
     s:release()
     do
-      local g <close> = s:guard(bg, 2)
+      local _ <close> = s:guard(bg, 2)
       assert.are.equal(2, s:held())
     end
     assert.are.equal(0, s:held())

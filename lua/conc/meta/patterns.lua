@@ -36,7 +36,7 @@ function semaphore:release(w) end
 ---@param timeout conc.timeout?
 ---@return conc.semaphore.guard? guard
 ---@return conc.reason? reason
----@overload fun(self: conc.semaphore, ctx: conc.ctx, w: integer?): conc.semaphore.guard?, conc.reason?
+---@overload fun(self: conc.semaphore, ctx: conc.ctx, w: integer?): conc.semaphore.guard?, string?
 function semaphore:guard(w, timeout) end
 
 ---The number of units.
