@@ -87,6 +87,24 @@ describe("context", function()
     assert.are.equal("context canceled", c:err())
   end)
 
+  it("a cause that cannot travel still cancels: the cause is its text",
+    function()
+      -- cancel(err) raised on an error object with a metatable and left
+      -- the context live: tasks waiting on it waited for good.
+      local p, cancel = conc.with_cancel_cause(conc.background())
+      local c = conc.with_cancel(p)
+      local waiter = conc.go(function(c) return c:done():recv() end, c)
+      cancel(setmetatable({}, {__tostring = function() return "MyErr" end}))
+      assert.are.equal("context canceled", p:err())
+      assert.are.equal("MyErr", p:cause())
+      assert.are.equal("MyErr", c:cause())
+      assert.are.same({true, nil, false}, {waiter:join()})
+      local q, cancel2 = conc.with_cancel(conc.background())
+      cancel2(coroutine.create(print))
+      assert.are.equal("context canceled", q:err())
+      assert.matches("^thread: ", q:cause())
+    end)
+
   it("with_timeout: the deadline fires within a small bound", function()
     local t0 = conc.now()
     local ctx = conc.with_timeout(conc.background(), 0.05)

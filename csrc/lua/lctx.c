@@ -183,12 +183,21 @@ static int c_cause(lua_State *L) {
   return c_err(L);
 }
 
-/* cancel([cause]): cancels the context; later calls do nothing. */
+/* cancel([cause]): cancels the context; later calls do nothing. It
+ * always cancels, as Go's: a cause that cannot travel (an error object
+ * with a metatable) is its text, as an errgroup's error is; one whose
+ * text cannot be had either (no memory) is left out. */
 static int cancel_call(lua_State *L) {
   lcancel *c = (lcancel *)lconc_check_obj(L, 1, &cancel_type);
   conc_msg cause;
   int has = !lua_isnoneornil(L, 2);
-  if (has) lconc_encode(L, 2, 1, &cause, "conc.cancel", LCONC_VALUE, 1);
+  if (has && lconc_encode_protected(L, 2, 1, &cause, "conc.cancel", LCONC_VALUE,
+                                    1) != 0) {
+    lua_settop(L, 2);
+    lconc_tostring_safe(L, 2);
+    has = lconc_encode_protected(L, 3, 1, &cause, "conc.cancel", LCONC_VALUE,
+                                 1) == 0;
+  }
   conc_ctx_cancel(c->ctx, CONC_ECANCELED, has ? &cause : NULL);
   return 0;
 }
