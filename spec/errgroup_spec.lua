@@ -137,6 +137,23 @@ describe("conc.errgroup", function()
       end
     end)
 
+  it("wait returns with every unit of the limit back: try_go then goes",
+    function()
+      -- A function left the count before it gave its unit back for a
+      -- moment (this stop's first bound on running()): g:wait() then
+      -- try_go was false 284 times in 5,000.
+      local g = conc.errgroup()
+      g:set_limit(1)
+      local refused = 0
+      for _ = 1, 2000 do
+        g:go(function() conc.sleep(0.00001) end)
+        assert.is_true(g:wait())
+        if not g:try_go(function() end) then refused = refused + 1 end
+        assert.is_true(g:wait())
+      end
+      assert.are.equal(0, refused)
+    end)
+
   it("try_go is false at the limit; set_limit raises while running",
     function()
       local g = conc.errgroup()

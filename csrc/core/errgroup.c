@@ -9,11 +9,16 @@
  * semaphore (x/sync's is a channel of tokens), replaced only while
  * nothing is counted.
  *
- * Locking: `lock` guards limit, sem, errors and nerrors, and orders a
- * count taken by go against set_limit's check. Under it we may take the
- * semaphore's lock (try_begin) and increment wg (no lock); the context
- * is canceled and wg decremented after it is released; a function's
- * unit of the limit goes back after it is uncounted.
+ * `running` counts the same functions for running(), but a function
+ * leaves it before its unit of the limit goes back, so a function let
+ * in by that unit is never counted beside it (running() stays within
+ * the limit plus the callers waiting in go); it leaves wg last, so Wait
+ * returns with every unit back (a try_go after it finds one free).
+ *
+ * Locking: `lock` guards limit, sem, errors, nerrors and running, and
+ * orders a count taken by go against set_limit's check. Under it we may
+ * take the semaphore's lock (try_begin) and increment wg (no lock); the
+ * context is canceled and wg decremented after it is released.
  */
 #include "internal.h"
 
@@ -26,6 +31,7 @@ struct conc_errgroup {
   int64_t limit;        /* lock: -1 for none */
   conc_msg *errors;     /* lock: every failure, the first one first */
   size_t nerrors, cap;  /* lock */
+  int64_t running;      /* lock: counted and not yet done (running()) */
 };
 
 static void eg_destroy(conc_obj *o) {
@@ -64,6 +70,7 @@ conc_ctx *conc_errgroup_ctx(conc_errgroup *g) { return g->ctx; }
 static void count_one(conc_errgroup *g) {
   if (conc_wg_add(g->wg, 1) != CONC_OK)
     conc__fatal("conc_errgroup: counter overflow", 75);
+  g->running++;
 }
 
 void conc_errgroup_begin(conc_errgroup *g, conc_sem **sem) {
@@ -105,16 +112,12 @@ void conc_errgroup_done(conc_errgroup *g, conc_msg *err, int held) {
       conc__fatal("conc_errgroup: malloc", 12);
   }
   conc_sem *sem = held ? g->sem : NULL;  /* unchanged while counted */
-  if (sem) conc_retain((conc_obj *)sem); /* set_limit may replace it now */
+  g->running--; /* before its unit goes back: running() stays bounded */
   conc__unlock(&g->lock);
   if (first) conc_ctx_cancel(g->ctx, CONC_ECANCELED, &cause);
-  /* Uncounted before its unit goes back: a function let in by that unit
-   * is counted after this one is not, so running() never reads above
-   * the limit (plus the callers waiting in go). */
-  conc_wg_add(g->wg, -1);
   if (sem && conc_sem_release(sem, 1) != CONC_OK)
     conc__fatal("conc_errgroup: limit released more than held", 22);
-  if (sem) conc_release((conc_obj *)sem);
+  conc_wg_add(g->wg, -1); /* last: Wait returns with every unit back */
 }
 
 int conc_errgroup_set_limit(conc_errgroup *g, int64_t n) {
@@ -141,7 +144,12 @@ int64_t conc_errgroup_limit(conc_errgroup *g) {
   return n;
 }
 
-int64_t conc_errgroup_running(conc_errgroup *g) { return conc_wg_count(g->wg); }
+int64_t conc_errgroup_running(conc_errgroup *g) {
+  conc__lock(&g->lock);
+  int64_t n = g->running;
+  conc__unlock(&g->lock);
+  return n;
+}
 
 conc_chan *conc_errgroup_wait_chan(conc_errgroup *g) {
   return conc_wg_wait_chan(g->wg);
