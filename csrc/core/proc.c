@@ -1241,12 +1241,21 @@ static void *monitor_main(void *arg) {
   conc_time last_live = 0;
   bool was_live = false;
   bool release_due = false; /* tasks lived since the last release */
+  long turns_seen = 0;
   for (;;) {
     unsigned word = atomic_load(&S.mon_word);
     conc_time next = fire_timers();
     conc_time now = conc_now();
     /* Idle work waiting (finalizers) keeps it looking, as tasks do. */
     bool live = atomic_load(&S.live) > 0 || atomic_load(&S.idle_wanted) > 0;
+    /* Tasks that started and ended between two looks count as live
+     * then, for the release (their turns were counted). */
+    long turns = atomic_load_explicit(&S.tasks_run, memory_order_relaxed);
+    if (turns != turns_seen) {
+      turns_seen = turns;
+      last_live = now;
+      release_due = true;
+    }
     if (live) {
       last_live = now;
       release_due = true;
@@ -1278,8 +1287,11 @@ static void *monitor_main(void *arg) {
     }
     atomic_store(&S.mon_at, next == CONC_NEVER ? 0 : next);
     /* Against conc__g_start: it raises live, then reads mon_at; this
-     * stores mon_at, then reads live. One of the two sees the other. */
-    if (next == CONC_NEVER &&
+     * stores mon_at, then reads live. One of the two sees the other.
+     * (Whenever it would sleep past a tick: with no task live it may
+     * sleep until the release below, and a start that read the mon_at
+     * before, a tick from then, did not wake it.) */
+    if (next > now + TICK_NS &&
         (atomic_load(&S.live) > 0 || atomic_load(&S.idle_wanted) > 0))
       continue;
     if (next > now) futex_wait_word(&S.mon_word, word, next);
