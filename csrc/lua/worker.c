@@ -1471,6 +1471,14 @@ static bool limit_end(lua_State *L, int status) {
   return mem_of(L)->hit && status == LUA_ERRMEM;
 }
 
+/* The task is over: its limit's record goes (a state's next task may
+ * fail before its limit_begin: light_start's). */
+static void limit_done(lua_State *L) {
+  state_mem *m = mem_of(L);
+  m->lifted = false;
+  m->hit = false;
+}
+
 /* The limit again, with the room it had when lifted: for the task's own
  * code that runs after conc's reporting began (its <close> methods after
  * an error, its finalizers), which the limit bounds as it bounded the
@@ -1628,6 +1636,7 @@ static bool run_task(lua_State *L, lconc_task *t) {
     lua_gc(L, LUA_GCCOLLECT);
     limit_lift(L);
   }
+  limit_done(L);
   conc__thread_leave();
   /* Before the task ends: its spawner may hand the thread the next one
    * at once, and a thread still busy here would not be found idle. */
@@ -2243,6 +2252,7 @@ static void light_end(lconc_task *t, int status, int nres) {
     limit_lift(L);
     mem_of(L)->finalizers = false; /* they ran */
   }
+  limit_done(L);
   outside_end(t);
   conc__waiter_leave(g->w);
   state_put(L, clean_state(L));
