@@ -193,6 +193,24 @@ describe("time", function()
     assert.matches("on the grid", out)
   end)
 
+  it("a timer set for zero or less is due when it is set: that is its value",
+    function()
+      -- Its due time was conc_deadline_in's "no wait", 0: the value 0.0
+      -- (Go's when(d) is now for d <= 0).
+      for _, d in ipairs({0, -1, -1e-9, -math.huge}) do
+        local t0 = conc.now()
+        local a, t = conc.after(d):recv(), conc.timer(d).C:recv()
+        local t1 = conc.now()
+        assert.is_true(a >= t0 and a <= t1, d .. ": " .. a)
+        assert.is_true(t >= t0 and t <= t1, d .. ": " .. t)
+        local timer = conc.timer(3600)
+        t0 = conc.now()
+        assert.is_true(timer:reset(d))
+        local v = timer.C:recv()
+        assert.is_true(v >= t0 and v <= conc.now(), d .. ": " .. v)
+      end
+    end)
+
   it("a timer can be passed to a worker", function()
     local t = conc.timer(0.01)
     local h = conc.go(function(tm) return (tm.C:recv()) ~= nil end, t)

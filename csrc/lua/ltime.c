@@ -107,6 +107,13 @@ static int t_sleep(lua_State *L) {
   return sleep_end(L, a, lconc_call(L, sleep_op, a, 0, sleep_k));
 }
 
+/* When a timer set for `s` seconds is due: now for s <= 0, as Go's
+ * when(d), so its value is the time it was set (conc_deadline_in's
+ * CONC_NOWAIT, 0, read as a value of 0.0). */
+static conc_time due_in(lua_Number s) {
+  return s > 0 ? conc_deadline_in(s) : conc_now();
+}
+
 /* conc.after(seconds) -> a channel that receives conc.now() once */
 static int t_after(lua_State *L) {
   lua_Number s = check_seconds(L, 1);
@@ -116,7 +123,7 @@ static int t_after(lua_State *L) {
     if (c) conc_release((conc_obj *)c);
     return luaL_error(L, "conc.after: not enough memory");
   }
-  int rc = conc_timer_start(t, conc_deadline_in(s), 0);
+  int rc = conc_timer_start(t, due_in(s), 0);
   conc_timer_release(t);  /* the channel owns it: dropping c stops it */
   if (rc < 0) {
     conc_release((conc_obj *)c);
@@ -139,7 +146,7 @@ static int new_timer(lua_State *L, const conc_type *type, lua_Number s,
   conc_obj_init(&lt->hdr, type);
   lt->t = t;
   lt->c = c;
-  int rc = conc_timer_start(t, conc_deadline_in(s), period);
+  int rc = conc_timer_start(t, due_in(s), period);
   if (rc < 0) {
     conc_release(&lt->hdr);
     return push_time_error(L, type->name, rc);
@@ -183,8 +190,7 @@ static int t_reset(lua_State *L) {
   lconc_argcheck(L, !ticker || s > 0, 2,
                  "non-positive interval for conc.ticker:reset");
   int was = conc_timer_stop_chan(lt->t, lt->c);
-  int rc = conc_timer_start(lt->t, conc_deadline_in(s),
-                            ticker ? conc_duration(s) : 0);
+  int rc = conc_timer_start(lt->t, due_in(s), ticker ? conc_duration(s) : 0);
   if (rc < 0) return push_time_error(L, lt->hdr.type->name, rc);
   lua_pushboolean(L, was);
   return 1;
