@@ -43,9 +43,7 @@ describe("context", function()
 
   it("with_timeout says why it could not be made: no thread, or memory",
     function()
-      if os.getenv("CONC_SANITIZER") then
-        -- ASan and TSan reserve terabytes of address space: ulimit -v
-        -- stops them before the script starts. The plain run covers it.
+      if not support.ulimit_v_works() then
         pending("not under a sanitizer (ulimit -v)")
         return
       end

@@ -372,9 +372,7 @@ describe("conc.go", function()
 
   it("spawning past what the system allows fails as a return value",
     function()
-      if os.getenv("CONC_SANITIZER") then
-        -- ASan and TSan reserve terabytes of address space: ulimit -v
-        -- stops them before the script starts. The plain run covers it.
+      if not support.ulimit_v_works() then
         pending("not under a sanitizer (ulimit -v)")
         return
       end
@@ -440,9 +438,7 @@ describe("conc.go", function()
 
   it("a first spawn with no memory left for the scheduler's threads " ..
      "fails as a return value, and a later one starts them", function()
-    if os.getenv("CONC_SANITIZER") then
-      -- ASan and TSan reserve terabytes of address space: ulimit -v
-      -- stops them before the script starts. The plain run covers it.
+    if not support.ulimit_v_works() then
       pending("not under a sanitizer (ulimit -v)")
       return
     end
