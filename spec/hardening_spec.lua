@@ -265,6 +265,43 @@ describe("memory_limit", function()
       true)
   end)
 
+  -- The base of the limit was the state's count as the task began,
+  -- garbage an earlier task left in it included: once a collection
+  -- freed that, the task had it as room (100 MB left: 82 MB live under
+  -- a limit of 1 MB, in most rounds at 2 Ps).
+  it("gives no task the room an earlier task's garbage takes", function()
+    for _ = 1, 5 do
+      assert(conc.go(function() local _ = ("x"):rep(40 * 2^20) end):join())
+      local ok, live = conc.go({memory_limit = 1e6}, function()
+        local t = {}
+        pcall(function()
+          for i = 1, 1e4 do t[i] = ("y"):rep(1e5) .. i end
+        end)
+        return #t * 1e5
+      end):join()
+      assert.is_true(ok, live)
+      assert.is_true(live <= 1e6, live .. " bytes live")
+    end
+  end)
+
+  -- A locked task's message handler (its traceback, an error value's
+  -- __tostring) ran under the limit, a light task's did not: the same
+  -- error read "ran out of memory" in one and its text in the other.
+  it("counts neither kind of task's error reporting", function()
+    for _, locked in ipairs({false, true}) do
+      local ok, err = conc.go({memory_limit = 1e6, locked = locked},
+        function()
+          error(setmetatable({}, {__tostring = function()
+            local t = {}
+            for i = 1, 200 do t[i] = ("x"):rep(10000) .. i end
+            return "OBJ"
+          end}))
+        end):join()
+      assert.is_false(ok)
+      assert.matches("^OBJ %(conc.go: error value: cannot transfer", err)
+    end
+  end)
+
   -- A task's <close> methods after an error, and its finalizers at its
   -- end, ran after the limit was lifted for conc's reporting: each built
   -- 512 MB under a limit of 200 KB. They are the task's code: limited.

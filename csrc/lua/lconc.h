@@ -84,10 +84,10 @@ typedef struct lconc_wait {
 /* Reads argument idx: nil/none (forever), seconds, or a conc.ctx. */
 CONC_API void lconc_check_wait(lua_State *L, int idx, lconc_wait *w);
 /* For a method taking ([n] [, timeout | ctx]) at idx: returns where its
- * count is (read it with a default) and reads the wait. A context first
- * is Go's order, x/sync's Acquire(ctx, n) and x/time/rate's WaitN(ctx,
- * n): the count, if any, follows it. */
-CONC_API int lconc_check_count_wait(lua_State *L, int idx, lconc_wait *w);
+ * count is (read it with a default), and *wait_at where its wait is. A
+ * context first is Go's order, x/sync's Acquire(ctx, n) and
+ * x/time/rate's WaitN(ctx, n): the count, if any, follows it. */
+CONC_API int lconc_count_wait_at(lua_State *L, int idx, int *wait_at);
 /* Performs one channel operation within w. Returns CONC_OK, ECLOSED
  * (receive: closed and drained; send: closed), ETIMEDOUT or EAGAIN
  * (deadline), or the context's error. A send's message is the caller's

@@ -97,8 +97,9 @@ static int lim_wait_k(lua_State *L, int status, lua_KContext ctx) {
 static int lim_wait(lua_State *L) {
   lim_call local, *a = (lim_call *)lconc_op_area(L, &local, sizeof local);
   a->l = checklim(L);
-  /* (n, ctx) or Go's (ctx, n) */
-  a->n = opt_n(L, lconc_check_count_wait(L, 2, &a->w));
+  int wait_at; /* (n, ctx) or Go's (ctx, n) */
+  a->n = opt_n(L, lconc_count_wait_at(L, 2, &wait_at));
+  lconc_check_wait(L, wait_at, &a->w);
   lconc_blocking(L, "limiter wait");
   return lim_wait_end(L, a, lconc_call(L, lim_wait_op, a, 0, lim_wait_k));
 }

@@ -90,9 +90,10 @@ static int acquire_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int sem_acquire(lua_State *L) {
   conc_sem *s = SEM(L);
-  lconc_wait w;
-  int at = lconc_check_count_wait(L, 2, &w); /* (w, ctx) or (ctx, w) */
+  int wait_at, at = lconc_count_wait_at(L, 2, &wait_at); /* or (ctx, w) */
   int64_t n = check_weight(L, at, s, "conc.semaphore:acquire");
+  lconc_wait w;
+  lconc_check_wait(L, wait_at, &w);
   return acquire_end(L, lconc_sem_acquire_k(L, "semaphore acquire", s, n, &w, 0,
                                             acquire_k));
 }
@@ -175,9 +176,10 @@ static int guard_k(lua_State *L, int status, lua_KContext ctx) {
  * of memory), and a failure after acquiring would leave weight held. */
 static int sem_guard_new(lua_State *L) {
   conc_sem *s = SEM(L);
-  lconc_wait w;
-  int at = lconc_check_count_wait(L, 2, &w); /* (w, ctx) or (ctx, w) */
+  int wait_at, at = lconc_count_wait_at(L, 2, &wait_at); /* or (ctx, w) */
   int64_t n = check_weight(L, at, s, "conc.semaphore:guard");
+  lconc_wait w;
+  lconc_check_wait(L, wait_at, &w);
   lua_settop(L, 1);
   sem_guard *g = (sem_guard *)lua_newuserdatauv(L, sizeof *g, 1);
   g->weight = n;  /* `g` is armed by guard_end, once acquired */

@@ -29,13 +29,10 @@ void lconc_check_wait(lua_State *L, int idx, lconc_wait *w) {
   if (w->ctx == NULL) lconc_typeerror(L, idx, "number of seconds or conc.ctx");
 }
 
-int lconc_check_count_wait(lua_State *L, int idx, lconc_wait *w) {
-  if (lconc_test_obj(L, idx, &conc_ctx_type)) {
-    lconc_check_wait(L, idx, w);
-    return idx + 1;
-  }
-  lconc_check_wait(L, idx + 1, w);
-  return idx;
+int lconc_count_wait_at(lua_State *L, int idx, int *wait_at) {
+  bool ctx_first = lconc_test_obj(L, idx, &conc_ctx_type) != NULL;
+  *wait_at = ctx_first ? idx : idx + 1;
+  return ctx_first ? idx + 1 : idx;
 }
 
 int lconc_wait_op(conc_case *cs, const lconc_wait *w) {
