@@ -1450,20 +1450,16 @@ static void limit_begin(lua_State *L, const lconc_task *t) {
    * in the base, it was room the task could take once a collection
    * freed it (100 MB of a string dropped: 82 MB live under a 1 MB
    * limit). No finalizer can run here (see `finalizers`). */
-  if (m->garbage) {
-    lua_gc(L, LUA_GCCOLLECT);
-    m->garbage = false;
-  }
+  lua_gc(L, LUA_GCCOLLECT);
+  m->garbage = false;
   m->used = bytes_in_use(L);
   m->limit = m->used + t->memory_limit;
   lheap_use_malloc(m->heap, 1);
   lua_setallocf(L, counting_alloc, m);
 }
 
-/* The limit is lifted (reporting needs memory). True if the task ran out
- * of memory: it ended with a memory error (the message handler is not
- * called for one) after a refusal; a refusal the emergency collection
- * made good, then another error, is that error. */
+/* The limit is lifted (conc's reporting needs memory), its room kept
+ * for limit_again. */
 static void limit_lift(lua_State *L) {
   state_mem *m = mem_of(L);
   if (m->limit == 0) return;
@@ -1474,6 +1470,10 @@ static void limit_lift(lua_State *L) {
   lheap_use_malloc(m->heap, 0);
 }
 
+/* The limit is lifted. True if the task ran out of memory: it ended
+ * with a memory error (the message handler is not called for one) after
+ * a refusal; a refusal the emergency collection made good, then another
+ * error, is that error. */
 static bool limit_end(lua_State *L, int status) {
   limit_lift(L);
   return mem_of(L)->hit && status == LUA_ERRMEM;
@@ -2151,8 +2151,6 @@ static void light_error(lua_State *L, lua_State *co) {
   lua_replace(L, -2);
 }
 
-/* The task ended (status: lua_resume's, or the setup's): its outcome,
- * then its state back to the pool and its waiter back. */
 /* Closes co's pending <close> variables (lua_resetthread) under the
  * task's memory limit again: they are its code, bounded as its body was
  * (a locked task's close inside its protected call, limited). Sets
@@ -2171,6 +2169,8 @@ typedef struct ending {
   bool oom; /* a closing method ran out of the task's memory */
 } ending;
 
+/* The task ended (status: lua_resume's, or the setup's): its outcome,
+ * then its state back to the pool and its waiter back. */
 /* Protected: the outcome of co (1: co, 2: lua_resume's status, 3: its
  * count of results, 4: a light userdata, an ending) onto L, results or
  * the error with its traceback. An error
