@@ -40,11 +40,15 @@ describe("time", function()
   end)
 
   it("many afters fire in deadline order", function()
-    -- Deadlines t0 + k * 5 ms, made latest first: each delay counts from
-    -- t0, not from its own creation (under valgrind making ten took
-    -- longer than 5 ms, which put two deadlines out of order).
+    -- Deadlines t0 + 0.25 s + k * 5 ms, made latest first: each delay
+    -- counts from t0, not from its own creation (under valgrind making
+    -- ten took longer than 5 ms, which put two deadlines out of order),
+    -- and all are still ahead when made (an after already overdue is due
+    -- when made, as Go's: under Helgrind the last made read latest).
     local chans, t0 = {}, conc.now()
-    for k = 10, 1, -1 do chans[k] = conc.after(t0 + k * 0.005 - conc.now()) end
+    for k = 10, 1, -1 do
+      chans[k] = conc.after(t0 + 0.25 + k * 0.005 - conc.now())
+    end
     local last = 0
     for k = 1, 10 do
       local v = chans[k]:recv()
