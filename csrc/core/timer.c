@@ -42,7 +42,10 @@ struct conc_timer {
    * then called a schedule whose value never came inactive). */
   int in_flight;
   uint64_t flight_gen;  /* (timers.lock) */
-  atomic_bool sent;  /* atomic: a reset from another thread may race */
+  /* Atomic: set by a firing under the channel's lock, cleared by
+   * take_due under timers.lock; a ticker's next tick may be taken while
+   * a receiver's firing of the last one sends (either order is right). */
+  atomic_bool sent;
 };
 
 #define NOT_SCHEDULED SIZE_MAX
@@ -65,6 +68,8 @@ conc_timer *conc_timer_new(conc_timer_fn fire, void *arg,
   if (t == NULL) return NULL;
   atomic_init(&t->refs, 1);
   atomic_init(&t->gen, 0);
+  CONC_HB_ATOMIC(&t->gen);  /* Helgrind: atomics read without */
+  CONC_HB_ATOMIC(&t->sent); /* the lock their writers hold */
   t->index = NOT_SCHEDULED;
   t->fire = fire;
   t->arg = arg;
