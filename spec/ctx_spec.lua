@@ -121,6 +121,15 @@ describe("context", function()
     assert.are.equal("context deadline exceeded", ctx:err())
     local z = conc.with_timeout(conc.background(), 0)
     assert.are.equal("context deadline exceeded", z:err())
+    -- Go's WithTimeout: the deadline is now + d, a negative d's before now
+    local t0 = conc.now()
+    local y = conc.with_timeout(conc.background(), -1)
+    assert.are.equal("context deadline exceeded", y:err())
+    local d, has = y:deadline()
+    assert.is_true(has)
+    assert.is_true(d <= t0 - 0.999 and d > t0 - 1.5, "deadline " .. (d - t0))
+    assert.is_true(select(2, conc.with_timeout(conc.background(),
+      -math.huge):deadline()))
   end)
 
   it("a child's deadline is never later than its parent's", function()

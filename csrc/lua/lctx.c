@@ -80,12 +80,20 @@ static int c_with_deadline(lua_State *L) {
   return push_new(L, parent, d, "conc.with_deadline");
 }
 
+/* The deadline of a timeout of s seconds: now + s, as Go's WithTimeout
+ * (time.Now().Add(d)), so a negative one lies that far in the past. */
+static conc_time timeout_deadline(lua_Number s) {
+  if (s > 0) return conc_deadline_in(s);
+  conc_time now = conc_now(), back = conc_duration(-s);
+  return back < now ? now - back : 1; /* 0 would read as no deadline */
+}
+
 /* conc.with_timeout(parent, seconds) -> ctx, cancel */
 static int c_with_timeout(lua_State *L) {
   conc_ctx *parent = checkctx(L, 1);
   lua_Number s = lconc_checknumber(L, 2);
   lconc_argcheck(L, s == s, 2, "timeout is NaN");
-  conc_time d = s <= 0 ? conc_now() : conc_deadline_in(s);
+  conc_time d = timeout_deadline(s);
   return push_new(L, parent, d, "conc.with_timeout");
 }
 
