@@ -192,6 +192,55 @@ describe("conc.select", function()
     assert.are.equal(0, #ch)
   end)
 
+  it("holds its cases' channels while it encodes and waits, whatever " ..
+     "the encoding's Lua code drops", function()
+    -- A later case's export hook drops an earlier case and collects: the
+    -- earlier case's channel was freed under the select, which then sent
+    -- into (or read) freed memory: a channel made meanwhile got the
+    -- value, or the select waited for good on a ready case. In a task
+    -- too, where the select parks with the channels on its stack.
+    local out, rc = require("support").run_script([[
+      local conc = require("conc")
+      package.preload.sel_rebuild = function()
+        return {rebuild = function(v) return v end}
+      end
+      local function round(blocking)
+        local cases, fresh = nil, {}
+        local hook = setmetatable({}, {__conc_export = function()
+          cases[1], cases[2] = nil, nil
+          collectgarbage(); collectgarbage()
+          for i = 1, 50 do fresh[i] = conc.chan(1) end
+          return 1, "sel_rebuild.rebuild"
+        end})
+        if blocking then -- only case 2 can be chosen, once its sender runs
+          local late = conc.chan()
+          cases = {{"send", conc.chan(), "x"}, {"recv", late},
+                   {"send", conc.chan(), hook}}
+          conc.go(function(c) c:send("late") end, late)
+        else
+          cases = {{"send", conc.chan(1), "x"}, {"send", conc.chan(1), "y"},
+                   {"send", conc.chan(1), hook}}
+        end
+        local i, v = conc.select(cases)
+        assert((not blocking and i >= 1 and i <= 3)
+          or (blocking and i == 2 and v == "late"), "chose " .. tostring(i))
+        for k = 1, #fresh do
+          assert(#fresh[k] == 0, "a channel made later got case 1's value")
+        end
+      end
+      for _ = 1, 200 do round(false) end
+      local h = conc.go(function(n)
+        for _ = 1, n do round(true) end
+        return n
+      end, 100)
+      assert(select(2, h:join()) == 100)
+      for _ = 1, 50 do round(true) end
+      print("held")
+    ]], 60)
+    assert.are.equal(0, rc, out)
+    assert.matches("held", out)
+  end)
+
   it("works with more cases than fit on the stack", function()
     local chans, cases = {}, {}
     for i = 1, 40 do

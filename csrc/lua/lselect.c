@@ -56,11 +56,17 @@ static int read_case(lua_State *L, conc_case *cs, int k) {
   }
   int recv_only;
   conc_chan *c = lconc_test_chan(L, -1, &recv_only);
-  lua_pop(L, 1);
   if (c == NULL) {
+    lua_pop(L, 1);
     lua_pushfstring(L, "conc.select: case #%d: conc.chan expected", k);
     return 1;
   }
+  /* The channel (or its view) stays on the stack, below the case table,
+   * until the select returns: encoding a later case's value can run Lua
+   * code (an export hook, a finalizer) that drops the case table, and a
+   * collection would free the channel under the select. Across a park
+   * too: a yield keeps the stack below it. */
+  lua_insert(L, -2);
   if (cs->op == CONC_SEND && recv_only) {  /* Go does not compile it */
     lua_pushfstring(L,
                     "conc.select: case #%d: send on receive-only "
@@ -79,7 +85,7 @@ static int read_case(lua_State *L, conc_case *cs, int k) {
     }
     lua_pop(L, 1);
   }
-  cs->chan = c;  /* kept alive by the case table (or its view) */
+  cs->chan = c;  /* kept alive by the stack (above) */
   return 0;
 }
 
@@ -212,6 +218,9 @@ static int select_(lua_State *L) {
   conc_case *cases = in_area ? (conc_case *)(a + 1) : local.small;
   if ((size_t)n > room) /* a userdata: collected even if an error is raised */
     cases = lua_newuserdatauv(L, (size_t)n * sizeof *cases, 0);
+  /* Room for the channels read_case keeps, before any value is encoded
+   * (nothing to free if this raises). */
+  lconc_checkstack(L, (int)n + LUA_MINSTACK, "conc.select: too many cases");
   for (int k = 0; k < n; k++) {
     lua_rawgeti(L, 1, k + 1);
     if (read_case(L, &cases[k], k + 1)) {
