@@ -230,6 +230,10 @@ describe("conc.workpool", function()
     assert.has_error(function() p:submit(io.stdout) end)
     assert.has_error(function() p:submit() end,
       "conc.workpool:submit: job expected")
+    assert.has_error(function() p:try_submit() end,
+      "conc.workpool:try_submit: job expected")
+    assert.are.equal(0, #p:results(), "a job was queued")
     p:close()
+    assert.is_nil(p:results():recv(), "a job was queued")
   end)
 end)

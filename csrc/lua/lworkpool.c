@@ -436,6 +436,9 @@ static int pool_submit(lua_State *L) {
 /* p:try_submit(job) -> boolean (false: the queue is full) */
 static int pool_try_submit(lua_State *L) {
   lconc_wait w = {CONC_NOWAIT, NULL};
+  checkpool(L, 1);
+  if (lua_isnone(L, 2)) /* before the settop below makes it a nil */
+    return luaL_error(L, "conc.workpool:try_submit: job expected");
   lua_settop(L, 2);
   lua_pushboolean(L,
                   submit(L, &w, "conc.workpool:try_submit", NULL) == CONC_OK);
