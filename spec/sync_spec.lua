@@ -116,6 +116,27 @@ describe("conc.mutex", function()
     mu:unlock()
   end)
 
+  it("a guard's errors name the guard", function()
+    local out, rc = support.run_script([[
+      local conc = require("conc")
+      conc.set_deadlock_mode("error")
+      local mu, rw = conc.mutex(), conc.rwmutex()
+      mu:lock()
+      print(select(2, pcall(function() local _ <close> = mu:guard() end)))
+      rw:lock()
+      print(select(2, pcall(function() local _ <close> = rw:guard() end)))
+      print(select(2, pcall(function() local _ <close> = rw:rguard() end)))
+      print(select(2, pcall(function() mu:lock() end)))
+    ]])
+    assert.are.equal(0, rc, out)
+    local names = {}
+    for name in out:gmatch("(conc%.[%w:]+): all workers are asleep") do
+      names[#names + 1] = name
+    end
+    assert.are.same({"conc.mutex:guard", "conc.rwmutex:guard",
+                     "conc.rwmutex:rguard", "conc.mutex:lock"}, names, out)
+  end)
+
   it("a worker's guard works even if the worker never required conc",
     function()
       local mu = conc.mutex()

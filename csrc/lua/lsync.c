@@ -194,7 +194,9 @@ static int try_rw_rlock(void *o) {
 }
 
 static int mu_lock_with(lua_State *L, unlock_fn arm) {
-  return do_lock(L, "mutex lock", "conc.mutex:lock", op_mutex_lock, try_mutex,
+  /* (a guard's errors name the guard, the function called) */
+  return do_lock(L, "mutex lock", arm ? "conc.mutex:guard" : "conc.mutex:lock",
+                 op_mutex_lock, try_mutex,
                  CHECK(L, conc_mutex, conc_mutex_type), arm);
 }
 
@@ -221,13 +223,15 @@ static int rw_new(lua_State *L) {
 #define RW(L) CHECK(L, conc_rwmutex, conc_rwmutex_type)
 
 static int rw_lock_with(lua_State *L, unlock_fn arm) {
-  return do_lock(L, "rwmutex lock", "conc.rwmutex:lock", op_rw_lock,
+  return do_lock(L, "rwmutex lock",
+                 arm ? "conc.rwmutex:guard" : "conc.rwmutex:lock", op_rw_lock,
                  try_rw_lock, RW(L), arm);
 }
 
 static int rw_rlock_with(lua_State *L, unlock_fn arm) {
-  return do_lock(L, "rwmutex rlock", "conc.rwmutex:rlock", op_rw_rlock,
-                 try_rw_rlock, RW(L), arm);
+  return do_lock(L, "rwmutex rlock",
+                 arm ? "conc.rwmutex:rguard" : "conc.rwmutex:rlock",
+                 op_rw_rlock, try_rw_rlock, RW(L), arm);
 }
 
 static int rw_lock(lua_State *L) { return rw_lock_with(L, NULL); }
