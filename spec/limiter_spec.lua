@@ -14,6 +14,24 @@ describe("conc.limiter", function()
     assert.is_true(lim:tokens() < 1)
   end)
 
+  it("an idle bucket refills to exactly its burst (x/time/rate's advance)",
+    function()
+      -- The elapsed time was capped at what fills the bucket, truncated to
+      -- whole nanoseconds: it never read full (0.999999999), and one that
+      -- fills in under a nanosecond never refilled (0, then -5).
+      local a = conc.limiter(3, 1)
+      assert.is_true(a:allow())
+      local b = conc.limiter(1e10, 1)
+      assert.is_true(b:allow())
+      conc.sleep(0.5)
+      assert.are.equal(1, a:tokens())
+      assert.are.equal(a:burst(), a:tokens())
+      assert.are.equal(1, b:tokens())
+      for _ = 1, 5 do b:allow() end
+      conc.sleep(0.01)
+      assert.are.equal(1, b:tokens())
+    end)
+
   it("allow takes n tokens or none", function()
     local lim = conc.limiter(0, 5) -- rate 0: never refills
     assert.is_false(lim:allow(6))

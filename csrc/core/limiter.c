@@ -76,12 +76,13 @@ static conc_time advance(const conc_limiter *l, conc_time now, double *tokens) {
     *tokens = l->tokens;
     return l->last;
   }
-  /* Never more than what fills the bucket: no overflow for an old last. */
-  conc_time max_elapsed = dur_from_tokens(l->limit,
-                                          (double)l->burst - l->tokens);
-  conc_time elapsed = now - l->last;
-  if (elapsed > max_elapsed) elapsed = max_elapsed;
-  double t = l->tokens + tokens_from_dur(l->limit, elapsed);
+  /* As x/time/rate's advance now: the elapsed time is not capped first
+   * at what would fill the bucket (truncated to whole nanoseconds, that
+   * cap lost up to a nanosecond's tokens: an idle bucket never read as
+   * full, one that fills in under a nanosecond never refilled); the sum
+   * is capped instead, in a double, where an old `last` cannot
+   * overflow. */
+  double t = l->tokens + tokens_from_dur(l->limit, now - l->last);
   if (t > (double)l->burst) t = (double)l->burst;
   *tokens = t;
   return now;
