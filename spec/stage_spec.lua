@@ -87,7 +87,12 @@ describe("conc.stage", function()
     assert.has_error(function() conc.stage(1, print) end)
     assert.has_error(function() conc.stage(ch, 1) end)
     assert.has_error(function() conc.stage(ch, print, {workers = 0}) end,
-      "conc.stage: workers must be an integer from 1 to 2^31-1")
+      "conc.stage: workers must be an integer from 1 to 100000")
+    -- as a pool's: each worker is a task, all started before it returns
+    assert.has_error(function() conc.stage(ch, print, {workers = 1e9}) end,
+      "conc.stage: workers must be an integer from 1 to 100000")
+    assert.has_error(function() conc.stage(ch, print, {buffer = 2^31}) end,
+      "conc.stage: buffer must be an integer from 0 to 2^31-1")
     assert.has_error(function() conc.stage(ch, print, {worker = 2}) end,
       "conc.stage: unknown option 'worker'")
     assert.has_error(function() conc.stage(ch, print, {ctx = 1}) end,

@@ -266,8 +266,12 @@ static void start_workers(lua_State *L, conc_workpool *p, int pool_idx,
 /* ---- options ------------------------------------------------------------ */
 
 /* Reads integer option `key` of the table at idx (def if absent). */
+/* The most workers a pool or a stage starts (each is a task, all started
+ * before it returns: a billion asked for took memory until killed). */
+#define MAX_WORKERS 100000
+
 static lua_Integer int_option(lua_State *L, int idx, const char *key,
-                              lua_Integer def, lua_Integer min,
+                              lua_Integer def, lua_Integer min, lua_Integer max,
                               const char *fname) {
   if (lua_isnoneornil(L, idx)) return def;
   lua_getfield(L, idx, key);
@@ -275,9 +279,9 @@ static lua_Integer int_option(lua_State *L, int idx, const char *key,
   if (!lua_isnil(L, -1)) {
     int isint;
     v = lua_tointegerx(L, -1, &isint);
-    if (!isint || v < min || v > 0x7fffffff)
-      luaL_error(L, "%s: %s must be an integer from %d to 2^31-1", fname, key,
-                 (int)min);
+    if (!isint || v < min || v > max)
+      luaL_error(L, "%s: %s must be an integer from %d to %s", fname, key,
+                 (int)min, max == MAX_WORKERS ? "100000" : "2^31-1");
   }
   lua_pop(L, 1);
   return v;
@@ -348,8 +352,8 @@ static int stage_new(lua_State *L) {
   if (input == NULL) lconc_typeerror(L, 1, "conc.chan");
   lconc_checktype(L, 2, LUA_TFUNCTION);
   check_keys(L, 3, known, fname);
-  int n = (int)int_option(L, 3, "workers", 1, 1, fname);
-  lua_Integer buffer = int_option(L, 3, "buffer", 0, 0, fname);
+  int n = (int)int_option(L, 3, "workers", 1, 1, MAX_WORKERS, fname);
+  lua_Integer buffer = int_option(L, 3, "buffer", 0, 0, INT32_MAX, fname);
   conc_ctx *ctx = ctx_option(L, 3, fname);
   conc_chan *out = conc_chan_new((size_t)buffer);
   conc_workpool *p = push_pool(L, n, input, out, ctx, 0, fname);
@@ -365,12 +369,12 @@ static int pool_new(lua_State *L) {
   static const char *const known[] = {"queue", "results", "ctx", NULL};
   const char *fname = "conc.workpool";
   lua_Integer n = lconc_checkinteger(L, 1);
-  lconc_argcheck(L, n >= 1 && n <= 100000, 1,
+  lconc_argcheck(L, n >= 1 && n <= MAX_WORKERS, 1,
                  "workers must be an integer from 1 to 100000");
   lconc_checktype(L, 2, LUA_TFUNCTION);
   check_keys(L, 3, known, fname);
-  lua_Integer queue = int_option(L, 3, "queue", 2 * n, 0, fname);
-  lua_Integer rcap = int_option(L, 3, "results", 2 * n, 0, fname);
+  lua_Integer queue = int_option(L, 3, "queue", 2 * n, 0, INT32_MAX, fname);
+  lua_Integer rcap = int_option(L, 3, "results", 2 * n, 0, INT32_MAX, fname);
   conc_ctx *ctx = ctx_option(L, 3, fname);
   conc_chan *jobs = conc_chan_new((size_t)queue);
   conc_chan *results = conc_chan_new((size_t)rcap);
