@@ -1511,6 +1511,52 @@ describe("light tasks", function()
     ]], 1, 60)
   end)
 
+  it("a task under a debug hook of its own is preempted, and its hook " ..
+     "keeps running", function()
+    -- One P: the main script's timed wait runs the task on its thread.
+    -- Under a hook of the task's own (a profiler's), in its body or in a
+    -- coroutine, conc did not preempt it: the wait returned when the
+    -- task ended (for good for a loop), Ctrl-C included. Now conc's
+    -- check takes the hook's place for an instruction, then gives it
+    -- back: the task's hook still counts, and is its own at the end.
+    run(([[
+      local conc = require("conc")
+      local function hooked(secs, in_co)
+        local n = 0
+        local function f() n = n + 1 end
+        local function spin()
+          local t0 = os.clock()
+          while secs < 0 or os.clock() - t0 < secs do end
+        end
+        if in_co then
+          local co = coroutine.create(spin)
+          debug.sethook(co, f, "", 1000)
+          assert(coroutine.resume(co))
+          return n > 1000 and debug.gethook(co) == f
+        end
+        debug.sethook(f, "", 1000)
+        spin()
+        return n > 1000 and debug.gethook() == f
+      end
+      for _, in_co in ipairs{false, true} do
+        local h = conc.go(hooked, 1.5, in_co)
+        local t0 = conc.now()
+        assert(conc.chan():recv(0.05) == nil)
+        local waited = conc.now() - t0
+        assert(waited < %g, ("the main script's wait took %%.2f s"):format(
+          waited))
+        local ok, kept = h:join()
+        assert(ok and kept == true, "the task's hook: " .. tostring(kept))
+      end
+      conc.go(hooked, -1, false) -- for good
+      local t0 = conc.now()
+      assert(conc.chan():recv(0.05) == nil)
+      assert(conc.now() - t0 < %g, "held by a hooked loop")
+      print("OK")
+      os.exit(0)
+    ]]):format(0.5 * SLOW, 0.5 * SLOW), 1, 60)
+  end)
+
   it("a task's code outside its body (its outcome, loading what its call " ..
      "names) does not hold the main script's timed wait", function()
     -- One P, kept by a spinner: the main script's wait runs each new task

@@ -1202,8 +1202,7 @@ static void look_at_threads(conc_time now) {
     } else if (same && waiting && age > UNYIELDING_NS && p && kind == 1 &&
                atomic_compare_exchange_strong(&m->in_task, &kind, 2)) {
       /* Asked to yield for 20 ms and still in the same turn: it cannot
-       * (it computes where a task cannot yield, in a sort comparator, or
-       * under a debug hook of its own, which preemption leaves alone).
+       * (it computes where a task cannot yield, in a sort comparator).
        * It goes on computing on its thread, and its P goes to another,
        * as a blocked one's: the others run meanwhile. */
       conc__p *q = atomic_exchange(&m->p, NULL);

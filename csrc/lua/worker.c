@@ -2084,22 +2084,74 @@ static int light_setup(lua_State *L) {
 }
 
 static lconc_task *parkable(lua_State *L);
+static void preempt_hook(lua_State *L, lua_Debug *ar);
+
+/*
+ * conc's preemption check on co (from the preemption signal's handler,
+ * on the task's thread): a count hook that fires at its next
+ * instruction. A coroutine with a debug hook of the task's own
+ * (debug.sethook: a profiler, a coverage tool) is preempted too: conc's
+ * check takes the hook's place until it fires, and gives it back then
+ * (unhook_preempt), so the task's hook misses that one event. Before,
+ * such a task was never preempted, and a main script's wait whose
+ * thread ran it waited as long as it computed (for good in a loop),
+ * Ctrl-C included.
+ */
+static void hook_preempt(lconc_task *t, lua_State *co) {
+  lua_Hook h = lua_gethook(co);
+  if (h == preempt_hook) return;
+  if (h != NULL) {
+    if (t == NULL) return; /* nowhere to keep it */
+    int i = t->kept[0].co == co || t->kept[0].co == NULL   ? 0
+            : t->kept[1].co == co || t->kept[1].co == NULL ? 1
+                                                           : -1;
+    if (i < 0) return;
+    t->kept[i].hook = h;
+    t->kept[i].mask = lua_gethookmask(co);
+    t->kept[i].count = lua_gethookcount(co);
+    atomic_signal_fence(memory_order_seq_cst);
+    t->kept[i].co = co;
+    atomic_signal_fence(memory_order_seq_cst);
+  }
+  lua_sethook(co, preempt_hook, LUA_MASKCOUNT, 1);
+}
+
+/* Takes conc's check off L: the task's own hook back, if it replaced one.
+ * A signal meanwhile finds conc's check still there (and leaves it) until
+ * the task's hook is back (then keeps that one again). */
+static void unhook_preempt(lconc_task *t, lua_State *L) {
+  if (lua_gethook(L) != preempt_hook) return;
+  for (int i = 0; t != NULL && i < 2; i++) {
+    if (t->kept[i].co != L) continue;
+    lua_Hook h = t->kept[i].hook;
+    int mask = t->kept[i].mask, count = t->kept[i].count;
+    t->kept[i].co = NULL;
+    atomic_signal_fence(memory_order_seq_cst);
+    lua_sethook(L, h, mask, count);
+    return;
+  }
+  lua_sethook(L, NULL, 0, 0);
+}
 
 static void preempt_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lconc_task *t = parkable(L); /* its coroutine, or one it resumed */
   if (t != NULL) {
-    lua_sethook(L, NULL, 0, 0);
+    unhook_preempt(t, L);
     t->yield_reason = Y_PREEMPT;
     t->yield_from = L;
     lua_yield(L, 0);
     return;
   }
-  /* In a C function that cannot yield: look again a little later. The
-   * main script's thread running it (helping) sets it aside instead, and
-   * goes back to the main script's wait, whose time may be up. */
-  lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1000);
-  if (conc__sched_helped_pause()) lua_sethook(L, NULL, 0, 0);
+  /* In a C function that cannot yield: look again a little later (the
+   * task's own hook back meanwhile, if it has one: the next signal looks
+   * again). The main script's thread running it (helping) sets it aside
+   * instead, and goes back to the main script's wait, whose time may be
+   * up. */
+  unhook_preempt(cur_task, L);
+  if (lua_gethook(L) == NULL) lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1000);
+  if (conc__sched_helped_pause() && lua_gethook(L) == preempt_hook)
+    lua_sethook(L, NULL, 0, 0);
 }
 
 /* SIGURG's handler (proc.c): as lua.c's Ctrl-C handler does, it only
@@ -2115,12 +2167,11 @@ static void preempt_signal(void) {
   if (co == NULL) return;
   int depth = t != NULL ? t->depth : 0; /* this thread's: no race */
   if (depth > 0 && co != t->L) co = t->chain[depth - 1].co;
-  if (lua_gethook(co) == NULL) lua_sethook(co, preempt_hook, LUA_MASKCOUNT, 1);
+  hook_preempt(t, co);
   /* Outside the body (outside_begin): the <close>s an error left run on
    * the coroutine, as lua_resetthread closes it. */
   lua_State *body = t != NULL && co == t->L ? t->co : NULL;
-  if (body != NULL && lua_gethook(body) == NULL)
-    lua_sethook(body, preempt_hook, LUA_MASKCOUNT, 1);
+  if (body != NULL) hook_preempt(t, body);
 }
 
 /*
@@ -2137,9 +2188,8 @@ static void outside_begin(lua_State *L) { cur_co = L; }
 
 static void outside_end(lconc_task *t) {
   cur_co = NULL; /* first: a signal now hooks nothing */
-  if (lua_gethook(t->L) == preempt_hook) lua_sethook(t->L, NULL, 0, 0);
-  if (t->co && lua_gethook(t->co) == preempt_hook)
-    lua_sethook(t->co, NULL, 0, 0);
+  unhook_preempt(t, t->L);
+  if (t->co) unhook_preempt(t, t->co);
 }
 
 /* The error at the top of co (a task that raised), as the message
@@ -2240,6 +2290,7 @@ static void light_end(lconc_task *t, int status, int nres) {
     oom = oom || e.oom;
     lua_settop(co, 0);
     lua_sethook(co, NULL, 0, 0); /* its debug.sethook, as reset_state's */
+    t->kept[0].co = t->kept[1].co = NULL;
     if (e.dead) { /* a coroutine an error ended is replaced */
       /* Out of the task first: a collection below may free it (the
        * memory limit's, or a step of finish's), and a preemption signal
@@ -2355,7 +2406,7 @@ static int light_run(conc__g *g) {
   int r = CONC_G_DONE;
   if (t->L != NULL || light_start(t)) {
     lua_State *co = t->co;
-    if (lua_gethook(co) == preempt_hook) lua_sethook(co, NULL, 0, 0);
+    unhook_preempt(t, co);
     t->yield_reason = Y_NONE;
     int nres = 0, nargs = t->nargs;
     t->nargs = 0;

@@ -55,6 +55,15 @@ typedef struct lconc_task {
     bool ok;
   } chain[16];
   int depth;
+  /* Debug hooks of the task's own (debug.sethook) that a preemption set
+   * aside for conc's check until it fires (worker.c's hook_preempt): at
+   * most the running coroutine's and the body's. Its thread's alone:
+   * written by the preemption signal's handler and the task's code. */
+  struct {
+    lua_State *volatile co; /* NULL: free */
+    lua_Hook hook;
+    int mask, count;
+  } kept[2];
   int (*op)(void *);      /* its blocking call on its fiber (lconc_call) */
   void *op_arg;
   int op_rc;
