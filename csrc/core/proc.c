@@ -54,6 +54,9 @@
 #define RUNQ 256
 #define MAINQ 8
 #define SPIN_ROUNDS 40          /* a spinner's looks before it sleeps */
+#ifndef MAIN_AGE_NS
+#define MAIN_AGE_NS 10000       /* the main thread's work left this long */
+#endif
 #define BLOCKED_NS 1000000      /* in foreign C this long: hand its P on */
 #define PREEMPT_NS 10000000     /* computing this long: asked to yield */
 #define UNYIELDING_NS 30000000  /* and still in that turn: its P goes */
@@ -390,6 +393,7 @@ static conc__g *steal_from(conc__p *p, conc__p *victim, bool take_next) {
  * thread has not scheduled meanwhile: it is busy, or blocked). */
 typedef struct seen_t {
   unsigned long tick, puts;
+  conc_time since; /* the main thread's: when they were first seen */
 } seen_t;
 
 static bool aged(seen_t *seen, unsigned long tick, unsigned long puts,
@@ -398,6 +402,26 @@ static bool aged(seen_t *seen, unsigned long tick, unsigned long puts,
   seen->tick = tick;
   seen->puts = puts;
   return same;
+}
+
+/* The main script's thread's next slot and queue unclaimed for
+ * MAIN_AGE_NS (its tick and the slot's puts unchanged that long). */
+static bool main_aged(seen_t *s, bool first) {
+  unsigned long tick = atomic_load(&main_m.tick);
+  unsigned long puts = atomic_load(&S.main_next_puts);
+  if (atomic_load_explicit(&S.main_next, memory_order_relaxed) == NULL &&
+      atomic_load_explicit(&S.mq_n, memory_order_relaxed) == 0) {
+    s->since = 0;
+    return false;
+  }
+  conc_time now = conc_now();
+  if (first || s->since == 0 || s->tick != tick || s->puts != puts) {
+    s->tick = tick;
+    s->puts = puts;
+    s->since = now;
+    return false;
+  }
+  return now - s->since >= MAIN_AGE_NS;
 }
 
 static conc__g *steal_work(conc__p *p, seen_t *seen, bool first) {
@@ -413,9 +437,7 @@ static conc__g *steal_work(conc__p *p, seen_t *seen, bool first) {
     if (g) return g;
   }
   /* The main script's next slot and queue, if it has not come for them. */
-  if (!aged(&seen[MAXPROCS], atomic_load(&main_m.tick),
-            atomic_load(&S.main_next_puts), first))
-    return NULL;
+  if (!main_aged(&seen[MAXPROCS], first)) return NULL;
   conc__g *g = NULL;
   if (atomic_load(&S.main_next) != NULL &&
       (g = atomic_exchange(&S.main_next, NULL)) != NULL)
