@@ -1557,6 +1557,57 @@ describe("light tasks", function()
     ]]):format(0.5 * SLOW, 0.5 * SLOW), 1, 60)
   end)
 
+  it("a hooked coroutine that ends inside a C call leaves no hook " ..
+     "set aside, and an instruction budget still fires", function()
+    -- A coroutine under a hook of its own that ends in a long C call (a
+    -- tail call: no instruction after it) never fired the check a
+    -- signal set there: its hook stayed set aside, and two such filled
+    -- the task's room for them: a hooked loop after held the main
+    -- script's wait again. And a count hook longer than a slice, set
+    -- aside and given back at each preemption, started its countdown
+    -- again each time: a budget that raises never fired.
+    run(([[
+      local conc = require("conc")
+      local ready = conc.chan(1)
+      local h = conc.go(function(ready)
+        local conc = require("conc")
+        local function f() end
+        local t0 = conc.now()
+        for _ = 1, 2 do
+          coroutine.wrap(function()
+            debug.sethook(f, "", 1000)
+            return string.rep("x", 4e7)
+          end)()
+        end
+        ready:send(conc.now() - t0)
+        debug.sethook(f, "", 1000)
+        local c0 = os.clock()
+        while os.clock() - c0 < 1.5 do end
+        return true
+      end, ready)
+      local t0 = conc.now()
+      local in_c = ready:recv()
+      assert(conc.chan():recv(0.05) == nil)
+      local held = conc.now() - t0 - in_c
+      assert(held < %g, ("the main script's waits held %%.2f s"):format(held))
+      assert(h:join())
+      -- The budget, beside a task that keeps the P wanted.
+      local stop = conc.atomic(0)
+      local spinner = conc.go(function(stop)
+        while stop:load() == 0 do end
+      end, stop)
+      local b = conc.go(function()
+        debug.sethook(function() error("over budget") end, "", 3000000)
+        while true do end
+      end)
+      local ok, err = b:join()
+      stop:store(1)
+      spinner:join()
+      assert(not ok and tostring(err):find("over budget"), tostring(err))
+      print("OK")
+    ]]):format(0.6 * SLOW), 1, 60 * SLOW)
+  end)
+
   it("a task's code outside its body (its outcome, loading what its call " ..
      "names) does not hold the main script's timed wait", function()
     -- One P, kept by a spinner: the main script's wait runs each new task

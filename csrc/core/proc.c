@@ -1445,7 +1445,8 @@ static void init(void) {
  * runs the slot itself (a spawn then join, a ping-pong), which a thread
  * woken for it would only race for, at a system call each time. A slot
  * whose owner does not come for it is taken by a spinning thread after
- * a round, or handed on by the monitor within a millisecond.
+ * a round (the main thread's after MAIN_AGE_NS), or handed on by the
+ * monitor within a millisecond.
  */
 void conc__ready(conc__g *g) {
   if (atomic_load(&g->pinned)) {

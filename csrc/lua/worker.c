@@ -2095,20 +2095,29 @@ static void preempt_hook(lua_State *L, lua_Debug *ar);
  * (unhook_preempt), so the task's hook misses that one event. Before,
  * such a task was never preempted, and a main script's wait whose
  * thread ran it waited as long as it computed (for good in a loop),
- * Ctrl-C included.
+ * Ctrl-C included. Not a count hook of more than KEEP_COUNT_MAX
+ * instructions: given back, its countdown starts again (Lua's API
+ * cannot read how far it had gone), so one longer than a slice (an
+ * instruction budget, `error` after 1e7) would never fire in a task
+ * preempted each slice; such a task is not preempted (its processor
+ * goes to another thread after 20 ms, as a comparator's).
  */
+#define KEEP_COUNT_MAX 10000
 static void hook_preempt(lconc_task *t, lua_State *co) {
   lua_Hook h = lua_gethook(co);
   if (h == preempt_hook) return;
   if (h != NULL) {
     if (t == NULL) return; /* nowhere to keep it */
-    int i = t->kept[0].co == co || t->kept[0].co == NULL   ? 0
-            : t->kept[1].co == co || t->kept[1].co == NULL ? 1
-                                                           : -1;
+    int mask = lua_gethookmask(co), count = lua_gethookcount(co);
+    if ((mask & LUA_MASKCOUNT) && count > KEEP_COUNT_MAX) return;
+    /* Its own entry (one a signal left when the check did not fire
+     * before co ended: resume_step takes those off), else a free one. */
+    int i = t->kept[0].co == co ? 0 : t->kept[1].co == co ? 1 : -1;
+    if (i < 0) i = t->kept[0].co == NULL ? 0 : t->kept[1].co == NULL ? 1 : -1;
     if (i < 0) return;
     t->kept[i].hook = h;
-    t->kept[i].mask = lua_gethookmask(co);
-    t->kept[i].count = lua_gethookcount(co);
+    t->kept[i].mask = mask;
+    t->kept[i].count = count;
     atomic_signal_fence(memory_order_seq_cst);
     t->kept[i].co = co;
     atomic_signal_fence(memory_order_seq_cst);
@@ -2150,8 +2159,7 @@ static void preempt_hook(lua_State *L, lua_Debug *ar) {
    * up. */
   unhook_preempt(cur_task, L);
   if (lua_gethook(L) == NULL) lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1000);
-  if (conc__sched_helped_pause() && lua_gethook(L) == preempt_hook)
-    lua_sethook(L, NULL, 0, 0);
+  if (conc__sched_helped_pause()) unhook_preempt(cur_task, L);
 }
 
 /* SIGURG's handler (proc.c): as lua.c's Ctrl-C handler does, it only
@@ -2159,8 +2167,8 @@ static void preempt_hook(lua_State *L, lua_Debug *ar) {
  * one it resumed through conc's coroutine.resume or wrap (a loop inside
  * one ran on unpreempted: the hook is per coroutine), whose yield then
  * passes up to the task as a blocking call's does. A coroutine with a
- * debug hook of its own is left alone (its hook keeps running; the task
- * yields at its next blocking call). */
+ * debug hook of its own has it set aside for conc's check (see
+ * hook_preempt). */
 static void preempt_signal(void) {
   lua_State *co = cur_co;
   lconc_task *t = cur_task;
@@ -2517,8 +2525,15 @@ static int resume_step(lua_State *L, lua_State *co, int narg, lua_KFunction k) {
   /* Only the entry pushed here is popped: co resuming itself (an error)
    * must not pop its resumer's entry for it. */
   if (pushed) t->depth--;
-  if (status == LUA_YIELD && t != NULL && t->yield_reason != Y_NONE &&
-      t->yield_from == co) {
+  bool conc_yield = status == LUA_YIELD && t != NULL &&
+                    t->yield_reason != Y_NONE && t->yield_from == co;
+  /* co ended, failed or yielded of its own with conc's check not fired
+   * (it left from inside a C call, or by a tail call): the check goes,
+   * and the hook it set aside comes back (its `kept` entry, stale
+   * otherwise, could be matched by a later coroutine at co's address).
+   * That preemption is lost; the next signal asks again. */
+  if (t != NULL && !conc_yield) unhook_preempt(t, co);
+  if (conc_yield) {
     /* A conc yield: pass it on. Every level pops its entry on the way
      * out, and the continuations push them again on the way back in when
      * the task is woken (k resumes co here again): an entry kept while
