@@ -424,6 +424,12 @@ static bool main_aged(seen_t *s, bool first) {
   return now - s->since >= MAIN_AGE_NS;
 }
 
+/* The main thread's work waits, not yet MAIN_AGE_NS old (set by
+ * main_aged, which every round that got that far called). */
+static bool main_work_young(const seen_t *s) {
+  return s->since != 0 && conc_now() - s->since < MAIN_AGE_NS;
+}
+
 static conc__g *steal_work(conc__p *p, seen_t *seen, bool first) {
   int n = atomic_load(&S.nprocs);
   int start = (int)(conc__rand() % (uint32_t)(n > 0 ? n : 1));
@@ -986,7 +992,13 @@ static conc__g *find_runnable(conc__m *m) {
   }
   seen_t seen[MAXPROCS + 1];
   if (m->spinning) {
-    for (int round = 0; round < SPIN_ROUNDS; round++) {
+    /* Past its rounds while the main thread's work is younger than
+     * MAIN_AGE_NS (bounded): asleep, it would wake a thread for that
+     * work at once (below), which would spin as long and sleep again. */
+    for (int round = 0;
+         round < SPIN_ROUNDS ||
+         (round < 8 * SPIN_ROUNDS && main_work_young(&seen[MAXPROCS]));
+         round++) {
       if ((g = runq_get(p)) || (g = globrunq_get()) ||
           (g = steal_work(p, seen, round == 0)))
         return g;
