@@ -2105,10 +2105,13 @@ static void preempt_hook(lua_State *L, lua_Debug *ar);
 #define KEEP_COUNT_MAX 10000
 static void hook_preempt(lconc_task *t, lua_State *co) {
   lua_Hook h = lua_gethook(co);
+  int mask = lua_gethookmask(co), count = lua_gethookcount(co);
   if (h == preempt_hook) return;
+  /* Caught inside the task's own lua_sethook, between its writes of the
+   * hook and of the mask: the next signal looks again. */
+  if ((h == NULL) != (mask == 0)) return;
   if (h != NULL) {
     if (t == NULL) return; /* nowhere to keep it */
-    int mask = lua_gethookmask(co), count = lua_gethookcount(co);
     if ((mask & LUA_MASKCOUNT) && count > KEEP_COUNT_MAX) return;
     /* Its own entry (one a signal left when the check did not fire
      * before co ended: resume_step takes those off), else a free one. */
