@@ -265,11 +265,12 @@ static void start_workers(lua_State *L, conc_workpool *p, int pool_idx,
 
 /* ---- options ------------------------------------------------------------ */
 
-/* Reads integer option `key` of the table at idx (def if absent). */
 /* The most workers a pool or a stage starts (each is a task, all started
  * before it returns: a billion asked for took memory until killed). */
 #define MAX_WORKERS 100000
 
+/* Reads integer option `key` of the table at idx (def if absent), an
+ * integer from min to max. */
 static lua_Integer int_option(lua_State *L, int idx, const char *key,
                               lua_Integer def, lua_Integer min, lua_Integer max,
                               const char *fname) {
