@@ -54,9 +54,7 @@
 #define RUNQ 256
 #define MAINQ 8
 #define SPIN_ROUNDS 40          /* a spinner's looks before it sleeps */
-#ifndef MAIN_AGE_NS
 #define MAIN_AGE_NS 10000       /* the main thread's work left this long */
-#endif
 #define BLOCKED_NS 1000000      /* in foreign C this long: hand its P on */
 #define PREEMPT_NS 10000000     /* computing this long: asked to yield */
 #define UNYIELDING_NS 30000000  /* and still in that turn: its P goes */
